@@ -1,0 +1,121 @@
+"""What a backend is, as the selector and runner see it.
+
+A backend registers through the `kerntrace_backends` hook (see hookspecs)
+and implements:
+
+    capabilities(host)            -> [Capability]   what it found on this host
+    check(measurement, host)      -> Verdict        can it run this measurement here?
+    open(measurement, verdict, options) -> Session  a running measurement
+
+A Session is a context manager: entering it calls start(), which attaches
+everything; leaving it (on every path) calls close(), which detaches
+everything and restores the kernel as it was.  close() must be idempotent and
+must work after a partial start().
+
+    wait(timeout)   process kernel events for up to `timeout` seconds
+    collect()       -> Report for what was seen since the last collect()
+                       (read-and-reset; in-flight pair starts survive)
+    program_text()  a human-readable rendering of what it installs
+                    (the generated BPF C, the tracefs writes), or None
+"""
+
+
+class Capability(object):
+    """One thing a host can or cannot do, and how we know."""
+
+    __slots__ = ("name", "ok", "detail", "backend")
+
+    def __init__(self, name, ok, detail, backend=None):
+        self.name = name
+        self.ok = bool(ok)
+        self.detail = detail
+        self.backend = backend
+
+    def as_dict(self):
+        return {"name": self.name, "ok": self.ok, "detail": self.detail,
+                "backend": self.backend}
+
+    def __repr__(self):
+        return "Capability(%s=%s: %s)" % (self.name, self.ok, self.detail)
+
+
+class Verdict(object):
+    """A backend's answer for one measurement on this host.
+
+    ok       it can run it
+    reasons  why (not): one short line each, for the user
+    plan     backend-private data (e.g. the probe chosen for each event)
+    """
+
+    def __init__(self, backend, ok, reasons=(), plan=None):
+        self.backend = backend
+        self.ok = bool(ok)
+        self.reasons = list(reasons)
+        self.plan = plan
+
+    def __repr__(self):
+        return "Verdict(%s ok=%s %s)" % (self.backend, self.ok, "; ".join(self.reasons))
+
+
+class RunOptions(object):
+    """Run-time knobs that are not part of the measurement."""
+
+    def __init__(self, tool="kerntrace", buffer_kb=None, input_file=None,
+                 stderr=None, verbose=False):
+        self.tool = tool
+        self.buffer_kb = buffer_kb
+        self.input_file = input_file
+        self.stderr = stderr
+        self.verbose = verbose
+
+
+class Backend(object):
+    name = None
+    # Lower is preferred by the selector when several backends can run a tool.
+    preference = 100
+
+    def capabilities(self, host):
+        raise NotImplementedError
+
+    def check(self, measurement, host):
+        raise NotImplementedError
+
+    def open(self, measurement, verdict, options):
+        raise NotImplementedError
+
+    def cleanup_stale(self, host, stderr=None):
+        """Remove what dead kerntrace processes left behind; return a list
+        of one-line descriptions of what was removed."""
+        return []
+
+
+class Session(object):
+    """Built by Backend.open() without touching the kernel (so
+    program_text() can show what it would do); entering it starts tracing."""
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def start(self):
+        raise NotImplementedError
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def wait(self, timeout):
+        raise NotImplementedError
+
+    def collect(self):
+        raise NotImplementedError
+
+    def close(self):
+        raise NotImplementedError
+
+    def program_text(self):
+        return None

@@ -1,0 +1,68 @@
+"""`kerntrace doctor`: what this host can trace and how we know, and for
+every installed tool which backend would run it and why not the others."""
+
+import json
+
+from .errors import KerntraceError
+from .host import Host
+from .selector import evaluate, select
+from .tool import ArgumentParser
+
+
+def gather(plugins, host):
+    caps = list(host.capabilities())
+    for b in plugins.backends():
+        try:
+            bc = b.capabilities(host)
+        except Exception as e:  # probing never crashes doctor
+            from .backend import Capability
+            bc = [Capability("probe", False, "%s: %s" % (type(e).__name__, e))]
+        for c in bc:
+            c.backend = b.name
+        caps.extend(bc)
+    tools = []
+    for name, tool in sorted(plugins.tools().items()):
+        entry = {"tool": name, "backend": None, "verdicts": {}}
+        try:
+            m = tool.measurement(tool.parse_args([], prog=name))
+            verdicts = evaluate(m, plugins.backends(), host)
+            entry["verdicts"] = {n: {"ok": v.ok, "reasons": v.reasons} for n, v in verdicts.items()}
+            try:
+                sel = select(tool, m, plugins.backends(), host, "auto",
+                             hook=plugins.pm.hook.kerntrace_select_backend)
+                entry["backend"] = sel.backend.name
+            except KerntraceError as e:
+                entry["error"] = str(e)
+        except Exception as e:
+            entry["error"] = "%s: %s" % (type(e).__name__, e)
+        tools.append(entry)
+    return {"hostname": host.hostname, "kernel": host.kernel_release,
+            "capabilities": [c.as_dict() for c in caps], "tools": tools}
+
+
+def doctor(plugins, argv, out, err):
+    p = ArgumentParser(prog="kerntrace doctor", description="What this host can trace.")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    host = Host(stderr=err)
+    report = gather(plugins, host)
+    if args.json:
+        out.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return 0
+    out.write("kerntrace doctor: %s, Linux %s\n\n" % (report["hostname"], report["kernel"]))
+    out.write("Capabilities:\n")
+    for c in report["capabilities"]:
+        name = c["name"] if not c["backend"] else "%s.%s" % (c["backend"], c["name"])
+        out.write("  [%s] %-28s %s\n" % ("ok" if c["ok"] else "--", name, c["detail"]))
+    out.write("\nTools:\n")
+    for t in report["tools"]:
+        chosen = t["backend"] or "none"
+        out.write("  %-14s -> %s\n" % (t["tool"], chosen))
+        for n, v in sorted(t["verdicts"].items()):
+            if n == t["backend"]:
+                continue
+            out.write("  %-14s    %s: %s\n" % ("", n, "could run it" if v["ok"]
+                                              else "; ".join(v["reasons"]) or "cannot"))
+        if t.get("error"):
+            out.write("  %-14s    %s\n" % ("", t["error"]))
+    return 0

@@ -1,0 +1,91 @@
+"""Facts about this host that do not belong to one backend: privileges,
+kernel lockdown, where tracefs is and which events exist.  Every probe
+answers; none raises (ENOENT and EPERM are answers)."""
+
+import os
+import platform
+import socket
+
+from . import tracefs
+from .backend import Capability
+
+
+class Host(object):
+    """Lazily probed, cached host facts.  `root` lets tests point every path
+    at a fake tree (pyfakefs); `mount` lets locate() mount tracefs."""
+
+    def __init__(self, mount_tracefs=True, stderr=None):
+        self._mount = mount_tracefs
+        self._stderr = stderr
+        self._tracefs = None
+        self._tracefs_probed = False
+        self._formats = {}
+
+    # -- identity ----------------------------------------------------------
+    @property
+    def hostname(self):
+        return socket.gethostname()
+
+    @property
+    def kernel_release(self):
+        return platform.release()
+
+    # -- privileges --------------------------------------------------------
+    def is_root(self):
+        return os.geteuid() == 0
+
+    def lockdown(self):
+        """'none', 'integrity', 'confidentiality', or None when the kernel
+        has no lockdown LSM (the file is missing)."""
+        text = tracefs.read_text("/sys/kernel/security/lockdown")
+        if not text:
+            return None
+        for word in text.split():
+            if word.startswith("["):
+                return word.strip("[]")
+        return None
+
+    # -- tracefs -----------------------------------------------------------
+    def tracefs(self):
+        """tracefs.Location or None.  Mounts tracefs when root and allowed."""
+        if not self._tracefs_probed:
+            self._tracefs_probed = True
+            self._tracefs = tracefs.locate(mount=self._mount and self.is_root(),
+                                           stderr=self._stderr)
+        return self._tracefs
+
+    def tracefs_path(self):
+        loc = self.tracefs()
+        return loc.path if loc else None
+
+    def has_instances(self):
+        p = self.tracefs_path()
+        return bool(p) and os.path.isdir(os.path.join(p, "instances"))
+
+    def event_format(self, category, name):
+        """The EventFormat of a tracepoint, or None if absent/unreadable."""
+        key = (category, name)
+        if key not in self._formats:
+            p = self.tracefs_path()
+            self._formats[key] = tracefs.read_format(p, category, name) if p else None
+        return self._formats[key]
+
+    def has_file(self, relpath):
+        p = self.tracefs_path()
+        return bool(p) and os.path.exists(os.path.join(p, relpath))
+
+    def capabilities(self):
+        caps = [Capability("root", self.is_root(),
+                           "effective uid %d" % os.geteuid())]
+        lock = self.lockdown()
+        caps.append(Capability("lockdown", lock in (None, "none"),
+                               "no lockdown LSM" if lock is None
+                               else "/sys/kernel/security/lockdown: %s" % lock))
+        loc = self.tracefs()
+        caps.append(Capability("tracefs", loc is not None,
+                               loc.how if loc else "not mounted and could not be mounted"))
+        if loc:
+            caps.append(Capability("tracefs_instances", self.has_instances(),
+                                   "%s/instances %s" % (loc.path, "exists" if self.has_instances()
+                                                        else "missing (kernel < 3.10)")))
+        return caps

@@ -1,0 +1,452 @@
+"""The declarative measurement model.
+
+A tool plugin describes *what* it measures with these classes; a backend
+decides *how*.  Nothing here knows about tracefs or BPF.
+
+    Measurement(
+        events=[Event("issue", Tracepoint("block", "block_rq_issue"),
+                      fields=[Field("dev"), Field("sector"), Field("rwbs", STR)]),
+                Event("done", Tracepoint("block", "block_rq_complete"),
+                      fields=[Field("dev"), Field("sector")])],
+        pair=Pair("issue", "done", key=("dev", "sector")),
+        aggregate=Histogram("latency", scale=POW2_MS),
+        filters=[Filter("dev", "==", 0x0fe00000)],
+    )
+
+Every value a filter carries is typed and validated when the filter is built,
+so backends can emit it into tracefs filter files or BPF C without further
+checks.
+"""
+
+import re
+
+from .errors import InvalidSpec, UsageError
+
+# ---------------------------------------------------------------------------
+# Field types
+INT = "int"      # integer tracepoint field, function argument or return value
+STR = "str"      # fixed char array in the event record (comm, rwbs, ...)
+USTR = "ustr"    # NUL-terminated string read from a user-space pointer
+FIELD_TYPES = (INT, STR, USTR)
+
+# Fields every event has, whatever probe produced it.
+#   ts   monotonic nanoseconds     pid  process id (tgid)
+#   tid  thread id                 comm task name        cpu  cpu number
+CONTEXT_FIELDS = {"ts": INT, "pid": INT, "tid": INT, "comm": STR, "cpu": INT}
+
+# The value a Pair produces: end.ts - start.ts in nanoseconds.
+LATENCY = "latency"
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}$")
+
+
+def _ident(what, value):
+    if not isinstance(value, str) or not _IDENT.match(value):
+        raise InvalidSpec("%s must be an identifier, got %r" % (what, value))
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Probes: where an event comes from.  An Event lists one or more probes in
+# order of preference; the backend takes the first one it can attach.
+class Probe(object):
+    kind = None
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self):
+        return hash((type(self).__name__,) + tuple(sorted(self.__dict__.items())))
+
+    def __repr__(self):
+        return "<%s %s>" % (type(self).__name__, self.describe())
+
+
+class Tracepoint(Probe):
+    """A static kernel tracepoint, e.g. Tracepoint("block", "block_rq_issue")."""
+
+    kind = "tracepoint"
+
+    def __init__(self, category, name):
+        self.category = _ident("tracepoint category", category)
+        self.name = _ident("tracepoint name", name)
+
+    def describe(self):
+        return "t:%s:%s" % (self.category, self.name)
+
+
+class SyscallEntry(Tracepoint):
+    """Entry of a system call (syscalls:sys_enter_NAME)."""
+
+    kind = "syscall_enter"
+
+    def __init__(self, syscall):
+        self.syscall = _ident("syscall", syscall)
+        Tracepoint.__init__(self, "syscalls", "sys_enter_" + syscall)
+
+
+class SyscallExit(Tracepoint):
+    """Return of a system call (syscalls:sys_exit_NAME); field "ret"."""
+
+    kind = "syscall_exit"
+
+    def __init__(self, syscall):
+        self.syscall = _ident("syscall", syscall)
+        Tracepoint.__init__(self, "syscalls", "sys_exit_" + syscall)
+
+
+class KernelFunction(Probe):
+    """Entry (or return, with ret=True) of a kernel function (kprobe)."""
+
+    def __init__(self, function, ret=False):
+        self.function = _ident("kernel function", function)
+        self.ret = bool(ret)
+
+    @property
+    def kind(self):
+        return "kretprobe" if self.ret else "kprobe"
+
+    def describe(self):
+        return "%s:%s" % ("kr" if self.ret else "k", self.function)
+
+
+class UserFunction(Probe):
+    """Entry (or return) of a function in a user-space binary or library
+    (uprobe).  `library` is a path or a short name such as "c" for libc."""
+
+    def __init__(self, library, symbol, ret=False):
+        if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
+            raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
+        self.library = library
+        self.symbol = _ident("symbol", symbol)
+        self.ret = bool(ret)
+
+    @property
+    def kind(self):
+        return "uretprobe" if self.ret else "uprobe"
+
+    def describe(self):
+        return "%s:%s:%s" % ("ur" if self.ret else "u", self.library, self.symbol)
+
+
+# ---------------------------------------------------------------------------
+class Field(object):
+    """A value an event carries.
+
+    name     the name tools, filters and output use;
+    type     INT, STR or USTR;
+    sources  where to read it, in order of preference: tracepoint format field
+             names (kernels rename fields: ("error", "errors")), or for
+             function probes "argN" (N from 0) and "retval".  Defaults to (name,).
+    """
+
+    def __init__(self, name, type=INT, sources=None):
+        self.name = _ident("field name", name)
+        if name in CONTEXT_FIELDS or name == LATENCY:
+            raise InvalidSpec("field %r is implicit; do not declare it" % name)
+        if type not in FIELD_TYPES:
+            raise InvalidSpec("field type must be one of %s" % (FIELD_TYPES,))
+        self.type = type
+        self.sources = tuple(_ident("field source", s) for s in (sources or (name,)))
+
+    def __repr__(self):
+        return "Field(%r, %r, %r)" % (self.name, self.type, self.sources)
+
+
+class Event(object):
+    """A named logical event: the first attachable probe of `probes`, and the
+    fields the tool reads from it."""
+
+    def __init__(self, name, *probes, **kw):
+        self.name = _ident("event name", name)
+        if not probes or not all(isinstance(p, Probe) for p in probes):
+            raise InvalidSpec("event %r needs at least one probe" % name)
+        self.probes = tuple(probes)
+        self.fields = tuple(kw.pop("fields", ()))
+        if kw:
+            raise InvalidSpec("unknown Event options: %s" % ", ".join(kw))
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise InvalidSpec("event %r declares a field twice" % name)
+
+    def field(self, name):
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    def field_type(self, name):
+        if name in CONTEXT_FIELDS:
+            return CONTEXT_FIELDS[name]
+        f = self.field(name)
+        return f.type if f else None
+
+    def __repr__(self):
+        return "Event(%r, %s)" % (self.name, ", ".join(p.describe() for p in self.probes))
+
+
+class Pair(object):
+    """Pair a start event with an end event sharing the same `key` fields
+    (block issue -> completion by ("dev", "sector"); function entry -> return
+    by ("tid",)).  A pair yields LATENCY (ns), the `carry` fields taken from
+    the start event (e.g. the issuing "comm" and "pid") and every field of the
+    end event.  Starts still in flight at an interval boundary stay pending;
+    an end without a start is counted as unmatched, never guessed."""
+
+    def __init__(self, start, end, key, carry=()):
+        self.start = _ident("pair start", start)
+        self.end = _ident("pair end", end)
+        self.key = tuple(_ident("pair key", k) for k in key)
+        self.carry = tuple(_ident("carried field", c) for c in carry)
+        if not self.key:
+            raise InvalidSpec("a pair needs a key")
+
+
+# ---------------------------------------------------------------------------
+# Aggregations
+LOG2 = "log2"        # bcc: slot floor(log2 v)+1, 0 and 1 share slot 1
+LINEAR = "linear"    # bucket = v // step
+POW2_MS = "pow2ms"   # perf-tools iolatency: smallest i with v <= 2^i (ms)
+SCALES = (LOG2, LINEAR, POW2_MS)
+
+# The unit a histogram is kept in, and how to get there from the raw value.
+_NS_UNITS = {"nsecs": 1, "usecs": 1000, "msecs": 1000000}
+
+
+class Histogram(object):
+    """Histogram of `value` (LATENCY or an INT field) per `keys`.
+
+    unit     label printed and put in JSON ("usecs", "msecs", "kbytes", ...);
+    divisor  raw value // divisor is what is bucketed (integer division, as
+             bcc does in the kernel).  For LATENCY it defaults from the unit.
+             POW2_MS buckets work on nanoseconds directly (divisor 1).
+    """
+
+    kind = "histogram"
+
+    def __init__(self, value, scale=LOG2, unit="usecs", divisor=None, step=1, keys=()):
+        self.value = _ident("histogram value", value)
+        if scale not in SCALES:
+            raise InvalidSpec("scale must be one of %s" % (SCALES,))
+        self.scale = scale
+        self.unit = unit
+        if divisor is None:
+            divisor = _NS_UNITS.get(unit, 1) if value == LATENCY else 1
+        if scale == POW2_MS:
+            divisor, self.unit = 1, "ms"
+        if not isinstance(divisor, int) or divisor < 1:
+            raise InvalidSpec("divisor must be a positive integer")
+        if not isinstance(step, int) or step < 1:
+            raise InvalidSpec("step must be a positive integer")
+        self.divisor = divisor
+        self.step = step
+        self.keys = tuple(_ident("histogram key", k) for k in keys)
+
+
+class Count(object):
+    """Number of events (or pairs) per `keys`.  The pseudo-field "event" is
+    the logical event name, for tools that count several events."""
+
+    kind = "count"
+
+    def __init__(self, keys=()):
+        self.keys = tuple(_ident("count key", k) for k in keys)
+
+
+class Records(object):
+    """One record per event (or pair) with `fields`, streamed as they occur."""
+
+    kind = "records"
+
+    def __init__(self, fields):
+        self.fields = tuple(_ident("record field", f) for f in fields)
+        if not self.fields:
+            raise InvalidSpec("records need at least one field")
+
+
+EVENT_NAME = "event"   # pseudo-field: the logical event's name
+
+# ---------------------------------------------------------------------------
+# Filters
+INT_OPS = ("==", "!=", "<", "<=", ">", ">=")
+STR_OPS = ("==", "!=", "glob")
+_U64 = (1 << 64) - 1
+_S64_MIN = -(1 << 63)
+# What a STR filter value may contain: printable ASCII without quote,
+# backslash or the tracefs filter metacharacters we never want to pass on.
+_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:+/@%#=,\- ]{0,64}$")
+
+
+def _check_int(field, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError("%s: expected an integer, got %r" % (field, value))
+    if value < _S64_MIN or value > _U64:
+        raise UsageError("%s: %d is out of the 64-bit range" % (field, value))
+    return value
+
+
+def _check_str(field, value, op):
+    if not isinstance(value, str) or not _SAFE_STR.match(value):
+        raise UsageError("%s: invalid value %r (letters, digits and _.:+/@%%#=,- only, "
+                         "at most 64)" % (field, value))
+    if op == "glob":
+        core = value.strip("*")
+        if "*" in core or "?" in core or "[" in core:
+            raise UsageError("%s: invalid pattern %r: wildcards only at the start or end"
+                             % (field, value))
+    elif "*" in value:
+        raise UsageError("%s: '*' is only allowed in patterns" % field)
+    return value
+
+
+class Filter(object):
+    """Keep only events whose `field` compares true with `value`.
+
+    `events` names the logical events it applies to; by default every event
+    that has the field (context fields: every event).  Values are validated
+    here, once, for every backend."""
+
+    def __init__(self, field, op, value, events=None, type=None):
+        self.field = _ident("filter field", field)
+        self.type = type or CONTEXT_FIELDS.get(field, INT if not isinstance(value, str) else STR)
+        if self.type == INT:
+            if op not in INT_OPS:
+                raise InvalidSpec("integer filter op must be one of %s" % (INT_OPS,))
+            self.value = _check_int(field, value)
+        else:
+            if op not in STR_OPS:
+                raise InvalidSpec("string filter op must be one of %s" % (STR_OPS,))
+            self.value = _check_str(field, value, op)
+        self.op = op
+        self.events = tuple(events) if events is not None else None
+
+    def glob_parts(self):
+        """For a glob: (anchored_start, text, anchored_end)."""
+        v = self.value
+        return (not v.startswith("*"), v.strip("*"), not v.endswith("*"))
+
+    def matches(self, actual):
+        """Evaluate in user space (the ftrace backend when the kernel filter
+        cannot express it, and replay)."""
+        v = self.value
+        if self.op == "glob":
+            start, text, end = self.glob_parts()
+            if start and end:
+                return actual == text
+            if start:
+                return actual.startswith(text)
+            if end:
+                return actual.endswith(text)
+            return text in actual
+        if self.op == "==":
+            return actual == v
+        if self.op == "!=":
+            return actual != v
+        if self.op == "<":
+            return actual < v
+        if self.op == "<=":
+            return actual <= v
+        if self.op == ">":
+            return actual > v
+        return actual >= v
+
+    def applies_to(self, event):
+        if self.events is not None:
+            return event.name in self.events
+        return event.field_type(self.field) is not None
+
+    def __repr__(self):
+        return "Filter(%r %s %r)" % (self.field, self.op, self.value)
+
+
+# ---------------------------------------------------------------------------
+class Schedule(object):
+    """When to report: every `interval` seconds, `count` times (0: until
+    Ctrl-C), or once after `duration` seconds."""
+
+    def __init__(self, interval=1.0, count=0, duration=None):
+        self.interval = float(interval)
+        self.count = int(count)
+        self.duration = float(duration) if duration is not None else None
+        if not self.interval > 0 or self.count < 0 or (self.duration is not None
+                                                         and not self.duration > 0):
+            raise UsageError("interval and duration must be > 0, count >= 0")
+
+
+class Measurement(object):
+    """Everything a backend needs to run a tool."""
+
+    def __init__(self, events, aggregate, pair=None, filters=(), schedule=None):
+        self.events = tuple(events)
+        self.aggregate = aggregate
+        self.pair = pair
+        self.filters = tuple(filters)
+        self.schedule = schedule or Schedule()
+        self._validate()
+
+    def event(self, name):
+        for e in self.events:
+            if e.name == name:
+                return e
+        raise InvalidSpec("no event named %r" % name)
+
+    def output_fields(self):
+        """Field name -> type of what the aggregate sees: a pair's carried
+        start fields, the end event's fields and LATENCY; or, without a pair,
+        the fields every event has."""
+        if self.pair:
+            start, end = self.event(self.pair.start), self.event(self.pair.end)
+            out = dict(CONTEXT_FIELDS)
+            for f in end.fields:
+                out[f.name] = f.type
+            for c in self.pair.carry:
+                out[c] = start.field_type(c)
+            out[LATENCY] = INT
+        else:
+            out = dict(CONTEXT_FIELDS)
+            common = None
+            for e in self.events:
+                names = set(f.name for f in e.fields)
+                common = names if common is None else common & names
+            for f in self.events[0].fields:
+                if f.name in (common or ()):
+                    out[f.name] = f.type
+        out[EVENT_NAME] = STR
+        return out
+
+    def _validate(self):
+        names = [e.name for e in self.events]
+        if not names or len(set(names)) != len(names):
+            raise InvalidSpec("events must be non-empty with unique names")
+        if self.aggregate is None or self.aggregate.kind not in ("histogram", "count", "records"):
+            raise InvalidSpec("aggregate must be Histogram, Count or Records")
+        if self.pair:
+            start, end = self.event(self.pair.start), self.event(self.pair.end)
+            for k in self.pair.key:
+                if start.field_type(k) is None or end.field_type(k) is None:
+                    raise InvalidSpec("pair key %r missing on %s or %s" % (k, start.name, end.name))
+            for c in self.pair.carry:
+                if start.field_type(c) is None:
+                    raise InvalidSpec("carried field %r missing on %s" % (c, start.name))
+        available = self.output_fields()
+        agg = self.aggregate
+        used = list(getattr(agg, "keys", ())) + list(getattr(agg, "fields", ()))
+        if agg.kind == "histogram":
+            used.append(agg.value)
+            if available.get(agg.value) != INT:
+                raise InvalidSpec("histogram value %r must be an integer field" % agg.value)
+        for name in used:
+            if name not in available:
+                raise InvalidSpec("aggregate uses unknown field %r" % name)
+        for f in self.filters:
+            targets = [e for e in self.events if f.applies_to(e)]
+            if not targets:
+                raise InvalidSpec("filter on %r applies to no event" % f.field)
+            for e in targets:
+                if e.field_type(f.field) != f.type:
+                    raise InvalidSpec("filter on %r: type %s does not match event %s"
+                                      % (f.field, f.type, e.name))
+
+    def filters_for(self, event):
+        return [f for f in self.filters if f.applies_to(event)]

@@ -1,0 +1,195 @@
+"""Running one tool: parse, select a backend, trace, print, restore.
+
+Exit statuses: 0 success (also Ctrl-C/SIGTERM/SIGHUP after tracing started,
+and a closed stdout pipe), 1 runtime failure, 2 usage error.  The first
+Ctrl-C ends tracing and prints the partial interval; a second one aborts the
+printing.  The session is always closed, with signals held off, so the
+kernel is restored whatever happened.
+"""
+
+import errno
+import os
+import signal
+import sys
+import time
+
+from .backend import RunOptions
+from .errors import KerntraceError, Unsupported
+from .host import Host
+from .output.base import RunContext
+from .selector import select
+
+# How often a records (event stream) tool hands events to its printer.
+RECORD_FLUSH_S = 0.1
+
+
+class Stop(BaseException):
+    """A signal asked us to stop (BaseException so no `except Exception`
+    in a printer or backend swallows it)."""
+
+    def __init__(self, signum):
+        BaseException.__init__(self, signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
+                      if hasattr(signal, n))
+
+
+def _raise_stop(signum, _frame):
+    raise Stop(signum)
+
+
+class _SignalsAsStop(object):
+    def __enter__(self):
+        self.saved = {s: signal.signal(s, _raise_stop) for s in _STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+        return False
+
+
+class _SignalsHeld(object):
+    """Ignore stop signals while restoring kernel state."""
+
+    def __enter__(self):
+        self.saved = {s: signal.signal(s, signal.SIG_IGN) for s in _STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+        return False
+
+
+def choose_printer(tool, args, out, err):
+    from .output import jsonlines, prometheus
+    if getattr(args, "json", False):
+        return jsonlines.JsonLinesPrinter(out, err)
+    if getattr(args, "prometheus", False):
+        return prometheus.PrometheusPrinter(out, err)
+    return tool.printer(args, out, err)
+
+
+def _is_epipe(e):
+    return isinstance(e, (IOError, OSError)) and e.errno == errno.EPIPE
+
+
+def run(tool, args, plugins, out=None, err=None, host=None):
+    """Run a parsed tool invocation.  Returns the exit status; raises
+    KerntraceError for failures the caller prints as one line."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    measurement = tool.measurement(args)
+    host = host or Host(stderr=err)
+    requested = getattr(args, "backend", "auto")
+    input_file = getattr(args, "input_file", None)
+    if input_file:
+        # Replay of a saved trace is the ftrace backend's job.
+        if requested not in ("auto", "ftrace"):
+            raise Unsupported("--input replays a saved ftrace trace; it needs --backend ftrace")
+        requested = "ftrace"
+        if not os.path.isfile(input_file):
+            raise KerntraceError("cannot read %s" % input_file)
+    options = RunOptions(tool=tool.name, buffer_kb=getattr(args, "buffer_kb", None),
+                         input_file=input_file, stderr=err)
+    backends = plugins.backends()
+    selection = select(tool, measurement, backends, host, requested,
+                       hook=plugins.pm.hook.kerntrace_select_backend)
+    if getattr(args, "explain", False):
+        for line in selection.explain():
+            err.write("kerntrace: %s\n" % line)
+    session = selection.backend.open(measurement, selection.verdict, options)
+    if getattr(args, "print_program", False):
+        out.write(session.program_text() or "(the %s backend installs no program)\n"
+                  % selection.backend.name)
+        return 0
+    printer = choose_printer(tool, args, out, err)
+    ctx = RunContext(tool.name, selection.backend.name, measurement.schedule,
+                     hostname=host.hostname, kernel=host.kernel_release, args=args)
+    with _SignalsAsStop():
+        try:
+            try:
+                session.__enter__()
+                printer.start(ctx)
+                _loop(session, measurement, printer, ctx, tool.name, selection.backend.name)
+            except Stop:
+                # Ctrl-C/SIGTERM: print what the unfinished interval saw.  A
+                # second signal while doing that aborts the printing only.
+                try:
+                    _emit(session, printer, ctx, tool.name, selection.backend.name, final=True)
+                except Stop:
+                    pass
+            try:
+                printer.finish(ctx)
+            except Stop:
+                pass
+        except (IOError, OSError) as e:
+            if not _is_epipe(e):
+                raise
+            _silence_stdout()
+        finally:
+            with _SignalsHeld():
+                session.close()
+    return 0
+
+
+def _silence_stdout():
+    """stdout's reader went away (| head): make later flushes harmless."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _Seq(object):
+    n = 0
+    last_wall = None
+
+
+def _emit(session, printer, ctx, tool, backend, final=False):
+    report = session.collect()
+    report.tool, report.backend = tool, backend
+    report.seq = _Seq.n
+    report.start = _Seq.last_wall or ctx.started
+    report.end = time.time()
+    _Seq.last_wall = report.end
+    _Seq.n += 1
+    if final and isinstance(report.data, list) and not report.data and not report.lost:
+        return report
+    printer.report(report, ctx)
+    try:
+        printer.out.flush()
+    except AttributeError:
+        pass
+    return report
+
+
+def _loop(session, measurement, printer, ctx, tool, backend):
+    sched = measurement.schedule
+    records = measurement.aggregate.kind == "records"
+    period = RECORD_FLUSH_S if records else sched.interval
+    t0 = time.monotonic() if hasattr(time, "monotonic") else time.time()
+    end = t0 + sched.duration if sched.duration else None
+    _Seq.n, _Seq.last_wall = 0, ctx.started
+    n = 0
+    next_at = t0
+    while True:
+        next_at += period
+        if end is not None and next_at > end:
+            next_at = end
+        while True:
+            now = time.monotonic()
+            if now >= next_at:
+                break
+            session.wait(next_at - now)
+        _emit(session, printer, ctx, tool, backend)
+        n += 1
+        if end is not None and time.monotonic() >= end:
+            return
+        if not records and sched.count and n >= sched.count:
+            return

@@ -1,0 +1,75 @@
+"""Choosing the backend for a tool on this host.
+
+Every backend is asked whether it can run the measurement here (its check()
+probes: events exist, probe types attach, bcc compiles, ...).  The first ok
+backend in preference order wins unless a kerntrace_select_backend hook
+decides otherwise or the user forces one with --backend.  Never decided by
+kernel version numbers."""
+
+from .errors import Unsupported
+
+
+class Selection(object):
+    def __init__(self, backend, verdict, verdicts, requested):
+        self.backend = backend
+        self.verdict = verdict
+        self.verdicts = verdicts
+        self.requested = requested
+
+    def explain(self):
+        """One line per backend: chosen, or why not."""
+        lines = []
+        for name, v in self.verdicts.items():
+            if self.backend is not None and name == self.backend.name:
+                lines.append("%s: chosen%s" % (name, (" (" + "; ".join(v.reasons) + ")") if v.reasons else ""))
+            elif v.ok:
+                lines.append("%s: can run it, not chosen (%s)" % (
+                    name, "--backend %s" % self.requested if self.requested != "auto"
+                    else "a preferred backend can"))
+            else:
+                lines.append("%s: cannot: %s" % (name, "; ".join(v.reasons) or "unsupported"))
+        return lines
+
+
+def evaluate(measurement, backends, host, only=None):
+    verdicts = {}
+    for b in backends:
+        if only and b.name != only:
+            continue
+        try:
+            verdicts[b.name] = b.check(measurement, host)
+        except Exception as e:  # a probe that crashes is an answer too
+            from .backend import Verdict
+            verdicts[b.name] = Verdict(b.name, False, ["probe failed: %s: %s" % (type(e).__name__, e)])
+    return verdicts
+
+
+def select(tool, measurement, backends, host, requested="auto", hook=None):
+    by_name = {b.name: b for b in backends}
+    if requested != "auto" and requested not in by_name:
+        raise Unsupported("backend %r is not installed" % requested)
+    verdicts = evaluate(measurement, backends, host,
+                        only=requested if requested != "auto" else None)
+    chosen = None
+    if requested != "auto":
+        v = verdicts[requested]
+        if not v.ok:
+            raise Unsupported("%s: the %s backend cannot run here: %s"
+                              % (tool.name, requested, "; ".join(v.reasons) or "unsupported"))
+        chosen = requested
+    else:
+        if hook is not None:
+            pick = hook(tool=tool, measurement=measurement, verdicts=verdicts,
+                        requested=requested)
+            if pick and pick in verdicts and verdicts[pick].ok:
+                chosen = pick
+        if chosen is None:
+            for b in backends:
+                if verdicts[b.name].ok:
+                    chosen = b.name
+                    break
+    if chosen is None:
+        why = "; ".join("%s: %s" % (n, "; ".join(v.reasons) or "unsupported")
+                        for n, v in verdicts.items()) or "no backend installed"
+        raise Unsupported("%s: no backend can run on this host (%s)" % (tool.name, why))
+    return Selection(by_name[chosen], verdicts[chosen], verdicts, requested)

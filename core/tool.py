@@ -1,0 +1,97 @@
+"""What a tool plugin is.
+
+A tool declares its command line, its measurement and its printer; it never
+knows which backend runs it.  Minimal example (see plugins/tpcount.py):
+
+    class MyTool(Tool):
+        name = "mytool"
+        summary = "Count block I/O issues per process."
+        examples = [("mytool 5", "count for 5 seconds")]
+
+        def add_arguments(self, parser):
+            parser.add_argument("duration", nargs="?", type=float, default=1)
+
+        def measurement(self, args):
+            return Measurement(events=[...], aggregate=Count(keys=("comm",)),
+                               schedule=Schedule(interval=args.duration, count=1))
+
+        def printer(self, args, out, err):
+            return CountTable(out, err, key_header="COMM")
+"""
+
+import argparse
+
+from .errors import UsageError
+
+BACKEND_CHOICES = ("auto", "ebpf", "ftrace")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one line, exit 2) instead of
+    printing usage and exiting itself."""
+
+    def error(self, message):
+        raise UsageError("%s: %s" % (self.prog, message))
+
+
+def add_common_arguments(parser):
+    g = parser.add_argument_group("kerntrace options")
+    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="run with this backend (default: the best this host allows)")
+    g.add_argument("--json", action="store_true",
+                   help="print JSON lines (one object per interval or event)")
+    g.add_argument("--prometheus", action="store_true",
+                   help="print Prometheus text exposition format")
+    g.add_argument("--print-program", action="store_true",
+                   help="print what the backend would install (BPF C, tracefs writes) and exit")
+    g.add_argument("--input", metavar="FILE", dest="input_file",
+                   help="replay a saved ftrace 'trace' text file instead of tracing live")
+    g.add_argument("--buffer-kb", type=int, metavar="KB",
+                   help="ftrace backend: per-CPU buffer size of the private instance")
+    g.add_argument("--explain", action="store_true",
+                   help="say on stderr which backend was chosen and why")
+
+
+class Tool(object):
+    name = None
+    summary = ""
+    description = ""
+    # (command line, what it does) pairs shown by -h
+    examples = ()
+
+    def add_arguments(self, parser):
+        """Add the tool's own options to an argparse parser."""
+
+    def build_parser(self, prog=None):
+        epilog = ""
+        if self.examples:
+            width = max(len(c) for c, _ in self.examples)
+            epilog = "examples:\n" + "\n".join(
+                "    %-*s  # %s" % (width, c, d) for c, d in self.examples)
+        parser = ArgumentParser(prog=prog or self.name, description=self.summary + (
+            "\n\n" + self.description if self.description else ""),
+            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.add_arguments(parser)
+        add_common_arguments(parser)
+        return parser
+
+    def parse_args(self, argv, prog=None):
+        """Return an argparse.Namespace that has at least the common options
+        (backend, json, prometheus, print_program, input_file, buffer_kb,
+        explain).  Tools with a legacy command line override this."""
+        return self.build_parser(prog).parse_args(argv)
+
+    def measurement(self, args):
+        raise NotImplementedError
+
+    def printer(self, args, out, err):
+        raise NotImplementedError
+
+    def self_check(self):
+        """Why this tool object is unusable, or None (checked at plugin load)."""
+        for attr in ("measurement", "printer"):
+            if getattr(type(self), attr) is getattr(Tool, attr):
+                return "tool %r does not define %s()" % (self.name, attr)
+        if not isinstance(self.summary, str) or not self.summary:
+            return "tool %r has no summary" % (self.name,)
+        return None

@@ -1,0 +1,98 @@
+"""tpcount: count tracepoint events, per event (or per process).
+
+The smallest complete tool: any tracepoints, counted per interval.  It reads
+like its specification:
+
+    events     one Event per tracepoint named on the command line
+    aggregate  Count per logical event name (or per comm / pid with --by)
+    filters    -p PID
+    output     funccount-style table, or JSON / Prometheus
+"""
+
+import re
+
+from kerntrace.core.errors import UsageError
+from kerntrace.core.model import (EVENT_NAME, Count, Event, Filter, Measurement,
+                                  Schedule, Tracepoint)
+from kerntrace.core.output.table import CountTablePrinter
+from kerntrace.core.tool import Tool
+
+_TP = re.compile(r"^(?:t:)?([A-Za-z_][A-Za-z0-9_]*):([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def parse_tracepoint(spec):
+    """'block:block_rq_issue' or 't:block:block_rq_issue' -> (category, name)."""
+    m = _TP.match(spec)
+    if not m:
+        raise UsageError("invalid tracepoint %r (expected CATEGORY:EVENT, e.g. block:block_rq_issue)"
+                         % spec)
+    return m.group(1), m.group(2)
+
+
+def _positive(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise UsageError("invalid number %r" % text)
+    if not v > 0:
+        raise UsageError("must be > 0: %r" % text)
+    return v
+
+
+class TpCount(Tool):
+    name = "tpcount"
+    summary = "Count tracepoint events per interval."
+    examples = (
+        ("tpcount block:block_rq_issue", "count block I/O issues, print every second"),
+        ("tpcount -i 5 -d 20 sched:sched_process_exec", "process execs, 5 s intervals, for 20 s"),
+        ("tpcount --by comm syscalls:sys_enter_openat", "openat() calls per process name"),
+        ("tpcount -p 181 syscalls:sys_enter_read", "read() calls of PID 181 only"),
+    )
+
+    def add_arguments(self, p):
+        p.add_argument("tracepoints", nargs="+", metavar="CATEGORY:EVENT",
+                       help="tracepoints to count (as in /sys/kernel/tracing/events)")
+        p.add_argument("-i", "--interval", type=_positive, default=1.0,
+                       help="summary interval, seconds (default 1)")
+        p.add_argument("-d", "--duration", type=_positive,
+                       help="total duration, seconds (default: until Ctrl-C)")
+        p.add_argument("-c", "--count", type=int, default=0,
+                       help="number of summaries (default: until Ctrl-C)")
+        p.add_argument("-p", "--pid", type=int, help="only this process id")
+        p.add_argument("--by", choices=("event", "comm", "pid"), default="event",
+                       help="count per event (default), per process name or per PID")
+        p.add_argument("-T", "--timestamp", action="store_true", help="print a time line per interval")
+
+    def measurement(self, args):
+        events = []
+        for i, spec in enumerate(args.tracepoints):
+            cat, name = parse_tracepoint(spec)
+            if any(e.probes[0] == Tracepoint(cat, name) for e in events):
+                continue
+            # The logical event name is the tracepoint name (unique within a run).
+            ev_name = name if all(e.name != name for e in events) else "%s_%d" % (name, i)
+            events.append(Event(ev_name, Tracepoint(cat, name)))
+        filters = []
+        if args.pid is not None:
+            if args.pid <= 0:
+                raise UsageError("invalid PID %d" % args.pid)
+            filters.append(Filter("pid", "==", args.pid))
+        keys = {"event": (EVENT_NAME,), "comm": ("comm",), "pid": ("pid",)}[args.by]
+        if args.count < 0:
+            raise UsageError("count must be >= 0")
+        return Measurement(events=events, aggregate=Count(keys=keys), filters=filters,
+                           schedule=Schedule(interval=args.interval, count=args.count,
+                                             duration=args.duration))
+
+    def printer(self, args, out, err):
+        header = {"event": "EVENT", "comm": "COMM", "pid": "PID"}[args.by]
+        labels = {}
+        for spec in args.tracepoints:
+            cat, name = parse_tracepoint(spec)
+            labels.setdefault(name, "%s:%s" % (cat, name))
+        return CountTablePrinter(out, err, key_header=header,
+                                 key_format=(lambda key: labels.get(key[0], str(key[0])))
+                                 if args.by == "event" else None,
+                                 banner="Tracing %d tracepoint%s. Hit Ctrl-C to end." % (
+                                     len(args.tracepoints), "s" if len(args.tracepoints) != 1 else ""),
+                                 timestamps=args.timestamp)

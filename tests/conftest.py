@@ -1,0 +1,41 @@
+"""Shared test fixtures.
+
+Live-kernel tests are marked `live` and skip with a stated reason where the
+host lacks root or tracefs; eBPF tests also need a working bcc.  After every
+test we check that no kerntrace tracing state of a dead (or this) process is
+left in the kernel: a leak fails the test that caused it.
+"""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import kernstate  # noqa: E402  (tests/kernstate.py)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "live" in item.keywords or "ebpf" in item.keywords:
+            why = kernstate.live_skip_reason()
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
+                continue
+        if "ebpf" in item.keywords:
+            why = kernstate.ebpf_skip_reason()
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(autouse=True)
+def no_tracing_state_leak(request):
+    """Fail a live test that leaves kerntrace instances, probes or enabled
+    top-level events behind."""
+    live = "live" in request.keywords or "ebpf" in request.keywords
+    before = kernstate.snapshot() if live else None
+    yield
+    if live and not kernstate.live_skip_reason():
+        leaks = kernstate.leaks(before)
+        assert not leaks, "kernel tracing state left behind: %s" % "; ".join(leaks)

@@ -1,0 +1,120 @@
+"""Workloads with a known number of kernel events, for live tests."""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+
+@contextlib.contextmanager
+def loop_device(size_mb=64):
+    """A fresh loop block device; yields (path, major, minor).  Its I/O is
+    ours alone, so counts on it are exact."""
+    d = tempfile.mkdtemp(prefix="kerntrace-test-")
+    img = os.path.join(d, "disk.img")
+    with open(img, "wb") as f:
+        f.truncate(size_mb << 20)
+    dev = subprocess.check_output(["losetup", "-f", "--show", img]).decode().strip()
+    try:
+        st = os.stat(dev)
+        yield dev, os.major(st.st_rdev), os.minor(st.st_rdev)
+    finally:
+        subprocess.call(["losetup", "-d", dev])
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def direct_writes(dev, n, bs=4096, seek=0):
+    """n direct (O_DIRECT) writes of bs bytes: n block requests, each issued
+    and completed once (dd waits for each)."""
+    subprocess.check_call(["dd", "if=/dev/zero", "of=" + dev, "bs=%d" % bs, "count=%d" % n,
+                           "seek=%d" % seek, "oflag=direct", "status=none"])
+
+
+def direct_reads(dev, n, bs=4096, skip=0):
+    subprocess.check_call(["dd", "if=" + dev, "of=/dev/null", "bs=%d" % bs, "count=%d" % n,
+                           "skip=%d" % skip, "iflag=direct", "status=none"])
+
+
+def open_file_n_times(n, path=None):
+    """Open a uniquely named file n times from a child process; returns
+    (path, pid of the child)."""
+    path = path or tempfile.mktemp(prefix="kerntrace-open-")
+    open(path, "w").close()
+    code = "import os,sys\nfor _ in range(%d):\n    os.close(os.open(%r, os.O_RDONLY))\n" % (n, path)
+    p = subprocess.Popen([sys.executable, "-c", code])
+    p.wait()
+    os.unlink(path)
+    return path, p.pid
+
+
+_CALLER_SRC = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <time.h>
+
+/* Not inlined, not static: a uprobe target with a stable symbol. */
+__attribute__((noinline)) long kerntrace_work(long usec)
+{
+    struct timespec ts = { usec / 1000000, (usec % 1000000) * 1000 };
+    nanosleep(&ts, NULL);
+    return usec;
+}
+
+int main(int argc, char **argv)
+{
+    long n = atol(argv[1]), usec = argc > 2 ? atol(argv[2]) : 0;
+    char go[8];
+    /* Wait until the tracer is attached: the test writes a line. */
+    printf("%d\n", getpid());
+    fflush(stdout);
+    if (!fgets(go, sizeof go, stdin))
+        return 1;
+    for (long i = 0; i < n; i++) {
+        kerntrace_work(usec);
+        getppid();
+    }
+    return 0;
+}
+"""
+
+
+def build_caller(tmpdir):
+    """Compile the function-caller workload; returns the binary path, or
+    None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    src = os.path.join(str(tmpdir), "caller.c")
+    exe = os.path.join(str(tmpdir), "kerntrace_caller")
+    with open(src, "w") as f:
+        f.write(_CALLER_SRC)
+    subprocess.check_call([cc, "-O1", "-g", "-o", exe, src])
+    return exe
+
+
+class Caller(object):
+    """A process that, when released, calls kerntrace_work() and libc's
+    getppid() n times each, sleeping `usec` in each kerntrace_work()."""
+
+    def __init__(self, exe, n, usec=0):
+        self.p = subprocess.Popen([exe, str(n), str(usec)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        self.pid = int(self.p.stdout.readline())
+
+    def release(self):
+        self.p.stdin.write(b"go\n")
+        self.p.stdin.flush()
+        return self.p.wait()
+
+
+def wait_for(predicate, timeout=10.0, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
