@@ -20,3 +20,26 @@ class Unsupported(KerntraceError):
 class InvalidSpec(Exception):
     """A tool plugin declared an inconsistent measurement (a programming error
     in the plugin, reported as a broken plugin rather than a user error)."""
+
+
+# Specific failures a drop-in tool may need to word its own way (iolatency
+# prints perf-tools' ERROR lines for these).
+class TracingUnavailable(Unsupported):
+    """tracefs missing, not mounted and not mountable, or not accessible."""
+
+
+class LockHeld(KerntraceError):
+    """The perf-tools ftrace lock is held by a live process."""
+
+    def __init__(self, message, pid=None, path=None):
+        KerntraceError.__init__(self, message)
+        self.pid = pid
+        self.path = path
+
+
+class FilterError(KerntraceError):
+    """The kernel rejected a filter we wrote."""
+
+
+class EnableError(KerntraceError):
+    """An event or probe could not be enabled/attached."""

@@ -108,7 +108,8 @@ def run(tool, args, plugins, out=None, err=None, host=None):
         return 0
     printer = choose_printer(tool, args, out, err)
     ctx = RunContext(tool.name, selection.backend.name, measurement.schedule,
-                     hostname=host.hostname, kernel=host.kernel_release, args=args)
+                     hostname=host.hostname, kernel=host.kernel_release, args=args,
+                     formatters=tool.formatters(args))
     with _SignalsAsStop():
         try:
             try:

@@ -87,6 +87,15 @@ class Tool(object):
     def printer(self, args, out, err):
         raise NotImplementedError
 
+    def formatters(self, args):
+        """Field name -> callable(value) -> str used for labels in every
+        output format (e.g. {"dev": disk_name}).  Default: none."""
+        return {}
+
+    # Optional, for drop-in tools with their own error wording:
+    #   format_error(exc) -> list of lines, or None for the default one line
+    #   exit_status_for(exc) -> int
+
     def self_check(self):
         """Why this tool object is unusable, or None (checked at plugin load)."""
         for attr in ("measurement", "printer"):

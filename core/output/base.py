@@ -5,10 +5,14 @@ import time
 
 class RunContext(object):
     """What a printer may need to know about the run (not about the backend's
-    internals): tool and backend names, the schedule, host identity."""
+    internals): tool and backend names, the schedule, host identity, and the
+    tool's field formatters (Tool.formatters(args))."""
 
-    def __init__(self, tool, backend, schedule, hostname="", kernel="", args=None):
+    def __init__(self, tool, backend, schedule, hostname="", kernel="", args=None,
+                 formatters=None):
         self.tool = tool
+        # field name -> callable(value) -> str, for labels (dev -> "vda")
+        self.formatters = dict(formatters or {})
         self.backend = backend
         self.schedule = schedule
         self.hostname = hostname
