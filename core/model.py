@@ -275,7 +275,7 @@ _U64 = (1 << 64) - 1
 _S64_MIN = -(1 << 63)
 # What a STR filter value may contain: printable ASCII without quote,
 # backslash or the tracefs filter metacharacters we never want to pass on.
-_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:+/@%#=,\- ]{0,64}$")
+_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:+/@=,*\- ]{0,64}$")
 
 
 def _check_int(field, value):
@@ -288,8 +288,8 @@ def _check_int(field, value):
 
 def _check_str(field, value, op):
     if not isinstance(value, str) or not _SAFE_STR.match(value):
-        raise UsageError("%s: invalid value %r (letters, digits and _.:+/@%%#=,- only, "
-                         "at most 64)" % (field, value))
+        raise UsageError("%s: invalid value %r (letters, digits, space and _.:+/@=,- "
+                         "only, at most 64)" % (field, value))
     if op == "glob":
         core = value.strip("*")
         if "*" in core or "?" in core or "[" in core:

@@ -29,7 +29,7 @@ DISABLE_ENV = "KERNTRACE_DISABLE_PLUGINS"
 def _entry_points(group):
     """(name, loader) pairs for an entry-point group, on Python 3.6 to 3.13."""
     try:
-        from importlib import metadata  # Python 3.8+
+        from importlib import metadata  # novm (Python 3.8+; 3.6/3.7 fall back below)
     except ImportError:  # pragma: no cover - Python 3.6/3.7
         try:
             import pkg_resources

@@ -1,0 +1,46 @@
+"""Run the kerntrace command line as a user would, in a subprocess."""
+
+import os
+import subprocess
+import sys
+
+KERNTRACE = [sys.executable, "-m", "kerntrace.core.cli"]
+
+
+def env():
+    e = dict(os.environ)
+    e.setdefault("KERNTRACE_DISABLE_PLUGINS", "1")
+    return e
+
+
+def run(args, timeout=120, **kw):
+    p = subprocess.run(KERNTRACE + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=timeout, env=env(), **kw)
+    return p.returncode, p.stdout, p.stderr
+
+
+def start(args, **kw):
+    """Start a tool; returns the Popen (text mode, pipes)."""
+    return subprocess.Popen(KERNTRACE + list(args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, env=env(), **kw)
+
+
+def wait_for_stderr_line(p, needle, timeout=60):
+    """Read p's stderr until a line containing needle (the tool's banner:
+    printed once tracing is live).  Returns the lines read."""
+    import select
+    import time
+    lines = []
+    end = time.time() + timeout
+    while time.time() < end:
+        r, _, _ = select.select([p.stderr], [], [], 0.2)
+        if r:
+            line = p.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if needle in line:
+                return lines
+        elif p.poll() is not None:
+            break
+    raise AssertionError("no %r on stderr; got %r (rc=%r)" % (needle, lines, p.poll()))
