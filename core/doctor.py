@@ -24,7 +24,7 @@ def gather(plugins, host):
     for name, tool in sorted(plugins.tools().items()):
         entry = {"tool": name, "backend": None, "verdicts": {}}
         try:
-            m = tool.measurement(tool.parse_args([], prog=name))
+            m = tool.measurement(tool.parse_args(list(tool.sample_args), prog=name))
             verdicts = evaluate(m, plugins.backends(), host)
             entry["verdicts"] = {n: {"ok": v.ok, "reasons": v.reasons} for n, v in verdicts.items()}
             try:

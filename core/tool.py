@@ -58,6 +58,9 @@ class Tool(object):
     description = ""
     # (command line, what it does) pairs shown by -h
     examples = ()
+    # Arguments `kerntrace doctor` uses to build a representative measurement
+    # (for tools whose positional arguments are required).
+    sample_args = ()
 
     def add_arguments(self, parser):
         """Add the tool's own options to an argparse parser."""

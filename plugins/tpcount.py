@@ -48,6 +48,7 @@ class TpCount(Tool):
         ("tpcount --by comm syscalls:sys_enter_openat", "openat() calls per process name"),
         ("tpcount -p 181 syscalls:sys_enter_read", "read() calls of PID 181 only"),
     )
+    sample_args = ("block:block_rq_issue",)
 
     def add_arguments(self, p):
         p.add_argument("tracepoints", nargs="+", metavar="CATEGORY:EVENT",
