@@ -51,3 +51,49 @@ def time_line(when=None, colon=True):
     """HH:MM:SS (local time) as -T prints it; perf-tools adds a colon."""
     s = time.strftime("%H:%M:%S", time.localtime(when if when is not None else time.time()))
     return s + (":" if colon else "")
+
+
+# ---------------------------------------------------------------------------
+# Helpers shared by the printers (added for the output layer).
+
+def as_text(value):
+    """`value` as str: bytes decoded as UTF-8 (bad bytes replaced, so a task
+    name or path with invalid UTF-8 never stops the output), others str()."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def field_label(ctx, name, value):
+    """How every output format shows a value of field `name`: the tool's
+    formatter for it when there is one (dev -> "vda"), else the value itself.
+    A formatter that fails on an unexpected value falls back to the raw value:
+    a label is not worth a traceback in the middle of a run."""
+    formatters = getattr(ctx, "formatters", None) or {}
+    fmt = formatters.get(name) if name is not None else None
+    if fmt is not None:
+        try:
+            return as_text(fmt(value))
+        except Exception:
+            pass
+    return as_text(value)
+
+
+def _sortable(part):
+    if part is None:
+        return (0, 0)
+    if isinstance(part, (int, float)):
+        return (1, part)
+    if isinstance(part, str):
+        return (2, part)
+    if isinstance(part, bytes):
+        return (3, part)
+    return (4, repr(part))
+
+
+def key_order(key):
+    """Sort key for result keys whose parts may mix types (None, numbers,
+    strings), which plain sorted() refuses on Python 3."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    return tuple(_sortable(p) for p in key)
