@@ -1,0 +1,199 @@
+"""Tables: one row per event (biosnoop, opensnoop style) or per counted key
+(funccount, syscount style), in bcc's column conventions
+(/work/shared/reference/output-formats.md)."""
+
+import time
+
+from ..results import CountSet
+from .base import Printer, as_text, field_label, key_order, time_line
+
+
+def default_text(value):
+    """A cell without its own fmt: numbers as integers, bytes decoded,
+    a missing value as "-"."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return "%d" % value
+    if isinstance(value, float):
+        try:
+            return "%d" % int(value)
+        except (OverflowError, ValueError):   # inf, nan
+            return str(value)
+    return as_text(value)
+
+
+class Column(object):
+    """One column of an event table.
+
+    header    column title
+    field     record field name, or callable(record, ctx) -> value
+    width     cell width (cells are padded, never cut, unless truncate=True)
+    align     "<" left or ">" right, for the header and the cells alike
+    fmt       callable(value) -> str; default: the tool's formatter for a
+              named field if it has one, else default_text
+    truncate  cut cells to `width` (bcc's "%-14.14s" for COMM)
+
+    A left-aligned last column is not padded (bcc prints PATH, ARGS as "%s").
+    """
+
+    def __init__(self, header, field, width, align="<", fmt=None, truncate=False):
+        if align not in ("<", ">"):
+            raise ValueError("align must be '<' or '>'")
+        self.header = header
+        self.field = field
+        self.width = int(width)
+        self.align = align
+        self.fmt = fmt
+        self.truncate = truncate
+
+    def pad(self, text, last=False):
+        if last and self.align == "<":
+            return text
+        return text.ljust(self.width) if self.align == "<" else text.rjust(self.width)
+
+    def cell(self, record, ctx):
+        if callable(self.field):
+            value = self.field(record, ctx)
+        else:
+            value = record.get(self.field)
+        if self.fmt is not None:
+            try:
+                text = as_text(self.fmt(value))
+            except Exception:
+                # A value the tool did not expect (e.g. missing): show it raw.
+                text = default_text(value)
+        elif not callable(self.field) and self.field in getattr(ctx, "formatters", {}):
+            text = field_label(ctx, self.field, value)
+        else:
+            text = default_text(value)
+        if self.truncate:
+            text = text[:self.width]
+        return text
+
+
+def seconds_since_first():
+    """A Column field giving each record's time in seconds since the first
+    record printed (bcc's TIME(s) column); format it with fmt, e.g.
+    Column("TIME(s)", seconds_since_first(), 11, fmt=lambda v: "%.6f" % v)."""
+    first = []
+
+    def elapsed(record, ctx):
+        if not first:
+            first.append(record.ts)
+        return (record.ts - first[0]) / 1e9
+
+    return elapsed
+
+
+def _local_time(record, ctx):
+    return time_line(time.time(), colon=False)
+
+
+def _write_line(stream, text):
+    stream.write(text if text.endswith("\n") else text + "\n")
+
+
+class EventTablePrinter(Printer):
+    """One row per Record, under a header line printed when tracing starts.
+    timestamps=True adds a leading TIME column (HH:MM:SS local time at
+    printing, as bcc's -T does).  The banner goes to stderr."""
+
+    def __init__(self, out, err, columns, banner=None, timestamps=False):
+        Printer.__init__(self, out, err)
+        columns = list(columns)
+        if timestamps:
+            columns.insert(0, Column("TIME", _local_time, 8))
+        if not columns:
+            raise ValueError("an event table needs at least one column")
+        self.columns = columns
+        self.banner = banner
+
+    def _line(self, cells):
+        last = len(self.columns) - 1
+        return " ".join(col.pad(text, i == last)
+                        for i, (col, text) in enumerate(zip(self.columns, cells)))
+
+    def header(self):
+        return self._line([c.header for c in self.columns])
+
+    def row(self, record, ctx):
+        return self._line([c.cell(record, ctx) for c in self.columns])
+
+    def start(self, ctx):
+        if self.banner:
+            _write_line(self.err, self.banner)
+        self.out.write(self.header() + "\n")
+
+    def report(self, report, ctx):
+        if not isinstance(report.data, list):
+            raise TypeError("EventTablePrinter prints Record lists, got %s"
+                            % type(report.data).__name__)
+        self.lost(report, ctx)
+        if report.data:
+            self.out.write("".join(self.row(r, ctx) + "\n" for r in report.data))
+
+
+class CountTablePrinter(Printer):
+    """funccount / syscount style counts per key, each interval: a blank
+    line, with timestamps an HH:MM:SS line, the header ("%-36s %8s" by
+    default) and one row per non-zero key, ascending by count (descending
+    with descending=True); top=N keeps the N largest counts.
+
+    key_format  callable(key tuple) -> str; default: the key's values, each
+                through the tool's formatter, joined by a space
+    key_width / value_width  column widths (syscount uses 22)
+    """
+
+    def __init__(self, out, err, key_header, value_header="COUNT", key_format=None,
+                 banner=None, timestamps=False, top=None, descending=False,
+                 key_width=36, value_width=8):
+        Printer.__init__(self, out, err)
+        self.key_header = key_header
+        self.value_header = value_header
+        self.key_format = key_format
+        self.banner = banner
+        self.timestamps = timestamps
+        self.top = top
+        self.descending = descending
+        self.key_width = key_width
+        self.value_width = value_width
+
+    def start(self, ctx):
+        if self.banner:
+            _write_line(self.err, self.banner)
+
+    def key_text(self, key_names, key, ctx):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if self.key_format is not None:
+            return as_text(self.key_format(key))
+        names = list(key_names) + [None] * (len(key) - len(key_names))
+        return " ".join(field_label(ctx, name, value) for name, value in zip(names, key))
+
+    def rows(self, counts, ctx):
+        """[(key text, count)] in print order."""
+        n = counts.counts
+        # Rank largest first to apply top; ties in key order either way.
+        keys = sorted((k for k in n if n[k]), key=lambda k: (-n[k], key_order(k)))
+        if self.top is not None:
+            keys = keys[:self.top]
+        if not self.descending:
+            keys.sort(key=lambda k: (n[k], key_order(k)))
+        return [(self.key_text(counts.key_names, k, ctx), counts.counts[k]) for k in keys]
+
+    def report(self, report, ctx):
+        if not isinstance(report.data, CountSet):
+            raise TypeError("CountTablePrinter prints CountSet reports, got %s"
+                            % type(report.data).__name__)
+        self.lost(report, ctx)
+        lines = [""]
+        if self.timestamps:
+            lines.append(time_line(report.end, colon=False))
+        lines.append("%-*s %*s" % (self.key_width, self.key_header,
+                                   self.value_width, self.value_header))
+        for text, count in self.rows(report.data, ctx):
+            lines.append("%-*s %*d" % (self.key_width, text, self.value_width, count))
+        self.out.write("\n".join(lines) + "\n")

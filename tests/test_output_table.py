@@ -1,0 +1,159 @@
+"""Event and count tables in bcc's column conventions (output-formats.md)."""
+
+import io
+import re
+import time
+
+import pytest
+
+from kerntrace.core.model import Schedule
+from kerntrace.core.output.base import RunContext
+from kerntrace.core.output.table import (Column, CountTablePrinter, EventTablePrinter,
+                                         seconds_since_first)
+from kerntrace.core.results import CountSet, HistogramSet, Record, Report
+
+
+def ctx(formatters=None):
+    return RunContext("tool", "ebpf", Schedule(), formatters=formatters)
+
+
+def run(printer, reports, context=None):
+    context = context or ctx()
+    printer.start(context)
+    for r in reports:
+        printer.report(r, context)
+    printer.finish(context)
+    return printer.out.getvalue(), printer.err.getvalue()
+
+
+def streams():
+    return io.StringIO(), io.StringIO()
+
+
+# ---------------------------------------------------------------------------
+# Event tables
+def biosnoop_columns():
+    return [
+        Column("TIME(s)", seconds_since_first(), 11, fmt=lambda v: "%.6f" % v),
+        Column("COMM", "comm", 14, truncate=True),
+        Column("PID", "pid", 7),
+        Column("DISK", "dev", 9),
+        Column("T", "rwbs", 1),
+        Column("SECTOR", "sector", 10),
+        Column("BYTES", "bytes", 7),
+        Column("LAT(ms)", "latency", 7, align=">", fmt=lambda ns: "%.2f" % (ns / 1e6)),
+    ]
+
+
+def test_biosnoop_header_and_rows_match_bcc_printf():
+    records = [Record(5000000000, dict(comm="kworker/u4:2-events_unbound", pid=123, dev=253,
+                                       rwbs="W", sector=2048, bytes=4096, latency=1234567)),
+               Record(5001500000, dict(comm="dd", pid=9, dev=8, rwbs="R", sector=8,
+                                       bytes=512, latency=80000))]
+    names = {253: "vda", 8: "sda"}
+    printer = EventTablePrinter(*streams(), biosnoop_columns(),
+                                banner="Tracing block I/O... Hit Ctrl-C to end.")
+    out, err = run(printer, [Report(records)], ctx({"dev": names.get}))
+    assert err == "Tracing block I/O... Hit Ctrl-C to end.\n"
+    header = "%-11s %-14s %-7s %-9s %-1s %-10s %-7s %7s" % (
+        "TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES", "LAT(ms)")
+    assert header == "TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   LAT(ms)"
+    row = "%-11.6f %-14.14s %-7s %-9s %-1s %-10s %-7s %7.2f"
+    assert out.splitlines() == [
+        header,
+        row % (0.0, "kworker/u4:2-events_unbound", 123, "vda", "W", 2048, 4096, 1.234567),
+        row % (0.0015, "dd", 9, "sda", "R", 8, 512, 0.08),
+    ]
+
+
+def test_opensnoop_layout_last_column_unpadded_and_undecodable_bytes():
+    cols = [Column("PID", "pid", 6), Column("COMM", "comm", 16), Column("FD", "fd", 4, align=">"),
+            Column("ERR", "err", 3, align=">"), Column("PATH", "path", 0)]
+    printer = EventTablePrinter(*streams(), cols)
+    rec = Record(1, dict(pid=42, comm=b"caf\xc3\xa9", fd=-1, err=2, path=b"/tmp/\xff\xfebad"))
+    out, _ = run(printer, [Report([rec])])
+    lines = out.splitlines()
+    assert lines[0] == "PID    COMM               FD ERR PATH"
+    assert lines[1] == "%-6d %-16s %4d %3d %s" % (42, "caf\u00e9", -1, 2, "/tmp/\ufffd\ufffdbad")
+
+
+def test_cells_use_formatter_fmt_and_callable_fields():
+    cols = [Column("DEV", "dev", 5), Column("RAW", lambda r, c: r["dev"] * 2, 5),
+            Column("HEX", "dev", 6, fmt=hex), Column("MISSING", "nope", 7),
+            Column("F", "fl", 4, align=">")]
+    printer = EventTablePrinter(*streams(), cols)
+    out, _ = run(printer, [Report([Record(0, dict(dev=8, fl=2.75))])],
+                 ctx({"dev": lambda d: "sd%s" % "abc"[d // 8 - 1]}))
+    assert out.splitlines()[1] == "sda   16    0x8    -          2"
+
+
+def test_timestamps_add_a_local_time_column():
+    printer = EventTablePrinter(*streams(), [Column("PID", "pid", 6)], timestamps=True)
+    out, _ = run(printer, [Report([Record(0, dict(pid=1))])])
+    head, row = out.splitlines()
+    assert head == "TIME     PID"
+    assert re.match(r"^\d\d:\d\d:\d\d 1$", row)
+
+
+def test_event_table_lost_events_warn_on_stderr():
+    printer = EventTablePrinter(*streams(), [Column("PID", "pid", 6)])
+    out, err = run(printer, [Report([], lost=12)])
+    assert out == "PID\n" and "12 events lost" in err
+
+
+def test_bad_alignment_is_rejected():
+    with pytest.raises(ValueError):
+        Column("X", "x", 3, align="^")
+
+
+# ---------------------------------------------------------------------------
+# Count tables
+def test_funccount_layout_ascending_zero_rows_skipped():
+    counts = CountSet(("func",), {("vfs_read",): 35, ("vfs_write",): 0, ("vfs_open",): 3,
+                                  ("vfs_fsync",): 35})
+    printer = CountTablePrinter(*streams(), key_header="FUNC", banner="Tracing 4 functions")
+    out, err = run(printer, [Report(counts)])
+    assert err == "Tracing 4 functions\n"
+    assert out == ("\n"
+                   "FUNC                                    COUNT\n"
+                   "%-36s %8d\n" % ("vfs_open", 3)
+                   + "%-36s %8d\n" % ("vfs_fsync", 35)
+                   + "%-36s %8d\n" % ("vfs_read", 35))
+
+
+def test_syscount_top_descending_with_key_format_and_time_line():
+    counts = CountSet(("nr",), {(i,): 10 * i for i in range(1, 15)})
+    when = 1700000000.0
+    printer = CountTablePrinter(*streams(), key_header="SYSCALL", key_width=22, top=10,
+                                descending=True, timestamps=True,
+                                key_format=lambda key: "sys_%d" % key[0])
+    out, _ = run(printer, [Report(counts, end=when)])
+    lines = out.splitlines()
+    assert lines[0] == "" and lines[1] == time.strftime("%H:%M:%S", time.localtime(when))
+    assert lines[2] == "SYSCALL                   COUNT"
+    assert lines[3:] == ["%-22s %8d" % ("sys_%d" % i, 10 * i) for i in range(14, 4, -1)]
+
+
+def test_top_keeps_largest_even_ascending():
+    counts = CountSet(("k",), {("a",): 1, ("b",): 5, ("c",): 3})
+    printer = CountTablePrinter(*streams(), key_header="K", top=2)
+    out, _ = run(printer, [Report(counts)])
+    assert [l.split()[0] for l in out.splitlines()[2:]] == ["c", "b"]
+
+
+def test_multi_part_keys_formatted_and_joined():
+    counts = CountSet(("comm", "dev"), {(b"dd", 8): 2, ("cp", 253): 1})
+    printer = CountTablePrinter(*streams(), key_header="COMM DISK", value_header="IOS")
+    out, _ = run(printer, [Report(counts)], ctx({"dev": {8: "sda", 253: "vda"}.get}))
+    assert out.splitlines()[2:] == ["%-36s %8d" % ("cp vda", 1), "%-36s %8d" % ("dd sda", 2)]
+
+
+def test_count_table_interval_without_counts_prints_header_only():
+    printer = CountTablePrinter(*streams(), key_header="EVENT")
+    out, _ = run(printer, [Report(CountSet(("event",)))])
+    assert out == "\n%-36s %8s\n" % ("EVENT", "COUNT")
+
+
+def test_count_table_refuses_histograms():
+    with pytest.raises(TypeError):
+        CountTablePrinter(*streams(), key_header="K").report(Report(HistogramSet()), ctx())
