@@ -7,5 +7,8 @@ from kerntrace.core.hookspecs import hookimpl
 @hookimpl
 def kerntrace_tools():
     from . import tpcount
-    tools = [tpcount.TpCount()]
+    from . import biolatency, biosnoop, bitesize, iolatency, iosnoop
+    tools = [tpcount.TpCount(),
+             iolatency.IoLatency(), biolatency.BioLatency(), biosnoop.BioSnoop(),
+             iosnoop.IoSnoop(), bitesize.BiteSize()]
     return tools

@@ -1,0 +1,175 @@
+"""perf-tools command lines, for the drop-in tools (iolatency, iosnoop).
+
+perf-tools are bash scripts that parse options with getopts: bundled flags
+(-QT), option values attached or separate (-d202,1 or -d 202,1), options
+end at the first operand or "--".  -h and unknown options print the usage
+text on stderr and exit 0.  Errors print perf-tools' ERROR lines and exit 1.
+
+kerntrace's own long options (--backend, --json, ...) are accepted anywhere
+on the same command line.
+"""
+
+import argparse
+import re
+
+from kerntrace.core.errors import (EnableError, FilterError, KerntraceError, LockHeld,
+                                   TracingUnavailable, UsageError)
+from kerntrace.core.tool import BACKEND_CHOICES
+
+PERF_TOOLS_LOCK = "/var/tmp/.ftrace-lock"
+
+LONG_OPTIONS_HELP = """
+kerntrace options (anywhere on the command line):
+    --backend auto|ebpf|ftrace  run with this backend (default: the best this host allows)
+    --json                      print JSON lines (one object per interval or event)
+    --prometheus                print Prometheus text exposition format
+    --explain                   say on stderr which backend was chosen and why
+    --print-program             print what the backend would install, and exit
+    --input FILE                replay a saved ftrace 'trace' text file
+    --buffer-kb KB              ftrace backend: per-CPU buffer size
+    --help                      this usage message and these options
+"""
+
+# long option -> (namespace attribute, takes a value)
+_LONG = {
+    "backend": ("backend", True),
+    "json": ("json", False),
+    "prometheus": ("prometheus", False),
+    "explain": ("explain", False),
+    "print-program": ("print_program", False),
+    "input": ("input_file", True),
+    "buffer-kb": ("buffer_kb", True),
+}
+
+_NEGATIVE_NUMBER = re.compile(r"^-\d+(\.\d*)?$|^-\.\d+$")
+
+
+class UsageShown(KerntraceError):
+    """-h, --help or an unknown option: the tool's usage text goes to stderr
+    and the exit status is 0, as perf-tools' usage() does."""
+
+    exit_status = 0
+
+    def __init__(self, text):
+        KerntraceError.__init__(self, "usage")
+        self.text = text
+
+
+def common_defaults():
+    """A Namespace with kerntrace's common options at their defaults."""
+    return argparse.Namespace(backend="auto", json=False, prometheus=False, explain=False,
+                              print_program=False, input_file=None, buffer_kb=None)
+
+
+def getopts(argv, optstring, usage):
+    """Parse argv like bash getopts with `optstring` ("d:hi:QT": a colon
+    after a letter means it takes a value).
+
+    Returns (options, operands, namespace): options is a list of
+    (letter, value-or-None) in order, operands the remaining arguments, and
+    namespace a Namespace holding kerntrace's long options.  Raises
+    UsageShown for -h, --help, unknown options and missing values, and
+    UsageError for values a long option cannot take."""
+    takes_value = set()
+    letters = set()
+    for i, c in enumerate(optstring):
+        if c == ":":
+            continue
+        letters.add(c)
+        if optstring[i + 1:i + 2] == ":":
+            takes_value.add(c)
+    ns = common_defaults()
+    options = []
+    operands = []
+    i = 0
+    in_options = True
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            operands.extend(argv[i:])
+            break
+        if arg.startswith("--"):
+            i = _long_option(arg, argv, i, ns, usage)
+            continue
+        if in_options and arg.startswith("-") and len(arg) > 1:
+            if _NEGATIVE_NUMBER.match(arg):
+                # getopts would call "-1" an unknown option and print the
+                # usage with exit 0; a negative number is bad input, say so.
+                raise UsageError("%s: a negative number is not a valid interval, "
+                                 "duration or count" % arg)
+            j = 1
+            while j < len(arg):
+                c = arg[j]
+                if c not in letters or c == "h":
+                    raise UsageShown(usage)
+                if c in takes_value:
+                    value = arg[j + 1:]
+                    if not value:
+                        if i >= len(argv):
+                            raise UsageShown(usage)
+                        value = argv[i]
+                        i += 1
+                    options.append((c, value))
+                    break
+                options.append((c, None))
+                j += 1
+            continue
+        # getopts stops at the first operand; long options still count.
+        in_options = False
+        operands.append(arg)
+    return options, operands, ns
+
+
+def _long_option(arg, argv, i, ns, usage):
+    name, eq, value = arg[2:].partition("=")
+    if name == "help":
+        raise UsageShown(usage + LONG_OPTIONS_HELP)
+    if name not in _LONG:
+        raise UsageShown(usage)
+    attr, needs_value = _LONG[name]
+    if not needs_value:
+        if eq:
+            raise UsageError("option --%s takes no value" % name)
+        setattr(ns, attr, True)
+        return i
+    if not eq:
+        if i >= len(argv):
+            raise UsageError("option --%s needs a value" % name)
+        value = argv[i]
+        i += 1
+    if attr == "backend" and value not in BACKEND_CHOICES:
+        raise UsageError("--backend must be one of %s, got %r"
+                         % (", ".join(BACKEND_CHOICES), value))
+    if attr == "buffer_kb":
+        try:
+            value = int(value)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise UsageError("--buffer-kb must be a positive number of KB")
+    setattr(ns, attr, value)
+    return i
+
+
+def perf_tools_error_lines(exc):
+    """perf-tools' own ERROR wording for the failures it knows, else None
+    (the default one line).  The same messages its scripts print."""
+    if isinstance(exc, UsageShown):
+        return exc.text.rstrip("\n").split("\n")
+    if isinstance(exc, TracingUnavailable):
+        return ["ERROR: accessing tracing. Root user? Kernel has FTRACE?",
+                "    debugfs mounted? (mount -t debugfs debugfs /sys/kernel/debug)"]
+    if isinstance(exc, LockHeld):
+        return ["ERROR: ftrace may be in use by PID %s %s"
+                % (exc.pid if exc.pid is not None else "?", exc.path or PERF_TOOLS_LOCK)]
+    if isinstance(exc, FilterError):
+        return ["ERROR: setting -d or -t filter. Exiting."]
+    if isinstance(exc, EnableError):
+        return ["ERROR: enabling block I/O tracepoints. Exiting."]
+    return None
+
+
+def perf_tools_exit_status(exc):
+    """perf-tools exit 0 after printing the usage, 1 for every error."""
+    return 0 if isinstance(exc, UsageShown) else 1
