@@ -1,0 +1,288 @@
+"""FtraceBackend: kerntrace through tracefs, for kernels (or hosts) where
+eBPF cannot run.  Aggregation happens in user space (aggregate.py).
+
+check() resolves every logical event to the first probe alternative this
+host has (tracepoint format files, uprobe_events + an ELF symbol,
+kprobe_events, or the function tracer) and every field to a format field,
+without writing anything; open() builds a LiveSession (or, for --input, a
+ReplaySession that needs no kernel at all).
+"""
+
+import errno
+import os
+
+from kerntrace.core import tracefs
+from kerntrace.core.backend import Backend, Capability, Verdict
+from kerntrace.core.errors import TracingUnavailable, UsageError
+from kerntrace.core.model import STR, USTR
+
+from . import kfilter, probes, stale
+from .plan import Plan, ResolvedEvent
+
+NAME = "ftrace"
+
+# Per-CPU buffer of our instance.  Block and most tools: 4 MB per CPU (what
+# perf-tools uses); probes and high-rate tracepoint families get more.  The
+# total over all CPUs is capped so big machines do not pin gigabytes.
+DEFAULT_BUFFER_KB = 4096
+HIGH_RATE_BUFFER_KB = 8192
+HIGH_RATE_SYSTEMS = ("syscalls", "raw_syscalls", "sched", "irq", "kmem", "ftrace", "net")
+TOTAL_BUFFER_CAP_KB = 256 * 1024
+MAX_BUFFER_KB = 4 * 1024 * 1024
+
+
+class Features(object):
+    """What the tracefs at `root` offers, read once, nothing written."""
+
+    def __init__(self, root):
+        self.root = root
+        self.readme = tracefs.read_text(os.path.join(root, "README")) or ""
+        self.instances = os.path.isdir(os.path.join(root, "instances"))
+        self.raw = (os.path.exists(os.path.join(root, "per_cpu", "cpu0", "trace_pipe_raw"))
+                    and os.path.exists(os.path.join(root, "events", "header_page")))
+        self.uprobe_events = os.path.exists(os.path.join(root, "uprobe_events"))
+        self.kprobe_events = os.path.exists(os.path.join(root, "kprobe_events"))
+        # Since Linux commit 88903c464321 ("tracing/probe: Add ustring type
+        # for user-space string") (v5.5) the README lists the ustring type.
+        self.ustring = "ustring" in self.readme
+        tracers = (tracefs.read_text(os.path.join(root, "available_tracers")) or "").split()
+        self.function_tracer = "function" in tracers
+        self.ftrace_filter_error = _writable(os.path.join(root, "set_ftrace_filter"))
+        text = tracefs.read_text(os.path.join(root, "tracing_on"))
+        self.tracing_on = text.strip()[:1] if text else None
+
+    @property
+    def function_filtering(self):
+        return self.function_tracer and self.ftrace_filter_error is None
+
+
+def _writable(path):
+    """None if `path` can be opened for writing, else why not.  Opened
+    O_APPEND and closed without writing, which changes nothing."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError as e:
+        return "%s (%s)" % (errno.errorcode.get(e.errno, e.errno), e.strerror)
+    os.close(fd)
+    return None
+
+
+def _field_source(fmt, field):
+    """The format field that provides a model Field, or None."""
+    for src in field.sources:
+        f = fmt.field(src)
+        if f is None:
+            continue
+        if (field.type in (STR, USTR)) != f.is_string:
+            continue
+        return src
+    return None
+
+
+def default_buffer_kb(plan, ncpus=None):
+    ncpus = ncpus or os.cpu_count() or 1
+    high = any(ev.system in HIGH_RATE_SYSTEMS or ev.probe_def for ev in plan.events)
+    kb = HIGH_RATE_BUFFER_KB if high else DEFAULT_BUFFER_KB
+    return max(1024, min(kb, TOTAL_BUFFER_CAP_KB // ncpus))
+
+
+class FtraceBackend(Backend):
+    name = NAME
+    preference = 20
+
+    def __init__(self):
+        # Where check() found tracefs, for open() (same host, same run).
+        self._tracefs_root = None
+
+    # -- capabilities --------------------------------------------------------
+    def capabilities(self, host):
+        caps = [Capability("root", host.is_root(), "effective uid %d" % os.geteuid(), NAME)]
+        loc = host.tracefs()
+        if loc is None:
+            caps.append(Capability("tracefs", False, "not mounted and could not be mounted "
+                                   "(neither /sys/kernel/tracing nor /sys/kernel/debug/tracing)",
+                                   NAME))
+            return caps
+        f = Features(loc.path)
+        caps.append(Capability("tracefs", True, "%s: %s" % (loc.path, loc.how), NAME))
+        caps.append(Capability("instances", f.instances,
+                               "instances/ present: private buffer per run" if f.instances else
+                               "no instances/: top-level buffer under %s" % "/var/tmp/.ftrace-lock",
+                               NAME))
+        caps.append(Capability("trace_pipe_raw", f.raw,
+                               "binary per-CPU reads" if f.raw else "text trace_pipe only", NAME))
+        caps.append(Capability("kprobe_events", f.kprobe_events,
+                               "kprobe_events %s" % ("present" if f.kprobe_events else
+                                                     "missing (CONFIG_KPROBE_EVENTS off)"), NAME))
+        caps.append(Capability("uprobe_events", f.uprobe_events,
+                               "uprobe_events %s" % ("present" if f.uprobe_events else
+                                                     "missing (CONFIG_UPROBE_EVENTS off)"), NAME))
+        if not f.function_tracer:
+            detail = "function tracer not in available_tracers"
+        elif f.ftrace_filter_error:
+            detail = "set_ftrace_filter not writable: %s" % f.ftrace_filter_error
+        else:
+            detail = "function tracer with set_ftrace_filter"
+        caps.append(Capability("function_tracer", f.function_filtering, detail, NAME))
+        caps.append(Capability("tracing_on", f.tracing_on == "1",
+                               "top-level tracing_on=%s%s" % (
+                                   f.tracing_on, "" if f.tracing_on == "1" else
+                                   " (kerntrace turns it on while it runs in the top level)"),
+                               NAME))
+        return caps
+
+    # -- check ---------------------------------------------------------------
+    def check(self, measurement, host):
+        if getattr(host, "input_file", None):
+            from .replay import replay_plan
+            return Verdict(NAME, True, ["replaying %s" % host.input_file],
+                           plan=replay_plan(measurement))
+        reasons = []
+        if not host.is_root():
+            reasons.append("needs root (effective uid %d)" % os.geteuid())
+        loc = host.tracefs()
+        if loc is None:
+            reasons.append("no tracefs: not mounted and could not be mounted")
+            return Verdict(NAME, False, reasons)
+        if not os.access(loc.path, os.R_OK | os.X_OK):
+            reasons.append("tracefs at %s is not accessible" % loc.path)
+        if reasons:
+            return Verdict(NAME, False, reasons)
+        self._tracefs_root = loc.path
+        feats = Features(loc.path)
+        resolved = []
+        for event in measurement.events:
+            ev, why = self._resolve(event, host, feats)
+            if ev is None:
+                reasons.append("event %s: %s" % (event.name, "; ".join(why)))
+            else:
+                resolved.append(ev)
+        seen = {}
+        for ev in resolved:
+            key = (ev.system, ev.event)
+            if key in seen:
+                reasons.append("events %s and %s both use %s:%s (cannot be told apart)"
+                               % (seen[key], ev.name, ev.system, ev.event))
+            seen[key] = ev.name
+        if len([ev for ev in resolved if ev.system == "ftrace"]) > 1:
+            reasons.append("only one kernel function can be counted with the function tracer")
+        if reasons:
+            return Verdict(NAME, False, reasons)
+        plan = Plan(resolved, read_path="raw" if feats.raw else "text",
+                    instances=feats.instances)
+        for ev in resolved:
+            plan.kernel_filters[ev.name] = kfilter.event_filter(measurement, ev)
+        notes = []
+        if not feats.instances:
+            notes.append("no instances: top-level buffer under the perf-tools lock")
+        if not feats.raw:
+            notes.append("text trace_pipe (no trace_pipe_raw)")
+        return Verdict(NAME, True, notes, plan=plan)
+
+    def _resolve(self, event, host, feats):
+        """(ResolvedEvent, []) for the first probe this host supports, or
+        (None, [why not, per alternative])."""
+        why = []
+        for probe in event.probes:
+            kind = probe.kind
+            if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
+                ev, reason = self._tracepoint(event, probe, host)
+            elif kind in ("uprobe", "uretprobe"):
+                ev, reason = self._uprobe(event, probe, feats)
+            elif kind in ("kprobe", "kretprobe"):
+                ev, reason = self._kprobe(event, probe, host, feats)
+            else:
+                ev, reason = None, "%s: unknown probe kind" % probe.describe()
+            if ev is not None:
+                return ev, []
+            why.append(reason)
+        return None, why
+
+    def _tracepoint(self, event, probe, host):
+        fmt = host.event_format(probe.category, probe.name)
+        if fmt is None:
+            extra = " (syscall tracepoints need CONFIG_FTRACE_SYSCALLS)" \
+                if probe.category == "syscalls" else ""
+            return None, "no tracepoint %s:%s%s" % (probe.category, probe.name, extra)
+        fields = {}
+        for f in event.fields:
+            src = _field_source(fmt, f)
+            if src is None:
+                return None, "tracepoint %s:%s has no %sfield %s" % (
+                    probe.category, probe.name, "string " if f.type in (STR, USTR) else "",
+                    "/".join(f.sources))
+            fields[f.name] = src
+        return ResolvedEvent(event, probe, probe.category, probe.name, fmt, fields), None
+
+    def _uprobe(self, event, probe, feats):
+        if not feats.uprobe_events:
+            return None, "no uprobe support (uprobe_events missing)"
+        try:
+            path = probes.resolve_library(probe.library)
+            offset = probes.resolve_symbol(path, probe.symbol)
+            args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring)
+        except probes.ProbeError as e:
+            return None, "%s: %s" % (probe.describe(), e)
+        group, name = probes.next_name()
+        line = probes.uprobe_definition(group, name, path, offset, probe.ret, args)
+        return ResolvedEvent(event, probe, group, name, None, {n: n for n, _ in args},
+                             probe_def=line), None
+
+    def _kprobe(self, event, probe, host, feats):
+        exists = probes.kernel_function_exists(probe.function)
+        if exists is False:
+            return None, "no kernel function %s (not in /proc/kallsyms)" % probe.function
+        if feats.kprobe_events:
+            try:
+                args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring)
+            except probes.ProbeError as e:
+                return None, "%s: %s" % (probe.describe(), e)
+            group, name = probes.next_name()
+            line = probes.kprobe_definition(group, name, probe.function, probe.ret, args)
+            return ResolvedEvent(event, probe, group, name, None, {n: n for n, _ in args},
+                                 probe_def=line), None
+        # Entry counting without arguments works with the function tracer
+        # limited to that function, where set_ftrace_filter is writable.
+        if not probe.ret and not event.fields and feats.function_filtering:
+            fmt = host.event_format("ftrace", "function")
+            if fmt is not None:
+                return ResolvedEvent(event, probe, "ftrace", "function", fmt, {}), None
+        why = "no kprobe support (kprobe_events missing)"
+        if not probe.ret and not event.fields:
+            why += "; function tracer: %s" % (
+                "not available" if not feats.function_tracer else
+                "set_ftrace_filter not writable: %s" % feats.ftrace_filter_error)
+        return None, why
+
+    # -- open ----------------------------------------------------------------
+    def open(self, measurement, verdict, options):
+        input_file = getattr(options, "input_file", None)
+        if input_file:
+            from .replay import ReplaySession, replay_plan
+            plan = verdict.plan if verdict is not None and verdict.plan is not None \
+                and getattr(verdict.plan, "read_path", None) == "replay" else replay_plan(measurement)
+            return ReplaySession(measurement, plan, input_file)
+        from .session import LiveSession
+        plan = verdict.plan
+        root = self._tracefs_root
+        if root is None:
+            from kerntrace.core.host import Host
+            loc = Host(mount_tracefs=False).tracefs()
+            root = loc.path if loc else None
+        if root is None or plan is None:
+            raise TracingUnavailable("tracefs is not accessible (root? tracefs or debugfs mounted?)")
+        buffer_kb = getattr(options, "buffer_kb", None)
+        if buffer_kb is not None:
+            if isinstance(buffer_kb, bool) or not isinstance(buffer_kb, int) \
+                    or not 1 <= buffer_kb <= MAX_BUFFER_KB:
+                raise UsageError("--buffer-kb must be between 1 and %d (KB per CPU)" % MAX_BUFFER_KB)
+        else:
+            buffer_kb = default_buffer_kb(plan)
+        return LiveSession(measurement, plan, root, options, Features(root), buffer_kb)
+
+    # -- cleanup -------------------------------------------------------------
+    def cleanup_stale(self, host, stderr=None):
+        loc = host.tracefs()
+        if loc is None:
+            return []
+        return stale.cleanup(loc.path, stderr=stderr)

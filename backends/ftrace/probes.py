@@ -1,0 +1,254 @@
+"""Dynamic probe definitions (uprobe_events / kprobe_events lines).
+
+Definitions are global to the kernel (not per instance), so every one is
+named after the creating process and removed by name only:
+
+    group  kerntrace_<pid>          event  kerntrace_<pid>_<n>
+    p:kerntrace_42/kerntrace_42_0 /usr/lib/x86_64-linux-gnu/libc.so.6:0x98930 size=%di:s64
+    r:kerntrace_42/kerntrace_42_1 /usr/lib/x86_64-linux-gnu/libc.so.6:0x98930 ret=$retval:s64
+    -:kerntrace_42/kerntrace_42_0                       (removal, appended)
+
+Everything that reaches a definition line is validated here: library paths
+(resolved, no characters the kernel parser treats specially), symbols and
+kernel function names (identifiers, from the model), argument names (the
+model's field names, identifiers) and fetch specs (built from fixed tables).
+"""
+
+import glob
+import os
+import platform
+import re
+import shutil
+import subprocess
+
+from . import elfsym
+
+# Function arguments by position, per architecture (the kernel's register
+# names in fetch args; documented in Documentation/trace/uprobetracer.rst).
+ARG_REGISTERS = {
+    "x86_64": ("%di", "%si", "%dx", "%cx", "%r8", "%r9"),
+    "aarch64": tuple("%%x%d" % i for i in range(8)),
+    "arm64": tuple("%%x%d" % i for i in range(8)),
+    "ppc64le": tuple("%%r%d" % i for i in range(3, 11)),
+    "ppc64": tuple("%%r%d" % i for i in range(3, 11)),
+    "s390x": tuple("%%r%d" % i for i in range(2, 7)),
+    "riscv64": tuple("%%a%d" % i for i in range(8)),
+}
+RETVAL = "$retval"
+
+GROUP_PREFIX = "kerntrace_"
+_OWNED = re.compile(r"^kerntrace_(\d+)$")
+_ARG = re.compile(r"^arg(\d+)$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# A path the uprobe_events parser takes verbatim: no blanks, no ':' (it
+# separates the offset), nothing but ordinary file name characters.
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]{1,4000}$")
+_LIBNAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,200}$")
+_DEF_LINE = re.compile(r"^([prf])(?:\d*):([A-Za-z0-9_]+)/([A-Za-z0-9_]+)\s")
+
+_counter = [0]
+
+
+class ProbeError(Exception):
+    """Why a probe cannot be defined here (one short line)."""
+
+
+def next_name(pid=None):
+    """(group, event) for a new probe of process `pid` (default: us)."""
+    pid = os.getpid() if pid is None else pid
+    n = _counter[0]
+    _counter[0] += 1
+    return "%s%d" % (GROUP_PREFIX, pid), "%s%d_%d" % (GROUP_PREFIX, pid, n)
+
+
+def owner_pid(group):
+    """PID a kerntrace probe group belongs to, or None if not ours."""
+    m = _OWNED.match(group)
+    return int(m.group(1)) if m else None
+
+
+def parse_definition(line):
+    """'p:grp/ev /path:0x10 ...' -> (kind, group, event), or None."""
+    m = _DEF_LINE.match(line.strip() + " ")
+    if not m:
+        return None
+    return m.group(1), m.group(2), m.group(3)
+
+
+def removal_line(group, event):
+    return "-:%s/%s\n" % (group, event)
+
+
+# ---------------------------------------------------------------------------
+# Libraries
+def _is_elf(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == elfsym.ELF_MAGIC
+    except (IOError, OSError):
+        return False
+
+
+def _lib_pattern(name):
+    # "c" -> libc.so, libc.so.6, libc-2.31.so ; "pthread" -> libpthread.so.0
+    stem = name if name.startswith("lib") else "lib" + name
+    return re.compile(r"^%s(?:-[0-9.]+)?\.so(?:\.[0-9]+)*$" % re.escape(stem))
+
+
+def _from_maps(pattern, maps):
+    try:
+        with open(maps) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[5].startswith("/"):
+                    if pattern.match(os.path.basename(parts[5])):
+                        return parts[5]
+    except (IOError, OSError):
+        pass
+    return None
+
+
+def _from_ldconfig(pattern):
+    exe = shutil.which("ldconfig") or next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
+    if not exe:
+        return None
+    try:
+        p = subprocess.Popen([exe, "-p"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             universal_newlines=True)
+        out, _ = p.communicate(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    want64 = platform.architecture()[0] == "64bit"
+    fallback = None
+    for line in out.splitlines():
+        # "	libc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6"
+        m = re.match(r"^\s*(\S+)\s+\(([^)]*)\)\s+=>\s+(\S+)$", line)
+        if not m or not pattern.match(m.group(1)):
+            continue
+        is64 = "64" in m.group(2)
+        if is64 == want64:
+            return m.group(3)
+        fallback = fallback or m.group(3)
+    return fallback
+
+
+def _from_standard_dirs(pattern):
+    triplet = "%s-linux-gnu" % platform.machine()
+    for d in ("/lib64", "/usr/lib64", "/lib/" + triplet, "/usr/lib/" + triplet, "/lib", "/usr/lib"):
+        for p in sorted(glob.glob(os.path.join(d, "lib*.so*"))):
+            if pattern.match(os.path.basename(p)):
+                return p
+    return None
+
+
+def resolve_library(name, maps="/proc/self/maps"):
+    """Real path of a binary or library named by a tool: an absolute path,
+    or a short name ("c" -> libc from our own mappings, `ldconfig -p`, or
+    the standard library directories; otherwise a program on PATH)."""
+    if "/" in name:
+        if not name.startswith("/"):
+            raise ProbeError("library path %r must be absolute" % name)
+        found = name
+    else:
+        if not _LIBNAME.match(name):
+            raise ProbeError("invalid library name %r" % name)
+        pattern = _lib_pattern(name)
+        found = (_from_maps(pattern, maps) or _from_ldconfig(pattern)
+                 or _from_standard_dirs(pattern) or shutil.which(name))
+        if not found:
+            raise ProbeError("library %r not found (not mapped, not in ldconfig -p or the "
+                             "standard directories)" % name)
+    path = os.path.realpath(found)
+    if not os.path.isfile(path):
+        raise ProbeError("%s does not exist" % found)
+    if not _is_elf(path):
+        raise ProbeError("%s is not an ELF binary" % path)
+    if not _SAFE_PATH.match(path):
+        raise ProbeError("cannot probe %r: unusual characters in the path" % path)
+    return path
+
+
+def resolve_symbol(path, symbol):
+    """File offset of function `symbol` in `path` (raises ProbeError)."""
+    try:
+        sym = elfsym.find_symbol(path, symbol)
+    except elfsym.ElfError as e:
+        raise ProbeError(str(e))
+    if sym.is_ifunc:
+        raise ProbeError("%s:%s is an IFUNC resolver; its implementation has another name"
+                         % (path, symbol))
+    return sym.offset
+
+
+# ---------------------------------------------------------------------------
+# Fetch arguments
+def machine():
+    return platform.machine()
+
+
+def fetch_args(fields, ret, arch=None, ustring=False):
+    """[(arg name, fetch spec)] for the model Fields of a function probe.
+
+    argN      the Nth argument register (from 0);
+    retval    $retval (return probes only);
+    USTR/STR  the NUL-terminated string at that pointer: `+0(REG):ustring`
+              where the kernel has the ustring type, else `:string` (which
+              reads user memory in uprobes on every kernel).
+    Raises ProbeError naming the first field it cannot map."""
+    regs = ARG_REGISTERS.get(arch or machine())
+    out = []
+    for f in fields:
+        if not _IDENT.match(f.name):
+            raise ProbeError("invalid field name %r" % f.name)
+        spec = None
+        for src in f.sources:
+            m = _ARG.match(src)
+            if m:
+                if regs is None:
+                    raise ProbeError("argument registers of %s are unknown" % (arch or machine()))
+                i = int(m.group(1))
+                if i < len(regs):
+                    spec = regs[i]
+                    break
+            elif src == "retval" and ret:
+                spec = RETVAL
+                break
+        if spec is None:
+            raise ProbeError("field %s: no source among %s on a %s probe"
+                             % (f.name, ",".join(f.sources), "return" if ret else "entry"))
+        if f.type in ("str", "ustr"):
+            out.append((f.name, "+0(%s):%s" % (spec, "ustring" if ustring else "string")))
+        else:
+            out.append((f.name, "%s:s64" % spec))
+    return out
+
+
+def _args_text(args):
+    return "".join(" %s=%s" % (name, spec) for name, spec in args)
+
+
+def uprobe_definition(group, event, path, offset, ret, args):
+    if not (_IDENT.match(group) and _IDENT.match(event) and _SAFE_PATH.match(path)):
+        raise ProbeError("refusing an unsafe probe definition")
+    return "%s:%s/%s %s:0x%x%s\n" % ("r" if ret else "p", group, event, path, int(offset),
+                                     _args_text(args))
+
+
+def kprobe_definition(group, event, function, ret, args):
+    if not (_IDENT.match(group) and _IDENT.match(event) and _IDENT.match(function)):
+        raise ProbeError("refusing an unsafe probe definition")
+    return "%s:%s/%s %s%s\n" % ("r" if ret else "p", group, event, function, _args_text(args))
+
+
+def kernel_function_exists(function, kallsyms="/proc/kallsyms"):
+    """True/False from /proc/kallsyms, None if it cannot be read."""
+    try:
+        with open(kallsyms) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == function and parts[1] in "tTwW":
+                    return True
+    except (IOError, OSError):
+        return None
+    return False

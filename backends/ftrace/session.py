@@ -1,0 +1,482 @@
+"""LiveSession: one ftrace run on the live kernel.
+
+start()   clean up after dead runs, take the buffer (own instance, or the
+          top level under the perf-tools lock), define probes, size the
+          buffer, set the clock, write filters, enable events, open readers;
+close()   undo all of it in reverse (idempotent; safe after a partial start;
+          an undo interrupted by a signal is retried by the next close());
+wait()    read and decode kernel output for `timeout` seconds, feeding the
+          Aggregator;
+collect() drain, account losses, return the interval's Report.
+
+Reading prefers the binary per-CPU trace_pipe_raw (one sub-buffer page per
+read, O_NONBLOCK: EAGAIN means empty) and falls back to the text trace_pipe.
+Nothing here sleeps in the kernel: short sleeps between drains keep wait()
+responsive to signals on every kernel.
+"""
+
+import errno
+import os
+import re
+import sys
+import time
+
+from kerntrace.core import tracefs
+from kerntrace.core.backend import Session
+from kerntrace.core.errors import EnableError, FilterError
+
+from . import instance as inst
+from . import kfilter, probes, stale
+from .lock import FtraceLock
+from .plan import Lost
+
+# Pause between drains when the buffers are empty: short enough for
+# per-interval accuracy, long enough to cost nothing when idle.
+POLL_S = 0.03
+# Pages read per CPU per drain round, so wait() returns on time under load.
+MAX_PAGES_PER_ROUND = 256
+TEXT_CHUNK = 1 << 16
+
+_STAT = re.compile(r"^\s*(overrun|commit overrun|dropped events)\s*:\s*(\d+)", re.M)
+
+
+def _now():
+    return time.monotonic()
+
+
+# ---------------------------------------------------------------------------
+class RawReader(object):
+    """per_cpu/cpuN/trace_pipe_raw of one CPU, non-blocking."""
+
+    def __init__(self, cpu, path, page_size):
+        self.cpu = cpu
+        self.path = path
+        self.page_size = page_size
+        self.fd = None
+
+    def open(self):
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def read_pages(self, limit):
+        pages = []
+        while len(pages) < limit:
+            try:
+                data = os.read(self.fd, self.page_size)
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    break
+                raise
+            if not data:
+                break
+            pages.append(data)
+        return pages
+
+    def close(self):
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
+class TextReader(object):
+    """trace_pipe of the buffer (all CPUs), non-blocking, split in lines."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+        self._partial = b""
+
+    def open(self):
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def read_lines(self, limit):
+        lines = []
+        for _ in range(limit):
+            try:
+                data = os.read(self.fd, TEXT_CHUNK)
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    break
+                raise
+            if not data:
+                break
+            data = self._partial + data
+            parts = data.split(b"\n")
+            self._partial = parts.pop()
+            lines.extend(p.decode("utf-8", "replace") for p in parts)
+        return lines
+
+    def close(self):
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
+class LossCounter(object):
+    """Events lost per interval.  Two views of the same losses: the per-CPU
+    `stats` counters (overrun, commit overrun, dropped events) and the
+    markers the readers see (raw pages' missed-events flag, text
+    `[LOST N EVENTS]` lines).  They count the same events, so per CPU the
+    larger of the two is taken, never the sum."""
+
+    def __init__(self, stats_paths):
+        self.stats_paths = dict(stats_paths)     # cpu -> path
+        self.base = {cpu: self._read(p) for cpu, p in self.stats_paths.items()}
+        self.markers = {}
+
+    @staticmethod
+    def _read(path):
+        text = tracefs.read_text(path) or ""
+        return sum(int(m.group(2)) for m in _STAT.finditer(text))
+
+    def marker(self, cpu, count):
+        # "[LOST EVENTS]" without a number: at least one.
+        self.markers[cpu] = self.markers.get(cpu, 0) + (count if count else 1)
+
+    def take(self):
+        total = 0
+        cpus = set(self.stats_paths) | set(self.markers)
+        for cpu in cpus:
+            delta = 0
+            if cpu in self.stats_paths:
+                now = self._read(self.stats_paths[cpu])
+                delta = max(0, now - self.base.get(cpu, 0))
+                self.base[cpu] = now
+            total += max(delta, self.markers.get(cpu, 0))
+        self.markers = {}
+        return total
+
+
+# ---------------------------------------------------------------------------
+def _cpus(buffer_path):
+    d = os.path.join(buffer_path, "per_cpu")
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    return sorted(int(n[3:]) for n in names if n.startswith("cpu") and n[3:].isdigit())
+
+
+def _threads(pid):
+    """Thread ids of a process (just the pid if /proc does not list them)."""
+    try:
+        tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid) if t.isdigit())
+    except OSError:
+        tids = []
+    return tids or [pid]
+
+
+def read_page_size(root, buffer_path):
+    """Bytes per trace_pipe_raw read: the sub-buffer size where it is
+    configurable, else the data page from events/header_page, else the
+    system page size."""
+    # Since the Linux patch "tracing: Update subbuffer with kilobytes not page
+    # order" (Dec 2023) buffer_subbuf_size_kb gives sub-buffers beyond a page.
+    text = tracefs.read_text(os.path.join(buffer_path, "buffer_subbuf_size_kb"))
+    if text and text.strip().isdigit():
+        return int(text.strip()) * 1024
+    hp = tracefs.read_text(os.path.join(root, "events", "header_page")) or ""
+    m = re.search(r"field:\s*char data;\s*offset:(\d+);\s*size:(\d+);", hp)
+    if m:
+        return int(m.group(1)) + int(m.group(2))
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+class LiveSession(Session):
+    """A measurement running in the live kernel through tracefs."""
+
+    def __init__(self, measurement, plan, tracefs_root, options, features,
+                 buffer_kb, pid=None):
+        self.measurement = measurement
+        self.plan = plan
+        self.root = tracefs_root
+        self.options = options
+        self.features = features
+        self.buffer_kb = buffer_kb
+        self.pid = os.getpid() if pid is None else pid
+        self.stderr = getattr(options, "stderr", None) or sys.stderr
+        self.verbose = bool(getattr(options, "verbose", False))
+        self.tool = getattr(options, "tool", None) or "kerntrace"
+        self.undo = inst.UndoStack()
+        self.buffer_path = None
+        self.instance_name = None
+        self.readers = []
+        self.decoder = None
+        self.aggregator = None
+        self.losses = None
+        self.journal = None
+        self.started = False
+        self.notes = []          # what --explain/verbose may show
+
+    # -- helpers -------------------------------------------------------------
+    def _say(self, text):
+        self.stderr.write("kerntrace: %s\n" % text)
+
+    def _explain(self, text):
+        self.notes.append(text)
+        if self.verbose:
+            self._say(text)
+
+    def _event_dir(self, ev):
+        return os.path.join(self.buffer_path, "events", ev.system, ev.event)
+
+    # -- configuration (shared by start() and program_text()) ----------------
+    def _configure(self, ops):
+        plan = self.plan
+        if plan.instances:
+            if self.instance_name is None:
+                self.instance_name = inst.instance_name(self.tool, self.pid)
+            self.buffer_path = os.path.join(self.root, "instances", self.instance_name)
+            ops.mkdir_instance(self.buffer_path)
+        else:
+            self.buffer_path = self.root
+        self._define_probes(ops)
+        self._buffer_settings(ops)
+        self._pid_filter(ops)
+        for ev in plan.events:
+            self._apply_filter(ops, ev)
+        self._enable(ops)
+        self._tracing_on(ops)
+
+    def _define_probes(self, ops):
+        for ev in self.plan.events:
+            if not ev.probe_def:
+                continue
+            fname = "uprobe_events" if ev.probe.kind in ("uprobe", "uretprobe") else "kprobe_events"
+            ops.append_definition(os.path.join(self.root, fname), ev.probe_def,
+                                  probes.removal_line(ev.system, ev.event),
+                                  "event %s (%s)" % (ev.name, ev.probe.describe()))
+            if not ops.dry_run:
+                fmt = tracefs.read_format(self.root, ev.system, ev.event)
+                if fmt is None:
+                    raise EnableError("event %s: probe %s/%s defined but has no format file"
+                                      % (ev.name, ev.system, ev.event))
+                ev.format = fmt
+
+    def _buffer_settings(self, ops):
+        b = self.buffer_path
+        if not self.plan.instances:
+            # The shared buffer may hold older events; perf-tools clears it too.
+            ops.clear_buffer(b)
+        if self.buffer_kb:
+            size = os.path.join(b, "buffer_size_kb")
+            if not self.plan.instances and (ops.read(size) or "").strip() == "X":
+                # Sizes differ per CPU: save each one to restore it.
+                for cpu in _cpus(b):
+                    ops.save_only(os.path.join(b, "per_cpu", "cpu%d" % cpu, "buffer_size_kb"))
+            ops.write(size, str(int(self.buffer_kb)), what="buffer size")
+        # (A new instance's files do not exist yet for --print-program: the
+        # top level lists the same clocks.)
+        clocks = (tracefs.read_text(os.path.join(b, "trace_clock"))
+                  or tracefs.read_text(os.path.join(self.root, "trace_clock")) or "")
+        # "mono" (CLOCK_MONOTONIC) makes timestamps comparable with other
+        # sources; kernels without it keep their default clock.
+        if re.search(r"(^|\s|\[)mono(\]|\s|$)", clocks) and "[mono]" not in clocks:
+            ops.write(os.path.join(b, "trace_clock"), "mono", what="trace clock")
+        func = [ev for ev in self.plan.events if ev.system == "ftrace" and ev.event == "function"]
+        if func:
+            ops.write(os.path.join(b, "set_ftrace_filter"),
+                      " ".join(ev.probe.function for ev in func), what="function filter")
+            ops.write(os.path.join(b, "current_tracer"), "function", what="function tracer",
+                      undo_value="nop")
+
+    def _pid_filter(self, ops):
+        pid = kfilter.pid_for_set_event_pid(self.measurement)
+        path = os.path.join(self.buffer_path, "set_event_pid")
+        fork = os.path.join(self.buffer_path, "options", "event-fork")
+        # Feature check on the top level (an instance has the same files).
+        if pid is None or not os.path.exists(os.path.join(self.root, "set_event_pid")) \
+                or not os.path.exists(os.path.join(self.root, "options", "event-fork")):
+            return
+        err = ops.try_write(path, " ".join(str(t) for t in _threads(pid)))
+        if err is not None:
+            self._explain("set_event_pid rejected (%s): filtering PID %d in user space"
+                          % (err.strerror or err, pid))
+            ops.try_write(path, "")
+            return
+        ops.write(fork, "1", what="event-fork option")
+
+    def _apply_filter(self, ops, ev):
+        path = os.path.join(self._event_dir(ev), "filter")
+        clause_list = kfilter.clauses(self.measurement.filters_for(ev.logical), ev)
+        attempts = [clause_list]
+        if any(c.glob for c in clause_list):
+            attempts.append(kfilter.without_globs(clause_list))
+        text = None
+        for cl in attempts:
+            expr = kfilter.expression(cl)
+            if not expr:
+                break
+            err = ops.try_write(path, expr)
+            if err is None:
+                text = expr
+                break
+            if err.errno != errno.EINVAL:
+                raise FilterError("event %s: cannot write filter to %s: %s (errno %d)"
+                                  % (ev.name, path, err.strerror or err, err.errno or 0))
+            self._explain("the kernel rejected filter %r on %s:%s; filtering in user space"
+                          % (expr, ev.system, ev.event))
+        if text is None and (clause_list or not self.plan.instances):
+            # No kernel filter: make sure none is left (a rejected write, or
+            # a filter someone set on the shared top-level event).
+            current = (ops.read(path) or "none").strip()
+            if current != "none" and ops.try_write(path, "0") is not None:
+                raise FilterError("event %s: cannot clear filter %s" % (ev.name, path))
+        self.plan.kernel_filters[ev.name] = text
+
+    def _enable(self, ops):
+        for ev in self.plan.events:
+            if ev.system == "ftrace" and ev.event == "function":
+                continue        # the function tracer records these
+            # Probe events must be disabled before their definition can be
+            # removed, even in our own instance (removed after them).
+            undo = "0" if ev.probe_def else None
+            ops.write(os.path.join(self._event_dir(ev), "enable"), "1",
+                      what="enable %s:%s" % (ev.system, ev.event), undo_value=undo)
+
+    def _tracing_on(self, ops):
+        path = os.path.join(self.buffer_path, "tracing_on")
+        if not self.plan.instances and not ops.dry_run:
+            if (ops.read(path) or "1").strip()[:1] == "0":
+                self._say("warning: tracing is off in the top-level buffer (tracing_on=0): "
+                          "turning it on for this run; it is set back to 0 at the end")
+                self.undo.push("say tracing_on restored",
+                               lambda: self._say("tracing_on set back to 0"))
+        ops.write(path, "1", what="tracing_on")
+
+    # -- Session interface ---------------------------------------------------
+    def program_text(self):
+        saved = (self.buffer_path, self.instance_name, dict(self.plan.kernel_filters))
+        ops = inst.ControlFiles(self.root, dry_run=True, save=not self.plan.instances)
+        try:
+            if not self.plan.instances:
+                ops.log.append("# take lock %s" % FtraceLock().path)
+            self._configure(ops)
+        finally:
+            self.buffer_path, self.instance_name, self.plan.kernel_filters = saved
+        reading = ("read per_cpu/cpu*/trace_pipe_raw" if self.plan.read_path == "raw"
+                   else "read trace_pipe")
+        ops.log.append("# %s" % reading)
+        return "\n".join(ops.log) + "\n"
+
+    def start(self):
+        if self.started:
+            return
+        self.started = True
+        stale.cleanup(self.root, stderr=self.stderr)
+        if not self.plan.instances:
+            lock = FtraceLock(stderr=self.stderr)
+            lock.acquire()
+            self.undo.push("release lock", lock.release)
+            self.journal = inst.Journal(self.pid)
+            self.undo.push("remove journal", self.journal.remove)
+        ops = inst.ControlFiles(self.root, undo=self.undo, save=not self.plan.instances,
+                                journal=self.journal)
+        self._configure(ops)
+        self._open_readers()
+        self._build_pipeline()
+
+    def _open_readers(self):
+        cpus = _cpus(self.buffer_path)
+        self.undo.push("close readers", self._close_readers)
+        if self.plan.read_path == "raw":
+            page = read_page_size(self.root, self.buffer_path)
+            for cpu in cpus:
+                r = RawReader(cpu, os.path.join(self.buffer_path, "per_cpu", "cpu%d" % cpu,
+                                                "trace_pipe_raw"), page)
+                r.open()
+                self.readers.append(r)
+        else:
+            r = TextReader(os.path.join(self.buffer_path, "trace_pipe"))
+            try:
+                r.open()
+            except OSError as e:
+                raise EnableError("cannot read %s: %s (errno %d)"
+                                  % (r.path, e.strerror or e, e.errno or 0))
+            self.readers.append(r)
+        self.losses = LossCounter(
+            (cpu, os.path.join(self.buffer_path, "per_cpu", "cpu%d" % cpu, "stats"))
+            for cpu in cpus)
+
+    def _close_readers(self):
+        readers, self.readers = self.readers, []
+        for r in readers:
+            r.close()
+
+    def _build_pipeline(self):
+        from .aggregate import Aggregator
+        if self.plan.read_path == "raw":
+            from .rawparse import RawDecoder
+            hp = tracefs.read_text(os.path.join(self.root, "events", "header_page")) or ""
+            he = tracefs.read_text(os.path.join(self.root, "events", "header_event")) or ""
+            by_id = {ev.format.id: ev.format for ev in self.plan.events
+                     if ev.format is not None and ev.format.id is not None}
+            self.decoder = RawDecoder(hp, he, by_id)
+        else:
+            from .textparse import TextDecoder
+            self.decoder = TextDecoder({(ev.system, ev.event): ev.format
+                                        for ev in self.plan.events if ev.format is not None})
+        self.aggregator = Aggregator(self.measurement, self.plan, tasks=self._tasks())
+
+    def _tasks(self):
+        try:
+            from .tasks import TaskInfo
+        except ImportError:
+            return None
+        return TaskInfo()
+
+    # -- reading -------------------------------------------------------------
+    def _drain(self):
+        """One round over every reader; returns how much was read."""
+        n = 0
+        for r in list(self.readers):
+            if isinstance(r, RawReader):
+                for page in r.read_pages(MAX_PAGES_PER_ROUND):
+                    n += 1
+                    self._feed_page(page, r.cpu)
+            else:
+                for line in r.read_lines(MAX_PAGES_PER_ROUND):
+                    n += 1
+                    self._feed_line(line)
+        return n
+
+    def _feed_page(self, page, cpu):
+        events, lost = self.decoder.decode_page(page, cpu)
+        for ev in events:
+            self.aggregator.feed(ev)
+        if lost:
+            self.losses.marker(cpu, lost if isinstance(lost, int) and lost > 0 else None)
+
+    def _feed_line(self, line):
+        item = self.decoder.decode(line)
+        if item is None:
+            return
+        if isinstance(item, Lost):
+            self.losses.marker(item.cpu, item.count)
+        else:
+            self.aggregator.feed(item)
+
+    def wait(self, timeout):
+        deadline = _now() + max(0.0, timeout)
+        while True:
+            read = self._drain() if self.readers else 0
+            remaining = deadline - _now()
+            if remaining <= 0:
+                return
+            if not read:
+                time.sleep(min(POLL_S, remaining))
+
+    def collect(self):
+        # Drain until empty (bounded, so a flood cannot hold the interval).
+        for _ in range(64):
+            if not self.readers or not self._drain():
+                break
+        lost = self.losses.take() if self.losses else 0
+        if lost:
+            self.aggregator.feed_lost(lost)
+        return self.aggregator.collect()
+
+    def close(self):
+        errors = self.undo.run()
+        for what, e in errors:
+            self._say("warning: %s failed: %s" % (what, str(e).splitlines()[0] if str(e) else
+                                                   type(e).__name__))
