@@ -68,8 +68,9 @@ def choose_printer(tool, args, out, err):
     from .output import jsonlines, prometheus
     if getattr(args, "json", False):
         return jsonlines.JsonLinesPrinter(out, err)
-    if getattr(args, "prometheus", False):
-        return prometheus.PrometheusPrinter(out, err)
+    textfile = getattr(args, "prometheus_file", None)
+    if getattr(args, "prometheus", False) or textfile:
+        return prometheus.PrometheusPrinter(out, err, textfile=textfile)
     return tool.printer(args, out, err)
 
 

@@ -42,6 +42,9 @@ def add_common_arguments(parser):
                    help="print JSON lines (one object per interval or event)")
     g.add_argument("--prometheus", action="store_true",
                    help="print Prometheus text exposition format")
+    g.add_argument("--prometheus-file", metavar="PATH",
+                   help="write the Prometheus exposition atomically to PATH each interval "
+                        "(node_exporter textfile collector) instead of stdout")
     g.add_argument("--print-program", action="store_true",
                    help="print what the backend would install (BPF C, tracefs writes) and exit")
     g.add_argument("--input", metavar="FILE", dest="input_file",
