@@ -47,15 +47,19 @@ def dev_string(dev):
     return "%d,%d" % (dev_major(dev), dev_minor(dev))
 
 
+SYS_CLASS_BLOCK = "/sys/class/block"
+PROC_PARTITIONS = "/proc/partitions"
+
+
 class DiskTable(object):
     """Disk names <-> device numbers, read from /sys/class/block/<name>/dev
     ("MAJ:MIN"), or /proc/partitions where sysfs lacks them.  Re-read when
     asked about a device it does not know (disks come and go: loop devices,
     hot-plug)."""
 
-    def __init__(self, sys_class_block="/sys/class/block", proc_partitions="/proc/partitions"):
-        self.sys_class_block = sys_class_block
-        self.proc_partitions = proc_partitions
+    def __init__(self, sys_class_block=None, proc_partitions=None):
+        self.sys_class_block = sys_class_block or SYS_CLASS_BLOCK
+        self.proc_partitions = proc_partitions or PROC_PARTITIONS
         self._by_dev = None
         self._by_name = None
         self._partitions = set()
