@@ -299,7 +299,8 @@ class Rwbs(object):
         for letter, word in _FLAG_WORDS:
             if letter in self.flags:
                 desc = word + "-" + desc
-        if self.preflush:
+        if self.preflush and self.op != "F":
+            # (a flush request is always marked pre-flush too: "FF")
             desc = "PreFlush-" + desc
         return desc
 

@@ -55,7 +55,10 @@ RECORD_FIELDS = ("comm", "pid", "dev", "rwbs", "sector", "bytes", LATENCY)
 
 
 def seconds(ns):
-    return "%.6f" % (ns / 1e9)
+    """Trace-clock nanoseconds as perf-tools prints trace timestamps:
+    seconds with 6 decimals (integer arithmetic: no float rounding)."""
+    sec, usec = divmod(int(ns) // 1000, 1000000)
+    return "%d.%06d" % (sec, usec)
 
 
 def iosnoop_columns(start_times=False, end_times=False):

@@ -98,3 +98,10 @@ def histogram_blocks(text):
         else:
             cur = None
     return blocks
+
+
+def run_cli(argv, timeout=120):
+    """Run `kerntrace <argv>` in a subprocess, as a user would; returns
+    (exit status, stdout, stderr)."""
+    import clirun   # tests/clirun.py (tests/ is on sys.path via conftest)
+    return clirun.run(list(argv), timeout=timeout)

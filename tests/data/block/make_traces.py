@@ -177,7 +177,7 @@ def mixed_618tgid(name="block_mixed_618tgid.trace"):
     never traced (it began before tracing):
 
       254,0  reads   10 x 300 us  comm "my app"        pid 700
-      254,0  writes  5 x 3000 us  comm "kworker/u4:2-flush-254:0" pid 81 (rwbs WS)
+      254,0  writes  5 x 3000 us  comm "jbd2/vda1-8"     pid 81 (rwbs WS)
       254,16 reads   7 x 1500 us  comm "dd"            pid 900
       254,0  flush   1 x 700 us   (FF, sector -1, 0 bytes)      pid 81
       254,0  a completion at sector 42 with no start
@@ -189,11 +189,11 @@ def mixed_618tgid(name="block_mixed_618tgid.trace"):
               pid=700)
     for i in range(5):
         tr.io(t + 200000 + i * 10000, 3000, dev=(254, 0), rwbs="WS", sector=90000 + 8 * i,
-              nbytes=8192, comm="kworker/u4:2-flush-254:0", pid=81, cpu=1)
+              nbytes=8192, comm="jbd2/vda1-8", pid=81, cpu=1)
     for i in range(7):
         tr.io(t + 400000 + i * 10000, 1500, dev=(254, 16), rwbs="R", sector=64 * i,
               nbytes=65536, comm="dd", pid=900)
-    tr.start("block_rq_issue", t + 600000, 0, "kworker/u4:2-flush-254:0", 81, (254, 0), "FF",
+    tr.start("block_rq_issue", t + 600000, 0, "jbd2/vda1-8", 81, (254, 0), "FF",
              0, FLUSH_SECTOR)
     tr.complete(t + 600700, 1, (254, 0), "FF", FLUSH_SECTOR, 0)
     tr.complete(t + 5, 1, (254, 0), "R", 42, 8)
