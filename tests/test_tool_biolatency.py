@@ -302,3 +302,9 @@ def test_rwbs_glob_validation():
     for bad in ("", "R*W", "R?", "[RW]", "R\"", "R'"):
         with pytest.raises(UsageError):
             blockdev.rwbs_glob(bad)
+
+
+def test_man_page_renders():
+    text = blocktest.check_man_page("biolatency")
+    if text is not None:
+        assert "biolatency" in text and "EXAMPLES" in text

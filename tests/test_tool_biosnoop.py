@@ -138,3 +138,9 @@ def test_bad_input(disks, argv, status, words):
 def test_help_shows_examples():
     rc, out, err = blocktest.run_cli(["biosnoop", "-h"])
     assert rc == 0 and "examples:" in out + err and "biosnoop -Q" in out + err
+
+
+def test_man_page_renders():
+    text = blocktest.check_man_page("biosnoop")
+    if text is not None:
+        assert "biosnoop" in text and "EXAMPLES" in text

@@ -102,3 +102,9 @@ def test_bad_input(disks, argv, status, words):
 def test_help_shows_examples():
     rc, out, err = blocktest.run_cli(["bitesize", "-h"])
     assert rc == 0 and "examples:" in out + err and "bitesize -d vda" in out + err
+
+
+def test_man_page_renders():
+    text = blocktest.check_man_page("bitesize")
+    if text is not None:
+        assert "bitesize" in text and "EXAMPLES" in text

@@ -323,3 +323,9 @@ def test_on_6_11_traces_perf_tools_mis_pairs_and_we_do_not(perf_tools_awk, tmp_p
     their_rows = _rows(theirs)
     assert sum(their_rows.values()) < 120
     assert blocktest.histogram_blocks(theirs) != blocktest.histogram_blocks(ours)
+
+
+def test_man_page_renders():
+    text = blocktest.check_man_page("iolatency")
+    if text is not None:
+        assert "iolatency" in text and "EXAMPLES" in text

@@ -139,3 +139,9 @@ def test_bad_input_one_line_exit_1(disks, argv, words):
     rc, out, err = blocktest.run_tool("iosnoop", argv)
     assert rc == 1, err
     assert out == "" and len(err.splitlines()) == 1 and words in err, err
+
+
+def test_man_page_renders():
+    text = blocktest.check_man_page("iosnoop")
+    if text is not None:
+        assert "iosnoop" in text and "EXAMPLES" in text

@@ -105,3 +105,43 @@ def run_cli(argv, timeout=120):
     (exit status, stdout, stderr)."""
     import clirun   # tests/clirun.py (tests/ is on sys.path via conftest)
     return clirun.run(list(argv), timeout=timeout)
+
+
+MAN_SECTIONS = ("NAME", "SYNOPSIS", "DESCRIPTION", "REQUIREMENTS", "OPTIONS", "EXAMPLES",
+                "FIELDS", "OVERHEAD", "SOURCE", "SEE ALSO")
+
+
+def check_man_page(tool):
+    """The tool's man page exists, has the project's sections, and renders
+    with `man -l` (or at least formats with groff/nroff) without warnings.
+    Returns the rendered text (or None without a formatter)."""
+    page = os.path.join(DATA, "..", "..", "..", "man", "man8", tool + ".8")
+    page = os.path.normpath(page)
+    assert os.path.isfile(page), page
+    with open(page) as f:
+        src = f.read()
+    headings = [line[4:].strip().strip('"') for line in src.splitlines() if line.startswith(".SH ")]
+    for section in MAN_SECTIONS:
+        assert section in headings, "%s: no %s section" % (page, section)
+    assert src.startswith(".TH %s 8 " % tool)
+    man = shutil.which("man")
+    env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
+    if man:
+        p = subprocess.run([man, "-l", page], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, env=env, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert p.stderr.strip() == "", p.stderr
+        return p.stdout
+    fmt = shutil.which("groff") or shutil.which("nroff")
+    if fmt:
+        args = [fmt, "-ww", "-man", "-Tutf8"] if fmt.endswith("groff") else [fmt, "-man"]
+        p = subprocess.run(args + [page], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, env=env, timeout=60)
+        assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
+        return p.stdout
+    # No formatter: at least every request line is a known man macro.
+    for line in src.splitlines():
+        if line.startswith("."):
+            assert line.split()[0] in (".TH", ".SH", ".SS", ".TP", ".PP", ".B", ".I", ".br",
+                                       ".BR", ".IR", ".RS", ".RE", ".IP", ".nf", ".fi"), line
+    return None
