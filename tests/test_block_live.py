@@ -1,0 +1,362 @@
+"""The block I/O tools on the live kernel, as a user runs them.
+
+Each test creates its own loop device and does a known number of direct
+(O_DIRECT) reads and writes on it, so the counts are exact even while other
+engineers' tests do I/O on the same machine: every tool is run with -d on
+our device.  Tools run as subprocesses and stop on Ctrl-C (SIGINT), which
+prints the unfinished interval.  Both backends run every test (the eBPF
+one skips with the reason when bcc cannot run here); the conftest leak check
+fails any test that leaves tracing state behind."""
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import clirun
+import kernstate
+import workloads
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data", "block"))
+import blocktest  # noqa: E402
+
+WRITES = 48
+READS = 32
+BACKENDS = [pytest.param("ftrace", marks=pytest.mark.live),
+            pytest.param("ebpf", marks=[pytest.mark.live, pytest.mark.ebpf])]
+
+_backend_reason = {}
+
+
+def skip_unless_backend_runs(backend, dev_arg):
+    """Skip (with the backend's own reason) when it cannot run block
+    tracepoints here, e.g. bcc without usable kernel headers."""
+    if backend not in _backend_reason:
+        rc, out, err = clirun.run(["iolatency", "--backend", backend, "--print-program",
+                                   "-d", dev_arg])
+        _backend_reason[backend] = None if rc == 0 else (err.strip() or "exit %d" % rc)
+    if _backend_reason[backend]:
+        pytest.skip("the %s backend cannot run here: %s" % (backend, _backend_reason[backend]))
+
+
+class LiveTool(object):
+    """A tool started as a user would; returns once `ready` (its banner or
+    header, printed when tracing is live) appears on `stream`."""
+
+    def __init__(self, argv, ready, stream="stdout", timeout=60):
+        self.argv = argv
+        self.p = clirun.start(argv)
+        self.seen = {"stdout": [], "stderr": []}
+        watched = getattr(self.p, stream)
+        end = time.time() + timeout
+        while time.time() < end:
+            r, _, _ = select.select([watched], [], [], 0.2)
+            if r:
+                line = watched.readline()
+                if not line:
+                    break
+                self.seen[stream].append(line)
+                if ready in line:
+                    return
+            elif self.p.poll() is not None:
+                break
+        out, err = self.p.communicate(timeout=30)
+        raise AssertionError("%s: no %r on %s (rc=%r)\nstdout: %s\nstderr: %s" % (
+            " ".join(argv), ready, stream, self.p.returncode,
+            "".join(self.seen["stdout"]) + out, "".join(self.seen["stderr"]) + err))
+
+    def stop(self, settle=0.5, timeout=60):
+        """Ctrl-C after `settle` seconds; returns (status, stdout, stderr)."""
+        time.sleep(settle)
+        self.p.send_signal(signal.SIGINT)
+        try:
+            out, err = self.p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+            raise AssertionError("%s did not stop on SIGINT" % " ".join(self.argv))
+        return (self.p.returncode, "".join(self.seen["stdout"]) + out,
+                "".join(self.seen["stderr"]) + err)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.communicate()
+
+
+class Disk(object):
+    def __init__(self, path, major, minor):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.major = major
+        self.minor = minor
+        self.majmin = "%d,%d" % (major, minor)
+        self.dev = (major << 20) | minor
+
+    def set_scheduler(self, name):
+        """A queueing scheduler makes every request pass block_rq_insert
+        (with "none" the driver may take requests directly)."""
+        path = "/sys/block/%s/queue/scheduler" % self.name
+        try:
+            with open(path, "w") as f:
+                f.write(name)
+        except (IOError, OSError) as e:
+            pytest.skip("cannot set the %s scheduler on %s: %s" % (name, self.name, e))
+
+
+@pytest.fixture
+def disk():
+    if kernstate.live_skip_reason():
+        pytest.skip(kernstate.live_skip_reason())
+    with workloads.loop_device() as (path, major, minor):
+        # Let the kernel finish whatever it reads from a new device.
+        time.sleep(0.3)
+        yield Disk(path, major, minor)
+
+
+def workload(disk):
+    workloads.direct_writes(disk.path, WRITES, bs=4096)
+    workloads.direct_reads(disk.path, READS, bs=4096)
+
+
+def run_with(argv, ready, stream, disk, work=workload):
+    tool = LiveTool(argv, ready, stream)
+    try:
+        work(disk)
+        rc, out, err = tool.stop()
+    finally:
+        tool.kill()
+    assert rc == 0, err
+    return out, err
+
+
+def pow2ms_rows(out):
+    """iolatency output -> {row: count} summed over every interval."""
+    rows = {}
+    for block in blocktest.histogram_blocks(out):
+        for i, line in enumerate(block[1:]):
+            rows[i] = rows.get(i, 0) + int(line.split(":")[1].split("|")[0])
+    return rows
+
+
+def log2_total(out):
+    return sum(int(m) for m in re.findall(r"^\s+\d+ -> \d+\s+: (\d+)\s+\|", out, re.M))
+
+
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_iolatency_counts_every_io_of_the_device_exactly(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    out, err = run_with(["iolatency", "--backend", backend, "-d", disk.majmin, "1"],
+                        "Tracing block I/O.", "stdout", disk)
+    assert out.startswith("Tracing block I/O. Output every 1 seconds. Ctrl-C to end.\n")
+    assert out.endswith("\nEnding tracing...\n")
+    assert sum(pow2ms_rows(out).values()) == WRITES + READS, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_iolatency_device_filter_ignores_another_device(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    with workloads.loop_device() as (other_path, _major, _minor):
+        def both(d):
+            workloads.direct_writes(other_path, 20)
+            workload(d)
+            workloads.direct_reads(other_path, 20)
+        out, err = run_with(["iolatency", "--backend", backend, "-d", disk.name, "1"],
+                            "Tracing block I/O.", "stdout", disk, work=both)
+    assert sum(pow2ms_rows(out).values()) == WRITES + READS, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("pattern, expected", [("*R*", READS), ("*W*", WRITES)])
+def test_iolatency_type_filter(backend, disk, pattern, expected):
+    skip_unless_backend_runs(backend, disk.majmin)
+    out, err = run_with(["iolatency", "--backend", backend, "-d", disk.majmin, "-i", pattern],
+                        "Tracing block I/O.", "stdout", disk)
+    assert sum(pow2ms_rows(out).values()) == expected, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_queue_time_latencies_are_never_shorter(backend, disk):
+    """Two iolatency runs at once on the same I/O, one with -Q: every I/O
+    counted by both, and no row of the -Q histogram is reached by more I/O
+    than the same row without -Q (cumulatively)."""
+    skip_unless_backend_runs(backend, disk.majmin)
+    disk.set_scheduler("mq-deadline")
+    plain = LiveTool(["iolatency", "--backend", backend, "-d", disk.majmin, "1"],
+                     "Tracing block I/O.")
+    try:
+        queued = LiveTool(["iolatency", "--backend", backend, "-Q", "-d", disk.majmin, "1"],
+                          "Tracing block I/O.")
+        try:
+            workload(disk)
+            rc_q, out_q, err_q = queued.stop()
+        finally:
+            queued.kill()
+        rc_p, out_p, err_p = plain.stop(settle=0)
+    finally:
+        plain.kill()
+    assert rc_q == 0 and rc_p == 0, err_q + err_p
+    rows_p, rows_q = pow2ms_rows(out_p), pow2ms_rows(out_q)
+    assert sum(rows_p.values()) == sum(rows_q.values()) == WRITES + READS, (out_p, out_q)
+    top = max(list(rows_p) + list(rows_q))
+    for r in range(top + 1):
+        assert (sum(rows_q.get(i, 0) for i in range(r + 1))
+                <= sum(rows_p.get(i, 0) for i in range(r + 1))), (r, rows_p, rows_q)
+
+
+@pytest.mark.live
+@pytest.mark.ebpf
+def test_both_backends_at_once_agree(disk):
+    for backend in ("ftrace", "ebpf"):
+        skip_unless_backend_runs(backend, disk.majmin)
+    ftrace = LiveTool(["iolatency", "--backend", "ftrace", "-d", disk.majmin, "1"],
+                      "Tracing block I/O.")
+    try:
+        ebpf = LiveTool(["iolatency", "--backend", "ebpf", "-d", disk.majmin, "1"],
+                        "Tracing block I/O.")
+        try:
+            workload(disk)
+            rc_e, out_e, err_e = ebpf.stop()
+        finally:
+            ebpf.kill()
+        rc_f, out_f, err_f = ftrace.stop(settle=0)
+    finally:
+        ftrace.kill()
+    assert rc_e == 0 and rc_f == 0, err_e + err_f
+    rows_f, rows_e = pow2ms_rows(out_f), pow2ms_rows(out_e)
+    assert sum(rows_f.values()) == sum(rows_e.values()) == WRITES + READS
+    # The backends timestamp each event with their own clock read (trace
+    # clock vs bpf_ktime_get_ns), nanoseconds apart: an I/O within a hair
+    # of a row boundary may land on either side.  Anything more is a bug.
+    moved = sum(abs(rows_f.get(r, 0) - rows_e.get(r, 0)) for r in set(rows_f) | set(rows_e))
+    assert moved <= 2, (rows_f, rows_e)
+
+
+@pytest.mark.live
+def test_same_count_as_a_bpftrace_one_liner(disk):
+    bpftrace = "/usr/bin/bpftrace"
+    if not os.access(bpftrace, os.X_OK):
+        pytest.skip("bpftrace is not installed")
+    program = ("tracepoint:block:block_rq_issue /args->dev == %d/ { @issued = count(); } "
+               "tracepoint:block:block_rq_complete /args->dev == %d/ { @completed = count(); }"
+               % (disk.dev, disk.dev))
+    bt = subprocess.Popen(["bash", "-c", 'ulimit -l unlimited; exec "$0" -e "$1"', bpftrace,
+                           program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True)
+    try:
+        line = ""
+        end = time.time() + 60
+        while time.time() < end and "Attaching" not in line:
+            r, _, _ = select.select([bt.stdout], [], [], 0.2)
+            if r:
+                line = bt.stdout.readline()
+                if not line:
+                    break
+            elif bt.poll() is not None:
+                break
+        if "Attaching" not in line:
+            bt.kill()
+            pytest.skip("bpftrace cannot run here: %s" % bt.communicate()[1].strip())
+        time.sleep(0.5)   # "Attaching" comes just before the probes are live
+        out, err = run_with(["iolatency", "--backend", "ftrace", "-d", disk.majmin],
+                            "Tracing block I/O.", "stdout", disk)
+        bt.send_signal(signal.SIGINT)
+        bt_out, bt_err = bt.communicate(timeout=60)
+    finally:
+        if bt.poll() is None:
+            bt.kill()
+            bt.communicate()
+    counts = dict(re.findall(r"^@(\w+): (\d+)$", bt_out, re.M))
+    assert int(counts.get("issued", 0)) == WRITES + READS, bt_out + bt_err
+    assert int(counts.get("completed", 0)) == WRITES + READS, bt_out + bt_err
+    assert sum(pow2ms_rows(out).values()) == WRITES + READS
+
+
+# ---------------------------------------------------------------------------
+# The bcc-style tools and iosnoop on the same workload
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_biolatency_per_disk(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    out, err = run_with(["biolatency", "--backend", backend, "-D", "-d", disk.name],
+                        "Tracing block device I/O", "stderr", disk)
+    assert "\ndisk = %s\n" % disk.name in out, out
+    assert log2_total(out) == WRITES + READS, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_biolatency_flags(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    out, err = run_with(["biolatency", "--backend", backend, "-F", "-d", disk.name],
+                        "Tracing block device I/O", "stderr", disk)
+    sections = re.split(r"^flags = (.*)$", out, flags=re.M)
+    totals = {name: log2_total(body) for name, body in zip(sections[1::2], sections[2::2])}
+    # O_DIRECT writes are synchronous; reads plain.
+    assert totals == {"Sync-Write": WRITES, "Read": READS}, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bitesize(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    out, err = run_with(["bitesize", "--backend", backend, "-d", disk.name],
+                        "Tracing block I/O", "stderr", disk)
+    # dd's 4 KB requests: the 4 -> 7 Kbytes row.
+    m = re.search(r"^Process Name = dd\n.*?^\s+4 -> 7\s+: (\d+)", out, re.M | re.S)
+    assert m and int(m.group(1)) == WRITES + READS, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_biosnoop_one_line_per_io(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    out, err = run_with(["biosnoop", "--backend", backend, "-d", disk.name],
+                        "TIME(s)", "stdout", disk)
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert len(rows) == WRITES + READS, out
+    assert {r[1] for r in rows} == {"dd"}
+    assert {r[3] for r in rows} == {disk.name}
+    assert sum(1 for r in rows if r[4] == "W") == WRITES
+    assert sum(1 for r in rows if r[4] == "R") == READS
+    assert {r[6] for r in rows} == {"4096"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_iosnoop_one_line_per_io(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    out, err = run_with(["iosnoop", "--backend", backend, "-d", disk.majmin],
+                        "Tracing block I/O", "stdout", disk)
+    lines = out.splitlines()
+    assert lines[1].split() == ["COMM", "PID", "TYPE", "DEV", "BLOCK", "BYTES", "LATms"]
+    rows = [line.split() for line in lines[2:] if line.strip() and not line.startswith("Ending")]
+    assert len(rows) == WRITES + READS, out
+    assert {r[3] for r in rows} == {disk.majmin}
+    assert sum(1 for r in rows if "W" in r[2]) == WRITES
+    assert sum(1 for r in rows if r[2] == "R") == READS
+
+
+# ---------------------------------------------------------------------------
+# Bad input on the live host: one line, the reference tools' exit status,
+# nothing left in tracefs (checked by the conftest leak fixture).
+@pytest.mark.live
+@pytest.mark.parametrize("argv, status, words", [
+    (["iolatency", "-d", "nosuchdisk"], 1, "no such disk"),
+    (["iolatency", "-d", "999,999"], 1, "no such disk 999,999"),
+    (["iolatency", "-i", "R?"], 1, "invalid -i pattern"),
+    (["iolatency", "-1"], 1, "negative number"),
+    (["iosnoop", "-d", "999,999"], 1, "no such disk"),
+    (["biolatency", "-d", "nosuchdisk"], 1, "no such disk 'nosuchdisk'"),
+    (["biolatency", "--", "-1"], 2, "invalid interval"),
+    (["biosnoop", "-d", "nosuchdisk"], 1, "no such disk"),
+    (["bitesize", "-d", "999,999"], 1, "no such disk"),
+])
+def test_bad_input_leaves_nothing_behind(argv, status, words):
+    before = kernstate.snapshot()
+    rc, out, err = clirun.run(argv)
+    assert rc == status, err
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+    assert "Traceback" not in err
+    assert kernstate.snapshot() == before
