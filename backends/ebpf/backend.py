@@ -1,0 +1,119 @@
+"""The eBPF backend: bcc compiles generated C; aggregation happens in the
+kernel.  Preferred over ftrace wherever check() says it can run."""
+
+from kerntrace.core.backend import Backend, Capability, Verdict
+
+from . import bccfind
+from . import plan as eplan
+from . import codegen, probes, tracefs_probes
+from .session import EbpfSession
+
+_PROBE_KINDS = ("tracepoint", "raw_tracepoint", "kprobe", "uprobe")
+
+
+def _lockdown_blocks(lock):
+    # lockdown=confidentiality forbids reading kernel memory from BPF
+    # (bpf_probe_read_kernel and friends); integrity only forbids writes.
+    return lock == "confidentiality"
+
+
+class EbpfBackend(Backend):
+    name = "ebpf"
+    preference = 10
+
+    # -- what the host offers -------------------------------------------------
+    def capabilities(self, host):
+        p = probes.for_host(host)
+        caps = []
+        b = p.bcc()
+        caps.append(Capability("bcc", b.ok, b.how if b.ok else b.why_not))
+        priv = p.privileges()
+        caps.append(Capability("privileges", priv.ok, priv.detail))
+        lock = host.lockdown()
+        caps.append(Capability("lockdown", not _lockdown_blocks(lock),
+                               "no lockdown LSM" if lock is None else
+                               "lockdown=%s%s" % (lock, ": BPF may not read kernel memory"
+                                                  if _lockdown_blocks(lock) else "")))
+        bpf = p.bpf_syscall()
+        caps.append(Capability("bpf_syscall", bpf.ok, bpf.detail))
+        comp = p.compile()
+        caps.append(Capability("kernel_headers", comp.ok,
+                               p.headers().describe() if comp.ok else comp.detail))
+        for kind in _PROBE_KINDS:
+            a = p.attach(kind)
+            caps.append(Capability(kind, a.ok, a.detail))
+        ring = p.ringbuf()
+        caps.append(Capability("ring_buffer", ring.ok, ring.detail))
+        return caps
+
+    # -- can it run this measurement here? -----------------------------------------
+    def check(self, measurement, host):
+        try:
+            return self._check(measurement, host)
+        except Exception as e:  # a probe that crashes is an answer, never a crash
+            text = str(e).strip().splitlines()
+            return Verdict(self.name, False, ["probe failed: %s: %s"
+                                              % (type(e).__name__, text[0] if text else "")])
+
+    def _check(self, measurement, host):
+        p = probes.for_host(host)
+        reasons = []
+        b = p.bcc()
+        if not b.ok:
+            reasons.append("bcc: %s" % b.why_not)
+        priv = p.privileges()
+        if not priv.ok:
+            reasons.append(priv.detail)
+        lock = host.lockdown()
+        if _lockdown_blocks(lock):
+            reasons.append("kernel lockdown=confidentiality: BPF may not read kernel memory")
+        if reasons:
+            return Verdict(self.name, False, reasons)
+        bpf = p.bpf_syscall()
+        if not bpf.ok:
+            return Verdict(self.name, False, [bpf.detail])
+        comp = p.compile()
+        if not comp.ok:
+            return Verdict(self.name, False, [comp.detail])
+        planned = []
+        for i, event in enumerate(measurement.events):
+            pe, why = eplan.resolve_event(i, event, host, p)
+            if pe is None:
+                reasons.append("event %s: %s" % (event.name, "; ".join(why)))
+            else:
+                planned.append(pe)
+        seen = {}
+        for pe in planned:
+            other = seen.get(pe.probe)
+            if other is not None:
+                reasons.append("events %s and %s use the same probe %s"
+                               % (other, pe.name, pe.probe.describe()))
+            seen[pe.probe] = pe.name
+        if reasons:
+            return Verdict(self.name, False, reasons)
+        notes = []
+        hdr = p.headers()
+        if hdr.matches is False:
+            notes.append(hdr.describe())
+        ep = eplan.EbpfPlan(planned, output="ringbuf" if p.ringbuf().ok else "perf",
+                            helpers=eplan.MODERN_HELPERS if p.read_kernel_helper().ok
+                            else eplan.LEGACY_HELPERS, notes=notes)
+        try:
+            codegen.generate(measurement, ep)
+        except (ValueError, KeyError, TypeError) as e:
+            return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
+        return Verdict(self.name, True, notes, ep)
+
+    # -- run it ----------------------------------------------------------------------
+    def open(self, measurement, verdict, options):
+        host_tracefs = None
+        try:
+            from kerntrace.core.host import Host
+            host_tracefs = Host(mount_tracefs=False).tracefs_path()
+        except Exception:  # only used to clean up after bcc; never fatal
+            host_tracefs = None
+        return EbpfSession(measurement, verdict.plan, bccfind.import_bcc(), options,
+                           tracefs_path=host_tracefs)
+
+    def cleanup_stale(self, host, stderr=None):
+        return tracefs_probes.remove_dead(host.tracefs_path())

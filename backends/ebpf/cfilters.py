@@ -1,0 +1,118 @@
+"""Filters as C, from typed and validated core.model.Filter values only.
+
+Numbers become integer literals we format ourselves (ULL/LL, with the
+comparison's outcome decided here when the value cannot be represented in
+the field's signedness).  Strings never appear in the C text as string
+literals: each byte is emitted as a decimal integer in generated
+byte-by-byte comparisons with constant indexes (verifier-friendly loops
+unrolled here, not by the compiler).
+"""
+
+from kerntrace.core.model import INT
+
+S64_MAX = (1 << 63) - 1
+S64_MIN = -(1 << 63)
+U64_MAX = (1 << 64) - 1
+
+# For a value out of the field's range, what `field OP value` is for every
+# field value: value above the range (True) / below it (False).
+_ABOVE = {"==": False, "!=": True, "<": True, "<=": True, ">": False, ">=": False}
+_BELOW = {"==": False, "!=": True, "<": False, "<=": False, ">": True, ">=": True}
+
+
+def int_literal(value, signed):
+    """A C integer literal for an already range-checked Python int."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("integer literal from %r" % (value,))
+    if signed:
+        if value < S64_MIN or value > S64_MAX:
+            raise ValueError("%d does not fit s64" % value)
+        if value == S64_MIN:
+            return "(-%dLL - 1)" % S64_MAX
+        return "%dLL" % value
+    if value < 0 or value > U64_MAX:
+        raise ValueError("%d does not fit u64" % value)
+    return "%dULL" % value
+
+
+def int_filter(expr, signed, flt):
+    """C expression: `expr OP value` for an INT filter, evaluated in the
+    field's own signedness, so it agrees with core.model.Filter.matches()
+    on the decoded value."""
+    v = flt.value
+    if signed:
+        if v > S64_MAX:
+            return "1" if _ABOVE[flt.op] else "0"
+        return "((s64)(%s) %s %s)" % (expr, flt.op, int_literal(v, True))
+    if v < 0:
+        return "1" if _BELOW[flt.op] else "0"
+    return "((u64)(%s) %s %s)" % (expr, flt.op, int_literal(v, False))
+
+
+def _pattern_bytes(text):
+    data = text.encode("ascii")
+    if b"\0" in data:
+        raise ValueError("NUL in a filter pattern")
+    return list(bytearray(data))
+
+
+def _bytes_equal(pattern, at):
+    """s[at + i] == byte, for each byte of the pattern (constant indexes)."""
+    return " && ".join("s[%d] == %d" % (at + i, b) for i, b in enumerate(pattern)) or "1"
+
+
+def string_match_function(fname, flt, size):
+    """A static C function `int fname(const char *s)` that is 1 when the
+    NUL-terminated string in char s[size] matches the STR filter (==, !=
+    or glob with '*' at the start and/or end)."""
+    if flt.op == "glob":
+        anchored_start, text, anchored_end = flt.glob_parts()
+    else:
+        anchored_start, text, anchored_end = True, flt.value, True
+    pat = _pattern_bytes(text)
+    k = len(pat)
+    body = []
+    if anchored_start and anchored_end:
+        if k > size:
+            body.append("return 0;")
+        elif k == size:
+            body.append("return %s;" % _bytes_equal(pat, 0))
+        else:
+            cmp = _bytes_equal(pat, 0)
+            body.append("return %s && s[%d] == 0;" % (cmp, k) if k else "return s[0] == 0;")
+    elif anchored_start:
+        body.append("return %s;" % (_bytes_equal(pat, 0) if k <= size else "0"))
+    elif k == 0:
+        body.append("return 1;")
+    elif k > size:
+        body.append("return 0;")
+    else:
+        # The string's length: the first NUL, or the whole array.
+        body.append("u32 len = %d;" % size)
+        for i in range(size - 1, -1, -1):
+            body.append("if (s[%d] == 0) len = %d;" % (i, i))
+        if anchored_end:
+            for end in range(k, size + 1):
+                body.append("if (len == %d && %s) return 1;" % (end, _bytes_equal(pat, end - k)))
+        else:
+            for start in range(0, size - k + 1):
+                body.append("if (len >= %d && %s) return 1;" % (start + k,
+                                                                  _bytes_equal(pat, start)))
+        body.append("return 0;")
+    lines = ["static __always_inline int %s(const char *s)" % fname, "{"]
+    lines.extend("    " + b for b in body)
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def string_filter(fname, flt, arg):
+    """The C expression calling the function string_match_function made."""
+    return "%s%s(%s)" % ("!" if flt.op == "!=" else "", fname, arg)
+
+
+def describe(flt):
+    """A description for a C comment.  String values stay out of the C
+    text entirely (even comments): only their length is shown."""
+    if flt.type == INT:
+        return "%s %s %d" % (flt.field, flt.op, flt.value)
+    return "%s %s <%d-byte pattern>" % (flt.field, flt.op, len(flt.value))

@@ -1,0 +1,101 @@
+"""Which kernel headers bcc will compile against, and whether they belong
+to the running kernel.
+
+bcc looks, in order, at $BCC_KERNEL_SOURCE, /lib/modules/$(uname -r)/build
+(+ source) and the kernel's built-in headers archive (CONFIG_IKHEADERS,
+/sys/kernel/kheaders.tar.xz).  Headers of another release still compile
+tracepoint and uprobe programs (their arguments come from tracefs formats and
+registers) but kernel-internal struct layouts in them may be wrong; we only
+read tracepoint fields, registers and user memory, and say so.
+"""
+
+import os
+import platform
+import re
+
+KHEADERS = "/sys/kernel/kheaders.tar.xz"
+_UTS = re.compile(r'^\s*#\s*define\s+UTS_RELEASE\s+"([^"]+)"', re.M)
+
+
+class HeadersInfo(object):
+    """path      where bcc will find headers (None: nowhere)
+    version   the release they were built for, when we can tell
+    release   the running kernel's release
+    source    "BCC_KERNEL_SOURCE", "modules" or "kheaders"
+    """
+
+    __slots__ = ("path", "version", "release", "source")
+
+    def __init__(self, path, version, release, source):
+        self.path = path
+        self.version = version
+        self.release = release
+        self.source = source
+
+    @property
+    def found(self):
+        return self.path is not None
+
+    @property
+    def matches(self):
+        """True/False, or None when the headers' version is unknown."""
+        if self.source == "kheaders":
+            return True
+        if not self.version:
+            return None
+        return self.version == self.release
+
+    def describe(self):
+        if not self.found:
+            return ("no kernel headers for %s (no /lib/modules/%s/build, no %s); install "
+                    "the distribution's linux-headers package" % (self.release, self.release,
+                                                                   KHEADERS))
+        if self.source == "kheaders":
+            return "the kernel's built-in headers (%s)" % KHEADERS
+        if self.matches is False:
+            return "headers %s for kernel %s: tracepoint/uprobe args only" % (
+                self.version, self.release)
+        if self.matches is None:
+            return "headers at %s (version unknown) for kernel %s" % (self.path, self.release)
+        return "headers %s at %s" % (self.version, self.path)
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+
+
+def headers_version(path):
+    """The kernel release a headers tree was built for: utsrelease.h, then
+    include/config/kernel.release, then the directory name
+    (linux-headers-<release>)."""
+    text = _read(os.path.join(path, "include", "generated", "utsrelease.h"))
+    if text:
+        m = _UTS.search(text)
+        if m:
+            return m.group(1)
+    text = _read(os.path.join(path, "include", "config", "kernel.release"))
+    if text and text.strip():
+        return text.strip()
+    base = os.path.basename(os.path.realpath(path))
+    if base.startswith("linux-headers-"):
+        return base[len("linux-headers-"):]
+    return None
+
+
+def locate(release=None, environ=None, modules_root="/lib/modules"):
+    release = release or platform.release()
+    env = os.environ if environ is None else environ
+    src = env.get("BCC_KERNEL_SOURCE")
+    if src and os.path.isdir(src):
+        return HeadersInfo(src, headers_version(src), release, "BCC_KERNEL_SOURCE")
+    for sub in ("build", "source"):
+        p = os.path.join(modules_root, release, sub)
+        if os.path.isdir(p):
+            return HeadersInfo(p, headers_version(p), release, "modules")
+    if os.path.exists(KHEADERS):
+        return HeadersInfo(KHEADERS, release, release, "kheaders")
+    return HeadersInfo(None, None, release, None)

@@ -1,0 +1,266 @@
+"""The eBPF backend's plan: which probe each logical event uses on this host
+and where each of its fields is read from.  check() builds it; codegen turns
+it into C; the session attaches what it names.
+
+Resolution rules (feature detection only):
+  tracepoint  its events/<sys>/<name>/format exists; each Field's sources
+              are tried in order against the format's field names
+  kprobe      kprobes really attach on this host and the function is a
+              traceable kernel symbol; fields are argN / retval
+  uprobe      uprobes attach, the library resolves and has the symbol
+"""
+
+import os
+import re
+
+from kerntrace.core.model import INT, STR, USTR, KernelFunction, Tracepoint, UserFunction
+
+# Size of string buffers we read into (bytes, including the NUL): in-record
+# char arrays keep their own size up to this; strings behind a pointer or a
+# __data_loc are cut here.
+STRING_MAX = 128
+MAX_ARGS = 6   # PT_REGS_PARM1..6: the register arguments every bcc arch has
+_ARG = re.compile(r"^arg([0-9])$")
+
+
+class FieldSource(object):
+    """Where one logical field of one event is read.
+
+    kind    "tp"          integer tracepoint field     member = format field name
+            "tp_array"    char array in the record      member, size
+            "tp_dataloc"  __data_loc string             member, size
+            "tp_ustr"     user pointer in a field       member, size
+            "tp_kstr"     kernel pointer in a field     member, size
+            "arg"         function argument N           member = N
+            "retval"      function return value
+            "arg_kstr"/"arg_ustr"  string at argument N (kernel / user memory)
+    signed  for integers: sign-extend (the format's signed flag)
+    """
+
+    __slots__ = ("name", "type", "kind", "member", "size", "signed")
+
+    def __init__(self, name, type, kind, member=None, size=8, signed=False):
+        self.name = name
+        self.type = type
+        self.kind = kind
+        self.member = member
+        self.size = size
+        self.signed = bool(signed)
+
+    @property
+    def is_string(self):
+        return self.type in (STR, USTR)
+
+    def __repr__(self):
+        return "FieldSource(%s <- %s %s%s)" % (self.name, self.kind, self.member,
+                                               "/%d" % self.size if self.is_string else "")
+
+
+class PlannedEvent(object):
+    """A logical event bound to the probe chosen for it.
+
+    index     position in the measurement (the "event" pseudo-field value)
+    logical   the model Event
+    probe     the chosen model Probe
+    fields    logical field name -> FieldSource (declared fields only;
+              context fields are read the same way for every probe)
+    target    for uprobes: the resolved path of the library or binary
+    """
+
+    __slots__ = ("index", "logical", "probe", "fields", "target")
+
+    def __init__(self, index, logical, probe, fields, target=None):
+        self.index = index
+        self.logical = logical
+        self.probe = probe
+        self.fields = fields
+        self.target = target
+
+    @property
+    def name(self):
+        return self.logical.name
+
+    @property
+    def kind(self):
+        """tracepoint, kprobe, kretprobe, uprobe or uretprobe."""
+        if isinstance(self.probe, Tracepoint):
+            return "tracepoint"
+        return self.probe.kind
+
+    def __repr__(self):
+        return "PlannedEvent(%s <- %s %r)" % (self.name, self.probe.describe(), self.fields)
+
+
+class EbpfPlan(object):
+    """events      [PlannedEvent] in measurement order
+    output      "ringbuf" or "perf": how records reach user space
+    helpers     C helper names for reading memory ({"kernel", "kernel_str",
+                "user_str"} -> name), chosen by what the kernel has
+    notes       lines worth telling the user (mismatched headers, ...)
+    """
+
+    def __init__(self, events, output="perf", helpers=None, notes=()):
+        self.events = list(events)
+        self.output = output
+        self.helpers = dict(helpers or MODERN_HELPERS)
+        self.notes = list(notes)
+
+    def event(self, name):
+        for e in self.events:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+
+# Since Linux commit 6ae08ae3dea2 ("bpf: Add probe_read_{user, kernel} and
+# probe_read_{user, kernel}_str helpers") (v5.5) kernel and user reads are
+# separate helpers; older kernels only have bpf_probe_read[_str].
+MODERN_HELPERS = {"kernel": "bpf_probe_read_kernel", "kernel_str": "bpf_probe_read_kernel_str",
+                  "user_str": "bpf_probe_read_user_str"}
+LEGACY_HELPERS = {"kernel": "bpf_probe_read", "kernel_str": "bpf_probe_read_str",
+                  "user_str": "bpf_probe_read_str"}
+
+
+# ---------------------------------------------------------------------------
+def _tracepoint_field(field, fmt):
+    """FieldSource for a declared Field from a tracepoint format, or a
+    reason string."""
+    tried = []
+    for src in field.sources:
+        ff = fmt.field(src)
+        tried.append(src)
+        if ff is None:
+            continue
+        if ff.ctype.startswith("__rel_loc"):
+            # Since Linux commit 05770dd0ad11 ("tracing: Support __rel_loc relative
+            # dynamic data location attribute") (v5.17) a string may be a relative
+            # location; bcc's tracepoint structs do not describe it.
+            return "field %s: %s is a __rel_loc string, not supported" % (field.name, src)
+        if field.type == INT:
+            if ff.is_string or ff.array_len is not None or ff.size not in (1, 2, 4, 8):
+                return "field %s: %s (%s, %d bytes) is not an integer" % (
+                    field.name, src, ff.ctype, ff.size)
+            return FieldSource(field.name, INT, "tp", src, 8, ff.signed)
+        if ff.is_string:
+            if ff.data_loc:
+                return FieldSource(field.name, field.type, "tp_dataloc", src, STRING_MAX)
+            return FieldSource(field.name, field.type, "tp_array", src,
+                               max(1, min(ff.size, STRING_MAX)))
+        if ff.array_len is None and (ff.size == 8 or (ff.size == 4 and "*" in ff.ctype)):
+            # A pointer to a string (e.g. syscalls' `const char * filename`).
+            return FieldSource(field.name, field.type, "tp_ustr" if field.type == USTR
+                               else "tp_kstr", src, STRING_MAX)
+        return "field %s: %s (%s) is not a string" % (field.name, src, ff.ctype)
+    return "field %s: %s has no field %s" % (field.name, "%s:%s" % (fmt.system, fmt.name),
+                                             "/".join(tried))
+
+
+def _function_field(field, probe):
+    user = isinstance(probe, UserFunction)
+    for src in field.sources:
+        if src == "retval":
+            if not probe.ret:
+                continue
+            if field.type != INT:
+                return "field %s: retval is only read as an integer" % field.name
+            return FieldSource(field.name, INT, "retval", None, 8, True)
+        m = _ARG.match(src)
+        if not m or int(m.group(1)) >= MAX_ARGS:
+            continue
+        n = int(m.group(1))
+        if field.type == INT:
+            return FieldSource(field.name, INT, "arg", n, 8, False)
+        kind = "arg_ustr" if user or field.type == USTR else "arg_kstr"
+        return FieldSource(field.name, field.type, kind, n, STRING_MAX)
+    return "field %s: no usable source among %s (argN with N < %d, or retval on a return " \
+           "probe)" % (field.name, "/".join(field.sources), MAX_ARGS)
+
+
+def resolve_tracepoint(event, probe, host):
+    fmt = host.event_format(probe.category, probe.name)
+    if fmt is None:
+        return None, "no tracepoint %s:%s" % (probe.category, probe.name)
+    fields = {}
+    for f in event.fields:
+        r = _tracepoint_field(f, fmt)
+        if isinstance(r, str):
+            return None, r
+        fields[f.name] = r
+    return fields, None
+
+
+def resolve_kprobe(event, probe, probes):
+    attach = probes.attach("kprobe")
+    if not attach.ok:
+        return None, attach.detail
+    fn = probes.kernel_function(probe.function)
+    if not fn.ok:
+        return None, fn.detail
+    return _function_fields(event, probe)
+
+
+def _function_fields(event, probe):
+    fields = {}
+    for f in event.fields:
+        r = _function_field(f, probe)
+        if isinstance(r, str):
+            return None, r
+        fields[f.name] = r
+    return fields, None
+
+
+def resolve_library(bcc_module, library):
+    """The path of a library or binary as bcc would find it, or None."""
+    if "/" in library:
+        return library if os.path.isfile(library) else None
+    try:
+        path = bcc_module.BPF.find_library(library)
+    except Exception:  # bcc's resolver failing is an answer
+        return None
+    if path is None:
+        return None
+    return path.decode() if isinstance(path, bytes) else path
+
+
+def has_user_symbol(bcc_module, path, symbol):
+    try:
+        return bool(bcc_module.BPF.get_user_addresses(path, "^%s$" % symbol))
+    except Exception:  # unreadable ELF, no symbols: an answer
+        return False
+
+
+def resolve_uprobe(event, probe, probes):
+    attach = probes.attach("uprobe")
+    if not attach.ok:
+        return None, None, attach.detail
+    mod = probes.bcc().module
+    path = resolve_library(mod, probe.library)
+    if path is None:
+        return None, None, "library or binary %s not found" % probe.library
+    if not has_user_symbol(mod, path, probe.symbol):
+        return None, None, "no symbol %s in %s" % (probe.symbol, path)
+    fields, why = _function_fields(event, probe)
+    return fields, path, why
+
+
+def resolve_event(index, event, host, probes):
+    """PlannedEvent for the first attachable probe of `event`, or
+    (None, [reasons])."""
+    reasons = []
+    for probe in event.probes:
+        target = None
+        if isinstance(probe, Tracepoint):
+            if not probes.attach("tracepoint").ok:
+                fields, why = None, probes.attach("tracepoint").detail
+            else:
+                fields, why = resolve_tracepoint(event, probe, host)
+        elif isinstance(probe, KernelFunction):
+            fields, why = resolve_kprobe(event, probe, probes)
+        elif isinstance(probe, UserFunction):
+            fields, target, why = resolve_uprobe(event, probe, probes)
+        else:
+            fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
+        if fields is not None and why is None:
+            return PlannedEvent(index, event, probe, fields, target), []
+        reasons.append("%s: %s" % (probe.describe(), why))
+    return None, reasons

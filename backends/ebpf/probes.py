@@ -1,0 +1,260 @@
+"""What this host lets the eBPF backend do, found by trying it.
+
+Each fact is probed once per process and cached: bcc importable, privileges,
+bpf() usable, BPF ring buffer, kernel headers that bcc can compile with (a
+real compile of a tiny program), and which probe types really attach
+(tracepoint, raw tracepoint, kprobe, uprobe: a real attach of that program,
+detached at once).  Every failure -- ENOENT, EPERM, a compile error, bcc
+raising because the kernel has no kprobes -- is an answer, never a crash.
+"""
+
+import os
+import re
+
+from kerntrace.core import tracefs as core_tracefs
+
+from . import bccfind, headers, sysbpf
+from .quiet import CapturedStderr, first_error
+from .sysbpf import Answer
+
+# Tracepoints the compile probe may use (the first one this kernel has).
+_PROBE_TRACEPOINTS = (("sched", "sched_process_fork"), ("raw_syscalls", "sys_enter"),
+                      ("syscalls", "sys_enter_getppid"), ("block", "block_rq_issue"))
+# Kernel functions the kprobe probe may attach to (the first one in kallsyms).
+_PROBE_KFUNCS = ("do_nanosleep", "vfs_read", "ksys_read", "do_sys_openat2", "schedule")
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+KPROBE_PMU = "/sys/bus/event_source/devices/kprobe/type"
+UPROBE_PMU = "/sys/bus/event_source/devices/uprobe/type"
+KALLSYMS = "/proc/kallsyms"
+KPROBE_BLACKLIST = "/sys/kernel/debug/kprobes/blacklist"
+
+
+def _one_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class HostProbes(object):
+    """Cached probes for one tracefs location (one per process)."""
+
+    def __init__(self, tracefs_path):
+        self.tracefs_path = tracefs_path
+        self._cache = {}
+        self._kallsyms = None
+
+    def _cached(self, key, fn):
+        if key not in self._cache:
+            try:
+                self._cache[key] = fn()
+            except Exception as e:  # a probe that crashes is an answer too
+                self._cache[key] = Answer(False, "%s probe failed: %s: %s"
+                                          % (key, type(e).__name__, _one_line(e)))
+        return self._cache[key]
+
+    # -- cheap facts --------------------------------------------------------
+    def bcc(self):
+        return bccfind.status()
+
+    def privileges(self):
+        return self._cached("privileges", sysbpf.privileges)
+
+    def bpf_syscall(self):
+        return self._cached("bpf", sysbpf.probe_prog_load)
+
+    def ringbuf(self):
+        def probe():
+            kernel = sysbpf.probe_ringbuf()
+            if not kernel.ok:
+                return kernel
+            mod = self.bcc().module
+            if mod is not None and not hasattr(getattr(mod, "table", None), "RingBuf"):
+                return Answer(False, "kernel has BPF ring buffers, this bcc cannot read them; "
+                                     "perf buffers are used")
+            return kernel
+        return self._cached("ringbuf", probe)
+
+    def read_kernel_helper(self):
+        """Whether bpf_probe_read_kernel exists (else bpf_probe_read)."""
+        def probe():
+            ok = sysbpf.has_helper(sysbpf.BPF_FUNC_probe_read_kernel)
+            return Answer(ok, "bpf_probe_read_kernel %s" % ("available" if ok else
+                                                            "missing: bpf_probe_read is used"))
+        return self._cached("read_kernel", probe)
+
+    def headers(self):
+        if "headers" not in self._cache:
+            self._cache["headers"] = headers.locate()
+        return self._cache["headers"]
+
+    def kprobe_interface(self):
+        """Whether the kernel has kprobes at all (kprobe_events or the kprobe
+        PMU), without loading anything."""
+        def probe():
+            ev = self.tracefs_path and os.path.exists(os.path.join(self.tracefs_path,
+                                                                   "kprobe_events"))
+            if ev or os.path.exists(KPROBE_PMU):
+                return Answer(True, "kprobe_events" if ev else "kprobe PMU")
+            return Answer(False, "kprobes not configured in this kernel (no kprobe_events, "
+                                 "no kprobe PMU)")
+        return self._cached("kprobe_interface", probe)
+
+    def uprobe_interface(self):
+        def probe():
+            ev = self.tracefs_path and os.path.exists(os.path.join(self.tracefs_path,
+                                                                   "uprobe_events"))
+            if ev or os.path.exists(UPROBE_PMU):
+                return Answer(True, "uprobe_events" if ev else "uprobe PMU")
+            return Answer(False, "uprobes not configured in this kernel (no uprobe_events, "
+                                 "no uprobe PMU)")
+        return self._cached("uprobe_interface", probe)
+
+    def kernel_function(self, name):
+        """Whether a kprobe on kernel function `name` may work: it is a text
+        symbol in kallsyms and not on the kprobe blacklist."""
+        if self._kallsyms is None:
+            syms = set()
+            try:
+                with open(KALLSYMS) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) >= 3 and parts[1] in ("t", "T"):
+                            syms.add(parts[2])
+            except (IOError, OSError):
+                pass
+            black = set()
+            text = core_tracefs.read_text(KPROBE_BLACKLIST) or ""
+            for line in text.splitlines():
+                parts = line.split()
+                if len(parts) >= 2:
+                    black.add(parts[-1])
+            self._kallsyms = (syms, black)
+        syms, black = self._kallsyms
+        if name in black:
+            return Answer(False, "%s is on the kprobe blacklist" % name)
+        if name not in syms:
+            return Answer(False, "no kernel function %s in %s" % (name, KALLSYMS))
+        return Answer(True, "%s in %s" % (name, KALLSYMS))
+
+    # -- the real compile and attach probe ----------------------------------
+    def _probe_tracepoint(self):
+        if not self.tracefs_path:
+            return None
+        for cat, name in _PROBE_TRACEPOINTS:
+            fmt = core_tracefs.read_format(self.tracefs_path, cat, name)
+            if fmt is None:
+                continue
+            fields = [f.name for f in fmt.payload_fields()
+                      if _C_IDENT.match(f.name) and not f.data_loc and f.array_len is None
+                      and not f.name.startswith("__")]
+            if fields:
+                return cat, name, fields[0]
+        return None
+
+    def _compile_and_attach(self):
+        """Compile one tiny program with a function per probe type, try to
+        attach each, detach everything.  Returns {name: Answer}."""
+        out = {}
+        bcc = self.bcc()
+        if not bcc.ok:
+            why = Answer(False, "bcc unavailable: %s" % bcc.why_not)
+            return {k: why for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe", "uprobe")}
+        tp = self._probe_tracepoint()
+        lines = []
+        if tp:
+            lines.append("int kt_probe_tp(struct tracepoint__%s__%s *args)\n"
+                         "{\n    return args->%s == 0;\n}\n" % tp)
+        lines.append("int kt_probe_rawtp(void *ctx)\n{\n    return 0;\n}\n")
+        lines.append("int kt_probe_kprobe(struct pt_regs *ctx)\n{\n    return 0;\n}\n")
+        lines.append("int kt_probe_uprobe(struct pt_regs *ctx)\n{\n    return 0;\n}\n")
+        text = "\n".join(lines)
+        cap = CapturedStderr()
+        b = None
+        try:
+            with cap:
+                b = bcc.module.BPF(text=text.encode())
+        except Exception as e:
+            reason = first_error(cap.text, _one_line(e))
+            hdr = self.headers()
+            if not hdr.found:
+                reason = hdr.describe()
+            fail = Answer(False, "bcc cannot compile: %s" % reason)
+            return {k: fail for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe",
+                                      "uprobe")}
+        try:
+            out["compile"] = Answer(True, "bcc compiles with " + self.headers().describe())
+            out["tracepoint"] = self._try_attach(
+                b, lambda: b.attach_tracepoint(tp=("%s:%s" % tp[:2]).encode(),
+                                               fn_name=b"kt_probe_tp"),
+                "tracepoint %s:%s" % tp[:2]) if tp else Answer(
+                False, "no known tracepoint to try (tracefs unavailable?)")
+            raw_name = tp[1] if tp else "sched_process_fork"
+            out["raw_tracepoint"] = self._try_attach(
+                b, lambda: b.attach_raw_tracepoint(tp=raw_name.encode(), fn_name=b"kt_probe_rawtp"),
+                "raw tracepoint %s" % raw_name)
+            kif = self.kprobe_interface()
+            if not kif.ok:
+                out["kprobe"] = kif
+            else:
+                func = None
+                for name in _PROBE_KFUNCS:
+                    if self.kernel_function(name).ok:
+                        func = name
+                        break
+                out["kprobe"] = self._try_attach(
+                    b, lambda: b.attach_kprobe(event=func.encode(), fn_name=b"kt_probe_kprobe"),
+                    "kprobe %s" % func) if func else Answer(
+                    False, "no kernel function to try a kprobe on in %s" % KALLSYMS)
+            uif = self.uprobe_interface()
+            if not uif.ok:
+                out["uprobe"] = uif
+            else:
+                out["uprobe"] = self._try_attach(
+                    b, lambda: b.attach_uprobe(name=b"c", sym=b"getppid",
+                                               fn_name=b"kt_probe_uprobe"),
+                    "uprobe on libc getppid")
+        finally:
+            with CapturedStderr():
+                try:
+                    b.cleanup()
+                except Exception:  # cleanup of a probe program: best effort
+                    pass
+        return out
+
+    @staticmethod
+    def _try_attach(b, attach, what):
+        cap = CapturedStderr()
+        try:
+            with cap:
+                attach()
+        except Exception as e:
+            return Answer(False, "%s failed: %s" % (what, first_error(cap.text, _one_line(e))))
+        return Answer(True, "%s attached" % what)
+
+    def _attach_results(self):
+        if "attach" not in self._cache:
+            try:
+                self._cache["attach"] = self._compile_and_attach()
+            except Exception as e:  # never let a probe crash the caller
+                fail = Answer(False, "probe failed: %s: %s" % (type(e).__name__, _one_line(e)))
+                self._cache["attach"] = {k: fail for k in ("compile", "tracepoint",
+                                                           "raw_tracepoint", "kprobe", "uprobe")}
+        return self._cache["attach"]
+
+    def compile(self):
+        return self._attach_results()["compile"]
+
+    def attach(self, kind):
+        """Answer for probe type kind: tracepoint, raw_tracepoint, kprobe, uprobe."""
+        return self._attach_results()[kind]
+
+
+_by_tracefs = {}
+
+
+def for_host(host):
+    """The process-wide HostProbes for this host's tracefs."""
+    path = host.tracefs_path()
+    if path not in _by_tracefs:
+        _by_tracefs[path] = HostProbes(path)
+    return _by_tracefs[path]

@@ -1,0 +1,312 @@
+"""A running eBPF measurement.
+
+    EbpfSession(measurement, plan, bcc_module, options)
+        built without touching the kernel: the program is generated here, so
+        program_text() works for --print-program
+    start()     compile with bcc, attach every planned probe (verified: the
+                probe must show up in bcc's open-probe tables), open the
+                perf/ring buffer for records
+    wait(t)     poll the buffer (records) or sleep
+    collect()   Report for the interval: maps read-and-cleared (maps.py), the
+                pair start map left alone (in-flight starts survive), lost
+                and unmatched counts as deltas of never-cleared counters
+    close()     detach everything, free maps and programs (bcc's cleanup),
+                remove any tracefs probe definitions bcc left; idempotent,
+                safe after a partial start
+"""
+
+import atexit
+import ctypes
+import sys
+import time
+
+from kerntrace.core import results
+from kerntrace.core.backend import Session
+from kerntrace.core.errors import EnableError, KerntraceError
+from kerntrace.core.host import Host
+from kerntrace.core.model import EVENT_NAME
+
+from . import codegen, tracefs_probes
+from .maps import HashDrainer, MapError
+from .quiet import CapturedStderr, first_error
+
+PERF_PAGES = 64          # per CPU, a power of two
+
+
+def _one_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class EbpfSession(Session):
+    def __init__(self, measurement, plan, bcc_module, options=None, tracefs_path=None):
+        self.measurement = measurement
+        self.plan = plan
+        self.bcc = bcc_module
+        self.options = options
+        self.program = codegen.generate(measurement, plan)
+        self._tracefs = tracefs_path
+        self._bpf = None
+        self._drainers = {}
+        self._records = []
+        self._perf_lost = 0
+        self._stats_seen = [0, 0]
+        self._deferred = None
+        self._buffer = None
+        self._probe_names = []
+        self._closed = False
+
+    def program_text(self):
+        return self.program.text
+
+    # -- start ---------------------------------------------------------------
+    def start(self):
+        if self._bpf is not None:
+            return
+        if self._closed:
+            raise KerntraceError("ebpf: session already closed")
+        cap = CapturedStderr()
+        try:
+            with cap:
+                self._bpf = self.bcc.BPF(text=self.program.text.encode())
+        except Exception as e:
+            raise EnableError("ebpf: bcc could not compile the BPF program: %s"
+                              % first_error(cap.text, _one_line(e)))
+        # bcc registers cleanup() with atexit, which would keep every session
+        # (maps and all) alive until exit; close() does the cleanup.
+        try:
+            atexit.unregister(self._bpf.cleanup)
+        except Exception:  # pragma: no cover - Python without atexit.unregister
+            pass
+        for att in self.program.attachments:
+            self._attach(att)
+        self._check_layouts()
+        if self.program.kind == "records":
+            self._open_buffer()
+
+    def _attach(self, att):
+        b = self._bpf
+        pe = att.event
+        fn = att.fn_name.encode()
+        probe = pe.probe
+        kind = pe.kind
+        counter = {"tracepoint": b.num_open_tracepoints, "kprobe": b.num_open_kprobes,
+                   "kretprobe": b.num_open_kprobes, "uprobe": b.num_open_uprobes,
+                   "uretprobe": b.num_open_uprobes}[kind]
+        before = counter()
+        known = set(b.kprobe_fds) | set(b.uprobe_fds)
+        cap = CapturedStderr()
+        try:
+            with cap:
+                if kind == "tracepoint":
+                    b.attach_tracepoint(tp=("%s:%s" % (probe.category, probe.name)).encode(),
+                                        fn_name=fn)
+                elif kind == "kprobe":
+                    b.attach_kprobe(event=probe.function.encode(), fn_name=fn)
+                elif kind == "kretprobe":
+                    b.attach_kretprobe(event=probe.function.encode(), fn_name=fn)
+                elif kind == "uprobe":
+                    b.attach_uprobe(name=pe.target.encode(), sym=probe.symbol.encode(),
+                                    fn_name=fn)
+                else:
+                    b.attach_uretprobe(name=pe.target.encode(), sym=probe.symbol.encode(),
+                                       fn_name=fn)
+        except Exception as e:
+            raise EnableError("ebpf: cannot attach %s (event %s): %s"
+                              % (probe.describe(), pe.name, first_error(cap.text, _one_line(e))))
+        finally:
+            new = (set(b.kprobe_fds) | set(b.uprobe_fds)) - known
+            self._probe_names.extend(n.decode() if isinstance(n, bytes) else n for n in new)
+        if counter() != before + 1:
+            raise EnableError("ebpf: %s (event %s) did not attach" % (probe.describe(), pe.name))
+
+    def _table(self, name):
+        return self._bpf[name.encode()]
+
+    def _check_layouts(self):
+        """The Python decoders must see exactly the structs clang laid out."""
+        p = self.program
+        checks = []
+        if p.kind == "histogram":
+            t = self._table(codegen.HIST_MAP)
+            checks = [(t.Key, p.key_layout.size), (t.Leaf, p.value_layout.size)]
+        elif p.kind == "count":
+            t = self._table(codegen.COUNT_MAP)
+            checks = [(t.Key, p.key_layout.size), (t.Leaf, 8)]
+        for ctype, size in checks:
+            if ctypes.sizeof(ctype) != size:
+                raise EnableError("ebpf: internal error: struct size %d != expected %d"
+                                  % (ctypes.sizeof(ctype), size))
+
+    def _open_buffer(self):
+        table = self._table(codegen.EVENTS_MAP)
+        size = self.program.record_layout.size
+        decode = self.program.record_layout.decode
+
+        def on_record(data, length):
+            if length < size:
+                self._perf_lost += 1
+                return
+            fields = decode(ctypes.string_at(data, size))
+            ts = fields.pop("kt_ts")
+            self._records.append(results.Record(ts, self._named(fields)))
+
+        def guarded(fn):
+            # A signal (Ctrl-C) raised inside a ctypes callback would be printed
+            # and swallowed by ctypes: keep it and re-raise once poll returns.
+            def cb(*args):
+                try:
+                    fn(*args)
+                except BaseException as e:
+                    if self._deferred is None:
+                        self._deferred = e
+                return 0
+            return cb
+
+        def on_lost(n):
+            self._perf_lost += int(n)
+
+        if self.program.output == "ringbuf":
+            table.open_ring_buffer(guarded(lambda _ctx, data, length: on_record(data, length)))
+            self._buffer = "ringbuf"
+        else:
+            table.open_perf_buffer(guarded(lambda _cpu, data, length: on_record(data, length)),
+                                   page_cnt=PERF_PAGES, lost_cb=guarded(on_lost))
+            self._buffer = "perf"
+
+    def _named(self, fields):
+        """Decoded member values -> model values (event index -> name)."""
+        ev = fields.get(EVENT_NAME)
+        if ev is not None:
+            fields[EVENT_NAME] = self.program.event_names.get(ev, str(ev))
+        return fields
+
+    # -- wait / collect --------------------------------------------------------
+    def wait(self, timeout):
+        if self._bpf is None:
+            time.sleep(max(0.0, timeout))
+            return
+        if self._buffer is None:
+            time.sleep(max(0.0, timeout))
+            return
+        ms = max(1, int(timeout * 1000))
+        if self._buffer == "ringbuf":
+            self._bpf.ring_buffer_poll(ms)
+        else:
+            self._bpf.perf_buffer_poll(ms)
+        self._raise_deferred()
+
+    def _raise_deferred(self):
+        if self._deferred is not None:
+            e, self._deferred = self._deferred, None
+            raise e
+
+    def _drain(self, name, key_size, value_size):
+        d = self._drainers.get(name)
+        if d is None:
+            d = HashDrainer(self._table(name).map_fd, key_size, value_size)
+            self._drainers[name] = d
+        try:
+            return d.drain()
+        except MapError as e:
+            raise KerntraceError("ebpf: reading map %s: %s" % (name, e))
+
+    def _stats(self):
+        """(unmatched, lost) since the last call.  The kernel counters are
+        never cleared: deltas of monotonic counters cannot race."""
+        table = self._table(codegen.STATS_MAP)
+        now = []
+        for i in (codegen.STAT_UNMATCHED, codegen.STAT_LOST):
+            now.append(sum(int(getattr(v, "value", v)) for v in table.getvalue(table.Key(i))))
+        delta = [now[0] - self._stats_seen[0], now[1] - self._stats_seen[1]]
+        self._stats_seen = now
+        return delta
+
+    def collect(self):
+        p = self.program
+        if self._bpf is None:
+            return results.Report(self._empty())
+        if p.kind == "histogram":
+            data = self._collect_histograms()
+        elif p.kind == "count":
+            data = self._collect_counts()
+        else:
+            if self._buffer == "ringbuf":
+                self._bpf.ring_buffer_consume()
+            else:
+                self._bpf.perf_buffer_consume()
+            data, self._records = self._records, []
+        unmatched, lost = self._stats()
+        lost += self._perf_lost
+        self._perf_lost = 0
+        report = results.Report(data, lost=lost, unmatched=unmatched)
+        self._raise_deferred()
+        return report
+
+    def _empty(self):
+        p = self.program
+        if p.kind == "histogram":
+            return results.HistogramSet(p.key_names)
+        if p.kind == "count":
+            return results.CountSet(p.key_names)
+        return []
+
+    def _key_tuple(self, decoded):
+        return tuple(self._named(decoded)[k] for k in self.program.key_names)
+
+    def _collect_histograms(self):
+        p = self.program
+        agg = self.measurement.aggregate
+        hists = {}
+        for kraw, vraw in self._drain(codegen.HIST_MAP, p.key_layout.size, p.value_layout.size):
+            key = p.key_layout.decode(kraw)
+            val = p.value_layout.decode(vraw)
+            if not val["count"]:
+                continue
+            k = self._key_tuple(key)
+            h = hists.get(k)
+            if h is None:
+                h = hists[k] = results.Histogram(agg.scale, agg.unit, agg.step)
+            h.buckets[key["kt_slot"]] = h.buckets.get(key["kt_slot"], 0) + val["count"]
+            h.total += val["sum"]
+            h.count += val["count"]
+        return results.HistogramSet(p.key_names, hists)
+
+    def _collect_counts(self):
+        p = self.program
+        counts = {}
+        for kraw, vraw in self._drain(codegen.COUNT_MAP, p.key_layout.size, 8):
+            n = int.from_bytes(vraw[:8], sys.byteorder)
+            if not n:
+                continue
+            k = self._key_tuple(p.key_layout.decode(kraw))
+            counts[k] = counts.get(k, 0) + n
+        return results.CountSet(p.key_names, counts)
+
+    # -- close -------------------------------------------------------------------
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        b, self._bpf = self._bpf, None
+        if b is None:
+            return
+        errors = []
+        with CapturedStderr():
+            try:
+                b.cleanup()
+            except Exception as e:  # keep going: the fds below must still close
+                errors.append(_one_line(e))
+                try:
+                    b.close()
+                except Exception:
+                    pass
+        path = self._tracefs if self._tracefs is not None else Host(mount_tracefs=False).tracefs_path()
+        if self._probe_names and path:
+            errors += tracefs_probes.remove_own(path, self._probe_names)
+        self._drainers = {}
+        self._records = []
+        stderr = getattr(self.options, "stderr", None)
+        if errors and stderr is not None:
+            for e in errors:
+                stderr.write("kerntrace: ebpf: while detaching: %s\n" % e)
