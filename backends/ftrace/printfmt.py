@@ -1,0 +1,322 @@
+"""Decoding a text payload with the event's own `print fmt:` line.
+
+The kernel prints an event's payload with the printf format and argument
+list shown in its format file:
+
+    print fmt: "%d,%d %s %u (%s) %llu + %u [%s]", ((unsigned int) ((REC->dev) >> 20)),
+               ((unsigned int) ((REC->dev) & ((1U << 20) - 1))), REC->rwbs, ...
+
+compile_print_fmt() turns that into a matcher: each conversion becomes a
+regex group bound to its argument expression, so a field added or renamed by
+a new kernel (the ~6.11 ioprio token, `error` vs `errors`) is read from that
+kernel's format instead of breaking a hand-written parser.
+
+What an argument expression yields:
+    REC->field (under casts and parentheses)   that field
+    MAJOR/MINOR halves of REC->dev              dev rebuilt as (MAJ << 20) | MIN
+    __get_str(x) / __get_rel_str(x)             string field x
+    anything else (__print_symbolic, __print_flags, arithmetic)
+                                                matched, not assigned
+Integer fields come back as Python ints with the field's width and
+signedness (as the raw path decodes them); strings as str.
+"""
+
+import re
+
+# One printf conversion as the kernel's vsnprintf accepts it.
+_CONV = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\d+))?"
+                   r"(?P<len>hh|h|ll|l|L|q|j|z|Z|t)?(?P<conv>[diouxXcspn%])")
+# %p takes alphanumeric extensions (%pS, %pI4, %pUb, ...).
+_PTR_EXT = re.compile(r"[A-Za-z0-9]*")
+
+_CAST = re.compile(r"^\(\s*(?:const\s+|volatile\s+|struct\s+|enum\s+)*"
+                   r"[A-Za-z_][A-Za-z0-9_]*(?:\s+[A-Za-z_][A-Za-z0-9_]*)*\s*\**\s*\)\s*")
+_REC_FIELD = re.compile(r"^REC->([A-Za-z_][A-Za-z0-9_]*)$")
+_GET_STR = re.compile(r"^__get(?:_rel)?_str\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)$")
+_MACRO_DEV = re.compile(r"^(MAJOR|MINOR)\(\s*REC->([A-Za-z_][A-Za-z0-9_]*)\s*\)$")
+# MAJOR(dev) and MINOR(dev) as the preprocessor expands them (MINORBITS 20).
+_MAJOR = re.compile(r"^\(*\s*REC->([A-Za-z_][A-Za-z0-9_]*)\s*\)*\s*>>\s*20$")
+_MINOR = re.compile(r"^\(*\s*REC->([A-Za-z_][A-Za-z0-9_]*)\s*\)*\s*&\s*"
+                    r"\(\s*\(\s*1U?L*\s*<<\s*20\s*\)\s*-\s*1\s*\)$")
+
+MINORBITS = 20
+
+
+class PrintFmtError(ValueError):
+    """The print fmt line cannot be parsed."""
+
+
+# ---------------------------------------------------------------------------
+# Splitting `"format", arg, arg, ...`
+def _c_string(text, start):
+    """Parse the C string literal starting at text[start] == '"'.
+    Returns (value, index after the closing quote)."""
+    out = []
+    i = start + 1
+    n = len(text)
+    escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "r": "\r", "0": "\0"}
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n:
+            out.append(escapes.get(text[i + 1], text[i + 1]))
+            i += 2
+            continue
+        if c == '"':
+            return "".join(out), i + 1
+        out.append(c)
+        i += 1
+    raise PrintFmtError("unterminated string in print fmt")
+
+
+def split_args(text):
+    """Top-level comma-separated expressions (commas inside (), {}, [] or
+    string literals do not split)."""
+    args = []
+    depth = 0
+    cur = []
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == '"' or c == "'":
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+            cur.append(text[i:j + 1])
+            i = j + 1
+            continue
+        if c in "({[":
+            depth += 1
+        elif c in ")}]":
+            depth -= 1
+        if c == "," and depth == 0:
+            args.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    tail = "".join(cur).strip()
+    if tail:
+        args.append(tail)
+    return args
+
+
+def split_print_fmt(print_fmt):
+    """'"fmt", a, b' -> ('fmt', ['a', 'b'])."""
+    text = print_fmt.strip()
+    if not text.startswith('"'):
+        raise PrintFmtError("print fmt does not start with a string")
+    fmt, end = _c_string(text, 0)
+    rest = text[end:].strip()
+    if rest.startswith(","):
+        rest = rest[1:]
+    elif rest:
+        raise PrintFmtError("unexpected text after the format string")
+    return fmt, split_args(rest)
+
+
+# ---------------------------------------------------------------------------
+# Argument expressions
+def _strip_outer(expr):
+    """Remove casts and parentheses that enclose the whole expression."""
+    prev = None
+    while expr != prev:
+        prev = expr
+        expr = expr.strip()
+        m = _CAST.match(expr)
+        if m and m.end() < len(expr):
+            expr = expr[m.end():]
+            continue
+        if expr.startswith("(") and expr.endswith(")") and _encloses(expr):
+            expr = expr[1:-1]
+    return expr
+
+
+def _encloses(expr):
+    """True if the '(' at 0 is closed by the ')' at the end."""
+    depth = 0
+    for i, c in enumerate(expr):
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i == len(expr) - 1
+    return False
+
+
+def classify_arg(expr):
+    """An argument expression -> (kind, field name): kind is 'field',
+    'major', 'minor' or 'ignore' (field None)."""
+    e = _strip_outer(expr)
+    m = _GET_STR.match(e)
+    if m:
+        return "field", m.group(1)
+    m = _REC_FIELD.match(e)
+    if m:
+        return "field", m.group(1)
+    m = _MACRO_DEV.match(e)
+    if m:
+        return m.group(1).lower(), m.group(2)
+    m = _MAJOR.match(e)
+    if m:
+        return "major", m.group(1)
+    m = _MINOR.match(e)
+    if m:
+        return "minor", m.group(1)
+    return "ignore", None
+
+
+# ---------------------------------------------------------------------------
+def _int_converter(base, field):
+    """Text of a number -> int normalised to the field's width and sign."""
+    if field is None or field.size not in (1, 2, 4, 8) or field.array_len is not None:
+        return lambda s: int(s, base)
+    bits = field.size * 8
+    mask = (1 << bits) - 1
+    if field.signed:
+        top = 1 << (bits - 1)
+        full = 1 << bits
+
+        def conv(s):
+            v = int(s, base) & mask
+            return v - full if v >= top else v
+    else:
+        def conv(s):
+            return int(s, base) & mask
+    return conv
+
+
+def _conversion_regex(flags, width, prec, conv, has_0x):
+    core = _conversion_core(width, prec, conv, has_0x)
+    if width and "-" in flags:
+        # left-justified: the padding follows the value
+        core += r"\s*"
+    return core
+
+
+def _conversion_core(width, prec, conv, has_0x):
+    pad = r"\s*" if width else ""
+    if conv in "di":
+        return pad + r"([-+]?\d+)"
+    if conv == "u":
+        return pad + r"(\d+)"
+    if conv == "o":
+        return pad + r"([0-7]+)"
+    if conv in "xX":
+        # The "0x" is optional: syscall events do not print through their
+        # print fmt ("0x%08lx"): bare hex before, and since "tracing: Have
+        # syscall trace events show "0x" for values greater than 10" (v6.18)
+        # "0x" only from 10 up; kprobe/uprobe output adds one to %lx.
+        return ("" if has_0x else pad + r"(?:0[xX])?") + r"([0-9a-fA-F]+)"
+    if conv == "c":
+        return r"(.)"
+    if conv == "s":
+        if prec and prec != "*":
+            return pad + r"(.{0,%d}?)" % int(prec)
+        return pad + r"(.*?)"
+    raise PrintFmtError("conversion %%%s" % conv)
+
+
+class PayloadDecoder(object):
+    """A compiled print fmt.  decode(payload) -> {field: value} or None
+    when the payload does not have this format's shape."""
+
+    def __init__(self, event_format, regex, slots, pattern_text):
+        self.format = event_format
+        self.regex = regex
+        self.pattern = pattern_text
+        # slots: one (kind, field name, converter) per regex group
+        self._slots = tuple(slots)
+        self._has_dev = any(k in ("major", "minor") for k, _n, _c in slots)
+
+    def decode(self, payload):
+        m = self.regex.match(payload)
+        if m is None:
+            return None
+        out = {}
+        try:
+            if not self._has_dev:
+                for (kind, name, conv), text in zip(self._slots, m.groups()):
+                    if kind == "field":
+                        out[name] = conv(text)
+                return out
+            halves = {}
+            for (kind, name, conv), text in zip(self._slots, m.groups()):
+                if kind == "field":
+                    out[name] = conv(text)
+                elif kind in ("major", "minor"):
+                    halves.setdefault(name, {})[kind] = int(text)
+            for name, h in halves.items():
+                if "major" in h and "minor" in h:
+                    out[name] = (h["major"] << MINORBITS) | h["minor"]
+        except (ValueError, TypeError):
+            return None
+        return out
+
+    def __repr__(self):
+        return "PayloadDecoder(%s: %s)" % (self.format.name, self.pattern)
+
+
+def compile_print_fmt(event_format):
+    """EventFormat -> PayloadDecoder.  Raises PrintFmtError when the print
+    fmt cannot be parsed at all."""
+    fmt, args = split_print_fmt(event_format.print_fmt or '""')
+    parts = ["^"]
+    slots = []
+    argi = 0
+    pos = 0
+    for m in _CONV.finditer(fmt):
+        literal = fmt[pos:m.start()]
+        conv = m.group("conv")
+        end = m.end()
+        if conv == "%":
+            parts.append(re.escape(literal + "%"))
+            pos = end
+            continue
+        if conv == "p":
+            end += _PTR_EXT.match(fmt, end).end() - end
+        has_0x = conv in "xX" and literal.endswith(("0x", "0X"))
+        if has_0x:
+            literal = literal[:-2]
+        parts.append(re.escape(literal))
+        if has_0x:
+            parts.append(r"(?:0[xX])?")
+        pos = end
+        # A '*' width or precision takes an argument of its own.
+        argi += (m.group("width") == "*") + (m.group("prec") == "*")
+        if conv == "n":
+            argi += 1
+            continue
+        expr = args[argi] if argi < len(args) else ""
+        argi += 1
+        if conv == "p":
+            parts.append(r"(\S+)" if end == m.end() else r"(.*?)")
+            slots.append(("ignore", None, None))
+            continue
+        parts.append(_conversion_regex(m.group("flags"), m.group("width"), m.group("prec"),
+                                       conv, has_0x))
+        kind, name = classify_arg(expr)
+        field = event_format.field(name) if name else None
+        if kind == "field" and field is None:
+            kind, name = "ignore", None
+        converter = None
+        if kind == "field":
+            if conv == "s":
+                converter = str if field.is_string else _int_converter(10, field)
+            elif conv == "c":
+                converter = (lambda s: s) if field.is_string else (lambda s: ord(s))
+            elif field.is_string:
+                converter = str
+            else:
+                converter = _int_converter(16 if conv in "xX" else 8 if conv == "o" else 10,
+                                           field)
+        slots.append((kind, name, converter))
+    parts.append(re.escape(fmt[pos:]))
+    parts.append(r"\s*$")
+    pattern = "".join(parts)
+    try:
+        regex = re.compile(pattern, re.S)
+    except re.error as e:
+        raise PrintFmtError("cannot compile print fmt: %s" % e)
+    return PayloadDecoder(event_format, regex, slots, pattern)

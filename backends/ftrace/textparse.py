@@ -1,0 +1,247 @@
+"""Reading ftrace text output (`trace`, `trace_pipe`) from any kernel era.
+
+A trace line is
+
+    TASK-PID [(TGID)] [CPU] [FLAGS] TIMESTAMP: EVENT: payload
+
+and the parts that vary between kernels are handled here:
+
+  * no flags column (3.2 era, or options/irq-info off);
+  * 4 flag characters (3.x to 5.14) or 5 (5.15 and later), with letters
+    that newer kernels added in the same width (`DBZff`, `.Ns1.`);
+  * the `(  TGID)` column of options/record-tgid (`(-------)` when unknown);
+  * task names with spaces and dashes: the PID is the last `-digits` before
+    the CPU column; `<...>` when the name is not in saved_cmdlines;
+  * timestamps as seconds.micro(nano)seconds, or plain integers for the
+    counter and x86-tsc trace clocks;
+  * syscall events, which do not print `EVENT: payload` but
+    `sys_openat(dfd: 0x..., ...)` and `sys_openat -> 0x3`;
+  * `CPU:N [LOST M EVENTS]` / `[LOST EVENTS]` markers, `#` headers and
+    blank lines.
+
+parse_line() splits a line; TextDecoder turns it into a RawEvent using the
+event's own format file (printfmt), so a payload layout change in a new
+kernel is read from that kernel's format, not from code here.
+"""
+
+import re
+
+from .plan import Lost, RawEvent
+from .printfmt import PrintFmtError, compile_print_fmt
+
+# The header up to "TIMESTAMP: ".  The comm is lazy so the PID is the first
+# "-digits" that is followed by the rest of a valid header; a comm holding
+# "-digits" (e.g. "foo-12") makes the first try fail and the regex moves on.
+_HEADER = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<tid>\d+)\s+"
+    r"(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?"
+    r"\[(?P<cpu>\d+)\]\s+"
+    # Since Linux commit 54357f0c9149 ("tracing: Add migrate-disabled counter
+    # to tracing output") (v5.15) there are 5 flag characters, 4 before, none
+    # in 3.2-era kernels or with options/irq-info off.
+    r"(?:(?P<flags>[^\s:\[\]()]{4,5})\s+)?"
+    r"(?P<ts>\d+(?:\.\d+)?):\s(?P<rest>.*)$", re.S)
+
+# "EVENT: payload" as trace_output prints it for every event with a format.
+_EVENT = re.compile(r"^(?P<event>[A-Za-z_][A-Za-z0-9_]*):(?: (?P<payload>.*))?$", re.S)
+# Syscall events are printed by their own output functions, not their print
+# fmt (kernel/trace/trace_syscalls.c print_syscall_enter/exit).
+_SYS_ENTER = re.compile(r"^sys_(?P<name>[A-Za-z0-9_]+)\((?P<payload>.*)\)$", re.S)
+_SYS_EXIT = re.compile(r"^sys_(?P<name>[A-Za-z0-9_]+) -> (?P<payload>\S+)$")
+# The function tracer: "func <-parent".
+_FUNCTION = re.compile(r"^(?P<payload>\S+ <-\S+)$")
+_LOST = re.compile(r"^\s*(?:CPU:(?P<cpu>\d+)\s+)?\[LOST(?: (?P<count>\d+))? EVENTS\]\s*$")
+
+UNKNOWN_COMM = "<...>"
+
+
+class TraceLine(object):
+    """One parsed trace line.  `event` is the tracefs event name
+    ("block_rq_issue", "sys_enter_openat", "function"), or None when the
+    payload has no recognisable event shape; `tgid` is None without the
+    record-tgid column (or when it shows dashes); `ts_ns` is nanoseconds
+    for seconds.fraction timestamps and the raw count for integer clocks."""
+
+    __slots__ = ("comm", "tid", "tgid", "cpu", "flags", "ts_ns", "event", "payload")
+
+    def __init__(self, comm, tid, tgid, cpu, flags, ts_ns, event, payload):
+        self.comm = comm
+        self.tid = tid
+        self.tgid = tgid
+        self.cpu = cpu
+        self.flags = flags
+        self.ts_ns = ts_ns
+        self.event = event
+        self.payload = payload
+
+    def __eq__(self, other):
+        return isinstance(other, TraceLine) and all(
+            getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __repr__(self):
+        return "TraceLine(%r-%d (%s) [%d] %s %d %s: %r)" % (
+            self.comm, self.tid, self.tgid, self.cpu, self.flags, self.ts_ns,
+            self.event, self.payload)
+
+
+def timestamp_ns(text):
+    """'673.770523' -> 673770523000; '673.770523123' -> 673770523123;
+    an integer clock value ('1926525391961') is returned unchanged."""
+    sec, dot, frac = text.partition(".")
+    if not dot:
+        return int(sec)
+    if len(frac) >= 9:
+        return int(sec) * 1000000000 + int(frac[:9])
+    return int(sec) * 1000000000 + int(frac) * _SCALE[len(frac)]
+
+
+_SCALE = [10 ** (9 - n) for n in range(10)]
+
+
+def split_event(rest):
+    """The text after 'TIMESTAMP: ' -> (tracefs event name or None, payload)."""
+    m = _EVENT.match(rest)
+    if m:
+        return m.group("event"), m.group("payload") or ""
+    m = _SYS_ENTER.match(rest)
+    if m:
+        return "sys_enter_" + m.group("name"), m.group("payload")
+    m = _SYS_EXIT.match(rest)
+    if m:
+        return "sys_exit_" + m.group("name"), m.group("payload")
+    m = _FUNCTION.match(rest)
+    if m:
+        return "function", m.group("payload")
+    return None, rest
+
+
+def _as_text(line):
+    if isinstance(line, bytes):
+        return line.decode("utf-8", "replace")
+    return line
+
+
+def parse_lost(line):
+    m = _LOST.match(line)
+    if not m:
+        return None
+    cpu = m.group("cpu")
+    count = m.group("count")
+    return Lost(int(cpu) if cpu is not None else None,
+                int(count) if count is not None else None)
+
+
+def parse_line(line):
+    """A trace line -> TraceLine, Lost, or None (header, blank or
+    unrecognised line).  Never raises on any str or bytes input."""
+    line = _as_text(line).rstrip("\r\n")
+    if not line or line.lstrip().startswith("#"):
+        return None
+    m = _HEADER.match(line)
+    if m is None:
+        if "LOST" in line:
+            return parse_lost(line)
+        return None
+    tgid = m.group("tgid")
+    event, payload = split_event(m.group("rest"))
+    return TraceLine(m.group("comm"), int(m.group("tid")),
+                     int(tgid) if tgid is not None and tgid[0] != "-" else None,
+                     int(m.group("cpu")), m.group("flags"), timestamp_ns(m.group("ts")),
+                     event, payload)
+
+
+class _Undecodable(object):
+    """Stands in for a print fmt we cannot parse: every payload fails."""
+
+    @staticmethod
+    def decode(_payload):
+        return None
+
+
+def _decoder(fmt):
+    try:
+        return compile_print_fmt(fmt)
+    except PrintFmtError:
+        return _Undecodable
+
+
+class TextDecoder(object):
+    """Trace lines -> RawEvents, with the event formats of this run.
+
+    formats     (system, event) -> core.tracefs.EventFormat; a value of None
+                means "count this event, decode no payload" (an event whose
+                format is unknown but whose fields nobody reads).
+    candidates  optional (system, event) -> [EventFormat]: for events whose
+                format is not known in advance (replay of a trace from
+                another host), the first candidate whose print fmt decodes a
+                line of that event is chosen, once, for the rest of the run.
+
+    The text names only the event, not its system: names are unique within
+    a run's plan, so the event name alone finds the format.
+    """
+
+    def __init__(self, formats, candidates=None):
+        self.undecodable = 0
+        self.lost_markers = 0
+        self.chosen = {}            # (system, event) -> EventFormat picked from candidates
+        self._by_name = {}          # event name -> (system, event, decoder or None)
+        self._pending = {}          # event name -> (system, event, [(fmt, decoder)])
+        for (system, event), fmt in (formats or {}).items():
+            self._by_name[event] = (system, event, _decoder(fmt) if fmt else None)
+        for (system, event), fmts in (candidates or {}).items():
+            if event in self._by_name:
+                continue
+            self._pending[event] = (system, event, [(f, _decoder(f)) for f in fmts])
+
+    def _choose(self, name, payload):
+        system, event, options = self._pending[name]
+        for fmt, decoder in options:
+            fields = decoder.decode(payload)
+            if fields is not None:
+                del self._pending[name]
+                self.chosen[(system, event)] = fmt
+                self._by_name[name] = (system, event, decoder)
+                return system, event, fields
+        return None
+
+    def decode(self, line):
+        """A line -> RawEvent, Lost, or None (headers, other events, and
+        payloads the format cannot decode, which are counted in
+        self.undecodable).  Never raises."""
+        line = _as_text(line).rstrip("\r\n")
+        if not line or line[0] == "#":
+            return None
+        m = _HEADER.match(line)
+        if m is None:
+            lost = parse_lost(line) if "LOST" in line else None
+            if lost is not None:
+                self.lost_markers += 1
+            return lost
+        event, payload = split_event(m.group("rest"))
+        entry = self._by_name.get(event)
+        if entry is None:
+            if event not in self._pending:
+                return None
+            chosen = self._choose(event, payload)
+            if chosen is None:
+                self.undecodable += 1
+                return None
+            system, event, fields = chosen
+        else:
+            system, event, decoder = entry
+            if decoder is None:
+                fields = {}
+            else:
+                fields = decoder.decode(payload)
+                if fields is None:
+                    self.undecodable += 1
+                    return None
+        comm = m.group("comm")
+        tgid = m.group("tgid")
+        return RawEvent(system, event, timestamp_ns(m.group("ts")), int(m.group("tid")),
+                        int(m.group("cpu")),
+                        comm=None if comm == UNKNOWN_COMM else comm, fields=fields,
+                        tgid=int(tgid) if tgid is not None and tgid[0] != "-" else None)
