@@ -174,8 +174,8 @@ class FakeTracefs(object):
         self.root = self.era.root
         self.ncpus = ncpus
         self.writes = []
-        self.deny = set()           # paths whose writes fail with EACCES
-        self.reject_filters = set()  # filter paths that fail with EINVAL
+        self.deny = set()           # path suffixes whose writes (and mkdir) fail with EACCES
+        self.reject_filters = set()  # filter path suffixes that fail with EINVAL
         self.ftrace_filter_writable = ftrace_filter_writable
         self._event_ids = 2000
         self.formats = {}
@@ -206,9 +206,10 @@ class FakeTracefs(object):
             self._file(os.path.join(base, "buffer_subbuf_size_kb"), "4\n")
         self._file(os.path.join(base, "set_ftrace_filter"), "#### all functions enabled ####\n")
         for opt in _OPTIONS:
-            if opt == "event-fork" and not e.set_event_pid:
-                continue
-            self._file(os.path.join(base, "options", opt), "1\n" if opt != "event-fork" else "0\n")
+            if opt in ("event-fork", "record-tgid") and not e.set_event_pid:
+                continue        # both arrived in the 4.x era
+            self._file(os.path.join(base, "options", opt),
+                       "0\n" if opt in ("event-fork", "record-tgid") else "1\n")
         for cpu in range(self.ncpus):
             d = os.path.join(base, "per_cpu", "cpu%d" % cpu)
             self._file(os.path.join(d, "trace_pipe_raw"), "")
@@ -277,6 +278,9 @@ class FakeTracefs(object):
         self.kernel = kernel
         return self
 
+    def denied(self, path):
+        return any(path.endswith(d) for d in self.deny)
+
     # -- inspection ----------------------------------------------------------
     def read(self, rel):
         with open(os.path.join(self.root, rel)) as f:
@@ -303,7 +307,7 @@ class FakeTracefs(object):
     def define_probe(self, line):
         """A probe definition as another process would have made it."""
         fname = "uprobe_events" if "/" in line.split()[1] else "kprobe_events"
-        self.kernel.write(os.path.join(self.root, fname), line + "\n", True, None)
+        self.kernel._probe_write(os.path.join(self.root, fname), line + "\n", True)
 
 
 class _OsWithInstances(object):
@@ -321,6 +325,8 @@ class _OsWithInstances(object):
         if os.path.dirname(path.rstrip("/")) == os.path.join(self._kernel.t.root, "instances"):
             if self._real.path.exists(path):
                 raise OSError(errno.EEXIST, "File exists", path)
+            if self._kernel.t.denied(path):
+                raise OSError(errno.EACCES, "Permission denied", path)
             self._kernel.make_instance(path)
             return
         return self._real.mkdir(path, *args, **kw)
@@ -435,7 +441,7 @@ class FakeKernel(object):
 
     def write(self, path, text, append, real_write):
         self.t.writes.append((path, text, append))
-        if path in self.t.deny:
+        if self.t.denied(path):
             raise OSError(errno.EACCES, "Permission denied", path)
         if not os.path.exists(path):
             raise OSError(errno.ENOENT, "No such file or directory", path)
@@ -445,7 +451,8 @@ class FakeKernel(object):
         if name in ("uprobe_events", "kprobe_events"):
             return self._probe_write(path, text, append)
         if name == "filter":
-            if path in self.t.reject_filters or ("~" in value and not self.t.era.glob_op):
+            if any(path.endswith(r) for r in self.t.reject_filters) \
+                    or ("~" in value and not self.t.era.glob_op):
                 raise OSError(errno.EINVAL, "Invalid argument", path)
             value = "none" if value in ("0", "") else value
         elif name == "trace_clock":

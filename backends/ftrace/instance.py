@@ -120,6 +120,9 @@ class UndoStack(object):
     def __len__(self):
         return len(self._items)
 
+    def discard_last(self):
+        self._items.pop()
+
     def run(self):
         """Run every action; returns [(what, error)] for the failed ones."""
         errors = []
@@ -231,18 +234,20 @@ class ControlFiles(object):
         return tracefs.read_text(path)
 
     def _save(self, path):
+        """Save `path` before its first write; True if a restore was pushed."""
         if not self.save or path in self._saved:
-            return
+            return False
         self._saved.add(path)
         original = self.read(path)
         if original is None:
-            return
+            return False
         value = restore_value(path, original)
         if value is None:
-            return
+            return False
         if self.journal is not None and not self.dry_run:
             self.journal.record(path, value, self.root)
         self.undo.push("restore %s" % path, lambda: self._write_now(path, value, None))
+        return True
 
     def save_only(self, path):
         """Save a file's value for restore without writing it now."""
@@ -264,8 +269,15 @@ class ControlFiles(object):
         self._note("echo '%s' > %s" % (value, path))
         if self.dry_run:
             return
-        self._save(path)
-        self._write_now(path, value, what)
+        saved = self._save(path)
+        try:
+            self._write_now(path, value, what)
+        except EnableError:
+            if saved:
+                # Nothing was changed: no restore (it would fail the same way).
+                self.undo.discard_last()
+                self._saved.discard(path)
+            raise
         if undo_value is not None and not self.save:
             self.undo.push("reset %s" % path, lambda: self._write_now(path, undo_value, None))
 

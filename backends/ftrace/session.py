@@ -146,6 +146,85 @@ class LossCounter(object):
         return total
 
 
+class TimeOrder(object):
+    """Puts events read from the per-CPU buffers back in timestamp order
+    before they reach the aggregator (which pairs starts with ends in the
+    order it sees them: an I/O issued on CPU 1 and completed on CPU 0 must
+    not arrive completion first just because CPU 0 was read first).
+
+    A drain round reads every CPU once.  An event read in round R-1 was
+    committed before round R began, and so was every event with a smaller
+    timestamp (they happened before it); round R reads every CPU after that,
+    so once round R is over, everything up to the largest timestamp read in
+    rounds <= R-1 is known and can be released in order.  A CPU whose round
+    stopped at the page limit bounds the release by the last timestamp read
+    from it (the rest of that CPU is newer)."""
+
+    def __init__(self):
+        self.pending = []
+        self.watermark = None       # max ts read in completed earlier rounds
+        self._round_max = None
+        self._last = {}             # cpu -> last ts read this round
+        self._truncated = set()
+
+    def sink(self, handler):
+        """A decoder callback that holds the event for ordering."""
+        append = self.pending.append
+        last = self._last
+
+        def hold(ts, cpu, values):
+            append((ts, cpu, values, handler))
+            last[cpu] = ts
+        return hold
+
+    def truncated(self, cpu):
+        self._truncated.add(cpu)
+
+    def end_round(self):
+        """Release what is now known to be complete; returns the count."""
+        limit = self.watermark
+        for cpu in self._truncated:
+            if cpu in self._last and (limit is None or self._last[cpu] < limit):
+                limit = self._last[cpu]
+        n = self._release(limit) if limit is not None else 0
+        if self._last:
+            top = max(self._last.values())
+            if not self._truncated and (self.watermark is None or top > self.watermark):
+                self.watermark = top
+        self._last.clear()
+        self._truncated.clear()
+        return n
+
+    def flush(self):
+        """Everything has been read (a round found nothing): release all."""
+        n = self._release(None)
+        self._last.clear()
+        self._truncated.clear()
+        return n
+
+    def _release(self, limit):
+        pending = self.pending
+        if not pending:
+            return 0
+        pending.sort(key=_ts_of)
+        if limit is None:
+            count = len(pending)
+        else:
+            count = 0
+            for item in pending:
+                if item[0] > limit:
+                    break
+                count += 1
+        for ts, cpu, values, handler in pending[:count]:
+            handler(ts, cpu, values)
+        del pending[:count]
+        return count
+
+
+def _ts_of(item):
+    return item[0]
+
+
 # ---------------------------------------------------------------------------
 def _cpus(buffer_path):
     d = os.path.join(buffer_path, "per_cpu")
@@ -201,6 +280,8 @@ class LiveSession(Session):
         self.instance_name = None
         self.readers = []
         self.decoder = None
+        self.binding = None
+        self.order = None
         self.aggregator = None
         self.losses = None
         self.journal = None
@@ -215,6 +296,13 @@ class LiveSession(Session):
         self.notes.append(text)
         if self.verbose:
             self._say(text)
+
+    def _has(self, ops, rel):
+        """Does our buffer have this file?  (For --print-program the new
+        instance does not exist yet: the top level has the same files.)"""
+        if ops.dry_run:
+            return os.path.exists(os.path.join(self.root, rel))
+        return os.path.exists(os.path.join(self.buffer_path, rel))
 
     def _event_dir(self, ev):
         return os.path.join(self.buffer_path, "events", ev.system, ev.event)
@@ -272,6 +360,12 @@ class LiveSession(Session):
         # sources; kernels without it keep their default clock.
         if re.search(r"(^|\s|\[)mono(\]|\s|$)", clocks) and "[mono]" not in clocks:
             ops.write(os.path.join(b, "trace_clock"), "mono", what="trace clock")
+        # Process ids of threads that exit before we look them up in /proc:
+        # with record-tgid the kernel keeps them in saved_tgids (and the text
+        # path prints them).  Since Linux commit d914ba37d714 ("tracing: Add
+        # support for recording tgid of tasks") (v4.13).
+        if self._has(ops, os.path.join("options", "record-tgid")):
+            ops.write(os.path.join(b, "options", "record-tgid"), "1", what="record-tgid option")
         func = [ev for ev in self.plan.events if ev.system == "ftrace" and ev.event == "function"]
         if func:
             ops.write(os.path.join(b, "set_ftrace_filter"),
@@ -283,9 +377,8 @@ class LiveSession(Session):
         pid = kfilter.pid_for_set_event_pid(self.measurement)
         path = os.path.join(self.buffer_path, "set_event_pid")
         fork = os.path.join(self.buffer_path, "options", "event-fork")
-        # Feature check on the top level (an instance has the same files).
-        if pid is None or not os.path.exists(os.path.join(self.root, "set_event_pid")) \
-                or not os.path.exists(os.path.join(self.root, "options", "event-fork")):
+        if pid is None or not self._has(ops, "set_event_pid") \
+                or not self._has(ops, os.path.join("options", "event-fork")):
             return
         err = ops.try_write(path, " ".join(str(t) for t in _threads(pid)))
         if err is not None:
@@ -411,18 +504,28 @@ class LiveSession(Session):
             by_id = {ev.format.id: ev.format for ev in self.plan.events
                      if ev.format is not None and ev.format.id is not None}
             self.decoder = RawDecoder(hp, he, by_id)
+            self.aggregator = Aggregator(self.measurement, self.plan, tasks=self._tasks())
+            # Decode straight into the aggregator's per-event handlers (no
+            # RawEvent objects on the hot path).
+            self.order = TimeOrder()
+            sinks = self.aggregator.raw_sinks(self.decoder.formats_by_id)
+            self.binding = self.decoder.compile_sinks(
+                {ev_id: (names, self.order.sink(cb)) for ev_id, (names, cb) in sinks.items()})
         else:
             from .textparse import TextDecoder
             self.decoder = TextDecoder({(ev.system, ev.event): ev.format
                                         for ev in self.plan.events if ev.format is not None})
-        self.aggregator = Aggregator(self.measurement, self.plan, tasks=self._tasks())
+            self.aggregator = Aggregator(self.measurement, self.plan, tasks=self._tasks())
 
     def _tasks(self):
-        try:
-            from .tasks import TaskInfo
-        except ImportError:
-            return None
-        return TaskInfo()
+        """Thread id -> process id / task name for the aggregator (the raw
+        records carry only the thread id)."""
+        from .tasks import TaskInfo
+
+        def path(name):
+            p = os.path.join(self.root, name)
+            return p if os.path.exists(p) else None
+        return TaskInfo(saved_cmdlines=path("saved_cmdlines"), saved_tgids=path("saved_tgids"))
 
     # -- reading -------------------------------------------------------------
     def _drain(self):
@@ -430,21 +533,30 @@ class LiveSession(Session):
         n = 0
         for r in list(self.readers):
             if isinstance(r, RawReader):
-                for page in r.read_pages(MAX_PAGES_PER_ROUND):
-                    n += 1
+                pages = r.read_pages(MAX_PAGES_PER_ROUND)
+                for page in pages:
                     self._feed_page(page, r.cpu)
+                if len(pages) >= MAX_PAGES_PER_ROUND:
+                    self.order.truncated(r.cpu)
+                n += len(pages)
             else:
+                # trace_pipe merges the CPUs in timestamp order itself.
                 for line in r.read_lines(MAX_PAGES_PER_ROUND):
                     n += 1
                     self._feed_line(line)
+        if self.order is not None:
+            if n:
+                self.order.end_round()
+            else:
+                self.order.flush()
         return n
 
     def _feed_page(self, page, cpu):
-        events, lost = self.decoder.decode_page(page, cpu)
-        for ev in events:
-            self.aggregator.feed(ev)
-        if lost:
-            self.losses.marker(cpu, lost if isinstance(lost, int) and lost > 0 else None)
+        # Page losses go to the LossCounter (not straight to the aggregator):
+        # the stats counters report the same events.
+        _n, lost = self.decoder.decode_page_into(page, cpu, self.binding)
+        if lost != 0:
+            self.losses.marker(cpu, lost)
 
     def _feed_line(self, line):
         item = self.decoder.decode(line)
