@@ -76,10 +76,12 @@ class FtraceLock(object):
         unparsable; raises KerntraceError for a symlink or non-regular file)."""
         return self._read()[0]
 
-    def _read(self):
-        """(pid or None, inode or None) of the lock file."""
+    def _read(self, path=None):
+        """(pid or None, identity or None) of the lock file; the identity
+        (inode and content) tells one lock file from another."""
+        path = path or self.path
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                          | getattr(os, "O_NONBLOCK", 0))
         except OSError as e:
             if e.errno == errno.ENOENT:
@@ -98,34 +100,35 @@ class FtraceLock(object):
             pid = int(text.split()[0]) if text else None
         except ValueError:
             pid = None
-        return pid, st.st_ino
+        return pid, (st.st_dev, st.st_ino, text)
 
     def acquire(self):
         for _attempt in range(5):
             if self._create():
                 self.held = True
                 return
-            pid, ino = self._read()
+            pid, identity = self._read()
             for _ in range(_EMPTY_RETRIES):
-                if pid is not None or ino is None:
+                if pid is not None or identity is None:
                     break
                 time.sleep(_EMPTY_WAIT_S)
-                pid, ino = self._read()
-            if ino is None:
+                pid, identity = self._read()
+            if identity is None:
                 continue        # removed meanwhile: try to create it again
             if pid is not None and pid != self.pid and self.is_alive(pid):
                 raise LockHeld("ftrace may be in use by PID %d %s" % (pid, self.path),
                                pid=pid, path=self.path)
-            if self._remove_stale(ino) and self.stderr is not None:
+            if self._remove_stale(identity) and self.stderr is not None:
                 self.stderr.write("kerntrace: took over stale lock %s (PID %s is not running)\n"
                                   % (self.path, pid if pid is not None else "unknown"))
         raise KerntraceError("could not take the lock %s (contended)" % self.path)
 
-    def _remove_stale(self, ino):
-        """Remove the stale lock file we inspected (inode `ino`) and nothing
-        else: two processes taking over the same stale lock must not remove
-        each other's fresh one.  rename() moves the name atomically; if what
-        it moved is not the inode we judged stale, it is put back."""
+    def _remove_stale(self, identity):
+        """Remove the stale lock file we inspected and nothing else: two
+        processes taking over the same stale lock must not remove each
+        other's fresh one.  rename() moves the name atomically; if what it
+        moved is not the file we judged stale (inode numbers are reused, so
+        its content is compared too), it is put back."""
         aside = "%s.stale-%d" % (self.path, self.pid)
         try:
             os.rename(self.path, aside)
@@ -134,7 +137,11 @@ class FtraceLock(object):
                 return False
             raise KerntraceError("cannot remove stale lock %s: %s" % (self.path, e.strerror))
         try:
-            if os.lstat(aside).st_ino != ino:
+            try:
+                moved = self._read(aside)[1]
+            except KerntraceError:
+                moved = None
+            if moved != identity:
                 try:
                     os.link(aside, self.path)   # fails if a third one created it meanwhile
                 except OSError:
