@@ -46,6 +46,12 @@ class PrintFmtError(ValueError):
     """The print fmt line cannot be parsed."""
 
 
+def is_string_field(field):
+    """A char array, __data_loc or __rel_loc char[] (core's is_string does
+    not know __rel_loc, added in v5.17)."""
+    return field.is_string or (field.data_loc and "char" in field.ctype)
+
+
 # ---------------------------------------------------------------------------
 # Splitting `"format", arg, arg, ...`
 def _c_string(text, start):
@@ -302,11 +308,12 @@ def compile_print_fmt(event_format):
             kind, name = "ignore", None
         converter = None
         if kind == "field":
+            text_field = is_string_field(field)
             if conv == "s":
-                converter = str if field.is_string else _int_converter(10, field)
+                converter = str if text_field else _int_converter(10, field)
             elif conv == "c":
-                converter = (lambda s: s) if field.is_string else (lambda s: ord(s))
-            elif field.is_string:
+                converter = (lambda s: s) if text_field else (lambda s: ord(s))
+            elif text_field:
                 converter = str
             else:
                 converter = _int_converter(16 if conv in "xX" else 8 if conv == "o" else 10,
