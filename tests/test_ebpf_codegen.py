@@ -1,0 +1,654 @@
+"""The eBPF backend's generated C, without a kernel.
+
+  - every aggregate kind and probe type generates C that the host C
+    compiler accepts (bcc's map and helper macros stubbed), with the map,
+    pairing and output code a reader expects;
+  - hostile filter values never reach codegen: core.model.Filter rejects
+    them with a clear UsageError; accepted string values appear in the C
+    only as byte comparisons;
+  - the C bucket functions equal core.buckets, the C string and integer
+    filters equal Filter.matches(), for many values (compiled and run with
+    the host C compiler).
+"""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from kerntrace.backends.ebpf import cfilters, codegen
+from kerntrace.backends.ebpf import plan as eplan
+from kerntrace.backends.ebpf.layout import S64, STRING, U64, Layout, Member
+from kerntrace.backends.ebpf.sysbpf import Answer
+from kerntrace.core import buckets, tracefs
+from kerntrace.core.errors import UsageError
+from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_MS, STR, USTR, Count,
+                                  Event, Field, Filter, Histogram, Measurement, Pair, Records,
+                                  SyscallEntry, SyscallExit, Tracepoint, UserFunction)
+
+# Format files as Linux 6.18 prints them (the fields kerntrace reads).
+FORMATS = {
+    ("block", "block_rq_issue"): """name: block_rq_issue
+ID: 2104
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:sector_t sector;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:unsigned int nr_sector;\toffset:24;\tsize:4;\tsigned:0;
+\tfield:unsigned int bytes;\toffset:28;\tsize:4;\tsigned:0;
+\tfield:unsigned short ioprio;\toffset:32;\tsize:2;\tsigned:0;
+\tfield:char rwbs[10];\toffset:34;\tsize:10;\tsigned:0;
+\tfield:char comm[16];\toffset:44;\tsize:16;\tsigned:0;
+\tfield:__data_loc char[] cmd;\toffset:60;\tsize:4;\tsigned:0;
+
+print fmt: "%d,%d %s %u (%s) %llu + %u %s,%u,%u [%s]"
+""",
+    ("block", "block_rq_complete"): """name: block_rq_complete
+ID: 2107
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:sector_t sector;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:unsigned int nr_sector;\toffset:24;\tsize:4;\tsigned:0;
+\tfield:int error;\toffset:28;\tsize:4;\tsigned:1;
+\tfield:unsigned short ioprio;\toffset:32;\tsize:2;\tsigned:0;
+\tfield:char rwbs[10];\toffset:34;\tsize:10;\tsigned:0;
+\tfield:__data_loc char[] cmd;\toffset:44;\tsize:4;\tsigned:0;
+
+print fmt: "%d,%d %s (%s) %llu + %u %s,%u,%u [%d]"
+""",
+    ("syscalls", "sys_enter_openat"): """name: sys_enter_openat
+ID: 782
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int dfd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:int flags;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:umode_t mode;\toffset:40;\tsize:8;\tsigned:0;
+
+print fmt: "dfd: 0x%08lx, filename: 0x%08lx, flags: 0x%08lx, mode: 0x%08lx"
+""",
+    ("syscalls", "sys_exit_openat"): """name: sys_exit_openat
+ID: 781
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;
+
+print fmt: "0x%lx", REC->ret
+""",
+    ("sched", "sched_process_exec"): """name: sched_process_exec
+ID: 365
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;
+
+print fmt: "filename=%s pid=%d old_pid=%d"
+""",
+}
+
+
+class FakeHost(object):
+    """Only what plan resolution asks a Host: tracepoint formats."""
+
+    def event_format(self, category, name):
+        text = FORMATS.get((category, name))
+        return tracefs.parse_format(text, category) if text else None
+
+
+class AllAttach(object):
+    """Probe answers of a host where every probe type attaches."""
+
+    def attach(self, kind):
+        return Answer(True, "%s attaches" % kind)
+
+    def kernel_function(self, name):
+        return Answer(True, "%s traceable" % name)
+
+
+def make_plan(measurement, output="perf", helpers=None):
+    host, probes = FakeHost(), AllAttach()
+    events = []
+    for i, ev in enumerate(measurement.events):
+        probe = ev.probes[0]
+        if isinstance(probe, UserFunction):
+            fields, why = eplan._function_fields(ev, probe)
+            assert why is None, why
+            events.append(eplan.PlannedEvent(i, ev, probe, fields, target=probe.library))
+        else:
+            pe, why = eplan.resolve_event(i, ev, host, probes)
+            assert pe is not None, why
+            events.append(pe)
+    return eplan.EbpfPlan(events, output=output, helpers=helpers)
+
+
+def block(aggregate, filters=(), carry=("comm", "pid", "bytes")):
+    issue = Event("issue", Tracepoint("block", "block_rq_issue"),
+                  fields=[Field("dev"), Field("sector"), Field("bytes"), Field("rwbs", STR)])
+    done = Event("done", Tracepoint("block", "block_rq_complete"),
+                 fields=[Field("dev"), Field("sector"), Field("rwbs", STR),
+                         Field("error", sources=("errors", "error"))])
+    return Measurement([issue, done], aggregate, pair=Pair("issue", "done", key=("dev", "sector"),
+                                                            carry=carry),
+                       filters=list(filters))
+
+
+def uprobe_pair(aggregate, filters=()):
+    entry = Event("entry", UserFunction("/usr/bin/true", "kerntrace_work"),
+                  fields=[Field("usec", sources=("arg0",))])
+    ret = Event("ret", UserFunction("/usr/bin/true", "kerntrace_work", ret=True),
+                fields=[Field("rv", sources=("retval",))])
+    return Measurement([entry, ret], aggregate, pair=Pair("entry", "ret", key=("tid",),
+                                                          carry=("usec",)),
+                       filters=list(filters))
+
+
+def openat(aggregate, filters=()):
+    enter = Event("enter", SyscallEntry("openat"), fields=[Field("filename", USTR)])
+    exit_ = Event("exit", SyscallExit("openat"), fields=[Field("ret")])
+    return Measurement([enter, exit_], aggregate,
+                       pair=Pair("enter", "exit", key=("tid",), carry=("filename",)),
+                       filters=list(filters))
+
+
+# ---------------------------------------------------------------------------
+# Compiling generated C with the host compiler, bcc stubbed.
+CC = shutil.which("cc") or shutil.which("gcc")
+needs_cc = pytest.mark.skipif(CC is None, reason="no host C compiler to check the generated C")
+
+STUB_HEADER = r"""
+typedef unsigned long long u64; typedef long long s64;
+typedef unsigned int u32; typedef int s32;
+typedef unsigned short u16; typedef short s16;
+typedef unsigned char u8; typedef signed char s8;
+#define __always_inline inline __attribute__((always_inline))
+#define BPF_HASH(n, k, v, sz) struct { v *(*lookup)(k *); int (*update)(k *, v *); \
+    int (*insert)(k *, v *); int (*delete)(k *); } n
+#define BPF_PERCPU_ARRAY(n, v, sz) struct { v *(*lookup)(u32 *); } n
+#define BPF_PERF_OUTPUT(n) struct { int (*perf_submit)(void *, void *, u32); } n
+#define BPF_RINGBUF_OUTPUT(n, p) struct { int (*ringbuf_output)(void *, u64, u64); } n
+u64 bpf_ktime_get_ns(void);
+u64 bpf_get_current_pid_tgid(void);
+u32 bpf_get_smp_processor_id(void);
+int bpf_get_current_comm(void *buf, u32 size);
+int bpf_probe_read_kernel(void *dst, u32 size, const void *src);
+int bpf_probe_read_kernel_str(void *dst, u32 size, const void *src);
+int bpf_probe_read_user_str(void *dst, u32 size, const void *src);
+int bpf_probe_read(void *dst, u32 size, const void *src);
+int bpf_probe_read_str(void *dst, u32 size, const void *src);
+struct pt_regs { u64 di, si, dx, cx, r8, r9, ax; };
+#define PT_REGS_PARM1(x) ((x)->di)
+#define PT_REGS_PARM2(x) ((x)->si)
+#define PT_REGS_PARM3(x) ((x)->dx)
+#define PT_REGS_PARM4(x) ((x)->cx)
+#define PT_REGS_PARM5(x) ((x)->r8)
+#define PT_REGS_PARM6(x) ((x)->r9)
+#define PT_REGS_RC(x) ((x)->ax)
+"""
+
+_INT_TYPES = {(1, False): "u8", (1, True): "s8", (2, False): "u16", (2, True): "s16",
+              (4, False): "u32", (4, True): "s32", (8, False): "u64", (8, True): "s64"}
+
+
+def tracepoint_struct(category, name):
+    """The struct bcc generates for a tracepoint, from its format."""
+    fmt = FakeHost().event_format(category, name)
+    lines = ["struct tracepoint__%s__%s {" % (category, name), "    u64 __do_not_use__;"]
+    for f in fmt.payload_fields():
+        if f.data_loc:
+            lines.append("    int data_loc_%s;" % f.name)
+        elif f.array_len is not None:
+            lines.append("    char %s[%d];" % (f.name, f.size))
+        else:
+            lines.append("    %s %s;" % (_INT_TYPES[(f.size, f.signed)], f.name))
+    lines.append("};")
+    return "\n".join(lines)
+
+
+def compile_c(tmp_path, text, run_input=None, name="prog"):
+    """Compile `text` (syntax check, or build and run with run_input)."""
+    inc = tmp_path / "inc" / "uapi" / "linux"
+    inc.mkdir(parents=True, exist_ok=True)
+    (inc / "ptrace.h").write_text("")
+    src = tmp_path / (name + ".c")
+    src.write_text(text)
+    flags = ["-I", str(tmp_path / "inc"), "-Werror=implicit-function-declaration",
+             "-Werror=incompatible-pointer-types", "-Werror=int-conversion"]
+    if run_input is None:
+        r = subprocess.run([CC, "-fsyntax-only"] + flags + [str(src)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr + "\n" + text
+        return None
+    exe = tmp_path / name
+    r = subprocess.run([CC, "-O1", "-o", str(exe)] + flags + [str(src)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run([str(exe)], input=run_input, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def syntax_check(tmp_path, program, measurement):
+    structs = set()
+    for ev in measurement.events:
+        p = ev.probes[0]
+        if isinstance(p, Tracepoint):
+            structs.add(tracepoint_struct(p.category, p.name))
+    compile_c(tmp_path, STUB_HEADER + "\n".join(sorted(structs)) + "\n" + program.text)
+
+
+# ---------------------------------------------------------------------------
+AGGREGATES = {
+    "histogram": lambda: Histogram(LATENCY, unit="usecs", keys=("rwbs",)),
+    "pow2ms": lambda: Histogram(LATENCY, scale=POW2_MS),
+    "linear": lambda: Histogram("bytes", scale=LINEAR, step=4096, unit="bytes"),
+    "count": lambda: Count(keys=("comm", EVENT_NAME)),
+    "records": lambda: Records(fields=("ts", "comm", "pid", "dev", "sector", "bytes", "rwbs",
+                                       LATENCY)),
+}
+
+
+@needs_cc
+@pytest.mark.parametrize("kind", sorted(AGGREGATES))
+@pytest.mark.parametrize("output", ["perf", "ringbuf"])
+def test_block_pair_program_compiles_for_every_aggregate(tmp_path, kind, output):
+    m = block(AGGREGATES[kind](), filters=[Filter("dev", "==", (7 << 20) | 3)])
+    prog = codegen.generate(m, make_plan(m, output=output))
+    t = prog.text
+    assert "int kt_ev0_issue(struct tracepoint__block__block_rq_issue *args)" in t
+    assert "int kt_ev1_done(struct tracepoint__block__block_rq_complete *args)" in t
+    # pairing: start stored by key, end looks up + deletes, unmatched counted
+    assert "BPF_HASH(kt_start, struct kt_pair_key, struct kt_pair_val" in t
+    assert "kt_start.update(&kt_k, &kt_sv)" in t and "kt_start.delete(&kt_k)" in t
+    assert "kt_stat(KT_UNMATCHED)" in t
+    assert "u64 kt_latency = kt_now - sv->kt_ts;" in t
+    # the dev filter is a key filter: tested early on both sides
+    assert t.count("((u64)(f->f_dev) == 7340035ULL)") == 2
+    # each handler reads only what it needs
+    assert ("bpf_probe_read_kernel(f->f_rwbs, 10, args->rwbs);" in t) == (
+        kind in ("histogram", "records"))
+    assert [a.event.name for a in prog.attachments] == ["issue", "done"]
+    if kind in ("histogram", "pow2ms", "linear"):
+        assert "BPF_HASH(kt_hist, struct kt_hist_key, struct kt_hist_val" in t
+        fn = {"histogram": "kt_log2_u(kt_v)", "pow2ms": "kt_pow2ms_u(kt_v)",
+              "linear": "kt_linear_u(kt_v, 4096ULL)"}[kind]
+        assert "kt_hk.kt_slot = %s;" % fn in t
+        assert "__sync_fetch_and_add(&kt_h->sum, kt_v);" in t
+        if kind == "histogram":
+            assert "u64 kt_v = (u64)(kt_latency) / 1000ULL;" in t
+        if kind == "pow2ms":
+            assert "u64 kt_v = kt_latency;" in t     # pow2ms buckets nanoseconds
+    elif kind == "count":
+        assert "BPF_HASH(kt_counts, struct kt_count_key, u64" in t
+        assert "kt_ck.f_event = 1ULL;" in t          # the end event's index
+        assert prog.key_names == ("comm", "event")
+    else:
+        if output == "ringbuf":
+            assert "BPF_RINGBUF_OUTPUT(kt_events" in t and "kt_events.ringbuf_output(r" in t
+        else:
+            assert "BPF_PERF_OUTPUT(kt_events);" in t and "kt_events.perf_submit(args, r" in t
+        assert prog.output == output
+    syntax_check(tmp_path, prog, m)
+
+
+@needs_cc
+def test_uprobe_pair_program(tmp_path):
+    m = uprobe_pair(Histogram(LATENCY, unit="usecs"), filters=[Filter("pid", "==", 4242)])
+    prog = codegen.generate(m, make_plan(m))
+    t = prog.text
+    assert "#include <uapi/linux/ptrace.h>" in t
+    assert "int kt_ev0_entry(struct pt_regs *ctx)" in t and "int kt_ev1_ret(struct pt_regs *ctx)" in t
+    assert "f->f_usec = PT_REGS_PARM1(ctx);" in t
+    assert "f->f_tid = (u32)kt_pid_tgid;" in t
+    # pid is decided by the tid key: filtered early on entry and return
+    assert t.count("((u64)(f->f_pid) == 4242ULL)") == 2
+    assert [a.kind for a in prog.attachments] == ["uprobe", "uretprobe"]
+    syntax_check(tmp_path, prog, m)
+
+
+@needs_cc
+def test_syscall_pair_reads_user_string_and_defers_start_only_filter(tmp_path):
+    m = openat(Records(fields=("pid", "filename", "ret", LATENCY)),
+               filters=[Filter("filename", "glob", "*kerntrace-open*", type=USTR),
+                        Filter("pid", "==", 99)])
+    prog = codegen.generate(m, make_plan(m))
+    t = prog.text
+    assert "bpf_probe_read_user_str(f->f_filename, 128, (void *)args->filename);" in t
+    # the filename filter only exists at the start: its outcome is stored
+    # with the start (kt_drop) so the end is neither kept nor "unmatched"
+    assert "kt_sv.kt_drop = !(kt_match_1(f->f_filename));" in t
+    assert "if (sv->kt_drop)" in t
+    assert "f->f_ret = args->ret;" in t
+    assert prog.record_layout.member("ret").kind == S64
+    assert prog.record_layout.member("filename").kind == STRING
+    syntax_check(tmp_path, prog, m)
+
+
+@needs_cc
+def test_single_event_count_and_data_loc_string(tmp_path):
+    ev = Event("exec", Tracepoint("sched", "sched_process_exec"),
+               fields=[Field("filename", STR), Field("old_pid")])
+    m = Measurement([ev], Count(keys=("filename", "old_pid")),
+                    filters=[Filter("comm", "glob", "kt*"), Filter("old_pid", ">", -5)])
+    prog = codegen.generate(m, make_plan(m, helpers=eplan.LEGACY_HELPERS))
+    t = prog.text
+    assert "bpf_probe_read_str(f->f_filename, 128, (void *)args + (args->data_loc_filename " \
+           "& 0xFFFF));" in t
+    assert "((s64)(f->f_old_pid) > -5LL)" in t
+    assert "kt_start" not in t
+    syntax_check(tmp_path, prog, m)
+
+
+@needs_cc
+def test_unkeyed_count_of_several_events(tmp_path):
+    evs = [Event("a", Tracepoint("block", "block_rq_issue")),
+           Event("b", Tracepoint("block", "block_rq_complete"))]
+    m = Measurement(evs, Count(keys=(EVENT_NAME,)))
+    prog = codegen.generate(m, make_plan(m))
+    assert "kt_ck.f_event = 0ULL;" in prog.text and "kt_ck.f_event = 1ULL;" in prog.text
+    assert prog.event_names == {0: "a", 1: "b"}
+    m2 = Measurement(evs, Count())
+    prog2 = codegen.generate(m2, make_plan(m2))
+    assert prog2.key_layout.member("kt_unused") is not None
+    syntax_check(tmp_path, prog, m)
+    syntax_check(tmp_path, prog2, m2)
+
+
+def test_big_records_use_a_per_cpu_scratch_buffer():
+    m = openat(Records(fields=("filename", "ret", "comm", "pid", LATENCY)))
+    t = codegen.generate(m, make_plan(m)).text
+    assert "BPF_PERCPU_ARRAY(kt_scratch_record, struct kt_record, 1);" in t
+    assert "struct kt_record *r = kt_scratch_record.lookup(&r_zero);" in t
+
+
+def test_layouts_have_no_interior_padding():
+    lay = Layout("x", [Member("s", "f_s", STRING, 10), Member("a", "f_a", U64),
+                       Member("b", "f_b", S64)])
+    assert [m.name for m in lay.members] == ["a", "b", "s"]
+    assert lay.size == 32       # 8 + 8 + 10, padded to 8
+    data = (5).to_bytes(8, "little") + (-3).to_bytes(8, "little", signed=True) + \
+        b"WS\0garbage!" + b"\0" * 5
+    if sys.byteorder == "little":
+        assert lay.decode(data) == {"a": 5, "b": -3, "s": "WS"}
+
+
+# ---------------------------------------------------------------------------
+# User input never reaches the C unvalidated.
+@pytest.mark.parametrize("field, op, value", [
+    ("comm", "==", "1; }"),
+    ("comm", "==", 'a"b'),
+    ("comm", "==", "a'b"),
+    ("comm", "==", "x\ny"),
+    ("comm", "==", "back\\slash"),
+    ("comm", "==", "caf\u00e9"),
+    ("comm", "==", "a" * 65),
+    ("comm", "glob", "a*b"),
+    ("comm", "glob", "[ab]*"),
+    ("dev", "==", 1 << 64),
+    ("dev", "==", -(1 << 63) - 1),
+    ("dev", "==", "7"),
+    ("dev", "==", 1.5),
+    ("dev", "==", True),
+])
+def test_hostile_filter_values_are_rejected_before_codegen(field, op, value):
+    with pytest.raises(UsageError) as e:
+        Filter(field, op, value, type=STR if field == "comm" else INT)
+    assert "\n" not in str(e.value)
+
+
+def test_int_filter_with_a_string_value_is_rejected():
+    with pytest.raises(UsageError):
+        Filter("pid", "==", "1; }")
+
+
+def test_accepted_string_values_appear_only_as_bytes():
+    m = block(Count(keys=("rwbs",)), filters=[Filter("rwbs", "glob", "*Zq9x*"),
+                                             Filter("comm", "==", "kt/x.y")])
+    t = codegen.generate(m, make_plan(m)).text
+    assert "Zq9x" not in t and "kt/x.y" not in t
+    assert "s[%d] == %d && s[%d] == %d" % (0, ord("Z"), 1, ord("q")) in t
+
+
+def test_int_literals():
+    assert cfilters.int_literal(0, False) == "0ULL"
+    assert cfilters.int_literal((1 << 64) - 1, False) == "18446744073709551615ULL"
+    assert cfilters.int_literal(-(1 << 63), True) == "(-9223372036854775807LL - 1)"
+    for bad in ((1 << 64, False), (-1, False), (1 << 63, True), ("1", False), (True, False)):
+        with pytest.raises((ValueError, TypeError)):
+            cfilters.int_literal(*bad)
+
+
+# ---------------------------------------------------------------------------
+# Bucket arithmetic: the generated C equals core.buckets.
+U64_MAX = (1 << 64) - 1
+MS = 1000000
+
+
+def _values():
+    vals = {0, 1, 2, 3, 4, 5, 7, 8, 9, 1000, 999999, 1000000, 1000001, U64_MAX, U64_MAX - 1,
+            1 << 63, (1 << 63) - 1, (1 << 63) + 1}
+    for k in range(64):
+        for d in (-1, 0, 1):
+            if 0 <= (1 << k) + d <= U64_MAX:
+                vals.add((1 << k) + d)
+    for k in range(46):
+        for d in (-1, 0, 1):
+            v = (MS << k) + d
+            if v <= U64_MAX:
+                vals.add(v)
+    rnd = random.Random(1234)
+    for _ in range(3000):
+        vals.add(rnd.getrandbits(rnd.randint(1, 64)))
+    return sorted(vals)
+
+
+def _signed(v):
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+BUCKET_MAIN = r"""
+#include <stdio.h>
+#include <string.h>
+int main(void)
+{
+    char op[16];
+    unsigned long long a, b;
+    while (scanf("%15s %llu %llu", op, &a, &b) == 3) {
+        if (!strcmp(op, "log2u")) printf("%llu\n", kt_log2_u(a));
+        else if (!strcmp(op, "log2s")) printf("%llu\n", kt_log2_s((s64)a));
+        else if (!strcmp(op, "linu")) printf("%llu\n", kt_linear_u(a, b));
+        else if (!strcmp(op, "lins")) printf("%llu\n", kt_linear_s((s64)a, b));
+        else if (!strcmp(op, "pow2u")) printf("%llu\n", kt_pow2ms_u(a));
+        else if (!strcmp(op, "pow2s")) printf("%llu\n", kt_pow2ms_s((s64)a));
+        else if (!strcmp(op, "fdiv")) printf("%lld\n", kt_floordiv_s((s64)a, b));
+    }
+    return 0;
+}
+"""
+
+
+@needs_cc
+def test_c_buckets_equal_core_buckets(tmp_path):
+    cases, want = [], []
+    for v in _values():
+        s = _signed(v)
+        cases.append("log2u %d 0" % v)
+        want.append(buckets.bucket_index(LOG2, v))
+        cases.append("log2s %d 0" % v)
+        want.append(buckets.bucket_index(LOG2, s))
+        cases.append("pow2u %d 0" % v)
+        want.append(buckets.bucket_index(POW2_MS, v))
+        cases.append("pow2s %d 0" % v)
+        want.append(buckets.bucket_index(POW2_MS, s))
+        for step in (1, 3, 4096, 1000000, U64_MAX):
+            cases.append("linu %d %d" % (v, step))
+            want.append(buckets.bucket_index(LINEAR, v, step))
+            cases.append("lins %d %d" % (v, step))
+            want.append(buckets.bucket_index(LINEAR, s, step))
+        for d in (1, 2, 3, 1000, 1000000, (1 << 63) + 5):
+            cases.append("fdiv %d %d" % (v, d))
+            want.append(s // d)
+    got = compile_c(tmp_path, STUB_HEADER + codegen.BUCKET_C + BUCKET_MAIN,
+                    run_input="\n".join(cases) + "\n", name="buckets")
+    assert len(got) == len(cases)
+    bad = [(c, g, w) for c, g, w in zip(cases, got, want) if int(g) != w]
+    assert not bad, bad[:10]
+
+
+# ---------------------------------------------------------------------------
+# Filters: the generated C equals Filter.matches().
+STRING_FILTERS = [("==", "WS"), ("!=", "WS"), ("==", ""), ("==", "R"), ("==", "0123456789"),
+                  ("==", "01234567890"), ("glob", "*R*"), ("glob", "W*"), ("glob", "*S"),
+                  ("glob", "*"), ("glob", "**"), ("glob", "*FWS*"), ("glob", "RA"),
+                  ("glob", "*0123456789"), ("glob", "0123456789*"), ("glob", "*56*"),
+                  ("glob", "*012345678901*")]
+SAMPLES = ["", "R", "W", "WS", "RA", "FWS", "WFS", "RS", "SR", "WSR", "0123456789", "012345678",
+           "123456789", "x56y", "RRRRRRRRR", "ws"]
+
+
+def _array(text, size, garbage):
+    data = text.encode("ascii")[:size]
+    pad = size - len(data)
+    tail = (b"\0" + (b"Rx" * size)[:pad - 1]) if garbage and pad else b"\0" * pad
+    return data + tail
+
+
+@needs_cc
+@pytest.mark.parametrize("size", [1, 4, 10, 16])
+def test_c_string_filters_equal_filter_matches(tmp_path, size):
+    funcs, cases, want = [], [], []
+    for i, (op, value) in enumerate(STRING_FILTERS):
+        flt = Filter("rwbs", op, value, type=STR)
+        funcs.append(cfilters.string_match_function("m%d" % i, flt, size))
+        for text in SAMPLES:
+            for garbage in (False, True):
+                arr = _array(text, size, garbage)
+                cases.append("%d %s" % (i, arr.hex()))
+                want.append(int(flt.matches(arr.split(b"\0", 1)[0].decode())))
+    dispatch = "\n".join("        case %d: r = %s; break;" % (
+        i, cfilters.string_filter("m%d" % i, Filter("rwbs", op, v, type=STR), "s"))
+        for i, (op, v) in enumerate(STRING_FILTERS))
+    main = r"""
+#include <stdio.h>
+int main(void)
+{
+    int i, r = 0;
+    char hex[%d], s[%d];
+    while (scanf("%%d %%s", &i, hex) == 2) {
+        for (int k = 0; k < %d; k++) { unsigned int b; sscanf(hex + 2 * k, "%%2x", &b); s[k] = (char)b; }
+        switch (i) {
+%s
+        }
+        printf("%%d\n", r);
+    }
+    return 0;
+}
+""" % (2 * size + 2, size, size, dispatch)
+    got = compile_c(tmp_path, STUB_HEADER + "\n".join(funcs) + main, run_input="\n".join(cases)
+                    + "\n", name="strfilt")
+    bad = [(c, g, w) for c, g, w in zip(cases, got, want) if int(g) != w]
+    assert not bad, bad[:10]
+
+
+INT_FILTER_VALUES = [0, 1, 5, -1, -5, (1 << 63) - 1, -(1 << 63), 1 << 63, U64_MAX, 4096]
+
+
+@needs_cc
+def test_c_int_filters_equal_filter_matches(tmp_path):
+    funcs, cases, want = [], [], []
+    n = 0
+    for signed in (False, True):
+        for op in ("==", "!=", "<", "<=", ">", ">="):
+            for fv in INT_FILTER_VALUES:
+                flt = Filter("x", op, fv)
+                expr = cfilters.int_filter("m", signed, flt)
+                funcs.append("static int f%d(u64 raw) { %s m = raw; return %s; }"
+                             % (n, "s64" if signed else "u64", expr))
+                for raw in (0, 1, 4, 5, 6, 4096, U64_MAX, U64_MAX - 4, 1 << 63, (1 << 63) - 1):
+                    actual = _signed(raw) if signed else raw
+                    cases.append("%d %d" % (n, raw))
+                    want.append(int(flt.matches(actual)))
+                n += 1
+    dispatch = "\n".join("        case %d: r = f%d(raw); break;" % (i, i) for i in range(n))
+    main = r"""
+#include <stdio.h>
+int main(void)
+{
+    int i, r = 0;
+    unsigned long long raw;
+    while (scanf("%%d %%llu", &i, &raw) == 2) {
+        switch (i) {
+%s
+        }
+        printf("%%d\n", r);
+    }
+    return 0;
+}
+""" % dispatch
+    got = compile_c(tmp_path, STUB_HEADER + "\n".join(funcs) + main,
+                    run_input="\n".join(cases) + "\n", name="intfilt")
+    bad = [(c, g, w) for c, g, w in zip(cases, got, want) if int(g) != w]
+    assert not bad, bad[:10]
+
+
+# ---------------------------------------------------------------------------
+# Plan resolution: reasons, not crashes.
+def test_field_sources_fall_back_in_order():
+    m = block(Count())
+    p = make_plan(m)
+    assert p.event("done").fields["error"].member == "error"      # "errors" absent here
+    assert p.event("issue").fields["rwbs"].kind == "tp_array"
+    assert p.event("issue").fields["rwbs"].size == 10
+
+
+def test_unresolvable_events_give_reasons():
+    host, probes = FakeHost(), AllAttach()
+    ev = Event("x", Tracepoint("block", "no_such_event"), Tracepoint("block", "block_rq_issue"))
+    pe, why = eplan.resolve_event(0, ev, host, probes)
+    assert pe.probe == Tracepoint("block", "block_rq_issue") and why == []
+    ev = Event("y", Tracepoint("block", "block_rq_issue"), fields=[Field("nosuch")])
+    pe, why = eplan.resolve_event(0, ev, host, probes)
+    assert pe is None and "has no field nosuch" in why[0]
+    ev = Event("z", Tracepoint("block", "block_rq_issue"), fields=[Field("rwbs")])   # INT wanted
+    pe, why = eplan.resolve_event(0, ev, host, probes)
+    assert pe is None and "is not an integer" in why[0]
+
+
+def test_no_kprobes_is_an_answer():
+    class NoKprobes(AllAttach):
+        def attach(self, kind):
+            if kind == "kprobe":
+                return Answer(False, "kprobes not configured in this kernel")
+            return AllAttach.attach(self, kind)
+    from kerntrace.core.model import KernelFunction
+    ev = Event("k", KernelFunction("vfs_read"), Tracepoint("syscalls", "sys_enter_openat"))
+    pe, why = eplan.resolve_event(0, ev, FakeHost(), NoKprobes())
+    assert pe.probe == Tracepoint("syscalls", "sys_enter_openat")
+    ev = Event("k", KernelFunction("vfs_read"))
+    pe, why = eplan.resolve_event(0, ev, FakeHost(), NoKprobes())
+    assert pe is None and why == ["k:vfs_read: kprobes not configured in this kernel"]
