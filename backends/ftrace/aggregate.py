@@ -1,0 +1,471 @@
+"""User-space aggregation of decoded events: the ftrace backend's map.
+
+The Aggregator does in Python what the eBPF backend does in the kernel:
+map each kernel event back to its logical event (through the Plan), apply
+every filter of the measurement (the kernel-side filter is only an
+optimisation), pair starts with ends, and fold the result into exactly the
+core result types (HistogramSet, CountSet, list of Record).
+
+Speed matters (a busy disk makes hundreds of thousands of events a second),
+so for each logical event one small Python function is generated, like the
+eBPF backend generates C: it reads only the fields it needs, by position,
+and does the filtering, pairing and bucketing inline.  Only identifiers
+validated by the model (logical field names) appear in that source; every
+value (filter constants, format field names, event names) is passed in the
+function's namespace, never spliced into code.
+
+Two ways in:
+    feed(raw_event)                    any RawEvent (text path, replay)
+    raw_sinks(formats_by_id)           callbacks for RawDecoder.compile_sinks:
+                                       the raw path without RawEvent objects
+                                       (RawFeeder wires the two together)
+"""
+
+import operator
+import re
+
+from kerntrace.core.buckets import log2_slot, pow2ms_row
+from kerntrace.core.model import EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS
+from kerntrace.core.results import (CountSet, Histogram as HistogramResult, HistogramSet,
+                                    Record, Report)
+
+from .tasks import TaskInfo
+
+# Pair starts kept while waiting for their end; beyond this the oldest are
+# dropped (and counted): an end that never comes must not grow memory forever.
+DEFAULT_MAX_PENDING = 1000000
+
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CONTEXT = ("ts", "tid", "pid", "comm", "cpu")
+
+
+class Counters(object):
+    """What happened besides the aggregate, for one interval."""
+
+    __slots__ = ("lost", "lost_uncounted", "unmatched", "negative_latency", "dropped_starts",
+                 "replaced_starts", "incomplete", "ignored")
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        for s in self.__slots__:
+            setattr(self, s, 0)
+
+    def as_dict(self):
+        return {s: getattr(self, s) for s in self.__slots__}
+
+    def add(self, other):
+        for s in self.__slots__:
+            setattr(self, s, getattr(self, s) + getattr(other, s))
+
+
+class _Code(object):
+    """Source lines of one generated handler, with the values it loads."""
+
+    def __init__(self):
+        self.lines = []
+        self.loaded = set()
+
+    def emit(self, line, indent=1):
+        self.lines.append("    " * indent + line)
+
+
+def _check_name(name):
+    if not _SAFE_NAME.match(name):
+        raise ValueError("not an identifier: %r" % (name,))
+    return name
+
+
+class _EventProgram(object):
+    """The generated handler of one logical event."""
+
+    def __init__(self, agg, resolved, role):
+        self.agg = agg
+        self.resolved = resolved
+        self.logical = resolved.logical
+        self.role = role                   # "plain", "start" or "end"
+        self.fmt = resolved.format
+        self.names = []                    # format field names read, in v[1:] order
+        self.ns = {}
+        self.code = _Code()
+        self._consts = 0
+
+    # -- values ------------------------------------------------------------
+    def const(self, value, prefix="_c"):
+        name = "%s%d" % (prefix, self._consts)
+        self._consts += 1
+        self.ns[name] = value
+        return name
+
+    def _format_has(self, fname):
+        return self.fmt is None or self.fmt.field(fname) is not None
+
+    def _field_index(self, fname):
+        if fname not in self.names:
+            self.names.append(fname)
+        # v[0] is the thread id; fields follow.  Index fixed up in finish().
+        return "v[%s]" % ("@" + fname + "@")
+
+    def load(self, name):
+        """Emit code that puts logical value `name` in variable x_<name>
+        (once) and return the variable name."""
+        var = "x_" + _check_name(name)
+        if name in self.code.loaded:
+            return var
+        self.code.loaded.add(name)
+        emit = self.code.emit
+        if name == EVENT_NAME:
+            emit("%s = %s" % (var, self.const(self.logical.name, "_event")))
+        elif name == "ts":
+            emit("%s = ts" % var)
+        elif name == "cpu":
+            emit("%s = cpu" % var)
+        elif name == "tid":
+            emit("%s = v[0]" % var)
+        elif name == "pid":
+            emit("%s = tgid if tgid is not None else _tgid_of(v[0])" % var)
+        elif name == "comm":
+            own = self._own_comm_field()
+            if own is not None:
+                emit("%s = comm if comm is not None else %s" % (var, self._field_index(own)))
+            else:
+                emit("%s = comm if comm is not None else _comm_of(v[0])" % var)
+                self.comm_after_the_fact = True
+        else:
+            fname = self.resolved.fields.get(name)
+            if fname is None or not self._format_has(fname):
+                emit("%s = None" % var)
+            else:
+                emit("%s = %s" % (var, self._field_index(fname)))
+        return var
+
+    comm_after_the_fact = False
+
+    def _own_comm_field(self):
+        """The event's own "comm" format field, when it holds the current
+        task's name: the format has one and no declared field reads it (a
+        declared one means it is someone else's name, e.g. a wakee)."""
+        if self.fmt is None or self.fmt.field("comm") is None:
+            return None
+        if "comm" in self.resolved.fields.values():
+            return None
+        return "comm"
+
+    # -- filters -----------------------------------------------------------
+    def filters(self):
+        for f in self.agg.measurement.filters_for(self.logical):
+            var = self.load(f.field)
+            c = self.const(f.value)
+            if f.op == "glob":
+                g = self.const(f.matches, "_glob")
+                self.code.emit("if %s is None or not %s(%s):" % (var, g, var))
+            elif f.op == "==":
+                self.code.emit("if %s != %s:" % (var, c))
+            elif f.op == "!=":
+                self.code.emit("if %s is None or %s == %s:" % (var, var, c))
+            else:
+                self.code.emit("if %s is None or not (%s %s %s):" % (var, var, f.op, c))
+            self.code.emit("return", 2)
+
+    # -- finishing -----------------------------------------------------------
+    def finish(self):
+        """Compile; returns the handler function."""
+        if self.fmt is not None:
+            # struct reads in offset order: ask for the fields that way
+            self.names.sort(key=lambda n: self.fmt.field(n).offset)
+        body = "\n".join(self.code.lines) or "    pass"
+        for i, n in enumerate(self.names):
+            body = body.replace("@%s@" % n, str(i + 1))
+        src = "def handler(ts, cpu, v, comm=None, tgid=None):\n" + body + "\n"
+        self.source = src
+        ns = dict(self.agg.namespace)
+        ns.update(self.ns)
+        exec(compile(src, "<kerntrace aggregate %s>" % self.logical.name, "exec"), ns)
+        return ns["handler"]
+
+
+class Aggregator(object):
+    """Decoded events -> core Reports, for one measurement and plan.
+
+        agg = Aggregator(measurement, plan, tasks=TaskInfo(...))
+        agg.feed(raw_event) / agg.feed_lost(n)
+        report = agg.collect()       # read-and-reset; pending pair starts stay
+
+    self.counters holds the current interval's side counts; after collect(),
+    self.last holds those of the interval just reported and self.totals the
+    sums since the start."""
+
+    def __init__(self, measurement, plan, tasks=None, max_pending=DEFAULT_MAX_PENDING):
+        self.measurement = measurement
+        self.plan = plan
+        self.tasks = tasks if tasks is not None else TaskInfo()
+        self.max_pending = max_pending
+        self.counters = Counters()
+        self.last = Counters()
+        self.totals = Counters()
+        self._pending = {}
+        self._hists = {}
+        self._counts = {}
+        self._records = []
+        agg = measurement.aggregate
+        self.namespace = self._namespace(agg)
+        self.sources = {}
+        self._handlers = {}        # (system, event) -> (names, handler)
+        self._getters = {}         # (system, event) -> fields dict -> tuple
+        self._build()
+
+    # -- construction ------------------------------------------------------
+    def _namespace(self, agg):
+        ns = {
+            "_st": self.counters,
+            "_self": self,
+            "_pending": self._pending,
+            "_pending_pop": self._pending.pop,
+            "_drop_oldest": self._drop_oldest,
+            "_hists": self._hists,
+            "_hists_get": self._hists.get,
+            "_counts": self._counts,
+            "_counts_get": self._counts.get,
+            "_records_append": self._records.append,
+            "_Record": Record,
+            "_Hist": HistogramResult,
+            "_tgid_of": self.tasks.tgid,
+            "_comm_of": self.tasks.comm,
+            "_EMPTY": (),
+            "_BE_COMM": ("comm",),
+        }
+        if agg.kind == "histogram":
+            ns.update(_scale=agg.scale, _unit=agg.unit, _step=agg.step, _div=agg.divisor)
+            if agg.scale == LOG2:
+                ns["_bucket"] = log2_slot
+            elif agg.scale == POW2_MS:
+                ns["_bucket"] = pow2ms_row
+            elif agg.scale == LINEAR:
+                step = agg.step
+                ns["_bucket"] = lambda v: (v // step) if v > 0 else 0
+        return ns
+
+    def _build(self):
+        pair = self.measurement.pair
+        roles = []
+        for resolved in self.plan.events:
+            name = resolved.logical.name
+            if pair is None:
+                roles.append((0, resolved, "plain"))
+            elif name == pair.start:
+                roles.append((0, resolved, "start"))
+            elif name == pair.end:
+                roles.append((1, resolved, "end"))   # after the start: it reads its layout
+            # else: an event the pair does not use
+        self._carry_comm_flag = None
+        for _order, resolved, role in sorted(roles, key=lambda r: r[0]):
+            prog = _EventProgram(self, resolved, role)
+            getattr(self, "_gen_" + role)(prog)
+            handler = prog.finish()
+            key = (resolved.system, resolved.event)
+            names = tuple(prog.names)
+            self._handlers[key] = (names, handler)
+            self._getters[key] = _tuple_getter(names)
+            self.sources[resolved.logical.name] = prog.source
+
+    def _aggregate_names(self):
+        agg = self.measurement.aggregate
+        if agg.kind == "histogram":
+            return list(agg.keys) + [agg.value]
+        if agg.kind == "count":
+            return list(agg.keys)
+        return list(agg.fields)
+
+    def _gen_plain(self, prog):
+        prog.filters()
+        self._gen_aggregate(prog, {})
+
+    def _gen_start(self, prog):
+        pair = self.measurement.pair
+        prog.filters()
+        emit = prog.code.emit
+        key = _tuple_src([prog.load(k) for k in pair.key])
+        carried = [prog.load(c) for c in pair.carry]
+        agg = self.measurement.aggregate
+        if (agg.kind == "records" and "comm" in agg.fields and "comm" in pair.carry
+                and prog.comm_after_the_fact):
+            # remember whether the carried comm was looked up after the fact
+            carried.append("comm is None")
+            self._carry_comm_flag = len(carried)
+        emit("k = %s" % key)
+        emit("if k in _pending:")
+        # a reused key replaces the old start (re-inserted: keeps age order)
+        emit("del _pending[k]", 2)
+        emit("_st.replaced_starts += 1", 2)
+        emit("_pending[k] = %s" % _tuple_src(["ts"] + carried))
+        emit("if len(_pending) > _self.max_pending:")
+        emit("_drop_oldest()", 2)
+
+    def _gen_end(self, prog):
+        pair = self.measurement.pair
+        emit = prog.code.emit
+        key = _tuple_src([prog.load(k) for k in pair.key])
+        emit("s = _pending_pop(%s, None)" % key)
+        prog.filters()
+        emit("if s is None:")
+        emit("_st.unmatched += 1", 2)
+        emit("return", 2)
+        emit("x_latency = ts - s[0]")
+        emit("if x_latency < 0:")
+        # clock skew between CPUs: never a negative latency
+        emit("_st.negative_latency += 1", 2)
+        emit("x_latency = 0", 2)
+        prog.code.loaded.add(LATENCY)
+        carried = {}
+        for i, c in enumerate(pair.carry):
+            var = "x_" + _check_name(c)
+            emit("%s = s[%d]" % (var, i + 1))
+            prog.code.loaded.add(c)
+            carried[c] = var
+        self._gen_aggregate(prog, carried)
+
+    def _gen_aggregate(self, prog, carried):
+        agg = self.measurement.aggregate
+        emit = prog.code.emit
+        if agg.kind == "histogram":
+            keys = _tuple_src([prog.load(k) for k in agg.keys])
+            val = prog.load(agg.value)
+            if agg.value not in (LATENCY, "ts", "tid", "cpu"):
+                # a field the event could not provide (or a pid nobody knows)
+                emit("if %s is None:" % val)
+                emit("_st.incomplete += 1", 2)
+                emit("return", 2)
+            if agg.divisor != 1:
+                emit("%s = %s // _div" % (val, val))
+            emit("hk = %s" % keys)
+            emit("h = _hists_get(hk)")
+            emit("if h is None:")
+            emit("h = _hists[hk] = _Hist(_scale, _unit, _step)", 2)
+            emit("h.add(_bucket(%s), %s)" % (val, val))
+        elif agg.kind == "count":
+            keys = _tuple_src([prog.load(k) for k in agg.keys])
+            emit("ck = %s" % keys)
+            emit("_counts[ck] = _counts_get(ck, 0) + 1")
+        else:
+            pairs = ", ".join("%r: %s" % (_check_name(f), prog.load(f)) for f in agg.fields)
+            # comm looked up in /proc after the event is marked best effort
+            if "comm" in carried and self._carry_comm_flag:
+                emit("_records_append(_Record(ts, {%s}, _BE_COMM if s[%d] else _EMPTY))"
+                     % (pairs, self._carry_comm_flag))
+            elif "comm" in agg.fields and "comm" not in carried and prog.comm_after_the_fact:
+                emit("_records_append(_Record(ts, {%s}, _EMPTY if comm is not None else _BE_COMM))"
+                     % pairs)
+            else:
+                emit("_records_append(_Record(ts, {%s}))" % pairs)
+
+    # -- feeding -----------------------------------------------------------
+    def handler_for(self, system, event):
+        """(format field names, handler) of a tracefs event, or None."""
+        return self._handlers.get((system, event))
+
+    def raw_sinks(self, formats_by_id):
+        """{event id: (format field names, callback)} for the events of this
+        plan, for RawDecoder.compile_sinks()."""
+        out = {}
+        for ev_id, fmt in formats_by_id.items():
+            h = self._handlers.get((fmt.system, fmt.name))
+            if h is not None:
+                out[ev_id] = h
+        return out
+
+    def feed(self, raw):
+        """One RawEvent (fields by format field name)."""
+        key = (raw.system, raw.event)
+        h = self._handlers.get(key)
+        if h is None:
+            self.counters.ignored += 1
+            return
+        try:
+            values = (raw.tid,) + self._getters[key](raw.fields)
+        except (KeyError, TypeError):
+            self.counters.incomplete += 1
+            return
+        h[1](raw.ts, raw.cpu, values, raw.comm, raw.tgid)
+
+    def feed_lost(self, n):
+        """The kernel lost n events (None: lost some, count unknown, counted
+        as 1 and flagged in counters.lost_uncounted)."""
+        if n is None:
+            self.counters.lost += 1
+            self.counters.lost_uncounted += 1
+        elif n > 0:
+            self.counters.lost += int(n)
+
+    def _drop_oldest(self):
+        extra = len(self._pending) - self.max_pending
+        if extra <= 0:
+            return
+        it = iter(self._pending)
+        victims = [next(it) for _ in range(extra)]
+        for k in victims:
+            del self._pending[k]
+        self.counters.dropped_starts += extra
+
+    @property
+    def pending(self):
+        """Pair starts waiting for their end."""
+        return len(self._pending)
+
+    # -- reporting -----------------------------------------------------------
+    def collect(self):
+        """A Report of everything since the last collect(), then reset
+        (starts still in flight stay pending)."""
+        agg = self.measurement.aggregate
+        if agg.kind == "histogram":
+            data = HistogramSet(agg.keys, dict(self._hists))
+            self._hists.clear()
+        elif agg.kind == "count":
+            data = CountSet(agg.keys, dict(self._counts))
+            self._counts.clear()
+        else:
+            data = list(self._records)
+            del self._records[:]
+        c = self.counters
+        report = Report(data, lost=c.lost, unmatched=c.unmatched)
+        self.last = Counters()
+        self.last.add(c)
+        self.totals.add(c)
+        c.reset()
+        return report
+
+
+def _tuple_src(items):
+    if not items:
+        return "_EMPTY"
+    return "(%s,)" % ", ".join(items)
+
+
+def _tuple_getter(names):
+    """fields dict -> tuple of the named values, at C speed."""
+    if not names:
+        return lambda fields: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda fields: (fields[name],)
+    return operator.itemgetter(*names)
+
+
+class RawFeeder(object):
+    """The raw path end to end: pages -> RawDecoder -> Aggregator, without
+    RawEvent objects.
+
+        feeder = RawFeeder(decoder, aggregator)
+        n = feeder.feed_page(data, cpu)      # events delivered
+    """
+
+    def __init__(self, decoder, aggregator):
+        self.decoder = decoder
+        self.aggregator = aggregator
+        self.binding = decoder.compile_sinks(aggregator.raw_sinks(decoder.formats_by_id))
+
+    def feed_page(self, data, cpu):
+        n, lost = self.decoder.decode_page_into(data, cpu, self.binding)
+        if lost != 0:
+            self.aggregator.feed_lost(lost)
+        return n

@@ -1,0 +1,462 @@
+"""User-space aggregation: filters, pairing, histograms, counts, records,
+and the task lookups behind pid/comm."""
+
+import os
+
+import pytest
+
+from kerntrace.backends.ftrace import known_formats
+from kerntrace.backends.ftrace.aggregate import Aggregator, RawFeeder
+from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
+from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
+from kerntrace.backends.ftrace.replay import resolve_fields
+from kerntrace.backends.ftrace.tasks import TaskInfo
+from kerntrace.core.buckets import bucket_index
+from kerntrace.core.model import (EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS, STR, Count, Event,
+                                  Field, Filter, Histogram, Measurement, Pair, Records,
+                                  Tracepoint)
+from kerntrace.core.results import CountSet, Histogram as HistogramResult, HistogramSet, Record
+
+DEV = 254 << 20
+OTHER_DEV = (8 << 20) | 16
+MS = 1000000
+
+
+def plan_for(measurement, era="6.18"):
+    events = []
+    for ev in measurement.events:
+        probe = ev.probes[0]
+        fmt = known_formats.event_format(era, probe.category, probe.name)
+        fields, missing = resolve_fields(ev, [fmt] if fmt else [])
+        assert not missing
+        events.append(ResolvedEvent(ev, probe, probe.category, probe.name, fmt, fields))
+    return Plan(events)
+
+
+def issue_event(fields=(), name="issue"):
+    return Event(name, Tracepoint("block", "block_rq_issue"),
+                 fields=[Field("dev"), Field("sector"), Field("bytes"), Field("rwbs", STR)]
+                 + list(fields))
+
+
+def done_event(name="done"):
+    return Event(name, Tracepoint("block", "block_rq_complete"),
+                 fields=[Field("dev"), Field("sector"), Field("rwbs", STR),
+                         Field("error", sources=("error", "errors"))])
+
+
+def block_pair(aggregate, filters=(), carry=("comm", "pid", "bytes")):
+    return Measurement([issue_event(), done_event()], aggregate,
+                       pair=Pair("issue", "done", key=("dev", "sector"), carry=carry),
+                       filters=filters)
+
+
+def agg_for(measurement, tasks=None, **kw):
+    return Aggregator(measurement, plan_for(measurement),
+                      tasks=tasks if tasks is not None else TaskInfo(proc_root=None), **kw)
+
+
+def issue(ts, sector, dev=DEV, rwbs="W", nbytes=4096, comm="dd", tid=4011, cpu=0, tgid=None,
+          line_comm="dd"):
+    return RawEvent("block", "block_rq_issue", ts, tid, cpu, comm=line_comm, tgid=tgid,
+                    fields={"dev": dev, "sector": sector, "nr_sector": nbytes // 512,
+                            "bytes": nbytes, "rwbs": rwbs, "comm": comm, "cmd": ""})
+
+
+def done(ts, sector, dev=DEV, rwbs="W", error=0, cpu=0):
+    return RawEvent("block", "block_rq_complete", ts, 0, cpu, comm="<idle>",
+                    fields={"dev": dev, "sector": sector, "nr_sector": 8, "rwbs": rwbs,
+                            "error": error, "cmd": ""})
+
+
+def latency_hist(scale=POW2_MS, **kw):
+    return Histogram(LATENCY, scale=scale, **kw)
+
+
+def only_hist(report):
+    assert type(report.data) is HistogramSet
+    assert len(report.data.histograms) <= 1
+    return report.data.histograms.get((), HistogramResult(POW2_MS, "ms"))
+
+
+# ---------------------------------------------------------------------------
+# pairing
+def test_pairs_survive_collect_boundaries():
+    a = agg_for(block_pair(latency_hist()))
+    a.feed(issue(1000, 8))
+    r1 = a.collect()
+    assert only_hist(r1).count == 0 and r1.unmatched == 0 and a.pending == 1
+    a.feed(done(1000 + 3 * MS, 8))
+    h = only_hist(a.collect())
+    assert h.buckets == {2: 1} and h.total == 3 * MS and a.pending == 0
+
+
+def test_unmatched_ends_are_counted_per_interval():
+    a = agg_for(block_pair(latency_hist()))
+    a.feed(done(5, 8))
+    a.feed(done(6, 16))
+    r = a.collect()
+    assert r.unmatched == 2 and only_hist(r).count == 0
+    assert a.collect().unmatched == 0 and a.totals.unmatched == 2
+
+
+def test_negative_latency_is_clamped_and_counted():
+    a = agg_for(block_pair(latency_hist(LOG2, unit="nsecs")))
+    a.feed(issue(5000, 8, cpu=1))
+    a.feed(done(4000, 8, cpu=0))            # the other CPU's clock is behind
+    h = only_hist(a.collect())
+    assert h.buckets == {1: 1} and h.total == 0
+    assert a.last.negative_latency == 1
+
+
+def test_a_reused_key_replaces_the_pending_start():
+    a = agg_for(block_pair(Records(fields=(LATENCY, "bytes"))))
+    a.feed(issue(1000, 8, nbytes=512))
+    a.feed(issue(2000, 8, nbytes=4096))
+    a.feed(done(2500, 8))
+    a.feed(done(2600, 8))
+    r = a.collect()
+    assert [rec.fields for rec in r.data] == [{LATENCY: 500, "bytes": 4096}]
+    assert r.unmatched == 1 and a.last.replaced_starts == 1
+
+
+def test_pending_starts_are_bounded_oldest_dropped():
+    a = agg_for(block_pair(latency_hist()), max_pending=2)
+    for i in range(3):
+        a.feed(issue(1000 + i, 8 * i))
+    assert a.pending == 2
+    a.feed(done(9000, 0))                   # its start was dropped
+    a.feed(done(9000, 8))
+    r = a.collect()
+    assert r.unmatched == 1 and only_hist(r).count == 1
+    assert a.last.dropped_starts == 1
+
+
+def test_end_filtered_out_still_retires_its_start():
+    m = block_pair(latency_hist(), filters=[Filter("error", "==", 0, events=("done",))])
+    a = agg_for(m)
+    a.feed(issue(1000, 8))
+    a.feed(done(2000, 8, error=-5))
+    r = a.collect()
+    assert only_hist(r).count == 0 and r.unmatched == 0 and a.pending == 0
+
+
+def test_pair_yields_end_fields_and_carried_start_fields():
+    m = block_pair(Records(fields=("ts", "comm", "pid", "dev", "sector", "bytes", "rwbs",
+                                   "cpu", LATENCY, EVENT_NAME)))
+    a = agg_for(m)
+    a.feed(issue(1000, 8, tgid=4000, cpu=1, rwbs="WS"))
+    a.feed(done(1000 + 1500, 8, rwbs="WS", cpu=0))
+    (rec,) = a.collect().data
+    assert type(rec) is Record and rec.ts == 2500
+    assert rec.fields == {"ts": 2500, "comm": "dd", "pid": 4000, "dev": DEV, "sector": 8,
+                          "bytes": 4096, "rwbs": "WS", "cpu": 0, LATENCY: 1500,
+                          EVENT_NAME: "done"}
+    assert rec.best_effort == frozenset()
+
+
+def test_events_outside_the_pair_and_the_plan_are_ignored():
+    extra = Event("insert", Tracepoint("block", "block_rq_insert"), fields=[Field("dev")])
+    m = Measurement([issue_event(), done_event(), extra], latency_hist(),
+                    pair=Pair("issue", "done", key=("dev", "sector")))
+    a = agg_for(m)
+    a.feed(RawEvent("block", "block_rq_insert", 1, 1, 0, fields={"dev": DEV}))
+    a.feed(RawEvent("sched", "sched_switch", 1, 1, 0))
+    assert a.counters.ignored == 2 and a.pending == 0
+
+
+# ---------------------------------------------------------------------------
+# filters, evaluated in user space whatever the kernel did
+@pytest.mark.parametrize("op, value, passing", [
+    ("==", 4096, [4096]), ("!=", 4096, [512, 65536]), ("<", 4096, [512]),
+    ("<=", 4096, [512, 4096]), (">", 4096, [65536]), (">=", 4096, [4096, 65536]),
+])
+def test_integer_filter_ops(op, value, passing):
+    m = Measurement([issue_event()], Count(keys=("bytes",)), filters=[Filter("bytes", op, value)])
+    a = agg_for(m)
+    for i, b in enumerate((512, 4096, 65536)):
+        a.feed(issue(i, i, nbytes=b))
+    assert sorted(k[0] for k in a.collect().data.counts) == passing
+
+
+@pytest.mark.parametrize("op, value, passing", [
+    ("==", "WS", ["WS"]), ("!=", "WS", ["FWS", "R", "RA", "W"]),
+    ("glob", "*R*", ["R", "RA"]), ("glob", "W*", ["W", "WS"]), ("glob", "*S", ["FWS", "WS"]),
+    ("glob", "RA", ["RA"]), ("glob", "*", ["FWS", "R", "RA", "W", "WS"]),
+])
+def test_string_filter_ops(op, value, passing):
+    m = Measurement([issue_event()], Count(keys=("rwbs",)), filters=[Filter("rwbs", op, value)])
+    a = agg_for(m)
+    for i, rwbs in enumerate(("W", "WS", "R", "RA", "FWS")):
+        a.feed(issue(i, i, rwbs=rwbs))
+    assert sorted(k[0] for k in a.collect().data.counts) == passing
+
+
+def test_device_filter_applies_to_both_ends():
+    a = agg_for(block_pair(latency_hist(), filters=[Filter("dev", "==", DEV)]))
+    a.feed(issue(0, 8, dev=OTHER_DEV))
+    a.feed(done(MS, 8, dev=OTHER_DEV))
+    a.feed(issue(0, 8))
+    a.feed(done(MS, 8))
+    r = a.collect()
+    assert only_hist(r).count == 1 and r.unmatched == 0 and a.pending == 0
+
+
+def test_context_field_filters_pid_comm_tid_cpu(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "4011").mkdir(parents=True)
+    (proc / "4011" / "status").write_text("Name:\tdd\nTgid:\t4000\nPid:\t4011\n")
+    tasks = TaskInfo(proc_root=str(proc))
+    for flt, want in [(Filter("pid", "==", 4000), 2), (Filter("tid", "==", 4011), 2),
+                      (Filter("cpu", ">=", 1), 1), (Filter("comm", "glob", "d*"), 2),
+                      (Filter("comm", "==", "cat"), 1)]:
+        m = Measurement([issue_event()], Count(), filters=[flt])
+        a = agg_for(m, tasks=tasks)
+        a.feed(issue(0, 0, tid=4011, cpu=0))                  # pid from /proc: 4000
+        a.feed(issue(1, 1, tid=4011, cpu=1, tgid=4000))       # pid from record-tgid
+        a.feed(issue(2, 2, tid=77, cpu=0, line_comm="cat"))   # unknown to /proc
+        assert a.collect().data.counts.get((), 0) == want, flt
+
+
+# ---------------------------------------------------------------------------
+# histograms: exactly core.buckets
+@pytest.mark.parametrize("scale, kw", [(LOG2, {"unit": "nsecs"}), (LINEAR, {"step": 250000}),
+                                       (POW2_MS, {})])
+def test_histogram_buckets_match_core_buckets(scale, kw):
+    spec = latency_hist(scale, **kw)
+    a = agg_for(block_pair(spec))
+    lats = [0, 1, 2, 3, 999999, MS, MS + 1, 2 * MS, 2 * MS + 1, 4 * MS, 7 * MS + 3, 2 ** 40]
+    for i, lat in enumerate(lats):
+        a.feed(issue(10, i * 8))
+        a.feed(done(10 + lat, i * 8))
+    h = only_hist(a.collect())
+    want = HistogramResult(scale, spec.unit, spec.step)
+    for lat in lats:
+        v = lat // spec.divisor        # LINEAR here is in usecs: divisor 1000
+        want.add(bucket_index(scale, v, spec.step), v)
+    assert h == want and h.count == len(lats)
+
+
+def test_pow2ms_edges_one_and_two_milliseconds():
+    a = agg_for(block_pair(latency_hist()))
+    for i, lat in enumerate([MS, 2 * MS, MS + 1000, 0, 500 * 1000]):
+        a.feed(issue(0, i))
+        a.feed(done(lat, i))
+    h = only_hist(a.collect())
+    # exactly 1.000 ms is in 0 -> 1, exactly 2.000 ms in 1 -> 2 (perf-tools' rows)
+    assert h.buckets == {0: 3, 1: 2}
+
+
+def test_histogram_of_a_field_with_divisor_and_keys():
+    m = Measurement([issue_event()], Histogram("bytes", scale=LOG2, unit="kbytes", divisor=1024,
+                                               keys=("rwbs",)))
+    a = agg_for(m)
+    for i, (rwbs, b) in enumerate([("W", 4096), ("W", 4096), ("R", 65536), ("R", 512)]):
+        a.feed(issue(i, i, rwbs=rwbs, nbytes=b))
+    d = a.collect().data
+    assert d.key_names == ("rwbs",)
+    assert d.histograms[("W",)].buckets == {3: 2} and d.histograms[("W",)].total == 8
+    assert d.histograms[("R",)].buckets == {7: 1, 1: 1} and d.histograms[("R",)].total == 64
+    assert d.histograms[("W",)].unit == "kbytes"
+
+
+def test_latency_histogram_keyed_by_carried_comm():
+    a = agg_for(block_pair(latency_hist(LOG2, unit="usecs", keys=("comm",))))
+    a.feed(issue(0, 8, comm="dd", line_comm=None))
+    a.feed(issue(0, 16, comm="cat", line_comm=None))
+    a.feed(done(3000, 8))
+    a.feed(done(9000, 16))
+    d = a.collect().data
+    assert d.histograms[("dd",)].buckets == {2: 1} and d.histograms[("dd",)].total == 3
+    assert d.histograms[("cat",)].buckets == {4: 1}
+
+
+# ---------------------------------------------------------------------------
+# counts and records
+def test_count_per_logical_event_and_per_comm():
+    m = Measurement([issue_event(name="issue"), done_event(name="done")],
+                    Count(keys=(EVENT_NAME, "comm")))
+    a = agg_for(m)
+    a.feed(issue(0, 8))
+    a.feed(issue(1, 16))
+    a.feed(done(2, 8))
+    r = a.collect()
+    assert type(r.data) is CountSet and r.data.key_names == (EVENT_NAME, "comm")
+    assert r.data.counts == {("issue", "dd"): 2, ("done", "<idle>"): 1}
+    assert a.collect().data.counts == {}
+
+
+def test_records_stream_and_reset():
+    m = Measurement([issue_event()], Records(fields=("ts", "tid", "sector", "comm")))
+    a = agg_for(m)
+    a.feed(issue(10, 8))
+    a.feed(issue(20, 16))
+    r = a.collect()
+    assert [(rec.ts, rec["sector"]) for rec in r.data] == [(10, 8), (20, 16)]
+    assert a.collect().data == []
+
+
+def test_comm_sources_line_then_own_field_then_taskinfo(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "900").mkdir(parents=True)
+    (proc / "900" / "comm").write_text("from-proc\n")
+    tasks = TaskInfo(proc_root=str(proc))
+    m = Measurement([issue_event(), done_event()], Records(fields=("comm",)))
+    a = agg_for(m, tasks=tasks)
+    a.feed(issue(1, 8, comm="payload", line_comm="line"))
+    a.feed(issue(2, 8, comm="payload", line_comm=None))        # raw path: no line comm
+    a.feed(RawEvent("block", "block_rq_complete", 3, 900, 0, comm=None,
+                    fields={"dev": DEV, "sector": 8, "rwbs": "W", "error": 0}))
+    recs = a.collect().data
+    assert [rec["comm"] for rec in recs] == ["line", "payload", "from-proc"]
+    # only the name looked up after the fact is best effort
+    assert [rec.best_effort for rec in recs] == [frozenset(), frozenset(), {"comm"}]
+
+
+def test_a_declared_field_reading_comm_is_not_the_task_name(tmp_path):
+    # sched_wakeup's "comm" is the wakee's name, not the current task's
+    wakeup = Event("wakeup", Tracepoint("sched", "sched_wakeup"),
+                   fields=[Field("wakee", STR, sources=("comm",))])
+    m = Measurement([wakeup], Records(fields=("comm", "wakee")))
+    f = known_formats.event_format("6.18", "block", "block_rq_issue")   # has a comm field
+    plan = Plan([ResolvedEvent(wakeup, wakeup.probes[0], "sched", "sched_wakeup", f,
+                               {"wakee": "comm"})])
+    proc = tmp_path / "proc"
+    (proc / "5").mkdir(parents=True)
+    (proc / "5" / "comm").write_text("waker\n")
+    a = Aggregator(m, plan, tasks=TaskInfo(proc_root=str(proc)))
+    a.feed(RawEvent("sched", "sched_wakeup", 1, 5, 0, fields={"comm": "sleeper"}))
+    (rec,) = a.collect().data
+    assert rec.fields == {"comm": "waker", "wakee": "sleeper"}
+
+
+def test_carried_comm_looked_up_after_the_fact_is_best_effort(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "31").mkdir(parents=True)
+    (proc / "31" / "comm").write_text("kworker\n")
+    start = Event("enter", Tracepoint("syscalls", "sys_enter_openat"), fields=[Field("dfd")])
+    end = Event("exit", Tracepoint("syscalls", "sys_exit_openat"), fields=[Field("ret")])
+    m = Measurement([start, end], Records(fields=("comm", "ret", LATENCY)),
+                    pair=Pair("enter", "exit", key=("tid",), carry=("comm",)))
+    a = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=str(proc)))
+    a.feed(RawEvent("syscalls", "sys_enter_openat", 10, 31, 0, fields={"dfd": 3}))
+    a.feed(RawEvent("syscalls", "sys_exit_openat", 15, 31, 0, fields={"ret": -2}))
+    a.feed(RawEvent("syscalls", "sys_enter_openat", 20, 31, 0, comm="sh", fields={"dfd": 3}))
+    a.feed(RawEvent("syscalls", "sys_exit_openat", 29, 31, 0, comm="sh", fields={"ret": 4}))
+    recs = a.collect().data
+    assert [(r["comm"], r["ret"], r[LATENCY], r.best_effort) for r in recs] == [
+        ("kworker", -2, 5, {"comm"}), ("sh", 4, 9, frozenset())]
+
+
+# ---------------------------------------------------------------------------
+# losses, incomplete events, generated code
+def test_lost_events_reported_and_reset():
+    a = agg_for(block_pair(latency_hist()))
+    a.feed_lost(5)
+    a.feed_lost(None)
+    a.feed_lost(0)
+    r = a.collect()
+    assert r.lost == 6 and a.last.lost_uncounted == 1
+    assert a.collect().lost == 0
+
+
+def test_event_missing_a_needed_field_is_counted_not_fatal():
+    a = agg_for(block_pair(latency_hist()))
+    a.feed(RawEvent("block", "block_rq_issue", 1, 1, 0, fields={"dev": DEV}))
+    assert a.counters.incomplete == 1 and a.pending == 0
+
+
+def test_generated_code_holds_no_values():
+    m = block_pair(Count(keys=("comm",)), filters=[Filter("dev", "==", 123456789),
+                                                   Filter("rwbs", "glob", "*Zq*")])
+    a = agg_for(m)
+    src = "".join(a.sources.values())
+    assert "123456789" not in src and "Zq" not in src
+
+
+# ---------------------------------------------------------------------------
+# the raw path gives the same reports as RawEvents
+def test_raw_feeder_matches_feeding_raw_events():
+    hp, he = known_formats.HEADER_PAGE["6.18"], known_formats.HEADER_EVENT["6.18"]
+    fi = known_formats.event_format("6.18", "block", "block_rq_issue")
+    fd = known_formats.event_format("6.18", "block", "block_rq_complete")
+    m = block_pair(latency_hist(LOG2, unit="usecs", keys=("comm", "rwbs")),
+                   filters=[Filter("dev", "==", DEV)])
+    tasks = TaskInfo(proc_root=None)
+    tasks.learn(4011, tgid=4000)
+    events = []
+    for i in range(300):
+        dev = OTHER_DEV if i % 7 == 0 else DEV
+        rwbs = "WS" if i % 3 else "R"
+        events.append(issue(1000 + i * 100, i * 8, dev=dev, rwbs=rwbs,
+                            comm="dd" if i % 2 else "cat", line_comm=None))
+        events.append(done(1000 + i * 100 + 37 * i, i * 8, dev=dev, rwbs=rwbs))
+    events.sort(key=lambda e: e.ts)          # a page holds entries in time order
+    pages = []
+    pb = PageBuilder(hp)
+    for e in events:
+        payload = encode_payload(fi if e.event == "block_rq_issue" else fd, e.tid, e.fields)
+        if not pb.add(payload, e.ts):
+            pages.append(pb.page())
+            pb = PageBuilder(hp)
+            pb.add(payload, e.ts)
+    pages.append(pb.page())
+    by_events = Aggregator(m, plan_for(m), tasks=tasks)
+    for e in events:
+        e.comm = None
+        by_events.feed(e)
+    by_pages = Aggregator(m, plan_for(m), tasks=tasks)
+    feeder = RawFeeder(RawDecoder(hp, he, {fi.id: fi, fd.id: fd}), by_pages)
+    assert sum(feeder.feed_page(p, 0) for p in pages) == 600
+    want = by_events.collect().data
+    got = by_pages.collect().data
+    assert got == want and sum(h.count for h in got.histograms.values()) == 300 - 43
+
+
+# ---------------------------------------------------------------------------
+# TaskInfo
+def test_taskinfo_reads_proc_and_caches(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "42").mkdir(parents=True)
+    (proc / "42" / "status").write_text("Name:\tsh\nUmask:\t0022\nTgid:\t40\nPid:\t42\n")
+    (proc / "42" / "comm").write_text("my sh\n")
+    t = TaskInfo(proc_root=str(proc))
+    assert t.tgid(42) == 40 and t.comm(42) == "my sh"
+    (proc / "42" / "comm").write_text("changed\n")
+    assert t.comm(42) == "my sh" and t.lookups == 2
+    assert t.tgid(0) == 0 and t.comm(0) == "<idle>"
+    assert t.tgid(99) is None and t.comm(99) is None
+
+
+def test_taskinfo_falls_back_to_saved_cmdlines_and_tgids(tmp_path):
+    cmdlines = tmp_path / "saved_cmdlines"
+    cmdlines.write_text("17 bash\n18 kworker/0:1\ngarbage\n")
+    tgids = tmp_path / "saved_tgids"
+    tgids.write_text("17 17\n18 2\nx y\n")
+    t = TaskInfo(proc_root=str(tmp_path / "noproc"), saved_cmdlines=str(cmdlines),
+                 saved_tgids=str(tgids))
+    assert t.comm(18) == "kworker/0:1" and t.tgid(18) == 2 and t.comm(17) == "bash"
+
+
+def test_taskinfo_learns_from_lines_and_never_raises(tmp_path):
+    t = TaskInfo(proc_root=str(tmp_path / "missing"), saved_cmdlines=str(tmp_path / "nope"))
+    t.learn(5, tgid=4, comm="x")
+    assert (t.tgid(5), t.comm(5)) == (4, "x")
+    (tmp_path / "bad" / "7").mkdir(parents=True)
+    (tmp_path / "bad" / "7" / "status").write_bytes(b"Tgid:\tnot a number\n\xff\xfe")
+    t2 = TaskInfo(proc_root=str(tmp_path / "bad"))
+    assert t2.tgid(7) is None and t2.comm(7) is None
+
+
+def test_taskinfo_cache_is_bounded(tmp_path):
+    t = TaskInfo(proc_root=None, max_entries=4)
+    for tid in range(1, 10):
+        t.learn(tid, tgid=tid)
+    assert len(t._tgid) <= 4 and t.tgid(0) == 0
+
+
+def test_taskinfo_on_this_process():
+    t = TaskInfo()
+    assert t.tgid(os.getpid()) == os.getpid()
+    with open("/proc/self/comm") as f:
+        assert t.comm(os.getpid()) == f.read().strip()
