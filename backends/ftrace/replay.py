@@ -1,0 +1,178 @@
+"""Replaying a saved ftrace `trace` text file instead of tracing live.
+
+    plan = replay_plan(measurement)
+    with ReplaySession(measurement, plan, "saved-trace.txt") as s:
+        s.wait(1.0)            # the first call processes the whole file
+        report = s.collect()
+
+The file may come from another host and another kernel: its events are
+decoded with known format files (known_formats), choosing per event the
+first candidate whose print fmt decodes that event's first line, unless the
+plan already carries a format.  Task names and process ids come only from
+the file (the comm column, record-tgid): this host's /proc says nothing
+about the traced one.
+"""
+
+from kerntrace.core.backend import Session
+from kerntrace.core.errors import KerntraceError, Unsupported
+from kerntrace.core.model import Tracepoint
+from kerntrace.core.results import CountSet, HistogramSet, Report
+
+from . import known_formats
+from .aggregate import Aggregator
+from .plan import Lost, Plan, RawEvent, ResolvedEvent
+from .tasks import TaskInfo
+from .textparse import TextDecoder
+
+
+def resolve_fields(logical, formats):
+    """logical field name -> format field name: for each declared Field the
+    first of its sources that one of `formats` has (Field.sources order).
+    Returns (mapping, names of fields no format has)."""
+    mapping = {}
+    missing = []
+    for f in logical.fields:
+        for src in f.sources:
+            if any(fmt.field(src) is not None for fmt in formats):
+                mapping[f.name] = src
+                break
+        else:
+            missing.append(f.name)
+    return mapping, missing
+
+
+def replay_plan(measurement):
+    """A Plan for replaying a saved trace, built without a live kernel.
+    Only tracepoint probes can be replayed (probes we define ourselves do
+    not exist in another host's trace).  Raises Unsupported."""
+    events = []
+    for ev in measurement.events:
+        chosen = None
+        why = "no tracepoint probe"
+        for probe in ev.probes:
+            if not isinstance(probe, Tracepoint):
+                continue
+            formats = known_formats.candidates(probe.category, probe.name)
+            if not formats and ev.fields:
+                why = "no known format for %s:%s" % (probe.category, probe.name)
+                continue
+            fields, missing = resolve_fields(ev, formats)
+            if missing:
+                why = "%s:%s has no field %s" % (probe.category, probe.name, ", ".join(missing))
+                continue
+            chosen = ResolvedEvent(ev, probe, probe.category, probe.name, None, fields)
+            break
+        if chosen is None:
+            raise Unsupported("event %s cannot be replayed from a saved trace: %s" % (ev.name, why))
+        events.append(chosen)
+    return Plan(events, read_path="text", instances=False)
+
+
+def empty_data(aggregate):
+    if aggregate.kind == "histogram":
+        return HistogramSet(aggregate.keys)
+    if aggregate.kind == "count":
+        return CountSet(aggregate.keys)
+    return []
+
+
+class ReplaySession(Session):
+    """A Session over a saved `trace` file (as `cat trace` writes it)."""
+
+    def __init__(self, measurement, plan, path):
+        self.measurement = measurement
+        self.plan = plan
+        self.path = path
+        self.exhausted = False         # the whole file has been processed
+        self.undecodable = 0           # lines of our events whose payload did not decode
+        self.formats = {}              # (system, event) -> EventFormat used
+        self.aggregator = None
+
+    def start(self):
+        """Replay touches no kernel state; the file is read by wait()."""
+
+    def close(self):
+        pass
+
+    def program_text(self):
+        lines = ["# replay of %s (reads the file; installs nothing)" % self.path]
+        for e in self.plan.events:
+            lines.append("# %s <- %s:%s %s" % (e.name, e.system, e.event, e.fields))
+        return "\n".join(lines) + "\n"
+
+    def _lines(self):
+        try:
+            with open(self.path, "rb") as f:
+                for line in f:
+                    yield line
+        except (IOError, OSError) as e:
+            raise KerntraceError("cannot read %s: %s" % (self.path, e.strerror or e))
+
+    def _choose_formats(self):
+        """First pass: which known format each event's lines have."""
+        fixed = {}
+        candidates = {}
+        for e in self.plan.events:
+            key = (e.system, e.event)
+            if e.format is not None:
+                fixed[key] = e.format
+            else:
+                # only formats that have every field the tool reads
+                cands = [f for f in known_formats.candidates(e.system, e.event)
+                         if not resolve_fields(e.logical, [f])[1]]
+                if cands:
+                    candidates[key] = cands
+                else:
+                    fixed[key] = None       # counted, never decoded
+        chooser = TextDecoder(fixed, candidates)
+        if candidates:
+            for line in self._lines():
+                chooser.decode(line)
+                if len(chooser.chosen) == len(candidates):
+                    break
+        formats = dict(fixed)
+        for key, cands in candidates.items():
+            # an event absent from the file: any candidate will do
+            formats[key] = chooser.chosen.get(key, cands[0])
+        return formats
+
+    def _bound_plan(self, formats):
+        events = []
+        for e in self.plan.events:
+            fmt = formats.get((e.system, e.event))
+            fields = dict(e.fields)
+            if fmt is not None:
+                mapping, _missing = resolve_fields(e.logical, [fmt])
+                fields.update(mapping)
+            events.append(ResolvedEvent(e.logical, e.probe, e.system, e.event, fmt, fields,
+                                        e.probe_def))
+        return Plan(events, read_path="text", kernel_filters=self.plan.kernel_filters,
+                    instances=self.plan.instances)
+
+    def _process(self):
+        self.formats = self._choose_formats()
+        plan = self._bound_plan(self.formats)
+        self.aggregator = Aggregator(self.measurement, plan, tasks=TaskInfo(proc_root=None))
+        decoder = TextDecoder(self.formats)
+        feed = self.aggregator.feed
+        for line in self._lines():
+            r = decoder.decode(line)
+            if r is None:
+                continue
+            if type(r) is RawEvent:
+                feed(r)
+            elif isinstance(r, Lost):
+                self.aggregator.feed_lost(r.count)
+        self.undecodable = decoder.undecodable
+
+    def wait(self, timeout):
+        """Process the whole file on the first call; later calls return at
+        once (see `exhausted`)."""
+        if not self.exhausted:
+            self.exhausted = True
+            self._process()
+
+    def collect(self):
+        if self.aggregator is None:
+            return Report(empty_data(self.measurement.aggregate))
+        return self.aggregator.collect()
