@@ -130,8 +130,11 @@ def parse_lost(line):
         return None
     cpu = m.group("cpu")
     count = m.group("count")
-    return Lost(int(cpu) if cpu is not None else None,
-                int(count) if count is not None else None)
+    try:
+        return Lost(int(cpu) if cpu is not None else None,
+                    int(count) if count is not None else None)
+    except ValueError:
+        return Lost(None, None)
 
 
 def parse_line(line):
@@ -145,12 +148,18 @@ def parse_line(line):
         if "LOST" in line:
             return parse_lost(line)
         return None
-    tgid = m.group("tgid")
     event, payload = split_event(m.group("rest"))
-    return TraceLine(m.group("comm"), int(m.group("tid")),
-                     int(tgid) if tgid is not None and tgid[0] != "-" else None,
-                     int(m.group("cpu")), m.group("flags"), timestamp_ns(m.group("ts")),
-                     event, payload)
+    try:
+        tid, tgid, cpu, ts = _numbers(m)
+    except ValueError:      # absurdly long digit runs (int() refuses them)
+        return None
+    return TraceLine(m.group("comm"), tid, tgid, cpu, m.group("flags"), ts, event, payload)
+
+
+def _numbers(m):
+    tgid = m.group("tgid")
+    return (int(m.group("tid")), int(tgid) if tgid is not None and tgid[0] != "-" else None,
+            int(m.group("cpu")), timestamp_ns(m.group("ts")))
 
 
 class _Undecodable(object):
@@ -240,8 +249,10 @@ class TextDecoder(object):
                     self.undecodable += 1
                     return None
         comm = m.group("comm")
-        tgid = m.group("tgid")
-        return RawEvent(system, event, timestamp_ns(m.group("ts")), int(m.group("tid")),
-                        int(m.group("cpu")),
-                        comm=None if comm == UNKNOWN_COMM else comm, fields=fields,
-                        tgid=int(tgid) if tgid is not None and tgid[0] != "-" else None)
+        try:
+            tid, tgid, cpu, ts = _numbers(m)
+        except ValueError:
+            self.undecodable += 1
+            return None
+        return RawEvent(system, event, ts, tid, cpu,
+                        comm=None if comm == UNKNOWN_COMM else comm, fields=fields, tgid=tgid)

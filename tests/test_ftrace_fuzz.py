@@ -1,0 +1,159 @@
+"""The decoders never crash, whatever the kernel (or a file) hands them."""
+
+import struct
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from kerntrace.backends.ftrace import known_formats
+from kerntrace.backends.ftrace.plan import Lost, RawEvent
+from kerntrace.backends.ftrace.printfmt import PrintFmtError, compile_print_fmt
+from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
+from kerntrace.backends.ftrace.textparse import TextDecoder, TraceLine, parse_line
+from kerntrace.core.tracefs import parse_format
+
+ERA_FORMATS = {key: known_formats.event_format("6.18", *key) for key in known_formats.FORMATS["6.18"]}
+CANDIDATES = {key: known_formats.candidates(*key) for key in known_formats.FORMATS["6.18"]}
+HEADER_PAGE = known_formats.HEADER_PAGE["6.18"]
+HEADER_EVENT = known_formats.HEADER_EVENT["6.18"]
+BY_ID = {f.id: f for f in ERA_FORMATS.values()}
+
+FUZZ = settings(max_examples=400, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+# Lines that look like trace lines, with mutations in every column.
+HEADS = st.sampled_from(["          <idle>-0       [001] ..s1.   673.772100: ",
+                         "  my app-1-x-12-4242    [000] DBZff 1.000001: ",
+                         "       supervise-1697  [000] d... 7270545.340856: ",
+                         "          vmstat-11789 [000] 1763207.021204: ",
+                         "              dd-13535   (  13535) [001] .....  1361.233911: ",
+                         "            true-5985    [000] .....            4: ", ""])
+EVENTS = st.sampled_from(["block_rq_issue: ", "block_rq_complete: ", "block_rq_insert: ",
+                          "sched_process_exec: ", "sys_openat(", "sys_openat -> ", "x: ", ""])
+PAYLOADS = st.sampled_from(["254,0 RA 16384 () 30300536 + 32 be,0,4 [bash]",
+                            "254,0 RA () 30300536 + 32 be,0,4 [0]",
+                            "202,1 W 0 () 12862464 + 8 [supervise]",
+                            "dfd: 0xffffff9c, filename: 0x7f19e89d60b1, flags: 0x80000, mode: 0)",
+                            "0xfffffffffffffffe", "filename=/bin/true pid=5 old_pid=5"])
+
+
+@st.composite
+def trace_like_lines(draw):
+    text = draw(HEADS) + draw(EVENTS) + draw(PAYLOADS)
+    cut = draw(st.integers(0, len(text)))
+    junk = draw(st.text(max_size=12))
+    how = draw(st.sampled_from(["keep", "cut", "insert", "replace"]))
+    if how == "cut":
+        return text[:cut]
+    if how == "insert":
+        return text[:cut] + junk + text[cut:]
+    if how == "replace":
+        return text[:cut] + junk + text[cut + len(junk):]
+    return text
+
+
+def _check_line_result(r):
+    assert r is None or isinstance(r, (TraceLine, Lost))
+
+
+@FUZZ
+@given(st.text())
+def test_parse_line_any_text(line):
+    _check_line_result(parse_line(line))
+
+
+@FUZZ
+@given(st.binary())
+def test_parse_line_any_bytes(line):
+    _check_line_result(parse_line(line))
+
+
+@FUZZ
+@given(trace_like_lines())
+def test_parse_line_mutated_trace_lines(line):
+    _check_line_result(parse_line(line))
+
+
+def test_absurd_digit_runs_are_not_lines():
+    huge = "9" * 5000
+    for line in ("a-%s [000] ..... 1.0: block_rq_issue: x" % huge,
+                 "a-1 [%s] ..... 1.0: block_rq_issue: x" % huge,
+                 "a-1 (%s) [000] ..... %s.5: block_rq_issue: x" % (huge, huge)):
+        assert parse_line(line) is None
+        assert TextDecoder({}, candidates=CANDIDATES).decode(line) is None
+    lost = parse_line("CPU:1 [LOST %s EVENTS]" % huge)
+    assert (lost.cpu, lost.count) == (None, None)
+    issue = ERA_FORMATS[("block", "block_rq_issue")]
+    assert compile_print_fmt(issue).decode(
+        "254,0 RA 16384 () %s + 32 be,0,4 [bash]" % huge) is None
+
+
+@FUZZ
+@given(st.one_of(st.text(), st.binary(), trace_like_lines()))
+def test_text_decoder_any_input(line):
+    for dec in (TextDecoder(ERA_FORMATS), TextDecoder({}, candidates=CANDIDATES)):
+        r = dec.decode(line)
+        assert r is None or isinstance(r, (RawEvent, Lost))
+        if isinstance(r, RawEvent):
+            assert isinstance(r.fields, dict) and isinstance(r.ts, int)
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_payload_decoders_any_payload(payload):
+    for fmt in ERA_FORMATS.values():
+        r = compile_print_fmt(fmt).decode(payload)
+        assert r is None or isinstance(r, dict)
+
+
+@FUZZ
+@given(st.text(max_size=120))
+def test_print_fmt_compiler_raises_only_its_error(print_fmt):
+    fmt = parse_format("name: f\nID: 1\nformat:\n"
+                       "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+                       "\tfield:int a;\toffset:8;\tsize:4;\tsigned:1;\n\n"
+                       "print fmt: x\n", "t")
+    fmt.print_fmt = '"' + print_fmt.replace("\\", "") + '", REC->a, REC->b'
+    try:
+        d = compile_print_fmt(fmt)
+    except PrintFmtError:
+        return
+    assert d.decode("1") is None or isinstance(d.decode("1"), dict)
+
+
+@FUZZ
+@given(st.binary(max_size=4096 + 64), st.integers(0, 3))
+def test_decode_page_any_bytes(data, cpu):
+    d = RawDecoder(HEADER_PAGE, HEADER_EVENT, BY_ID)
+    events, lost = d.decode_page(data, cpu)
+    assert isinstance(events, list) and (lost is None or isinstance(lost, int))
+
+
+@st.composite
+def page_with_garbage(draw):
+    """A valid header and some valid entries, then random words (lengths,
+    types and ids that point anywhere)."""
+    pb = PageBuilder(HEADER_PAGE)
+    issue = ERA_FORMATS[("block", "block_rq_issue")]
+    for i in range(draw(st.integers(0, 5))):
+        pb.add(encode_payload(issue, 1, {"sector": i, "rwbs": "W", "comm": "x"}), i * 1000)
+    words = draw(st.lists(st.integers(0, 0xffffffff), max_size=64))
+    pb.add_raw(b"".join(struct.pack("<I", w) for w in words))
+    commit = draw(st.one_of(st.none(), st.integers(0, 0xffffffffffffffff)))
+    data = bytearray(pb.page(lost=draw(st.sampled_from([0, 3, None]))))
+    if commit is not None:
+        struct.pack_into("<Q", data, 8, commit)
+    return bytes(data)
+
+
+@FUZZ
+@given(page_with_garbage())
+def test_decode_page_structured_garbage(data):
+    d = RawDecoder(HEADER_PAGE, HEADER_EVENT, BY_ID)
+    events, _lost = d.decode_page(data, 0)
+    for e in events:
+        assert isinstance(e, RawEvent) and isinstance(e.fields, dict)
+    got = []
+    binding = d.compile_sinks({f.id: (tuple(x.name for x in f.payload_fields()),
+                                      lambda ts, cpu, v: got.append(v)) for f in BY_ID.values()})
+    n, _ = d.decode_page_into(data, 0, binding)
+    assert n == len(got) == len(events)
