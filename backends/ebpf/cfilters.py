@@ -4,8 +4,8 @@ Numbers become integer literals we format ourselves (ULL/LL, with the
 comparison's outcome decided here when the value cannot be represented in
 the field's signedness).  Strings never appear in the C text as string
 literals: each byte is emitted as a decimal integer in generated
-byte-by-byte comparisons with constant indexes (verifier-friendly loops
-unrolled here, not by the compiler).
+byte-by-byte comparisons with constant indexes (unrolled here, so no loop
+reaches the verifier).
 """
 
 from kerntrace.core.model import INT
@@ -61,10 +61,23 @@ def _bytes_equal(pattern, at):
     return " && ".join("s[%d] == %d" % (at + i, b) for i, b in enumerate(pattern)) or "1"
 
 
+# Upper bound on the byte comparisons one string filter may generate
+# (a 64-byte pattern in a 128-byte string is 4160).
+MAX_COMPARISONS = 8192
+
+
 def string_match_function(fname, flt, size):
     """A static C function `int fname(const char *s)` that is 1 when the
-    NUL-terminated string in char s[size] matches the STR filter (==, !=
-    or glob with '*' at the start and/or end)."""
+    string in char s[size] matches the STR filter (==, != or a glob with
+    '*' at the start and/or end).
+
+    Relies on the invariant every generated reader keeps: the buffer was
+    zeroed and then filled by a *_str helper (or bpf_get_current_comm), so
+    every byte after the first NUL is NUL too.  Pattern bytes are never
+    NUL, so a match found anywhere lies inside the string.  The bytes are
+    read through a volatile pointer: each comparison loads its own byte,
+    which keeps the compiler from holding (and spilling to the 512-byte BPF
+    stack) a hundred loaded bytes at once."""
     if flt.op == "glob":
         anchored_start, text, anchored_end = flt.glob_parts()
     else:
@@ -72,34 +85,30 @@ def string_match_function(fname, flt, size):
     pat = _pattern_bytes(text)
     k = len(pat)
     body = []
-    if anchored_start and anchored_end:
-        if k > size:
-            body.append("return 0;")
-        elif k == size:
-            body.append("return %s;" % _bytes_equal(pat, 0))
-        else:
-            cmp = _bytes_equal(pat, 0)
-            body.append("return %s && s[%d] == 0;" % (cmp, k) if k else "return s[0] == 0;")
-    elif anchored_start:
-        body.append("return %s;" % (_bytes_equal(pat, 0) if k <= size else "0"))
+    if k > size:
+        body.append("return 0;")
+    elif anchored_start and anchored_end:
+        cmp = _bytes_equal(pat, 0)
+        body.append("return %s;" % cmp if k == size else
+                    "return %s && s[%d] == 0;" % (cmp, k) if k else "return s[0] == 0;")
     elif k == 0:
         body.append("return 1;")
-    elif k > size:
-        body.append("return 0;")
+    elif anchored_start:
+        body.append("return %s;" % _bytes_equal(pat, 0))
     else:
-        # The string's length: the first NUL, or the whole array.
-        body.append("u32 len = %d;" % size)
-        for i in range(size - 1, -1, -1):
-            body.append("if (s[%d] == 0) len = %d;" % (i, i))
-        if anchored_end:
-            for end in range(k, size + 1):
-                body.append("if (len == %d && %s) return 1;" % (end, _bytes_equal(pat, end - k)))
-        else:
-            for start in range(0, size - k + 1):
-                body.append("if (len >= %d && %s) return 1;" % (start + k,
-                                                                  _bytes_equal(pat, start)))
+        starts = range(0, size - k + 1)
+        if len(starts) * k > MAX_COMPARISONS:
+            raise ValueError("a %d-byte pattern in a %d-byte string needs too many comparisons"
+                             % (k, size))
+        for start in starts:
+            end = start + k
+            cond = _bytes_equal(pat, start)
+            if anchored_end and end < size:
+                cond += " && s[%d] == 0" % end
+            body.append("if (%s) return 1;" % cond)
         body.append("return 0;")
-    lines = ["static __always_inline int %s(const char *s)" % fname, "{"]
+    lines = ["static __always_inline int %s(const char *str)" % fname, "{",
+             "    const volatile char *s = (const volatile char *)str;"]
     lines.extend("    " + b for b in body)
     lines.append("}")
     return "\n".join(lines)

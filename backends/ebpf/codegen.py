@@ -4,9 +4,10 @@ generate(measurement, plan) -> Program: the C text plus everything the
 session needs to attach it and decode its maps and records.
 
 What the program does per logical event (one handler function each):
-  read     the fields it needs: tracepoint args (args->field, char arrays
-           and __data_loc strings through bpf_probe_read_kernel[_str],
-           user-pointer strings through bpf_probe_read_user_str), function
+  read     the fields it needs: tracepoint args (args->field; char arrays
+           and __data_loc strings through bpf_probe_read_kernel_str,
+           user-pointer strings through bpf_probe_read_user_str, always into
+           zeroed buffers), function
            arguments and return values (PT_REGS_*), context (ts, pid = tgid,
            tid, comm, cpu)
   filter   typed, validated filters compiled to C (cfilters.py)
@@ -38,6 +39,10 @@ MAP_ENTRIES = 10240
 # 512-byte BPF stack.
 SCRATCH_OVER = 96
 RINGBUF_PAGES = 128
+# What a handler may put on the BPF stack (structs we size, plus room for
+# the compiler's own temporaries); the kernel's limit is 512 bytes.
+STACK_OVERHEAD = 64
+STACK_BUDGET = 448
 COMM_LEN = 16          # TASK_COMM_LEN
 
 # Indexes of the per-CPU stats array.
@@ -190,6 +195,7 @@ class _Gen(object):
         self.funcs = []        # handlers
         self.n_match = 0
         self.func_probes = any(pe.kind != "tracepoint" for pe in plan.events)
+        self.stack = 0         # bytes of BPF stack the current handler uses
 
     # -- which events get handlers, and what each reads --------------------
     def handlers(self):
@@ -263,12 +269,15 @@ class _Gen(object):
         """Declare `struct X *var` (zeroed unless the caller fills all of
         it): on the stack, or (big) in a per-CPU scratch map."""
         if layout.size > SCRATCH_OVER:
-            self.decls.append("BPF_PERCPU_ARRAY(%s, struct %s, 1);" % (scratch, layout.cname))
+            decl = "BPF_PERCPU_ARRAY(%s, struct %s, 1);" % (scratch, layout.cname)
+            if decl not in self.decls:
+                self.decls.append(decl)
             lines += ["u32 %s_zero = 0;" % var,
                       "struct %s *%s = %s.lookup(&%s_zero);" % (layout.cname, var, scratch, var),
                       "if (!%s)" % var,
                       "    return 0;"]
         else:
+            self.stack += layout.size
             lines += ["struct %s %s_buf;" % (layout.cname, var),
                       "struct %s *%s = &%s_buf;" % (layout.cname, var, var)]
         if zero:
@@ -292,7 +301,9 @@ class _Gen(object):
         if k == "tp":
             return ["%s = args->%s;" % (dst, fs.member)]
         if k == "tp_array":
-            return ["%s(%s, %d, args->%s);" % (h["kernel"], dst, fs.size, fs.member)]
+            # A *_str read, into a zeroed buffer: everything after the first
+            # NUL stays NUL, which the string filters rely on.
+            return ["%s(%s, %d, args->%s);" % (h["kernel_str"], dst, fs.size, fs.member)]
         if k == "tp_dataloc":
             # __data_loc: low 16 bits are the string's offset in the record.
             return ["%s(%s, %d, (void *)args + (args->data_loc_%s & 0xFFFF));"
@@ -390,6 +401,7 @@ class _Gen(object):
                        % (START_MAP, MAP_ENTRIES)]
 
     def _handler(self, pe, role, fn):
+        self.stack = STACK_OVERHEAD
         needs = self._needs(pe, role)
         flayout = Layout("kt_ev%d_f" % pe.index, [field_member(n, *_src_kind(pe, n))
                                                   for n in needs])
@@ -427,9 +439,15 @@ class _Gen(object):
                 body += ["if (!(%s))" % deferred_expr, "    return 0;"]
             self._aggregate(body, pe, self._event_value(pe, flayout), ctx)
         body.append("return 0;")
+        if self.stack > STACK_BUDGET:
+            # clang would stop the whole process on a program over the BPF
+            # stack limit, so refuse it here with a reason instead.
+            raise ValueError("event %s needs about %d bytes of BPF stack (limit 512): use "
+                             "fewer or shorter string keys" % (pe.name, self.stack))
         return "\n".join([sig, "{"] + ["    " + l if l else "" for l in body] + ["}"])
 
     def _pair_key(self, body, pe, flayout):
+        self.stack += self.pair_key.size
         body += ["struct kt_pair_key kt_k;", "__builtin_memset(&kt_k, 0, sizeof(kt_k));"]
         for m in self.pair_key.members:
             body.append(self._assign("kt_k.%s" % m.cname, m, "f->%s" % flayout.member(m.name).cname,
@@ -437,14 +455,14 @@ class _Gen(object):
 
     def _start_body(self, body, pe, flayout, deferred_expr):
         self._pair_key(body, pe, flayout)
-        body += ["struct kt_pair_val kt_sv;", "__builtin_memset(&kt_sv, 0, sizeof(kt_sv));",
-                 "kt_sv.kt_ts = kt_now;",
-                 "kt_sv.kt_drop = %s;" % ("!(%s)" % deferred_expr if deferred_expr else "0")]
+        self._alloc(body, self.pair_val, "sv", "kt_scratch_sv")
+        body += ["sv->kt_ts = kt_now;",
+                 "sv->kt_drop = %s;" % ("!(%s)" % deferred_expr if deferred_expr else "0")]
         for c in self.pair.carry:
             m = self.pair_val.member(c)
-            body.append(self._assign("kt_sv.%s" % m.cname, m,
+            body.append(self._assign("sv->%s" % m.cname, m,
                                      "f->%s" % flayout.member(c).cname, _src_kind(pe, c)))
-        body += ["if (%s.update(&kt_k, &kt_sv) != 0)" % START_MAP,
+        body += ["if (%s.update(&kt_k, sv) != 0)" % START_MAP,
                  "    kt_stat(KT_LOST);"]
 
     def _end_body(self, body, pe, flayout, deferred_expr, ctx):
@@ -484,6 +502,7 @@ class _Gen(object):
     def _aggregate(self, body, pe, value, ctx):
         a = self.agg
         if a.kind == "count":
+            self.stack += self.key_layout.size + 8
             body += ["struct kt_count_key kt_ck;", "__builtin_memset(&kt_ck, 0, sizeof(kt_ck));"]
             for k in a.keys:
                 m = self.key_layout.member(k)
@@ -513,6 +532,7 @@ class _Gen(object):
             fn = _BUCKET_FN[a.scale] + ("_s" if signed else "_u")
             slot = ("%s(kt_v, %s)" % (fn, cfilters.int_literal(a.step, False))
                     if a.scale == LINEAR else "%s(kt_v)" % fn)
+            self.stack += self.key_layout.size + self.value_layout.size + 8
             body += ["struct kt_hist_key kt_hk;", "__builtin_memset(&kt_hk, 0, sizeof(kt_hk));"]
             for k in a.keys:
                 m = self.key_layout.member(k)

@@ -144,8 +144,10 @@ def _tracepoint_field(field, fmt):
         if ff.is_string:
             if ff.data_loc:
                 return FieldSource(field.name, field.type, "tp_dataloc", src, STRING_MAX)
+            # One byte more than the array: a *_str read of a full array still
+            # keeps all its bytes and ends with a NUL.
             return FieldSource(field.name, field.type, "tp_array", src,
-                               max(1, min(ff.size, STRING_MAX)))
+                               max(2, min(ff.size + 1, STRING_MAX)))
         if ff.array_len is None and (ff.size == 8 or (ff.size == 4 and "*" in ff.ctype)):
             # A pointer to a string (e.g. syscalls' `const char * filename`).
             return FieldSource(field.name, field.type, "tp_ustr" if field.type == USTR
@@ -214,7 +216,7 @@ def resolve_library(bcc_module, library):
     if "/" in library:
         return library if os.path.isfile(library) else None
     try:
-        path = bcc_module.BPF.find_library(library)
+        path = bcc_module.BPF.find_library(library.encode())
     except Exception:  # bcc's resolver failing is an answer
         return None
     if path is None:
@@ -224,7 +226,7 @@ def resolve_library(bcc_module, library):
 
 def has_user_symbol(bcc_module, path, symbol):
     try:
-        return bool(bcc_module.BPF.get_user_addresses(path, "^%s$" % symbol))
+        return bool(bcc_module.BPF.get_user_addresses(path.encode(), ("^%s$" % symbol).encode()))
     except Exception:  # unreadable ELF, no symbols: an answer
         return False
 
