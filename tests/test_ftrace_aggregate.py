@@ -4,6 +4,7 @@ and the task lookups behind pid/comm."""
 import os
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator, RawFeeder
@@ -235,6 +236,18 @@ def test_histogram_buckets_match_core_buckets(scale, kw):
         v = lat // spec.divisor        # LINEAR here is in usecs: divisor 1000
         want.add(bucket_index(scale, v, spec.step), v)
     assert h == want and h.count == len(lats)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.integers(-5, 5 * MS), st.integers(-(1 << 63), 1 << 64),
+                 st.sampled_from([MS - 1, MS, MS + 1, 2 * MS, 2 * MS + 1, 1 << 40])),
+       st.integers(1, 10 ** 6))
+def test_inlined_bucket_arithmetic_is_core_buckets(value, step):
+    from kerntrace.backends.ftrace.aggregate import _BUCKET_EXPR
+    from kerntrace.core.buckets import NS_PER_MS
+    for scale, expr in _BUCKET_EXPR.items():
+        got = eval(expr % {"v": "x"}, {"x": value, "_step": step, "_NS_PER_MS": NS_PER_MS})
+        assert got == bucket_index(scale, value, step), (scale, value, step)
 
 
 def test_pow2ms_edges_one_and_two_milliseconds():

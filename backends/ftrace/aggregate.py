@@ -24,7 +24,7 @@ Two ways in:
 import operator
 import re
 
-from kerntrace.core.buckets import log2_slot, pow2ms_row
+from kerntrace.core.buckets import NS_PER_MS
 from kerntrace.core.model import EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS
 from kerntrace.core.results import (CountSet, Histogram as HistogramResult, HistogramSet,
                                     Record, Report)
@@ -34,6 +34,14 @@ from .tasks import TaskInfo
 # Pair starts kept while waiting for their end; beyond this the oldest are
 # dropped (and counted): an end that never comes must not grow memory forever.
 DEFAULT_MAX_PENDING = 1000000
+
+# core.buckets' bucket_index() as inline expressions (a call per event
+# costs more than the arithmetic); tests compare the two on many values.
+_BUCKET_EXPR = {
+    LOG2: "%(v)s.bit_length() if %(v)s > 0 else 1",
+    LINEAR: "%(v)s // _step if %(v)s > 0 else 0",
+    POW2_MS: "0 if %(v)s <= _NS_PER_MS else ((%(v)s + _NS_PER_MS - 1) // _NS_PER_MS - 1).bit_length()",
+}
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CONTEXT = ("ts", "tid", "pid", "comm", "cpu")
@@ -104,8 +112,8 @@ class _EventProgram(object):
     def _field_index(self, fname):
         if fname not in self.names:
             self.names.append(fname)
-        # v[0] is the thread id; fields follow.  Index fixed up in finish().
-        return "v[%s]" % ("@" + fname + "@")
+        # v[0] is the thread id; fields follow.  Named in finish().
+        return "v[@%s@]" % fname
 
     def load(self, name):
         """Emit code that puts logical value `name` in variable x_<name>
@@ -175,9 +183,12 @@ class _EventProgram(object):
             # struct reads in offset order: ask for the fields that way
             self.names.sort(key=lambda n: self.fmt.field(n).offset)
         body = "\n".join(self.code.lines) or "    pass"
+        # one unpacking of v up front is cheaper than indexing it per value
         for i, n in enumerate(self.names):
-            body = body.replace("@%s@" % n, str(i + 1))
-        src = "def handler(ts, cpu, v, comm=None, tgid=None):\n" + body + "\n"
+            body = body.replace("v[@%s@]" % n, "_v%d" % (i + 1))
+        body = body.replace("v[0]", "_v0")
+        unpack = "    %s, = v\n" % ", ".join("_v%d" % i for i in range(len(self.names) + 1))
+        src = "def handler(ts, cpu, v, comm=None, tgid=None):\n" + unpack + body + "\n"
         self.source = src
         ns = dict(self.agg.namespace)
         ns.update(self.ns)
@@ -194,7 +205,7 @@ class Aggregator(object):
 
     self.counters holds the current interval's side counts; after collect(),
     self.last holds those of the interval just reported and self.totals the
-    sums since the start."""
+    sums since the start.  max_pending is fixed at construction."""
 
     def __init__(self, measurement, plan, tasks=None, max_pending=DEFAULT_MAX_PENDING):
         self.measurement = measurement
@@ -232,18 +243,13 @@ class Aggregator(object):
             "_Hist": HistogramResult,
             "_tgid_of": self.tasks.tgid,
             "_comm_of": self.tasks.comm,
+            "_max_pending": self.max_pending,
             "_EMPTY": (),
             "_BE_COMM": ("comm",),
         }
         if agg.kind == "histogram":
-            ns.update(_scale=agg.scale, _unit=agg.unit, _step=agg.step, _div=agg.divisor)
-            if agg.scale == LOG2:
-                ns["_bucket"] = log2_slot
-            elif agg.scale == POW2_MS:
-                ns["_bucket"] = pow2ms_row
-            elif agg.scale == LINEAR:
-                step = agg.step
-                ns["_bucket"] = lambda v: (v // step) if v > 0 else 0
+            ns.update(_scale=agg.scale, _unit=agg.unit, _step=agg.step, _div=agg.divisor,
+                      _NS_PER_MS=NS_PER_MS)
         return ns
 
     def _build(self):
@@ -259,6 +265,7 @@ class Aggregator(object):
                 roles.append((1, resolved, "end"))   # after the start: it reads its layout
             # else: an event the pair does not use
         self._carry_comm_flag = None
+        self._start_tuple = True
         for _order, resolved, role in sorted(roles, key=lambda r: r[0]):
             prog = _EventProgram(self, resolved, role)
             getattr(self, "_gen_" + role)(prog)
@@ -293,13 +300,15 @@ class Aggregator(object):
             # remember whether the carried comm was looked up after the fact
             carried.append("comm is None")
             self._carry_comm_flag = len(carried)
+        # nothing carried: the start's time stamp alone, no tuple per event
+        self._start_tuple = bool(carried)
         emit("k = %s" % key)
-        emit("if k in _pending:")
-        # a reused key replaces the old start (re-inserted: keeps age order)
-        emit("del _pending[k]", 2)
+        emit("n = len(_pending)")
+        emit("_pending[k] = %s" % (_tuple_src(["ts"] + carried) if carried else "ts"))
+        emit("if len(_pending) == n:")
+        # a reused key replaced the old start (which keeps its age rank)
         emit("_st.replaced_starts += 1", 2)
-        emit("_pending[k] = %s" % _tuple_src(["ts"] + carried))
-        emit("if len(_pending) > _self.max_pending:")
+        emit("elif n >= _max_pending:")
         emit("_drop_oldest()", 2)
 
     def _gen_end(self, prog):
@@ -311,7 +320,7 @@ class Aggregator(object):
         emit("if s is None:")
         emit("_st.unmatched += 1", 2)
         emit("return", 2)
-        emit("x_latency = ts - s[0]")
+        emit("x_latency = ts - %s" % ("s[0]" if self._start_tuple else "s"))
         emit("if x_latency < 0:")
         # clock skew between CPUs: never a negative latency
         emit("_st.negative_latency += 1", 2)
@@ -342,7 +351,11 @@ class Aggregator(object):
             emit("h = _hists_get(hk)")
             emit("if h is None:")
             emit("h = _hists[hk] = _Hist(_scale, _unit, _step)", 2)
-            emit("h.add(_bucket(%s), %s)" % (val, val))
+            # Histogram.add() inlined (count is summed at collect())
+            emit("b = h.buckets")
+            emit("i = %s" % (_BUCKET_EXPR[agg.scale] % {"v": val}))
+            emit("b[i] = b.get(i, 0) + 1")
+            emit("h.total += %s" % val)
         elif agg.kind == "count":
             keys = _tuple_src([prog.load(k) for k in agg.keys])
             emit("ck = %s" % keys)
@@ -418,6 +431,8 @@ class Aggregator(object):
         (starts still in flight stay pending)."""
         agg = self.measurement.aggregate
         if agg.kind == "histogram":
+            for h in self._hists.values():
+                h.count = sum(h.buckets.values())
             data = HistogramSet(agg.keys, dict(self._hists))
             self._hists.clear()
         elif agg.kind == "count":
