@@ -94,6 +94,8 @@ def run(tool, args, plugins, out=None, err=None, host=None):
         requested = "ftrace"
         if not os.path.isfile(input_file):
             raise KerntraceError("cannot read %s" % input_file)
+        # Lets the backend's check() plan a replay without a live kernel.
+        host.input_file = input_file
     options = RunOptions(tool=tool.name, buffer_kb=getattr(args, "buffer_kb", None),
                          input_file=input_file, stderr=err)
     backends = plugins.backends()

@@ -616,3 +616,47 @@ def test_top_level_journal_of_a_killed_run_is_restored(fs, monkeypatch, mounts):
     assert not os.path.exists("/run/kerntrace/toplevel-%d.json" % gone)
     assert not os.path.exists(LOCK)
     assert err.getvalue() == ""
+
+
+# ---------------------------------------------------------------------------
+# --input: replaying a saved trace needs no kernel at all
+def test_replay_needs_no_tracefs(fs, monkeypatch, mounts):
+    tree(fs, monkeypatch, mounts, "6.11", mounted=False)
+    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    fs.create_file("/home/u/saved.trace", contents="# tracer: nop\n")
+    host = Host()
+    host.input_file = "/home/u/saved.trace"
+    b = FtraceBackend()
+    v = b.check(block_measurement(), host)
+    assert v.ok and v.reasons == ["replaying /home/u/saved.trace"]
+    s = b.open(block_measurement(), v, RunOptions(input_file="/home/u/saved.trace"))
+    assert type(s).__name__ == "ReplaySession"
+    assert mounts["calls"] == 0
+
+
+def test_replay_of_probes_we_would_define_is_refused(fs, monkeypatch, mounts):
+    tree(fs, monkeypatch, mounts, "6.11")
+    host = Host()
+    host.input_file = "/x.trace"
+    m = Measurement([Event("call", UserFunction("/usr/lib/libfake.so.1", "fake_fn"))], Count())
+    v = FtraceBackend().check(m, host)
+    assert not v.ok and v.reasons == [
+        "event call cannot be replayed from a saved trace: no tracepoint probe"]
+
+
+def test_leftovers_of_an_earlier_process_with_our_pid_are_stale(fs, monkeypatch, mounts):
+    """PIDs are reused: an object named after our PID that this process did
+    not create was left by a killed process that had the same PID."""
+    t = tree(fs, monkeypatch, mounts, "5.15")
+    lib = _fake_library(fs)
+    me = os.getpid()
+    t.add_instance("kerntrace-%d-old99" % me)
+    t.define_probe("p:kerntrace_%d/kerntrace_%d_99 %s:0x1230" % (me, me, lib))
+    err = io.StringIO()
+    v, s = prepare(block_measurement(), stderr=err)
+    with s:
+        mine = t.instances()
+        assert len(mine) == 1 and "old99" not in mine[0]
+        assert "kerntrace_%d_99" % me not in t.read("uprobe_events")
+    assert "removed instance kerntrace-%d-old99 (PID %d)" % (me, me) in err.getvalue()

@@ -397,3 +397,22 @@ def test_top_level_mode_on_the_real_kernel_restores_every_file():
         assert abs(int(after.pop("buffer_size_kb")) - int(m.group(1))) < 8
         before.pop("buffer_size_kb")
     assert after == before
+
+
+def test_text_trace_pipe_path_counts_exactly(caller_exe):
+    """Kernels without trace_pipe_raw read the text trace_pipe: forced here
+    on the real kernel."""
+    c = workloads.Caller(caller_exe, N)
+    m = Measurement([Event("g", Tracepoint("syscalls", "sys_enter_getppid"))],
+                    Count(keys=("comm", "pid")), filters=[Filter("pid", "==", c.pid)])
+    b = FtraceBackend()
+    v = b.check(m, Host())
+    v.plan.read_path = "text"
+    s = b.open(m, v, RunOptions(tool="textpath"))
+    assert s.program_text().splitlines()[-1] == "# read trace_pipe"
+    with s:
+        assert c.release() == 0
+        s.wait(0.3)
+        report = s.collect()
+    assert report.data.counts == {("kerntrace_calle", c.pid): N}
+    assert owned_by(os.getpid()) == []

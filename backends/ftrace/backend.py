@@ -13,7 +13,7 @@ import os
 
 from kerntrace.core import tracefs
 from kerntrace.core.backend import Backend, Capability, Verdict
-from kerntrace.core.errors import TracingUnavailable, UsageError
+from kerntrace.core.errors import TracingUnavailable, Unsupported, UsageError
 from kerntrace.core.model import STR, USTR
 
 from . import kfilter, probes, stale
@@ -47,9 +47,18 @@ class Features(object):
         self.ustring = "ustring" in self.readme
         tracers = (tracefs.read_text(os.path.join(root, "available_tracers")) or "").split()
         self.function_tracer = "function" in tracers
-        self.ftrace_filter_error = _writable(os.path.join(root, "set_ftrace_filter"))
         text = tracefs.read_text(os.path.join(root, "tracing_on"))
         self.tracing_on = text.strip()[:1] if text else None
+        self._ftrace_filter_error = False
+
+    @property
+    def ftrace_filter_error(self):
+        """Why set_ftrace_filter cannot be written, or None.  Probed only
+        when a plan needs it: closing a written-to set_ftrace_filter makes
+        the kernel re-apply the function filter."""
+        if self._ftrace_filter_error is False:
+            self._ftrace_filter_error = _writable(os.path.join(self.root, "set_ftrace_filter"))
+        return self._ftrace_filter_error
 
     @property
     def function_filtering(self):
@@ -134,9 +143,13 @@ class FtraceBackend(Backend):
     # -- check ---------------------------------------------------------------
     def check(self, measurement, host):
         if getattr(host, "input_file", None):
+            # Replaying a saved trace (--input): no kernel involved at all.
             from .replay import replay_plan
-            return Verdict(NAME, True, ["replaying %s" % host.input_file],
-                           plan=replay_plan(measurement))
+            try:
+                plan = replay_plan(measurement)
+            except Unsupported as e:
+                return Verdict(NAME, False, [str(e)])
+            return Verdict(NAME, True, ["replaying %s" % host.input_file], plan=plan)
         reasons = []
         if not host.is_root():
             reasons.append("needs root (effective uid %d)" % os.geteuid())
@@ -259,9 +272,7 @@ class FtraceBackend(Backend):
         input_file = getattr(options, "input_file", None)
         if input_file:
             from .replay import ReplaySession, replay_plan
-            plan = verdict.plan if verdict is not None and verdict.plan is not None \
-                and getattr(verdict.plan, "read_path", None) == "replay" else replay_plan(measurement)
-            return ReplaySession(measurement, plan, input_file)
+            return ReplaySession(measurement, replay_plan(measurement), input_file)
         from .session import LiveSession
         plan = verdict.plan
         root = self._tracefs_root

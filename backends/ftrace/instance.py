@@ -32,6 +32,11 @@ JOURNAL_DIRS = ("/run/kerntrace", "/var/run/kerntrace")
 
 _counter = [0]
 
+# Kernel objects (instance names, "group/event" probes) this process created
+# and has not removed yet.  An object named after our PID that is not here
+# was left by an earlier process that had the same PID: stale.
+CREATED = set()
+
 # rmdir of an instance is EBUSY while a file in it is still open (a reader
 # that has not been closed yet, or a user's `cat trace_pipe`).
 _RMDIR_TRIES = 50
@@ -176,6 +181,7 @@ class Journal(object):
             finally:
                 os.close(fd)
             os.rename(tmp, self.path)
+            CREATED.add(self.path)
         except OSError:
             self.path = None
 
@@ -185,6 +191,7 @@ class Journal(object):
                 os.unlink(self.path)
             except OSError:
                 pass
+            CREATED.discard(self.path)
             self.path = None
 
 
@@ -306,6 +313,8 @@ class ControlFiles(object):
         except (IOError, OSError) as e:
             raise EnableError("%s: cannot define probe in %s: %s (errno %d)"
                               % (what, path, e.strerror or e, e.errno or 0))
+        name = removal.strip()[2:]          # "-:group/event" -> "group/event"
+        CREATED.add(name)
 
         def remove():
             try:
@@ -314,6 +323,7 @@ class ControlFiles(object):
                 if e.errno != errno.ENOENT:
                     raise EnableError("cannot remove probe %s from %s: %s (errno %d)"
                                       % (removal.strip(), path, e.strerror or e, e.errno or 0))
+            CREATED.discard(name)
         self.undo.push("remove probe %s" % removal.strip(), remove)
 
     def mkdir_instance(self, path):
@@ -325,12 +335,15 @@ class ControlFiles(object):
         except OSError as e:
             raise EnableError("cannot create instance %s: %s (errno %d)"
                               % (path, e.strerror or e, e.errno or 0))
+        name = os.path.basename(path)
+        CREATED.add(name)
 
         def rmdir():
             err = remove_instance(path)
             if err is not None:
                 raise EnableError("cannot remove instance %s: %s (errno %d)"
                                   % (path, err.strerror or err, err.errno or 0))
+            CREATED.discard(name)
         self.undo.push("remove instance %s" % path, rmdir)
 
     def clear_buffer(self, buffer_path):

@@ -24,6 +24,16 @@ from .lock import FtraceLock, pid_alive
 PROBE_FILES = ("uprobe_events", "kprobe_events")
 
 
+def _is_stale(pid, name, is_alive, me):
+    """Dead owner; or our own PID on an object this process did not create
+    (an earlier process had the same PID and was killed)."""
+    if pid is None:
+        return False
+    if pid == me:
+        return name not in instance_mod.CREATED
+    return not is_alive(pid)
+
+
 def _instances(root, is_alive, me):
     d = os.path.join(root, "instances")
     try:
@@ -33,7 +43,7 @@ def _instances(root, is_alive, me):
     out = []
     for name in names:
         pid = instance_mod.instance_owner(name)
-        if pid is not None and pid != me and not is_alive(pid):
+        if _is_stale(pid, name, is_alive, me):
             out.append((name, pid))
     return out
 
@@ -50,7 +60,7 @@ def _probes(root, is_alive, me):
                 continue
             _kind, group, event = parsed
             pid = probes.owner_pid(group)
-            if pid is not None and pid != me and not is_alive(pid):
+            if _is_stale(pid, "%s/%s" % (group, event), is_alive, me):
                 out.append((fname, group, event, pid))
     return out
 
@@ -91,7 +101,9 @@ def restore_journals(root, stderr=None, is_alive=pid_alive, me=None, dirs=None,
     done = []
     kw = {"dirs": dirs} if dirs is not None else {}
     for pid, jroot, entries, jpath in instance_mod.read_journals(**kw):
-        if pid == me or is_alive(pid) or (jroot and jroot != root):
+        if jroot and jroot != root:
+            continue
+        if (jpath in instance_mod.CREATED) if pid == me else is_alive(pid):
             continue
         lock_kw = {"path": lock_path} if lock_path else {}
         lock = FtraceLock(stderr=None, is_alive=is_alive, **lock_kw)
