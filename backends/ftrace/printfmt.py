@@ -174,23 +174,27 @@ def classify_arg(expr):
 
 
 # ---------------------------------------------------------------------------
-def _int_converter(base, field):
+def _int_converter(base, field, conv):
     """Text of a number -> int normalised to the field's width and sign."""
     if field is None or field.size not in (1, 2, 4, 8) or field.array_len is not None:
         return lambda s: int(s, base)
+    if base == 10 and (conv == "u") != bool(field.signed):
+        # %u into an unsigned field or %d into a signed one: the kernel
+        # printed the value itself, in range; plain int() is exact
+        return int
     bits = field.size * 8
     mask = (1 << bits) - 1
     if field.signed:
         top = 1 << (bits - 1)
         full = 1 << bits
 
-        def conv(s):
+        def convert(s):
             v = int(s, base) & mask
             return v - full if v >= top else v
     else:
-        def conv(s):
+        def convert(s):
             return int(s, base) & mask
-    return conv
+    return convert
 
 
 def _conversion_regex(flags, width, prec, conv, has_0x):
@@ -232,30 +236,33 @@ class PayloadDecoder(object):
         self.format = event_format
         self.regex = regex
         self.pattern = pattern_text
-        # slots: one (kind, field name, converter) per regex group
-        self._slots = tuple(slots)
-        self._has_dev = any(k in ("major", "minor") for k, _n, _c in slots)
+        # slots: one (kind, field name, converter) per regex group; only the
+        # assigned ones are read: their texts in one m.group() call, then
+        # the non-string ones converted
+        assigned = [(i + 1, name, conv) for i, (kind, name, conv) in enumerate(slots)
+                    if kind == "field"]
+        self._groups = tuple(i for i, _n, _c in assigned) or (0,)
+        self._names = tuple(name for _i, name, _c in assigned)
+        if len(self._groups) == 1:
+            self._groups = self._groups * 2         # m.group(i, i): always a tuple
+        self._convert = tuple((name, conv) for _i, name, conv in assigned if conv is not str)
+        halves = {}
+        for i, (kind, name, _conv) in enumerate(slots):
+            if kind in ("major", "minor"):
+                halves.setdefault(name, {})[kind] = i + 1
+        self._devs = tuple((name, h["major"], h["minor"]) for name, h in halves.items()
+                           if "major" in h and "minor" in h)
 
     def decode(self, payload):
         m = self.regex.match(payload)
         if m is None:
             return None
-        out = {}
+        out = dict(zip(self._names, m.group(*self._groups)))
         try:
-            if not self._has_dev:
-                for (kind, name, conv), text in zip(self._slots, m.groups()):
-                    if kind == "field":
-                        out[name] = conv(text)
-                return out
-            halves = {}
-            for (kind, name, conv), text in zip(self._slots, m.groups()):
-                if kind == "field":
-                    out[name] = conv(text)
-                elif kind in ("major", "minor"):
-                    halves.setdefault(name, {})[kind] = int(text)
-            for name, h in halves.items():
-                if "major" in h and "minor" in h:
-                    out[name] = (h["major"] << MINORBITS) | h["minor"]
+            for name, conv in self._convert:
+                out[name] = conv(out[name])
+            for name, major, minor in self._devs:
+                out[name] = (int(m.group(major)) << MINORBITS) | int(m.group(minor))
         except (ValueError, TypeError):
             return None
         return out
@@ -310,14 +317,14 @@ def compile_print_fmt(event_format):
         if kind == "field":
             text_field = is_string_field(field)
             if conv == "s":
-                converter = str if text_field else _int_converter(10, field)
+                converter = str if text_field else _int_converter(10, field, "d")
             elif conv == "c":
                 converter = (lambda s: s) if text_field else (lambda s: ord(s))
             elif text_field:
                 converter = str
             else:
                 converter = _int_converter(16 if conv in "xX" else 8 if conv == "o" else 10,
-                                           field)
+                                           field, conv)
         slots.append((kind, name, converter))
     parts.append(re.escape(fmt[pos:]))
     parts.append(r"\s*$")

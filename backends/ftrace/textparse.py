@@ -32,15 +32,16 @@ from .printfmt import PrintFmtError, compile_print_fmt
 # The header up to "TIMESTAMP: ".  The comm is lazy so the PID is the first
 # "-digits" that is followed by the rest of a valid header; a comm holding
 # "-digits" (e.g. "foo-12") makes the first try fail and the regex moves on.
+# Groups: comm, tid, tgid, cpu, flags, seconds, fraction.
 _HEADER = re.compile(
-    r"^\s*(?P<comm>.*?)-(?P<tid>\d+)\s+"
-    r"(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?"
-    r"\[(?P<cpu>\d+)\]\s+"
+    r"\s*(.*?)-(\d+)\s+"
+    r"(?:\(\s*(\d+|-+)\)\s+)?"                # options/record-tgid
+    r"\[(\d+)\]\s+"
     # Since Linux commit 54357f0c9149 ("tracing: Add migrate-disabled counter
     # to tracing output") (v5.15) there are 5 flag characters, 4 before, none
     # in 3.2-era kernels or with options/irq-info off.
-    r"(?:(?P<flags>[^\s:\[\]()]{4,5})\s+)?"
-    r"(?P<ts>\d+(?:\.\d+)?):\s(?P<rest>.*)$", re.S)
+    r"(?:([^\s:\[\]()]{4,5})\s+)?"
+    r"(\d+)(?:\.(\d+))?: ")
 
 # "EVENT: payload" as trace_output prints it for every event with a format.
 _EVENT = re.compile(r"^(?P<event>[A-Za-z_][A-Za-z0-9_]*):(?: (?P<payload>.*))?$", re.S)
@@ -91,7 +92,11 @@ def timestamp_ns(text):
     """'673.770523' -> 673770523000; '673.770523123' -> 673770523123;
     an integer clock value ('1926525391961') is returned unchanged."""
     sec, dot, frac = text.partition(".")
-    if not dot:
+    return _ts(sec, frac if dot else None)
+
+
+def _ts(sec, frac):
+    if frac is None:
         return int(sec)
     if len(frac) >= 9:
         return int(sec) * 1000000000 + int(frac[:9])
@@ -148,18 +153,18 @@ def parse_line(line):
         if "LOST" in line:
             return parse_lost(line)
         return None
-    event, payload = split_event(m.group("rest"))
+    event, payload = split_event(line[m.end():])
     try:
         tid, tgid, cpu, ts = _numbers(m)
     except ValueError:      # absurdly long digit runs (int() refuses them)
         return None
-    return TraceLine(m.group("comm"), tid, tgid, cpu, m.group("flags"), ts, event, payload)
+    return TraceLine(m.group(1), tid, tgid, cpu, m.group(5), ts, event, payload)
 
 
 def _numbers(m):
-    tgid = m.group("tgid")
-    return (int(m.group("tid")), int(tgid) if tgid is not None and tgid[0] != "-" else None,
-            int(m.group("cpu")), timestamp_ns(m.group("ts")))
+    _comm, tid, tgid, cpu, _flags, sec, frac = m.groups()
+    return (int(tid), int(tgid) if tgid is not None and tgid[0] != "-" else None,
+            int(cpu), _ts(sec, frac))
 
 
 class _Undecodable(object):
@@ -220,21 +225,22 @@ class TextDecoder(object):
         """A line -> RawEvent, Lost, or None (headers, other events, and
         payloads the format cannot decode, which are counted in
         self.undecodable).  Never raises."""
-        line = _as_text(line).rstrip("\r\n")
-        if not line or line[0] == "#":
-            return None
+        if type(line) is not str:
+            line = _as_text(line)
         m = _HEADER.match(line)
         if m is None:
-            lost = parse_lost(line) if "LOST" in line else None
-            if lost is not None:
-                self.lost_markers += 1
-            return lost
-        event, payload = split_event(m.group("rest"))
-        entry = self._by_name.get(event)
+            return self._not_an_event(line)
+        rest = line[m.end():].rstrip("\r\n")
+        # the common case, "EVENT: payload" of one of ours, without a regex
+        name, sep, payload = rest.partition(": ")
+        entry = self._by_name.get(name) if sep else None
         if entry is None:
-            if event not in self._pending:
+            name, payload = split_event(rest)
+            entry = self._by_name.get(name)
+        if entry is None:
+            if name not in self._pending:
                 return None
-            chosen = self._choose(event, payload)
+            chosen = self._choose(name, payload)
             if chosen is None:
                 self.undecodable += 1
                 return None
@@ -248,7 +254,7 @@ class TextDecoder(object):
                 if fields is None:
                     self.undecodable += 1
                     return None
-        comm = m.group("comm")
+        comm = m.group(1)
         try:
             tid, tgid, cpu, ts = _numbers(m)
         except ValueError:
@@ -256,3 +262,11 @@ class TextDecoder(object):
             return None
         return RawEvent(system, event, ts, tid, cpu,
                         comm=None if comm == UNKNOWN_COMM else comm, fields=fields, tgid=tgid)
+
+    def _not_an_event(self, line):
+        if "LOST" not in line or line.lstrip().startswith("#"):
+            return None
+        lost = parse_lost(line.rstrip("\r\n"))
+        if lost is not None:
+            self.lost_markers += 1
+        return lost
