@@ -97,7 +97,8 @@ def run(tool, args, plugins, out=None, err=None, host=None):
         # Lets the backend's check() plan a replay without a live kernel.
         host.input_file = input_file
     options = RunOptions(tool=tool.name, buffer_kb=getattr(args, "buffer_kb", None),
-                         input_file=input_file, stderr=err)
+                         input_file=input_file, stderr=err,
+                         verbose=bool(getattr(args, "explain", False)))
     backends = plugins.backends()
     selection = select(tool, measurement, backends, host, requested,
                        hook=plugins.pm.hook.kerntrace_select_backend)

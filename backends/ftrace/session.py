@@ -474,21 +474,23 @@ class LiveSession(Session):
         if self.plan.read_path == "raw":
             page = read_page_size(self.root, self.buffer_path)
             for cpu in cpus:
-                r = RawReader(cpu, os.path.join(self.buffer_path, "per_cpu", "cpu%d" % cpu,
-                                                "trace_pipe_raw"), page)
-                r.open()
-                self.readers.append(r)
+                self._open_reader(RawReader(cpu, os.path.join(
+                    self.buffer_path, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw"), page))
         else:
-            r = TextReader(os.path.join(self.buffer_path, "trace_pipe"))
-            try:
-                r.open()
-            except OSError as e:
-                raise EnableError("cannot read %s: %s (errno %d)"
-                                  % (r.path, e.strerror or e, e.errno or 0))
-            self.readers.append(r)
+            self._open_reader(TextReader(os.path.join(self.buffer_path, "trace_pipe")))
         self.losses = LossCounter(
             (cpu, os.path.join(self.buffer_path, "per_cpu", "cpu%d" % cpu, "stats"))
             for cpu in cpus)
+
+    def _open_reader(self, reader):
+        try:
+            reader.open()
+        except OSError as e:
+            # EBUSY: since about 6.5 a pipe has one reader (someone else is
+            # reading the top-level buffer).
+            raise EnableError("cannot read %s: %s (errno %d)"
+                              % (reader.path, e.strerror or e, e.errno or 0))
+        self.readers.append(reader)
 
     def _close_readers(self):
         readers, self.readers = self.readers, []
