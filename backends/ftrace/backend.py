@@ -198,14 +198,18 @@ class FtraceBackend(Backend):
         why = []
         for probe in event.probes:
             kind = probe.kind
-            if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
-                ev, reason = self._tracepoint(event, probe, host)
-            elif kind in ("uprobe", "uretprobe"):
-                ev, reason = self._uprobe(event, probe, feats)
-            elif kind in ("kprobe", "kretprobe"):
-                ev, reason = self._kprobe(event, probe, host, feats)
-            else:
-                ev, reason = None, "%s: unknown probe kind" % probe.describe()
+            try:
+                if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
+                    ev, reason = self._tracepoint(event, probe, host)
+                elif kind in ("uprobe", "uretprobe"):
+                    ev, reason = self._uprobe(event, probe, feats)
+                elif kind in ("kprobe", "kretprobe"):
+                    ev, reason = self._kprobe(event, probe, host, feats)
+                else:
+                    ev, reason = None, "%s: unknown probe kind" % probe.describe()
+            except (IOError, OSError, ValueError) as e:
+                # An unreadable format file or binary is an answer, not a crash.
+                ev, reason = None, "%s: %s" % (probe.describe(), e)
             if ev is not None:
                 return ev, []
             why.append(reason)
