@@ -31,10 +31,10 @@ STARTs          ENDs            COMM         PID    TYPE DEV      BLOCK        B
 12000.080100    12000.080400    my app       700    R    254,0    864          4096       0.30
 12000.090100    12000.090400    my app       700    R    254,0    872          4096       0.30
 12000.200100    12000.203100    jbd2/vda1-8  81     WS   254,0    90000        8192       3.00
-12000.210100    12000.213100    jbd2/vda1-8  81     WS   254,0    90008        8192       3.00
-12000.220100    12000.223100    jbd2/vda1-8  81     WS   254,0    90016        8192       3.00
-12000.230100    12000.233100    jbd2/vda1-8  81     WS   254,0    90024        8192       3.00
-12000.240100    12000.243100    jbd2/vda1-8  81     WS   254,0    90032        8192       3.00
+12000.210100    12000.213100    jbd2/vda1-8  81     WS   254,0    90016        8192       3.00
+12000.220100    12000.223100    jbd2/vda1-8  81     WS   254,0    90032        8192       3.00
+12000.230100    12000.233100    jbd2/vda1-8  81     WS   254,0    90048        8192       3.00
+12000.240100    12000.243100    jbd2/vda1-8  81     WS   254,0    90064        8192       3.00
 12000.400100    12000.401600    dd           900    R    254,16   0            65536      1.50
 12000.410100    12000.411600    dd           900    R    254,16   64           65536      1.50
 12000.420100    12000.421600    dd           900    R    254,16   128          65536      1.50
@@ -54,13 +54,14 @@ def disks(monkeypatch, tmp_path):
 
 
 def replay(argv):
-    return blocktest.run_tool("iosnoop", ["--input", blocktest.trace(MIXED)] + argv)
+    # A duration ends the run once the file is read.
+    return blocktest.run_tool("iosnoop", ["--input", blocktest.trace(MIXED)] + argv + ["1"])
 
 
 def test_golden_with_start_and_end_times(disks):
     rc, out, err = replay(["-ts"])
     assert rc == 0, err
-    assert out == ("Tracing block I/O. Ctrl-C to end.\n" + GOLDEN_TIMES
+    assert out == ("Tracing block I/O for 1 seconds (buffered)...\n" + GOLDEN_TIMES
                    + "\nEnding tracing...\n")
 
 
@@ -68,16 +69,17 @@ def test_default_columns(disks):
     rc, out, err = replay([])
     assert rc == 0, err
     lines = out.splitlines()
-    assert lines[:3] == ["Tracing block I/O. Ctrl-C to end.", HEADER,
+    assert lines[:3] == ["Tracing block I/O for 1 seconds (buffered)...", HEADER,
                          "my app       700    R    254,0    800          4096       0.30"]
     assert len(lines) == 2 + 23 + 2
 
 
 @pytest.mark.parametrize("argv, comms, banner", [
-    (["-p", "900"], {"dd"}, "Tracing block I/O issued by PID 900. Ctrl-C to end."),
-    (["-n", "app"], {"my"}, 'Tracing block I/O issued by process name "app". Ctrl-C to end.'),
-    (["-d", "254,16"], {"dd"}, "Tracing block I/O. Ctrl-C to end."),
-    (["-i", "*W*"], {"jbd2/vda1-8"}, "Tracing block I/O. Ctrl-C to end."),
+    (["-p", "900"], {"dd"}, "Tracing block I/O issued by PID 900 for 1 seconds (buffered)..."),
+    (["-n", "app"], {"my"},
+     'Tracing block I/O issued by process name "app" for 1 seconds (buffered)...'),
+    (["-d", "254,16"], {"dd"}, "Tracing block I/O for 1 seconds (buffered)..."),
+    (["-i", "*W*"], {"jbd2/vda1-8"}, "Tracing block I/O for 1 seconds (buffered)..."),
 ])
 def test_filters(disks, argv, comms, banner):
     rc, out, err = replay(argv)
@@ -113,7 +115,10 @@ def test_measurement_filters_process_on_the_start_only(disks):
     assert [(f.field, f.op, f.value) for f in m.filters] == [("comm", "glob", "*tar*")]
 
 
-def test_duration_banner():
+def test_banners():
+    assert TOOL.banner(TOOL.parse_args([])) == "Tracing block I/O. Ctrl-C to end."
+    assert (TOOL.banner(TOOL.parse_args(["-p", "91"]))
+            == "Tracing block I/O issued by PID 91. Ctrl-C to end.")
     assert TOOL.banner(TOOL.parse_args(["1"])) == "Tracing block I/O for 1 seconds (buffered)..."
 
 

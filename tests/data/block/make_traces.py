@@ -188,7 +188,7 @@ def mixed_618tgid(name="block_mixed_618tgid.trace"):
         tr.io(t + i * 10000, 300, dev=(254, 0), rwbs="R", sector=800 + 8 * i, comm="my app",
               pid=700)
     for i in range(5):
-        tr.io(t + 200000 + i * 10000, 3000, dev=(254, 0), rwbs="WS", sector=90000 + 8 * i,
+        tr.io(t + 200000 + i * 10000, 3000, dev=(254, 0), rwbs="WS", sector=90000 + 16 * i,
               nbytes=8192, comm="jbd2/vda1-8", pid=81, cpu=1)
     for i in range(7):
         tr.io(t + 400000 + i * 10000, 1500, dev=(254, 16), rwbs="R", sector=64 * i,
