@@ -414,18 +414,24 @@ class _Gen(object):
         else:
             sig = "int %s(struct pt_regs *ctx)" % fn
             ctx = "ctx"
-        body = ["u64 kt_now = bpf_ktime_get_ns();"]
+        body = []
         if any(n in ("pid", "tid") for n in needs):
             body.append("u64 kt_pid_tgid = bpf_get_current_pid_tgid();")
+        early, deferred = self._filters(pe, role)
         if not flayout.empty:
             self._alloc(body, flayout, "f", "kt_scratch_ev%d" % pe.index)
-            for n in needs:
-                body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
-        early, deferred = self._filters(pe, role)
+        # What the early filters test is read first: an event they reject
+        # costs no further reads.
+        first = [n for n in needs if any(f.field == n for f in early)]
+        for n in first:
+            body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
         if early:
             body.append("/* %s */" % "; ".join(cfilters.describe(f) for f in early))
             body += ["if (!(%s))" % self._all([self._filter_expr(f, flayout, "f") for f in early]),
                      "    return 0;"]
+        for n in needs:
+            if n not in first:
+                body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
         deferred_expr = self._all([self._filter_expr(f, flayout, "f") for f in deferred]) \
             if deferred else None
         if deferred:
@@ -439,6 +445,9 @@ class _Gen(object):
                 body += ["if (!(%s))" % deferred_expr, "    return 0;"]
             self._aggregate(body, pe, self._event_value(pe, flayout), ctx)
         body.append("return 0;")
+        if any("kt_now" in line for line in body):
+            # The clock is read only by handlers that use it (pairs, ts).
+            body.insert(0, "u64 kt_now = bpf_ktime_get_ns();")
         if self.stack > STACK_BUDGET:
             # clang would stop the whole process on a program over the BPF
             # stack limit, so refuse it here with a reason instead.
