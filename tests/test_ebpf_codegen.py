@@ -664,3 +664,21 @@ def test_programs_over_the_stack_budget_are_refused(monkeypatch):
     with pytest.raises(ValueError) as e:
         codegen.generate(m, make_plan(m))
     assert "BPF stack" in str(e.value)
+
+
+@needs_cc
+def test_kprobe_pair_program(tmp_path):
+    from kerntrace.core.model import KernelFunction
+    entry = Event("open", KernelFunction("do_sys_openat2"),
+                  fields=[Field("name", STR, sources=("arg1",))])
+    ret = Event("done", KernelFunction("do_sys_openat2", ret=True),
+                fields=[Field("ret", sources=("retval",))])
+    m = Measurement([entry, ret], Records(fields=("name", "ret", LATENCY)),
+                    pair=Pair("open", "done", key=("tid",), carry=("name",)))
+    prog = codegen.generate(m, make_plan(m))
+    t = prog.text
+    assert "bpf_probe_read_kernel_str(f->f_name, 128, (void *)PT_REGS_PARM2(ctx));" in t
+    assert "f->f_ret = PT_REGS_RC(ctx);" in t
+    assert [a.kind for a in prog.attachments] == ["kprobe", "kretprobe"]
+    assert prog.record_layout.member("ret").kind == S64
+    syntax_check(tmp_path, prog, m)

@@ -532,3 +532,35 @@ def test_both_backends_see_the_same_block_latencies(scale):
     assert total(ereports) == total(freports) == n
     eb, fb = merged_buckets(ereports), merged_buckets(freports)
     assert within_one_bucket(eb, fb), (eb, fb)
+
+
+UNPRIVILEGED_CHECK = textwrap.dedent("""
+    import json, os
+    from kerntrace.backends.ebpf import bccfind
+    from kerntrace.backends.ebpf.backend import EbpfBackend
+    from kerntrace.core.host import Host
+    from kerntrace.core.model import Count, Event, Measurement, SyscallEntry
+    bccfind.import_bcc()
+    host = Host(mount_tracefs=False)
+    host.tracefs_path()
+    m = Measurement([Event("g", SyscallEntry("getppid"))], Count())
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)          # nobody: no root, no capabilities
+    v = EbpfBackend().check(m, host)
+    caps = dict((c.name, [c.ok, c.detail]) for c in EbpfBackend().capabilities(host))
+    print(json.dumps({"ok": v.ok, "reasons": v.reasons, "caps": caps}))
+""")
+
+
+def test_without_privileges_check_says_why():
+    r = subprocess.run([sys.executable, "-c", UNPRIVILEGED_CHECK], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    import json
+    out = json.loads(r.stdout)
+    assert not out["ok"] and any("CAP_BPF" in why for why in out["reasons"])
+    assert out["caps"]["privileges"][0] is False
+    assert out["caps"]["bpf_syscall"] == [False, "bpf(BPF_PROG_LOAD): EPERM (needs root, or "
+                                                 "CAP_BPF and CAP_PERFMON)"]
+    assert out["caps"]["kernel_headers"][1].startswith("not tried")

@@ -64,6 +64,9 @@ class HostProbes(object):
 
     def ringbuf(self):
         def probe():
+            priv = self.privileges()
+            if not priv.ok:
+                return Answer(False, "not tried: %s" % priv.detail)
             kernel = sysbpf.probe_ringbuf()
             if not kernel.ok:
                 return kernel
@@ -158,6 +161,10 @@ class HostProbes(object):
         bcc = self.bcc()
         if not bcc.ok:
             why = Answer(False, "bcc unavailable: %s" % bcc.why_not)
+            return {k: why for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe", "uprobe")}
+        priv = self.privileges()
+        if not priv.ok:
+            why = Answer(False, "not tried: %s" % priv.detail)
             return {k: why for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe", "uprobe")}
         tp = self._probe_tracepoint()
         lines = []
