@@ -52,16 +52,20 @@ class LiveTool(object):
         self.argv = argv
         self.p = clirun.start(argv)
         self.seen = {"stdout": [], "stderr": []}
-        watched = getattr(self.p, stream)
+        # Read the file descriptor itself: a buffered readline() would keep
+        # data that communicate() (which reads the descriptor) never sees.
+        fd = getattr(self.p, stream).fileno()
+        data = b""
         end = time.time() + timeout
         while time.time() < end:
-            r, _, _ = select.select([watched], [], [], 0.2)
+            r, _, _ = select.select([fd], [], [], 0.2)
             if r:
-                line = watched.readline()
-                if not line:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
-                self.seen[stream].append(line)
-                if ready in line:
+                data += chunk
+                self.seen[stream] = [data.decode("utf-8", "replace")]
+                if ready.encode() in data:
                     return
             elif self.p.poll() is not None:
                 break
@@ -296,8 +300,9 @@ def test_biolatency_flags(backend, disk):
                         "Tracing block device I/O", "stderr", disk)
     sections = re.split(r"^flags = (.*)$", out, flags=re.M)
     totals = {name: log2_total(body) for name, body in zip(sections[1::2], sections[2::2])}
-    # O_DIRECT writes are synchronous; reads plain.
-    assert totals == {"Sync-Write": WRITES, "Read": READS}, out
+    # O_DIRECT writes are synchronous; reads are too on recent kernels.
+    reads = "Sync-Read" if "Sync-Read" in totals else "Read"
+    assert totals == {"Sync-Write": WRITES, reads: READS}, out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -335,7 +340,7 @@ def test_iosnoop_one_line_per_io(backend, disk):
     assert len(rows) == WRITES + READS, out
     assert {r[3] for r in rows} == {disk.majmin}
     assert sum(1 for r in rows if "W" in r[2]) == WRITES
-    assert sum(1 for r in rows if r[2] == "R") == READS
+    assert sum(1 for r in rows if r[2].startswith("R")) == READS
 
 
 # ---------------------------------------------------------------------------
@@ -354,9 +359,10 @@ def test_iosnoop_one_line_per_io(backend, disk):
     (["bitesize", "-d", "999,999"], 1, "no such disk"),
 ])
 def test_bad_input_leaves_nothing_behind(argv, status, words):
-    before = kernstate.snapshot()
     rc, out, err = clirun.run(argv)
     assert rc == status, err
     assert len(err.strip().splitlines()) == 1 and words in err, err
     assert "Traceback" not in err
-    assert kernstate.snapshot() == before
+    # The tool's process is gone: anything it left named after it is a
+    # leak of a dead PID, which the conftest fixture fails this test for.
+    assert not [s for s in kernstate.kerntrace_state() if kernstate.owned_by_dead_or_me(s)]
