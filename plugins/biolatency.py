@@ -29,6 +29,22 @@ from . import blockdev
 
 # bcc's "no interval": one histogram when Ctrl-C is hit.
 FOREVER = 99999999
+BANNER = "Tracing block device I/O... Hit Ctrl-C to end."
+
+
+class DiskSection(object):
+    """-D section lines, as bcc prints them: "disk = vda"."""
+
+    def __init__(self):
+        self.disk_name = blockdev.DiskNameFormatter()
+
+    def __call__(self, key):
+        return "disk = %s" % self.disk_name(key[0])
+
+
+def flags_section(key):
+    """-F section lines, as bcc prints them: "flags = Sync-Write"."""
+    return "flags = %s" % blockdev.rwbs_flags_name(key[0])
 
 
 class BioLatency(Tool):
@@ -91,13 +107,11 @@ class BioLatency(Tool):
     def printer(self, args, out, err):
         section = None
         if args.disks:
-            disk = blockdev.DiskNameFormatter()
-            section = lambda key: "disk = %s" % disk(key[0])  # noqa: E731
+            section = DiskSection()
         elif args.flags:
-            section = lambda key: "flags = %s" % blockdev.rwbs_flags_name(key[0])  # noqa: E731
-        return BccHistogramPrinter(out, err, banner="Tracing block device I/O... Hit Ctrl-C to end.",
-                                   section=section, timestamps=args.timestamp,
-                                   average=args.extension)
+            section = flags_section
+        return BccHistogramPrinter(out, err, banner=BANNER, section=section,
+                                   timestamps=args.timestamp, average=args.extension)
 
     def formatters(self, args):
         fmt = {"dev": blockdev.DiskNameFormatter()}

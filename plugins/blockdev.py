@@ -14,8 +14,7 @@ import os
 import re
 
 from kerntrace.core.errors import KerntraceError, UsageError
-from kerntrace.core.model import (INT, LATENCY, STR, Event, Field, Filter, Pair,
-                                  Tracepoint)
+from kerntrace.core.model import INT, STR, Event, Field, Filter, Pair, Tracepoint
 
 # ---------------------------------------------------------------------------
 # Device numbers
@@ -23,8 +22,9 @@ MINORBITS = 20
 MINORMASK = (1 << MINORBITS) - 1
 MAX_MAJOR = (1 << 12) - 1          # dev_t is 32 bits: 12 for the major
 
-# A flush request carries no data and no sector: the tracepoints print the
-# sector as (sector_t)-1.
+# A flush request (rwbs "FF") carries no data and no sector: the tracepoints
+# record its sector as (sector_t)-1.  (A data-less pre-flush write shows as
+# a 0-byte "WS" at sector 0 on 6.18.)
 FLUSH_SECTOR = (1 << 64) - 1
 SECTOR_BYTES = 512
 
@@ -399,9 +399,11 @@ def rwbs_filter(pattern, events=(START, DONE)):
 
 
 __all__ = [
-    "MINORBITS", "FLUSH_SECTOR", "SECTOR_BYTES", "LATENCY", "make_dev", "dev_major",
-    "dev_minor", "dev_string", "DiskTable", "DiskNameFormatter", "parse_majmin",
-    "NoSuchDisk", "resolve_disk", "seconds_value", "count_value", "looks_like_majmin", "Rwbs", "rwbs_flags_name", "rwbs_glob",
-    "issue_event", "insert_event", "queued_event", "completion_event", "request_pair",
-    "device_filter", "rwbs_filter", "START", "DONE",
+    "MINORBITS", "FLUSH_SECTOR", "SECTOR_BYTES", "SYS_CLASS_BLOCK", "PROC_PARTITIONS",
+    "make_dev", "dev_major", "dev_minor", "dev_string", "DiskTable", "DiskNameFormatter",
+    "seconds_value", "count_value", "looks_like_majmin", "parse_majmin", "NoSuchDisk",
+    "resolve_disk", "Rwbs", "rwbs_flags_name", "rwbs_glob", "request_fields",
+    "completion_fields", "start_event", "issue_event", "insert_event", "queued_event",
+    "completion_event", "request_pair", "device_filter", "rwbs_filter", "START", "DONE",
+    "BLOCK_RQ_ISSUE", "BLOCK_RQ_INSERT", "BLOCK_RQ_COMPLETE", "BLOCK_IO_START",
 ]
