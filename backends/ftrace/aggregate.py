@@ -44,7 +44,6 @@ _BUCKET_EXPR = {
 }
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_CONTEXT = ("ts", "tid", "pid", "comm", "cpu")
 
 
 class Counters(object):
@@ -230,7 +229,6 @@ class Aggregator(object):
     def _namespace(self, agg):
         ns = {
             "_st": self.counters,
-            "_self": self,
             "_pending": self._pending,
             "_pending_pop": self._pending.pop,
             "_drop_oldest": self._drop_oldest,
@@ -414,6 +412,8 @@ class Aggregator(object):
         extra = len(self._pending) - self.max_pending
         if extra <= 0:
             return
+        # dicts iterate in insertion order (CPython 3.6, the language from
+        # 3.7): the first keys are the oldest starts
         it = iter(self._pending)
         victims = [next(it) for _ in range(extra)]
         for k in victims:

@@ -524,8 +524,8 @@ def event_format(era, system, event):
 
 
 def candidates(system, event):
-    """Every known format of an event, newest era first (each call returns
-    new EventFormat objects' list; the objects themselves are shared)."""
+    """Every known format of an event, newest era first (a new list each
+    call; the EventFormat objects in it are shared: do not modify them)."""
     out = []
     for era in reversed(ERAS):
         f = event_format(era, system, event)
