@@ -101,6 +101,12 @@ class Session(object):
             raise
         return self
 
+    # A replay session runs on the trace's own clock: the runner does not
+    # wait in real time, collect() returns the next interval of trace time,
+    # and `finished` becomes true after the last one.
+    replay = False
+    finished = False
+
     def start(self):
         raise NotImplementedError
 

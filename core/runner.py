@@ -174,7 +174,20 @@ def _emit(session, printer, ctx, tool, backend, final=False):
     return report
 
 
+def _replay_loop(session, measurement, printer, ctx, tool, backend):
+    count = measurement.schedule.count
+    n = 0
+    while not session.finished:
+        session.wait(0)
+        _emit(session, printer, ctx, tool, backend)
+        n += 1
+        if count and n >= count and measurement.aggregate.kind != "records":
+            return
+
+
 def _loop(session, measurement, printer, ctx, tool, backend):
+    if session.replay:
+        return _replay_loop(session, measurement, printer, ctx, tool, backend)
     sched = measurement.schedule
     records = measurement.aggregate.kind == "records"
     period = RECORD_FLUSH_S if records else sched.interval

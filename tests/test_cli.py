@@ -59,3 +59,12 @@ def test_doctor_json_is_a_true_picture():
     import os
     root = [c for c in d["capabilities"] if c["name"] == "root"][0]
     assert root["ok"] == (os.geteuid() == 0)
+
+
+@pytest.mark.parametrize("tool", ["iolatency", "biolatency", "biosnoop", "iosnoop", "bitesize"])
+def test_replay_without_count_ends_at_the_end_of_the_file(tool):
+    import os
+    trace = os.path.join(os.path.dirname(__file__), "data", "block", "iolatency_boundary_4x.trace")
+    rc, out, err = run([tool, "--input", trace], timeout=60)
+    assert rc == 0, err
+    assert out.strip()

@@ -7,7 +7,7 @@ import pytest
 from kerntrace.backends.ftrace.replay import ReplaySession, replay_plan
 from kerntrace.core.errors import KerntraceError, Unsupported
 from kerntrace.core.model import (EVENT_NAME, LATENCY, POW2_MS, STR, Count, Event, Field, Filter,
-                                  Histogram, Measurement, Pair, Records, Tracepoint,
+                                  Histogram, Measurement, Pair, Records, Schedule, Tracepoint,
                                   UserFunction)
 from kerntrace.core.results import CountSet, HistogramSet
 
@@ -23,7 +23,8 @@ def trace(name):
 def iolatency(dev=None, start="block_rq_issue", error_sources=("error", "errors"),
               aggregate=None, carry=("comm", "pid")):
     """The measurement iolatency makes: issue (or insert) -> complete by
-    (dev, sector), power-of-two millisecond rows."""
+    (dev, sector), power-of-two millisecond rows; one interval longer than
+    any test trace, so one collect() sees the whole file."""
     issue = Event("issue", Tracepoint("block", start),
                   fields=[Field("dev"), Field("sector"), Field("rwbs", STR)])
     done = Event("done", Tracepoint("block", "block_rq_complete"),
@@ -31,13 +32,13 @@ def iolatency(dev=None, start="block_rq_issue", error_sources=("error", "errors"
                          Field("error", sources=error_sources)])
     return Measurement([issue, done], aggregate or Histogram(LATENCY, scale=POW2_MS),
                        pair=Pair("issue", "done", key=("dev", "sector"), carry=carry),
-                       filters=[Filter("dev", "==", dev)] if dev is not None else [])
+                       filters=[Filter("dev", "==", dev)] if dev is not None else [],
+                       schedule=Schedule(interval=1e6))
 
 
 def replay(measurement, name):
     s = ReplaySession(measurement, replay_plan(measurement), trace(name))
     with s:
-        s.wait(1.0)
         return s, s.collect()
 
 
@@ -144,20 +145,33 @@ def test_session_protocol():
     m = iolatency()
     s = ReplaySession(m, replay_plan(m), trace("replay-block-6.18.txt"))
     assert "replay-block-6.18.txt" in s.program_text()
+    assert s.replay and not s.finished
     with s:
-        empty = s.collect()
-        assert type(empty.data) is HistogramSet and not empty.data.histograms
-        s.wait(0.5)
-        assert s.exhausted
+        s.wait(0.5)                  # replay runs on trace time: nothing to wait for
         first = s.collect()
-        s.wait(0.5)                  # nothing more to read
-        second = s.collect()
+        assert s.finished and s.exhausted
+        second = s.collect()         # nothing more to read
     assert sum(h.count for h in first.data.histograms.values()) == 9
     assert not second.data.histograms and second.unmatched == 0
+
+
+def test_intervals_follow_trace_time():
+    """Three one-second intervals of trace time, aligned to whole seconds."""
+    m = iolatency()
+    m.schedule = Schedule(interval=1.0)
+    s = ReplaySession(m, replay_plan(m), os.path.join(os.path.dirname(__file__), "data", "block",
+                                                      "iolatency_boundary_4x.trace"))
+    counts = []
+    with s:
+        while not s.finished:
+            r = s.collect()
+            counts.append(sum(h.count for h in r.data.histograms.values()))
+    # the read in flight across the first boundary counts when it completes
+    assert counts == [1, 2, 1]
 
 
 def test_unreadable_file_is_one_clear_error(tmp_path):
     m = iolatency()
     s = ReplaySession(m, replay_plan(m), str(tmp_path / "missing.txt"))
     with pytest.raises(KerntraceError, match="cannot read"):
-        s.wait(0)
+        s.collect()

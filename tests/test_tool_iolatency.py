@@ -280,9 +280,6 @@ def test_io_in_flight_at_an_interval_boundary_counts_when_it_completes():
     # Nothing is dropped, whatever the interval split (perf-tools drops the
     # read in flight at its first tick).
     assert {r: sum(b.get(r, 0) for b in blocks) for r in (0, 1)} == {0: 3, 1: 1}
-    if sum(1 for b in blocks if any(b.values())) == 1:
-        pytest.skip("the replay reads the whole file as one interval: boundaries are "
-                    "exercised by the backends' own tests")
     assert blocks == [{0: 1}, {0: 1, 1: 1}, {0: 1}]
 
 

@@ -79,6 +79,8 @@ def empty_data(aggregate):
 class ReplaySession(Session):
     """A Session over a saved `trace` file (as `cat trace` writes it)."""
 
+    replay = True
+
     def __init__(self, measurement, plan, path):
         self.measurement = measurement
         self.plan = plan
@@ -87,6 +89,7 @@ class ReplaySession(Session):
         self.undecodable = 0           # lines of our events whose payload did not decode
         self.formats = {}              # (system, event) -> EventFormat used
         self.aggregator = None
+        self._intervals_left = None    # generator over the file, per interval
 
     def start(self):
         """Replay touches no kernel state; the file is read by wait()."""
@@ -149,30 +152,50 @@ class ReplaySession(Session):
         return Plan(events, read_path="text", kernel_filters=self.plan.kernel_filters,
                     instances=self.plan.instances)
 
-    def _process(self):
+    def _intervals(self):
+        """Feed the file to the aggregator, pausing (yield) each time trace
+        time crosses an interval boundary, so a replay prints the intervals
+        the live run would have printed.  Records are streamed as one
+        report per boundary too; without a boundary the file is one interval."""
         self.formats = self._choose_formats()
         plan = self._bound_plan(self.formats)
         self.aggregator = Aggregator(self.measurement, plan, tasks=TaskInfo(proc_root=None))
         decoder = TextDecoder(self.formats)
         feed = self.aggregator.feed
+        step = int(self.measurement.schedule.interval * 1e9)
+        boundary = None
         for line in self._lines():
             r = decoder.decode(line)
             if r is None:
                 continue
             if type(r) is RawEvent:
+                if boundary is None:
+                    # Intervals are aligned to multiples of the interval in
+                    # trace time, so a replay splits the same way every time.
+                    boundary = (r.ts // step + 1) * step
+                while r.ts >= boundary:
+                    self.undecodable = decoder.undecodable
+                    yield
+                    boundary += step
                 feed(r)
             elif isinstance(r, Lost):
                 self.aggregator.feed_lost(r.count)
         self.undecodable = decoder.undecodable
+        self.exhausted = True
 
     def wait(self, timeout):
-        """Process the whole file on the first call; later calls return at
-        once (see `exhausted`)."""
-        if not self.exhausted:
-            self.exhausted = True
-            self._process()
+        """Nothing to wait for: collect() reads the file up to the next
+        interval boundary of trace time."""
 
     def collect(self):
+        """The next interval of trace time; `finished` after the last."""
+        if self._intervals_left is None:
+            self._intervals_left = self._intervals()
+        if not self.finished:
+            try:
+                next(self._intervals_left)
+            except StopIteration:
+                self.finished = True
         if self.aggregator is None:
             return Report(empty_data(self.measurement.aggregate))
         return self.aggregator.collect()
