@@ -11,7 +11,6 @@
     the host C compiler).
 """
 
-import os
 import random
 import shutil
 import subprocess

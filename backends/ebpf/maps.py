@@ -1,6 +1,8 @@
 """Reading and clearing a BPF hash map at an interval boundary.
 
-Preferred: BPF_MAP_LOOKUP_AND_DELETE_BATCH (kernels with batch map ops):
+Preferred: BPF_MAP_LOOKUP_AND_DELETE_BATCH (kernels with batch map ops;
+since Linux commit 057996380a42 ("bpf: Add batch ops to all htab bpf map")
+(v5.6) for hash maps):
 each element is copied out and removed in one step, so an event counted
 while we read lands either in this interval or in the next, never lost.
 

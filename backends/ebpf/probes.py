@@ -67,6 +67,8 @@ class HostProbes(object):
             priv = self.privileges()
             if not priv.ok:
                 return Answer(False, "not tried: %s" % priv.detail)
+            # Since Linux commit 457f44363a88 ("bpf: Implement BPF ring buffer and
+            # verifier support for it") (v5.8); before it, perf buffers only.
             kernel = sysbpf.probe_ringbuf()
             if not kernel.ok:
                 return kernel

@@ -1,6 +1,8 @@
 """Probe events bcc may leave in tracefs.
 
-On kernels without the kprobe/uprobe perf PMUs, libbcc defines each probe
+On kernels without the kprobe/uprobe perf PMUs (Linux commits e12f03d7031a
+("perf/core: Implement the 'perf_kprobe' PMU") and 33ea4b24277b
+("perf/core: Implement the 'perf_uprobe' PMU"), v4.17), libbcc defines each probe
 through kprobe_events/uprobe_events, naming it `<event>_bcc_<pid>`, and
 removes it when the probe is detached.  A process that dies without
 detaching leaves them behind; a failed detach can too.  These helpers find
