@@ -5,6 +5,10 @@ in one line when it cannot.
 
 Each case runs in a fresh interpreter (this venv's Python), so what it puts
 in sys.modules cannot leak into other tests.
+
+Also, without a kernel: the other prerequisites bcc needs from the host
+(kernel headers and whether they match, privileges from CapEff) and the
+removal of probe definitions bcc leaves in tracefs (pyfakefs).
 """
 
 import json
@@ -121,3 +125,93 @@ def test_candidate_dirs_cover_debian_and_fedora_layouts():
     ver = "python%d.%d" % sys.version_info[:2]
     assert "/usr/lib64/%s/site-packages" % ver in dirs
     assert "/usr/lib/%s/site-packages" % ver in dirs
+
+
+# ---------------------------------------------------------------------------
+# The other things bcc needs from the host, found without a kernel.
+from kerntrace.backends.ebpf import headers, sysbpf, tracefs_probes  # noqa: E402
+
+
+def _headers_tree(root, release, uts=None, name=None):
+    build = root / (name or ("linux-headers-" + (uts or release)))
+    (build / "include" / "generated").mkdir(parents=True)
+    if uts:
+        (build / "include" / "generated" / "utsrelease.h").write_text(
+            '#define UTS_RELEASE "%s"\n' % uts)
+    mods = root / "modules" / release
+    mods.mkdir(parents=True)
+    (mods / "build").symlink_to(build)
+    return str(root / "modules")
+
+
+def test_headers_of_another_release_are_reported(tmp_path):
+    mods = _headers_tree(tmp_path, "6.18.4-custom", uts="6.1.0-56-amd64")
+    h = headers.locate(release="6.18.4-custom", environ={}, modules_root=mods)
+    assert h.found and h.version == "6.1.0-56-amd64" and h.matches is False
+    assert h.describe() == "headers 6.1.0-56-amd64 for kernel 6.18.4-custom: " \
+                           "tracepoint/uprobe args only"
+
+
+def test_matching_headers(tmp_path):
+    mods = _headers_tree(tmp_path, "6.1.0-56-amd64", uts="6.1.0-56-amd64")
+    h = headers.locate(release="6.1.0-56-amd64", environ={}, modules_root=mods)
+    assert h.matches is True and "6.1.0-56-amd64" in h.describe()
+
+
+def test_headers_version_from_the_directory_name(tmp_path):
+    mods = _headers_tree(tmp_path, "5.15.0-1", name="linux-headers-5.10.0-9-amd64")
+    h = headers.locate(release="5.15.0-1", environ={}, modules_root=mods)
+    assert h.version == "5.10.0-9-amd64" and h.matches is False
+
+
+def test_no_headers_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(headers, "KHEADERS", str(tmp_path / "no-kheaders.tar.xz"))
+    h = headers.locate(release="6.18.4-custom", environ={}, modules_root=str(tmp_path))
+    assert not h.found and "linux-headers" in h.describe() and "\n" not in h.describe()
+
+
+def test_bcc_kernel_source_wins(tmp_path):
+    src = tmp_path / "src"
+    (src / "include" / "config").mkdir(parents=True)
+    (src / "include" / "config" / "kernel.release").write_text("6.18.4-custom\n")
+    h = headers.locate(release="6.18.4-custom", environ={"BCC_KERNEL_SOURCE": str(src)},
+                       modules_root=str(tmp_path))
+    assert h.source == "BCC_KERNEL_SOURCE" and h.matches is True
+
+
+STATUS = "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t%016x\nCapEff:\t%016x\n"
+
+
+@pytest.mark.parametrize("caps, ok, detail", [
+    (0, False, "not root"),
+    ((1 << 39) | (1 << 38), True, "CAP_BPF and CAP_PERFMON"),
+    (1 << 39, False, "not root"),
+    (1 << 21, True, "CAP_SYS_ADMIN"),
+])
+def test_privileges_from_capabilities(tmp_path, monkeypatch, caps, ok, detail):
+    status = tmp_path / "status"
+    status.write_text(STATUS % (caps, caps))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    a = sysbpf.privileges(str(status))
+    assert a.ok is ok and detail in a.detail
+
+
+def test_bcc_probe_events_of_dead_processes_are_removed(fs):
+    # pyfakefs: tracefs files are plain files here; removal is an appended
+    # "-:group/name" line, exactly what the kernel is given.
+    t = "/sys/kernel/tracing"
+    me = os.getpid()
+    fs.create_file(t + "/uprobe_events", contents=(
+        "p:uprobes/p__tmp_x_0x1139_bcc_%d /tmp/x:0x0000000000001139\n"
+        "p:uprobes/p__tmp_y_0x1139_bcc_999999 /tmp/y:0x0000000000001139\n"
+        "p:uprobes/someone_else /tmp/z:0x10\n" % me))
+    fs.create_file(t + "/kprobe_events", contents="")
+    assert [e[2] for e in tracefs_probes.bcc_events(t)] == [
+        "p__tmp_x_0x1139_bcc_%d" % me, "p__tmp_y_0x1139_bcc_999999"]
+    done = tracefs_probes.remove_dead(t)
+    assert len(done) == 1 and "999999" in done[0]
+    text = open(t + "/uprobe_events").read()
+    assert text.endswith("-:uprobes/p__tmp_y_0x1139_bcc_999999\n")
+    assert tracefs_probes.remove_own(t, ["p__tmp_x_0x1139"]) == []
+    assert open(t + "/uprobe_events").read().endswith(
+        "-:uprobes/p__tmp_x_0x1139_bcc_%d\n" % me)
