@@ -187,14 +187,19 @@ def _where(module):
     return os.path.dirname(f) if f else "?"
 
 
-_cached = []
+_found = []
 
 
 def status():
-    """The BccStatus of this process (searched once)."""
-    if not _cached:
-        _cached.append(find_bcc())
-    return _cached[0]
+    """The BccStatus of this process.  A found bcc is kept; a failed search
+    is repeated next time (it is cheap, and a test run under a fake
+    filesystem must not decide for the rest of the process)."""
+    if _found:
+        return _found[0]
+    st = find_bcc()
+    if st.ok:
+        _found.append(st)
+    return st
 
 
 def import_bcc():

@@ -43,14 +43,24 @@ class HostProbes(object):
         self._cache = {}
         self._kallsyms = None
 
-    def _cached(self, key, fn):
-        if key not in self._cache:
-            try:
-                self._cache[key] = fn()
-            except Exception as e:  # a probe that crashes is an answer too
-                self._cache[key] = Answer(False, "%s probe failed: %s: %s"
-                                          % (key, type(e).__name__, _one_line(e)))
-        return self._cache[key]
+    def _cached(self, key, fn, keep=None):
+        """fn()'s Answer, remembered unless keep(answer) says it was not a
+        real try (no bcc, no privileges, nothing found: those are asked
+        again, so a fake filesystem in one test cannot decide for later
+        ones)."""
+        if key in self._cache:
+            return self._cache[key]
+        try:
+            answer = fn()
+        except Exception as e:  # a probe that crashes is an answer too
+            answer = Answer(False, "%s probe failed: %s: %s" % (key, type(e).__name__,
+                                                                 _one_line(e)))
+        if keep is None or keep(answer):
+            self._cache[key] = answer
+        return answer
+
+    def _really_tried(self):
+        return self.bcc().ok and self.privileges().ok
 
     # -- cheap facts --------------------------------------------------------
     def bcc(self):
@@ -77,7 +87,7 @@ class HostProbes(object):
                 return Answer(False, "kernel has BPF ring buffers, this bcc cannot read them; "
                                      "perf buffers are used")
             return kernel
-        return self._cached("ringbuf", probe)
+        return self._cached("ringbuf", probe, keep=lambda a: self.privileges().ok)
 
     def read_kernel_helper(self):
         """Whether bpf_probe_read_kernel exists (else bpf_probe_read)."""
@@ -88,9 +98,12 @@ class HostProbes(object):
         return self._cached("read_kernel", probe)
 
     def headers(self):
-        if "headers" not in self._cache:
-            self._cache["headers"] = headers.locate()
-        return self._cache["headers"]
+        if "headers" in self._cache:
+            return self._cache["headers"]
+        h = headers.locate()
+        if h.found:
+            self._cache["headers"] = h
+        return h
 
     def kprobe_interface(self):
         """Whether the kernel has kprobes at all (kprobe_events or the kprobe
@@ -135,6 +148,8 @@ class HostProbes(object):
                     black.add(parts[-1])
             self._kallsyms = (syms, black)
         syms, black = self._kallsyms
+        if not syms:
+            self._kallsyms = None       # unreadable now: ask again next time
         if name in black:
             return Answer(False, "%s is on the kprobe blacklist" % name)
         if name not in syms:
@@ -241,14 +256,19 @@ class HostProbes(object):
         return Answer(True, "%s attached" % what)
 
     def _attach_results(self):
-        if "attach" not in self._cache:
-            try:
-                self._cache["attach"] = self._compile_and_attach()
-            except Exception as e:  # never let a probe crash the caller
-                fail = Answer(False, "probe failed: %s: %s" % (type(e).__name__, _one_line(e)))
-                self._cache["attach"] = {k: fail for k in ("compile", "tracepoint",
-                                                           "raw_tracepoint", "kprobe", "uprobe")}
-        return self._cache["attach"]
+        if "attach" in self._cache:
+            return self._cache["attach"]
+        try:
+            results = self._compile_and_attach()
+        except Exception as e:  # never let a probe crash the caller
+            fail = Answer(False, "probe failed: %s: %s" % (type(e).__name__, _one_line(e)))
+            results = {k: fail for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe",
+                                         "uprobe")}
+        # Kept once a real compile happened on a tracefs that has our test
+        # tracepoint; otherwise asked again next time.
+        if self._really_tried() and results["compile"].ok and self._probe_tracepoint():
+            self._cache["attach"] = results
+        return results
 
     def compile(self):
         return self._attach_results()["compile"]
