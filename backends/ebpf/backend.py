@@ -2,6 +2,7 @@
 kernel.  Preferred over ftrace wherever check() says it can run."""
 
 from kerntrace.core.backend import Backend, Capability, Verdict
+from kerntrace.core.host import Host
 
 from . import bccfind
 from . import plan as eplan
@@ -106,11 +107,10 @@ class EbpfBackend(Backend):
 
     # -- run it ----------------------------------------------------------------------
     def open(self, measurement, verdict, options):
-        host_tracefs = None
         try:
-            from kerntrace.core.host import Host
+            # Only used to remove probe definitions bcc may leave; never fatal.
             host_tracefs = Host(mount_tracefs=False).tracefs_path()
-        except Exception:  # only used to clean up after bcc; never fatal
+        except Exception:
             host_tracefs = None
         return EbpfSession(measurement, verdict.plan, bccfind.import_bcc(), options,
                            tracefs_path=host_tracefs)
