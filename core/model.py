@@ -13,6 +13,12 @@ decides *how*.  Nothing here knows about tracefs or BPF.
         filters=[Filter("dev", "==", 0x0fe00000)],
     )
 
+A pair may name an intermediate `mark` event (block insert -> issue ->
+completion): LATENCY is then measured from the mark and QUEUED is the time
+from the start to the mark.
+
+    Pair("insert", "done", key=("dev", "sector"), carry=("comm",), mark="issue")
+
 Every value a filter carries is typed and validated when the filter is built,
 so backends can emit it into tracefs filter files or BPF C without further
 checks.
@@ -34,8 +40,12 @@ FIELD_TYPES = (INT, STR, USTR)
 #   tid  thread id                 comm task name        cpu  cpu number
 CONTEXT_FIELDS = {"ts": INT, "pid": INT, "tid": INT, "comm": STR, "cpu": INT}
 
-# The value a Pair produces: end.ts - start.ts in nanoseconds.
+# The value a Pair produces: end.ts - start.ts in nanoseconds (with a mark:
+# end.ts - mark.ts when the mark was seen).
 LATENCY = "latency"
+# What a Pair with a mark also produces: mark.ts - start.ts in nanoseconds
+# (0 when the start or the mark was not seen).
+QUEUED = "queued"
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}$")
@@ -143,7 +153,7 @@ class Field(object):
 
     def __init__(self, name, type=INT, sources=None):
         self.name = _ident("field name", name)
-        if name in CONTEXT_FIELDS or name == LATENCY:
+        if name in CONTEXT_FIELDS or name in (LATENCY, QUEUED):
             raise InvalidSpec("field %r is implicit; do not declare it" % name)
         if type not in FIELD_TYPES:
             raise InvalidSpec("field type must be one of %s" % (FIELD_TYPES,))
@@ -192,15 +202,27 @@ class Pair(object):
     by ("tid",)).  A pair yields LATENCY (ns), the `carry` fields taken from
     the start event (e.g. the issuing "comm" and "pid") and every field of the
     end event.  Starts still in flight at an interval boundary stay pending;
-    an end without a start is counted as unmatched, never guessed."""
+    an end without a start is counted as unmatched, never guessed.
 
-    def __init__(self, start, end, key, carry=()):
+    `mark` names an optional event in between, with the same key fields
+    (block insert -> issue -> completion).  A mark for a pending start
+    records its time in it (the carried fields stay the start's; a later
+    mark replaces an earlier one); a mark with no start pending starts the
+    pair itself, carrying its own fields (an I/O that never went through the
+    scheduler still counts, with no queue time).  The pair then yields
+    LATENCY = end - mark (end - start when no mark was seen) and QUEUED =
+    mark - start (0 when either was not seen)."""
+
+    def __init__(self, start, end, key, carry=(), mark=None):
         self.start = _ident("pair start", start)
         self.end = _ident("pair end", end)
         self.key = tuple(_ident("pair key", k) for k in key)
         self.carry = tuple(_ident("carried field", c) for c in carry)
+        self.mark = _ident("pair mark", mark) if mark is not None else None
         if not self.key:
             raise InvalidSpec("a pair needs a key")
+        if self.mark in (self.start, self.end):
+            raise InvalidSpec("a pair's mark must be another event than its start and end")
 
 
 # ---------------------------------------------------------------------------
@@ -393,7 +415,8 @@ class Measurement(object):
 
     def output_fields(self):
         """Field name -> type of what the aggregate sees: a pair's carried
-        start fields, the end event's fields and LATENCY; or, without a pair,
+        start fields, the end event's fields and LATENCY (and QUEUED when the
+        pair has a mark); or, without a pair,
         the fields every event has."""
         if self.pair:
             start, end = self.event(self.pair.start), self.event(self.pair.end)
@@ -403,6 +426,8 @@ class Measurement(object):
             for c in self.pair.carry:
                 out[c] = start.field_type(c)
             out[LATENCY] = INT
+            if self.pair.mark is not None:
+                out[QUEUED] = INT
         else:
             out = dict(CONTEXT_FIELDS)
             common = None
@@ -429,6 +454,8 @@ class Measurement(object):
             for c in self.pair.carry:
                 if start.field_type(c) is None:
                     raise InvalidSpec("carried field %r missing on %s" % (c, start.name))
+            if self.pair.mark is not None:
+                self._validate_mark(start)
         available = self.output_fields()
         agg = self.aggregate
         used = list(getattr(agg, "keys", ())) + list(getattr(agg, "fields", ()))
@@ -447,6 +474,18 @@ class Measurement(object):
                 if e.field_type(f.field) != f.type:
                     raise InvalidSpec("filter on %r: type %s does not match event %s"
                                       % (f.field, f.type, e.name))
+
+    def _validate_mark(self, start):
+        mark = self.event(self.pair.mark)
+        for k in self.pair.key:
+            if mark.field_type(k) is None:
+                raise InvalidSpec("pair key %r missing on mark %s" % (k, mark.name))
+        # A mark with no start pending starts the pair: it fills the carried
+        # fields itself, into the same slots.
+        for c in self.pair.carry:
+            if mark.field_type(c) != start.field_type(c):
+                raise InvalidSpec("carried field %r missing on mark %s (or of another type)"
+                                  % (c, mark.name))
 
     def filters_for(self, event):
         return [f for f in self.filters if f.applies_to(event)]

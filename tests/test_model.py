@@ -3,8 +3,8 @@
 import pytest
 
 from kerntrace.core.errors import InvalidSpec, UsageError
-from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, POW2_MS, STR, Count, Event,
-                                  Field, Filter, Histogram, Measurement, Pair, Records,
+from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, POW2_MS, QUEUED, STR, Count,
+                                  Event, Field, Filter, Histogram, Measurement, Pair, Records,
                                   Schedule, SyscallEntry, Tracepoint, UserFunction)
 
 
@@ -31,6 +31,75 @@ def test_pair_key_must_exist_on_both_events():
     other = Event("other", Tracepoint("sched", "sched_switch"))
     with pytest.raises(InvalidSpec):
         Measurement([issue, other], Count(), pair=Pair("issue", "other", key=("sector",)))
+
+
+def insert_event(fields=None):
+    return Event("insert", Tracepoint("block", "block_rq_insert"),
+                 fields=fields if fields is not None else [Field("dev"), Field("sector"),
+                                                           Field("rwbs", STR)])
+
+
+def queued_pair(**kw):
+    return Pair("insert", "done", key=("dev", "sector"), carry=("comm", "rwbs"), mark="issue",
+                **kw)
+
+
+def test_pair_with_a_mark_yields_queued_time():
+    issue, done = block_events()
+    m = Measurement([insert_event(), issue, done], Records(("comm", LATENCY, QUEUED)),
+                    pair=queued_pair())
+    assert m.pair.mark == "issue"
+    out = m.output_fields()
+    assert out[QUEUED] == INT and out[LATENCY] == INT and out["rwbs"] == STR
+    assert Measurement([insert_event(), issue, done], Histogram(QUEUED, unit="usecs"),
+                       pair=queued_pair()).aggregate.value == QUEUED
+
+
+def test_queued_time_only_with_a_mark():
+    issue, done = block_events()
+    m = Measurement([issue, done], Records((LATENCY,)),
+                    pair=Pair("issue", "done", key=("dev", "sector")))
+    assert m.pair.mark is None and QUEUED not in m.output_fields()
+    with pytest.raises(InvalidSpec, match="unknown field 'queued'"):
+        Measurement([issue, done], Records((LATENCY, QUEUED)),
+                    pair=Pair("issue", "done", key=("dev", "sector")))
+
+
+def test_mark_event_must_exist():
+    issue, done = block_events()
+    with pytest.raises(InvalidSpec, match="no event named 'issue'"):
+        Measurement([insert_event(), done], Records((LATENCY,)), pair=queued_pair())
+
+
+def test_mark_needs_the_key_fields():
+    _issue, done = block_events()
+    no_sector = Event("issue", Tracepoint("block", "block_rq_issue"),
+                      fields=[Field("dev"), Field("rwbs", STR)])
+    with pytest.raises(InvalidSpec, match="key 'sector' missing on mark issue"):
+        Measurement([insert_event(), no_sector, done], Records((LATENCY,)), pair=queued_pair())
+
+
+def test_mark_needs_the_carried_fields_it_may_start_with():
+    _issue, done = block_events()
+    no_rwbs = Event("issue", Tracepoint("block", "block_rq_issue"),
+                    fields=[Field("dev"), Field("sector")])
+    with pytest.raises(InvalidSpec, match="carried field 'rwbs' missing on mark issue"):
+        Measurement([insert_event(), no_rwbs, done], Records((LATENCY,)), pair=queued_pair())
+    int_rwbs = Event("issue", Tracepoint("block", "block_rq_issue"),
+                     fields=[Field("dev"), Field("sector"), Field("rwbs")])
+    with pytest.raises(InvalidSpec, match="carried field 'rwbs'"):
+        Measurement([insert_event(), int_rwbs, done], Records((LATENCY,)), pair=queued_pair())
+
+
+@pytest.mark.parametrize("mark", ["insert", "done", "a b"])
+def test_mark_is_a_third_event_name(mark):
+    with pytest.raises(InvalidSpec):
+        Pair("insert", "done", key=("dev",), mark=mark)
+
+
+def test_queued_is_implicit():
+    with pytest.raises(InvalidSpec, match="implicit"):
+        Field(QUEUED)
 
 
 def test_aggregate_unknown_field_rejected():
