@@ -58,6 +58,8 @@ def run_tool(name, argv, no_plugins=False, out=None, err=None, prog=None):
             return _fail(tool, err, e)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except InvalidSpec as e:
         err.write("kerntrace: tool %r is broken: %s\n" % (name, e))
         return 1
@@ -104,6 +106,25 @@ def cmd_cleanup(plugins, out, err):
     return 0
 
 
+def _quiet_epipe(fn):
+    """A closed stdout pipe (`| head`) ends the command quietly."""
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except BrokenPipeError:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError, AttributeError):
+                pass
+            return 0
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+@_quiet_epipe
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     out, err = sys.stdout, sys.stderr
@@ -120,13 +141,9 @@ def main(argv=None):
         return 0
     if cmd in ("list", "doctor", "cleanup"):
         try:
-            plugins = _plugins(no_plugins, err)
-            if cmd == "list":
-                return cmd_list(plugins, out)
-            if cmd == "cleanup":
-                return cmd_cleanup(plugins, out, err)
-            from .doctor import doctor
-            return doctor(plugins, rest, out, err)
+            return _run_command(cmd, rest, no_plugins, out, err)
+        except BrokenPipeError:
+            raise
         except KerntraceError as e:
             _error(err, "kerntrace", e)
             return e.exit_status
@@ -138,12 +155,27 @@ def main(argv=None):
     return run_tool(cmd, rest, no_plugins=no_plugins, out=out, err=err, prog=cmd)
 
 
-def tool_main(name):
-    """Entry point of a per-tool console script (iolatency, biolatency, ...)."""
+def _run_command(cmd, rest, no_plugins, out, err):
+    plugins = _plugins(no_plugins, err)
+    if cmd == "list":
+        return cmd_list(plugins, out)
+    if cmd == "cleanup":
+        return cmd_cleanup(plugins, out, err)
+    from .doctor import doctor
+    return doctor(plugins, rest, out, err)
+
+
+@_quiet_epipe
+def _tool_main(name):
     argv = sys.argv[1:]
     no_plugins = "--no-plugins" in argv
     argv = [a for a in argv if a != "--no-plugins"]
-    sys.exit(run_tool(name, argv, no_plugins=no_plugins, prog=name))
+    return run_tool(name, argv, no_plugins=no_plugins, prog=name)
+
+
+def tool_main(name):
+    """Entry point of a per-tool console script (iolatency, biolatency, ...)."""
+    sys.exit(_tool_main(name))
 
 
 def _json_default(o):

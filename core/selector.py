@@ -6,7 +6,7 @@ backend in preference order wins unless a kerntrace_select_backend hook
 decides otherwise or the user forces one with --backend.  Never decided by
 kernel version numbers."""
 
-from .errors import Unsupported
+from .errors import TracingUnavailable, Unsupported
 
 
 class Selection(object):
@@ -54,8 +54,8 @@ def select(tool, measurement, backends, host, requested="auto", hook=None):
     if requested != "auto":
         v = verdicts[requested]
         if not v.ok:
-            raise Unsupported("%s: the %s backend cannot run here: %s"
-                              % (tool.name, requested, "; ".join(v.reasons) or "unsupported"))
+            raise _unavailable(host)("the %s backend cannot run here: %s"
+                                     % (requested, "; ".join(v.reasons) or "unsupported"))
         chosen = requested
     else:
         if hook is not None:
@@ -71,5 +71,19 @@ def select(tool, measurement, backends, host, requested="auto", hook=None):
     if chosen is None:
         why = "; ".join("%s: %s" % (n, "; ".join(v.reasons) or "unsupported")
                         for n, v in verdicts.items()) or "no backend installed"
-        raise Unsupported("%s: no backend can run on this host (%s)" % (tool.name, why))
+        kind = _unavailable(host)
+        if kind is TracingUnavailable and not host.is_root():
+            raise kind("must be run as root (%s)" % why)
+        raise kind("no backend can run on this host (%s)" % why)
     return Selection(by_name[chosen], verdicts[chosen], verdicts, requested)
+
+
+def _unavailable(host):
+    """Without root or tracefs nothing can trace at all: say it as the kind
+    of error drop-in tools word as perf-tools does ("Root user?")."""
+    try:
+        if host is not None and (not host.is_root() or host.tracefs() is None):
+            return TracingUnavailable
+    except Exception:
+        pass
+    return Unsupported

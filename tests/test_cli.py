@@ -68,3 +68,62 @@ def test_replay_without_count_ends_at_the_end_of_the_file(tool):
     rc, out, err = run([tool, "--input", trace], timeout=60)
     assert rc == 0, err
     assert out.strip()
+
+
+def _as_nobody(args):
+    import shutil
+    import subprocess
+    import sys
+    import os
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run a command as an unprivileged user")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-m", "kerntrace.core.cli"] + args, cwd="/",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_not_root_is_one_clear_line():
+    rc, out, err = _as_nobody(["biolatency", "1", "1"])
+    assert rc == 1 and out == ""
+    assert one_line(err).startswith("biolatency: must be run as root")
+
+
+def test_not_root_iolatency_words_it_as_perf_tools():
+    rc, out, err = _as_nobody(["iolatency", "1", "1"])
+    assert rc == 1
+    assert err.splitlines() == ["ERROR: accessing tracing. Root user? Kernel has FTRACE?",
+                                "    debugfs mounted? (mount -t debugfs debugfs /sys/kernel/debug)"]
+
+
+@pytest.mark.parametrize("args", [["doctor"], ["list"], ["tpcount", "-h"]])
+def test_closed_stdout_pipe_ends_quietly(args):
+    """stdout is a pipe whose reader is already gone (`| head` that exited)."""
+    import os
+    import subprocess
+    from clirun import KERNTRACE, env
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.Popen(KERNTRACE + args, stdout=w, stderr=subprocess.PIPE, env=env())
+    os.close(w)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 0 and err == ""
+
+
+@pytest.mark.live
+def test_closed_pipe_while_tracing_ends_quietly_and_restores():
+    """`tpcount ... | head -3`: the reader goes away while tracing."""
+    import subprocess
+    from clirun import KERNTRACE, env
+    import kernstate
+    p = subprocess.Popen(KERNTRACE + ["tpcount", "--backend", "ftrace", "-i", "0.05",
+                                      "sched:sched_switch"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+    for _ in range(3):
+        p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 0
+    assert "Traceback" not in err and "rror" not in err, err
+    assert not [s for s in kernstate.kerntrace_state() if str(p.pid) in s]
