@@ -241,7 +241,8 @@ class Histogram(object):
 
     unit     label printed and put in JSON ("usecs", "msecs", "kbytes", ...);
     divisor  raw value // divisor is what is bucketed (integer division, as
-             bcc does in the kernel).  For LATENCY it defaults from the unit.
+             bcc does in the kernel).  For LATENCY and QUEUED (nanoseconds) it
+             defaults from the unit.
              POW2_MS buckets work on nanoseconds directly (divisor 1).
     """
 
@@ -254,7 +255,7 @@ class Histogram(object):
         self.scale = scale
         self.unit = unit
         if divisor is None:
-            divisor = _NS_UNITS.get(unit, 1) if value == LATENCY else 1
+            divisor = _NS_UNITS.get(unit, 1) if value in (LATENCY, QUEUED) else 1
         if scale == POW2_MS:
             divisor, self.unit = 1, "ms"
         if not isinstance(divisor, int) or divisor < 1:

@@ -13,8 +13,8 @@ from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_p
 from kerntrace.backends.ftrace.replay import resolve_fields
 from kerntrace.backends.ftrace.tasks import TaskInfo
 from kerntrace.core.buckets import bucket_index
-from kerntrace.core.model import (EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS, STR, Count, Event,
-                                  Field, Filter, Histogram, Measurement, Pair, Records,
+from kerntrace.core.model import (EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED, STR, Count,
+                                  Event, Field, Filter, Histogram, Measurement, Pair, Records,
                                   Tracepoint)
 from kerntrace.core.results import CountSet, Histogram as HistogramResult, HistogramSet, Record
 
@@ -164,6 +164,168 @@ def test_events_outside_the_pair_and_the_plan_are_ignored():
     a.feed(RawEvent("block", "block_rq_insert", 1, 1, 0, fields={"dev": DEV}))
     a.feed(RawEvent("sched", "sched_switch", 1, 1, 0))
     assert a.counters.ignored == 2 and a.pending == 0
+
+
+# ---------------------------------------------------------------------------
+# pairs with a mark: insert -> issue -> completion
+def insert_event():
+    return Event("insert", Tracepoint("block", "block_rq_insert"),
+                 fields=[Field("dev"), Field("sector"), Field("bytes"), Field("rwbs", STR)])
+
+
+def queued_pair(aggregate, filters=(), carry=("comm", "pid", "bytes")):
+    return Measurement([insert_event(), issue_event(), done_event()], aggregate,
+                       pair=Pair("insert", "done", key=("dev", "sector"), carry=carry,
+                                 mark="issue"),
+                       filters=filters)
+
+
+def insert(ts, sector, dev=DEV, rwbs="W", nbytes=4096, comm="dd", tid=4011, cpu=0, tgid=None,
+           line_comm="dd"):
+    return RawEvent("block", "block_rq_insert", ts, tid, cpu, comm=line_comm, tgid=tgid,
+                    fields={"dev": dev, "sector": sector, "nr_sector": nbytes // 512,
+                            "bytes": nbytes, "rwbs": rwbs, "comm": comm, "cmd": ""})
+
+
+QUEUE_RECORD = Records(fields=("comm", "pid", "sector", "bytes", QUEUED, LATENCY))
+
+
+def rows(report):
+    return [(r["comm"], r["sector"], r["bytes"], r[QUEUED], r[LATENCY]) for r in report.data]
+
+
+def test_mark_splits_queue_time_from_latency():
+    a = agg_for(queued_pair(QUEUE_RECORD))
+    a.feed(insert(1000, 8, line_comm="dd", tgid=4000))
+    a.feed(issue(1000 + 2 * MS, 8, line_comm="kworker/0:1H", tid=50, tgid=50))
+    a.feed(done(1000 + 5 * MS, 8))
+    r = a.collect()
+    (rec,) = r.data
+    # the start's carried fields, not the mark's
+    assert (rec["comm"], rec["pid"]) == ("dd", 4000)
+    assert (rec[QUEUED], rec[LATENCY]) == (2 * MS, 3 * MS)
+    assert r.unmatched == 0 and a.pending == 0
+
+
+def test_mark_without_a_start_starts_the_pair_with_no_queue_time():
+    a = agg_for(queued_pair(QUEUE_RECORD))
+    a.feed(issue(1000, 16, line_comm="kworker/1:1H", nbytes=8192))
+    a.feed(done(1000 + 700, 16))
+    assert rows(a.collect()) == [("kworker/1:1H", 16, 8192, 0, 700)]
+
+
+def test_start_without_a_mark_measures_from_the_start():
+    a = agg_for(queued_pair(QUEUE_RECORD))
+    a.feed(insert(1000, 24))
+    a.feed(done(1900, 24))
+    assert rows(a.collect()) == [("dd", 24, 4096, 0, 900)]
+
+
+def test_queued_pairs_survive_interval_boundaries():
+    a = agg_for(queued_pair(QUEUE_RECORD))
+    a.feed(insert(1000, 8))
+    r1 = a.collect()
+    assert r1.data == [] and a.pending == 1
+    a.feed(issue(4000, 8, line_comm="other"))
+    a.feed(issue(5000, 32))                  # starts its own pair
+    r2 = a.collect()
+    assert r2.data == [] and a.pending == 2
+    a.feed(done(10000, 8))
+    a.feed(done(10500, 32))
+    a.feed(done(11000, 40))                  # never started
+    r3 = a.collect()
+    assert rows(r3) == [("dd", 8, 4096, 3000, 6000), ("dd", 32, 4096, 0, 5500)]
+    assert r3.unmatched == 1 and a.pending == 0
+
+
+def test_a_later_mark_replaces_an_earlier_one():
+    # a request issued, requeued and issued again: latency from the last issue
+    a = agg_for(queued_pair(QUEUE_RECORD))
+    a.feed(insert(1000, 8))
+    a.feed(issue(2000, 8))
+    a.feed(issue(5000, 8))
+    a.feed(done(6000, 8))
+    assert rows(a.collect()) == [("dd", 8, 4096, 4000, 1000)]
+
+
+def test_a_new_start_forgets_the_old_mark():
+    a = agg_for(queued_pair(QUEUE_RECORD))
+    a.feed(insert(1000, 8))
+    a.feed(issue(2000, 8))
+    a.feed(insert(3000, 8, nbytes=512))      # the key reused before the completion
+    a.feed(done(3500, 8))
+    assert rows(a.collect()) == [("dd", 8, 512, 0, 500)]
+    assert a.last.replaced_starts == 1
+
+
+def test_queue_time_clock_skew_is_clamped_and_counted():
+    a = agg_for(queued_pair(QUEUE_RECORD))
+    a.feed(insert(5000, 8, cpu=1))
+    a.feed(issue(4000, 8, cpu=0))            # the other CPU's clock is behind
+    a.feed(done(4500, 8))
+    assert rows(a.collect()) == [("dd", 8, 4096, 0, 500)]
+    assert a.last.negative_latency == 1
+
+
+def test_mark_filters_apply_to_the_mark():
+    # a key filter drops the other device's marks; a filter on the mark's
+    # own field ends the pair (its end is then unmatched)
+    m = queued_pair(QUEUE_RECORD, filters=[Filter("dev", "==", DEV),
+                                           Filter("rwbs", "!=", "WM", events=("issue",))])
+    a = agg_for(m)
+    a.feed(issue(10, 8, dev=OTHER_DEV))
+    a.feed(done(20, 8, dev=OTHER_DEV))
+    a.feed(insert(100, 16))
+    a.feed(issue(150, 16, rwbs="WM"))
+    a.feed(done(300, 16))
+    a.feed(insert(400, 24))
+    a.feed(issue(450, 24))
+    a.feed(done(600, 24))
+    r = a.collect()
+    assert rows(r) == [("dd", 24, 4096, 50, 150)]
+    assert r.unmatched == 1 and a.pending == 0
+
+
+def test_queued_histogram_and_bounded_pending():
+    a = agg_for(queued_pair(Histogram(QUEUED, scale=LOG2, unit="nsecs")), max_pending=2)
+    a.feed(issue(10, 0))
+    a.feed(issue(11, 8))
+    a.feed(issue(12, 16))                    # the oldest is dropped
+    assert a.pending == 2 and a.counters.dropped_starts == 1
+    a.feed(insert(100, 24))
+    a.feed(insert(101, 32))
+    a.feed(issue(200, 32))
+    a.feed(done(300, 32))
+    h = only_hist(a.collect())
+    assert h.buckets == {7: 1} and h.total == 99
+
+
+def test_mark_starting_a_pair_marks_a_looked_up_comm_best_effort(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "77").mkdir(parents=True)
+    (proc / "77" / "comm").write_text("from-proc\n")
+    start = Event("enter", Tracepoint("syscalls", "sys_enter_openat"), fields=[Field("dfd")])
+    mark = Event("mid", Tracepoint("block", "block_rq_issue"), fields=[Field("dev")])
+    end = Event("exit", Tracepoint("syscalls", "sys_exit_openat"), fields=[Field("ret")])
+    m = Measurement([start, mark, end], Records(fields=("comm", QUEUED, LATENCY)),
+                    pair=Pair("enter", "exit", key=("tid",), carry=("comm",), mark="mid"))
+    a = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=str(proc)))
+    # sys_enter_openat has no comm field: looked up in /proc; block_rq_issue has one
+    a.feed(RawEvent("syscalls", "sys_enter_openat", 10, 77, 0, fields={"dfd": 3}))
+    a.feed(RawEvent("block", "block_rq_issue", 12, 77, 0, fields={"dev": 1, "comm": "x"}))
+    a.feed(RawEvent("syscalls", "sys_exit_openat", 15, 77, 0, fields={"ret": 4}))
+    a.feed(RawEvent("block", "block_rq_issue", 20, 77, 0, fields={"dev": 1, "comm": "own"}))
+    a.feed(RawEvent("syscalls", "sys_exit_openat", 29, 77, 0, fields={"ret": 5}))
+    recs = a.collect().data
+    assert [(r["comm"], r[QUEUED], r[LATENCY], r.best_effort) for r in recs] == [
+        ("from-proc", 2, 3, {"comm"}), ("own", 0, 9, frozenset())]
+
+
+def test_mark_handler_only_touches_pending_entries_when_a_start_is_there():
+    src = agg_for(queued_pair(QUEUE_RECORD)).sources["issue"]
+    found = src.index("if s is not None:")
+    # nothing carried is read before the pending start is looked up
+    assert "x_bytes" not in src[:found] and "x_pid" not in src[:found]
 
 
 # ---------------------------------------------------------------------------

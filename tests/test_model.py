@@ -51,8 +51,9 @@ def test_pair_with_a_mark_yields_queued_time():
     assert m.pair.mark == "issue"
     out = m.output_fields()
     assert out[QUEUED] == INT and out[LATENCY] == INT and out["rwbs"] == STR
-    assert Measurement([insert_event(), issue, done], Histogram(QUEUED, unit="usecs"),
-                       pair=queued_pair()).aggregate.value == QUEUED
+    h = Measurement([insert_event(), issue, done], Histogram(QUEUED, unit="usecs"),
+                    pair=queued_pair()).aggregate
+    assert h.value == QUEUED and h.divisor == 1000      # nanoseconds, like LATENCY
 
 
 def test_queued_time_only_with_a_mark():

@@ -14,6 +14,10 @@ validated by the model (logical field names) appear in that source; every
 value (filter constants, format field names, event names) is passed in the
 function's namespace, never spliced into code.
 
+Pending pair starts: the start's time stamp alone, or a tuple (ts, carried
+fields...).  A pair with a mark keeps a list [start ts, mark ts or None,
+carried fields...] that its mark handler updates in place.
+
 Two ways in:
     feed(raw_event)                    any RawEvent (text path, replay)
     raw_sinks(formats_by_id)           callbacks for RawDecoder.compile_sinks:
@@ -25,7 +29,7 @@ import operator
 import re
 
 from kerntrace.core.buckets import NS_PER_MS
-from kerntrace.core.model import EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS
+from kerntrace.core.model import EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED
 from kerntrace.core.results import (CountSet, Histogram as HistogramResult, HistogramSet,
                                     Record, Report)
 
@@ -91,7 +95,7 @@ class _EventProgram(object):
         self.agg = agg
         self.resolved = resolved
         self.logical = resolved.logical
-        self.role = role                   # "plain", "start" or "end"
+        self.role = role                   # "plain", "start", "mark" or "end"
         self.fmt = resolved.format
         self.names = []                    # format field names read, in v[1:] order
         self.ns = {}
@@ -160,7 +164,9 @@ class _EventProgram(object):
         return "comm"
 
     # -- filters -----------------------------------------------------------
-    def filters(self):
+    def filters(self, reject=()):
+        """Return from the handler when a filter rejects the event, after
+        the `reject` statements."""
         for f in self.agg.measurement.filters_for(self.logical):
             var = self.load(f.field)
             c = self.const(f.value)
@@ -173,6 +179,8 @@ class _EventProgram(object):
                 self.code.emit("if %s is None or %s == %s:" % (var, var, c))
             else:
                 self.code.emit("if %s is None or not (%s %s %s):" % (var, var, f.op, c))
+            for line in reject:
+                self.code.emit(line, 2)
             self.code.emit("return", 2)
 
     # -- finishing -----------------------------------------------------------
@@ -231,6 +239,7 @@ class Aggregator(object):
             "_st": self.counters,
             "_pending": self._pending,
             "_pending_pop": self._pending.pop,
+            "_pending_get": self._pending.get,
             "_drop_oldest": self._drop_oldest,
             "_hists": self._hists,
             "_hists_get": self._hists.get,
@@ -259,11 +268,16 @@ class Aggregator(object):
                 roles.append((0, resolved, "plain"))
             elif name == pair.start:
                 roles.append((0, resolved, "start"))
+            elif name == pair.mark:
+                roles.append((1, resolved, "mark"))  # after the start: it writes its layout
             elif name == pair.end:
-                roles.append((1, resolved, "end"))   # after the start: it reads its layout
+                roles.append((2, resolved, "end"))   # after the start: it reads its layout
             # else: an event the pair does not use
-        self._carry_comm_flag = None
+        self._carry_comm_flag = None                 # index of the "comm looked up" flag
         self._start_tuple = True
+        # a pending entry's first carried field: after the start's (and the
+        # mark's) time stamp
+        self._carry_base = 2 if pair is not None and pair.mark is not None else 1
         for _order, resolved, role in sorted(roles, key=lambda r: r[0]):
             prog = _EventProgram(self, resolved, role)
             getattr(self, "_gen_" + role)(prog)
@@ -291,22 +305,55 @@ class Aggregator(object):
         prog.filters()
         emit = prog.code.emit
         key = _tuple_src([prog.load(k) for k in pair.key])
-        carried = [prog.load(c) for c in pair.carry]
-        agg = self.measurement.aggregate
-        if (agg.kind == "records" and "comm" in agg.fields and "comm" in pair.carry
-                and prog.comm_after_the_fact):
-            # remember whether the carried comm was looked up after the fact
-            carried.append("comm is None")
-            self._carry_comm_flag = len(carried)
-        # nothing carried: the start's time stamp alone, no tuple per event
-        self._start_tuple = bool(carried)
+        carried = self._carried(prog)
         emit("k = %s" % key)
         emit("n = len(_pending)")
-        emit("_pending[k] = %s" % (_tuple_src(["ts"] + carried) if carried else "ts"))
+        if pair.mark is not None:
+            # a list: the mark handler sets its time in place
+            emit("_pending[k] = [%s]" % ", ".join(["ts", "None"] + carried))
+        else:
+            # nothing carried: the start's time stamp alone, no tuple per event
+            self._start_tuple = bool(carried)
+            emit("_pending[k] = %s" % (_tuple_src(["ts"] + carried) if carried else "ts"))
         emit("if len(_pending) == n:")
         # a reused key replaced the old start (which keeps its age rank)
         emit("_st.replaced_starts += 1", 2)
         emit("elif n >= _max_pending:")
+        emit("_drop_oldest()", 2)
+
+    def _carried(self, prog):
+        """Variables of the carried fields as `prog` reads them, then the
+        best-effort comm flag where records need it."""
+        pair = self.measurement.pair
+        carried = [prog.load(c) for c in pair.carry]
+        agg = self.measurement.aggregate
+        if prog.role == "start":
+            if (agg.kind == "records" and "comm" in agg.fields and "comm" in pair.carry
+                    and prog.comm_after_the_fact):
+                # remember whether the carried comm was looked up after the fact
+                carried.append("comm is None")
+                self._carry_comm_flag = self._carry_base + len(carried) - 1
+        elif self._carry_comm_flag is not None:
+            # the same layout as the start's (a mark starting a pair)
+            carried.append("comm is None" if prog.comm_after_the_fact else "False")
+        return carried
+
+    def _gen_mark(self, prog):
+        """Set the mark's time in the pending start; only when no start is
+        pending does the mark start the pair (and read what it carries)."""
+        pair = self.measurement.pair
+        emit = prog.code.emit
+        emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
+        # a rejected mark ends the pair: its end is then unmatched, as after
+        # a rejected start
+        prog.filters(reject=("_pending_pop(k, None)",))
+        emit("s = _pending_get(k)")
+        emit("if s is not None:")
+        emit("s[1] = ts", 2)
+        emit("return", 2)
+        carried = self._carried(prog)
+        emit("_pending[k] = [%s]" % ", ".join(["ts", "ts"] + carried))
+        emit("if len(_pending) > _max_pending:")
         emit("_drop_oldest()", 2)
 
     def _gen_end(self, prog):
@@ -318,7 +365,24 @@ class Aggregator(object):
         emit("if s is None:")
         emit("_st.unmatched += 1", 2)
         emit("return", 2)
-        emit("x_latency = ts - %s" % ("s[0]" if self._start_tuple else "s"))
+        if pair.mark is None:
+            emit("x_latency = ts - %s" % ("s[0]" if self._start_tuple else "s"))
+        else:
+            emit("m = s[1]")
+            emit("if m is None:")
+            emit("x_latency = ts - s[0]", 2)
+            if QUEUED in self._aggregate_names():
+                emit("x_queued = 0", 2)
+                emit("else:")
+                emit("x_latency = ts - m", 2)
+                emit("x_queued = m - s[0]", 2)
+                emit("if x_queued < 0:", 2)
+                emit("_st.negative_latency += 1", 3)
+                emit("x_queued = 0", 3)
+                prog.code.loaded.add(QUEUED)
+            else:
+                emit("else:")
+                emit("x_latency = ts - m", 2)
         emit("if x_latency < 0:")
         # clock skew between CPUs: never a negative latency
         emit("_st.negative_latency += 1", 2)
@@ -327,7 +391,7 @@ class Aggregator(object):
         carried = {}
         for i, c in enumerate(pair.carry):
             var = "x_" + _check_name(c)
-            emit("%s = s[%d]" % (var, i + 1))
+            emit("%s = s[%d]" % (var, i + self._carry_base))
             prog.code.loaded.add(c)
             carried[c] = var
         self._gen_aggregate(prog, carried)
@@ -338,7 +402,7 @@ class Aggregator(object):
         if agg.kind == "histogram":
             keys = _tuple_src([prog.load(k) for k in agg.keys])
             val = prog.load(agg.value)
-            if agg.value not in (LATENCY, "ts", "tid", "cpu"):
+            if agg.value not in (LATENCY, QUEUED, "ts", "tid", "cpu"):
                 # a field the event could not provide (or a pid nobody knows)
                 emit("if %s is None:" % val)
                 emit("_st.incomplete += 1", 2)
