@@ -24,14 +24,33 @@ from kerntrace.backends.ebpf.layout import S64, STRING, U64, Layout, Member
 from kerntrace.backends.ebpf.sysbpf import Answer
 from kerntrace.core import buckets, tracefs
 from kerntrace.core.errors import UsageError
-from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_MS, STR, USTR, Count,
-                                  Event, Field, Filter, Histogram, Measurement, Pair, Records,
-                                  SyscallEntry, SyscallExit, Tracepoint, UserFunction)
+from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED, STR,
+                                  USTR, Count, Event, Field, Filter, Histogram, Measurement, Pair,
+                                  Records, SyscallEntry, SyscallExit, Tracepoint, UserFunction)
 
 # Format files as Linux 6.18 prints them (the fields kerntrace reads).
 FORMATS = {
     ("block", "block_rq_issue"): """name: block_rq_issue
 ID: 2104
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:sector_t sector;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:unsigned int nr_sector;\toffset:24;\tsize:4;\tsigned:0;
+\tfield:unsigned int bytes;\toffset:28;\tsize:4;\tsigned:0;
+\tfield:unsigned short ioprio;\toffset:32;\tsize:2;\tsigned:0;
+\tfield:char rwbs[10];\toffset:34;\tsize:10;\tsigned:0;
+\tfield:char comm[16];\toffset:44;\tsize:16;\tsigned:0;
+\tfield:__data_loc char[] cmd;\toffset:60;\tsize:4;\tsigned:0;
+
+print fmt: "%d,%d %s %u (%s) %llu + %u %s,%u,%u [%s]"
+""",
+    ("block", "block_rq_insert"): """name: block_rq_insert
+ID: 2105
 format:
 \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
 \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
@@ -155,6 +174,20 @@ def block(aggregate, filters=(), carry=("comm", "pid", "bytes")):
                          Field("error", sources=("errors", "error"))])
     return Measurement([issue, done], aggregate, pair=Pair("issue", "done", key=("dev", "sector"),
                                                             carry=carry),
+                       filters=list(filters))
+
+
+def queued_block(aggregate, filters=(), carry=("comm", "pid", "bytes")):
+    """insert -> issue (the mark) -> completion, as biosnoop -Q declares it."""
+    fields = [Field("dev"), Field("sector"), Field("bytes"), Field("rwbs", STR)]
+    insert = Event("insert", Tracepoint("block", "block_rq_insert"), fields=list(fields))
+    issue = Event("issue", Tracepoint("block", "block_rq_issue"), fields=list(fields))
+    done = Event("done", Tracepoint("block", "block_rq_complete"),
+                 fields=[Field("dev"), Field("sector"), Field("rwbs", STR),
+                         Field("error", sources=("errors", "error"))])
+    return Measurement([insert, issue, done], aggregate,
+                       pair=Pair("insert", "done", key=("dev", "sector"), carry=carry,
+                                 mark="issue"),
                        filters=list(filters))
 
 
@@ -681,3 +714,207 @@ def test_kprobe_pair_program(tmp_path):
     assert [a.kind for a in prog.attachments] == ["kprobe", "kretprobe"]
     assert prog.record_layout.member("ret").kind == S64
     syntax_check(tmp_path, prog, m)
+
+
+# ---------------------------------------------------------------------------
+# Pairs with a mark (biosnoop -Q: insert -> issue -> completion)
+QUEUE_FIELDS = ("comm", "pid", "sector", "bytes", QUEUED, LATENCY)
+DEV = (7 << 20) | 3
+
+
+def _function(text, name):
+    start = text.index("int %s(" % name)
+    return text[start:text.index("\n}", start)]
+
+
+@needs_cc
+@pytest.mark.parametrize("output", ["perf", "ringbuf"])
+@pytest.mark.parametrize("aggregate", [Records(fields=QUEUE_FIELDS),
+                                       Histogram(QUEUED, unit="usecs", keys=("comm",))],
+                         ids=["records", "histogram"])
+def test_queued_pair_program(tmp_path, output, aggregate):
+    m = queued_block(aggregate, filters=[Filter("dev", "==", DEV)])
+    prog = codegen.generate(m, make_plan(m, output=output))
+    t = prog.text
+    assert [a.event.name for a in prog.attachments] == ["insert", "issue", "done"]
+    assert "    u64 kt_mark;" in t
+    mark = _function(t, "kt_ev1_issue")
+    # the mark sets its time in a live start, else stores a start itself
+    assert "if (kt_s && !kt_s->kt_drop) {\n        kt_s->kt_mark = kt_now;" in mark
+    assert "sv->kt_ts = kt_now;" in mark and "sv->kt_mark = kt_now;" in mark
+    # it reads what it would carry only when it starts the pair
+    found = mark.index("kt_s->kt_mark = kt_now;")
+    assert "bpf_get_current_comm" in mark[found:] and "bpf_get_current_comm" not in mark[:found]
+    assert "f->f_bytes = args->bytes;" in mark[found:]
+    done = _function(t, "kt_ev2_done")
+    assert "u64 kt_latency = kt_now - (sv->kt_mark ? sv->kt_mark : sv->kt_ts);" in done
+    assert "u64 kt_queued = sv->kt_mark ? sv->kt_mark - sv->kt_ts : 0;" in done
+    # the device filter is on all three events: each tests it first
+    assert t.count("((u64)(f->f_dev) == 7340035ULL)") == 3
+    if aggregate.kind == "records":
+        assert prog.record_layout.member(QUEUED).kind == U64
+    else:
+        assert "u64 kt_v = (u64)(kt_queued) / 1000ULL;" in done
+    syntax_check(tmp_path, prog, m)
+
+
+def test_unmarked_pairs_keep_their_program():
+    t = codegen.generate(block(Records(fields=(LATENCY,))),
+                         make_plan(block(Records(fields=(LATENCY,))))).text
+    assert "kt_mark" not in t and "kt_queued" not in t
+    assert "u64 kt_latency = kt_now - sv->kt_ts;" in t
+
+
+def test_end_skips_early_only_what_no_start_or_mark_can_store():
+    # a key filter on the start alone: the mark may still store a start for
+    # another device, so the end must look it up (and retire it)
+    only_start = Filter("dev", "==", DEV, events=("insert",))
+    m = queued_block(Records(fields=QUEUE_FIELDS), filters=[only_start])
+    done = _function(codegen.generate(m, make_plan(m)).text, "kt_ev2_done")
+    assert "7340035ULL" not in done
+    both = Filter("dev", "==", DEV, events=("insert", "issue"))
+    m = queued_block(Records(fields=QUEUE_FIELDS), filters=[both])
+    done = _function(codegen.generate(m, make_plan(m)).text, "kt_ev2_done")
+    assert "((u64)(f->f_dev) == 7340035ULL)" in done
+
+
+# A bcc runtime small enough to run the generated handlers on the host:
+# hash maps as arrays, perf output printed as hex, a settable clock.
+RUN_HEADER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+typedef unsigned long long u64; typedef long long s64;
+typedef unsigned int u32; typedef int s32;
+typedef unsigned short u16; typedef short s16;
+typedef unsigned char u8; typedef signed char s8;
+#define __always_inline inline __attribute__((always_inline))
+#define KT_SLOTS 64
+#define BPF_HASH(n, k, v, sz) \
+    static k n##_k[KT_SLOTS]; static v n##_v[KT_SLOTS]; static int n##_u[KT_SLOTS]; \
+    static int n##_find(k *key) { int i; for (i = 0; i < KT_SLOTS; i++) \
+        if (n##_u[i] && !memcmp(&n##_k[i], key, sizeof(k))) return i; return -1; } \
+    static v *n##_lookup(k *key) { int i = n##_find(key); return i < 0 ? 0 : &n##_v[i]; } \
+    static int n##_update(k *key, v *val) { int i = n##_find(key); \
+        if (i < 0) for (i = 0; i < KT_SLOTS && n##_u[i]; i++) ; \
+        if (i >= KT_SLOTS) return -1; \
+        n##_u[i] = 1; n##_k[i] = *key; n##_v[i] = *val; return 0; } \
+    static int n##_insert(k *key, v *val) { return n##_find(key) >= 0 ? -1 : n##_update(key, val); } \
+    static int n##_delete(k *key) { int i = n##_find(key); if (i < 0) return -1; \
+        n##_u[i] = 0; return 0; } \
+    static int n##_count(void) { int i, c = 0; for (i = 0; i < KT_SLOTS; i++) c += n##_u[i]; \
+        return c; } \
+    struct { v *(*lookup)(k *); int (*update)(k *, v *); int (*insert)(k *, v *); \
+             int (*delete)(k *); int (*count)(void); } n = { n##_lookup, n##_update, \
+             n##_insert, n##_delete, n##_count }
+#define BPF_PERCPU_ARRAY(n, v, sz) \
+    static v n##_v[sz]; \
+    static v *n##_lookup(u32 *i) { return *i < (sz) ? &n##_v[*i] : 0; } \
+    struct { v *(*lookup)(u32 *); } n = { n##_lookup }
+#define BPF_PERF_OUTPUT(n) \
+    static int n##_submit(void *ctx, void *data, u32 size) { const unsigned char *p = data; \
+        u32 i; printf("R "); for (i = 0; i < size; i++) printf("%02x", p[i]); \
+        printf("\n"); return 0; } \
+    struct { int (*perf_submit)(void *, void *, u32); } n = { n##_submit }
+static u64 kt_test_now;
+static char kt_test_comm[16];
+static u64 bpf_ktime_get_ns(void) { return kt_test_now; }
+static u64 bpf_get_current_pid_tgid(void) { return (4000ULL << 32) | 4011; }
+static u32 bpf_get_smp_processor_id(void) { return 0; }
+static int bpf_get_current_comm(void *buf, u32 size)
+{
+    memset(buf, 0, size);
+    strncpy(buf, kt_test_comm, size - 1);
+    return 0;
+}
+static int bpf_probe_read_kernel_str(void *dst, u32 size, const void *src)
+{
+    memset(dst, 0, size);
+    strncpy(dst, src, size - 1);
+    return (int)strlen(dst) + 1;
+}
+"""
+
+
+def run_program(tmp_path, m, prog, script):
+    """Run the handlers on `script` lines "event ts dev sector comm rwbs
+    bytes"; returns (records decoded with the record layout, stats, number
+    of starts left in the map)."""
+    calls = []
+    for att in prog.attachments:
+        p = att.event.probe
+        fmt = FakeHost().event_format(p.category, p.name)
+        names = set(f.name for f in fmt.payload_fields())
+        sets = ["a.dev = dev;", "a.sector = sector;"]
+        if "bytes" in names:
+            sets.append("a.bytes = nbytes;")
+        sets.append("strncpy(a.rwbs, rwbs, sizeof(a.rwbs) - 1);")
+        calls.append('if (!strcmp(ev, "%s")) { struct tracepoint__%s__%s a; memset(&a, 0, '
+                     'sizeof(a)); %s %s(&a); }' % (att.event.name, p.category, p.name,
+                                                   " ".join(sets), att.fn_name))
+    structs = sorted(set(tracepoint_struct(e.probes[0].category, e.probes[0].name)
+                         for e in m.events))
+    main = r"""
+int main(void)
+{
+    char ev[32], rwbs[16];
+    u64 ts, dev, sector, nbytes;
+    while (scanf("%31s %llu %llu %llu %15s %15s %llu", ev, &ts, &dev, &sector, kt_test_comm,
+                 rwbs, &nbytes) == 7) {
+        kt_test_now = ts;
+        CALLS
+    }
+    printf("S %llu %llu %d\n", kt_stats_v[0], kt_stats_v[1], kt_start.count());
+    return 0;
+}
+""".replace("CALLS", "\n        ".join(calls))
+    text = RUN_HEADER + "\n".join(structs) + "\n" + prog.text + main
+    words = compile_c(tmp_path, text, run_input="".join(line + "\n" for line in script),
+                      name="run")
+    records, stats = [], None
+    for i, w in enumerate(words):
+        if w == "R":
+            records.append(prog.record_layout.decode(bytes.fromhex(words[i + 1])))
+        elif w == "S":
+            stats = tuple(int(x) for x in words[i + 1:i + 4])
+    return records, stats
+
+
+@needs_cc
+def test_queued_pair_semantics_run_in_c(tmp_path):
+    """The same cases as the ftrace aggregator's tests, run through the
+    generated C: queue time split off, a mark without a start, a start
+    without a mark, a repeated mark, filters, an unmatched end."""
+    m = queued_block(Records(fields=QUEUE_FIELDS),
+                     filters=[Filter("dev", "==", DEV),
+                              Filter("rwbs", "!=", "WM", events=("issue",))])
+    prog = codegen.generate(m, make_plan(m))
+    other = DEV + 1
+    script = [
+        "insert 1000 %d 8 dd W 4096" % DEV,
+        "issue 3000 %d 8 kworker W 4096" % DEV,        # the start's comm stays
+        "done 6000 %d 8 irq W 0" % DEV,
+        "issue 10000 %d 16 kworker W 8192" % DEV,      # no insert: starts the pair
+        "done 10700 %d 16 irq W 0" % DEV,
+        "insert 20000 %d 24 dd W 4096" % DEV,          # no issue seen
+        "done 20900 %d 24 irq W 0" % DEV,
+        "insert 30000 %d 32 dd W 4096" % DEV,
+        "issue 31000 %d 32 dd W 4096" % DEV,
+        "issue 34000 %d 32 dd W 4096" % DEV,           # issued again: the last counts
+        "done 35000 %d 32 irq W 0" % DEV,
+        "done 40000 %d 40 irq W 0" % DEV,              # never started: unmatched
+        "issue 41000 %d 48 dd W 4096" % other,         # another device
+        "done 42000 %d 48 irq W 0" % other,
+        "insert 50000 %d 56 dd W 4096" % DEV,
+        "issue 50500 %d 56 dd WM 4096" % DEV,          # rejected mark: the pair is dropped
+        "done 51000 %d 56 irq WM 0" % DEV,
+        "insert 60000 %d 64 dd W 4096" % DEV,          # in flight at the end
+    ]
+    records, stats = run_program(tmp_path, m, prog, script)
+    got = [(r["comm"], r["pid"], r["sector"], r["bytes"], r[QUEUED], r[LATENCY]) for r in records]
+    assert got == [("dd", 4000, 8, 4096, 2000, 3000),
+                   ("kworker", 4000, 16, 8192, 0, 700),
+                   ("dd", 4000, 24, 4096, 0, 900),
+                   ("dd", 4000, 32, 4096, 4000, 1000)]
+    unmatched, lost, left = stats
+    assert (unmatched, lost, left) == (1, 0, 1)

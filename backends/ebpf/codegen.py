@@ -12,7 +12,10 @@ What the program does per logical event (one handler function each):
            tid, comm, cpu)
   filter   typed, validated filters compiled to C (cfilters.py)
   pair     start: store {ts, carried fields} in a hash keyed by the pair key;
-           end: look up + delete, latency = now - start ts.  An end without
+           mark (optional): set its time in the stored start, or when none is
+           stored, store one itself {ts = mark = now, its own carried fields};
+           end: look up + delete, latency = now - (mark ts, else start ts),
+           queued = mark ts - start ts (0 without a mark).  An end without
            a start is counted in a per-CPU stats array; starts in flight at an
            interval boundary stay in the map (collect never clears it)
   aggregate
@@ -29,7 +32,7 @@ string filter values appear only as byte comparisons.
 """
 
 from kerntrace.core.model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2,
-                                  POW2_MS, STR)
+                                  POW2_MS, QUEUED, STR)
 
 from . import cfilters
 from .layout import S64, STRING, U64, Layout, Member, field_member
@@ -200,7 +203,10 @@ class _Gen(object):
     # -- which events get handlers, and what each reads --------------------
     def handlers(self):
         if self.pair:
-            return [(self.by_name[self.pair.start], "start"), (self.by_name[self.pair.end], "end")]
+            out = [(self.by_name[self.pair.start], "start")]
+            if self.pair.mark is not None:
+                out.append((self.by_name[self.pair.mark], "mark"))
+            return out + [(self.by_name[self.pair.end], "end")]
         return [(pe, "event") for pe in self.plan.events]
 
     def _agg_fields(self):
@@ -218,17 +224,25 @@ class _Gen(object):
 
     def _filters(self, pe, role):
         """(early, deferred) filters for a handler.  early: return at once
-        when false; deferred: a pair start stores its outcome (kt_drop), a
-        pair end tests them after taking its start out of the map."""
+        when false; deferred: a pair start (or a mark) stores its outcome
+        (kt_drop), a pair end tests them after taking its start out of the
+        map."""
         own = self.m.filters_for(pe.logical)
         if role == "event":
             return own, []
-        if role == "start":
+        if role in ("start", "mark"):
+            # A mark decides on its own filters only (as the ftrace backend
+            # does): it may start the pair itself.
             return ([f for f in own if self._key_determined(f)],
                     [f for f in own if not self._key_determined(f)])
-        start = self.by_name[self.pair.start].logical
+        # An end may skip at once what no stored start can match: a key
+        # filter of the start (and of the mark, which may store one too).
+        starters = self.m.filters_for(self.by_name[self.pair.start].logical)
+        if self.pair.mark is not None:
+            marks = self.m.filters_for(self.by_name[self.pair.mark].logical)
+            starters = [f for f in starters if f in marks]
         early = []
-        for f in list(own) + list(self.m.filters_for(start)):
+        for f in list(own) + list(starters):
             if self._key_determined(f) and f not in early:
                 early.append(f)
         return early, [f for f in own if not self._key_determined(f)]
@@ -236,12 +250,12 @@ class _Gen(object):
     def _needs(self, pe, role):
         early, deferred = self._filters(pe, role)
         names = [f.field for f in early + deferred]
-        if role == "start":
+        if role in ("start", "mark"):
             names += list(self.pair.key) + list(self.pair.carry)
         elif role == "end":
             names += list(self.pair.key)
             names += [n for n in self._agg_fields()
-                      if n not in self.pair.carry and n not in (LATENCY, EVENT_NAME)]
+                      if n not in self.pair.carry and n not in (LATENCY, QUEUED, EVENT_NAME)]
         else:
             names += [n for n in self._agg_fields() if n not in (LATENCY, EVENT_NAME)]
         out = []
@@ -252,7 +266,7 @@ class _Gen(object):
 
     # -- output members ------------------------------------------------------
     def _output_member(self, name):
-        if name in (EVENT_NAME, LATENCY):
+        if name in (EVENT_NAME, LATENCY, QUEUED):
             return field_member(name, U64)
         if self.pair:
             pe = self.by_name[self.pair.start if name in self.pair.carry else self.pair.end]
@@ -394,6 +408,9 @@ class _Gen(object):
         self.pair_key = Layout("kt_pair_key", [field_member(k, *_src_kind(start, k))
                                                for k in self.pair.key])
         members = [Member("kt_ts", "kt_ts", U64), Member("kt_drop", "kt_drop", U64)]
+        if self.pair.mark is not None:
+            # the mark's time; 0 until it is seen (no clock reads 0)
+            members.append(Member("kt_mark", "kt_mark", U64))
         members += [field_member(c, *_src_kind(start, c)) for c in self.pair.carry]
         self.pair_val = Layout("kt_pair_val", members)
         self.decls += [self.pair_key.c_decl(), self.pair_val.c_decl(),
@@ -429,8 +446,12 @@ class _Gen(object):
             body.append("/* %s */" % "; ".join(cfilters.describe(f) for f in early))
             body += ["if (!(%s))" % self._all([self._filter_expr(f, flayout, "f") for f in early]),
                      "    return 0;"]
+        # A mark reads what it would carry only when it starts the pair.
+        lazy = [] if role != "mark" else [
+            n for n in self.pair.carry
+            if n not in self.pair.key and not any(f.field == n for f in early + deferred)]
         for n in needs:
-            if n not in first:
+            if n not in first and n not in lazy:
                 body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
         deferred_expr = self._all([self._filter_expr(f, flayout, "f") for f in deferred]) \
             if deferred else None
@@ -438,6 +459,8 @@ class _Gen(object):
             body.append("/* %s */" % "; ".join(cfilters.describe(f) for f in deferred))
         if role == "start":
             self._start_body(body, pe, flayout, deferred_expr)
+        elif role == "mark":
+            self._mark_body(body, pe, flayout, deferred_expr, lazy)
         elif role == "end":
             self._end_body(body, pe, flayout, deferred_expr, ctx)
         else:
@@ -474,6 +497,30 @@ class _Gen(object):
         body += ["if (%s.update(&kt_k, sv) != 0)" % START_MAP,
                  "    kt_stat(KT_LOST);"]
 
+    def _mark_body(self, body, pe, flayout, deferred_expr, lazy):
+        self._pair_key(body, pe, flayout)
+        # A start its filters rejected counts as none: the mark decides on
+        # its own filters (as in the ftrace backend).
+        body += ["struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP,
+                 "if (kt_s && !kt_s->kt_drop) {",
+                 "    kt_s->kt_mark = kt_now;"]
+        if deferred_expr:
+            # a rejected mark ends the pair
+            body += ["    if (!(%s))" % deferred_expr, "        kt_s->kt_drop = 1;"]
+        body += ["    return 0;", "}"]
+        for n in lazy:
+            body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
+        self._alloc(body, self.pair_val, "sv", "kt_scratch_sv")
+        body += ["sv->kt_ts = kt_now;",
+                 "sv->kt_mark = kt_now;",
+                 "sv->kt_drop = %s;" % ("!(%s)" % deferred_expr if deferred_expr else "0")]
+        for c in self.pair.carry:
+            m = self.pair_val.member(c)
+            body.append(self._assign("sv->%s" % m.cname, m,
+                                     "f->%s" % flayout.member(c).cname, _src_kind(pe, c)))
+        body += ["if (%s.update(&kt_k, sv) != 0)" % START_MAP,
+                 "    kt_stat(KT_LOST);"]
+
     def _end_body(self, body, pe, flayout, deferred_expr, ctx):
         self._pair_key(body, pe, flayout)
         body += ["struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP, "if (!kt_s) {"]
@@ -487,13 +534,20 @@ class _Gen(object):
         body += ["__builtin_memcpy(sv, kt_s, sizeof(*sv));",
                  "%s.delete(&kt_k);" % START_MAP,
                  "if (sv->kt_drop%s)" % (" || !(%s)" % deferred_expr if deferred_expr else ""),
-                 "    return 0;",
-                 "u64 kt_latency = kt_now - sv->kt_ts;"]
+                 "    return 0;"]
+        if self.pair.mark is None:
+            body.append("u64 kt_latency = kt_now - sv->kt_ts;")
+        else:
+            body.append("u64 kt_latency = kt_now - (sv->kt_mark ? sv->kt_mark : sv->kt_ts);")
+            if QUEUED in self._agg_fields():
+                body.append("u64 kt_queued = sv->kt_mark ? sv->kt_mark - sv->kt_ts : 0;")
         start = self.by_name[self.pair.start]
 
         def value(name):
             if name == LATENCY:
                 return "kt_latency", (U64, 8)
+            if name == QUEUED:
+                return "kt_queued", (U64, 8)
             if name == EVENT_NAME:
                 return cfilters.int_literal(pe.index, False), (U64, 8)
             if name in self.pair.carry:
