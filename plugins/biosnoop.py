@@ -1,30 +1,42 @@
 """biosnoop: one line per block I/O, with its latency (bcc-compatible).
 
     command line  biosnoop [-h] [-Q] [-P] [-d DISK] [duration]
-    events        start: block_rq_issue (-Q: block_io_start, else
-                  block_rq_insert)
+    events        start: block_rq_issue (-Q: block_rq_insert)
+                  issue: block_rq_issue, the pair's mark (-Q only)
                   done:  block_rq_complete
     pair          start -> done on the same (dev, sector), carrying the
-                  issuing task's comm and pid and the request size
-    aggregate     Records: comm, pid, dev, rwbs, sector, bytes, error, latency
-    filters       -d DISK: dev on start and completion
+                  starting task's comm and pid and the request size; with
+                  -Q the issue in between splits the time (an I/O the
+                  scheduler never queued starts at its issue: QUE(ms) 0)
+    aggregate     Records: comm, pid, dev, rwbs, sector, bytes, error,
+                  latency (-Q: and queued)
+    filters       -d DISK: dev on every event
     output        bcc's columns
                   TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   LAT(ms)
+                  -P adds P after BYTES, -Q adds QUE(ms) before LAT(ms)
 
--Q: bcc splits the time into QUE(ms) (queued -> issued) and LAT(ms)
-(issued -> completed).  That needs three events chained (queued -> issued
--> completed), which one Pair of the measurement model cannot express; so
-with -Q kerntrace starts the clock when the request is queued and LAT(ms)
-includes the OS queue time, and no QUE(ms) column is printed.
+-Q measures as bcc's libbpf-tools biosnoop does: QUE(ms) from the insert
+into the request queue to the issue to the driver, LAT(ms) from the issue
+to the completion.
 """
 
-from kerntrace.core.model import LATENCY, Measurement, Records, Schedule
+from kerntrace.core.model import (LATENCY, QUEUED, Event, Measurement, Pair, Records,
+                                  Schedule)
 from kerntrace.core.output.table import Column, EventTablePrinter, seconds_since_first
 from kerntrace.core.tool import Tool
 
 from . import blockdev
 
+# -Q: the issue to the driver, between the insert and the completion.
+ISSUE = "issue"
+
 RECORD_FIELDS = ("comm", "pid", "dev", "rwbs", "sector", "bytes", "error", LATENCY)
+
+
+def issue_mark_event():
+    """-Q: the issue to the driver, as the pair's mark (it reads the start's
+    fields: an I/O never inserted starts its pair here)."""
+    return Event(ISSUE, blockdev.BLOCK_RQ_ISSUE, fields=blockdev.request_fields())
 
 
 class AccessPattern(object):
@@ -54,9 +66,9 @@ def milliseconds(ns):
     return "%.2f" % (ns / 1e6)
 
 
-def biosnoop_columns(pattern=False, disk_name=None):
+def biosnoop_columns(pattern=False, disk_name=None, queue=False):
     """bcc biosnoop's columns: "%-11s %-14s %-7s %-9s %-1s %-10s %-7s" then
-    [P] and LAT(ms) right-aligned in 7."""
+    [P], [QUE(ms)] and LAT(ms), both right-aligned in 7 ("%7.2f")."""
     disk_name = disk_name or blockdev.DiskNameFormatter()
     cols = [
         Column("TIME(s)", seconds_since_first(), 11, fmt=lambda v: "%.6f" % v),
@@ -69,6 +81,8 @@ def biosnoop_columns(pattern=False, disk_name=None):
     ]
     if pattern:
         cols.append(Column("P", AccessPattern(), 1))
+    if queue:
+        cols.append(Column("QUE(ms)", lambda r, ctx: milliseconds(r[QUEUED]), 7, align=">"))
     cols.append(Column("LAT(ms)", lambda r, ctx: milliseconds(r[LATENCY]), 7, align=">"))
     return cols
 
@@ -78,7 +92,7 @@ class BioSnoop(Tool):
     summary = "Trace block I/O: one line per I/O with process, disk, size and latency."
     examples = (
         ("biosnoop", "trace all block I/O"),
-        ("biosnoop -Q", "include OS queued time in LAT(ms)"),
+        ("biosnoop -Q", "include OS queued time (QUE(ms) column)"),
         ("biosnoop -d sdc", "trace sdc only"),
         ("biosnoop -P", "show the I/O pattern (sequential or random)"),
         ("biosnoop 10", "trace for 10 seconds"),
@@ -86,7 +100,7 @@ class BioSnoop(Tool):
 
     def add_arguments(self, p):
         p.add_argument("-Q", "--queue", action="store_true",
-                       help="include OS queued time in LAT(ms) (no separate QUE(ms) column)")
+                       help="include OS queued time: a QUE(ms) column (queue insert to issue)")
         p.add_argument("-d", "--disk", type=str, help="trace this disk only")
         p.add_argument("-P", "--pattern", action="store_true",
                        help="display block I/O pattern (sequential or random)")
@@ -95,22 +109,33 @@ class BioSnoop(Tool):
                        help="trace for this many seconds (default: until Ctrl-C)")
 
     def measurement(self, args):
-        start = blockdev.queued_event() if args.queue else blockdev.issue_event()
+        carry = ("comm", "pid", "bytes")
+        if args.queue:
+            events = [blockdev.insert_event(), issue_mark_event(), blockdev.completion_event()]
+            base = blockdev.request_pair()
+            pair = Pair(base.start, base.end, key=base.key, carry=carry, mark=ISSUE)
+            fields = RECORD_FIELDS + (QUEUED,)
+        else:
+            events = [blockdev.issue_event(), blockdev.completion_event()]
+            pair = blockdev.request_pair(carry=carry)
+            fields = RECORD_FIELDS
         filters = []
         if args.disk is not None:
-            filters.append(blockdev.device_filter(blockdev.resolve_disk(args.disk)))
+            filters.append(blockdev.device_filter(blockdev.resolve_disk(args.disk),
+                                                  events=[e.name for e in events]))
         return Measurement(
-            events=[start, blockdev.completion_event()],
-            pair=blockdev.request_pair(carry=("comm", "pid", "bytes")),
-            aggregate=Records(RECORD_FIELDS),
+            events=events,
+            pair=pair,
+            aggregate=Records(fields),
             filters=filters,
             schedule=Schedule(duration=args.duration))
 
     def printer(self, args, out, err):
-        return EventTablePrinter(out, err, biosnoop_columns(pattern=args.pattern))
+        return EventTablePrinter(out, err, biosnoop_columns(pattern=args.pattern,
+                                                            queue=args.queue))
 
     def formatters(self, args):
         return {"dev": blockdev.DiskNameFormatter()}
 
 
-__all__ = ["BioSnoop", "biosnoop_columns", "AccessPattern"]
+__all__ = ["BioSnoop", "biosnoop_columns", "AccessPattern", "issue_mark_event", "ISSUE"]

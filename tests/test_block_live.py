@@ -8,12 +8,14 @@ prints the unfinished interval.  Both backends run every test (the eBPF
 one skips with the reason when bcc cannot run here); the conftest leak check
 fails any test that leaves tracing state behind."""
 
+import json
 import os
 import re
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -327,6 +329,70 @@ def test_biosnoop_one_line_per_io(backend, disk):
     assert sum(1 for r in rows if r[4] == "W") == WRITES
     assert sum(1 for r in rows if r[4] == "R") == READS
     assert {r[6] for r in rows} == {"4096"}
+
+
+SENTINEL_BLOCK = 4000                       # far from the workload's blocks
+SENTINEL_SECTOR = SENTINEL_BLOCK * 4096 // 512
+
+
+def started_by_a_sentinel_write(argv, disk):
+    """Start a tool that prints nothing until it sees I/O (--json): write
+    one block at SENTINEL_BLOCK until the tool reports it, so its tracing
+    is live when this returns.  Tests leave that sector out of their counts."""
+    stop = threading.Event()
+
+    def poke():
+        while not stop.is_set():
+            workloads.direct_writes(disk.path, 1, seek=SENTINEL_BLOCK)
+            stop.wait(0.3)
+    t = threading.Thread(target=poke)
+    t.start()
+    try:
+        return LiveTool(argv, '"sector": %d' % SENTINEL_SECTOR)
+    finally:
+        stop.set()
+        t.join()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scheduler", ["mq-deadline", "none"])
+def test_biosnoop_queue_time_one_line_per_io(backend, scheduler, disk):
+    """-Q on our own device: every I/O once, with QUE(ms) and LAT(ms).  With
+    mq-deadline every request is inserted before its issue; with "none" the
+    driver may take it directly (no insert): the issue starts the pair and
+    its queue time is 0.  A table and a --json run watch the same I/O."""
+    skip_unless_backend_runs(backend, disk.majmin)
+    disk.set_scheduler(scheduler)
+    argv = ["biosnoop", "--backend", backend, "-Q", "-d", disk.name]
+    table = LiveTool(argv, "TIME(s)")
+    try:
+        as_json = started_by_a_sentinel_write(argv + ["--json"], disk)
+        try:
+            workload(disk)
+            rc_j, out_j, err_j = as_json.stop()
+        finally:
+            as_json.kill()
+        rc_t, out_t, err_t = table.stop(settle=0)
+    finally:
+        table.kill()
+    assert rc_t == 0 and rc_j == 0, err_t + err_j
+    lines = out_t.splitlines()
+    assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   "
+                        "QUE(ms) LAT(ms)"), out_t
+    rows = [line.split() for line in lines[1:]]
+    rows = [r for r in rows if r[5] != str(SENTINEL_SECTOR)]
+    assert len(rows) == WRITES + READS, out_t
+    assert sum(1 for r in rows if r[4] == "W") == WRITES
+    assert sum(1 for r in rows if r[4] == "R") == READS
+    assert {r[1] for r in rows} == {"dd"} and {r[6] for r in rows} == {"4096"}
+    assert all(float(r[7]) >= 0 and float(r[8]) >= 0 for r in rows), out_t
+    events = [json.loads(line) for line in out_j.splitlines() if line.startswith("{")]
+    ios = [e["fields"] for e in events
+           if e["type"] == "event" and e["fields"]["sector"] != SENTINEL_SECTOR]
+    assert len(ios) == WRITES + READS, out_j
+    assert all(f["queued"] >= 0 and f["latency"] > 0 for f in ios), out_j
+    assert sorted(f["sector"] for f in ios if f["rwbs"].startswith("W")) == [
+        8 * i for i in range(WRITES)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
