@@ -211,7 +211,9 @@ class Pair(object):
     pair itself, carrying its own fields (an I/O that never went through the
     scheduler still counts, with no queue time).  The pair then yields
     LATENCY = end - mark (end - start when no mark was seen) and QUEUED =
-    mark - start (0 when either was not seen)."""
+    mark - start (0 when either was not seen).  Filters decide per event: a
+    start they reject leaves nothing pending (so its mark, if accepted,
+    starts the pair), a mark they reject ends the pair."""
 
     def __init__(self, start, end, key, carry=(), mark=None):
         self.start = _ident("pair start", start)
