@@ -140,4 +140,15 @@ def test_output_is_ascii_whatever_the_values():
 
 def test_no_lost_object_without_loss_and_empty_interval_prints_nothing():
     objs, err = emit([Report([], lost=0)])
-    assert objs == [] and err == ""
+    assert objs == [] and "events lost" not in err and "WARNING" not in err
+
+
+def test_json_mode_says_tracing_is_live_on_stderr_only():
+    import io
+    from kerntrace.core.output.base import RunContext
+    from kerntrace.core.output.jsonlines import JsonLinesPrinter
+    from kerntrace.core.model import Schedule
+    out, err = io.StringIO(), io.StringIO()
+    JsonLinesPrinter(out, err).start(RunContext("biolatency", "ftrace", Schedule()))
+    assert out.getvalue() == ""
+    assert err.getvalue() == "Tracing with biolatency on the ftrace backend. Ctrl-C to end.\n"

@@ -47,6 +47,20 @@ class Printer(object):
                            % report.lost)
 
 
+class MachineReadablePrinter(Printer):
+    """Base of the JSON and Prometheus printers: stdout carries only data, so
+    the one human line that says tracing is live goes to stderr (scripts
+    wait for it before starting a workload)."""
+
+    def start(self, ctx):
+        self.err.write("Tracing with %s on the %s backend. Ctrl-C to end.\n"
+                       % (ctx.tool, ctx.backend))
+        try:
+            self.err.flush()
+        except AttributeError:
+            pass
+
+
 def time_line(when=None, colon=True):
     """HH:MM:SS (local time) as -T prints it; perf-tools adds a colon."""
     s = time.strftime("%H:%M:%S", time.localtime(when if when is not None else time.time()))

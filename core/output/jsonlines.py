@@ -47,7 +47,7 @@ import json
 import math
 
 from ..results import CountSet, HistogramSet
-from .base import Printer, as_text, field_label, key_order
+from .base import MachineReadablePrinter, as_text, field_label, key_order
 from .histograms import bucket_rows, bucket_unit
 
 
@@ -84,9 +84,9 @@ def _key_objects(names, key, ctx):
     return raw, labels
 
 
-class JsonLinesPrinter(Printer):
+class JsonLinesPrinter(MachineReadablePrinter):
     def __init__(self, out, err):
-        Printer.__init__(self, out, err)
+        MachineReadablePrinter.__init__(self, out, err)
 
     def _emit(self, obj):
         self.out.write(json.dumps(obj, sort_keys=True, ensure_ascii=True) + "\n")

@@ -44,7 +44,7 @@ import time
 
 from ..errors import KerntraceError, UsageError
 from ..results import CountSet, HistogramSet
-from .base import Printer, as_text, field_label
+from .base import MachineReadablePrinter, as_text, field_label
 from .histograms import bucket_rows, bucket_unit
 
 # Event (records) tools report every ~0.1 s; an exposition that often would
@@ -129,9 +129,9 @@ class _HistogramSeries(object):
         self.count = 0
 
 
-class PrometheusPrinter(Printer):
+class PrometheusPrinter(MachineReadablePrinter):
     def __init__(self, out, err, openmetrics=False, textfile=None, prefix="kerntrace"):
-        Printer.__init__(self, out, err)
+        MachineReadablePrinter.__init__(self, out, err)
         self.openmetrics = bool(openmetrics)
         self.prefix = metric_name(prefix)
         self.textfile = textfile
