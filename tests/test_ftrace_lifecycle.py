@@ -6,6 +6,7 @@ per-CPU timestamp merge."""
 
 import errno
 import os
+import random
 import subprocess
 import sys
 
@@ -14,9 +15,11 @@ import pytest
 from kerntrace.backends.ftrace import instance, kfilter, probes, stale
 from kerntrace.backends.ftrace.lock import FtraceLock, pid_alive
 from kerntrace.backends.ftrace.plan import ResolvedEvent
-from kerntrace.backends.ftrace.session import LossCounter, TimeOrder
+from kerntrace.backends.ftrace import session
+from kerntrace.backends.ftrace.session import LossCounter, TimeOrder, needs_time_order, read_round
 from kerntrace.core.errors import KerntraceError, LockHeld
-from kerntrace.core.model import STR, Count, Event, Field, Filter, Measurement, Tracepoint
+from kerntrace.core.model import (LATENCY, STR, Count, Event, Field, Filter, Histogram,
+                                  Measurement, Pair, Records, Tracepoint)
 from kerntrace.core.tracefs import parse_format
 
 
@@ -337,3 +340,198 @@ def test_time_order_waits_for_a_cpu_read_only_partly():
     sink(70, 1, ())
     order.end_round()
     assert got == [50, 60, 70, 100]
+
+
+class _Kernel(object):
+    """Per-CPU ring buffers for the merge tests: each CPU's events in
+    timestamp order; an event can be read once the clock has passed its
+    time stamp (it is committed when it happens)."""
+
+    def __init__(self, events, ncpus):
+        self.buffers = {cpu: sorted(e for e in events if e[1] == cpu) for cpu in range(ncpus)}
+        self.now = 0
+
+    def read(self, cpu, limit):
+        """(events, whether the read stopped at the limit)"""
+        buf = self.buffers[cpu]
+        n = 0
+        while n < len(buf) and n < limit and buf[n][0] <= self.now:
+            n += 1
+        got, self.buffers[cpu] = buf[:n], buf[n:]
+        return got, n == limit
+
+    def oldest_unread(self):
+        return min((buf[0][0] for buf in self.buffers.values() if buf), default=None)
+
+
+def _io_events(rnd, n_ios, ncpus):
+    """(ts, cpu, kind, key): issue and completion of each I/O on random CPUs,
+    distinct time stamps."""
+    stamps = rnd.sample(range(1, 40 * n_ios), 2 * n_ios)
+    events = []
+    for key in range(n_ios):
+        a, b = sorted(stamps[2 * key:2 * key + 2])
+        events.append((a, rnd.randrange(ncpus), "issue", key))
+        events.append((b, rnd.randrange(ncpus), "done", key))
+    return events
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("per_cpu_sinks", [True, False])
+def test_time_order_pairs_across_cpus_in_timestamp_order(seed, per_cpu_sinks):
+    """Issues and completions on random CPUs, read round by round with the
+    CPUs' runs handed to the order interleaved at random (each CPU's own
+    events stay in order), some CPUs cut short: every completion reaches
+    the handler after its issue, everything in timestamp order, no event
+    is released while an older one is unread, and no round releases an
+    event past the watermark it started with."""
+    rnd = random.Random(seed)
+    ncpus = 3
+    events = _io_events(rnd, 400, ncpus)
+    kernel = _Kernel(events, ncpus)
+    released = []
+    started = {}
+    latencies = {}
+
+    def handler(ts, cpu, values):
+        kind, key = values
+        released.append(ts)
+        if kind == "issue":
+            started[key] = ts
+        else:
+            latencies[key] = ts - started.pop(key)
+
+    order = TimeOrder()
+    if per_cpu_sinks:
+        sinks = {cpu: order.sink(handler, cpu) for cpu in range(ncpus)}
+    else:
+        sinks = dict.fromkeys(range(ncpus), order.sink(handler))
+    by_rounds = 0
+    while len(released) < len(events):
+        # the most this round may release: the watermark it starts with,
+        # and no further than the last event read from a CPU cut short
+        limit = order.watermark
+        runs = []
+        for cpu in range(ncpus):
+            kernel.now += rnd.randint(0, 60)
+            got, cut_short = kernel.read(cpu, rnd.choice([2, 5, 50]))
+            runs.append(list(got))
+            if cut_short:
+                order.truncated(cpu)
+                limit = got[-1][0] if limit is None else min(limit, got[-1][0])
+        read = sum(map(len, runs))
+        # hand the runs over interleaved at random, each in its own order
+        while any(runs):
+            run = rnd.choice([r for r in runs if r])
+            ts, cpu, kind, key = run.pop(0)
+            sinks[cpu](ts, cpu, (kind, key))
+        before = len(released)
+        if read:
+            by_rounds += order.end_round()
+            new = released[before:]
+            assert not new or max(new) <= limit
+        else:
+            order.flush()       # as the session does after a round found nothing
+            new = released[before:]
+        oldest = kernel.oldest_unread()
+        assert not new or oldest is None or max(new) < oldest
+    assert released == sorted(e[0] for e in events)
+    assert by_rounds > len(events) // 2         # most released as rounds went by
+    assert not started
+    expected = {}
+    for ts, _cpu, kind, key in sorted(events):
+        expected[key] = ts - expected[key] if kind == "done" else ts
+    assert latencies == expected
+
+
+def test_time_order_keeps_releasing_while_a_cpu_stays_busy():
+    """A CPU that fills every round (the reader never empties it) must not
+    hold everything back until it goes quiet."""
+    got = []
+    order = TimeOrder()
+    sink = order.sink(lambda ts, cpu, values: got.append(ts))
+    sink(5, 1, ())
+    order.end_round()           # a quiet round sets the watermark
+    ts = 10
+    for _ in range(5):
+        for _ in range(4):
+            sink(ts, 0, ())
+            ts += 10
+        order.truncated(0)
+        order.end_round()
+    # each round releases what the round before it read
+    assert got == [5] + list(range(10, ts - 40, 10))
+
+
+def test_time_order_ties_keep_the_read_order():
+    got = []
+    order = TimeOrder()
+    sink = order.sink(lambda ts, cpu, values: got.append((ts, cpu, values)))
+    sink(10, 1, "a")
+    sink(10, 1, "b")            # same CPU, same ts: as the CPU logged them
+    sink(10, 0, "c")
+    order.flush()
+    assert got == [(10, 1, "a"), (10, 1, "b"), (10, 0, "c")]
+
+
+class _Pages(object):
+    """A CPU's pages as RawReader.read_pages() returns them."""
+
+    def __init__(self, cpu, pages):
+        self.cpu = cpu
+        self.pages = list(pages)
+        self.reads = []
+
+    def read_pages(self, limit):
+        self.reads.append(limit)
+        got, self.pages = self.pages[:limit], self.pages[limit:]
+        return got
+
+
+def test_read_round_merges_lap_by_lap_within_the_page_budget(monkeypatch):
+    monkeypatch.setattr(session, "MAX_PAGES_PER_ROUND", 10)
+    # a "page" is one event (ts); CPU 0 has 13 pages, CPU 1 has 2
+    readers = [_Pages(0, [10 * i for i in range(1, 14)]), _Pages(1, [15, 25])]
+    got = []
+    order = TimeOrder()
+    sinks = {cpu: order.sink(lambda ts, cpu, v: got.append(ts), cpu) for cpu in (0, 1)}
+    calls = []
+    real_end, real_flush = order.end_round, order.flush
+    monkeypatch.setattr(order, "end_round", lambda: calls.append("end") or real_end())
+    monkeypatch.setattr(order, "flush", lambda: calls.append("flush") or real_flush())
+
+    def feed(page, cpu):
+        sinks[cpu](page, cpu, ())
+    # laps of 4 pages per CPU, at most 10 pages of a CPU per round
+    assert read_round(readers, feed, order, lap=4) == 12
+    assert readers[0].reads == [4, 4, 2] and readers[1].reads == [4, 4, 2]
+    assert calls == ["end", "end", "end"]
+    # each lap releases what the lap before it read
+    assert got == [10, 15, 20, 25, 30, 40, 50, 60, 70, 80]
+    assert read_round(readers, feed, order, lap=4) == 3
+    assert read_round(readers, feed, order, lap=4) == 0
+    assert calls[-1] == "flush"
+    assert got == sorted(got) and len(got) == 15
+
+
+def test_read_round_without_order_reads_the_whole_budget_at_once():
+    readers = [_Pages(0, range(300)), _Pages(1, range(3))]
+    fed = []
+    assert read_round(readers, lambda page, cpu: fed.append(cpu)) == 256 + 3
+    assert readers[0].reads == [256] and readers[1].reads == [256]
+
+
+def test_lap_size_grows_with_the_cpus():
+    assert session.lap_pages(1) == session.lap_pages(2) == session.MIN_LAP_PAGES
+    assert session.lap_pages(16) == 64
+    assert session.lap_pages(4096) == session.MAX_PAGES_PER_ROUND
+
+
+def test_only_pairs_and_records_need_the_cpus_merged():
+    issue = Event("issue", Tracepoint("block", "block_rq_issue"), fields=[Field("dev")])
+    done = Event("done", Tracepoint("block", "block_rq_complete"), fields=[Field("dev")])
+    pair = Measurement([issue, done], Histogram(LATENCY), pair=Pair("issue", "done", key=("dev",)))
+    records = Measurement([issue], Records(["dev"]))
+    counts = Measurement([issue], Count(["dev"]))
+    assert needs_time_order(pair) and needs_time_order(records)
+    assert not needs_time_order(counts)

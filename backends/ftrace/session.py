@@ -16,6 +16,8 @@ responsive to signals on every kernel.
 """
 
 import errno
+import itertools
+import operator
 import os
 import re
 import sys
@@ -35,6 +37,13 @@ from .plan import Lost
 POLL_S = 0.03
 # Pages read per CPU per drain round, so wait() returns on time under load.
 MAX_PAGES_PER_ROUND = 256
+# When the CPUs' events are merged (TimeOrder), a round reads them in laps
+# of lap_pages() pages per CPU and merges after each lap, so the events held
+# back for ordering are about one lap's: a thousand or so stay in the CPU
+# cache, where a whole round's tens of thousands made the merged raw path
+# about 30% slower (bench/ftrace_throughput.py).  Every lap reads every CPU
+# and an idle one costs a few microseconds, so laps grow with the CPUs.
+MIN_LAP_PAGES = 8
 TEXT_CHUNK = 1 << 16
 
 _STAT = re.compile(r"^\s*(overrun|commit overrun|dropped events)\s*:\s*(\d+)", re.M)
@@ -146,83 +155,204 @@ class LossCounter(object):
         return total
 
 
+def needs_time_order(measurement):
+    """Must events reach the aggregator in timestamp order across CPUs?
+
+    A Pair must see a start before its end, and one key's events in the
+    order they happened, whichever CPU logged them.  Records are printed in
+    the order the aggregator makes them: timestamp order, as perf-tools'
+    trace_pipe and our text path print them (bcc prints per-CPU perf
+    buffers in arrival order, which no user relies on; a TIME(s) column
+    counted from the first row must not go backwards).  Histograms and
+    counts of single events are sums: any order gives the same result, so
+    they skip the merge."""
+    return measurement.pair is not None or measurement.aggregate.kind == "records"
+
+
+# Held events are (handler, ts, cpu, values): sorted by ts, released as
+# handler(ts, cpu, values).
+_TS = operator.itemgetter(1)
+
+
 class TimeOrder(object):
     """Puts events read from the per-CPU buffers back in timestamp order
     before they reach the aggregator (which pairs starts with ends in the
     order it sees them: an I/O issued on CPU 1 and completed on CPU 0 must
     not arrive completion first just because CPU 0 was read first).
 
-    A drain round reads every CPU once.  An event read in round R-1 was
-    committed before round R began, and so was every event with a smaller
-    timestamp (they happened before it); round R reads every CPU after that,
-    so once round R is over, everything up to the largest timestamp read in
-    rounds <= R-1 is known and can be released in order.  A CPU whose round
-    stopped at the page limit bounds the release by the last timestamp read
-    from it (the rest of that CPU is newer)."""
+    A round (in the session, one lap of read_round()) reads every CPU
+    once.  An event read in round R-1 was committed before round R began,
+    and so was every event with a smaller timestamp (they happened before
+    it); round R reads every CPU after that, so once round R is over,
+    everything up to the watermark, the largest timestamp read in rounds
+    <= R-1, is known and is released in order.  A CPU whose round stopped at the page limit bounds
+    the release by the last timestamp read from it (the rest of that CPU is
+    newer), and such a round raises the watermark no further than that.
+
+    Each CPU's buffer is already in timestamp order, so a round leaves one
+    sorted run per CPU next to the sorted events held back from earlier
+    rounds.  end_round() merges those runs (list.sort finds the sorted runs
+    and merges them in C, in time linear in the events for a few CPUs) and
+    releases the prefix up to the limit.  Ties keep the order in which the
+    runs were read (the sort is stable)."""
 
     def __init__(self):
-        self.pending = []
+        self.pending = []           # held back, sorted by ts after each round
         self.watermark = None       # max ts read in completed earlier rounds
-        self._round_max = None
-        self._last = {}             # cpu -> last ts read this round
+        self._runs = {}             # cpu -> this round's events, in read order
         self._truncated = set()
 
-    def sink(self, handler):
-        """A decoder callback that holds the event for ordering."""
-        append = self.pending.append
-        last = self._last
+    def _run(self, cpu):
+        run = self._runs.get(cpu)
+        if run is None:
+            run = self._runs[cpu] = []
+        return run
 
-        def hold(ts, cpu, values):
-            append((ts, cpu, values, handler))
-            last[cpu] = ts
-        return hold
+    def sink(self, handler, cpu=None):
+        """A decoder callback(ts, cpu, values) that holds the event for
+        ordering.  With `cpu` it appends straight to that CPU's run (one
+        sink per CPU and event, the fast way); without, it looks the run up
+        by the event's cpu."""
+        if cpu is not None:
+            append = self._run(cpu).append
+
+            def hold(ts, cpu, values):
+                append((handler, ts, cpu, values))
+            return hold
+        run_of = self._run
+
+        def hold_any(ts, cpu, values):
+            run_of(cpu).append((handler, ts, cpu, values))
+        return hold_any
+
+    def bindings(self, decoder, sinks, cpus):
+        """{cpu: decoder binding} that hold the aggregator's sinks
+        ({event id: (names, handler)}) in this order's per-CPU runs."""
+        return {cpu: decoder.compile_sinks({ev_id: (names, self.sink(handler, cpu))
+                                            for ev_id, (names, handler) in sinks.items()})
+                for cpu in cpus}
 
     def truncated(self, cpu):
+        """This round stopped reading `cpu` before its buffer was empty."""
         self._truncated.add(cpu)
 
     def end_round(self):
         """Release what is now known to be complete; returns the count."""
+        top = None          # the largest last ts of this round's runs
+        cut = None          # the smallest last ts of a CPU left unfinished
+        pending = self.pending
+        for cpu, run in self._runs.items():
+            if not run:
+                continue
+            last = run[-1][1]
+            if cpu in self._truncated and (cut is None or last < cut):
+                cut = last
+            if top is None or last > top:
+                top = last
+            pending += run
+            del run[:]
         limit = self.watermark
-        for cpu in self._truncated:
-            if cpu in self._last and (limit is None or self._last[cpu] < limit):
-                limit = self._last[cpu]
+        if cut is not None and (limit is None or cut < limit):
+            limit = cut
         n = self._release(limit) if limit is not None else 0
-        if self._last:
-            top = max(self._last.values())
-            if not self._truncated and (self.watermark is None or top > self.watermark):
+        if top is not None:
+            # A round that left a CPU unfinished still raises the watermark
+            # (up to what it read of that CPU): otherwise a CPU that keeps
+            # the reader busy would hold every event back until it calms.
+            if cut is not None and cut < top:
+                top = cut
+            if self.watermark is None or top > self.watermark:
                 self.watermark = top
-        self._last.clear()
         self._truncated.clear()
         return n
 
     def flush(self):
         """Everything has been read (a round found nothing): release all."""
-        n = self._release(None)
-        self._last.clear()
+        pending = self.pending
+        for run in self._runs.values():
+            pending += run
+            del run[:]
         self._truncated.clear()
-        return n
+        return self._release(None)
 
     def _release(self, limit):
+        """Deliver the held events with ts <= limit (None: all), in order."""
         pending = self.pending
         if not pending:
             return 0
-        pending.sort(key=_ts_of)
-        if limit is None:
-            count = len(pending)
-        else:
-            count = 0
-            for item in pending:
-                if item[0] > limit:
-                    break
-                count += 1
-        for ts, cpu, values, handler in pending[:count]:
-            handler(ts, cpu, values)
-        del pending[:count]
+        pending.sort(key=_TS)
+        if limit is None or pending[-1][1] <= limit:
+            self.pending = []
+            _deliver(pending)
+            return len(pending)
+        count = _count_upto(pending, limit)
+        try:
+            _deliver(itertools.islice(pending, count))
+        finally:
+            # off the queue whatever a handler does: never delivered twice
+            del pending[:count]
         return count
 
 
-def _ts_of(item):
-    return item[0]
+def _count_upto(items, limit):
+    """How many of the ts-sorted items have ts <= limit (a bisection by
+    hand: bisect's key= needs Python 3.10)."""
+    lo, hi = 0, len(items)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if items[mid][1] <= limit:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _deliver(items):
+    for handler, ts, cpu, values in items:
+        handler(ts, cpu, values)
+
+
+def lap_pages(ncpus):
+    """Pages per CPU in one lap of a merged drain round."""
+    return max(MIN_LAP_PAGES, min(MAX_PAGES_PER_ROUND, 4 * ncpus))
+
+
+def read_round(readers, feed, order=None, lap=None):
+    """One drain round over per-CPU raw readers (RawReader or anything with
+    .cpu and .read_pages(limit)): up to MAX_PAGES_PER_ROUND pages of each
+    CPU, feed(page, cpu) for each page.  With a TimeOrder the round goes in
+    laps of `lap` pages per CPU (default lap_pages()), each one ending with
+    order.end_round(), or order.flush() when it found nothing; a CPU that
+    fills its lap is marked truncated.  Returns the number of pages read."""
+    if order is None:
+        lap = MAX_PAGES_PER_ROUND
+    elif lap is None:
+        lap = lap_pages(len(readers))
+    budget = MAX_PAGES_PER_ROUND
+    total = 0
+    while budget > 0:
+        size = min(lap, budget)
+        budget -= size
+        got = 0
+        unfinished = False
+        for r in readers:
+            pages = r.read_pages(size)
+            for page in pages:
+                feed(page, r.cpu)
+            if len(pages) >= size:
+                unfinished = True
+                if order is not None:
+                    order.truncated(r.cpu)
+            got += len(pages)
+        total += got
+        if order is not None:
+            if got:
+                order.end_round()
+            else:
+                order.flush()
+        if not unfinished:
+            break
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -280,7 +410,8 @@ class LiveSession(Session):
         self.instance_name = None
         self.readers = []
         self.decoder = None
-        self.binding = None
+        self.binding = None      # raw path: decoder binding for every CPU ...
+        self.bindings = {}       # ... or per CPU, when the CPUs are merged
         self.order = None
         self.aggregator = None
         self.losses = None
@@ -509,10 +640,14 @@ class LiveSession(Session):
             self.aggregator = Aggregator(self.measurement, self.plan, tasks=self._tasks())
             # Decode straight into the aggregator's per-event handlers (no
             # RawEvent objects on the hot path).
-            self.order = TimeOrder()
             sinks = self.aggregator.raw_sinks(self.decoder.formats_by_id)
-            self.binding = self.decoder.compile_sinks(
-                {ev_id: (names, self.order.sink(cb)) for ev_id, (names, cb) in sinks.items()})
+            if needs_time_order(self.measurement):
+                # One binding per CPU: each appends to its CPU's sorted run.
+                self.order = TimeOrder()
+                self.bindings = self.order.bindings(self.decoder, sinks,
+                                                    [r.cpu for r in self.readers])
+            else:
+                self.binding = self.decoder.compile_sinks(sinks)
         else:
             from .textparse import TextDecoder
             self.decoder = TextDecoder({(ev.system, ev.event): ev.format
@@ -532,31 +667,22 @@ class LiveSession(Session):
     # -- reading -------------------------------------------------------------
     def _drain(self):
         """One round over every reader; returns how much was read."""
+        readers = list(self.readers)
+        if readers and isinstance(readers[0], RawReader):
+            return read_round(readers, self._feed_page, self.order)
         n = 0
-        for r in list(self.readers):
-            if isinstance(r, RawReader):
-                pages = r.read_pages(MAX_PAGES_PER_ROUND)
-                for page in pages:
-                    self._feed_page(page, r.cpu)
-                if len(pages) >= MAX_PAGES_PER_ROUND:
-                    self.order.truncated(r.cpu)
-                n += len(pages)
-            else:
-                # trace_pipe merges the CPUs in timestamp order itself.
-                for line in r.read_lines(MAX_PAGES_PER_ROUND):
-                    n += 1
-                    self._feed_line(line)
-        if self.order is not None:
-            if n:
-                self.order.end_round()
-            else:
-                self.order.flush()
+        for r in readers:
+            # trace_pipe merges the CPUs in timestamp order itself.
+            for line in r.read_lines(MAX_PAGES_PER_ROUND):
+                n += 1
+                self._feed_line(line)
         return n
 
     def _feed_page(self, page, cpu):
         # Page losses go to the LossCounter (not straight to the aggregator):
         # the stats counters report the same events.
-        _n, lost = self.decoder.decode_page_into(page, cpu, self.binding)
+        _n, lost = self.decoder.decode_page_into(page, cpu,
+                                                 self.bindings.get(cpu, self.binding))
         if lost != 0:
             self.losses.marker(cpu, lost)
 
