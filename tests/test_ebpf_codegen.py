@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from kerntrace.backends.ebpf import cfilters, codegen
+from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ebpf import plan as eplan
 from kerntrace.backends.ebpf.layout import S64, STRING, U64, Layout, Member
 from kerntrace.backends.ebpf.sysbpf import Answer
@@ -28,108 +29,9 @@ from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_M
                                   USTR, Count, Event, Field, Filter, Histogram, Measurement, Pair,
                                   Records, SyscallEntry, SyscallExit, Tracepoint, UserFunction)
 
-# Format files as Linux 6.18 prints them (the fields kerntrace reads).
-FORMATS = {
-    ("block", "block_rq_issue"): """name: block_rq_issue
-ID: 2104
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;
-\tfield:sector_t sector;\toffset:16;\tsize:8;\tsigned:0;
-\tfield:unsigned int nr_sector;\toffset:24;\tsize:4;\tsigned:0;
-\tfield:unsigned int bytes;\toffset:28;\tsize:4;\tsigned:0;
-\tfield:unsigned short ioprio;\toffset:32;\tsize:2;\tsigned:0;
-\tfield:char rwbs[10];\toffset:34;\tsize:10;\tsigned:0;
-\tfield:char comm[16];\toffset:44;\tsize:16;\tsigned:0;
-\tfield:__data_loc char[] cmd;\toffset:60;\tsize:4;\tsigned:0;
-
-print fmt: "%d,%d %s %u (%s) %llu + %u %s,%u,%u [%s]"
-""",
-    ("block", "block_rq_insert"): """name: block_rq_insert
-ID: 2105
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;
-\tfield:sector_t sector;\toffset:16;\tsize:8;\tsigned:0;
-\tfield:unsigned int nr_sector;\toffset:24;\tsize:4;\tsigned:0;
-\tfield:unsigned int bytes;\toffset:28;\tsize:4;\tsigned:0;
-\tfield:unsigned short ioprio;\toffset:32;\tsize:2;\tsigned:0;
-\tfield:char rwbs[10];\toffset:34;\tsize:10;\tsigned:0;
-\tfield:char comm[16];\toffset:44;\tsize:16;\tsigned:0;
-\tfield:__data_loc char[] cmd;\toffset:60;\tsize:4;\tsigned:0;
-
-print fmt: "%d,%d %s %u (%s) %llu + %u %s,%u,%u [%s]"
-""",
-    ("block", "block_rq_complete"): """name: block_rq_complete
-ID: 2107
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;
-\tfield:sector_t sector;\toffset:16;\tsize:8;\tsigned:0;
-\tfield:unsigned int nr_sector;\toffset:24;\tsize:4;\tsigned:0;
-\tfield:int error;\toffset:28;\tsize:4;\tsigned:1;
-\tfield:unsigned short ioprio;\toffset:32;\tsize:2;\tsigned:0;
-\tfield:char rwbs[10];\toffset:34;\tsize:10;\tsigned:0;
-\tfield:__data_loc char[] cmd;\toffset:44;\tsize:4;\tsigned:0;
-
-print fmt: "%d,%d %s (%s) %llu + %u %s,%u,%u [%d]"
-""",
-    ("syscalls", "sys_enter_openat"): """name: sys_enter_openat
-ID: 782
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
-\tfield:int dfd;\toffset:16;\tsize:8;\tsigned:0;
-\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;
-\tfield:int flags;\toffset:32;\tsize:8;\tsigned:0;
-\tfield:umode_t mode;\toffset:40;\tsize:8;\tsigned:0;
-
-print fmt: "dfd: 0x%08lx, filename: 0x%08lx, flags: 0x%08lx, mode: 0x%08lx"
-""",
-    ("syscalls", "sys_exit_openat"): """name: sys_exit_openat
-ID: 781
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
-\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;
-
-print fmt: "0x%lx", REC->ret
-""",
-    ("sched", "sched_process_exec"): """name: sched_process_exec
-ID: 365
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;
-\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;
-\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;
-
-print fmt: "filename=%s pid=%d old_pid=%d"
-""",
-}
+# Format files as Linux 6.18 prints them (this machine's, kept verbatim in
+# the ftrace backend's corpus of known formats).
+FORMATS = known_formats.FORMATS["6.18"]
 
 
 class FakeHost(object):
