@@ -535,3 +535,40 @@ def test_only_pairs_and_records_need_the_cpus_merged():
     counts = Measurement([issue], Count(["dev"]))
     assert needs_time_order(pair) and needs_time_order(records)
     assert not needs_time_order(counts)
+
+
+def test_a_stop_signal_during_a_read_round_waits_until_the_pages_are_decoded():
+    """A page read from trace_pipe_raw is gone from the kernel: Ctrl-C between
+    the read and the decode must not lose it.  Here the reader itself raises
+    SIGINT right after handing out a page; the page is decoded before the
+    signal's handler runs."""
+    import os
+    import signal
+    from kerntrace.backends.ftrace.session import LiveSession, RawReader
+
+    fed = []
+
+    class SignallingReader(RawReader):
+        def read_pages(self, limit):
+            if fed:
+                return []
+            os.kill(os.getpid(), signal.SIGINT)
+            return [b"page"]
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted(len(fed))
+
+    session = LiveSession.__new__(LiveSession)
+    session.readers = [SignallingReader(0, "/nonexistent", 4096)]
+    session.order = None
+    session._feed_page = lambda page, cpu: fed.append(page)
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        with pytest.raises(Interrupted) as e:
+            session._drain()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert e.value.args == (1,) and fed == [b"page"]

@@ -20,6 +20,7 @@ import itertools
 import operator
 import os
 import re
+import signal
 import sys
 import time
 
@@ -356,6 +357,30 @@ def read_round(readers, feed, order=None, lap=None):
 
 
 # ---------------------------------------------------------------------------
+_DEFERRED = frozenset(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
+                      if hasattr(signal, n))
+
+
+class _SignalsDeferred(object):
+    """Block the stop signals in this thread; they are delivered (and the
+    runner's handler runs) as soon as the block is lifted."""
+
+    def __enter__(self):
+        self.saved = None
+        if hasattr(signal, "pthread_sigmask"):
+            try:
+                self.saved = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+            except (OSError, ValueError):
+                self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.saved)
+        return False
+
+
+# ---------------------------------------------------------------------------
 def _cpus(buffer_path):
     d = os.path.join(buffer_path, "per_cpu")
     try:
@@ -666,7 +691,14 @@ class LiveSession(Session):
 
     # -- reading -------------------------------------------------------------
     def _drain(self):
-        """One round over every reader; returns how much was read."""
+        """One round over every reader; returns how much was read.  Stop
+        signals (Ctrl-C, SIGTERM, SIGHUP) are held off for the round: a page
+        read from trace_pipe_raw is consumed in the kernel, so a signal
+        between the read and the decode would lose its events unreported."""
+        with _SignalsDeferred():
+            return self._drain_round()
+
+    def _drain_round(self):
         readers = list(self.readers)
         if readers and isinstance(readers[0], RawReader):
             return read_round(readers, self._feed_page, self.order)
