@@ -114,17 +114,22 @@ def run(tool, args, plugins, out=None, err=None, host=None):
     ctx = RunContext(tool.name, selection.backend.name, measurement.schedule,
                      hostname=host.hostname, kernel=host.kernel_release, args=args,
                      formatters=tool.formatters(args))
+    reporter = _Reporter(session, printer, ctx, tool.name, selection.backend.name)
+    started = False
     with _SignalsAsStop():
         try:
             try:
                 session.__enter__()
+                started = True
                 printer.start(ctx)
-                _loop(session, measurement, printer, ctx, tool.name, selection.backend.name)
+                _loop(session, measurement, reporter)
             except Stop:
+                if not started:
+                    return 0    # stopped while attaching: nothing was traced
                 # Ctrl-C/SIGTERM: print what the unfinished interval saw.  A
                 # second signal while doing that aborts the printing only.
                 try:
-                    _emit(session, printer, ctx, tool.name, selection.backend.name, final=True)
+                    reporter.emit(final=True)
                 except Stop:
                     pass
             try:
@@ -151,49 +156,53 @@ def _silence_stdout():
         pass
 
 
-class _Seq(object):
-    n = 0
-    last_wall = None
+class _Reporter(object):
+    """Turns each collect() into a numbered Report with its wall-clock
+    interval and hands it to the printer."""
 
+    def __init__(self, session, printer, ctx, tool, backend):
+        self.session, self.printer, self.ctx = session, printer, ctx
+        self.tool, self.backend = tool, backend
+        self.seq = 0
+        self.last_wall = ctx.started
 
-def _emit(session, printer, ctx, tool, backend, final=False):
-    report = session.collect()
-    report.tool, report.backend = tool, backend
-    report.seq = _Seq.n
-    report.start = _Seq.last_wall or ctx.started
-    report.end = time.time()
-    _Seq.last_wall = report.end
-    _Seq.n += 1
-    if final and isinstance(report.data, list) and not report.data and not report.lost:
+    def emit(self, final=False):
+        report = self.session.collect()
+        report.tool, report.backend = self.tool, self.backend
+        report.seq = self.seq
+        report.start = self.last_wall
+        report.end = time.time()
+        self.last_wall = report.end
+        self.seq += 1
+        if final and isinstance(report.data, list) and not report.data and not report.lost:
+            return report
+        self.printer.report(report, self.ctx)
+        try:
+            self.printer.out.flush()
+        except AttributeError:
+            pass
         return report
-    printer.report(report, ctx)
-    try:
-        printer.out.flush()
-    except AttributeError:
-        pass
-    return report
 
 
-def _replay_loop(session, measurement, printer, ctx, tool, backend):
+def _replay_loop(session, measurement, reporter):
     count = measurement.schedule.count
     n = 0
     while not session.finished:
         session.wait(0)
-        _emit(session, printer, ctx, tool, backend)
+        reporter.emit()
         n += 1
         if count and n >= count and measurement.aggregate.kind != "records":
             return
 
 
-def _loop(session, measurement, printer, ctx, tool, backend):
+def _loop(session, measurement, reporter):
     if session.replay:
-        return _replay_loop(session, measurement, printer, ctx, tool, backend)
+        return _replay_loop(session, measurement, reporter)
     sched = measurement.schedule
     records = measurement.aggregate.kind == "records"
     period = RECORD_FLUSH_S if records else sched.interval
-    t0 = time.monotonic() if hasattr(time, "monotonic") else time.time()
+    t0 = time.monotonic()
     end = t0 + sched.duration if sched.duration else None
-    _Seq.n, _Seq.last_wall = 0, ctx.started
     n = 0
     next_at = t0
     while True:
@@ -205,7 +214,7 @@ def _loop(session, measurement, printer, ctx, tool, backend):
             if now >= next_at:
                 break
             session.wait(next_at - now)
-        _emit(session, printer, ctx, tool, backend)
+        reporter.emit()
         n += 1
         if end is not None and time.monotonic() >= end:
             return

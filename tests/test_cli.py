@@ -127,3 +127,22 @@ def test_closed_pipe_while_tracing_ends_quietly_and_restores():
     assert p.wait(timeout=60) == 0
     assert "Traceback" not in err and "rror" not in err, err
     assert not [s for s in kernstate.kerntrace_state() if str(p.pid) in s]
+
+
+@pytest.mark.ebpf
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+def test_ctrl_c_while_starting_leaves_nothing(delay):
+    """Ctrl-C at some point of start-up (imports, probing, compiling,
+    attaching): a quiet exit, no traceback, nothing left in the kernel (the
+    conftest leak check also runs)."""
+    import signal
+    import time
+    import kernstate
+    from clirun import start
+    p = start(["biolatency", "--backend", "ebpf", "1"])
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode in (0, 130), err
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert not [s for s in kernstate.kerntrace_state() if str(p.pid) in s]
