@@ -487,9 +487,16 @@ class _Gen(object):
 
     def _start_body(self, body, pe, flayout, deferred_expr):
         self._pair_key(body, pe, flayout)
+        self._store_start(body, pe, flayout, deferred_expr, marked=False)
+
+    def _store_start(self, body, pe, flayout, deferred_expr, marked):
+        """Store a pending start (a mark that found none starts the pair
+        itself, with its own time as both start and mark)."""
         self._alloc(body, self.pair_val, "sv", "kt_scratch_sv")
-        body += ["sv->kt_ts = kt_now;",
-                 "sv->kt_drop = %s;" % ("!(%s)" % deferred_expr if deferred_expr else "0")]
+        body.append("sv->kt_ts = kt_now;")
+        if marked:
+            body.append("sv->kt_mark = kt_now;")
+        body.append("sv->kt_drop = %s;" % ("!(%s)" % deferred_expr if deferred_expr else "0"))
         for c in self.pair.carry:
             m = self.pair_val.member(c)
             body.append(self._assign("sv->%s" % m.cname, m,
@@ -510,16 +517,7 @@ class _Gen(object):
         body += ["    return 0;", "}"]
         for n in lazy:
             body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
-        self._alloc(body, self.pair_val, "sv", "kt_scratch_sv")
-        body += ["sv->kt_ts = kt_now;",
-                 "sv->kt_mark = kt_now;",
-                 "sv->kt_drop = %s;" % ("!(%s)" % deferred_expr if deferred_expr else "0")]
-        for c in self.pair.carry:
-            m = self.pair_val.member(c)
-            body.append(self._assign("sv->%s" % m.cname, m,
-                                     "f->%s" % flayout.member(c).cname, _src_kind(pe, c)))
-        body += ["if (%s.update(&kt_k, sv) != 0)" % START_MAP,
-                 "    kt_stat(KT_LOST);"]
+        self._store_start(body, pe, flayout, deferred_expr, marked=True)
 
     def _end_body(self, body, pe, flayout, deferred_expr, ctx):
         self._pair_key(body, pe, flayout)
