@@ -11,6 +11,8 @@ import time
 import warnings
 
 import pytest
+
+import golden_iolatency
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,27 +163,8 @@ def test_linear_matches_bcc_print_linear_hist(counts):
 
 # ---------------------------------------------------------------------------
 # perf-tools iolatency
-GOLDEN_1 = """\
-Tracing block I/O. Output every 1 seconds. Ctrl-C to end.
-
-  >=(ms) .. <(ms)   : I/O      |Distribution                          |
-       0 -> 1       : 4381     |######################################|
-       1 -> 2       : 9        |#                                     |
-       2 -> 4       : 5        |#                                     |
-       4 -> 8       : 0        |                                      |
-       8 -> 16      : 1        |#                                     |
-"""
-
-GOLDEN_2 = """\
-  >=(ms) .. <(ms)   : I/O      |Distribution                          |
-       0 -> 1       : 1913     |######################################|
-       1 -> 2       : 438      |#########                             |
-       2 -> 4       : 100      |##                                    |
-       4 -> 8       : 145      |###                                   |
-       8 -> 16      : 43       |#                                     |
-      16 -> 32      : 43       |#                                     |
-      32 -> 64      : 1        |#                                     |
-"""
+GOLDEN_1 = golden_iolatency.BANNER_1 + "\n" + golden_iolatency.HISTOGRAM_1
+GOLDEN_2 = golden_iolatency.HISTOGRAM_2
 
 
 def iolat_report(counts, **kw):

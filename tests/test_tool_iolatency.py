@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import golden_iolatency
+
 from kerntrace.core import errors
 from kerntrace.core.model import LATENCY, POW2_MS, Tracepoint
 
@@ -40,24 +42,8 @@ See the man page and example file for more info.
 """
 
 # iolatency-compat.md's golden examples.
-GOLDEN_1 = """\
-  >=(ms) .. <(ms)   : I/O      |Distribution                          |
-       0 -> 1       : 4381     |######################################|
-       1 -> 2       : 9        |#                                     |
-       2 -> 4       : 5        |#                                     |
-       4 -> 8       : 0        |                                      |
-       8 -> 16      : 1        |#                                     |
-"""
-GOLDEN_2_QUEUE = """\
-  >=(ms) .. <(ms)   : I/O      |Distribution                          |
-       0 -> 1       : 1913     |######################################|
-       1 -> 2       : 438      |#########                             |
-       2 -> 4       : 100      |##                                    |
-       4 -> 8       : 145      |###                                   |
-       8 -> 16      : 43       |#                                     |
-      16 -> 32      : 43       |#                                     |
-      32 -> 64      : 1        |#                                     |
-"""
+GOLDEN_1 = golden_iolatency.HISTOGRAM_1
+GOLDEN_2_QUEUE = golden_iolatency.HISTOGRAM_2
 # qd4_*.trace: 120 overlapping reads (see make_traces.py).
 QD4 = """\
   >=(ms) .. <(ms)   : I/O      |Distribution                          |
