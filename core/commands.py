@@ -1,27 +1,57 @@
-"""Console scripts, one per built-in tool (setup.cfg [options.entry_points])."""
+"""Console scripts: `kerntrace` and one per built-in tool (setup.cfg
+[options.entry_points]).
 
-from .cli import tool_main
+Ctrl-C while Python is still importing kerntrace would print a
+KeyboardInterrupt traceback from whatever module was loading.  Nothing is
+traced yet then, so each entry point first makes the stop signals end the
+process quietly (status 130), imports, and only then hands the signals to
+the CLI's own handling.
+"""
+
+import os
+import signal
+
+
+def _exit_interrupted(_signum, _frame):
+    os._exit(130)
+
+
+def _cli():
+    saved = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        s = getattr(signal, name, None)
+        if s is not None:
+            saved[s] = signal.signal(s, _exit_interrupted)
+    from . import cli
+    for s, h in saved.items():
+        signal.signal(s, h)
+    return cli
+
+
+def kerntrace():
+    import sys
+    sys.exit(_cli().main())
 
 
 def tpcount():
-    tool_main("tpcount")
+    _cli().tool_main("tpcount")
 
 
 def iolatency():
-    tool_main("iolatency")
+    _cli().tool_main("iolatency")
 
 
 def biolatency():
-    tool_main("biolatency")
+    _cli().tool_main("biolatency")
 
 
 def biosnoop():
-    tool_main("biosnoop")
+    _cli().tool_main("biosnoop")
 
 
 def iosnoop():
-    tool_main("iosnoop")
+    _cli().tool_main("iosnoop")
 
 
 def bitesize():
-    tool_main("bitesize")
+    _cli().tool_main("bitesize")

@@ -9,7 +9,6 @@ kernel is restored whatever happened.
 
 import errno
 import os
-import signal
 import sys
 import time
 
@@ -18,50 +17,10 @@ from .errors import KerntraceError, Unsupported
 from .host import Host
 from .output.base import RunContext
 from .selector import select
+from .stopsignals import SignalsAsStop, SignalsIgnored, Stop
 
 # How often a records (event stream) tool hands events to its printer.
 RECORD_FLUSH_S = 0.1
-
-
-class Stop(BaseException):
-    """A signal asked us to stop (BaseException so no `except Exception`
-    in a printer or backend swallows it)."""
-
-    def __init__(self, signum):
-        BaseException.__init__(self, signum)
-        self.signum = signum
-
-
-_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
-                      if hasattr(signal, n))
-
-
-def _raise_stop(signum, _frame):
-    raise Stop(signum)
-
-
-class _SignalsAsStop(object):
-    def __enter__(self):
-        self.saved = {s: signal.signal(s, _raise_stop) for s in _STOP_SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self.saved.items():
-            signal.signal(s, h)
-        return False
-
-
-class _SignalsHeld(object):
-    """Ignore stop signals while restoring kernel state."""
-
-    def __enter__(self):
-        self.saved = {s: signal.signal(s, signal.SIG_IGN) for s in _STOP_SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self.saved.items():
-            signal.signal(s, h)
-        return False
 
 
 def choose_printer(tool, args, out, err):
@@ -116,7 +75,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                      formatters=tool.formatters(args))
     reporter = _Reporter(session, printer, ctx, tool.name, selection.backend.name)
     started = False
-    with _SignalsAsStop():
+    with SignalsAsStop():
         try:
             try:
                 session.__enter__()
@@ -141,7 +100,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                 raise
             _silence_stdout()
         finally:
-            with _SignalsHeld():
+            with SignalsIgnored():
                 session.close()
     return 0
 

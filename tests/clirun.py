@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-KERNTRACE = [sys.executable, "-m", "kerntrace.core.cli"]
+KERNTRACE = [sys.executable, "-m", "kerntrace.core"]
 
 
 def env():

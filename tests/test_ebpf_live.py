@@ -448,6 +448,61 @@ def test_close_is_idempotent_and_program_text_is_what_runs(caller_exe):
 
 
 # ---------------------------------------------------------------------------
+# A stop signal (Ctrl-C) landing while bcc builds, attaches or tears down.
+class _SignalledBPF(object):
+    """The distro's bcc module, except that its BPF sends this thread a
+    SIGINT just before `where` ("__init__", "attach_uprobe", "cleanup")
+    runs: without deferral the Stop would be raised inside bcc, between an
+    fd being opened or closed and bcc recording it."""
+
+    def __init__(self, bcc_module, where):
+        import signal
+        import threading
+
+        def poke():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+        class BPF(bcc_module.BPF):
+            pass
+
+        real = getattr(bcc_module.BPF, where)
+
+        def signalled(self, *a, **kw):
+            poke()
+            return real(self, *a, **kw)
+
+        setattr(BPF, where, signalled)
+        self.BPF = BPF
+
+
+@pytest.mark.parametrize("where", ["__init__", "attach_uprobe", "cleanup"])
+def test_stop_signal_during_bcc_calls_leaves_nothing(caller_exe, where, capfd):
+    from kerntrace.core.stopsignals import SignalsAsStop, Stop
+    c = workloads.Caller(caller_exe, 1, 10)
+    m = uprobe_pair(caller_exe, Histogram(LATENCY, unit="usecs"), c.pid)
+    be = EbpfBackend()
+    v = be.check(m, Host())
+    s = be.open(m, v, RunOptions(tool="test"))
+    s.bcc = _SignalledBPF(s.bcc, where)
+    before = bpf_fds()
+    stopped = []
+    with SignalsAsStop():
+        try:
+            try:
+                s.start()
+                assert bpf_fds() - before, "nothing was loaded"
+            finally:
+                s.close()
+        except Stop as e:
+            stopped.append(e.signum)
+    assert c.release() == 0
+    assert stopped, "the signal was lost"
+    assert_released(before, set())
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Bad file descriptor" not in err, err
+
+
+# ---------------------------------------------------------------------------
 # The same workload through both backends at once.
 def _ftrace_backend():
     from kerntrace.core.pluginhost import PluginHost

@@ -13,8 +13,10 @@ import re
 
 from kerntrace.core import tracefs as core_tracefs
 
-from . import bccfind, headers, sysbpf
-from .quiet import CapturedStderr, first_error
+from kerntrace.core.stopsignals import SignalsDeferred
+
+from . import bccfind, bpfobject, headers, sysbpf
+from .quiet import CapturedStderr, first_error, one_line
 from .sysbpf import Answer
 
 # Tracepoints the compile probe may use (the first one this kernel has).
@@ -29,10 +31,8 @@ UPROBE_PMU = "/sys/bus/event_source/devices/uprobe/type"
 KALLSYMS = "/proc/kallsyms"
 KPROBE_BLACKLIST = "/sys/kernel/debug/kprobes/blacklist"
 
-
-def _one_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+# What _compile_and_attach answers.
+_ATTACH_ANSWERS = ("compile", "tracepoint", "raw_tracepoint", "kprobe", "uprobe")
 
 
 class HostProbes(object):
@@ -54,7 +54,7 @@ class HostProbes(object):
             answer = fn()
         except Exception as e:  # a probe that crashes is an answer too
             answer = Answer(False, "%s probe failed: %s: %s" % (key, type(e).__name__,
-                                                                 _one_line(e)))
+                                                                 one_line(e)))
         if keep is None or keep(answer):
             self._cache[key] = answer
         return answer
@@ -174,15 +174,14 @@ class HostProbes(object):
     def _compile_and_attach(self):
         """Compile one tiny program with a function per probe type, try to
         attach each, detach everything.  Returns {name: Answer}."""
-        out = {}
         bcc = self.bcc()
         if not bcc.ok:
             why = Answer(False, "bcc unavailable: %s" % bcc.why_not)
-            return {k: why for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe", "uprobe")}
+            return {k: why for k in _ATTACH_ANSWERS}
         priv = self.privileges()
         if not priv.ok:
             why = Answer(False, "not tried: %s" % priv.detail)
-            return {k: why for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe", "uprobe")}
+            return {k: why for k in _ATTACH_ANSWERS}
         tp = self._probe_tracepoint()
         lines = []
         if tp:
@@ -192,57 +191,54 @@ class HostProbes(object):
         lines.append("int kt_probe_kprobe(struct pt_regs *ctx)\n{\n    return 0;\n}\n")
         lines.append("int kt_probe_uprobe(struct pt_regs *ctx)\n{\n    return 0;\n}\n")
         text = "\n".join(lines)
-        cap = CapturedStderr()
-        b = None
-        try:
-            with cap:
-                b = bcc.module.BPF(text=text.encode())
-        except Exception as e:
-            reason = first_error(cap.text, _one_line(e))
-            hdr = self.headers()
-            if not hdr.found:
-                reason = hdr.describe()
-            fail = Answer(False, "bcc cannot compile: %s" % reason)
-            return {k: fail for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe",
-                                      "uprobe")}
-        try:
-            out["compile"] = Answer(True, "bcc compiles with " + self.headers().describe())
-            out["tracepoint"] = self._try_attach(
-                b, lambda: b.attach_tracepoint(tp=("%s:%s" % tp[:2]).encode(),
-                                               fn_name=b"kt_probe_tp"),
-                "tracepoint %s:%s" % tp[:2]) if tp else Answer(
-                False, "no known tracepoint to try (tracefs unavailable?)")
-            raw_name = tp[1] if tp else "sched_process_fork"
-            out["raw_tracepoint"] = self._try_attach(
-                b, lambda: b.attach_raw_tracepoint(tp=raw_name.encode(), fn_name=b"kt_probe_rawtp"),
-                "raw tracepoint %s" % raw_name)
-            kif = self.kprobe_interface()
-            if not kif.ok:
-                out["kprobe"] = kif
-            else:
-                func = None
-                for name in _PROBE_KFUNCS:
-                    if self.kernel_function(name).ok:
-                        func = name
-                        break
-                out["kprobe"] = self._try_attach(
-                    b, lambda: b.attach_kprobe(event=func.encode(), fn_name=b"kt_probe_kprobe"),
-                    "kprobe %s" % func) if func else Answer(
-                    False, "no kernel function to try a kprobe on in %s" % KALLSYMS)
-            uif = self.uprobe_interface()
-            if not uif.ok:
-                out["uprobe"] = uif
-            else:
-                out["uprobe"] = self._try_attach(
-                    b, lambda: b.attach_uprobe(name=b"c", sym=b"getppid",
-                                               fn_name=b"kt_probe_uprobe"),
-                    "uprobe on libc getppid")
-        finally:
-            with CapturedStderr():
-                try:
-                    b.cleanup()
-                except Exception:  # cleanup of a probe program: best effort
-                    pass
+        # A signal during the trial attaches is delivered once all is undone.
+        with SignalsDeferred():
+            try:
+                b = bpfobject.load(bcc.module, text)
+            except bpfobject.LoadError as e:
+                reason = str(e)
+                hdr = self.headers()
+                if not hdr.found:
+                    reason = hdr.describe()
+                fail = Answer(False, "bcc cannot compile: %s" % reason)
+                return {k: fail for k in _ATTACH_ANSWERS}
+            try:
+                return self._attach_each(b, tp)
+            finally:
+                bpfobject.unload(b)  # a probe program: its errors are no answer
+
+    def _attach_each(self, b, tp):
+        out = {"compile": Answer(True, "bcc compiles with " + self.headers().describe())}
+        out["tracepoint"] = self._try_attach(
+            b, lambda: b.attach_tracepoint(tp=("%s:%s" % tp[:2]).encode(),
+                                           fn_name=b"kt_probe_tp"),
+            "tracepoint %s:%s" % tp[:2]) if tp else Answer(
+            False, "no known tracepoint to try (tracefs unavailable?)")
+        raw_name = tp[1] if tp else "sched_process_fork"
+        out["raw_tracepoint"] = self._try_attach(
+            b, lambda: b.attach_raw_tracepoint(tp=raw_name.encode(), fn_name=b"kt_probe_rawtp"),
+            "raw tracepoint %s" % raw_name)
+        kif = self.kprobe_interface()
+        if not kif.ok:
+            out["kprobe"] = kif
+        else:
+            func = None
+            for name in _PROBE_KFUNCS:
+                if self.kernel_function(name).ok:
+                    func = name
+                    break
+            out["kprobe"] = self._try_attach(
+                b, lambda: b.attach_kprobe(event=func.encode(), fn_name=b"kt_probe_kprobe"),
+                "kprobe %s" % func) if func else Answer(
+                False, "no kernel function to try a kprobe on in %s" % KALLSYMS)
+        uif = self.uprobe_interface()
+        if not uif.ok:
+            out["uprobe"] = uif
+        else:
+            out["uprobe"] = self._try_attach(
+                b, lambda: b.attach_uprobe(name=b"c", sym=b"getppid",
+                                           fn_name=b"kt_probe_uprobe"),
+                "uprobe on libc getppid")
         return out
 
     @staticmethod
@@ -252,7 +248,7 @@ class HostProbes(object):
             with cap:
                 attach()
         except Exception as e:
-            return Answer(False, "%s failed: %s" % (what, first_error(cap.text, _one_line(e))))
+            return Answer(False, "%s failed: %s" % (what, first_error(cap.text, one_line(e))))
         return Answer(True, "%s attached" % what)
 
     def _attach_results(self):
@@ -261,7 +257,7 @@ class HostProbes(object):
         try:
             results = self._compile_and_attach()
         except Exception as e:  # never let a probe crash the caller
-            fail = Answer(False, "probe failed: %s: %s" % (type(e).__name__, _one_line(e)))
+            fail = Answer(False, "probe failed: %s: %s" % (type(e).__name__, one_line(e)))
             results = {k: fail for k in ("compile", "tracepoint", "raw_tracepoint", "kprobe",
                                          "uprobe")}
         # Kept once a real compile happened on a tracefs that has our test

@@ -15,7 +15,6 @@
                 safe after a partial start
 """
 
-import atexit
 import ctypes
 import sys
 import time
@@ -25,17 +24,13 @@ from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, KerntraceError
 from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
+from kerntrace.core.stopsignals import SignalsDeferred
 
-from . import codegen, tracefs_probes
+from . import bpfobject, codegen, tracefs_probes
 from .maps import HashDrainer, MapError
-from .quiet import CapturedStderr, first_error
+from .quiet import CapturedStderr, first_error, one_line
 
 PERF_PAGES = 64          # per CPU, a power of two
-
-
-def _one_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class EbpfSession(Session):
@@ -65,24 +60,22 @@ class EbpfSession(Session):
             return
         if self._closed:
             raise KerntraceError("ebpf: session already closed")
-        cap = CapturedStderr()
-        try:
-            with cap:
-                self._bpf = self.bcc.BPF(text=self.program.text.encode())
-        except Exception as e:
-            raise EnableError("ebpf: bcc could not compile the BPF program: %s"
-                              % first_error(cap.text, _one_line(e)))
-        # bcc registers cleanup() with atexit, which would keep every session
-        # (maps and all) alive until exit; close() does the cleanup.
-        try:
-            atexit.unregister(self._bpf.cleanup)
-        except Exception:  # pragma: no cover - Python without atexit.unregister
-            pass
-        for att in self.program.attachments:
-            self._attach(att)
+        # An attach opens its fd before bcc records it: a signal meanwhile
+        # is delivered when the block ends, with everything recorded for
+        # close() (see bpfobject).
+        with SignalsDeferred():
+            self._compile()
+            for att in self.program.attachments:
+                self._attach(att)
         self._check_layouts()
         if self.program.kind == "records":
             self._open_buffer()
+
+    def _compile(self):
+        try:
+            self._bpf = bpfobject.load(self.bcc, self.program.text)
+        except bpfobject.LoadError as e:
+            raise EnableError("ebpf: bcc could not compile the BPF program: %s" % e)
 
     def _attach(self, att):
         b = self._bpf
@@ -113,7 +106,7 @@ class EbpfSession(Session):
                                        fn_name=fn)
         except Exception as e:
             raise EnableError("ebpf: cannot attach %s (event %s): %s"
-                              % (probe.describe(), pe.name, first_error(cap.text, _one_line(e))))
+                              % (probe.describe(), pe.name, first_error(cap.text, one_line(e))))
         finally:
             new = (set(b.kprobe_fds) | set(b.uprobe_fds)) - known
             self._probe_names.extend(n.decode() if isinstance(n, bytes) else n for n in new)
@@ -291,16 +284,7 @@ class EbpfSession(Session):
         b, self._bpf = self._bpf, None
         if b is None:
             return
-        errors = []
-        with CapturedStderr():
-            try:
-                b.cleanup()
-            except Exception as e:  # keep going: the fds below must still close
-                errors.append(_one_line(e))
-                try:
-                    b.close()
-                except Exception:
-                    pass
+        errors = bpfobject.unload(b)
         path = self._tracefs if self._tracefs is not None else Host(mount_tracefs=False).tracefs_path()
         if self._probe_names and path:
             errors += tracefs_probes.remove_own(path, self._probe_names)

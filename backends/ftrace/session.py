@@ -20,13 +20,13 @@ import itertools
 import operator
 import os
 import re
-import signal
 import sys
 import time
 
 from kerntrace.core import tracefs
 from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, FilterError
+from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import instance as inst
 from . import kfilter, probes, stale
@@ -357,30 +357,6 @@ def read_round(readers, feed, order=None, lap=None):
 
 
 # ---------------------------------------------------------------------------
-_DEFERRED = frozenset(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
-                      if hasattr(signal, n))
-
-
-class _SignalsDeferred(object):
-    """Block the stop signals in this thread; they are delivered (and the
-    runner's handler runs) as soon as the block is lifted."""
-
-    def __enter__(self):
-        self.saved = None
-        if hasattr(signal, "pthread_sigmask"):
-            try:
-                self.saved = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
-            except (OSError, ValueError):
-                self.saved = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self.saved)
-        return False
-
-
-# ---------------------------------------------------------------------------
 def _cpus(buffer_path):
     d = os.path.join(buffer_path, "per_cpu")
     try:
@@ -695,7 +671,7 @@ class LiveSession(Session):
         signals (Ctrl-C, SIGTERM, SIGHUP) are held off for the round: a page
         read from trace_pipe_raw is consumed in the kernel, so a signal
         between the read and the decode would lose its events unreported."""
-        with _SignalsDeferred():
+        with SignalsDeferred():
             return self._drain_round()
 
     def _drain_round(self):

@@ -1,0 +1,70 @@
+"""The stop signals (SIGINT, SIGTERM, SIGHUP) and the three ways a run
+treats them: as a Stop exception, deferred, or ignored.
+
+A run must leave the kernel as it found it whenever a signal lands, so the
+steps that create kernel state (a bcc compile that attaches, an instance
+being built) defer the signals until the object that can undo the state
+exists, and the restore itself ignores them.
+"""
+
+import signal
+
+
+class Stop(BaseException):
+    """A signal asked us to stop (BaseException so no `except Exception`
+    in a printer or backend swallows it)."""
+
+    def __init__(self, signum):
+        BaseException.__init__(self, signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, n))
+
+
+def _raise_stop(signum, _frame):
+    raise Stop(signum)
+
+
+class _Handlers(object):
+    handler = None
+
+    def __enter__(self):
+        self.saved = {s: signal.signal(s, self.handler) for s in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+        return False
+
+
+class SignalsAsStop(_Handlers):
+    """Inside: a stop signal raises Stop."""
+    handler = staticmethod(_raise_stop)
+
+
+class SignalsIgnored(_Handlers):
+    """Inside: stop signals are ignored (while restoring kernel state)."""
+    handler = signal.SIG_IGN
+
+
+class SignalsDeferred(object):
+    """Block the stop signals in this thread; one that arrives meanwhile is
+    delivered (and the current handler runs) as soon as the block is
+    lifted, i.e. when the with-block ends."""
+
+    def __enter__(self):
+        self.saved = None
+        if hasattr(signal, "pthread_sigmask"):
+            try:
+                self.saved = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            except (OSError, ValueError):
+                self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.saved)
+        return False
