@@ -19,6 +19,8 @@ must work after a partial start().
                     (the generated BPF C, the tracefs writes), or None
 """
 
+from .stopsignals import SignalsDeferred
+
 
 class Capability(object):
     """One thing a host can or cannot do, and how we know."""
@@ -94,8 +96,14 @@ class Session(object):
     program_text() can show what it would do); entering it starts tracing."""
 
     def __enter__(self):
+        # start() creates kernel state (instances, probes, programs) and
+        # records how to undo each piece just after creating it: a Stop
+        # raised in between would leave that piece behind.  So a stop signal
+        # during start() is delivered when it returns, when close() knows
+        # everything; start() must therefore never wait indefinitely.
         try:
-            self.start()
+            with SignalsDeferred():
+                self.start()
         except BaseException:
             self.close()
             raise

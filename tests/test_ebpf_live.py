@@ -489,7 +489,7 @@ def test_stop_signal_during_bcc_calls_leaves_nothing(caller_exe, where, capfd):
     with SignalsAsStop():
         try:
             try:
-                s.start()
+                s.__enter__()
                 assert bpf_fds() - before, "nothing was loaded"
             finally:
                 s.close()

@@ -269,6 +269,45 @@ def test_print_program_installs_nothing():
 
 # ---------------------------------------------------------------------------
 # In this process, through the backend API
+@pytest.mark.parametrize("step", ["instance mkdir", "probe definition", "enable write"])
+def test_stop_signal_while_creating_state_leaves_nothing(caller_exe, step, monkeypatch):
+    """A Ctrl-C that lands just after a piece of kernel state was created
+    (the instance, the uprobe definition, the event enable), before the
+    code that made it has recorded how to undo it, is delivered once
+    start() is done, so close() removes everything."""
+    import threading
+    from kerntrace.core import tracefs as core_tracefs
+    from kerntrace.core.stopsignals import SignalsAsStop, Stop
+    poked = []
+
+    def then_signal(real, wanted):
+        def wrapper(path, *a, **kw):
+            r = real(path, *a, **kw)
+            if not poked and wanted(path):
+                poked.append(path)
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            return r
+        return wrapper
+
+    if step == "instance mkdir":
+        monkeypatch.setattr(os, "mkdir", then_signal(os.mkdir, lambda p: "/instances/" in p))
+    else:
+        name = "uprobe_events" if step == "probe definition" else "enable"
+        monkeypatch.setattr(core_tracefs, "write_text", then_signal(
+            core_tracefs.write_text, lambda p: os.path.basename(p) == name))
+    m = Measurement([Event("work", UserFunction(caller_exe, "kerntrace_work"))], Count())
+    _, s = _session(m)
+    stopped = []
+    with SignalsAsStop():
+        try:
+            with s:
+                pass
+        except Stop:
+            stopped.append(True)
+    assert poked and stopped, "the signal was lost"
+    assert owned_by(os.getpid()) == []
+
+
 def _session(measurement, tool="livetest", **kw):
     b = FtraceBackend()
     v = b.check(measurement, Host())

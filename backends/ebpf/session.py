@@ -24,7 +24,6 @@ from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, KerntraceError
 from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
-from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import bpfobject, codegen, tracefs_probes
 from .maps import HashDrainer, MapError
@@ -60,13 +59,11 @@ class EbpfSession(Session):
             return
         if self._closed:
             raise KerntraceError("ebpf: session already closed")
-        # An attach opens its fd before bcc records it: a signal meanwhile
-        # is delivered when the block ends, with everything recorded for
-        # close() (see bpfobject).
-        with SignalsDeferred():
-            self._compile()
-            for att in self.program.attachments:
-                self._attach(att)
+        # (Session.__enter__ defers stop signals: an attach opens its fd
+        # before bcc records it.)
+        self._compile()
+        for att in self.program.attachments:
+            self._attach(att)
         self._check_layouts()
         if self.program.kind == "records":
             self._open_buffer()
