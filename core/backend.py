@@ -19,6 +19,7 @@ must work after a partial start().
                     (the generated BPF C, the tracefs writes), or None
 """
 
+from .errors import UsageError
 from .stopsignals import SignalsDeferred
 
 
@@ -59,11 +60,23 @@ class Verdict(object):
         return "Verdict(%s ok=%s %s)" % (self.backend, self.ok, "; ".join(self.reasons))
 
 
+# --buffer-kb: at least a KB, at most 4 GB per CPU.
+MAX_BUFFER_KB = 4 * 1024 * 1024
+
+
 class RunOptions(object):
-    """Run-time knobs that are not part of the measurement."""
+    """Run-time knobs that are not part of the measurement.
+
+    buffer_kb   per-CPU size of the event buffer, None for the backend's
+                default: the ftrace instance buffer; the eBPF perf buffer
+                (or its ring buffer, shared by all CPUs, sized CPUs x KB)
+    """
 
     def __init__(self, tool="kerntrace", buffer_kb=None, input_file=None,
                  stderr=None, verbose=False):
+        if buffer_kb is not None and (isinstance(buffer_kb, bool) or not isinstance(buffer_kb, int)
+                                      or not 1 <= buffer_kb <= MAX_BUFFER_KB):
+            raise UsageError("--buffer-kb must be between 1 and %d (KB per CPU)" % MAX_BUFFER_KB)
         self.tool = tool
         self.buffer_kb = buffer_kb
         self.input_file = input_file

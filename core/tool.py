@@ -50,7 +50,8 @@ def add_common_arguments(parser):
     g.add_argument("--input", metavar="FILE", dest="input_file",
                    help="replay a saved ftrace 'trace' text file instead of tracing live")
     g.add_argument("--buffer-kb", type=int, metavar="KB",
-                   help="ftrace backend: per-CPU buffer size of the private instance")
+                   help="per-CPU event buffer size: the ftrace instance's buffer; on eBPF "
+                        "the perf buffer (or ring buffer, CPUs x KB) carrying event records")
     g.add_argument("--explain", action="store_true",
                    help="say on stderr which backend was chosen and why")
 

@@ -820,3 +820,27 @@ def test_queued_pair_semantics_run_in_c(tmp_path):
                    ("dd", 4000, 32, 4096, 4000, 1000)]
     unmatched, lost, left = stats
     assert (unmatched, lost, left) == (1, 0, 1)
+
+
+# ---------------------------------------------------------------------------
+# --buffer-kb on eBPF: KB per CPU, rounded up to a power of two of pages.
+@pytest.mark.parametrize("kb, ncpus, perf, ring", [
+    (None, 8, 64, 128),         # the defaults
+    (1, 1, 1, 1),
+    (4, 2, 1, 2),
+    (5, 2, 2, 4),               # 5 KB -> 2 pages; 10 KB -> 3 -> 4 pages
+    (1024, 8, 256, 2048),
+    (1000, 3, 256, 1024),       # 250 -> 256 pages; 750 -> 1024 pages
+])
+def test_buffer_sizes_per_cpu_kb_in_power_of_two_pages(kb, ncpus, perf, ring):
+    from kerntrace.backends.ebpf.buffers import BufferSizes
+    b = BufferSizes(kb, ncpus=ncpus, page_size=4096)
+    assert (b.perf_pages, b.ringbuf_pages) == (perf, ring)
+    assert ("--buffer-kb %d" % kb if kb else "default size") in b.describe("ringbuf")
+    assert "%d KB per CPU" % (perf * 4) in b.describe("perf")
+
+
+def test_ring_buffer_pages_reach_the_program():
+    m = block(Records(fields=("dev", LATENCY)))
+    assert "BPF_RINGBUF_OUTPUT(kt_events, 512);" in codegen.generate(
+        m, make_plan(m, output="ringbuf"), ringbuf_pages=512).text

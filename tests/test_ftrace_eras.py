@@ -347,10 +347,9 @@ def test_buffer_kb_option(fs, monkeypatch, mounts):
     v, s = prepare(block_measurement(), buffer_kb=64)
     with s:
         assert t.read("instances/%s/buffer_size_kb" % t.instances()[0]) == "64\n"
-    b = FtraceBackend()
-    for bad in (0, -5, 10 ** 9):
+    for bad in (0, -5, 10 ** 9, True, "64"):
         with pytest.raises(UsageError, match="--buffer-kb"):
-            b.open(block_measurement(), v, RunOptions(buffer_kb=bad))
+            RunOptions(buffer_kb=bad)
 
 
 def test_program_text_lists_writes_and_changes_nothing(fs, monkeypatch, mounts):

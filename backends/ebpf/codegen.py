@@ -34,14 +34,13 @@ string filter values appear only as byte comparisons.
 from kerntrace.core.model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2,
                                   POW2_MS, QUEUED, STR)
 
-from . import cfilters
+from . import buffers, cfilters
 from .layout import S64, STRING, U64, Layout, Member, field_member
 
 MAP_ENTRIES = 10240
 # Structs larger than this live in a per-CPU scratch map instead of the
 # 512-byte BPF stack.
 SCRATCH_OVER = 96
-RINGBUF_PAGES = 128
 # What a handler may put on the BPF stack (structs we size, plus room for
 # the compiler's own temporaries); the kernel's limit is 512 bytes.
 STACK_OVERHEAD = 64
@@ -187,9 +186,10 @@ def _merge(kinds):
 
 
 class _Gen(object):
-    def __init__(self, measurement, plan):
+    def __init__(self, measurement, plan, ringbuf_pages):
         self.m = measurement
         self.plan = plan
+        self.ringbuf_pages = ringbuf_pages
         self.agg = measurement.aggregate
         self.pair = measurement.pair
         self.by_name = dict((pe.name, pe) for pe in plan.events)
@@ -385,7 +385,7 @@ class _Gen(object):
             record_layout = Layout("kt_record", members)
             self.decls.append(record_layout.c_decl())
             if self.plan.output == "ringbuf":
-                self.decls.append("BPF_RINGBUF_OUTPUT(%s, %d);" % (EVENTS_MAP, RINGBUF_PAGES))
+                self.decls.append("BPF_RINGBUF_OUTPUT(%s, %d);" % (EVENTS_MAP, self.ringbuf_pages))
             else:
                 self.decls.append("BPF_PERF_OUTPUT(%s);" % EVENTS_MAP)
         self.key_layout, self.value_layout, self.record_layout = key_layout, value_layout, \
@@ -644,6 +644,7 @@ class _Gen(object):
         return "\n\n".join(parts) + "\n"
 
 
-def generate(measurement, plan):
-    """The Program for a measurement resolved by `plan`."""
-    return _Gen(measurement, plan).generate()
+def generate(measurement, plan, ringbuf_pages=buffers.DEFAULT_RINGBUF_PAGES):
+    """The Program for a measurement resolved by `plan`; records go through
+    a ring buffer of `ringbuf_pages` pages where the plan says ringbuf."""
+    return _Gen(measurement, plan, ringbuf_pages).generate()

@@ -25,11 +25,9 @@ from kerntrace.core.errors import EnableError, KerntraceError
 from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
 
-from . import bpfobject, codegen, tracefs_probes
+from . import bpfobject, buffers, codegen, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedStderr, first_error, one_line
-
-PERF_PAGES = 64          # per CPU, a power of two
 
 
 class EbpfSession(Session):
@@ -38,7 +36,8 @@ class EbpfSession(Session):
         self.plan = plan
         self.bcc = bcc_module
         self.options = options
-        self.program = codegen.generate(measurement, plan)
+        self.buffers = buffers.BufferSizes(getattr(options, "buffer_kb", None))
+        self.program = codegen.generate(measurement, plan, self.buffers.ringbuf_pages)
         self._tracefs = tracefs_path
         self._bpf = None
         self._drainers = {}
@@ -156,12 +155,15 @@ class EbpfSession(Session):
         def on_lost(n):
             self._perf_lost += int(n)
 
+        if getattr(self.options, "verbose", False) and self.options.stderr is not None:
+            self.options.stderr.write("kerntrace: ebpf: %s\n"
+                                      % self.buffers.describe(self.program.output))
         if self.program.output == "ringbuf":
             table.open_ring_buffer(guarded(lambda _ctx, data, length: on_record(data, length)))
             self._buffer = "ringbuf"
         else:
             table.open_perf_buffer(guarded(lambda _cpu, data, length: on_record(data, length)),
-                                   page_cnt=PERF_PAGES, lost_cb=guarded(on_lost))
+                                   page_cnt=self.buffers.perf_pages, lost_cb=guarded(on_lost))
             self._buffer = "perf"
 
     def _named(self, fields):

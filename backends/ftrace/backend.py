@@ -13,7 +13,7 @@ import os
 
 from kerntrace.core import tracefs
 from kerntrace.core.backend import Backend, Capability, Verdict
-from kerntrace.core.errors import TracingUnavailable, Unsupported, UsageError
+from kerntrace.core.errors import TracingUnavailable, Unsupported
 from kerntrace.core.model import STR, USTR
 
 from . import kfilter, probes, stale
@@ -28,7 +28,6 @@ DEFAULT_BUFFER_KB = 4096
 HIGH_RATE_BUFFER_KB = 8192
 HIGH_RATE_SYSTEMS = ("syscalls", "raw_syscalls", "sched", "irq", "kmem", "ftrace", "net")
 TOTAL_BUFFER_CAP_KB = 256 * 1024
-MAX_BUFFER_KB = 4 * 1024 * 1024
 
 
 class Features(object):
@@ -286,13 +285,8 @@ class FtraceBackend(Backend):
             root = loc.path if loc else None
         if root is None or plan is None:
             raise TracingUnavailable("tracefs is not accessible (root? tracefs or debugfs mounted?)")
-        buffer_kb = getattr(options, "buffer_kb", None)
-        if buffer_kb is not None:
-            if isinstance(buffer_kb, bool) or not isinstance(buffer_kb, int) \
-                    or not 1 <= buffer_kb <= MAX_BUFFER_KB:
-                raise UsageError("--buffer-kb must be between 1 and %d (KB per CPU)" % MAX_BUFFER_KB)
-        else:
-            buffer_kb = default_buffer_kb(plan)
+        # (RunOptions validated it.)
+        buffer_kb = getattr(options, "buffer_kb", None) or default_buffer_kb(plan)
         return LiveSession(measurement, plan, root, options, Features(root), buffer_kb)
 
     # -- cleanup -------------------------------------------------------------

@@ -484,6 +484,11 @@ class LiveSession(Session):
                 for cpu in _cpus(b):
                     ops.save_only(os.path.join(b, "per_cpu", "cpu%d" % cpu, "buffer_size_kb"))
             ops.write(size, str(int(self.buffer_kb)), what="buffer size")
+            if not ops.dry_run:
+                self._explain("ftrace: %s buffer %d KB per CPU (%s)" % (
+                    "instance" if self.plan.instances else "top-level", self.buffer_kb,
+                    "--buffer-kb" if getattr(self.options, "buffer_kb", None)
+                    else "default for these events"))
         # (A new instance's files do not exist yet for --print-program: the
         # top level lists the same clocks.)
         clocks = (tracefs.read_text(os.path.join(b, "trace_clock"))
