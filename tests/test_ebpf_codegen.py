@@ -51,6 +51,10 @@ class AllAttach(object):
     def kernel_function(self, name):
         return Answer(True, "%s traceable" % name)
 
+    def raw_tracepoint(self, name):
+        # as in the kernel: each syscalls:* event is made from raw_syscalls
+        return Answer(not name.startswith(("sys_enter_", "sys_exit_")), name)
+
 
 def make_plan(measurement, output="perf", helpers=None):
     host, probes = FakeHost(), AllAttach()
@@ -137,6 +141,7 @@ int bpf_probe_read_user_str(void *dst, u32 size, const void *src);
 int bpf_probe_read(void *dst, u32 size, const void *src);
 int bpf_probe_read_str(void *dst, u32 size, const void *src);
 struct pt_regs { u64 di, si, dx, cx, r8, r9, ax; };
+struct bpf_raw_tracepoint_args { u64 args[0]; };
 #define PT_REGS_PARM1(x) ((x)->di)
 #define PT_REGS_PARM2(x) ((x)->si)
 #define PT_REGS_PARM3(x) ((x)->dx)
@@ -844,3 +849,53 @@ def test_ring_buffer_pages_reach_the_program():
     m = block(Records(fields=("dev", LATENCY)))
     assert "BPF_RINGBUF_OUTPUT(kt_events, 512);" in codegen.generate(
         m, make_plan(m, output="ringbuf"), ringbuf_pages=512).text
+
+
+# ---------------------------------------------------------------------------
+# Raw tracepoints: for handlers that read no field of their event.
+def _issue_count(keys, filters=(), fields=()):
+    ev = Event("issue", Tracepoint("block", "block_rq_issue"), fields=list(fields))
+    return Measurement([ev], Count(keys=keys), filters=list(filters))
+
+
+@needs_cc
+@pytest.mark.parametrize("keys", [("event",), ("comm",), ("pid", "comm")])
+def test_context_only_tracepoint_handler_is_a_raw_tracepoint(tmp_path, keys):
+    m = _issue_count(keys, filters=[Filter("pid", "==", 42)],
+                     fields=[Field("dev")])     # declared, never read
+    prog = codegen.generate(m, make_plan(m))
+    t = prog.text
+    assert "int kt_ev0_issue(struct bpf_raw_tracepoint_args *ctx)" in t
+    assert "struct tracepoint__block__block_rq_issue" not in t and "args" not in t.replace(
+        "bpf_raw_tracepoint_args", "")
+    assert [(a.kind, a.raw) for a in prog.attachments] == [("raw_tracepoint", True)]
+    syntax_check(tmp_path, prog, m)
+
+
+@pytest.mark.parametrize("why", ["field filter", "field key", "no raw tracepoint", "syscall"])
+def test_handlers_that_read_fields_stay_format_tracepoints(why):
+    if why == "field filter":
+        m = _issue_count(("comm",), filters=[Filter("dev", "==", 5)], fields=[Field("dev")])
+    elif why == "field key":
+        m = _issue_count(("dev",), fields=[Field("dev")])
+    elif why == "syscall":
+        m = Measurement([Event("e", SyscallEntry("openat"))], Count(keys=("comm",)))
+    else:
+        m = _issue_count(("comm",))
+    plan = make_plan(m)
+    if why == "no raw tracepoint":
+        plan.events[0].raw_ok = False
+    prog = codegen.generate(m, plan)
+    assert "bpf_raw_tracepoint_args" not in prog.text
+    assert [a.kind for a in prog.attachments] == ["tracepoint"]
+
+
+@needs_cc
+def test_pair_of_context_only_tracepoints_is_raw_on_both_sides(tmp_path):
+    insert = Event("insert", Tracepoint("block", "block_rq_insert"))
+    issue = Event("issue", Tracepoint("block", "block_rq_issue"))
+    m = Measurement([insert, issue], Histogram(LATENCY, unit="usecs"),
+                    pair=Pair("insert", "issue", key=("tid",), carry=("comm",)))
+    prog = codegen.generate(m, make_plan(m))
+    assert [a.kind for a in prog.attachments] == ["raw_tracepoint", "raw_tracepoint"]
+    syntax_check(tmp_path, prog, m)

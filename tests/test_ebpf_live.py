@@ -706,3 +706,13 @@ def test_map_drain_reads_everything_and_leaves_the_map_empty(batch):
             assert d.method == "lookup-and-delete batch"
     finally:
         os.close(fd)
+
+
+def test_raw_tracepoint_probe_answers_by_attaching():
+    before = bpf_fds()
+    assert sysbpf.probe_raw_tracepoint("sched_process_fork").ok
+    # syscalls:* events are trace events made from raw_syscalls, not tracepoints
+    no = sysbpf.probe_raw_tracepoint("sys_enter_openat")
+    assert not no.ok and "ENOENT" in no.detail
+    assert not sysbpf.probe_raw_tracepoint("kerntrace_no_such_tp").ok
+    assert bpf_fds() == before

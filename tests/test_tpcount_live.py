@@ -58,3 +58,33 @@ def test_auto_selection_explains_its_choice(caller_exe):
     rc, out, err = clirun.run(["tpcount", "--explain", "-d", "0.5", "sched:sched_switch"])
     assert rc == 0, err
     assert re.search(r"kerntrace: (ebpf|ftrace): chosen", err)
+
+
+@pytest.mark.live
+def test_raw_tracepoint_count_is_exact_and_matches_ftrace():
+    """Counting by pid reads no field of sched_process_fork, so the eBPF
+    backend attaches a raw tracepoint program there; both backends count
+    exactly the forks of one process."""
+    from kernstate import ebpf_skip_reason
+    backends = ([] if ebpf_skip_reason() else ["ebpf"]) + ["ftrace"]
+    n = 40
+    forker = workloads.Forker(n)
+    args = ["-p", str(forker.pid), "-i", "6", "-c", "1", "sched:sched_process_fork"]
+    if "ebpf" in backends:
+        rc, text, err = clirun.run(["tpcount", "--backend", "ebpf", "--print-program"] + args)
+        assert rc == 0, err
+        assert "int kt_ev0_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)" in text
+    procs = []
+    for b in backends:
+        p = clirun.start(["tpcount", "--backend", b, "--explain"] + args)
+        clirun.wait_for_stderr_line(p, "Tracing 1 tracepoint")
+        procs.append(p)
+    assert forker.release() == 0
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        outs.append(out)
+    for out in outs:
+        assert re.findall(r"^sched:sched_process_fork\s+(\d+)$", out, re.M) == [str(n)], out
+    assert len(set(outs)) == 1, outs

@@ -111,6 +111,29 @@ class Caller(object):
         return self.p.wait()
 
 
+_FORKER = """
+import os, sys
+n = int(sys.argv[1])
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for _ in range(n):
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+"""
+
+
+class Forker(Caller):
+    """A process that, when released, forks n children (each exits at once):
+    n sched:sched_process_fork events with the forker as current task."""
+
+    def __init__(self, n):
+        self.p = subprocess.Popen([sys.executable, "-c", _FORKER, str(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid = int(self.p.stdout.readline())
+
+
 def wait_for(predicate, timeout=10.0, step=0.05):
     end = time.time() + timeout
     while time.time() < end:

@@ -10,6 +10,13 @@ What the program does per logical event (one handler function each):
            zeroed buffers), function
            arguments and return values (PT_REGS_*), context (ts, pid = tgid,
            tid, comm, cpu)
+  attach   a tracepoint handler that reads none of the event's own fields
+           (only context: counts by comm/pid, latency between two events)
+           is a raw tracepoint program where one attaches: no argument
+           record is built for it.  Handlers that read fields stay
+           TRACEPOINT_PROBE-style: raw arguments are kernel struct pointers
+           whose layouts only the running kernel's headers know, while the
+           format-file struct is the stable ABI
   filter   typed, validated filters compiled to C (cfilters.py)
   pair     start: store {ts, carried fields} in a hash keyed by the pair key;
            mark (optional): set its time in the stored start, or when none is
@@ -127,17 +134,19 @@ _BUCKET_FN = {LOG2: "kt_log2", LINEAR: "kt_linear", POW2_MS: "kt_pow2ms"}
 
 
 class Attachment(object):
-    """One probe to attach: the planned event and its handler function."""
+    """One probe to attach: the planned event and its handler function
+    (raw: a raw tracepoint program for a tracepoint event)."""
 
-    __slots__ = ("event", "fn_name")
+    __slots__ = ("event", "fn_name", "raw")
 
-    def __init__(self, event, fn_name):
+    def __init__(self, event, fn_name, raw=False):
         self.event = event
         self.fn_name = fn_name
+        self.raw = raw
 
     @property
     def kind(self):
-        return self.event.kind
+        return "raw_tracepoint" if self.raw else self.event.kind
 
     def __repr__(self):
         return "Attachment(%s -> %s)" % (self.fn_name, self.event.probe.describe())
@@ -393,10 +402,16 @@ class _Gen(object):
         if self.pair:
             self._pair_structs()
         attachments = []
+        raw_names = set()
         for pe, role in self.handlers():
             fn = "kt_ev%d_%s" % (pe.index, pe.name)
-            self.funcs.append(self._handler(pe, role, fn))
-            attachments.append(Attachment(pe, fn))
+            # bcc keys raw attachments by tracepoint name: one handler each.
+            raw = (pe.kind == "tracepoint" and pe.raw_ok and pe.probe.name not in raw_names
+                   and all(n in CONTEXT_FIELDS for n in self._needs(pe, role)))
+            if raw:
+                raw_names.add(pe.probe.name)
+            self.funcs.append(self._handler(pe, role, fn, raw))
+            attachments.append(Attachment(pe, fn, raw))
         text = self._assemble()
         return Program(text, a.kind, tuple(getattr(a, "keys", ())), key_layout, value_layout,
                        record_layout, attachments,
@@ -417,14 +432,18 @@ class _Gen(object):
                        "BPF_HASH(%s, struct kt_pair_key, struct kt_pair_val, %d);"
                        % (START_MAP, MAP_ENTRIES)]
 
-    def _handler(self, pe, role, fn):
+    def _handler(self, pe, role, fn, raw=False):
         self.stack = STACK_OVERHEAD
         needs = self._needs(pe, role)
         flayout = Layout("kt_ev%d_f" % pe.index, [field_member(n, *_src_kind(pe, n))
                                                   for n in needs])
         if not flayout.empty:
             self.decls.append(flayout.c_decl())
-        if pe.kind == "tracepoint":
+        if raw:
+            sig = "/* raw tracepoint %s: reads no event fields */\n" \
+                  "int %s(struct bpf_raw_tracepoint_args *ctx)" % (pe.probe.name, fn)
+            ctx = "ctx"
+        elif pe.kind == "tracepoint":
             sig = "int %s(struct tracepoint__%s__%s *args)" % (fn, pe.probe.category,
                                                                   pe.probe.name)
             ctx = "args"

@@ -65,16 +65,19 @@ class PlannedEvent(object):
     fields    logical field name -> FieldSource (declared fields only;
               context fields are read the same way for every probe)
     target    for uprobes: the resolved path of the library or binary
+    raw_ok    for tracepoints: a raw tracepoint of that name attaches here,
+              so a handler that reads none of the event's fields can use it
     """
 
-    __slots__ = ("index", "logical", "probe", "fields", "target")
+    __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok")
 
-    def __init__(self, index, logical, probe, fields, target=None):
+    def __init__(self, index, logical, probe, fields, target=None, raw_ok=False):
         self.index = index
         self.logical = logical
         self.probe = probe
         self.fields = fields
         self.target = target
+        self.raw_ok = raw_ok
 
     @property
     def name(self):
@@ -263,6 +266,7 @@ def resolve_event(index, event, host, probes):
         else:
             fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
         if fields is not None and why is None:
-            return PlannedEvent(index, event, probe, fields, target), []
+            raw_ok = isinstance(probe, Tracepoint) and probes.raw_tracepoint(probe.name).ok
+            return PlannedEvent(index, event, probe, fields, target, raw_ok), []
         reasons.append("%s: %s" % (probe.describe(), why))
     return None, reasons

@@ -89,6 +89,11 @@ class HostProbes(object):
             return kernel
         return self._cached("ringbuf", probe, keep=lambda a: self.privileges().ok)
 
+    def raw_tracepoint(self, name):
+        """Whether a raw tracepoint program attaches to tracepoint `name`."""
+        return self._cached("raw_tracepoint:" + name, lambda: sysbpf.probe_raw_tracepoint(name),
+                            keep=lambda a: self.privileges().ok)
+
     def read_kernel_helper(self):
         """Whether bpf_probe_read_kernel exists (else bpf_probe_read)."""
         def probe():

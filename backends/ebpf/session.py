@@ -78,16 +78,19 @@ class EbpfSession(Session):
         pe = att.event
         fn = att.fn_name.encode()
         probe = pe.probe
-        kind = pe.kind
-        counter = {"tracepoint": b.num_open_tracepoints, "kprobe": b.num_open_kprobes,
-                   "kretprobe": b.num_open_kprobes, "uprobe": b.num_open_uprobes,
-                   "uretprobe": b.num_open_uprobes}[kind]
+        kind = att.kind
+        counter = {"tracepoint": b.num_open_tracepoints,
+                   "raw_tracepoint": lambda: len(b.raw_tracepoint_fds),
+                   "kprobe": b.num_open_kprobes, "kretprobe": b.num_open_kprobes,
+                   "uprobe": b.num_open_uprobes, "uretprobe": b.num_open_uprobes}[kind]
         before = counter()
         known = set(b.kprobe_fds) | set(b.uprobe_fds)
         cap = CapturedStderr()
         try:
             with cap:
-                if kind == "tracepoint":
+                if kind == "raw_tracepoint":
+                    b.attach_raw_tracepoint(tp=probe.name.encode(), fn_name=fn)
+                elif kind == "tracepoint":
                     b.attach_tracepoint(tp=("%s:%s" % (probe.category, probe.name)).encode(),
                                         fn_name=fn)
                 elif kind == "kprobe":
