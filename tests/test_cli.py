@@ -78,7 +78,7 @@ def _as_nobody(args):
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to run a command as an unprivileged user")
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-m", "kerntrace.core.cli"] + args, cwd="/",
+                        sys.executable, "-m", "kerntrace.core"] + args, cwd="/",
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                        timeout=120)
     return p.returncode, p.stdout, p.stderr
@@ -146,3 +146,28 @@ def test_ctrl_c_while_starting_leaves_nothing(delay):
     assert p.returncode in (0, 130), err
     assert "Traceback" not in err and "internal error" not in err, err
     assert not [s for s in kernstate.kerntrace_state() if str(p.pid) in s]
+
+
+@pytest.mark.parametrize("script", ["kerntrace", "iolatency"])
+def test_ctrl_c_while_python_imports_kerntrace_is_quiet(script):
+    """A Ctrl-C that lands while the console script is still importing
+    kerntrace (made to land there: an import hook signals the process when
+    the CLI's modules load) ends it with 130 and prints nothing."""
+    import subprocess
+    import sys
+    from clirun import env
+    code = "\n".join([
+        "import os, signal, sys",
+        "class SignalOnImport(object):",
+        "    def find_spec(self, name, path, target=None):",
+        "        if name == 'kerntrace.core.pluginhost':",
+        "            os.kill(os.getpid(), signal.SIGINT)",
+        "        return None",
+        "sys.meta_path.insert(0, SignalOnImport())",
+        "sys.argv = [%r, '-h']" % script,
+        "from kerntrace.core import commands",
+        "commands.%s()" % script,
+    ])
+    p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, env=env(), timeout=60)
+    assert (p.returncode, p.stdout, p.stderr) == (130, "", "")

@@ -68,7 +68,7 @@ def kerntrace(args, path, env_extra=None):
     env["PYTHONPATH"] = path
     env.pop("KERNTRACE_DISABLE_PLUGINS", None)
     env.update(env_extra or {})
-    p = subprocess.run([sys.executable, "-m", "kerntrace.core.cli"] + args, env=env,
+    p = subprocess.run([sys.executable, "-m", "kerntrace.core"] + args, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     return p.returncode, p.stdout, p.stderr
 
