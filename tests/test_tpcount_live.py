@@ -22,13 +22,19 @@ def caller_exe(tmp_path_factory):
 
 def run_both(caller_exe, backends):
     c = workloads.Caller(caller_exe, N)
+    return run_on(backends, c, ["syscalls:sys_enter_getppid"])
+
+
+def run_on(backends, workload, tracepoints):
+    """tpcount of the workload's process on each backend at once, one
+    interval spanning the whole workload; the outputs."""
     procs = []
     for b in backends:
-        p = clirun.start(["tpcount", "--backend", b, "--explain", "-p", str(c.pid), "-i", "6", "-c", "1",
-                          "syscalls:sys_enter_getppid"])
+        p = clirun.start(["tpcount", "--backend", b, "--explain", "-p", str(workload.pid),
+                          "-i", "6", "-c", "1"] + tracepoints)
         clirun.wait_for_stderr_line(p, "Tracing 1 tracepoint")
         procs.append(p)
-    assert c.release() == 0
+    assert workload.release() == 0
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=60)
@@ -69,22 +75,12 @@ def test_raw_tracepoint_count_is_exact_and_matches_ftrace():
     backends = ([] if ebpf_skip_reason() else ["ebpf"]) + ["ftrace"]
     n = 40
     forker = workloads.Forker(n)
-    args = ["-p", str(forker.pid), "-i", "6", "-c", "1", "sched:sched_process_fork"]
     if "ebpf" in backends:
-        rc, text, err = clirun.run(["tpcount", "--backend", "ebpf", "--print-program"] + args)
+        rc, text, err = clirun.run(["tpcount", "--backend", "ebpf", "--print-program", "-p",
+                                    str(forker.pid), "sched:sched_process_fork"])
         assert rc == 0, err
         assert "int kt_ev0_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)" in text
-    procs = []
-    for b in backends:
-        p = clirun.start(["tpcount", "--backend", b, "--explain"] + args)
-        clirun.wait_for_stderr_line(p, "Tracing 1 tracepoint")
-        procs.append(p)
-    assert forker.release() == 0
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-        outs.append(out)
+    outs = run_on(backends, forker, ["sched:sched_process_fork"])
     for out in outs:
         assert re.findall(r"^sched:sched_process_fork\s+(\d+)$", out, re.M) == [str(n)], out
     assert len(set(outs)) == 1, outs
