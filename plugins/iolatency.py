@@ -23,7 +23,7 @@ from kerntrace.core.output.histograms import PerfToolsHistogramPrinter
 from kerntrace.core.tool import Tool
 
 from . import blockdev
-from .perftools_cli import UsageShown, getopts, perf_tools_error_lines, perf_tools_exit_status
+from .perftools_cli import UsageShown, parse_options, perf_tools_error_lines, perf_tools_exit_status
 
 # perf-tools' usage text, byte for byte (the unbalanced quote is theirs).
 USAGE = """USAGE: iolatency [-hQT] [-d device] [-i iotype] [interval [count]]
@@ -57,20 +57,9 @@ class IoLatency(Tool):
     )
 
     def parse_args(self, argv, prog=None):
-        options, operands, args = getopts(list(argv), "d:hi:QT", USAGE)
-        args.device = None
-        args.iotype = None
-        args.queue = False
-        args.timestamp = False
-        for letter, value in options:
-            if letter == "d":
-                args.device = value
-            elif letter == "i":
-                args.iotype = value
-            elif letter == "Q":
-                args.queue = True
-            elif letter == "T":
-                args.timestamp = True
+        args, operands = parse_options(argv, USAGE,
+                                       values=(("d", "device"), ("i", "iotype")),
+                                       flags=(("Q", "queue"), ("T", "timestamp")))
         if len(operands) > 2:
             raise UsageError("too many arguments: %s" % " ".join(operands[2:]))
         # The banner repeats the interval as it was typed, as perf-tools does.

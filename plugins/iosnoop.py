@@ -26,7 +26,7 @@ from kerntrace.core.output.table import Column, EventTablePrinter
 from kerntrace.core.tool import Tool
 
 from . import blockdev
-from .perftools_cli import getopts, perf_tools_error_lines, perf_tools_exit_status
+from .perftools_cli import parse_options, perf_tools_error_lines, perf_tools_exit_status
 
 USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
                [duration]
@@ -114,24 +114,10 @@ class IoSnoop(Tool):
     )
 
     def parse_args(self, argv, prog=None):
-        options, operands, args = getopts(list(argv), "d:hi:n:p:Qst", USAGE)
-        args.device = args.iotype = args.name = args.pid = None
-        args.queue = args.start_times = args.end_times = False
-        for letter, value in options:
-            if letter == "d":
-                args.device = value
-            elif letter == "i":
-                args.iotype = value
-            elif letter == "n":
-                args.name = value
-            elif letter == "p":
-                args.pid = value
-            elif letter == "Q":
-                args.queue = True
-            elif letter == "s":
-                args.start_times = True
-            elif letter == "t":
-                args.end_times = True
+        args, operands = parse_options(
+            argv, USAGE,
+            values=(("d", "device"), ("i", "iotype"), ("n", "name"), ("p", "pid")),
+            flags=(("Q", "queue"), ("s", "start_times"), ("t", "end_times")))
         if args.pid is not None and args.name is not None:
             raise UsageError("ERROR: use either -p or -n.")
         if len(operands) > 1:

@@ -121,6 +121,27 @@ def getopts(argv, optstring, usage):
     return options, operands, ns
 
 
+def parse_options(argv, usage, values=(), flags=()):
+    """A perf-tools command line whose letters are declared by meaning:
+    values ((letter, name), ...) take an argument, flags ((letter, name),
+    ...) are switches, -h is the usage.  Returns (namespace, operands): the
+    namespace has kerntrace's long options and every declared name (None /
+    False when not given; a repeated option keeps its last value)."""
+    values, flags = dict(values), dict(flags)
+    optstring = "h" + "".join(c + ":" for c in sorted(values)) + "".join(sorted(flags))
+    options, operands, ns = getopts(list(argv), optstring, usage)
+    for name in values.values():
+        setattr(ns, name, None)
+    for name in flags.values():
+        setattr(ns, name, False)
+    for letter, value in options:
+        if letter in values:
+            setattr(ns, values[letter], value)
+        else:
+            setattr(ns, flags[letter], True)
+    return ns, operands
+
+
 def _long_option(arg, argv, i, ns, usage):
     name, eq, value = arg[2:].partition("=")
     if name == "help":
