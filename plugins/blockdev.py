@@ -398,12 +398,33 @@ def rwbs_filter(pattern, events=(START, DONE)):
     return Filter("rwbs", "glob", pattern, events=events, type=STR)
 
 
+def check_perf_tools_filters(device, iotype):
+    """perf-tools' -d MAJ,MIN (or a disk name) and -i GLOB, checked for
+    syntax at parse time; whether the disk exists is asked when the
+    measurement is built."""
+    if device is not None and looks_like_majmin(device):
+        parse_majmin(device)
+    if iotype is not None:
+        rwbs_glob(iotype)
+
+
+def perf_tools_filters(device, iotype):
+    """The filters of perf-tools' -d and -i (None: not given)."""
+    filters = []
+    if device is not None:
+        filters.append(device_filter(resolve_disk(device)))
+    if iotype is not None:
+        filters.append(rwbs_filter(iotype))
+    return filters
+
+
 __all__ = [
     "MINORBITS", "FLUSH_SECTOR", "SECTOR_BYTES", "SYS_CLASS_BLOCK", "PROC_PARTITIONS",
     "make_dev", "dev_major", "dev_minor", "dev_string", "DiskTable", "DiskNameFormatter",
     "seconds_value", "count_value", "looks_like_majmin", "parse_majmin", "NoSuchDisk",
     "resolve_disk", "Rwbs", "rwbs_flags_name", "rwbs_glob", "request_fields",
     "completion_fields", "start_event", "issue_event", "insert_event", "queued_event",
-    "completion_event", "request_pair", "device_filter", "rwbs_filter", "START", "DONE",
+    "completion_event", "request_pair", "device_filter", "rwbs_filter",
+    "check_perf_tools_filters", "perf_tools_filters", "START", "DONE",
     "BLOCK_RQ_ISSUE", "BLOCK_RQ_INSERT", "BLOCK_RQ_COMPLETE", "BLOCK_IO_START",
 ]

@@ -66,21 +66,12 @@ class IoLatency(Tool):
         args.interval_text = operands[0] if operands else "1"
         args.interval = blockdev.seconds_value(args.interval_text, "interval")
         args.count = blockdev.count_value(operands[1]) if len(operands) > 1 else 0
-        if args.device is not None:
-            # Syntax now; existence when the measurement is built.
-            if blockdev.looks_like_majmin(args.device):
-                blockdev.parse_majmin(args.device)
-        if args.iotype is not None:
-            blockdev.rwbs_glob(args.iotype)
+        blockdev.check_perf_tools_filters(args.device, args.iotype)
         return args
 
     def measurement(self, args):
         start = blockdev.insert_event() if args.queue else blockdev.issue_event()
-        filters = []
-        if args.device is not None:
-            filters.append(blockdev.device_filter(blockdev.resolve_disk(args.device)))
-        if args.iotype is not None:
-            filters.append(blockdev.rwbs_filter(args.iotype))
+        filters = blockdev.perf_tools_filters(args.device, args.iotype)
         return Measurement(
             events=[start, blockdev.completion_event()],
             pair=blockdev.request_pair(),

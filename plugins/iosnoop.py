@@ -133,19 +133,12 @@ class IoSnoop(Tool):
             if args.name == "" or "*" in args.name:
                 raise UsageError("invalid process name %r" % (args.name,))
             Filter("comm", "glob", "*%s*" % args.name)   # validates the characters
-        if args.device is not None and blockdev.looks_like_majmin(args.device):
-            blockdev.parse_majmin(args.device)
-        if args.iotype is not None:
-            blockdev.rwbs_glob(args.iotype)
+        blockdev.check_perf_tools_filters(args.device, args.iotype)
         return args
 
     def measurement(self, args):
         start = blockdev.insert_event() if args.queue else blockdev.issue_event()
-        filters = []
-        if args.device is not None:
-            filters.append(blockdev.device_filter(blockdev.resolve_disk(args.device)))
-        if args.iotype is not None:
-            filters.append(blockdev.rwbs_filter(args.iotype))
+        filters = blockdev.perf_tools_filters(args.device, args.iotype)
         if args.pid is not None:
             filters.append(Filter("pid", "==", args.pid, events=(blockdev.START,)))
         if args.name is not None:
