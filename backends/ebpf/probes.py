@@ -113,24 +113,20 @@ class HostProbes(object):
     def kprobe_interface(self):
         """Whether the kernel has kprobes at all (kprobe_events or the kprobe
         PMU), without loading anything."""
-        def probe():
-            ev = self.tracefs_path and os.path.exists(os.path.join(self.tracefs_path,
-                                                                   "kprobe_events"))
-            if ev or os.path.exists(KPROBE_PMU):
-                return Answer(True, "kprobe_events" if ev else "kprobe PMU")
-            return Answer(False, "kprobes not configured in this kernel (no kprobe_events, "
-                                 "no kprobe PMU)")
-        return self._cached("kprobe_interface", probe)
+        return self._probe_interface("kprobe", KPROBE_PMU)
 
     def uprobe_interface(self):
+        return self._probe_interface("uprobe", UPROBE_PMU)
+
+    def _probe_interface(self, kind, pmu):
         def probe():
             ev = self.tracefs_path and os.path.exists(os.path.join(self.tracefs_path,
-                                                                   "uprobe_events"))
-            if ev or os.path.exists(UPROBE_PMU):
-                return Answer(True, "uprobe_events" if ev else "uprobe PMU")
-            return Answer(False, "uprobes not configured in this kernel (no uprobe_events, "
-                                 "no uprobe PMU)")
-        return self._cached("uprobe_interface", probe)
+                                                                   kind + "_events"))
+            if ev or os.path.exists(pmu):
+                return Answer(True, "%s_events" % kind if ev else "%s PMU" % kind)
+            return Answer(False, "%ss not configured in this kernel (no %s_events, no %s PMU)"
+                          % (kind, kind, kind))
+        return self._cached(kind + "_interface", probe)
 
     def kernel_function(self, name):
         """Whether a kprobe on kernel function `name` may work: it is a text
