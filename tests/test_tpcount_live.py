@@ -76,9 +76,11 @@ def test_raw_tracepoint_count_is_exact_and_matches_ftrace():
     n = 40
     forker = workloads.Forker(n)
     if "ebpf" in backends:
-        rc, text, err = clirun.run(["tpcount", "--backend", "ebpf", "--print-program", "-p",
-                                    str(forker.pid), "sched:sched_process_fork"])
+        rc, text, err = clirun.run(["tpcount", "--backend", "ebpf", "--print-program",
+                                    "--explain", "-p", str(forker.pid),
+                                    "sched:sched_process_fork"])
         assert rc == 0, err
+        assert "raw tracepoint sched_process_fork (no event fields read)" in err
         assert "int kt_ev0_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)" in text
     outs = run_on(backends, forker, ["sched:sched_process_fork"])
     for out in outs:

@@ -100,9 +100,13 @@ class EbpfBackend(Backend):
                             helpers=eplan.MODERN_HELPERS if p.read_kernel_helper().ok
                             else eplan.LEGACY_HELPERS, notes=notes)
         try:
-            codegen.generate(measurement, ep)
+            program = codegen.generate(measurement, ep)
         except (ValueError, KeyError, TypeError) as e:
             return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
+        raw = [a.event.probe.name for a in program.attachments if a.raw]
+        if raw:
+            notes.append("raw tracepoint%s %s (no event fields read)"
+                         % ("s" if len(raw) > 1 else "", ", ".join(raw)))
         return Verdict(self.name, True, notes, ep)
 
     # -- run it ----------------------------------------------------------------------
