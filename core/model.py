@@ -202,7 +202,9 @@ class Pair(object):
     by ("tid",)).  A pair yields LATENCY (ns), the `carry` fields taken from
     the start event (e.g. the issuing "comm" and "pid") and every field of the
     end event.  Starts still in flight at an interval boundary stay pending;
-    an end without a start is counted as unmatched, never guessed.
+    an end without a start is counted as unmatched, never guessed.  A start
+    (or mark) its filters reject ends its pair: the end is dropped, not
+    counted as unmatched (every backend behaves so).
 
     `mark` names an optional event in between, with the same key fields
     (block insert -> issue -> completion).  A mark for a pending start

@@ -116,7 +116,8 @@ class Report(object):
 
     data       HistogramSet, CountSet or list of Record
     lost       events the kernel reported lost in this interval
-    unmatched  end events seen without their start (pairs only)
+    unmatched  end events seen without their start: started before tracing
+               or lost (pairs only; not the ends of starts filtered out)
     start/end  wall-clock time.time() of the interval
     """
 

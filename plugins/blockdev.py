@@ -382,8 +382,8 @@ def completion_event():
 def request_pair(carry=()):
     """An I/O is a start and a completion on the same device and starting
     sector.  Completions whose start was not seen (started before tracing,
-    or filtered out) are counted as unmatched by the backends, never
-    paired with another request."""
+    or lost) are counted as unmatched by the backends, never paired with
+    another request; those of a start the filters rejected are dropped."""
     return Pair(START, DONE, key=("dev", "sector"), carry=carry)
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -242,6 +243,40 @@ def test_both_backends_at_once_agree(disk):
     # of a row boundary may land on either side.  Anything more is a bug.
     moved = sum(abs(rows_f.get(r, 0) - rows_e.get(r, 0)) for r in set(rows_f) | set(rows_e))
     assert moved <= 2, (rows_f, rows_e)
+
+
+def _prometheus_value(out, name):
+    """The last value of a metric in a Prometheus exposition stream."""
+    values = re.findall(r"^%s (\d+)$" % re.escape(name), out, re.M)
+    assert values, out
+    return int(values[-1])
+
+
+def test_start_only_filter_drops_other_io_without_calling_it_unmatched(disk, tmp_path):
+    """iosnoop -n keeps the I/O of one process name (a filter on the issue
+    only).  Another process's I/O on the same disk is neither printed nor
+    counted as "unmatched" (an end without its start), on either backend."""
+    for backend in ("ftrace", "ebpf"):
+        skip_unless_backend_runs(backend, disk.majmin)
+    writer = str(tmp_path / "ktwriter")
+    shutil.copy(shutil.which("dd"), writer)
+    tools = []
+    try:
+        for backend in ("ftrace", "ebpf"):
+            tools.append(LiveTool(["iosnoop", "--backend", backend, "--prometheus",
+                                   "-d", disk.majmin, "-n", "ktwriter"],
+                                  "Tracing", "stderr"))
+        subprocess.check_call([writer, "if=/dev/zero", "of=" + disk.path, "bs=4096",
+                               "count=%d" % WRITES, "oflag=direct", "status=none"])
+        workloads.direct_reads(disk.path, READS)
+        results = [t.stop() for t in tools]
+    finally:
+        for t in tools:
+            t.kill()
+    for rc, out, err in results:
+        assert rc == 0, err
+        assert _prometheus_value(out, "kerntrace_iosnoop_events_total") == WRITES
+        assert _prometheus_value(out, "kerntrace_iosnoop_unmatched_events_total") == 0
 
 
 @pytest.mark.live

@@ -269,7 +269,7 @@ def test_queue_time_clock_skew_is_clamped_and_counted():
 
 def test_mark_filters_apply_to_the_mark():
     # a key filter drops the other device's marks; a filter on the mark's
-    # own field ends the pair (its end is then unmatched)
+    # own field ends the pair (its end is then dropped: not unmatched)
     m = queued_pair(QUEUE_RECORD, filters=[Filter("dev", "==", DEV),
                                            Filter("rwbs", "!=", "WM", events=("issue",))])
     a = agg_for(m)
@@ -283,7 +283,7 @@ def test_mark_filters_apply_to_the_mark():
     a.feed(done(600, 24))
     r = a.collect()
     assert rows(r) == [("dd", 24, 4096, 50, 150)]
-    assert r.unmatched == 1 and a.pending == 0
+    assert r.unmatched == 0 and a.pending == 0
 
 
 def test_queued_histogram_and_bounded_pending():
@@ -321,9 +321,40 @@ def test_mark_starting_a_pair_marks_a_looked_up_comm_best_effort(tmp_path):
         ("from-proc", 2, 3, {"comm"}), ("own", 0, 9, frozenset())]
 
 
+def test_a_start_its_filters_reject_silences_its_end():
+    # iosnoop -p: the pid filter is on the start only.  Another process's
+    # I/O is neither reported nor "unmatched"; an end whose start was never
+    # seen still is.
+    m = queued_pair(QUEUE_RECORD, filters=[Filter("pid", "==", 77, events=("insert",))])
+    a = agg_for(m, max_pending=3)
+    a.feed(insert(100, 8, tgid=77))
+    a.feed(insert(110, 16, tgid=78))
+    a.feed(done(200, 8))
+    a.feed(done(210, 16))
+    a.feed(done(220, 24))                       # started before tracing
+    r = a.collect()
+    assert [row[1] for row in rows(r)] == [8]
+    assert r.unmatched == 1 and a.pending == 0
+    # rejected starts whose end never comes are bounded like any start
+    for sector in range(100, 110):
+        a.feed(insert(300 + sector, sector, tgid=78))
+    assert a.pending == 3 and a.collect() and a.last.dropped_starts == 7
+
+
+def test_kernel_filters_of_a_start_are_those_its_end_shares():
+    from kerntrace.backends.ftrace.kfilter import kernel_side_filters
+    dev = Filter("dev", "==", DEV)
+    pid = Filter("pid", "==", 77, events=("insert",))
+    rwbs = Filter("rwbs", "!=", "WM", events=("issue",))
+    m = queued_pair(QUEUE_RECORD, filters=[dev, pid, rwbs])
+    assert kernel_side_filters(m, m.event("insert")) == [dev]
+    assert kernel_side_filters(m, m.event("issue")) == [dev]
+    assert kernel_side_filters(m, m.event("done")) == [dev]
+
+
 def test_mark_handler_only_touches_pending_entries_when_a_start_is_there():
     src = agg_for(queued_pair(QUEUE_RECORD)).sources["issue"]
-    found = src.index("if s is not None:")
+    found = src.index("if s is not None and s is not _REJECTED:")
     # nothing carried is read before the pending start is looked up
     assert "x_bytes" not in src[:found] and "x_pid" not in src[:found]
 

@@ -39,6 +39,18 @@ from .tasks import TaskInfo
 # dropped (and counted): an end that never comes must not grow memory forever.
 DEFAULT_MAX_PENDING = 1000000
 
+
+class _Rejected(object):
+    """The pending entry of a pair start its filters rejected."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<rejected start>"
+
+
+_REJECTED = _Rejected()
+
 # core.buckets' bucket_index() as inline expressions (a call per event
 # costs more than the arithmetic); tests compare the two on many values.
 _BUCKET_EXPR = {
@@ -241,6 +253,8 @@ class Aggregator(object):
             "_pending_pop": self._pending.pop,
             "_pending_get": self._pending.get,
             "_drop_oldest": self._drop_oldest,
+            "_reject_start": self._reject_start,
+            "_REJECTED": _REJECTED,
             "_hists": self._hists,
             "_hists_get": self._hists.get,
             "_counts": self._counts,
@@ -302,11 +316,12 @@ class Aggregator(object):
 
     def _gen_start(self, prog):
         pair = self.measurement.pair
-        prog.filters()
         emit = prog.code.emit
-        key = _tuple_src([prog.load(k) for k in pair.key])
+        emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
+        # A start its filters reject still takes its key, so that its end is
+        # neither measured nor counted unmatched.
+        prog.filters(reject=("_reject_start(k)",))
         carried = self._carried(prog)
-        emit("k = %s" % key)
         emit("n = len(_pending)")
         if pair.mark is not None:
             # a list: the mark handler sets its time in place
@@ -344,11 +359,11 @@ class Aggregator(object):
         pair = self.measurement.pair
         emit = prog.code.emit
         emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
-        # a rejected mark ends the pair: its end is then unmatched, as after
-        # a rejected start
-        prog.filters(reject=("_pending_pop(k, None)",))
+        # a rejected mark ends the pair: its end is then dropped, as after a
+        # rejected start
+        prog.filters(reject=("_reject_start(k)",))
         emit("s = _pending_get(k)")
-        emit("if s is not None:")
+        emit("if s is not None and s is not _REJECTED:")
         emit("s[1] = ts", 2)
         emit("return", 2)
         carried = self._carried(prog)
@@ -364,6 +379,8 @@ class Aggregator(object):
         prog.filters()
         emit("if s is None:")
         emit("_st.unmatched += 1", 2)
+        emit("return", 2)
+        emit("if s is _REJECTED:")
         emit("return", 2)
         if pair.mark is None:
             emit("x_latency = ts - %s" % ("s[0]" if self._start_tuple else "s"))
@@ -471,6 +488,12 @@ class Aggregator(object):
             self.counters.lost_uncounted += 1
         elif n > 0:
             self.counters.lost += int(n)
+
+    def _reject_start(self, key):
+        """A pair start (or mark) its filters rejected: its end is dropped."""
+        self._pending[key] = _REJECTED
+        if len(self._pending) > self.max_pending:
+            self._drop_oldest()
 
     def _drop_oldest(self):
         extra = len(self._pending) - self.max_pending

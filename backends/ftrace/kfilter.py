@@ -115,9 +115,23 @@ def expression(clause_list):
     return " && ".join(c.text for c in clause_list)
 
 
+def kernel_side_filters(measurement, logical):
+    """The filters of event `logical` the kernel may apply.  A pair's start
+    (or mark) keeps only those that apply to its end as well: the end of a
+    start the kernel dropped would look unmatched.  The others run in user
+    space, where a rejected start leaves a marker that silences its end (as
+    the eBPF backend's kt_drop does)."""
+    own = measurement.filters_for(logical)
+    pair = measurement.pair
+    if pair is None or logical.name not in (pair.start, pair.mark):
+        return own
+    end = measurement.event(pair.end)
+    return [f for f in own if f.applies_to(end)]
+
+
 def event_filter(measurement, resolved):
     """The filter expression for one resolved event, or None."""
-    text = expression(clauses(measurement.filters_for(resolved.logical), resolved))
+    text = expression(clauses(kernel_side_filters(measurement, resolved.logical), resolved))
     return text or None
 
 

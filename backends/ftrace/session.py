@@ -527,7 +527,7 @@ class LiveSession(Session):
 
     def _apply_filter(self, ops, ev):
         path = os.path.join(self._event_dir(ev), "filter")
-        clause_list = kfilter.clauses(self.measurement.filters_for(ev.logical), ev)
+        clause_list = kfilter.clauses(kfilter.kernel_side_filters(self.measurement, ev.logical), ev)
         attempts = [clause_list]
         if any(c.glob for c in clause_list):
             attempts.append(kfilter.without_globs(clause_list))
