@@ -19,6 +19,8 @@ import importlib.util
 import os
 import sys
 
+from . import bccfixes
+
 PACKAGE = "bcc"
 # Files every real bcc package has since its first Python bindings.
 _SIGNATURE_FILES = ("__init__.py", "libbcc.py", "table.py")
@@ -198,6 +200,7 @@ def status():
         return _found[0]
     st = find_bcc()
     if st.ok:
+        bccfixes.apply(st.module)
         _found.append(st)
     return st
 
