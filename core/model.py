@@ -215,9 +215,18 @@ class Pair(object):
     LATENCY = end - mark (end - start when no mark was seen) and QUEUED =
     mark - start (0 when either was not seen).  Filters decide per event: a
     start they reject leaves nothing pending (so its mark, if accepted,
-    starts the pair), a mark they reject ends the pair."""
+    starts the pair), a mark they reject ends the pair.
 
-    def __init__(self, start, end, key, carry=(), mark=None):
+    `shared` names key values that several requests in flight may have at
+    once ({"sector": FLUSH_SECTOR}: every flush of a device), integer key
+    fields only.  While one start with such a key is pending it pairs as
+    usual; when another start comes, the key no longer says whose end is
+    whose, so neither is measured: every end for it counts as unmatched
+    until as many ends as starts were seen.  (Other keys are unique: a
+    start that reuses a pending key replaces it, as a requeued request
+    does.)"""
+
+    def __init__(self, start, end, key, carry=(), mark=None, shared=None):
         self.start = _ident("pair start", start)
         self.end = _ident("pair end", end)
         self.key = tuple(_ident("pair key", k) for k in key)
@@ -227,6 +236,13 @@ class Pair(object):
             raise InvalidSpec("a pair needs a key")
         if self.mark in (self.start, self.end):
             raise InvalidSpec("a pair's mark must be another event than its start and end")
+        self.shared = {}
+        for k, v in sorted((shared or {}).items()):
+            if k not in self.key:
+                raise InvalidSpec("shared key value for %r, which is not a pair key" % k)
+            if isinstance(v, bool) or not isinstance(v, int) or not _S64_MIN <= v <= _U64:
+                raise InvalidSpec("shared key value of %s must be a 64-bit integer" % k)
+            self.shared[k] = v
 
 
 # ---------------------------------------------------------------------------
@@ -459,6 +475,9 @@ class Measurement(object):
             for c in self.pair.carry:
                 if start.field_type(c) is None:
                     raise InvalidSpec("carried field %r missing on %s" % (c, start.name))
+            for k in self.pair.shared:
+                if start.field_type(k) != INT:
+                    raise InvalidSpec("shared key value for %r, which is not an integer" % k)
             if self.pair.mark is not None:
                 self._validate_mark(start)
         available = self.output_fields()

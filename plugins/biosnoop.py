@@ -20,7 +20,7 @@ into the request queue to the issue to the driver, LAT(ms) from the issue
 to the completion.
 """
 
-from kerntrace.core.model import (LATENCY, QUEUED, Event, Measurement, Pair, Records,
+from kerntrace.core.model import (LATENCY, QUEUED, Event, Measurement, Records,
                                   Schedule)
 from kerntrace.core.output.table import Column, EventTablePrinter, seconds_since_first
 from kerntrace.core.tool import Tool
@@ -112,8 +112,7 @@ class BioSnoop(Tool):
         carry = ("comm", "pid", "bytes")
         if args.queue:
             events = [blockdev.insert_event(), issue_mark_event(), blockdev.completion_event()]
-            base = blockdev.request_pair()
-            pair = Pair(base.start, base.end, key=base.key, carry=carry, mark=ISSUE)
+            pair = blockdev.request_pair(carry=carry, mark=ISSUE)
             fields = RECORD_FIELDS + (QUEUED,)
         else:
             events = [blockdev.issue_event(), blockdev.completion_event()]

@@ -379,12 +379,17 @@ def completion_event():
     return Event(DONE, BLOCK_RQ_COMPLETE, fields=completion_fields())
 
 
-def request_pair(carry=()):
+def request_pair(carry=(), mark=None):
     """An I/O is a start and a completion on the same device and starting
     sector.  Completions whose start was not seen (started before tracing,
     or lost) are counted as unmatched by the backends, never paired with
-    another request; those of a start the filters rejected are dropped."""
-    return Pair(START, DONE, key=("dev", "sector"), carry=carry)
+    another request; those of a start the filters rejected are dropped.
+    Every flush of a device has the same sector: while two are in flight
+    (one per hardware queue on multi-queue devices) neither is measured and
+    their completions count as unmatched, rather than one being timed
+    against the other's start."""
+    return Pair(START, DONE, key=("dev", "sector"), carry=carry, mark=mark,
+                shared={"sector": FLUSH_SECTOR})
 
 
 def device_filter(dev, events=(START, DONE)):

@@ -899,3 +899,34 @@ def test_pair_of_context_only_tracepoints_is_raw_on_both_sides(tmp_path):
     prog = codegen.generate(m, make_plan(m))
     assert [a.kind for a in prog.attachments] == ["raw_tracepoint", "raw_tracepoint"]
     syntax_check(tmp_path, prog, m)
+
+
+# ---------------------------------------------------------------------------
+# Shared key values (every flush of a device has sector 2^64-1).
+@needs_cc
+@pytest.mark.parametrize("atomic_fetch", [True, False])
+@pytest.mark.parametrize("queued", [False, True])
+def test_shared_key_starts_are_inserted_and_collisions_make_the_key_ambiguous(
+        tmp_path, atomic_fetch, queued):
+    base = queued_block if queued else block
+    m0 = base(Records(fields=("sector", LATENCY)))
+    pair = m0.pair
+    m = Measurement(m0.events, m0.aggregate,
+                    pair=Pair(pair.start, pair.end, key=pair.key, carry=pair.carry,
+                              mark=pair.mark, shared={"sector": (1 << 64) - 1}))
+    plan = make_plan(m)
+    plan.atomic_fetch = atomic_fetch
+    t = codegen.generate(m, plan).text
+    assert "if (kt_k.f_sector == 18446744073709551615ULL) {" in t
+    assert "kt_start.insert(&kt_k, sv) == 0" in t
+    assert "__sync_fetch_and_add(&kt_o->kt_more_ends, 1);" in t
+    assert ("__sync_fetch_and_add(&kt_s->kt_more_ends, -1) == 0" in t) == atomic_fetch
+    assert "if (kt_s->kt_ambiguous) {" in t
+    assert ("if (kt_s && kt_s->kt_ambiguous)" in t) == queued   # a mark leaves it alone
+    syntax_check(tmp_path, codegen.generate(m, plan), m)
+
+
+def test_unique_keys_generate_no_shared_key_code():
+    m = block(Records(fields=("sector", LATENCY)))
+    t = codegen.generate(m, make_plan(m)).text
+    assert "kt_ambiguous" not in t and ".insert(" not in t

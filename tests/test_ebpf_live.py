@@ -716,3 +716,35 @@ def test_raw_tracepoint_probe_answers_by_attaching():
     assert not no.ok and "ENOENT" in no.detail
     assert not sysbpf.probe_raw_tracepoint("kerntrace_no_such_tp").ok
     assert bpf_fds() == before
+
+
+def test_overlapping_requests_with_a_shared_key_are_never_mispaired(caller_exe):
+    """Two processes call kerntrace_work(20 ms) in step; the pair key is the
+    argument (the same for every call, like a flush's sector) and declared
+    shared.  On both backends: a call is timed only when it was alone, no
+    timed call is shorter than its sleep (a mis-pairing would be), and the
+    overlapped ones are unmatched, so timed + unmatched = all calls."""
+    n, usec = 8, 20000
+    entry = Event("entry", UserFunction(caller_exe, "kerntrace_work"),
+                  fields=[Field("v", sources=("arg0",))])
+    ret = Event("ret", UserFunction(caller_exe, "kerntrace_work", ret=True),
+                fields=[Field("v", sources=("retval",))])
+    m = Measurement([entry, ret], Records(fields=("v", "pid", "ts", LATENCY)),
+                    pair=Pair("entry", "ret", key=("v",), shared={"v": usec}))
+    ft, fv = _both(m)
+    callers = [workloads.Caller(caller_exe, n, usec) for _ in range(2)]
+    with Run(m) as run:
+        with ft.open(m, fv, RunOptions(tool="test")) as fs:
+            fs.wait(0.2)
+            for c in callers:
+                c.p.stdin.write(b"go\n")
+                c.p.stdin.flush()
+            assert all(c.p.wait() == 0 for c in callers)
+            done = lambda rs: len(records(rs)) + unmatched(rs) >= 2 * n
+            ereports, freports = _collect_both(run, fs, done)
+    for backend, reports in (("ebpf", ereports), ("ftrace", freports)):
+        timed = records(reports)
+        assert len(timed) + unmatched(reports) == 2 * n, backend
+        assert all(r[LATENCY] >= usec * 1000 for r in timed), (backend, [
+            (r["pid"], r.ts, r[LATENCY]) for r in timed])
+        assert unmatched(reports) >= 2, "the calls never overlapped"

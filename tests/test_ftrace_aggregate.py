@@ -341,6 +341,88 @@ def test_a_start_its_filters_reject_silences_its_end():
     assert a.pending == 3 and a.collect() and a.last.dropped_starts == 7
 
 
+# ---------------------------------------------------------------------------
+# Shared keys: every flush of a device has sector 2^64-1.
+FLUSH = (1 << 64) - 1
+FLUSH_RECORD = Records(fields=("sector", LATENCY))
+
+
+def flush_pair(filters=(), mark=False):
+    events = [insert_event(), issue_event(), done_event()] if mark else \
+        [issue_event(), done_event()]
+    return Measurement(events, FLUSH_RECORD, filters=list(filters),
+                       pair=Pair("insert" if mark else "issue", "done", key=("dev", "sector"),
+                                 mark="issue" if mark else None, shared={"sector": FLUSH}))
+
+
+def latencies(report):
+    return [(r["sector"], r[LATENCY]) for r in report.data]
+
+
+def test_one_flush_at_a_time_is_measured():
+    a = agg_for(flush_pair())
+    a.feed(issue(100, FLUSH, nbytes=0))
+    a.feed(done(150, FLUSH))
+    a.feed(issue(200, FLUSH, nbytes=0))
+    a.feed(done(260, FLUSH))
+    r = a.collect()
+    assert latencies(r) == [(FLUSH, 50), (FLUSH, 60)] and r.unmatched == 0
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_overlapping_flushes_are_never_paired(n):
+    # Whose completion is whose cannot be told: none is timed, each end is
+    # unmatched, and nothing stays pending.  Other I/O is unaffected.
+    a = agg_for(flush_pair())
+    for i in range(n):
+        a.feed(issue(100 + i, FLUSH, nbytes=0))
+    a.feed(issue(105, 8))
+    a.feed(done(110, 8))
+    for i in range(n):
+        a.feed(done(200 + i, FLUSH))
+    r = a.collect()
+    assert latencies(r) == [(8, 5)] and r.unmatched == n and a.pending == 0
+    a.feed(issue(300, FLUSH, nbytes=0))              # alone again: measured
+    a.feed(done(340, FLUSH))
+    assert latencies(a.collect()) == [(FLUSH, 40)]
+
+
+def test_overlapping_flushes_with_queue_marks():
+    a = agg_for(flush_pair(mark=True))
+    a.feed(insert(100, FLUSH, nbytes=0))
+    a.feed(insert(101, FLUSH, nbytes=0))
+    a.feed(issue(110, FLUSH, nbytes=0))              # whose issue? neither's
+    a.feed(issue(111, FLUSH, nbytes=0))
+    a.feed(done(200, FLUSH))
+    a.feed(done(201, FLUSH))
+    r = a.collect()
+    assert latencies(r) == [] and r.unmatched == 2 and a.pending == 0
+
+
+def test_a_rejected_flush_still_makes_the_key_shared():
+    # iosnoop -p: another process's flush (rejected) and ours overlap; the
+    # first completion could be either.
+    a = agg_for(flush_pair(filters=[Filter("pid", "==", 77, events=("issue",))]))
+    a.feed(issue(100, FLUSH, nbytes=0, tgid=78))
+    a.feed(issue(101, FLUSH, nbytes=0, tgid=77))
+    a.feed(done(150, FLUSH))
+    a.feed(done(160, FLUSH))
+    r = a.collect()
+    assert latencies(r) == [] and r.unmatched == 2 and a.pending == 0
+
+
+def test_lost_events_release_a_shared_key():
+    # A lost completion would keep the key shared for ever.
+    a = agg_for(flush_pair())
+    a.feed(issue(100, FLUSH, nbytes=0))
+    a.feed(issue(101, FLUSH, nbytes=0))
+    a.feed_lost(5)
+    assert a.pending == 0
+    a.feed(issue(300, FLUSH, nbytes=0))
+    a.feed(done(330, FLUSH))
+    assert latencies(a.collect()) == [(FLUSH, 30)]
+
+
 def test_kernel_filters_of_a_start_are_those_its_end_shares():
     from kerntrace.backends.ftrace.kfilter import kernel_side_filters
     dev = Filter("dev", "==", DEV)

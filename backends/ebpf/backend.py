@@ -98,7 +98,9 @@ class EbpfBackend(Backend):
             notes.append(hdr.describe())
         ep = eplan.EbpfPlan(planned, output="ringbuf" if p.ringbuf().ok else "perf",
                             helpers=eplan.MODERN_HELPERS if p.read_kernel_helper().ok
-                            else eplan.LEGACY_HELPERS, notes=notes)
+                            else eplan.LEGACY_HELPERS, notes=notes,
+                            atomic_fetch=bool(measurement.pair and measurement.pair.shared)
+                            and p.atomic_fetch().ok)
         try:
             program = codegen.generate(measurement, ep)
         except (ValueError, KeyError, TypeError) as e:

@@ -426,6 +426,11 @@ class _Gen(object):
         if self.pair.mark is not None:
             # the mark's time; 0 until it is seen (no clock reads 0)
             members.append(Member("kt_mark", "kt_mark", U64))
+        if self.pair.shared:
+            # a shared key value several starts hold: set once they collide
+            # (kt_ambiguous), with the ends still to come after the next one
+            members += [Member("kt_ambiguous", "kt_ambiguous", U64),
+                        Member("kt_more_ends", "kt_more_ends", U64)]
         members += [field_member(c, *_src_kind(start, c)) for c in self.pair.carry]
         self.pair_val = Layout("kt_pair_val", members)
         self.decls += [self.pair_key.c_decl(), self.pair_val.c_decl(),
@@ -506,11 +511,24 @@ class _Gen(object):
 
     def _start_body(self, body, pe, flayout, deferred_expr):
         self._pair_key(body, pe, flayout)
-        self._store_start(body, pe, flayout, deferred_expr, marked=False)
+        self._store_start(body, pe, flayout, deferred_expr, marked=False,
+                          shared=self._shared_expr())
 
-    def _store_start(self, body, pe, flayout, deferred_expr, marked):
+    def _shared_expr(self):
+        """C test of kt_k for a shared key value (Pair.shared), or None."""
+        tests = []
+        for name, value in sorted(self.pair.shared.items()):
+            m = self.pair_key.member(name)
+            tests.append("kt_k.%s == %s" % (m.cname, cfilters.int_literal(value, m.kind == S64)))
+        return " && ".join(tests) or None
+
+    def _store_start(self, body, pe, flayout, deferred_expr, marked, shared=None):
         """Store a pending start (a mark that found none starts the pair
-        itself, with its own time as both start and mark)."""
+        itself, with its own time as both start and mark).  A start whose
+        key is a shared value (the C test `shared`) is stored only if none
+        is pending (insert, so two CPUs cannot both think they were first);
+        otherwise the pending one becomes ambiguous: whose end is whose can
+        no longer be told, so none of them is measured."""
         self._alloc(body, self.pair_val, "sv", "kt_scratch_sv")
         body.append("sv->kt_ts = kt_now;")
         if marked:
@@ -520,6 +538,17 @@ class _Gen(object):
             m = self.pair_val.member(c)
             body.append(self._assign("sv->%s" % m.cname, m,
                                      "f->%s" % flayout.member(c).cname, _src_kind(pe, c)))
+        if shared:
+            body += ["if (%s) {" % shared,
+                     "    if (%s.insert(&kt_k, sv) == 0)" % START_MAP,
+                     "        return 0;",
+                     "    struct kt_pair_val *kt_o = %s.lookup(&kt_k);" % START_MAP,
+                     "    if (kt_o) {",
+                     "        __sync_fetch_and_add(&kt_o->kt_more_ends, 1);",
+                     "        kt_o->kt_ambiguous = 1;",
+                     "        return 0;",
+                     "    }",
+                     "}"]
         body += ["if (%s.update(&kt_k, sv) != 0)" % START_MAP,
                  "    kt_stat(KT_LOST);"]
 
@@ -527,8 +556,11 @@ class _Gen(object):
         self._pair_key(body, pe, flayout)
         # A start its filters rejected counts as none: the mark decides on
         # its own filters (as in the ftrace backend).
-        body += ["struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP,
-                 "if (kt_s && !kt_s->kt_drop) {",
+        body += ["struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP]
+        if self.pair.shared:
+            body += ["if (kt_s && kt_s->kt_ambiguous)",   # several requests: no mark
+                     "    return 0;"]
+        body += ["if (kt_s && !kt_s->kt_drop) {",
                  "    kt_s->kt_mark = kt_now;"]
         if deferred_expr:
             # a rejected mark ends the pair
@@ -547,6 +579,27 @@ class _Gen(object):
         else:
             body.append("    kt_stat(KT_UNMATCHED);")
         body += ["    return 0;", "}"]
+        if self.pair.shared:
+            # one of the ends of an ambiguous key: not measured; the last
+            # one removes the key
+            body.append("if (kt_s->kt_ambiguous) {")
+            if deferred_expr:
+                body += ["    if (%s)" % deferred_expr, "        kt_stat(KT_UNMATCHED);"]
+            else:
+                body.append("    kt_stat(KT_UNMATCHED);")
+            if self.plan.atomic_fetch:
+                body += ["    if (__sync_fetch_and_add(&kt_s->kt_more_ends, -1) == 0)",
+                         "        %s.delete(&kt_k);" % START_MAP]
+            else:
+                # Without atomics that return the old value, two ends within
+                # the same microsecond may take the same count: the key then
+                # stays ambiguous (its ends unmatched, never mis-paired) for
+                # as long as starts keep arriving before its last end.
+                body += ["    if (kt_s->kt_more_ends)",
+                         "        kt_s->kt_more_ends -= 1;",
+                         "    else",
+                         "        %s.delete(&kt_k);" % START_MAP]
+            body += ["    return 0;", "}"]
         self._alloc(body, self.pair_val, "sv", "kt_scratch_sv", zero=False)
         body += ["__builtin_memcpy(sv, kt_s, sizeof(*sv));",
                  "%s.delete(&kt_k);" % START_MAP,

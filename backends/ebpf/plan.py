@@ -100,13 +100,15 @@ class EbpfPlan(object):
     helpers     C helper names for reading memory ({"kernel", "kernel_str",
                 "user_str"} -> name), chosen by what the kernel has
     notes       lines worth telling the user (mismatched headers, ...)
+    atomic_fetch  the kernel's BPF atomics can return the old value
     """
 
-    def __init__(self, events, output="perf", helpers=None, notes=()):
+    def __init__(self, events, output="perf", helpers=None, notes=(), atomic_fetch=False):
         self.events = list(events)
         self.output = output
         self.helpers = dict(helpers or MODERN_HELPERS)
         self.notes = list(notes)
+        self.atomic_fetch = bool(atomic_fetch)
 
     def event(self, name):
         for e in self.events:

@@ -94,6 +94,13 @@ class HostProbes(object):
         return self._cached("raw_tracepoint:" + name, lambda: sysbpf.probe_raw_tracepoint(name),
                             keep=lambda a: self.privileges().ok)
 
+    def atomic_fetch(self):
+        """Whether BPF atomics may return the old value (else only add)."""
+        def probe():
+            ok = sysbpf.has_atomic_fetch()
+            return Answer(ok, "atomic fetch-and-add %s" % ("available" if ok else "missing"))
+        return self._cached("atomic_fetch", probe, keep=lambda a: self.privileges().ok)
+
     def read_kernel_helper(self):
         """Whether bpf_probe_read_kernel exists (else bpf_probe_read)."""
         def probe():

@@ -112,6 +112,23 @@ def probe_prog_load():
                   % (_errname(err), os.strerror(err)), err)
 
 
+def has_atomic_fetch():
+    """Whether the verifier takes an atomic add that returns the old value
+    (r1 = 1; *(u64 *)(r10 - 8) = r1; r1 = atomic_fetch_add(r10 - 8, r1)).
+    Since Linux commit 5ca419f2864a ("bpf: Add BPF_FETCH field / create
+    atomic_fetch_add instruction") (v5.12); before, BPF_XADD returned
+    nothing and wanted imm 0."""
+    fd, _err = _load_tracepoint_prog([
+        (0xb7, 0x01, 0, 1),        # r1 = 1
+        (0x7b, 0x1a, -8, 0),       # *(u64 *)(r10 - 8) = r1
+        (0xdb, 0x1a, -8, 0x01),    # BPF_STX | BPF_ATOMIC | BPF_DW, imm BPF_ADD | BPF_FETCH
+        _MOV_R0_0, _EXIT])
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return False
+
+
 def probe_raw_tracepoint(name):
     """Attach a do-nothing raw tracepoint program to the kernel tracepoint
     `name` and detach it at once: whether a raw tracepoint of that name

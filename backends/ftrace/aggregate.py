@@ -51,6 +51,19 @@ class _Rejected(object):
 
 _REJECTED = _Rejected()
 
+
+class _Shared(object):
+    """The pending entry of a shared key (Pair.shared) that several starts
+    hold: `n` ends are still to come, each counted as unmatched."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __repr__(self):
+        return "<shared key, %d ends to come>" % self.n
+
 # core.buckets' bucket_index() as inline expressions (a call per event
 # costs more than the arithmetic); tests compare the two on many values.
 _BUCKET_EXPR = {
@@ -255,6 +268,9 @@ class Aggregator(object):
             "_drop_oldest": self._drop_oldest,
             "_reject_start": self._reject_start,
             "_REJECTED": _REJECTED,
+            "_share": self._share,
+            "_end_shared": self._end_shared,
+            "_Shared": _Shared,
             "_hists": self._hists,
             "_hists_get": self._hists.get,
             "_counts": self._counts,
@@ -318,6 +334,13 @@ class Aggregator(object):
         pair = self.measurement.pair
         emit = prog.code.emit
         emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
+        shared = self._shared_test(prog)
+        if shared:
+            # another request in flight with this key: whose end is whose
+            # can no longer be told (whether this one passes the filters or not)
+            emit("if %s and k in _pending:" % shared)
+            emit("_share(k)", 2)
+            emit("return", 2)
         # A start its filters reject still takes its key, so that its end is
         # neither measured nor counted unmatched.
         prog.filters(reject=("_reject_start(k)",))
@@ -335,6 +358,13 @@ class Aggregator(object):
         emit("_st.replaced_starts += 1", 2)
         emit("elif n >= _max_pending:")
         emit("_drop_oldest()", 2)
+
+    def _shared_test(self, prog):
+        """Python test of `k` for a shared key value (Pair.shared), or None."""
+        pair = self.measurement.pair
+        tests = ["k[%d] == %s" % (pair.key.index(f), prog.const(v))
+                 for f, v in sorted(pair.shared.items())]
+        return " and ".join(tests) or None
 
     def _carried(self, prog):
         """Variables of the carried fields as `prog` reads them, then the
@@ -364,7 +394,11 @@ class Aggregator(object):
         prog.filters(reject=("_reject_start(k)",))
         emit("s = _pending_get(k)")
         emit("if s is not None and s is not _REJECTED:")
-        emit("s[1] = ts", 2)
+        if pair.shared:
+            emit("if s.__class__ is not _Shared:", 2)   # several requests: no mark
+            emit("s[1] = ts", 3)
+        else:
+            emit("s[1] = ts", 2)
         emit("return", 2)
         carried = self._carried(prog)
         emit("_pending[k] = [%s]" % ", ".join(["ts", "ts"] + carried))
@@ -375,11 +409,17 @@ class Aggregator(object):
         pair = self.measurement.pair
         emit = prog.code.emit
         key = _tuple_src([prog.load(k) for k in pair.key])
-        emit("s = _pending_pop(%s, None)" % key)
-        prog.filters()
+        emit("k = %s" % key)
+        emit("s = _pending_pop(k, None)")
+        # an end its filters reject ends its pair (one of a shared key's)
+        prog.filters(reject=("_end_shared(k, s, False)",) if pair.shared else ())
         emit("if s is None:")
         emit("_st.unmatched += 1", 2)
         emit("return", 2)
+        if pair.shared:
+            emit("if s.__class__ is _Shared:")
+            emit("_end_shared(k, s, True)", 2)
+            emit("return", 2)
         emit("if s is _REJECTED:")
         emit("return", 2)
         if pair.mark is None:
@@ -488,12 +528,40 @@ class Aggregator(object):
             self.counters.lost_uncounted += 1
         elif n > 0:
             self.counters.lost += int(n)
+        else:
+            return
+        if self.measurement.pair is not None and self.measurement.pair.shared:
+            # A lost end would keep its shared key waiting forever.
+            for k in [k for k, v in self._pending.items() if v.__class__ is _Shared]:
+                del self._pending[k]
 
     def _reject_start(self, key):
         """A pair start (or mark) its filters rejected: its end is dropped."""
+        if self._pending.get(key).__class__ is _Shared:
+            return
         self._pending[key] = _REJECTED
         if len(self._pending) > self.max_pending:
             self._drop_oldest()
+
+    def _share(self, key):
+        """One more start for a shared key that is already pending."""
+        s = self._pending[key]
+        if s.__class__ is _Shared:
+            s.n += 1
+        else:
+            self._pending[key] = _Shared(2)
+
+    def _end_shared(self, key, s, counted):
+        """An end for a key several starts hold: not measured (`counted` as
+        unmatched unless its filters rejected it); the key stays pending for
+        the ends still to come."""
+        if s.__class__ is not _Shared:
+            return
+        if counted:
+            self.counters.unmatched += 1
+        if s.n > 1:
+            s.n -= 1
+            self._pending[key] = s
 
     def _drop_oldest(self):
         extra = len(self._pending) - self.max_pending
