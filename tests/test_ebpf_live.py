@@ -723,7 +723,9 @@ def test_overlapping_requests_with_a_shared_key_are_never_mispaired(caller_exe):
     argument (the same for every call, like a flush's sector) and declared
     shared.  On both backends: a call is timed only when it was alone, no
     timed call is shorter than its sleep (a mis-pairing would be), and the
-    overlapped ones are unmatched, so timed + unmatched = all calls."""
+    overlapped ones are unmatched, so timed + unmatched = all calls.  (The
+    ftrace uprobe is enabled while eBPF's sits on the same address: that
+    needs bccfixes' ref_ctr_offset 0.)"""
     n, usec = 8, 20000
     entry = Event("entry", UserFunction(caller_exe, "kerntrace_work"),
                   fields=[Field("v", sources=("arg0",))])
