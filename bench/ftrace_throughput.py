@@ -149,7 +149,8 @@ def measurement():
     done = Event("done", Tracepoint("block", "block_rq_complete"),
                  fields=[Field("dev"), Field("sector"), Field("rwbs", STR)])
     return Measurement([issue, done], Histogram(LATENCY, scale=POW2_MS),
-                       pair=Pair("issue", "done", key=("dev", "sector")),
+                       pair=Pair("issue", "done", key=("dev", "sector"),
+                                 shared={"sector": (1 << 64) - 1}),   # flushes
                        filters=[Filter("dev", "==", DEV)])
 
 
