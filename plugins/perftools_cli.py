@@ -46,13 +46,15 @@ _NEGATIVE_NUMBER = re.compile(r"^-\d+(\.\d*)?$|^-\.\d+$")
 
 class UsageShown(KerntraceError):
     """-h, --help or an unknown option: the tool's usage text goes to stderr
-    and the exit status is 0, as perf-tools' usage() does."""
+    and the exit status is 0, as perf-tools' usage() does.  `reason` is the
+    line bash's getopts prints first ("illegal option -- x"), None for -h."""
 
     exit_status = 0
 
-    def __init__(self, text):
+    def __init__(self, text, reason=None):
         KerntraceError.__init__(self, "usage")
         self.text = text
+        self.reason = reason
 
 
 def common_defaults():
@@ -94,20 +96,22 @@ def getopts(argv, optstring, usage):
             continue
         if in_options and arg.startswith("-") and len(arg) > 1:
             if _NEGATIVE_NUMBER.match(arg):
-                # getopts would call "-1" an unknown option and print the
-                # usage with exit 0; a negative number is bad input, say so.
-                raise UsageError("%s: a negative number is not a valid interval, "
-                                 "duration or count" % arg)
+                # getopts calls "-1" an unknown option: the usage, exit 0.
+                # Say plainly what was wrong with it.
+                raise UsageShown(usage, "%s: a negative number is not a valid interval, "
+                                        "duration or count" % arg)
             j = 1
             while j < len(arg):
                 c = arg[j]
-                if c not in letters or c == "h":
+                if c == "h":
                     raise UsageShown(usage)
+                if c not in letters:
+                    raise UsageShown(usage, "illegal option -- %s" % c)
                 if c in takes_value:
                     value = arg[j + 1:]
                     if not value:
                         if i >= len(argv):
-                            raise UsageShown(usage)
+                            raise UsageShown(usage, "option requires an argument -- %s" % c)
                         value = argv[i]
                         i += 1
                     options.append((c, value))
@@ -177,7 +181,11 @@ def perf_tools_error_lines(exc):
     """perf-tools' own ERROR wording for the failures it knows, else None
     (the default one line).  The same messages its scripts print."""
     if isinstance(exc, UsageShown):
-        return exc.text.rstrip("\n").split("\n")
+        usage = exc.text.rstrip("\n").split("\n")
+        if exc.reason is None:
+            return usage
+        # bash's getopts names the script first: "<tool>: illegal option -- x"
+        return ["%s: %s" % (usage[0].split()[1], exc.reason)] + usage
     if isinstance(exc, TracingUnavailable):
         return ["ERROR: accessing tracing. Root user? Kernel has FTRACE?",
                 "    debugfs mounted? (mount -t debugfs debugfs /sys/kernel/debug)"]
