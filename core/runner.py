@@ -13,7 +13,7 @@ import sys
 import time
 
 from .backend import RunOptions
-from .errors import KerntraceError, Unsupported
+from .errors import EnableError, KerntraceError, Unsupported
 from .host import Host
 from .output.base import RunContext
 from .selector import select
@@ -70,20 +70,21 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                   % selection.backend.name)
         return 0
     printer = choose_printer(tool, args, out, err)
-    ctx = RunContext(tool.name, selection.backend.name, measurement.schedule,
-                     hostname=host.hostname, kernel=host.kernel_release, args=args,
-                     formatters=tool.formatters(args))
-    reporter = _Reporter(session, printer, ctx, tool.name, selection.backend.name)
-    started = False
+    reporter = None
+    current = [session]     # the session to close (a fallback replaces it)
     with SignalsAsStop():
         try:
             try:
-                session.__enter__()
-                started = True
+                backend = _start(selection, current, measurement, options, err)
+                session = current[0]
+                ctx = RunContext(tool.name, backend.name, measurement.schedule,
+                                 hostname=host.hostname, kernel=host.kernel_release, args=args,
+                                 formatters=tool.formatters(args))
+                reporter = _Reporter(session, printer, ctx, tool.name, backend.name)
                 printer.start(ctx)
                 _loop(session, measurement, reporter)
             except Stop:
-                if not started:
+                if reporter is None:
                     return 0    # stopped while attaching: nothing was traced
                 # Ctrl-C/SIGTERM: print what the unfinished interval saw.  A
                 # second signal while doing that aborts the printing only.
@@ -101,8 +102,31 @@ def run(tool, args, plugins, out=None, err=None, host=None):
             _silence_stdout()
         finally:
             with SignalsIgnored():
-                session.close()
+                current[0].close()
     return 0
+
+
+def _start(selection, current, measurement, options, err):
+    """Start the chosen backend's (already opened) session, current[0].
+    With --backend auto, a backend whose start fails although its check()
+    passed (a program the verifier rejects, an attach the kernel refuses)
+    hands over to the next backend that can run the tool, saying so on
+    stderr; current[0] is then that backend's session.  Returns the backend
+    whose session started (a failed session has closed itself)."""
+    backend = selection.backend
+    following = list(selection.alternatives)
+    while True:
+        try:
+            current[0].__enter__()
+            return backend
+        except EnableError as e:
+            if not following:
+                raise
+            nxt = following.pop(0)
+            err.write("kerntrace: %s: cannot start: %s; running on %s instead\n"
+                      % (backend.name, str(e).splitlines()[0] if str(e) else "failed", nxt.name))
+            backend = nxt
+            current[0] = backend.open(measurement, selection.verdicts[backend.name], options)
 
 
 def _silence_stdout():

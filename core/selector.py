@@ -6,15 +6,22 @@ backend in preference order wins unless a kerntrace_select_backend hook
 decides otherwise or the user forces one with --backend.  Never decided by
 kernel version numbers."""
 
-from .errors import TracingUnavailable, Unsupported
+from .errors import TracingUnavailable, Unsupported, UsageError
 
 
 class Selection(object):
-    def __init__(self, backend, verdict, verdicts, requested):
+    """backend, verdict   the chosen backend and its check() answer
+    verdicts             every backend's answer, by name
+    alternatives         with --backend auto: the other backends that said
+                         they can run it, in preference order (the runner
+                         falls back to them if the chosen one cannot start)"""
+
+    def __init__(self, backend, verdict, verdicts, requested, alternatives=()):
         self.backend = backend
         self.verdict = verdict
         self.verdicts = verdicts
         self.requested = requested
+        self.alternatives = list(alternatives)
 
     def explain(self):
         """One line per backend: chosen, or why not."""
@@ -47,7 +54,8 @@ def evaluate(measurement, backends, host, only=None):
 def select(tool, measurement, backends, host, requested="auto", hook=None):
     by_name = {b.name: b for b in backends}
     if requested != "auto" and requested not in by_name:
-        raise Unsupported("backend %r is not installed" % requested)
+        raise UsageError("--backend must be auto or an installed backend's name (%s), got %r"
+                         % (", ".join(sorted(by_name)), requested))
     verdicts = evaluate(measurement, backends, host,
                         only=requested if requested != "auto" else None)
     chosen = None
@@ -75,7 +83,9 @@ def select(tool, measurement, backends, host, requested="auto", hook=None):
         if kind is TracingUnavailable and not host.is_root():
             raise kind("must be run as root (%s)" % why)
         raise kind("no backend can run on this host (%s)" % why)
-    return Selection(by_name[chosen], verdicts[chosen], verdicts, requested)
+    alternatives = [b for b in backends if requested == "auto" and b.name != chosen
+                    and verdicts[b.name].ok]
+    return Selection(by_name[chosen], verdicts[chosen], verdicts, requested, alternatives)
 
 
 def _unavailable(host):

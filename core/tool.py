@@ -20,10 +20,21 @@ knows which backend runs it.  Minimal example (see plugins/tpcount.py):
 """
 
 import argparse
+import re
 
 from .errors import UsageError
 
-BACKEND_CHOICES = ("auto", "ebpf", "ftrace")
+# --backend: "auto" or an installed backend's name (built-in or a plugin's),
+# checked against the installed ones when the backend is selected.
+_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def backend_name(text):
+    """argparse type of --backend."""
+    if not _BACKEND_NAME.match(text or ""):
+        raise UsageError("--backend must be auto or an installed backend's name, got %r"
+                         % (text,))
+    return text
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -36,8 +47,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_common_arguments(parser):
     g = parser.add_argument_group("kerntrace options")
-    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="run with this backend (default: the best this host allows)")
+    g.add_argument("--backend", type=backend_name, default="auto", metavar="NAME",
+                   help="auto (default: the best this host allows), ebpf, ftrace, or a "
+                        "plugin's backend")
     g.add_argument("--json", action="store_true",
                    help="print JSON lines (one object per interval or event)")
     g.add_argument("--prometheus", action="store_true",

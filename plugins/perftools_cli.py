@@ -14,7 +14,7 @@ import re
 
 from kerntrace.core.errors import (EnableError, FilterError, KerntraceError, LockHeld,
                                    TracingUnavailable, UsageError)
-from kerntrace.core.tool import BACKEND_CHOICES
+from kerntrace.core.tool import backend_name
 
 PERF_TOOLS_LOCK = "/var/tmp/.ftrace-lock"
 
@@ -163,9 +163,8 @@ def _long_option(arg, argv, i, ns, usage):
             raise UsageError("option --%s needs a value" % name)
         value = argv[i]
         i += 1
-    if attr == "backend" and value not in BACKEND_CHOICES:
-        raise UsageError("--backend must be one of %s, got %r"
-                         % (", ".join(BACKEND_CHOICES), value))
+    if attr == "backend":
+        value = backend_name(value)
     if attr == "buffer_kb":
         try:
             value = int(value)

@@ -5,7 +5,7 @@ clear errors.  These backends are test doubles of the *selector's* input
 import pytest
 
 from kerntrace.core.backend import Backend, Verdict
-from kerntrace.core.errors import Unsupported
+from kerntrace.core.errors import Unsupported, UsageError
 from kerntrace.core.model import Count, Event, Measurement, Tracepoint
 from kerntrace.core.selector import select
 from kerntrace.core.tool import Tool
@@ -46,7 +46,7 @@ def test_forced_backend_that_cannot_run_is_one_clear_error():
     with pytest.raises(Unsupported) as e:
         select(T(), M, bs, host=None, requested="ebpf")
     assert "bcc not installed" in str(e.value) and "\n" not in str(e.value)
-    with pytest.raises(Unsupported):
+    with pytest.raises(UsageError, match="installed backend's name \\(ebpf, ftrace\\)"):
         select(T(), M, bs, host=None, requested="nosuch")
 
 

@@ -119,7 +119,8 @@ def test_long_help_adds_the_kerntrace_options():
     (["abc"], "invalid interval 'abc'"),
     (["1", "-2"], "invalid count '-2'"),
     (["1", "2", "3"], "too many arguments"),
-    (["--backend", "dtrace"], "--backend must be one of"),
+    (["--backend", "dtrace"], "--backend must be auto or an installed backend's name"),
+    (["--backend", "e;bpf"], "--backend must be auto or an installed backend's name"),
     (["--buffer-kb", "-5"], "--buffer-kb must be a positive"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_1(argv, words, monkeypatch, tmp_path):

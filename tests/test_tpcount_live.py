@@ -8,6 +8,8 @@ import pytest
 
 import clirun
 import workloads
+from kerntrace.core.backend import Backend, Session, Verdict
+from kerntrace.core.errors import EnableError
 
 N = 500
 
@@ -86,3 +88,71 @@ def test_raw_tracepoint_count_is_exact_and_matches_ftrace():
     for out in outs:
         assert re.findall(r"^sched:sched_process_fork\s+(\d+)$", out, re.M) == [str(n)], out
     assert len(set(outs)) == 1, outs
+
+
+class _BackendThatCannotStart(Backend):
+    """A third-party backend whose check() passes but whose start fails, as
+    when the kernel refuses a program its probes could not foresee."""
+
+    name, preference = "brittle", 0
+
+    def check(self, measurement, host):
+        return Verdict(self.name, True, [])
+
+    def open(self, measurement, verdict, options):
+        return _RefusedSession()
+
+    def capabilities(self, host):
+        return []
+
+
+class _RefusedSession(Session):
+    def start(self):
+        raise EnableError("the kernel refused the program")
+
+    def close(self):
+        pass
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("requested", ["auto", "brittle"])
+def test_a_backend_that_cannot_start_hands_over_in_auto_mode(caller_exe, requested):
+    import io
+    import threading
+    from kerntrace.core import hookspecs
+    from kerntrace.core.pluginhost import PluginHost
+    from kerntrace.core.runner import run
+
+    class Plugin(object):
+        @hookspecs.hookimpl
+        def kerntrace_backends(self):
+            return [_BackendThatCannotStart()]
+
+    plugins = PluginHost(load_third_party=False)
+    plugins.pm.register(Plugin(), name="brittle-plugin")
+    tool = plugins.tools()["tpcount"]
+    c = workloads.Caller(caller_exe, N)
+    args = tool.parse_args(["--backend", requested, "-p", str(c.pid), "-d", "2",
+                            "syscalls:sys_enter_getppid"])
+    out, err = io.StringIO(), io.StringIO()
+    if requested == "brittle":          # forced: its failure is the answer
+        with pytest.raises(EnableError):
+            run(tool, args, plugins, out=out, err=err)
+        assert c.release() == 0
+        return
+
+    def release_once_tracing():
+        workloads.wait_for(lambda: "Tracing" in err.getvalue(), timeout=30)
+        c.release()
+    t = threading.Thread(target=release_once_tracing)
+    t.start()
+    try:
+        assert run(tool, args, plugins, out=out, err=err) == 0
+    finally:
+        t.join()
+        c.p.wait()
+    first = [b.name for b in plugins.backends() if b.name != "brittle"][0]
+    assert ("kerntrace: brittle: cannot start: the kernel refused the program; "
+            "running on %s instead" % first) in err.getvalue()
+    counts = re.findall(r"^syscalls:sys_enter_getppid\s+(\d+)$", out.getvalue(), re.M)
+    assert sum(int(n) for n in counts) == N, out.getvalue()
