@@ -88,12 +88,14 @@ class Run(object):
     """check -> open -> start a measurement on the eBPF backend; on exit,
     assert that everything it loaded is gone."""
 
-    def __init__(self, measurement, options=None, output=None):
+    def __init__(self, measurement, options=None, output=None, atomic_fetch=None):
         self.backend = EbpfBackend()
         self.verdict = self.backend.check(measurement, Host())
         assert self.verdict.ok, self.verdict.reasons
         if output is not None:      # records through "perf" even where ringbuf exists
             self.verdict.plan.output = output
+        if atomic_fetch is not None:    # the code older kernels get, run on this one
+            self.verdict.plan.atomic_fetch = atomic_fetch
         self.session = self.backend.open(measurement, self.verdict,
                                          options or RunOptions(tool="test"))
         self.reports = []
@@ -718,7 +720,8 @@ def test_raw_tracepoint_probe_answers_by_attaching():
     assert bpf_fds() == before
 
 
-def test_overlapping_requests_with_a_shared_key_are_never_mispaired(caller_exe):
+@pytest.mark.parametrize("atomic_fetch", [True, False])
+def test_overlapping_requests_with_a_shared_key_are_never_mispaired(caller_exe, atomic_fetch):
     """Two processes call kerntrace_work(20 ms) in step; the pair key is the
     argument (the same for every call, like a flush's sector) and declared
     shared.  On both backends: a call is timed only when it was alone, no
@@ -735,7 +738,7 @@ def test_overlapping_requests_with_a_shared_key_are_never_mispaired(caller_exe):
                     pair=Pair("entry", "ret", key=("v",), shared={"v": usec}))
     ft, fv = _both(m)
     callers = [workloads.Caller(caller_exe, n, usec) for _ in range(2)]
-    with Run(m) as run:
+    with Run(m, atomic_fetch=atomic_fetch) as run:
         with ft.open(m, fv, RunOptions(tool="test")) as fs:
             fs.wait(0.2)
             for c in callers:
