@@ -11,17 +11,15 @@ the CLI's own handling.
 import os
 import signal
 
+from .stopsignals import STOP_SIGNALS     # (imports nothing but signal)
+
 
 def _exit_interrupted(_signum, _frame):
     os._exit(130)
 
 
 def _cli():
-    saved = {}
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        s = getattr(signal, name, None)
-        if s is not None:
-            saved[s] = signal.signal(s, _exit_interrupted)
+    saved = {s: signal.signal(s, _exit_interrupted) for s in STOP_SIGNALS}
     from . import cli
     for s, h in saved.items():
         signal.signal(s, h)
