@@ -22,11 +22,24 @@ knows which backend runs it.  Minimal example (see plugins/tpcount.py):
 import argparse
 import re
 
+from .backend import MAX_BUFFER_KB
 from .errors import UsageError
 
 # --backend: "auto" or an installed backend's name (built-in or a plugin's),
 # checked against the installed ones when the backend is selected.
 _BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def buffer_kb(text):
+    """argparse type of --buffer-kb (RunOptions checks the same range)."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if not 1 <= value <= MAX_BUFFER_KB:
+        raise UsageError("--buffer-kb must be a positive number of KB, at most %d, got %r"
+                         % (MAX_BUFFER_KB, text))
+    return value
 
 
 def backend_name(text):
@@ -61,7 +74,7 @@ def add_common_arguments(parser):
                    help="print what the backend would install (BPF C, tracefs writes) and exit")
     g.add_argument("--input", metavar="FILE", dest="input_file",
                    help="replay a saved ftrace 'trace' text file instead of tracing live")
-    g.add_argument("--buffer-kb", type=int, metavar="KB",
+    g.add_argument("--buffer-kb", type=buffer_kb, metavar="KB",
                    help="per-CPU event buffer size: the ftrace instance's buffer; on eBPF "
                         "the perf buffer (or ring buffer, CPUs x KB) carrying event records")
     g.add_argument("--explain", action="store_true",

@@ -9,37 +9,41 @@ kerntrace's own long options (--backend, --json, ...) are accepted anywhere
 on the same command line.
 """
 
-import argparse
 import re
+import textwrap
 
 from kerntrace.core.errors import (EnableError, FilterError, KerntraceError, LockHeld,
                                    TracingUnavailable, UsageError)
-from kerntrace.core.tool import backend_name
+from kerntrace.core.tool import ArgumentParser, add_common_arguments
 
-PERF_TOOLS_LOCK = "/var/tmp/.ftrace-lock"
+class _OptionParser(ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)   # the caller names the tool
 
-LONG_OPTIONS_HELP = """
-kerntrace options (anywhere on the command line):
-    --backend auto|ebpf|ftrace  run with this backend (default: the best this host allows)
-    --json                      print JSON lines (one object per interval or event)
-    --prometheus                print Prometheus text exposition format
-    --explain                   say on stderr which backend was chosen and why
-    --print-program             print what the backend would install, and exit
-    --input FILE                replay a saved ftrace 'trace' text file
-    --buffer-kb KB              ftrace backend: per-CPU buffer size
-    --help                      this usage message and these options
-"""
 
-# long option -> (namespace attribute, takes a value)
-_LONG = {
-    "backend": ("backend", True),
-    "json": ("json", False),
-    "prometheus": ("prometheus", False),
-    "explain": ("explain", False),
-    "print-program": ("print_program", False),
-    "input": ("input_file", True),
-    "buffer-kb": ("buffer_kb", True),
-}
+def _common_options():
+    """kerntrace's common options, exactly as every other tool takes them."""
+    parser = _OptionParser(add_help=False)
+    add_common_arguments(parser)
+    return parser
+
+
+_COMMON = _common_options()
+
+
+def _long_options_help():
+    lines = ["", "kerntrace options (anywhere on the command line):"]
+    for action in _COMMON._actions:
+        flag = action.option_strings[0]
+        if action.nargs != 0:
+            flag += " " + (action.metavar or action.dest.upper())
+        lines.extend(textwrap.wrap(action.help, 80, initial_indent="    %-27s " % flag,
+                                   subsequent_indent=" " * 32))
+    lines.append("    %-27s %s" % ("--help", "this usage message and these options"))
+    return "\n".join(lines) + "\n"
+
+
+LONG_OPTIONS_HELP = _long_options_help()
 
 _NEGATIVE_NUMBER = re.compile(r"^-\d+(\.\d*)?$|^-\.\d+$")
 
@@ -59,8 +63,7 @@ class UsageShown(KerntraceError):
 
 def common_defaults():
     """A Namespace with kerntrace's common options at their defaults."""
-    return argparse.Namespace(backend="auto", json=False, prometheus=False, explain=False,
-                              print_program=False, input_file=None, buffer_kb=None)
+    return _COMMON.parse_args([])
 
 
 def getopts(argv, optstring, usage):
@@ -147,32 +150,22 @@ def parse_options(argv, usage, values=(), flags=()):
 
 
 def _long_option(arg, argv, i, ns, usage):
+    """Parse one kerntrace long option (and its value) into ns with the
+    common parser, so types and checks are the other tools' own."""
     name, eq, value = arg[2:].partition("=")
     if name == "help":
         raise UsageShown(usage + LONG_OPTIONS_HELP)
-    if name not in _LONG:
+    action = _COMMON._option_string_actions.get("--" + name)
+    if action is None:
         raise UsageShown(usage)
-    attr, needs_value = _LONG[name]
-    if not needs_value:
-        if eq:
-            raise UsageError("option --%s takes no value" % name)
-        setattr(ns, attr, True)
-        return i
-    if not eq:
+    words = [arg]
+    if action.nargs != 0 and not eq:
         if i >= len(argv):
             raise UsageError("option --%s needs a value" % name)
-        value = argv[i]
+        words.append(argv[i])
         i += 1
-    if attr == "backend":
-        value = backend_name(value)
-    if attr == "buffer_kb":
-        try:
-            value = int(value)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise UsageError("--buffer-kb must be a positive number of KB")
-    setattr(ns, attr, value)
+    parsed = _COMMON.parse_args(words)
+    setattr(ns, action.dest, getattr(parsed, action.dest))
     return i
 
 
@@ -190,7 +183,7 @@ def perf_tools_error_lines(exc):
                 "    debugfs mounted? (mount -t debugfs debugfs /sys/kernel/debug)"]
     if isinstance(exc, LockHeld):
         return ["ERROR: ftrace may be in use by PID %s %s"
-                % (exc.pid if exc.pid is not None else "?", exc.path or PERF_TOOLS_LOCK)]
+                % (exc.pid if exc.pid is not None else "?", exc.path)]
     if isinstance(exc, FilterError):
         return ["ERROR: setting -d or -t filter. Exiting."]
     if isinstance(exc, EnableError):
