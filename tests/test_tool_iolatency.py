@@ -71,6 +71,7 @@ QD4 = """\
     (["5", "--backend=ebpf", "--explain"], dict(backend="ebpf", explain=True, interval=5.0)),
     (["--input", "t.txt", "--buffer-kb", "8192", "--prometheus", "--print-program"],
      dict(input_file="t.txt", buffer_kb=8192, prometheus=True, print_program=True)),
+    (["--prometheus-file", "/run/io.prom", "1"], dict(prometheus_file="/run/io.prom")),
 ])
 def test_command_line_forms(argv, expect):
     args = TOOL.parse_args(argv)
