@@ -30,6 +30,29 @@ from .errors import UsageError
 _BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
+def seconds_value(text, what="interval"):
+    """An interval or duration: seconds > 0, fractions accepted (not inf
+    or nan)."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or not v > 0 or v == float("inf"):
+        raise UsageError("invalid %s %r: expected a number of seconds > 0" % (what, text))
+    return v
+
+
+def count_value(text):
+    """A count: a whole number >= 0 (0: until Ctrl-C)."""
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        v = -1
+    if v < 0:
+        raise UsageError("invalid count %r: expected a whole number >= 0" % (text,))
+    return v
+
+
 def buffer_kb(text):
     """argparse type of --buffer-kb (RunOptions checks the same range)."""
     try:

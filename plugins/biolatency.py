@@ -23,7 +23,7 @@ NoWait words, which rwbs does not carry; PreFlush shown).
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import LATENCY, LOG2, Histogram, Measurement, Schedule
 from kerntrace.core.output.histograms import BccHistogramPrinter
-from kerntrace.core.tool import Tool
+from kerntrace.core.tool import Tool, count_value, seconds_value
 
 from . import blockdev
 
@@ -78,9 +78,9 @@ class BioLatency(Tool):
         p.add_argument("-j", dest="json", action="store_true",
                        help="JSON lines output (same as --json)")
         p.add_argument("-d", "--disk", type=str, help="trace this disk only")
-        p.add_argument("interval", nargs="?", type=blockdev.seconds_value, default=None,
+        p.add_argument("interval", nargs="?", type=seconds_value, default=None,
                        help="output interval, in seconds")
-        p.add_argument("count", nargs="?", type=blockdev.count_value, default=0,
+        p.add_argument("count", nargs="?", type=count_value, default=0,
                        help="number of outputs")
 
     def parse_args(self, argv, prog=None):

@@ -23,7 +23,7 @@ to the completion.
 from kerntrace.core.model import (LATENCY, QUEUED, Event, Measurement, Records,
                                   Schedule)
 from kerntrace.core.output.table import Column, EventTablePrinter, seconds_since_first
-from kerntrace.core.tool import Tool
+from kerntrace.core.tool import Tool, seconds_value
 
 from . import blockdev
 
@@ -105,7 +105,7 @@ class BioSnoop(Tool):
         p.add_argument("-P", "--pattern", action="store_true",
                        help="display block I/O pattern (sequential or random)")
         p.add_argument("duration", nargs="?",
-                       type=lambda t: blockdev.seconds_value(t, "duration"), default=None,
+                       type=lambda t: seconds_value(t, "duration"), default=None,
                        help="trace for this many seconds (default: until Ctrl-C)")
 
     def measurement(self, args):

@@ -16,7 +16,7 @@ kerntrace additions (with none of them the run is exactly bcc's).
 
 from kerntrace.core.model import LOG2, Event, Histogram, Measurement, Schedule
 from kerntrace.core.output.histograms import BccHistogramPrinter
-from kerntrace.core.tool import Tool
+from kerntrace.core.tool import Tool, count_value, seconds_value
 
 from . import blockdev
 
@@ -40,9 +40,9 @@ class BiteSize(Tool):
         p.add_argument("-T", "--timestamp", action="store_true",
                        help="include timestamp on output")
         p.add_argument("-d", "--disk", type=str, help="trace this disk only")
-        p.add_argument("interval", nargs="?", type=blockdev.seconds_value, default=None,
+        p.add_argument("interval", nargs="?", type=seconds_value, default=None,
                        help="output interval, in seconds (default: print at Ctrl-C)")
-        p.add_argument("count", nargs="?", type=blockdev.count_value, default=0,
+        p.add_argument("count", nargs="?", type=count_value, default=0,
                        help="number of outputs")
 
     def measurement(self, args):

@@ -139,29 +139,8 @@ class DiskNameFormatter(object):
 
 
 # ---------------------------------------------------------------------------
-# Command-line values the block tools share
-def seconds_value(text, what="interval"):
-    """An interval or duration operand: seconds > 0, fractions accepted."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        v = None
-    if v is None or not v > 0 or v == float("inf"):
-        raise UsageError("invalid %s %r: expected a number of seconds > 0" % (what, text))
-    return v
-
-
-def count_value(text):
-    """A count operand: a whole number >= 0 (0: until Ctrl-C)."""
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        v = -1
-    if v < 0:
-        raise UsageError("invalid count %r: expected a whole number >= 0" % (text,))
-    return v
-
-
+# Command-line values the block tools share (seconds_value and count_value
+# are every tool's: kerntrace.core.tool)
 # -d values
 _MAJMIN = re.compile(r"^\s*(\d+)\s*[,:]\s*(\d+)\s*$")
 _DISK_NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
@@ -426,7 +405,7 @@ def perf_tools_filters(device, iotype):
 __all__ = [
     "MINORBITS", "FLUSH_SECTOR", "SECTOR_BYTES", "SYS_CLASS_BLOCK", "PROC_PARTITIONS",
     "make_dev", "dev_major", "dev_minor", "dev_string", "DiskTable", "DiskNameFormatter",
-    "seconds_value", "count_value", "looks_like_majmin", "parse_majmin", "NoSuchDisk",
+    "looks_like_majmin", "parse_majmin", "NoSuchDisk",
     "resolve_disk", "Rwbs", "rwbs_flags_name", "rwbs_glob", "request_fields",
     "completion_fields", "start_event", "issue_event", "insert_event", "queued_event",
     "completion_event", "request_pair", "device_filter", "rwbs_filter",

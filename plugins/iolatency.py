@@ -20,7 +20,7 @@ partial interval.
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import LATENCY, POW2_MS, Histogram, Measurement, Schedule
 from kerntrace.core.output.histograms import PerfToolsHistogramPrinter
-from kerntrace.core.tool import Tool
+from kerntrace.core.tool import Tool, count_value, seconds_value
 
 from . import blockdev
 from .perftools_cli import UsageShown, parse_options, perf_tools_error_lines, perf_tools_exit_status
@@ -64,8 +64,8 @@ class IoLatency(Tool):
             raise UsageError("too many arguments: %s" % " ".join(operands[2:]))
         # The banner repeats the interval as it was typed, as perf-tools does.
         args.interval_text = operands[0] if operands else "1"
-        args.interval = blockdev.seconds_value(args.interval_text, "interval")
-        args.count = blockdev.count_value(operands[1]) if len(operands) > 1 else 0
+        args.interval = seconds_value(args.interval_text, "interval")
+        args.count = count_value(operands[1]) if len(operands) > 1 else 0
         blockdev.check_perf_tools_filters(args.device, args.iotype)
         return args
 

@@ -23,7 +23,7 @@ STARTs/ENDs are seconds on the trace clock, as perf-tools prints them.
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import LATENCY, STR, Filter, Measurement, Records, Schedule
 from kerntrace.core.output.table import Column, EventTablePrinter
-from kerntrace.core.tool import Tool
+from kerntrace.core.tool import Tool, seconds_value
 
 from . import blockdev
 from .perftools_cli import parse_options, perf_tools_error_lines, perf_tools_exit_status
@@ -123,7 +123,7 @@ class IoSnoop(Tool):
         if len(operands) > 1:
             raise UsageError("too many arguments: %s" % " ".join(operands[1:]))
         args.duration_text = operands[0] if operands else None
-        args.duration = (blockdev.seconds_value(args.duration_text, "duration")
+        args.duration = (seconds_value(args.duration_text, "duration")
                          if operands else None)
         if args.pid is not None:
             if not args.pid.isdigit() or int(args.pid) <= 0:

@@ -15,7 +15,7 @@ from kerntrace.core.errors import UsageError
 from kerntrace.core.model import (EVENT_NAME, Count, Event, Filter, Measurement,
                                   Schedule, Tracepoint)
 from kerntrace.core.output.table import CountTablePrinter
-from kerntrace.core.tool import Tool
+from kerntrace.core.tool import Tool, seconds_value
 
 _TP = re.compile(r"^(?:t:)?([A-Za-z_][A-Za-z0-9_]*):([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -27,16 +27,6 @@ def parse_tracepoint(spec):
         raise UsageError("invalid tracepoint %r (expected CATEGORY:EVENT, e.g. block:block_rq_issue)"
                          % spec)
     return m.group(1), m.group(2)
-
-
-def _positive(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise UsageError("invalid number %r" % text)
-    if not v > 0:
-        raise UsageError("must be > 0: %r" % text)
-    return v
 
 
 class TpCount(Tool):
@@ -53,9 +43,9 @@ class TpCount(Tool):
     def add_arguments(self, p):
         p.add_argument("tracepoints", nargs="+", metavar="CATEGORY:EVENT",
                        help="tracepoints to count (as in /sys/kernel/tracing/events)")
-        p.add_argument("-i", "--interval", type=_positive, default=1.0,
+        p.add_argument("-i", "--interval", type=seconds_value, default=1.0,
                        help="summary interval, seconds (default 1)")
-        p.add_argument("-d", "--duration", type=_positive,
+        p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
                        help="total duration, seconds (default: until Ctrl-C)")
         p.add_argument("-c", "--count", type=int, default=0,
                        help="number of summaries (default: until Ctrl-C)")

@@ -2,6 +2,8 @@
 
 import json
 
+import re
+
 import pytest
 
 from clirun import run
@@ -171,3 +173,16 @@ def test_ctrl_c_while_python_imports_kerntrace_is_quiet(script):
     p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, universal_newlines=True, env=env(), timeout=60)
     assert (p.returncode, p.stdout, p.stderr) == (130, "", "")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["-i", "inf"], "invalid interval 'inf'"),
+    (["-i", "nan"], "invalid interval 'nan'"),
+    (["-d", "0"], "invalid duration '0'"),
+])
+def test_tpcount_rejects_intervals_that_are_no_number_of_seconds(argv, words):
+    from kerntrace.core.pluginhost import PluginHost
+    from kerntrace.core.errors import UsageError
+    tool = PluginHost(load_third_party=False).tools()["tpcount"]
+    with pytest.raises(UsageError, match=re.escape(words)):
+        tool.parse_args(argv + ["sched:sched_switch"])
