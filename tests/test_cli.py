@@ -1,7 +1,6 @@
 """The command line contract: exit statuses, one-line errors, list, doctor."""
 
 import json
-
 import re
 
 import pytest
