@@ -110,9 +110,17 @@ class FormatField(object):
         self.common = common
 
     @property
+    def rel_loc(self):
+        """A dynamic field whose offset counts from the end of its own 4 bytes.
+        Since Linux commit 05770dd0ad11 ("tracing: Support __rel_loc relative
+        dynamic data location attribute") (v5.17)."""
+        return self.ctype.startswith("__rel_loc")
+
+    @property
     def is_string(self):
-        """A char array or a __data_loc char[] (a NUL-terminated string)."""
-        base = self.ctype.replace("__data_loc", "").replace("unsigned", "").strip()
+        """A char array or a __data_loc / __rel_loc char[] (a NUL-terminated
+        string)."""
+        base = re.sub(r"^__(data|rel)_loc", "", self.ctype).replace("unsigned", "").strip()
         return base.startswith("char") and (self.array_len is not None or self.data_loc)
 
     def __repr__(self):

@@ -237,3 +237,17 @@ def test_empty_print_fmt_decodes_only_an_empty_payload():
 def test_real_6_18_formats_compile():
     for key in known_formats.FORMATS["6.18"]:
         assert compile_print_fmt(known_formats.event_format("6.18", *key)) is not None
+
+
+@pytest.mark.parametrize("decl, is_string, rel_loc", [
+    ("char comm[16]", True, False),
+    ("__data_loc char[] cmd", True, False),
+    ("__rel_loc char[] name", True, True),        # v5.17+
+    ("__rel_loc u8[] buf", False, True),
+    ("unsigned int bytes", False, False),
+])
+def test_format_fields_know_every_string_kind(decl, is_string, rel_loc):
+    from kerntrace.core.tracefs import FormatField, parse_field_decl
+    ctype, name, array_len, data_loc = parse_field_decl(decl)
+    f = FormatField(name, ctype, 8, 4, False, array_len, data_loc)
+    assert (f.is_string, f.rel_loc) == (is_string, rel_loc)

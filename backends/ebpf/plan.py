@@ -136,7 +136,7 @@ def _tracepoint_field(field, fmt):
         tried.append(src)
         if ff is None:
             continue
-        if ff.ctype.startswith("__rel_loc"):
+        if ff.rel_loc:
             # Since Linux commit 05770dd0ad11 ("tracing: Support __rel_loc relative
             # dynamic data location attribute") (v5.17) a string may be a relative
             # location; bcc's tracepoint structs do not describe it.

@@ -46,12 +46,6 @@ class PrintFmtError(ValueError):
     """The print fmt line cannot be parsed."""
 
 
-def is_string_field(field):
-    """A char array, __data_loc or __rel_loc char[] (core's is_string does
-    not know __rel_loc, added in v5.17)."""
-    return field.is_string or (field.data_loc and "char" in field.ctype)
-
-
 # ---------------------------------------------------------------------------
 # Splitting `"format", arg, arg, ...`
 def _c_string(text, start):
@@ -315,7 +309,7 @@ def compile_print_fmt(event_format):
             kind, name = "ignore", None
         converter = None
         if kind == "field":
-            text_field = is_string_field(field)
+            text_field = field.is_string
             if conv == "s":
                 converter = str if text_field else _int_converter(10, field, "d")
             elif conv == "c":

@@ -165,7 +165,7 @@ def compile_layout(event_format, names=None, byteorder=None):
             codes.append("%dx" % (f.offset - pos))
         if f.data_loc:
             codes.append("I")
-            rel = f.ctype.startswith("__rel_loc")
+            rel = f.rel_loc
             fixups.append((rank, "rel" if rel else "loc", f.offset + f.size))
         elif f.array_len is not None or (f.size, bool(f.signed)) not in _INT_CODES:
             codes.append("%ds" % f.size)
@@ -450,7 +450,7 @@ def encode_payload(event_format, pid, fields, byteorder=None):
         v = values.get(f.name)
         if f.data_loc:
             s = (v or "").encode() + b"\0"
-            loc = len(buf) + len(tail) - (f.offset + f.size if f.ctype.startswith("__rel_loc") else 0)
+            loc = len(buf) + len(tail) - (f.offset + f.size if f.rel_loc else 0)
             struct.pack_into(endian + "I", buf, f.offset, (len(s) << 16) | loc)
             tail += s
         elif f.array_len is not None or (f.size, bool(f.signed)) not in _INT_CODES:
