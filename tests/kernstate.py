@@ -88,7 +88,8 @@ def owned_by_dead_or_me(name):
 
 
 def kerntrace_state():
-    """Instances and probe definitions named after kerntrace, with owner PID."""
+    """Instances and probe definitions named after kerntrace or made by bcc,
+    with owner PID."""
     t = tracefs()
     out = []
     if not t:
@@ -99,6 +100,10 @@ def kerntrace_state():
     for f in ("uprobe_events", "kprobe_events"):
         out += ["%s %s" % (f, line) for line in _read(os.path.join(t, f)).splitlines()
                 if "kerntrace" in line]
+    # What bcc defines in tracefs for the eBPF backend (where the kernel has
+    # no probe PMU), named after the defining process.
+    from kerntrace.backends.ebpf.tracefs_probes import bcc_events
+    out += ["%s %s/%s (bcc, kerntrace-%d)" % e for e in bcc_events(t)]
     return out
 
 

@@ -37,14 +37,19 @@ _backend_reason = {}
 
 
 def skip_unless_backend_runs(backend, dev_arg):
-    """Skip (with the backend's own reason) when it cannot run block
-    tracepoints here, e.g. bcc without usable kernel headers."""
+    """Skip (with the backend's own reason) when eBPF cannot run block
+    tracepoints here for a reason of the host: no bcc, or no kernel headers
+    bcc can use.  Any other failure (ftrace's, a traceback) fails the test."""
     if backend not in _backend_reason:
         rc, out, err = clirun.run(["iolatency", "--backend", backend, "--print-program",
                                    "-d", dev_arg])
+        assert "Traceback" not in err, err
         _backend_reason[backend] = None if rc == 0 else (err.strip() or "exit %d" % rc)
-    if _backend_reason[backend]:
-        pytest.skip("the %s backend cannot run here: %s" % (backend, _backend_reason[backend]))
+    why = _backend_reason[backend]
+    if why:
+        host_reason = kernstate.ebpf_skip_reason() or ("headers" in why and why)
+        assert backend == "ebpf" and host_reason, "the %s backend failed: %s" % (backend, why)
+        pytest.skip("the %s backend cannot run here: %s" % (backend, host_reason))
 
 
 class LiveTool(object):

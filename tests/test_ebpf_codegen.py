@@ -511,6 +511,7 @@ int main(void)
 """ % (2 * size + 2, size, size, dispatch)
     got = compile_c(tmp_path, STUB_HEADER + "\n".join(funcs) + main, run_input="\n".join(cases)
                     + "\n", name="strfilt")
+    assert len(got) == len(cases)
     bad = [(c, g, w) for c, g, w in zip(cases, got, want) if int(g) != w]
     assert not bad, bad[:10]
 
@@ -552,6 +553,7 @@ int main(void)
 """ % dispatch
     got = compile_c(tmp_path, STUB_HEADER + "\n".join(funcs) + main,
                     run_input="\n".join(cases) + "\n", name="intfilt")
+    assert len(got) == len(cases)
     bad = [(c, g, w) for c, g, w in zip(cases, got, want) if int(g) != w]
     assert not bad, bad[:10]
 

@@ -136,6 +136,7 @@ def test_output_is_ascii_whatever_the_values():
     JsonLinesPrinter(out, io.StringIO()).report(
         Report([Record(1, {"comm": "\u00e9\u2603"})]), ctx())
     out.getvalue().encode("ascii")
+    assert r"\u00e9\u2603" in out.getvalue()     # escaped, not lost
 
 
 def test_no_lost_object_without_loss_and_empty_interval_prints_nothing():

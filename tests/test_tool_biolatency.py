@@ -151,6 +151,7 @@ def test_queued_time_uses_insert_or_io_start_and_the_timestamp_line(disks):
     lines = out.splitlines()
     import re
     assert lines[0] == "" and re.match(r"^\d\d:\d\d:\d\d$", lines[1]), out
+    assert " -> " not in out, out     # issues are no -Q starts: no I/O counted
 
 
 def test_json_lines_are_real_json_with_disk_labels(disks):
