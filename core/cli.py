@@ -112,12 +112,8 @@ def _quiet_epipe(fn):
         try:
             return fn(*a, **kw)
         except BrokenPipeError:
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-            except (OSError, ValueError, AttributeError):
-                pass
+            from .runner import silence_stdout
+            silence_stdout()
             return 0
     wrapper.__doc__ = fn.__doc__
     wrapper.__name__ = fn.__name__

@@ -51,8 +51,14 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}$")
 
 
+def is_identifier(value):
+    """A C-style identifier of at most 64 characters: what every name in a
+    measurement must be (and all that may reach generated code)."""
+    return isinstance(value, str) and _IDENT.match(value) is not None
+
+
 def _ident(what, value):
-    if not isinstance(value, str) or not _IDENT.match(value):
+    if not is_identifier(value):
         raise InvalidSpec("%s must be an identifier, got %r" % (what, value))
     return value
 

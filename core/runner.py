@@ -99,7 +99,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
         except (IOError, OSError) as e:
             if not _is_epipe(e):
                 raise
-            _silence_stdout()
+            silence_stdout()
         finally:
             with SignalsIgnored():
                 current[0].close()
@@ -129,7 +129,7 @@ def _start(selection, current, measurement, options, err):
             current[0] = backend.open(measurement, selection.verdicts[backend.name], options)
 
 
-def _silence_stdout():
+def silence_stdout():
     """stdout's reader went away (| head): make later flushes harmless."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -221,10 +221,12 @@ def read_format(root, category, name):
 
 
 def read_text(path, default=None):
+    """A small text file's content (tracefs, sysfs, procfs, headers), or
+    `default` when it cannot be read or is not text."""
     try:
         with open(path) as f:
             return f.read()
-    except (IOError, OSError):
+    except (IOError, OSError, UnicodeDecodeError):
         return default
 
 

@@ -14,7 +14,7 @@ bcc's bitesize takes no options; -T, -d and the interval/count operands are
 kerntrace additions (with none of them the run is exactly bcc's).
 """
 
-from kerntrace.core.model import LOG2, Event, Histogram, Measurement, Schedule
+from kerntrace.core.model import LOG2, Histogram, Measurement, Schedule
 from kerntrace.core.output.histograms import BccHistogramPrinter
 from kerntrace.core.tool import Tool, count_value, seconds_value
 
@@ -46,7 +46,7 @@ class BiteSize(Tool):
                        help="number of outputs")
 
     def measurement(self, args):
-        issue = Event(blockdev.START, blockdev.BLOCK_RQ_ISSUE, fields=blockdev.request_fields())
+        issue = blockdev.issue_event()
         filters = []
         if args.disk is not None:
             filters.append(blockdev.device_filter(blockdev.resolve_disk(args.disk),

@@ -15,6 +15,7 @@ import re
 
 from kerntrace.core.errors import KerntraceError, UsageError
 from kerntrace.core.model import INT, STR, Event, Field, Filter, Pair, Tracepoint
+from kerntrace.core.tracefs import read_text
 
 # ---------------------------------------------------------------------------
 # Device numbers
@@ -72,7 +73,7 @@ class DiskTable(object):
         except OSError:
             names = []
         for name in names:
-            text = _read(os.path.join(self.sys_class_block, name, "dev"))
+            text = read_text(os.path.join(self.sys_class_block, name, "dev"))
             m = re.match(r"^\s*(\d+):(\d+)\s*$", text or "")
             if m:
                 by_name[name] = make_dev(int(m.group(1)), int(m.group(2)))
@@ -81,7 +82,7 @@ class DiskTable(object):
         if not by_name:
             # No sysfs (containers, very old systems): /proc/partitions lists
             # "major minor #blocks name" after a header line.
-            for line in (_read(self.proc_partitions) or "").splitlines():
+            for line in (read_text(self.proc_partitions) or "").splitlines():
                 parts = line.split()
                 if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
                     by_name[parts[3]] = make_dev(int(parts[0]), int(parts[1]))
@@ -110,14 +111,6 @@ class DiskTable(object):
 
     def exists(self, dev):
         return self.name_of(dev) is not None
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (IOError, OSError):
-        return None
 
 
 class DiskNameFormatter(object):

@@ -6,7 +6,7 @@ live kernel: a loop device of our own, N direct writes."""
 import pytest
 
 from kerntrace.core.host import Host
-from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, STR, Count, Event, Field, Filter,
+from kerntrace.core.model import (EVENT_NAME, LATENCY, STR, Count, Event, Field, Filter,
                                   Histogram, Measurement, Pair, Records, Tracepoint)
 from kerntrace.core.pluginhost import PluginHost
 from kerntrace.core.backend import RunOptions

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from kerntrace.backends.ftrace import instance, kfilter, probes, stale
+from kerntrace.backends.ftrace import instance, kfilter, probes
 from kerntrace.backends.ftrace.lock import FtraceLock, pid_alive
 from kerntrace.backends.ftrace.plan import ResolvedEvent
 from kerntrace.backends.ftrace import session

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kerntrace.core.model import LATENCY, QUEUED, Filter, Tracepoint
+from kerntrace.core.model import LATENCY, QUEUED, Tracepoint
 from kerntrace.core.results import Record
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data", "block"))

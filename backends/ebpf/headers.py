@@ -13,6 +13,8 @@ import os
 import platform
 import re
 
+from kerntrace.core.tracefs import read_text
+
 KHEADERS = "/sys/kernel/kheaders.tar.xz"
 _UTS = re.compile(r'^\s*#\s*define\s+UTS_RELEASE\s+"([^"]+)"', re.M)
 
@@ -60,24 +62,16 @@ class HeadersInfo(object):
         return "headers %s at %s" % (self.version, self.path)
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (IOError, OSError, UnicodeDecodeError):
-        return None
-
-
 def headers_version(path):
     """The kernel release a headers tree was built for: utsrelease.h, then
     include/config/kernel.release, then the directory name
     (linux-headers-<release>)."""
-    text = _read(os.path.join(path, "include", "generated", "utsrelease.h"))
+    text = read_text(os.path.join(path, "include", "generated", "utsrelease.h"))
     if text:
         m = _UTS.search(text)
         if m:
             return m.group(1)
-    text = _read(os.path.join(path, "include", "config", "kernel.release"))
+    text = read_text(os.path.join(path, "include", "config", "kernel.release"))
     if text and text.strip():
         return text.strip()
     base = os.path.basename(os.path.realpath(path))

@@ -98,7 +98,7 @@ class HashDrainer(object):
                 if first and not out and err in _BATCH_UNSUPPORTED:
                     return None
                 raise MapError("BPF_MAP_LOOKUP_AND_DELETE_BATCH: %s"
-                               % errno.errorcode.get(err, err))
+                               % sysbpf.errname(err))
             ctypes.memmove(tok_in, tok_out, len(tok_out.raw))
             first = False
 
@@ -113,7 +113,7 @@ class HashDrainer(object):
             if res < 0:
                 if err == errno.ENOENT:
                     return keys
-                raise MapError("BPF_MAP_GET_NEXT_KEY: %s" % errno.errorcode.get(err, err))
+                raise MapError("BPF_MAP_GET_NEXT_KEY: %s" % sysbpf.errname(err))
             keys.append(key.raw)
             prev = ctypes.create_string_buffer(key.raw, self.key_size)
             if len(keys) > (1 << 24):   # a map changing under us forever

@@ -9,10 +9,9 @@ raising because the kernel has no kprobes -- is an answer, never a crash.
 """
 
 import os
-import re
 
 from kerntrace.core import tracefs as core_tracefs
-
+from kerntrace.core.model import is_identifier
 from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import bccfind, bpfobject, headers, sysbpf
@@ -24,7 +23,6 @@ _PROBE_TRACEPOINTS = (("sched", "sched_process_fork"), ("raw_syscalls", "sys_ent
                       ("syscalls", "sys_enter_getppid"), ("block", "block_rq_issue"))
 # Kernel functions the kprobe probe may attach to (the first one in kallsyms).
 _PROBE_KFUNCS = ("do_nanosleep", "vfs_read", "ksys_read", "do_sys_openat2", "schedule")
-_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe/type"
 UPROBE_PMU = "/sys/bus/event_source/devices/uprobe/type"
@@ -173,7 +171,7 @@ class HostProbes(object):
             if fmt is None:
                 continue
             fields = [f.name for f in fmt.payload_fields()
-                      if _C_IDENT.match(f.name) and not f.data_loc and f.array_len is None
+                      if is_identifier(f.name) and not f.data_loc and f.array_len is None
                       and not f.name.startswith("__")]
             if fields:
                 return cat, name, fields[0]

@@ -76,7 +76,7 @@ def bpf(cmd, attr):
     return res, (ctypes.get_errno() if res < 0 else 0)
 
 
-def _errname(err):
+def errname(err):
     return errno.errorcode.get(err, str(err))
 
 
@@ -109,7 +109,7 @@ def probe_prog_load():
         return Answer(False, "bpf(BPF_PROG_LOAD): EPERM (needs root, or CAP_BPF and CAP_PERFMON)",
                       err)
     return Answer(False, "bpf(BPF_PROG_LOAD) of a tracepoint program: %s (%s)"
-                  % (_errname(err), os.strerror(err)), err)
+                  % (errname(err), os.strerror(err)), err)
 
 
 def has_atomic_fetch():
@@ -138,7 +138,7 @@ def probe_raw_tracepoint(name):
     fd, err = _load_tracepoint_prog([_MOV_R0_0, _EXIT], BPF_PROG_TYPE_RAW_TRACEPOINT)
     if fd < 0:
         return Answer(False, "bpf(BPF_PROG_LOAD) of a raw tracepoint program: %s"
-                      % _errname(err), err)
+                      % errname(err), err)
     try:
         tp = ctypes.create_string_buffer(name.encode())
         # union bpf_attr.raw_tracepoint: name, prog_fd, then zeros (newer
@@ -148,7 +148,7 @@ def probe_raw_tracepoint(name):
     finally:
         os.close(fd)
     if link < 0:
-        return Answer(False, "raw tracepoint %s: %s" % (name, _errname(err)), err)
+        return Answer(False, "raw tracepoint %s: %s" % (name, errname(err)), err)
     os.close(link)
     return Answer(True, "raw tracepoint %s attaches" % name)
 
@@ -186,7 +186,7 @@ def probe_ringbuf():
         os.close(fd)
         return Answer(True, "BPF ring buffer maps (BPF_MAP_TYPE_RINGBUF) work")
     return Answer(False, "no BPF ring buffer (map create: %s); perf buffers are used"
-                  % _errname(err), err)
+                  % errname(err), err)
 
 
 def prog_ids():
