@@ -17,7 +17,7 @@ from kerntrace.core.errors import TracingUnavailable, Unsupported
 from kerntrace.core.model import STR, USTR
 
 from . import kfilter, probes, stale
-from .plan import Plan, ResolvedEvent
+from .plan import Plan, ResolvedEvent, field_source
 
 NAME = "ftrace"
 
@@ -72,18 +72,6 @@ def _writable(path):
     except OSError as e:
         return "%s (%s)" % (errno.errorcode.get(e.errno, e.errno), e.strerror)
     os.close(fd)
-    return None
-
-
-def _field_source(fmt, field):
-    """The format field that provides a model Field, or None."""
-    for src in field.sources:
-        f = fmt.field(src)
-        if f is None:
-            continue
-        if (field.type in (STR, USTR)) != f.is_string:
-            continue
-        return src
     return None
 
 
@@ -222,7 +210,7 @@ class FtraceBackend(Backend):
             return None, "no tracepoint %s:%s%s" % (probe.category, probe.name, extra)
         fields = {}
         for f in event.fields:
-            src = _field_source(fmt, f)
+            src = field_source(fmt, f)
             if src is None:
                 return None, "tracepoint %s:%s has no %sfield %s" % (
                     probe.category, probe.name, "string " if f.type in (STR, USTR) else "",

@@ -8,6 +8,19 @@
                      applies the filters, pairs, aggregates -> core Reports
 """
 
+from kerntrace.core.model import STR, USTR
+
+
+def field_source(fmt, field):
+    """The format field of `fmt` that provides model Field `field`: the
+    first of its sources the format has, of the right kind (a string field
+    for STR/USTR, else not).  None when there is none."""
+    for src in field.sources:
+        f = fmt.field(src)
+        if f is not None and (field.type in (STR, USTR)) == f.is_string:
+            return src
+    return None
+
 
 class ResolvedEvent(object):
     """A logical event bound to the tracefs event that provides it.

@@ -20,22 +20,21 @@ from kerntrace.core.results import CountSet, HistogramSet, Report
 
 from . import known_formats
 from .aggregate import Aggregator
-from .plan import Lost, Plan, RawEvent, ResolvedEvent
+from .plan import Lost, Plan, RawEvent, ResolvedEvent, field_source
 from .tasks import TaskInfo
 from .textparse import TextDecoder
 
 
 def resolve_fields(logical, formats):
     """logical field name -> format field name: for each declared Field the
-    first of its sources that one of `formats` has (Field.sources order).
-    Returns (mapping, names of fields no format has)."""
+    first of its sources that one of `formats` has, of the right kind
+    (plan.field_source).  Returns (mapping, names of fields no format has)."""
     mapping = {}
     missing = []
     for f in logical.fields:
-        for src in f.sources:
-            if any(fmt.field(src) is not None for fmt in formats):
-                mapping[f.name] = src
-                break
+        found = [src for src in (field_source(fmt, f) for fmt in formats) if src is not None]
+        if found:
+            mapping[f.name] = min(found, key=f.sources.index)
         else:
             missing.append(f.name)
     return mapping, missing
