@@ -20,9 +20,7 @@ nothing a user typed reaches the kernel unvalidated.
 
 import re
 
-INT = "int"
-STR = "str"
-USTR = "ustr"
+from kerntrace.core.model import INT
 
 # What a string constant may contain inside "..." in a filter expression.
 _SAFE_CONST = re.compile(r"^[A-Za-z0-9_.:+/@%#=,\- *]{0,64}$")

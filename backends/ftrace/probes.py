@@ -21,6 +21,8 @@ import re
 import shutil
 import subprocess
 
+from kerntrace.core.model import STR, USTR
+
 from . import elfsym
 
 # Function arguments by position, per architecture (the kernel's register
@@ -217,7 +219,7 @@ def fetch_args(fields, ret, arch=None, ustring=False):
         if spec is None:
             raise ProbeError("field %s: no source among %s on a %s probe"
                              % (f.name, ",".join(f.sources), "return" if ret else "entry"))
-        if f.type in ("str", "ustr"):
+        if f.type in (STR, USTR):
             out.append((f.name, "+0(%s):%s" % (spec, "ustring" if ustring else "string")))
         else:
             out.append((f.name, "%s:s64" % spec))

@@ -32,6 +32,7 @@ from . import instance as inst
 from . import kfilter, probes, stale
 from .lock import FtraceLock
 from .plan import Lost
+from .rawparse import RawFormatError, parse_header_page
 
 # Pause between drains when the buffers are empty: short enough for
 # per-interval accuracy, long enough to cost nothing when idle.
@@ -384,11 +385,11 @@ def read_page_size(root, buffer_path):
     text = tracefs.read_text(os.path.join(buffer_path, "buffer_subbuf_size_kb"))
     if text and text.strip().isdigit():
         return int(text.strip()) * 1024
-    hp = tracefs.read_text(os.path.join(root, "events", "header_page")) or ""
-    m = re.search(r"field:\s*char data;\s*offset:(\d+);\s*size:(\d+);", hp)
-    if m:
-        return int(m.group(1)) + int(m.group(2))
-    return os.sysconf("SC_PAGE_SIZE")
+    try:
+        return parse_header_page(tracefs.read_text(
+            os.path.join(root, "events", "header_page"))).page_size
+    except RawFormatError:
+        return os.sysconf("SC_PAGE_SIZE")
 
 
 class LiveSession(Session):
