@@ -618,6 +618,39 @@ def test_a_declared_field_reading_comm_is_not_the_task_name(tmp_path):
     assert rec.fields == {"comm": "waker", "wakee": "sleeper"}
 
 
+SCHED_WAKEUP = """name: sched_wakeup
+ID: 320
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;
+\tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;
+\tfield:int prio;\toffset:28;\tsize:4;\tsigned:1;
+\tfield:int target_cpu;\toffset:32;\tsize:4;\tsigned:1;
+
+print fmt: "comm=%s pid=%d prio=%d target_cpu=%03d", REC->comm, REC->pid, REC->prio, REC->target_cpu
+"""
+
+
+def test_an_undeclared_comm_beside_a_pid_is_not_the_task_name(tmp_path):
+    # counting sched_wakeup by comm counts wakers (the current task, as eBPF
+    # does), not the wakees the event's comm/pid describe
+    from kerntrace.core.tracefs import parse_format
+    wakeup = Event("wakeup", Tracepoint("sched", "sched_wakeup"))
+    m = Measurement([wakeup], Count(keys=("comm",)))
+    plan = Plan([ResolvedEvent(wakeup, wakeup.probes[0], "sched", "sched_wakeup",
+                               parse_format(SCHED_WAKEUP, "sched"), {})])
+    proc = tmp_path / "proc"
+    (proc / "5").mkdir(parents=True)
+    (proc / "5" / "comm").write_text("waker\n")
+    a = Aggregator(m, plan, tasks=TaskInfo(proc_root=str(proc)))
+    a.feed(RawEvent("sched", "sched_wakeup", 1, 5, 0, fields={"comm": "sleeper", "pid": 9}))
+    assert a.collect().data.counts == {("waker",): 1}
+
+
 def test_carried_comm_looked_up_after_the_fact_is_best_effort(tmp_path):
     proc = tmp_path / "proc"
     (proc / "31").mkdir(parents=True)

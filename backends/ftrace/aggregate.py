@@ -180,9 +180,11 @@ class _EventProgram(object):
 
     def _own_comm_field(self):
         """The event's own "comm" format field, when it holds the current
-        task's name: the format has one and no declared field reads it (a
-        declared one means it is someone else's name, e.g. a wakee)."""
-        if self.fmt is None or self.fmt.field("comm") is None:
+        task's name: the format has one, no declared field reads it (a
+        declared one means it is someone else's name), and the format has no
+        "pid" beside it (comm and pid together describe another task: the
+        wakee of sched_wakeup, the target of signal_generate)."""
+        if self.fmt is None or self.fmt.field("comm") is None or self.fmt.field("pid"):
             return None
         if "comm" in self.resolved.fields.values():
             return None
