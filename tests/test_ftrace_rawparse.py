@@ -362,3 +362,17 @@ def test_real_pages_from_our_own_instance(subbuf_kb):
     # the text rounds nanoseconds to the nearest microsecond (ns2usecs)
     assert (sorted(key(e, e.ts // 1000) for e in from_text)
             == sorted(key(e, (e.ts + 500) // 1000) for e in raw))
+
+
+@pytest.mark.parametrize("edit, why", [
+    (("common_type;\toffset:0;\tsize:2;", "common_type;\toffset:0;\tsize:4;"),
+     "common_type is not the first 2 bytes"),
+    (("\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n", ""), "no common_pid field"),
+])
+def test_a_format_without_the_usual_common_fields_is_not_decoded(edit, why):
+    text = known_formats.FORMATS["6.18"][("block", "block_rq_issue")]
+    assert edit[0] in text
+    fmt = parse_format(text.replace(*edit), "block")
+    d = RawDecoder(known_formats.HEADER_PAGE["6.18"], known_formats.HEADER_EVENT["6.18"],
+                   {fmt.id: fmt})
+    assert why in d.unsupported[fmt.id]

@@ -149,8 +149,16 @@ def compile_layout(event_format, names=None, byteorder=None):
     if names is None:
         names = [f.name for f in event_format.payload_fields()]
     names = tuple(names)
+    # Every format since tracing began has common_type at 0 (2 bytes), read
+    # as the entry's event id, and common_pid; one that does not is not
+    # decoded rather than guessed at.
+    ctype_field = event_format.field("common_type")
+    if ctype_field is None or (ctype_field.offset, ctype_field.size) != (0, 2):
+        raise KeyError("common_type is not the first 2 bytes")
     pid = event_format.field("common_pid")
-    wanted = [pid if pid is not None else _FakePid] + [event_format.by_name[n] for n in names]
+    if pid is None:
+        raise KeyError("no common_pid field")
+    wanted = [pid] + [event_format.by_name[n] for n in names]
     # struct needs fields in offset order; reorder afterwards when asked otherwise
     order = sorted(range(len(wanted)), key=lambda i: wanted[i].offset)
     codes = []
@@ -184,18 +192,6 @@ def compile_layout(event_format, names=None, byteorder=None):
         reorder = operator.itemgetter(*back)
     fix = _make_fix(fixups, reorder)
     return EventLayout(names, st.unpack_from, fix, st.size)
-
-
-class _FakePid(object):
-    """Stands in for a missing common_pid (never in real formats)."""
-    name = "common_pid"
-    offset = 4
-    size = 4
-    signed = True
-    array_len = None
-    data_loc = False
-    is_string = False
-    ctype = "int"
 
 
 def _make_fix(fixups, reorder):
