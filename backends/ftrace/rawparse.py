@@ -42,9 +42,9 @@ RB_MISSED_STORED = 1 << 30
 # libtraceevent's kbuffer reads the committed size from the low 27 bits.
 COMMIT_MASK = (1 << 27) - 1
 TS_SHIFT = 27
-# The absolute time stamp keeps only 59 bits; since "ring-buffer: Have
-# absolute time stamps handle large numbers" (v5.19) readers restore the top
-# 5 bits from the previous full time stamp.
+# The absolute time stamp keeps only 59 bits; since Linux commit 6695da58f944
+# ("ring-buffer: Have absolute time stamps handle large numbers") readers
+# restore the top 5 bits from the previous full time stamp.
 TS_MSB = 0xf8 << 56
 
 _INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
@@ -113,7 +113,8 @@ def parse_header_event(text):
         raise RawFormatError("header_event: unsupported entry header layout %r" % (bits,))
     return EntryHeader(padding=types.get("padding", 29),
                        time_extend=types.get("time_extend", 30),
-                       # absent before v4.17: type 31 was then never written
+                       # absent before Linux commit dc4e2801d400 (v4.17): type
+                       # 31 was then never written
                        time_stamp=types.get("time_stamp", 31),
                        data_max=int(mx.group("value")) if mx else 28)
 
@@ -209,8 +210,8 @@ def _make_fix(fixups, reorder):
                     values[i] = _cstr(v)
                     continue
                 # __data_loc: offset (low 16 bits) and length (high 16) of the
-                # data from the event start; since "tracing: Support __rel_loc
-                # relative dynamic data location attribute" (v5.17) __rel_loc
+                # data from the event start; since Linux commit 05770dd0ad11
+                # ("tracing: Support __rel_loc ...") (v5.17) __rel_loc
                 # counts the offset from the end of the field instead.
                 start = pos + (v & 0xffff) + (field_end if kind == "rel" else 0)
                 stop = min(start + (v >> 16), end)
