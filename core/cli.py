@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from . import __version__
-from .errors import InvalidSpec, KerntraceError
+from .errors import InvalidSpec, KerntraceError, one_line
 from .host import Host
 from .pluginhost import PluginHost
 
@@ -67,7 +67,7 @@ def run_tool(name, argv, no_plugins=False, out=None, err=None, prog=None):
         if os.environ.get("KERNTRACE_DEBUG"):
             traceback.print_exc(file=err)
         err.write("%s: internal error: %s: %s (KERNTRACE_DEBUG=1 shows the traceback)\n"
-                  % (name, type(e).__name__, str(e).splitlines()[0] if str(e) else ""))
+                  % (name, type(e).__name__, one_line(e, "")))
         return 1
 
 
@@ -75,7 +75,7 @@ def _fail(tool, err, e):
     fmt = getattr(tool, "format_error", None)
     lines = fmt(e) if fmt else None
     if lines is None:
-        lines = ["%s: %s" % (tool.name, str(e).splitlines()[0] if str(e) else type(e).__name__)]
+        lines = ["%s: %s" % (tool.name, one_line(e))]
     for line in lines:
         err.write(line + "\n")
     return getattr(tool, "exit_status_for", lambda e: e.exit_status)(e)

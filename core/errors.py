@@ -1,6 +1,15 @@
 """Errors a user sees as one line on stderr (never a traceback)."""
 
 
+def one_line(exc, default=None):
+    """An exception as one line: the first line of its message, else
+    `default` (its type's name when None)."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if default is None else default
+
+
 class KerntraceError(Exception):
     """A runtime failure explained in one line; exit status 1."""
 

@@ -16,6 +16,7 @@ import pluggy
 
 from . import hookspecs
 from .backend import Backend
+from .errors import one_line
 from .tool import Tool
 
 BUILTIN_MODULES = (
@@ -80,7 +81,7 @@ class PluginHost(object):
             plugin = load()
             self.pm.register(plugin, name=name)
         except Exception as e:  # a broken third-party plugin is reported, not fatal
-            self.warn("plugin %r failed to load: %s: %s" % (name, type(e).__name__, _first_line(e)))
+            self.warn("plugin %r failed to load: %s: %s" % (name, type(e).__name__, one_line(e, "")))
 
     def _collect(self, hook_name, kind):
         found = {}
@@ -91,7 +92,7 @@ class PluginHost(object):
                 items = list(items)
             except Exception as e:
                 self.warn("plugin %r: %s() raised %s: %s"
-                          % (pname, hook_name, type(e).__name__, _first_line(e)))
+                          % (pname, hook_name, type(e).__name__, one_line(e, "")))
                 continue
             for item in items:
                 problem = _check(item, kind)
@@ -132,8 +133,3 @@ def _check(item, kind):
     if kind is Tool:
         return item.self_check()
     return None
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else ""

@@ -13,7 +13,7 @@ import sys
 import time
 
 from .backend import RunOptions
-from .errors import EnableError, KerntraceError, Unsupported
+from .errors import EnableError, KerntraceError, Unsupported, one_line
 from .host import Host
 from .output.base import RunContext
 from .selector import select
@@ -124,7 +124,7 @@ def _start(selection, current, measurement, options, err):
                 raise
             nxt = following.pop(0)
             err.write("kerntrace: %s: cannot start: %s; running on %s instead\n"
-                      % (backend.name, str(e).splitlines()[0] if str(e) else "failed", nxt.name))
+                      % (backend.name, one_line(e, "failed"), nxt.name))
             backend = nxt
             current[0] = backend.open(measurement, selection.verdicts[backend.name], options)
 

@@ -2,6 +2,7 @@
 kernel.  Preferred over ftrace wherever check() says it can run."""
 
 from kerntrace.core.backend import Backend, Capability, Verdict
+from kerntrace.core.errors import one_line
 from kerntrace.core.host import Host
 
 from . import bccfind
@@ -52,9 +53,8 @@ class EbpfBackend(Backend):
         try:
             return self._check(measurement, host)
         except Exception as e:  # a probe that crashes is an answer, never a crash
-            text = str(e).strip().splitlines()
             return Verdict(self.name, False, ["probe failed: %s: %s"
-                                              % (type(e).__name__, text[0] if text else "")])
+                                              % (type(e).__name__, one_line(e, ""))])
 
     def _check(self, measurement, host):
         p = probes.for_host(host)

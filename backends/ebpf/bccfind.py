@@ -19,6 +19,8 @@ import importlib.util
 import os
 import sys
 
+from kerntrace.core.errors import one_line
+
 from . import bccfixes
 
 PACKAGE = "bcc"
@@ -95,7 +97,7 @@ def _forget_bcc():
 def _why(exc):
     """One line for an import failure; names libbcc when that is what is
     missing (python bindings installed without the shared library)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = one_line(exc)
     if "libbcc" in text:
         return "bcc's shared library is missing or unusable (%s); install libbcc " \
                "(Debian/Ubuntu: libbpfcc, Fedora/RHEL: bcc)" % text

@@ -10,9 +10,10 @@ the atexit hook is dropped: whoever loads an object unloads it.
 
 import atexit
 
+from kerntrace.core.errors import one_line
 from kerntrace.core.stopsignals import SignalsDeferred
 
-from .quiet import CapturedStderr, first_error, one_line
+from .quiet import CapturedStderr, first_error
 
 
 class LoadError(Exception):

@@ -11,11 +11,12 @@ raising because the kernel has no kprobes -- is an answer, never a crash.
 import os
 
 from kerntrace.core import tracefs as core_tracefs
+from kerntrace.core.errors import one_line
 from kerntrace.core.model import is_identifier
 from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import bccfind, bpfobject, headers, sysbpf
-from .quiet import CapturedStderr, first_error, one_line
+from .quiet import CapturedStderr, first_error
 from .sysbpf import Answer
 
 # Tracepoints the compile probe may use (the first one this kernel has).

@@ -63,9 +63,3 @@ def first_error(text, default=""):
         if "kernel headers" in l:
             return l
     return lines[-1] if lines else default
-
-
-def one_line(exc):
-    """An exception as one line: its first line, else its type's name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,13 +21,13 @@ import time
 
 from kerntrace.core import results
 from kerntrace.core.backend import Session
-from kerntrace.core.errors import EnableError, KerntraceError
+from kerntrace.core.errors import EnableError, KerntraceError, one_line
 from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
 
 from . import bpfobject, buffers, codegen, tracefs_probes
 from .maps import HashDrainer, MapError
-from .quiet import CapturedStderr, first_error, one_line
+from .quiet import CapturedStderr, first_error
 
 
 class EbpfSession(Session):

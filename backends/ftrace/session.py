@@ -25,7 +25,7 @@ import time
 
 from kerntrace.core import tracefs
 from kerntrace.core.backend import Session
-from kerntrace.core.errors import EnableError, FilterError
+from kerntrace.core.errors import EnableError, FilterError, one_line
 from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import instance as inst
@@ -732,5 +732,4 @@ class LiveSession(Session):
     def close(self):
         errors = self.undo.run()
         for what, e in errors:
-            self._say("warning: %s failed: %s" % (what, str(e).splitlines()[0] if str(e) else
-                                                   type(e).__name__))
+            self._say("warning: %s failed: %s" % (what, one_line(e)))
