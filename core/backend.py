@@ -88,6 +88,9 @@ class Backend(object):
     name = None
     # Lower is preferred by the selector when several backends can run a tool.
     preference = 100
+    # What saved trace this backend replays for --input (a description), or
+    # None.  Its check() then sees host.input_file set and plans a replay.
+    replays = None
 
     def capabilities(self, host):
         raise NotImplementedError

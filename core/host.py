@@ -20,6 +20,8 @@ class Host(object):
         self._tracefs = None
         self._tracefs_probed = False
         self._formats = {}
+        # A saved trace to replay instead of tracing this host (--input).
+        self.input_file = None
 
     # -- identity ----------------------------------------------------------
     @property

@@ -47,10 +47,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
     requested = getattr(args, "backend", "auto")
     input_file = getattr(args, "input_file", None)
     if input_file:
-        # Replay of a saved trace is the ftrace backend's job.
-        if requested not in ("auto", "ftrace"):
-            raise Unsupported("--input replays a saved ftrace trace; it needs --backend ftrace")
-        requested = "ftrace"
+        requested = _replaying_backend(plugins.backends(), requested)
         if not os.path.isfile(input_file):
             raise KerntraceError("cannot read %s" % input_file)
         # Lets the backend's check() plan a replay without a live kernel.
@@ -104,6 +101,20 @@ def run(tool, args, plugins, out=None, err=None, host=None):
             with SignalsIgnored():
                 current[0].close()
     return 0
+
+
+def _replaying_backend(backends, requested):
+    """The backend that replays --input: the one requested, or the
+    preferred one that replays saved traces."""
+    replaying = [b for b in backends if b.replays]
+    if not replaying:
+        raise Unsupported("--input: no installed backend replays saved traces")
+    if requested == "auto":
+        return replaying[0].name
+    if requested not in [b.name for b in replaying]:
+        raise Unsupported("--input replays a saved trace (%s); it needs --backend %s"
+                          % (replaying[0].replays, replaying[0].name))
+    return requested
 
 
 def _start(selection, current, measurement, options, err):
