@@ -60,10 +60,6 @@ class Host(object):
         loc = self.tracefs()
         return loc.path if loc else None
 
-    def has_instances(self):
-        p = self.tracefs_path()
-        return bool(p) and os.path.isdir(os.path.join(p, "instances"))
-
     def event_format(self, category, name):
         """The EventFormat of a tracepoint, or None if absent/unreadable."""
         key = (category, name)
@@ -71,10 +67,6 @@ class Host(object):
             p = self.tracefs_path()
             self._formats[key] = tracefs.read_format(p, category, name) if p else None
         return self._formats[key]
-
-    def has_file(self, relpath):
-        p = self.tracefs_path()
-        return bool(p) and os.path.exists(os.path.join(p, relpath))
 
     def capabilities(self):
         caps = [Capability("root", self.is_root(),
@@ -86,8 +78,4 @@ class Host(object):
         loc = self.tracefs()
         caps.append(Capability("tracefs", loc is not None,
                                loc.how if loc else "not mounted and could not be mounted"))
-        if loc:
-            caps.append(Capability("tracefs_instances", self.has_instances(),
-                                   "%s/instances %s" % (loc.path, "exists" if self.has_instances()
-                                                        else "missing (kernel < 3.10)")))
         return caps
