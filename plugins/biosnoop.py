@@ -57,15 +57,6 @@ class AccessPattern(object):
         return "S" if sector == expected else "R"
 
 
-def sector_text(sector):
-    # A flush carries no sector (the kernel records (sector_t)-1).
-    return "-" if sector == blockdev.FLUSH_SECTOR else str(sector)
-
-
-def milliseconds(ns):
-    return "%.2f" % (ns / 1e6)
-
-
 def biosnoop_columns(pattern=False, disk_name=None, queue=False):
     """bcc biosnoop's columns: "%-11s %-14s %-7s %-9s %-1s %-10s %-7s" then
     [P], [QUE(ms)] and LAT(ms), both right-aligned in 7 ("%7.2f")."""
@@ -76,14 +67,15 @@ def biosnoop_columns(pattern=False, disk_name=None, queue=False):
         Column("PID", "pid", 7),
         Column("DISK", lambda r, ctx: disk_name(r["dev"]), 9),
         Column("T", lambda r, ctx: blockdev.Rwbs(r["rwbs"]).type_letter(), 1),
-        Column("SECTOR", lambda r, ctx: sector_text(r["sector"]), 10),
+        Column("SECTOR", lambda r, ctx: blockdev.sector_text(r["sector"]), 10),
         Column("BYTES", "bytes", 7),
     ]
     if pattern:
         cols.append(Column("P", AccessPattern(), 1))
     if queue:
-        cols.append(Column("QUE(ms)", lambda r, ctx: milliseconds(r[QUEUED]), 7, align=">"))
-    cols.append(Column("LAT(ms)", lambda r, ctx: milliseconds(r[LATENCY]), 7, align=">"))
+        cols.append(Column("QUE(ms)", lambda r, ctx: blockdev.milliseconds(r[QUEUED]), 7,
+                           align=">"))
+    cols.append(Column("LAT(ms)", lambda r, ctx: blockdev.milliseconds(r[LATENCY]), 7, align=">"))
     return cols
 
 

@@ -134,6 +134,17 @@ class DiskNameFormatter(object):
 # ---------------------------------------------------------------------------
 # Command-line values the block tools share (seconds_value and count_value
 # are every tool's: kerntrace.core.tool)
+def sector_text(sector):
+    """A request's sector as the snoop tools print it: a flush carries none
+    (the kernel records (sector_t)-1)."""
+    return "-" if sector == FLUSH_SECTOR else str(sector)
+
+
+def milliseconds(ns):
+    """Nanoseconds as the snoop tools print milliseconds."""
+    return "%.2f" % (ns / 1e6)
+
+
 # -d values
 _MAJMIN = re.compile(r"^\s*(\d+)\s*[,:]\s*(\d+)\s*$")
 _DISK_NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
@@ -398,7 +409,7 @@ def perf_tools_filters(device, iotype):
 __all__ = [
     "MINORBITS", "FLUSH_SECTOR", "SECTOR_BYTES", "SYS_CLASS_BLOCK", "PROC_PARTITIONS",
     "make_dev", "dev_major", "dev_minor", "dev_string", "DiskTable", "DiskNameFormatter",
-    "looks_like_majmin", "parse_majmin", "NoSuchDisk",
+    "sector_text", "milliseconds", "looks_like_majmin", "parse_majmin", "NoSuchDisk",
     "resolve_disk", "Rwbs", "rwbs_flags_name", "rwbs_glob", "request_fields",
     "completion_fields", "start_event", "issue_event", "insert_event", "queued_event",
     "completion_event", "request_pair", "device_filter", "rwbs_filter",

@@ -75,10 +75,9 @@ def iosnoop_columns(start_times=False, end_times=False):
         Column("PID", "pid", 6),
         Column("TYPE", "rwbs", 4),
         Column("DEV", lambda r, ctx: blockdev.dev_string(r["dev"]), 8),
-        Column("BLOCK", lambda r, ctx: ("-" if r["sector"] == blockdev.FLUSH_SECTOR
-                                        else str(r["sector"])), 12),
+        Column("BLOCK", lambda r, ctx: blockdev.sector_text(r["sector"]), 12),
         Column("BYTES", "bytes", 6),
-        Column("LATms", lambda r, ctx: "%.2f" % (r[LATENCY] / 1e6), 8, align=">"),
+        Column("LATms", lambda r, ctx: blockdev.milliseconds(r[LATENCY]), 8, align=">"),
     ]
     return cols
 

@@ -194,6 +194,14 @@ def _merge(kinds):
     return (S64 if any(k == S64 for k, _s in kinds) else U64), 8
 
 
+def _probe_ident(pe):
+    """What a probe attaches to, from identifiers only (a library path,
+    although validated, is no C identifier and stays out of the C text)."""
+    p = pe.probe
+    return getattr(p, "symbol", None) or getattr(p, "function", None) or \
+        "%s:%s" % (p.category, p.name)
+
+
 class _Gen(object):
     def __init__(self, measurement, plan, ringbuf_pages):
         self.m = measurement
@@ -700,7 +708,7 @@ class _Gen(object):
 
     def _assemble(self):
         head = ["/* kerntrace: generated BPF program for bcc (kerntrace.backends.ebpf.codegen) */",
-                "/* events: %s */" % "; ".join("%s <- %s" % (pe.name, pe.probe.describe())
+                "/* events: %s */" % "; ".join("%s <- %s %s" % (pe.name, pe.kind, _probe_ident(pe))
                                                 for pe in self.plan.events)]
         if self.func_probes:
             head.append("#include <uapi/linux/ptrace.h>")
