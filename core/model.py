@@ -155,9 +155,18 @@ class Field(object):
     sources  where to read it, in order of preference: tracepoint format field
              names (kernels rename fields: ("error", "errors")), or for
              function probes "argN" (N from 0) and "retval".  Defaults to (name,).
+
+    if_zero  (field, factor): where the value read is 0, the value is that
+             other INT field of the same event times factor (block request
+             sizes: `bytes` is 0 on old kernels, nr_sector * 512 is not);
+    override (filters, value): the value is `value` where any of the
+             filters (on other fields of the same event) matches (a flush
+             request's start sector, which newer kernels record as 0).
+    Every backend applies if_zero, then override, right where it reads the
+    field, so filters, pair keys and aggregates all see the result.
     """
 
-    def __init__(self, name, type=INT, sources=None):
+    def __init__(self, name, type=INT, sources=None, if_zero=None, override=None):
         self.name = _ident("field name", name)
         if name in CONTEXT_FIELDS or name in (LATENCY, QUEUED):
             raise InvalidSpec("field %r is implicit; do not declare it" % name)
@@ -165,6 +174,30 @@ class Field(object):
             raise InvalidSpec("field type must be one of %s" % (FIELD_TYPES,))
         self.type = type
         self.sources = tuple(_ident("field source", s) for s in (sources or (name,)))
+        self.if_zero = None
+        self.override = None
+        if (if_zero is not None or override is not None) and type != INT:
+            raise InvalidSpec("field %r: if_zero and override need an integer field" % name)
+        if if_zero is not None:
+            other, factor = if_zero
+            if isinstance(factor, bool) or not isinstance(factor, int) or not 1 <= factor <= _U64:
+                raise InvalidSpec("field %r: if_zero factor must be a positive integer" % name)
+            self.if_zero = (_ident("if_zero field", other), factor)
+        if override is not None:
+            filters, value = override
+            filters = tuple(filters)
+            if not filters or not all(isinstance(f, Filter) for f in filters):
+                raise InvalidSpec("field %r: override needs one or more Filters" % name)
+            self.override = (filters, _check_int(name, value))
+
+    def depends_on(self):
+        """Names of the other fields of its event this field's value needs."""
+        out = []
+        if self.if_zero is not None:
+            out.append(self.if_zero[0])
+        if self.override is not None:
+            out += [f.field for f in self.override[0] if f.field not in out]
+        return out
 
     def __repr__(self):
         return "Field(%r, %r, %r)" % (self.name, self.type, self.sources)
@@ -185,6 +218,17 @@ class Event(object):
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
             raise InvalidSpec("event %r declares a field twice" % name)
+        for f in self.fields:
+            dep = self.field(f.if_zero[0]) if f.if_zero is not None else None
+            if f.if_zero is not None and (dep is None or dep.type != INT or dep.depends_on()):
+                raise InvalidSpec("event %r: field %s falls back to %r, which is not a plain "
+                                  "integer field it declares" % (name, f.name, f.if_zero[0]))
+            for flt in (f.override[0] if f.override else ()):
+                dep = self.field(flt.field)
+                if dep is None or dep.type != flt.type or dep.depends_on():
+                    raise InvalidSpec("event %r: field %s overridden on %r, which is not a "
+                                      "plain %s field it declares" % (name, f.name, flt.field,
+                                                                       flt.type))
 
     def field(self, name):
         for f in self.fields:

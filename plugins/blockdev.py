@@ -322,11 +322,30 @@ START = "start"
 DONE = "done"
 
 
+# A flush request's rwbs: the flush operation, alone or after the pre-flush
+# F ("FF" on 6.18); "FW..." is a pre-flush write, which has data and a sector.
+FLUSH_RWBS = (Filter("rwbs", "==", "F", type=STR), Filter("rwbs", "glob", "FF*", type=STR))
+
+
 def request_fields(with_bytes=True):
-    """Fields of a request start event (block_rq_issue/insert/io_start)."""
-    fields = [Field("dev"), Field("sector"), Field("nr_sector"), Field("rwbs", STR)]
+    """Fields of a request start event (block_rq_issue/insert/io_start).
+
+    sector: a flush's start is keyed by FLUSH_SECTOR, the sector its
+    completion shows.  Since Linux commit 0803de78049f ("blktrace: Show
+    requests without sector") issue and insert record a request whose start
+    sector was never set (a flush) at sector 0, while block_rq_complete
+    still records (sector_t)-1: keyed as recorded, a flush would never pair,
+    and would be taken for a real I/O at sector 0.  (Stable kernels got the
+    change too: the rwbs says what a request is, whatever the version.)
+
+    bytes: up to v4.10 the tracepoints record 0 bytes for every file system
+    request (only SCSI pass-through requests carry a byte count; v4.11
+    records blk_rq_bytes() for all), so the size is then nr_sector * 512,
+    as perf-tools' iosnoop computes it."""
+    fields = [Field("dev"), Field("sector", override=(FLUSH_RWBS, FLUSH_SECTOR)),
+              Field("nr_sector"), Field("rwbs", STR)]
     if with_bytes:
-        fields.append(Field("bytes"))
+        fields.append(Field("bytes", if_zero=("nr_sector", SECTOR_BYTES)))
     return fields
 
 

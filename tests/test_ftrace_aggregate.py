@@ -781,3 +781,31 @@ def test_taskinfo_on_this_process():
     assert t.tgid(os.getpid()) == os.getpid()
     with open("/proc/self/comm") as f:
         assert t.comm(os.getpid()) == f.read().strip()
+
+
+@pytest.mark.parametrize("queue", [False, True])
+def test_block_tools_derive_sizes_and_flush_keys(queue):
+    """biosnoop's own measurement: a request recorded with 0 bytes (every
+    file system request up to v4.10) gets nr_sector * 512; a flush whose
+    start shows sector 0 (newer kernels) pairs with its all-ones
+    completion; a real I/O at sector 0 stays a sector-0 I/O."""
+    from kerntrace.plugins import biosnoop
+    tool = biosnoop.BioSnoop()
+    m = tool.measurement(tool.parse_args(["-Q"] if queue else []))
+    a = agg_for(m)
+    flush = (1 << 64) - 1
+    start = "block_rq_insert" if queue else "block_rq_issue"
+
+    def begin(ts, sector, rwbs, nbytes, nr, comm):
+        return RawEvent("block", start, ts, 4011, 0, comm=comm,
+                        fields={"dev": DEV, "sector": sector, "nr_sector": nr, "bytes": nbytes,
+                                "rwbs": rwbs, "comm": comm, "cmd": ""})
+
+    for ev in (begin(1000, 2048, "W", 0, 8, "dd"), done(3000, 2048),
+               begin(4000, 0, "FF", 0, 0, "jbd2"), begin(4100, 0, "R", 4096, 8, "dd"),
+               done(4500, 0, rwbs="R"), done(4900, flush, rwbs="FF")):
+        a.feed(ev)
+    r = a.collect()
+    got = [(x["comm"], x["sector"], x["bytes"], x[LATENCY]) for x in r.data]
+    assert got == [("dd", 2048, 4096, 2000), ("dd", 0, 4096, 400), ("jbd2", flush, 0, 900)]
+    assert a.last.unmatched == 0 and a.pending == 0

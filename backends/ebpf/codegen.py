@@ -277,9 +277,16 @@ class _Gen(object):
             names += [n for n in self._agg_fields() if n not in (LATENCY, EVENT_NAME)]
         out = []
         for n in names:
-            if n not in out:
-                out.append(n)
+            # what a derived value needs is read before it (model.Field)
+            for dep in self._depends(pe, n) + [n]:
+                if dep not in out:
+                    out.append(dep)
         return out
+
+    @staticmethod
+    def _depends(pe, name):
+        f = pe.logical.field(name)
+        return f.depends_on() if f is not None else []
 
     # -- output members ------------------------------------------------------
     def _output_member(self, name):
@@ -330,7 +337,7 @@ class _Gen(object):
         fs = pe.fields[name]
         k = fs.kind
         if k == "tp":
-            return ["%s = args->%s;" % (dst, fs.member)]
+            return ["%s = args->%s;" % (dst, fs.member)] + self._derive(pe, name, dst)
         if k == "tp_array":
             # A *_str read, into a zeroed buffer: everything after the first
             # NUL stays NUL, which the string filters rely on.
@@ -350,6 +357,29 @@ class _Gen(object):
             fn = h["user_str"] if k == "arg_ustr" else h["kernel_str"]
             return ["%s(%s, %d, (void *)PT_REGS_PARM%d(ctx));" % (fn, dst, fs.size, fs.member + 1)]
         raise ValueError("unknown field source %r" % k)
+
+    def _derive(self, pe, name, dst):
+        """A declared field's if_zero fallback and override (model.Field),
+        on the value just read into dst; the fields they use are read
+        before it (_needs), into the same struct."""
+        field = pe.logical.field(name)
+        if field is None:
+            return []
+        var = dst.rsplit("->", 1)[0]
+        out = []
+        if field.if_zero is not None:
+            other, factor = field.if_zero
+            out += ["if (%s == 0)" % dst,
+                    "    %s = %s->%s * %s;" % (dst, var, self._flayout.member(other).cname,
+                                              cfilters.int_literal(factor, False))]
+        if field.override is not None:
+            filters, value = field.override
+            tests = " || ".join("(%s)" % self._filter_expr(f, self._flayout, var)
+                                for f in filters)
+            member = self._flayout.member(name)
+            out += ["if (%s)" % tests,
+                    "    %s = %s;" % (dst, cfilters.int_literal(value, member.kind == S64))]
+        return out
 
     def _filter_expr(self, flt, layout, var):
         m = layout.member(flt.field)
@@ -450,6 +480,7 @@ class _Gen(object):
         needs = self._needs(pe, role)
         flayout = Layout("kt_ev%d_f" % pe.index, [field_member(n, *_src_kind(pe, n))
                                                   for n in needs])
+        self._flayout = flayout
         if not flayout.empty:
             self.decls.append(flayout.c_decl())
         if raw:
@@ -471,7 +502,8 @@ class _Gen(object):
             self._alloc(body, flayout, "f", "kt_scratch_ev%d" % pe.index)
         # What the early filters test is read first: an event they reject
         # costs no further reads.
-        first = [n for n in needs if any(f.field == n for f in early)]
+        first = [n for n in needs if any(f.field == n or n in self._depends(pe, f.field)
+                                         for f in early)]
         for n in first:
             body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
         if early:

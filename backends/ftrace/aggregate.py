@@ -174,7 +174,29 @@ class _EventProgram(object):
                 emit("%s = None" % var)
             else:
                 emit("%s = %s" % (var, self._field_index(fname)))
+            self._derive(name, var)
         return var
+
+    def _derive(self, name, var):
+        """A declared field's if_zero fallback and override (model.Field)."""
+        field = self.logical.field(name)
+        if field is None:
+            return
+        emit = self.code.emit
+        if field.if_zero is not None:
+            other, factor = field.if_zero
+            dep = self.load(other)
+            emit("if not %s and %s is not None:" % (var, dep))
+            emit("%s = %s * %s" % (var, dep, self.const(factor)), 2)
+        if field.override is not None:
+            filters, value = field.override
+            tests = []
+            for f in filters:
+                dep = self.load(f.field)
+                tests.append("(%s is not None and %s(%s))" % (dep, self.const(f.matches, "_ovr"),
+                                                             dep))
+            emit("if %s:" % " or ".join(tests))
+            emit("%s = %s" % (var, self.const(value)), 2)
 
     comm_after_the_fact = False
 
