@@ -165,6 +165,25 @@ def parse_field_decl(decl):
     return m.group("type").strip(), m.group("name"), array_len, data_loc
 
 
+# C types that are signed on x86 (char is, before v6.2's -funsigned-char),
+# and the kernel's signed typedefs.  Any other type, a pointer or an unknown
+# typedef (sector_t, dev_t, size_t, gfp_t ...) is read as unsigned, so an
+# all-ones sector_t never turns into -1.
+_SIGNED_TYPES = frozenset(("char", "signed char", "short", "short int", "signed short", "int",
+                           "signed", "signed int", "long", "long int", "signed long",
+                           "long long", "long long int", "signed long long", "s8", "s16",
+                           "s32", "s64", "__s8", "__s16", "__s32", "__s64", "pid_t", "ssize_t",
+                           "loff_t", "off_t", "time_t", "clock_t", "ktime_t", "local_t"))
+
+
+def guess_signed(ctype, array_len=None, data_loc=False):
+    """Signedness of a field of a format file without the signed: column."""
+    if data_loc or "*" in ctype:
+        return False
+    base = " ".join(w for w in ctype.split() if w not in ("const", "volatile", "struct"))
+    return base in _SIGNED_TYPES
+
+
 def parse_format(text, system=None):
     name = None
     ev_id = None
@@ -190,7 +209,7 @@ def parse_format(text, system=None):
                 if signed is None:
                     # Before Linux 2.6.33 ("tracing: Add signed field to format
                     # files") there was no signed: column; infer from the type.
-                    signed_flag = not ctype.startswith("unsigned") and "u" != ctype[:1]
+                    signed_flag = guess_signed(ctype, array_len, data_loc)
                 else:
                     signed_flag = signed.strip() == "1"
                 fields.append(FormatField(fname, ctype, int(m.group("off")), size,

@@ -8,13 +8,20 @@
 
 Eras (what differs is what kerntrace feature-detects):
 
-  2.6.32  tracing only in debugfs (/sys/kernel/debug/tracing), no tracefs in
-          /proc/filesystems, no instances/, no uprobe_events, format files
-          without the signed: column, no "~" filter operator, no mono clock
+  2.6.32  mainline: tracing only in debugfs (/sys/kernel/debug/tracing), no
+          tracefs in /proc/filesystems, no instances/, no uprobe_events, no
+          kprobe_events (v2.6.33), format files without the signed: column,
+          no "~" filter operator (the 2.6.32 formats)
+  rhel6   RHEL 6.8's 2.6.32: as 2.6.32, with kprobe_events, "~" and the
+          signed: column backported (the rhel6 formats)
+  3.4     v3.0-v3.6: debugfs, kprobe_events and "~", no instances/ (v3.10),
+          no uprobe_events (v3.5) (the padded 3.4 formats)
   3.10    debugfs, instances/, uprobe_events and kprobe_events (RHEL 7)
-  4.x     tracefs auto-mounted under debugfs, set_event_pid, event-fork,
-          mono clock
-  5.15    /sys/kernel/tracing, README lists the ustring fetch type
+  4.4     tracefs auto-mounted under debugfs, set_event_pid (v4.4) but not
+          yet options/event-fork (v4.7) or record-tgid
+  4.x     (4.19) set_event_pid, event-fork, record-tgid, mono clock
+  5.10    /sys/kernel/tracing, README lists the ustring fetch type
+  5.15    as 5.10 (5 flag characters in trace text)
   6.11    block ioprio field, buffer_subbuf_size_kb (formats of 6.18)
 
 Format texts come from backends/ftrace/known_formats.py (B1's corpus of
@@ -47,37 +54,35 @@ _COMMON = """\
 \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
 """
 
-_EXTRA_FORMATS = {
-    ("syscalls", "sys_enter_getppid"): """\
-name: sys_enter_getppid
-ID: 300
-format:
-%s
-\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+def _extra_formats(formats_era):
+    """A few small formats beside known_formats' (getppid syscalls, the
+    function tracer's event), laid out as that era's kernels lay them out:
+    the era's common fields (with lock_depth or padding: payload from 12),
+    its syscall number field (`nr` up to v4.4, none on RHEL 6)."""
+    issue = known_formats.FORMATS[formats_era][("block", "block_rq_issue")]
+    common = issue[issue.index("format:\n") + len("format:\n"):issue.index("\n\n")] + "\n"
+    padded = "common_lock_depth" in common or "common_padding" in common
+    signed = "signed:" in common
 
-print fmt: ""
-""" % _COMMON,
-    ("syscalls", "sys_exit_getppid"): """\
-name: sys_exit_getppid
-ID: 301
-format:
-%s
-\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
-\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;
+    def field(decl, off, size, sign):
+        return "\tfield:%s;\toffset:%d;\tsize:%d;%s\n" % (decl, off, size,
+                                                         "\tsigned:%d;" % sign if signed else "")
+    nr_name = "nr" if formats_era in ("2.6.32", "3.4", "3.10", "4.4") else "__syscall_nr"
+    nr = "" if formats_era == "rhel6" else field("int " + nr_name, 12 if padded else 8, 4, 1)
+    return {
+        ("syscalls", "sys_enter_getppid"):
+            "name: sys_enter_getppid\nID: 300\nformat:\n%s\n%s\nprint fmt: \"\"\n"
+            % (common, nr),
+        ("syscalls", "sys_exit_getppid"):
+            "name: sys_exit_getppid\nID: 301\nformat:\n%s\n%s%s\nprint fmt: \"0x%%lx\", "
+            "REC->ret\n" % (common, nr, field("long ret", 16, 8, 1)),
+        ("ftrace", "function"):
+            "name: function\nID: 1\nformat:\n%s\n%s%s\nprint fmt: \" %%ps <-- %%ps\", "
+            "(void *)REC->ip, (void *)REC->parent_ip\n"
+            % (common, field("unsigned long ip", 16 if padded else 8, 8, 0),
+               field("unsigned long parent_ip", 24 if padded else 16, 8, 0)),
+    }
 
-print fmt: "0x%%lx", REC->ret
-""" % _COMMON,
-    ("ftrace", "function"): """\
-name: function
-ID: 1
-format:
-%s
-\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;
-\tfield:unsigned long parent_ip;\toffset:16;\tsize:8;\tsigned:0;
-
-print fmt: " %%ps <-- %%ps", (void *)REC->ip, (void *)REC->parent_ip
-""" % _COMMON,
-}
 
 _README_OLD = """tracing mini-HOWTO:
 # mount -t debugfs nodev /sys/kernel/debug
@@ -92,7 +97,8 @@ _README_USTRING = _README_UPROBE.replace("string\n", "string, ustring, symbol\n"
 
 class Era(object):
     def __init__(self, name, formats_era, root, mounts, filesystems, instances, uprobes,
-                 kprobes, glob_op, clocks, readme, set_event_pid, subbuf, signed=True):
+                 kprobes, glob_op, clocks, readme, set_event_pid, subbuf, signed=True,
+                 event_fork=None, record_tgid=None):
         self.name = name
         self.formats_era = formats_era
         self.root = root
@@ -107,18 +113,42 @@ class Era(object):
         self.set_event_pid = set_event_pid
         self.subbuf = subbuf
         self.signed = signed
+        self.event_fork = set_event_pid if event_fork is None else event_fork
+        self.record_tgid = set_event_pid if record_tgid is None else record_tgid
 
 
 _FS_OLD = "nodev\tsysfs\nnodev\tproc\nnodev\tdebugfs\n\text4\n"
 _FS_NEW = _FS_OLD + "nodev\ttracefs\n"
 _MOUNT_DEBUGFS = "debugfs /sys/kernel/debug debugfs rw,relatime 0 0\n"
 
+_CLOCKS_OLD = ("local", "global")
+_CLOCKS_3 = ("local", "global", "counter", "uptime", "perf")
+_CLOCKS_4 = _CLOCKS_3 + ("mono", "mono_raw", "x86-tsc")
+_CLOCKS_5 = _CLOCKS_3 + ("mono", "mono_raw", "boot", "x86-tsc")
+_MOUNTS_DEBUGFS = "/dev/vda1 / ext4 rw 0 0\n" + _MOUNT_DEBUGFS
+_MOUNTS_AUTOMOUNT = _MOUNTS_DEBUGFS + "tracefs /sys/kernel/debug/tracing tracefs rw,relatime 0 0\n"
+_MOUNTS_TRACEFS = "/dev/vda1 / ext4 rw 0 0\ntracefs /sys/kernel/tracing tracefs rw,relatime 0 0\n"
+
 ERAS = {
-    "2.6.32": Era("2.6.32", "3.10", DEBUGFS_ROOT,
-                  "/dev/vda1 / ext4 rw 0 0\n" + _MOUNT_DEBUGFS, _FS_OLD,
-                  instances=False, uprobes=False, kprobes=True, glob_op=False,
-                  clocks=("local", "global"), readme=_README_OLD, set_event_pid=False,
+    "2.6.32": Era("2.6.32", "2.6.32", DEBUGFS_ROOT, _MOUNTS_DEBUGFS, _FS_OLD,
+                  instances=False, uprobes=False, kprobes=False, glob_op=False,
+                  clocks=_CLOCKS_OLD, readme=_README_OLD, set_event_pid=False,
                   subbuf=False, signed=False),
+    "rhel6": Era("rhel6", "rhel6", DEBUGFS_ROOT, _MOUNTS_DEBUGFS, _FS_OLD,
+                 instances=False, uprobes=False, kprobes=True, glob_op=True,
+                 clocks=_CLOCKS_OLD, readme=_README_OLD, set_event_pid=False, subbuf=False),
+    "3.4": Era("3.4", "3.4", DEBUGFS_ROOT, _MOUNTS_DEBUGFS, _FS_OLD,
+               instances=False, uprobes=False, kprobes=True, glob_op=True,
+               clocks=("local", "global", "counter"), readme=_README_OLD,
+               set_event_pid=False, subbuf=False),
+    "4.4": Era("4.4", "4.4", DEBUGFS_ROOT, _MOUNTS_AUTOMOUNT, _FS_OLD + "nodev\ttracefs\n",
+               instances=True, uprobes=True, kprobes=True, glob_op=True, clocks=_CLOCKS_4,
+               readme=_README_UPROBE, set_event_pid=True, subbuf=False, event_fork=False,
+               record_tgid=False),
+    "5.10": Era("5.10", "5.10", TRACEFS_ROOT, _MOUNTS_TRACEFS, _FS_OLD + "nodev\ttracefs\n",
+                instances=True, uprobes=True, kprobes=True, glob_op=True, clocks=_CLOCKS_5,
+                readme=_README_UPROBE.replace("string\n", "string, ustring\n"),
+                set_event_pid=True, subbuf=False),
     "3.10": Era("3.10", "3.10", DEBUGFS_ROOT,
                 "/dev/vda1 / xfs rw 0 0\n" + _MOUNT_DEBUGFS, _FS_OLD,
                 instances=True, uprobes=True, kprobes=True, glob_op=True,
@@ -181,7 +211,7 @@ class FakeTracefs(object):
         self.formats = {}
         for key, text in known_formats.FORMATS[self.era.formats_era].items():
             self.formats[key] = text
-        self.formats.update(_EXTRA_FORMATS)
+        self.formats.update(_extra_formats(self.era.formats_era))
         self.formats.update(extra_events or {})
         for key in missing_events:
             self.formats.pop(key, None)
@@ -206,7 +236,8 @@ class FakeTracefs(object):
             self._file(os.path.join(base, "buffer_subbuf_size_kb"), "4\n")
         self._file(os.path.join(base, "set_ftrace_filter"), "#### all functions enabled ####\n")
         for opt in _OPTIONS:
-            if opt in ("event-fork", "record-tgid") and not e.set_event_pid:
+            if (opt == "event-fork" and not e.event_fork) or \
+                    (opt == "record-tgid" and not e.record_tgid):
                 continue        # both arrived in the 4.x era
             self._file(os.path.join(base, "options", opt),
                        "0\n" if opt in ("event-fork", "record-tgid") else "1\n")

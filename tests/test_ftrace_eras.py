@@ -23,8 +23,12 @@ from kerntrace.core.host import Host
 from kerntrace.core.model import (EVENT_NAME, STR, USTR, Count, Event, Field, Filter,
                                   KernelFunction, Measurement, Tracepoint, UserFunction)
 
-ERAS = ("2.6.32", "3.10", "4.x", "5.15", "6.11")
-INSTANCE_ERAS = ("3.10", "4.x", "5.15", "6.11")
+ERAS = ("2.6.32", "rhel6", "3.4", "3.10", "4.4", "4.x", "5.10", "5.15", "6.11")
+INSTANCE_ERAS = ("3.10", "4.4", "4.x", "5.10", "5.15", "6.11")
+# no instances/ before v3.10: the top-level buffer under the perf-tools lock
+TOP_LEVEL_ERAS = ("2.6.32", "rhel6", "3.4")
+# block_rq_complete's status field is "errors" until v4.12
+ERRORS_ERAS = ("2.6.32", "rhel6", "3.4", "3.10", "4.4")
 LOCK = "/var/tmp/.ftrace-lock"
 
 
@@ -85,8 +89,12 @@ def dead_pid():
 # Locating tracefs
 @pytest.mark.parametrize("era,path,how", [
     ("2.6.32", DEBUGFS_ROOT, "debugfs mounted at /sys/kernel/debug"),
+    ("rhel6", DEBUGFS_ROOT, "debugfs mounted at /sys/kernel/debug"),
+    ("3.4", DEBUGFS_ROOT, "debugfs mounted at /sys/kernel/debug"),
     ("3.10", DEBUGFS_ROOT, "debugfs mounted at /sys/kernel/debug"),
+    ("4.4", DEBUGFS_ROOT, "tracefs mounted at /sys/kernel/debug/tracing (/proc/mounts)"),
     ("4.x", DEBUGFS_ROOT, "tracefs mounted at /sys/kernel/debug/tracing (/proc/mounts)"),
+    ("5.10", TRACEFS_ROOT, "tracefs mounted at /sys/kernel/tracing (/proc/mounts)"),
     ("5.15", TRACEFS_ROOT, "tracefs mounted at /sys/kernel/tracing (/proc/mounts)"),
     ("6.11", TRACEFS_ROOT, "tracefs mounted at /sys/kernel/tracing (/proc/mounts)"),
 ])
@@ -136,12 +144,12 @@ def test_plan_per_era(fs, monkeypatch, mounts, era):
     tree(fs, monkeypatch, mounts, era)
     v = FtraceBackend().check(block_measurement(), Host())
     assert v.ok, v.reasons
-    assert v.plan.instances == (era != "2.6.32")
+    assert v.plan.instances == (era not in TOP_LEVEL_ERAS)
     assert v.plan.read_path == "raw"
     done = [e for e in v.plan.events if e.name == "done"][0]
     # RHEL 7 era kernels call the completion status "errors".
-    assert done.fields["error"] == ("errors" if era in ("2.6.32", "3.10") else "error")
-    if era == "2.6.32":
+    assert done.fields["error"] == ("errors" if era in ERRORS_ERAS else "error")
+    if era in TOP_LEVEL_ERAS:
         assert v.reasons == ["no instances: top-level buffer under the perf-tools lock"]
 
 
@@ -284,7 +292,7 @@ def test_instance_mode_touches_only_its_instance(fs, monkeypatch, mounts, era):
         assert t.read(base + "tracing_on") == "1\n"
         assert t.read(base + "buffer_size_kb") == "%d\n" % default_buffer_kb(v.plan)
         clock = t.read(base + "trace_clock")
-        assert ("[mono]" in clock) == (era != "3.10")
+        assert ("[mono]" in clock) == (era not in ("3.10",))
         assert outside_instances(t.snapshot()) == outside_instances(before)
         assert not os.path.exists(LOCK)
     assert t.instances() == []

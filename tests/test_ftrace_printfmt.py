@@ -29,16 +29,18 @@ def decode(event_format, payload):
 
 # ---------------------------------------------------------------------------
 # block_rq_* payloads from every era, through each era's own format file
-ISSUE = {"3.10": "202,1 W 4096 () 12862464 + 8 [supervise]",
-         "4.19": "202,1 W 4096 () 12862464 + 8 [supervise]",
-         "5.15": "202,1 W 4096 () 12862464 + 8 [supervise]",
-         "6.18": "202,1 W 4096 () 12862464 + 8 be,0,4 [supervise]"}
-COMPLETE = {"3.10": "202,1 W () 12862464 + 8 [0]",
-            "4.19": "202,1 W () 12862464 + 8 [-5]",
-            "5.15": "202,1 W () 12862464 + 8 [0]",
-            "6.18": "202,1 W () 12862464 + 8 be,0,4 [-11]"}
-ERROR_FIELD = {"3.10": "errors", "4.19": "error", "5.15": "error", "6.18": "error"}
-ERROR_VALUE = {"3.10": 0, "4.19": -5, "5.15": 0, "6.18": -11}
+ISSUE = dict((era, "202,1 W 4096 () 12862464 + 8 [supervise]") for era in known_formats.ERAS)
+ISSUE["6.18"] = "202,1 W 4096 () 12862464 + 8 be,0,4 [supervise]"
+COMPLETE = dict((era, "202,1 W () 12862464 + 8 [0]") for era in known_formats.ERAS)
+COMPLETE.update({"4.19": "202,1 W () 12862464 + 8 [-5]",
+                 "6.18": "202,1 W () 12862464 + 8 be,0,4 [-11]"})
+# block_rq_complete's status field: "errors" until v4.12, "error" from v4.13
+OLD_ERAS = ("2.6.32", "rhel6", "3.4", "3.10", "4.4")
+ERROR_FIELD = dict((era, "errors" if era in OLD_ERAS else "error") for era in known_formats.ERAS)
+ERROR_VALUE = dict((era, 0) for era in known_formats.ERAS)
+ERROR_VALUE.update({"4.19": -5, "6.18": -11})
+# sched_process_exec exists since v3.4
+EXEC_ERAS = [era for era in known_formats.ERAS if era not in ("2.6.32", "rhel6")]
 
 
 @pytest.mark.parametrize("era", known_formats.ERAS)
@@ -93,7 +95,8 @@ def test_cmd_with_content():
 
 
 def test_sched_process_exec_every_era():
-    for era in known_formats.ERAS:
+    assert known_formats.event_format("2.6.32", "sched", "sched_process_exec") is None
+    for era in EXEC_ERAS:
         f = known_formats.event_format(era, "sched", "sched_process_exec")
         assert decode(f, "filename=/usr/bin/my prog pid=12 old_pid=11") == {
             "filename": "/usr/bin/my prog", "pid": 12, "old_pid": 11}
