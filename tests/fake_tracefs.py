@@ -192,7 +192,8 @@ class FakeTracefs(object):
 
     def __init__(self, fs, era="6.11", ncpus=2, tracing_on="1", buffer_size="1408",
                  tracers=("blk", "function", "nop"), ftrace_filter_writable=False,
-                 mounted=True, extra_events=None, missing_events=(), **overrides):
+                 mounted=True, extra_events=None, missing_events=(), preload=None, raw=True,
+                 **overrides):
         self.fs = fs
         self.era = ERAS[era]
         for k, v in overrides.items():
@@ -203,6 +204,11 @@ class FakeTracefs(object):
             self.era = Era(**dict(e.__dict__, **overrides))
         self.root = self.era.root
         self.ncpus = ncpus
+        # What the kernel has recorded when a buffer (the top level or an
+        # instance) is read: {"trace_pipe": text, "per_cpu/cpuN/trace_pipe_raw":
+        # page bytes}.  raw=False: a kernel without per-CPU raw pipes.
+        self.preload = dict(preload or {})
+        self.raw = raw
         self.writes = []
         self.deny = set()           # path suffixes whose writes (and mkdir) fail with EACCES
         self.reject_filters = set()  # filter path suffixes that fail with EINVAL
@@ -229,7 +235,7 @@ class FakeTracefs(object):
         self._file(os.path.join(base, "current_tracer"), "nop\n")
         self._file(os.path.join(base, "set_event"), "")
         self._file(os.path.join(base, "trace"), "")
-        self._file(os.path.join(base, "trace_pipe"), "")
+        self._file(os.path.join(base, "trace_pipe"), self.preload.get("trace_pipe", ""))
         if e.set_event_pid:
             self._file(os.path.join(base, "set_event_pid"), "")
         if e.subbuf:
@@ -243,7 +249,9 @@ class FakeTracefs(object):
                        "0\n" if opt in ("event-fork", "record-tgid") else "1\n")
         for cpu in range(self.ncpus):
             d = os.path.join(base, "per_cpu", "cpu%d" % cpu)
-            self._file(os.path.join(d, "trace_pipe_raw"), "")
+            if self.raw:
+                self._file(os.path.join(d, "trace_pipe_raw"),
+                           self.preload.get("per_cpu/cpu%d/trace_pipe_raw" % cpu, b""))
             self._file(os.path.join(d, "buffer_size_kb"), buffer_size + "\n")
             self._file(os.path.join(d, "stats"),
                        "entries: 0\noverrun: 0\ncommit overrun: 0\nbytes: 0\n"
