@@ -10,6 +10,7 @@ from kerntrace.core.model import (EVENT_NAME, LATENCY, POW2_MS, STR, Count, Even
                                   Histogram, Measurement, Pair, Records, Schedule, Tracepoint,
                                   UserFunction)
 from kerntrace.core.results import CountSet, HistogramSet
+from kerntrace.plugins import blockdev
 
 TRACES = os.path.join(os.path.dirname(__file__), "data", "traces")
 DEV_254_0 = 254 << 20
@@ -25,8 +26,10 @@ def iolatency(dev=None, start="block_rq_issue", error_sources=("error", "errors"
     """The measurement iolatency makes: issue (or insert) -> complete by
     (dev, sector), power-of-two millisecond rows; one interval longer than
     any test trace, so one collect() sees the whole file."""
+    # a flush's start keyed as its completion (sector 0 there since 5.10)
+    sector = Field("sector", override=(blockdev.FLUSH_RWBS, blockdev.FLUSH_SECTOR))
     issue = Event("issue", Tracepoint("block", start),
-                  fields=[Field("dev"), Field("sector"), Field("rwbs", STR)])
+                  fields=[Field("dev"), sector, Field("rwbs", STR)])
     done = Event("done", Tracepoint("block", "block_rq_complete"),
                  fields=[Field("dev"), Field("sector"), Field("rwbs", STR),
                          Field("error", sources=error_sources)])

@@ -168,10 +168,11 @@ def test_era_5_15_five_flags_and_bare_hex_syscalls():
 def test_era_6_18_ioprio_token_new_flags_and_spaces():
     d, events = decode_file("era-6.18-flags.txt", "6.18")
     flush, flush_done, app, lost, app_done, unknown, lost2, enter, exit_ = events
-    assert flush.fields == {"dev": DEV_254_0, "rwbs": "FWS", "bytes": 0, "cmd": "",
-                            "sector": 18446744073709551615, "nr_sector": 0,
-                            "comm": "kworker/u8:3"}
+    # a flush: issued at sector 0, completed at all-ones (decoded as printed)
+    assert flush.fields == {"dev": DEV_254_0, "rwbs": "FF", "bytes": 0, "cmd": "",
+                            "sector": 0, "nr_sector": 0, "comm": "kworker/u8:3"}
     assert flush_done.tid == 0 and flush_done.fields["error"] == 0
+    assert flush_done.fields["sector"] == 18446744073709551615
     assert app.comm == "my-app 2-x-12" and app.tid == 4242
     assert app.fields["comm"] == "my-app 2-x-12" and app.fields["bytes"] == 16384
     assert (lost.cpu, lost.count) == (0, 4) and (lost2.cpu, lost2.count) == (None, None)

@@ -9,9 +9,11 @@ Deterministic (fixed seeds): re-running rewrites identical files.
     python3 tests/data/block/make_traces.py      # rewrites the *.trace files
 
 Eras:
-  4x     4.x kernels: 4 flag characters, no I/O-priority token
+  4x     4.x kernels (4.19): 4 flag characters, no I/O-priority token,
+         byte counts recorded (v4.11+), a flush at all-ones on both sides
   618    6.11+ kernels (this machine's 6.18): 5 flag characters and the
-         `class,hint,level` I/O-priority token before the bracket
+         `class,hint,level` I/O-priority token before the bracket; a flush
+         issued at sector 0, completed at all-ones
   618tgid  as 618, with options/record-tgid's (TGID) column
 """
 
@@ -86,6 +88,11 @@ class Trace(object):
 
     def start(self, event, ts_us, cpu, comm, pid, dev, rwbs, nbytes, sector):
         major, minor = dev
+        if sector == FLUSH_SECTOR and self.era != "4x":
+            # Since Linux commit 0803de78049f ("blktrace: Show requests without
+            # sector") issue/insert print a flush at sector 0; its completion
+            # still prints all-ones.
+            sector = 0
         text = "%s%s: %d,%d %s %d () %d + %d%s [%s]" % (
             self._context(comm, pid, cpu, False, ts_us), event, major, minor, rwbs, nbytes,
             sector, nbytes // 512, self._ioprio(), comm)
@@ -179,7 +186,8 @@ def mixed_618tgid(name="block_mixed_618tgid.trace"):
       254,0  reads   10 x 300 us  comm "my app"        pid 700
       254,0  writes  5 x 3000 us  comm "jbd2/vda1-8"     pid 81 (rwbs WS)
       254,16 reads   7 x 1500 us  comm "dd"            pid 900
-      254,0  flush   1 x 700 us   (FF, sector -1, 0 bytes)      pid 81
+      254,0  flush   1 x 700 us   (FF, 0 bytes; issued at sector 0,
+                                   completed at sector -1)     pid 81
       254,0  a completion at sector 42 with no start
     """
     tr = Trace("618tgid")
