@@ -294,3 +294,16 @@ def test_doctor_every_era(host_of, era):
     tools = {x["tool"]: x for x in report["tools"]}
     for name in ("iosnoop", "biosnoop", "bitesize", "biolatency", "iolatency"):
         assert tools[name]["verdicts"]["ftrace"]["ok"], tools[name]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("era", sorted(ERAS))
+def test_tpcount_every_era(host_of, fs, era, path):
+    saved = setup(host_of, fs, era, path)
+    rc, out, err = run("tpcount", ["-i", "0.2", "-c", "1", "block:block_rq_issue",
+                                   "block:block_rq_complete"], input_file=saved)
+    assert rc == 0, err
+    n = len(expected_ios(era))
+    rows = dict((l.split()[0], int(l.split()[1])) for l in out.splitlines()
+                if l.startswith("block:"))
+    assert rows == {"block:block_rq_issue": n, "block:block_rq_complete": n}

@@ -382,3 +382,37 @@ def test_a_format_without_the_usual_common_fields_is_not_decoded(edit, why):
     d = RawDecoder(known_formats.HEADER_PAGE["6.18"], known_formats.HEADER_EVENT["6.18"],
                    {fmt.id: fmt})
     assert why in d.unsupported[fmt.id]
+
+
+def test_formats_without_the_signed_column_keep_all_ones_sectors():
+    """Mainline 2.6.32 prints no signed: column: signedness is guessed from
+    the C type, and an unknown typedef (sector_t, dev_t) is unsigned, so a
+    flush's (sector_t)-1 stays all-ones instead of turning into -1."""
+    fmt = known_formats.event_format("2.6.32", "block", "block_rq_complete")
+    assert "signed:" not in known_formats.FORMATS["2.6.32"][("block", "block_rq_complete")]
+    signed = dict((f.name, f.signed) for f in fmt.fields)
+    assert signed["sector"] is False and signed["dev"] is False
+    assert signed["errors"] is True and signed["common_pid"] is True
+    assert signed["nr_sector"] is False
+    hp, he = known_formats.HEADER_PAGE["2.6.32"], known_formats.HEADER_EVENT["2.6.32"]
+    pb = PageBuilder(hp)
+    pb.add(encode_payload(fmt, 0, dict(dev=(8 << 20) | 16, sector=(1 << 64) - 1, nr_sector=0,
+                                       errors=-5, rwbs="FWS", cmd="")), 10 ** 9)
+    (ev,), lost = RawDecoder(hp, he, {fmt.id: fmt}).decode_page(pb.page(), 0)
+    assert ev.fields["sector"] == (1 << 64) - 1 and ev.fields["errors"] == -5
+    assert ev.fields["dev"] == (8 << 20) | 16 and lost == 0
+
+
+@pytest.mark.parametrize("era,signed", [("2.6.32", None), ("rhel6", "1"), ("4.19", "1"),
+                                        ("6.18", "0")])
+def test_header_page_char_data_signedness_per_era(era, signed):
+    """x86 char is signed until v6.2 (header_page's data too); 2.6.32 has
+    three lines, without `overwrite` (mainline: without signed:)."""
+    text = known_formats.HEADER_PAGE[era]
+    data = [l for l in text.splitlines() if "char data" in l][0]
+    if signed is None:
+        assert "signed" not in data
+    else:
+        assert data.endswith("signed:%s;" % signed)
+    assert ("overwrite" in text) == (era not in ("2.6.32", "rhel6"))
+    assert parse_header_page(text).page_size == 4096
