@@ -154,8 +154,7 @@ class Field(object):
     type     INT, STR or USTR;
     sources  where to read it, in order of preference: tracepoint format field
              names (kernels rename fields: ("error", "errors")), or for
-             function probes "argN" (N from 0) and "retval".  Defaults to (name,).
-
+             function probes "argN" (N from 0) and "retval".  Defaults to (name,);
     if_zero  (field, factor): where the value read is 0, the value is that
              other INT field of the same event times factor (block request
              sizes: `bytes` is 0 on old kernels, nr_sector * 512 is not);
