@@ -102,3 +102,16 @@ def test_bitesize_on_the_real_3_16_trace_shows_real_sizes():
     assert _sections(out) == {
         "cksum": {"16 -> 31": 1, "32 -> 63": 2, "64 -> 127": 3, "128 -> 255": 2},
         "supervise": {"4 -> 7": 5}}
+
+
+def test_real_3_2_function_trace_lines_without_flags_column():
+    """3.2 prints no flags column; a truncated task name ends in '.'."""
+    from kerntrace.backends.ftrace.textparse import parse_line
+    path = os.path.join(HERE, "data", "traces", "perf-tools-3.2-functrace.txt")
+    with open(path) as f:
+        lines = [parse_line(l) for l in f if not l.startswith("#")]
+    assert len(lines) == 10 and all(l is not None for l in lines)
+    first, ext3 = lines[0], lines[3]
+    assert (first.comm, first.tid, first.cpu, first.ts_ns, first.event) == (
+        "vmstat", 11789, 0, 1763207021204000, "function")
+    assert (ext3.comm, ext3.tid, ext3.ts_ns) == ("register_start.", 17008, 1763557577985000)
