@@ -20,6 +20,7 @@ from kerntrace.core import tracefs as core_tracefs
 from kerntrace.core.backend import RunOptions
 from kerntrace.core.errors import EnableError, FilterError, LockHeld, UsageError
 from kerntrace.core.host import Host
+from kerntrace.plugins import blockdev
 from kerntrace.core.model import (EVENT_NAME, STR, USTR, Count, Event, Field, Filter,
                                   KernelFunction, Measurement, Tracepoint, UserFunction)
 
@@ -667,3 +668,17 @@ def test_leftovers_of_an_earlier_process_with_our_pid_are_stale(fs, monkeypatch,
         assert len(mine) == 1 and "old99" not in mine[0]
         assert "kerntrace_%d_99" % me not in t.read("uprobe_events")
     assert "removed instance kerntrace-%d-old99 (PID %d)" % (me, me) in err.getvalue()
+
+
+def test_filters_on_derived_values_stay_in_user_space(fs, monkeypatch, mounts):
+    """bytes falls back to nr_sector * 512 where the kernel recorded 0 (up
+    to v4.10): a kernel filter on the raw bytes field would drop every file
+    system request there, so only the dev clause goes to the kernel."""
+    tree(fs, monkeypatch, mounts, "3.10")
+    m = Measurement([blockdev.issue_event()], Count(),
+                    filters=[Filter("dev", "==", 5), Filter("bytes", ">=", 4096),
+                             Filter("sector", "==", 0)])
+    v, s = prepare(m)
+    assert v.plan.kernel_filters == {"start": "dev == 5"}
+    with s:
+        pass

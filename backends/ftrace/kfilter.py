@@ -92,6 +92,9 @@ def clauses(filters, resolved):
         src = resolved.fields.get(flt.field)
         if src is None or not _FIELD_NAME.match(src):
             continue            # context fields (pid, comm, cpu, ts): user space
+        declared = resolved.logical.field(flt.field)
+        if declared is not None and declared.depends_on():
+            continue            # a derived value (if_zero, override): the kernel has the raw one
         field = fmt.field(src) if fmt is not None else None
         if fmt is not None and field is None:
             continue
