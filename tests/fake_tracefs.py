@@ -24,9 +24,10 @@ Eras (what differs is what kerntrace feature-detects):
   5.15    as 5.10 (5 flag characters in trace text)
   6.11    block ioprio field, buffer_subbuf_size_kb (formats of 6.18)
 
-Format texts come from backends/ftrace/known_formats.py (B1's corpus of
-real kernels) plus a few small ones defined here (getppid syscalls, the
-function tracer's event).
+Format texts come from backends/ftrace/known_formats.py (the era corpus)
+plus a few small ones laid out here per era (getppid syscalls, the function
+tracer's event).  `preload` puts what the kernel recorded into every buffer
+(the top level and each instance made later), for runs that read it.
 
 pyfakefs files are plain files, so the kernel behaviour of control files is
 emulated here, and ONLY what kerntrace relies on (FakeKernel): mkdir of an
