@@ -475,3 +475,33 @@ def test_bad_input_leaves_nothing_behind(argv, status, words):
     # The tool's process is gone: anything it left named after it is a
     # leak of a dead PID, which the conftest fixture fails this test for.
     assert not [s for s in kernstate.kerntrace_state() if kernstate.owned_by_dead_or_me(s)]
+
+
+def flush_workload(disk):
+    """Two direct writes (the first at sector 0), then fsync of the device:
+    the kernel sends the disk a flush request, which since Linux commit
+    0803de78049f issue/insert record at sector 0 and the completion at
+    all-ones."""
+    workloads.direct_writes(disk.path, 2, bs=4096)
+    fd = os.open(disk.path, os.O_WRONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_flush_is_measured_and_never_taken_for_sector_0(backend, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    with open("/sys/block/%s/queue/write_cache" % disk.name) as f:
+        if f.read().strip() != "write back":
+            pytest.skip("%s has no volatile write cache: the kernel sends it no "
+                        "flushes" % disk.name)
+    out, err = run_with(["biosnoop", "--backend", backend, "-d", disk.name],
+                        "TIME(s)", "stdout", disk, work=flush_workload)
+    rows = [line.split() for line in out.splitlines()[1:]]
+    writes = [r for r in rows if r[4] == "W"]
+    flushes = [r for r in rows if r[4] == "F"]
+    assert [(r[1], r[5], r[6]) for r in writes] == [("dd", "0", "4096"), ("dd", "8", "4096")]
+    assert flushes and all((r[5], r[6]) == ("-", "0") for r in flushes), out
+    assert len(rows) == len(writes) + len(flushes), out
