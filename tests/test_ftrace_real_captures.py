@@ -115,3 +115,17 @@ def test_real_3_2_function_trace_lines_without_flags_column():
     assert (first.comm, first.tid, first.cpu, first.ts_ns, first.event) == (
         "vmstat", 11789, 0, 1763207021204000, "function")
     assert (ext3.comm, ext3.tid, ext3.ts_ns) == ("register_start.", 17008, 1763557577985000)
+
+
+def test_corpus_header_page_matches_a_real_3_10_capture():
+    """The ring-buffer page layout of a real 3.10 kernel (Android, ARM) is
+    the corpus's 3.10 one; only char's signedness differs (x86's is signed
+    before v6.2, ARM's never)."""
+    from kerntrace.backends.ftrace.rawparse import parse_header_page
+    with open(os.path.join(HERE, "data", "formats", "android-3.10.49-header_page")) as f:
+        real = f.read()
+    ours = known_formats.HEADER_PAGE["3.10"]
+    assert vars(parse_header_page(real)) == vars(parse_header_page(ours))
+    strip = lambda text: [l.rsplit("signed:", 1)[0] for l in text.splitlines() if l.strip()]
+    assert strip(real) == strip(ours)
+    assert "size:4080;\tsigned:0;" in real and "size:4080;\tsigned:1;" in ours
