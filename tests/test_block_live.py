@@ -490,14 +490,15 @@ def flush_workload(disk):
         os.close(fd)
 
 
+@pytest.mark.parametrize("queue", [[], ["-Q"]])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_flush_is_measured_and_never_taken_for_sector_0(backend, disk):
+def test_flush_is_measured_and_never_taken_for_sector_0(backend, queue, disk):
     skip_unless_backend_runs(backend, disk.majmin)
     with open("/sys/block/%s/queue/write_cache" % disk.name) as f:
         if f.read().strip() != "write back":
             pytest.skip("%s has no volatile write cache: the kernel sends it no "
                         "flushes" % disk.name)
-    out, err = run_with(["biosnoop", "--backend", backend, "-d", disk.name],
+    out, err = run_with(["biosnoop", "--backend", backend, "-d", disk.name] + queue,
                         "TIME(s)", "stdout", disk, work=flush_workload)
     rows = [line.split() for line in out.splitlines()[1:]]
     writes = [r for r in rows if r[4] == "W"]
