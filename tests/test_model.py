@@ -173,3 +173,29 @@ def test_schedule_validated():
     with pytest.raises(UsageError):
         Schedule(interval=1, count=-2)
     assert Schedule(interval=0.5, count=3).interval == 0.5
+
+
+def test_field_if_zero_and_override_are_validated():
+    from kerntrace.core.model import Field, Filter, Event, Tracepoint, STR
+    tp = Tracepoint("block", "block_rq_issue")
+    flush = (Filter("rwbs", "glob", "FF*", type=STR),)
+    ok = Event("s", tp, fields=[Field("nr_sector"), Field("rwbs", STR),
+                                Field("bytes", if_zero=("nr_sector", 512)),
+                                Field("sector", override=(flush, (1 << 64) - 1))])
+    assert ok.field("bytes").depends_on() == ["nr_sector"]
+    assert ok.field("sector").depends_on() == ["rwbs"]
+    bad = [
+        lambda: Field("rwbs", STR, if_zero=("nr_sector", 512)),      # not an integer
+        lambda: Field("bytes", if_zero=("nr_sector", 0)),            # factor < 1
+        lambda: Field("bytes", if_zero=("nr sector", 512)),          # not an identifier
+        lambda: Field("sector", override=((), 0)),                   # no filters
+        lambda: Field("sector", override=(flush, 1 << 64)),          # out of range
+        lambda: Event("s", tp, fields=[Field("bytes", if_zero=("nr_sector", 512))]),
+        lambda: Event("s", tp, fields=[Field("rwbs", STR),
+                                       Field("nr_sector", if_zero=("bytes", 1)),
+                                       Field("bytes", if_zero=("nr_sector", 512))]),
+        lambda: Event("s", tp, fields=[Field("sector", override=(flush, 0))]),
+    ]
+    for make in bad:
+        with pytest.raises((InvalidSpec, UsageError)):
+            make()
