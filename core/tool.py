@@ -75,10 +75,11 @@ def backend_name(text):
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of
-    printing usage and exiting itself."""
+    printing usage and exiting itself.  The message does not name the
+    program: whoever prints it does ("biosnoop: unrecognized ...")."""
 
     def error(self, message):
-        raise UsageError("%s: %s" % (self.prog, message))
+        raise UsageError(message)
 
 
 def add_common_arguments(parser):

@@ -16,14 +16,9 @@ from kerntrace.core.errors import (EnableError, FilterError, KerntraceError, Loc
                                    TracingUnavailable, UsageError)
 from kerntrace.core.tool import ArgumentParser, add_common_arguments
 
-class _OptionParser(ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)   # the caller names the tool
-
-
 def _common_options():
     """kerntrace's common options, exactly as every other tool takes them."""
-    parser = _OptionParser(add_help=False)
+    parser = ArgumentParser(add_help=False)
     add_common_arguments(parser)
     return parser
 
