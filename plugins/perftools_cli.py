@@ -152,7 +152,8 @@ def _long_option(arg, argv, i, ns, usage):
         raise UsageShown(usage + LONG_OPTIONS_HELP)
     action = _COMMON._option_string_actions.get("--" + name)
     if action is None:
-        raise UsageShown(usage)
+        # Not one of ours: bash's getopts reads "--bogus" as option "-".
+        raise UsageShown(usage, "illegal option -- -")
     words = [arg]
     if action.nargs != 0 and not eq:
         if i >= len(argv):

@@ -22,3 +22,25 @@ def test_argparse_errors_name_the_tool_once(args, line):
     rc, out, err = run(args)
     assert rc == 2 and out == ""
     assert one_line(err) == line
+
+
+@pytest.mark.parametrize("tool", ["iolatency", "iosnoop"])
+def test_unknown_long_option_is_reported_as_perf_tools_getopts_does(tool):
+    """perf-tools' bash getopts reads "--bogus" as option "-": it prints
+    "illegal option -- -", then the usage, and exits 0.  Compared with the
+    installed perf-tools script itself when there is one."""
+    import shutil
+    import subprocess
+    rc, out, err = run([tool, "--bogus"])
+    first, usage = err.split("\n", 1)
+    assert (rc, out, first) == (0, "", "%s: illegal option -- -" % tool)
+    assert usage.startswith("USAGE: %s " % tool)
+    script = shutil.which("%s-perf" % tool)
+    if script is None:
+        return      # perf-tools not installed: the wording above is getopts'
+    p = subprocess.run(["bash", script, "--bogus"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    theirs_first, theirs_usage = p.stderr.split("\n", 1)
+    assert p.returncode == rc
+    assert theirs_first.split(": ", 1)[1] == first.split(": ", 1)[1]
+    assert theirs_usage.splitlines()[0] == usage.splitlines()[0]

@@ -80,7 +80,9 @@ def test_command_line_forms(argv, expect):
 
 
 @pytest.mark.parametrize("argv, first", [
-    (["-h"], None), (["-Qh"], None), (["--nosuch"], None),
+    (["-h"], None), (["-Qh"], None),
+    # getopts reads an unknown long option as option "-" (perf-tools says so)
+    (["--nosuch"], "iolatency: illegal option -- -"),
     # bash's getopts says what was wrong before perf-tools' usage()
     (["-x"], "iolatency: illegal option -- x"),
     (["-d"], "iolatency: option requires an argument -- d"),

@@ -124,6 +124,7 @@ def test_banners():
 
 @pytest.mark.parametrize("argv, first", [
     (["-h"], None), (["-z"], "iosnoop: illegal option -- z"),
+    (["--bogus"], "iosnoop: illegal option -- -"),
     (["-p"], "iosnoop: option requires an argument -- p"),
     (["-5"], "iosnoop: -5: a negative number is not a valid interval, duration or count"),
 ])
