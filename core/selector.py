@@ -6,7 +6,7 @@ backend in preference order wins unless a kerntrace_select_backend hook
 decides otherwise or the user forces one with --backend.  Never decided by
 kernel version numbers."""
 
-from .errors import TracingUnavailable, Unsupported, UsageError
+from .errors import OptionError, TracingUnavailable, Unsupported
 
 
 class Selection(object):
@@ -54,7 +54,7 @@ def evaluate(measurement, backends, host, only=None):
 def select(tool, measurement, backends, host, requested="auto", hook=None):
     by_name = {b.name: b for b in backends}
     if requested != "auto" and requested not in by_name:
-        raise UsageError("--backend must be auto or an installed backend's name (%s), got %r"
+        raise OptionError("--backend must be auto or an installed backend's name (%s), got %r"
                          % (", ".join(sorted(by_name)), requested))
     verdicts = evaluate(measurement, backends, host,
                         only=requested if requested != "auto" else None)

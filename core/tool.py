@@ -23,7 +23,7 @@ import argparse
 import re
 
 from .backend import MAX_BUFFER_KB
-from .errors import UsageError
+from .errors import OptionError, UsageError
 
 # --backend: "auto" or an installed backend's name (built-in or a plugin's),
 # checked against the installed ones when the backend is selected.
@@ -60,7 +60,7 @@ def buffer_kb(text):
     except (TypeError, ValueError):
         value = 0
     if not 1 <= value <= MAX_BUFFER_KB:
-        raise UsageError("--buffer-kb must be a positive number of KB, at most %d, got %r"
+        raise OptionError("--buffer-kb must be a positive number of KB, at most %d, got %r"
                          % (MAX_BUFFER_KB, text))
     return value
 
@@ -68,7 +68,7 @@ def buffer_kb(text):
 def backend_name(text):
     """argparse type of --backend."""
     if not _BACKEND_NAME.match(text or ""):
-        raise UsageError("--backend must be auto or an installed backend's name, got %r"
+        raise OptionError("--backend must be auto or an installed backend's name, got %r"
                          % (text,))
     return text
 

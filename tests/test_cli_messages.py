@@ -44,3 +44,13 @@ def test_unknown_long_option_is_reported_as_perf_tools_getopts_does(tool):
     assert p.returncode == rc
     assert theirs_first.split(": ", 1)[1] == first.split(": ", 1)[1]
     assert theirs_usage.splitlines()[0] == usage.splitlines()[0]
+
+
+@pytest.mark.parametrize("tool", ["iolatency", "iosnoop", "biosnoop", "biolatency", "bitesize",
+                                  "tpcount"])
+@pytest.mark.parametrize("option", [["--backend", "nosuch"], ["--buffer-kb", "0"]])
+def test_bad_kerntrace_option_is_the_same_usage_error_on_every_tool(tool, option):
+    args = [tool] + option + (["sched:sched_switch"] if tool == "tpcount" else [])
+    rc, out, err = run(args)
+    assert (rc, out) == (2, ""), err
+    assert one_line(err).startswith("%s: %s" % (tool, option[0]))
