@@ -54,3 +54,24 @@ def test_bad_kerntrace_option_is_the_same_usage_error_on_every_tool(tool, option
     rc, out, err = run(args)
     assert (rc, out) == (2, ""), err
     assert one_line(err).startswith("%s: %s" % (tool, option[0]))
+
+
+def _readable_tracefs_events():
+    from kerntrace.core.host import Host
+    import os
+    root = Host(mount_tracefs=False).tracefs_path()
+    if not root or not os.access(os.path.join(root, "events"), os.R_OK | os.X_OK):
+        pytest.skip("needs a readable tracefs events/ directory (root) to tell a "
+                    "missing tracepoint")
+    return root
+
+
+@pytest.mark.parametrize("tracepoints, missing", [
+    (["block:nosuch"], "block:nosuch"),
+    (["sched:sched_switch", "nosuchcategory:x"], "nosuchcategory:x"),
+])
+def test_a_tracepoint_this_kernel_lacks_is_named(tracepoints, missing):
+    _readable_tracefs_events()
+    rc, out, err = run(["tpcount", "-d", "0.1"] + tracepoints)
+    assert (rc, out) == (1, ""), err
+    assert one_line(err) == "tpcount: no tracepoint %s on this kernel" % missing
