@@ -28,6 +28,8 @@ from kerntrace.core.tool import Tool, seconds_value
 from . import blockdev
 from .perftools_cli import parse_options, perf_tools_error_lines, perf_tools_exit_status
 
+# perf-tools' usage text, less its words on buffering: lines stream with a
+# duration too (see the module docstring).
 USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
                [duration]
                  -d device       # device string (eg, "202,1)
@@ -38,10 +40,10 @@ USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
                  -s              # include start time of I/O (s)
                  -t              # include completion time of I/O (s)
                  -h              # this usage message
-                 duration        # duration seconds, and use buffers
+                 duration        # duration seconds
   eg,
-       iosnoop                   # watch block I/O live (unbuffered)
-       iosnoop 1                 # trace 1 sec (buffered)
+       iosnoop                   # watch block I/O live
+       iosnoop 1                 # trace 1 sec
        iosnoop -Q                # include queueing time in LATms
        iosnoop -ts               # include start and end timestamps
        iosnoop -i '*R*'          # trace reads
@@ -151,13 +153,15 @@ class IoSnoop(Tool):
             schedule=Schedule(duration=args.duration))
 
     def banner(self, args):
+        """perf-tools' banner, except that with a duration perf-tools says
+        "(buffered)" and prints the lines at the end; these stream."""
         who = ""
         if args.pid is not None:
             who = " issued by PID %d" % args.pid
         elif args.name is not None:
             who = ' issued by process name "%s"' % args.name
         if args.duration is not None:
-            return "Tracing block I/O%s for %s seconds (buffered)..." % (who, args.duration_text)
+            return "Tracing block I/O%s for %s seconds..." % (who, args.duration_text)
         return "Tracing block I/O%s. Ctrl-C to end." % who
 
     def printer(self, args, out, err):
