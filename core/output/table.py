@@ -35,11 +35,14 @@ class Column(object):
     fmt       callable(value) -> str; default: the tool's formatter for a
               named field if it has one, else default_text
     truncate  cut cells to `width` (bcc's "%-14.14s" for COMM)
+    sep       what is printed between the previous column and this one: a
+              space, or "" where the tool being reproduced prints none
+              (bcc biosnoop's "%-7s" BYTES then "%7s" LAT(ms))
 
     A left-aligned last column is not padded (bcc prints PATH, ARGS as "%s").
     """
 
-    def __init__(self, header, field, width, align="<", fmt=None, truncate=False):
+    def __init__(self, header, field, width, align="<", fmt=None, truncate=False, sep=" "):
         if align not in ("<", ">"):
             raise ValueError("align must be '<' or '>'")
         self.header = header
@@ -48,6 +51,7 @@ class Column(object):
         self.align = align
         self.fmt = fmt
         self.truncate = truncate
+        self.sep = sep
 
     def pad(self, text, last=False):
         if last and self.align == "<":
@@ -113,8 +117,8 @@ class EventTablePrinter(Printer):
 
     def _line(self, cells):
         last = len(self.columns) - 1
-        return " ".join(col.pad(text, i == last)
-                        for i, (col, text) in enumerate(zip(self.columns, cells)))
+        return "".join((col.sep if i else "") + col.pad(text, i == last)
+                       for i, (col, text) in enumerate(zip(self.columns, cells)))
 
     def header(self):
         return self._line([c.header for c in self.columns])
