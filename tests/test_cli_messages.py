@@ -75,3 +75,23 @@ def test_a_tracepoint_this_kernel_lacks_is_named(tracepoints, missing):
     rc, out, err = run(["tpcount", "-d", "0.1"] + tracepoints)
     assert (rc, out) == (1, ""), err
     assert one_line(err) == "tpcount: no tracepoint %s on this kernel" % missing
+
+
+@pytest.mark.parametrize("content", [
+    "",                                                            # empty
+    "# tracer: nop\n#\n# entries-in-buffer/entries-written: 0/0   #P:2\n",  # a quiet capture
+    "this is not a trace\n",
+    # another event's lines only
+    "            bash-1234    [001] ..... 10.000000: sched_switch: prev_comm=bash "
+    "prev_pid=1234 prev_prio=120 prev_state=S ==> next_comm=swapper/1 next_pid=0 "
+    "next_prio=120\n",
+])
+@pytest.mark.parametrize("tool", ["iolatency", "biolatency", "biosnoop", "iosnoop", "bitesize"])
+def test_input_without_trace_lines_of_the_tool_says_nothing_was_decoded(tool, content,
+                                                                        tmp_path):
+    trace = tmp_path / "t.trace"
+    trace.write_text(content)
+    rc, out, err = run([tool, "--input", str(trace)])
+    assert (rc, out) == (1, ""), err
+    line = one_line(err)
+    assert line.startswith("%s: nothing decoded from %s: no trace lines of block:" % (tool, trace))
