@@ -20,6 +20,8 @@ regular expression), and PID is the process id (perf-tools: the thread id).
 STARTs/ENDs are seconds on the trace clock, as perf-tools prints them.
 """
 
+import re
+
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import LATENCY, STR, Filter, Measurement, Records, Schedule
 from kerntrace.core.output.table import Column, EventTablePrinter
@@ -52,6 +54,9 @@ USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
 
 See the man page and example file for more info.
 """
+
+# PIDs are below pid_max, at most PID_MAX_LIMIT (include/linux/threads.h, 64-bit).
+PID_MAX_LIMIT = 4 * 1024 * 1024
 
 RECORD_FIELDS = ("comm", "pid", "dev", "rwbs", "sector", "bytes", LATENCY)
 
@@ -127,7 +132,9 @@ class IoSnoop(Tool):
         args.duration = (seconds_value(args.duration_text, "duration")
                          if operands else None)
         if args.pid is not None:
-            if not args.pid.isdigit() or int(args.pid) <= 0:
+            # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+            if (not re.match(r"^[0-9]{1,10}\Z", args.pid)
+                    or not 0 < int(args.pid) < PID_MAX_LIMIT):
                 raise UsageError("invalid PID %r" % (args.pid,))
             args.pid = int(args.pid)
         if args.name is not None:

@@ -95,3 +95,22 @@ def test_input_without_trace_lines_of_the_tool_says_nothing_was_decoded(tool, co
     assert (rc, out) == (1, ""), err
     line = one_line(err)
     assert line.startswith("%s: nothing decoded from %s: no trace lines of block:" % (tool, trace))
+
+
+LONG_NAME = "b" * 70
+
+
+@pytest.mark.parametrize("args, status, words", [
+    # a perf-tools option of a drop-in: perf-tools' status 1
+    (["iosnoop", "-p", "\u00b2"], 1, "iosnoop: invalid PID '\u00b2'"),
+    (["tpcount", "ftrace:function", "--backend", "ftrace"], 2,
+     "tpcount: ftrace:function is not a tracepoint"),
+    (["tpcount", "ftrace:function"], 2, "tpcount: ftrace:function is not a tracepoint"),
+    (["tpcount", "a:" + LONG_NAME], 2, "tpcount: invalid tracepoint 'a:%s'" % LONG_NAME),
+    (["tpcount", LONG_NAME + ":a"], 2, "tpcount: invalid tracepoint"),
+    (["tpcount", "a:b:c"], 2, "tpcount: invalid tracepoint 'a:b:c'"),
+])
+def test_user_input_is_one_line_never_an_internal_error(args, status, words):
+    rc, out, err = run(args + ["-d", "0.1"] if args[0] == "tpcount" else args)
+    assert (rc, out) == (status, ""), err
+    assert one_line(err).startswith(words)

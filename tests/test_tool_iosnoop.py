@@ -143,6 +143,9 @@ def test_usage_on_stderr_exit_0(argv, first):
 @pytest.mark.parametrize("argv, words", [
     (["-p", "1", "-n", "x"], "ERROR: use either -p or -n."),
     (["-p", "abc"], "invalid PID 'abc'"),
+    (["-p", "\u00b2"], "invalid PID '\u00b2'"),       # a digit to str.isdigit(), not to int()
+    (["-p", "1\n"], "invalid PID '1\\n'"),
+    (["-p", "99999999999999999999"], "invalid PID"),
     (["-p", "0"], "invalid PID '0'"),
     (["-n", "a|b"], "comm"),
     (["-d", "nosuchdisk"], "no such disk 'nosuchdisk'"),
