@@ -47,8 +47,8 @@ LATENCY = "latency"
 # (0 when the start or the mark was not seen).
 QUEUED = "queued"
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}\Z")
 
 
 def is_identifier(value):
@@ -324,7 +324,7 @@ _U64 = (1 << 64) - 1
 _S64_MIN = -(1 << 63)
 # What a STR filter value may contain: printable ASCII without quote,
 # backslash or the tracefs filter metacharacters we never want to pass on.
-_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:+/@=,*\- ]{0,64}$")
+_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:+/@=,*\- ]{0,64}\Z")
 
 
 def _check_int(field, value):

@@ -27,7 +27,7 @@ from .errors import OptionError, UsageError
 
 # --backend: "auto" or an installed backend's name (built-in or a plugin's),
 # checked against the installed ones when the backend is selected.
-_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 
 
 def seconds_value(text, what="interval"):

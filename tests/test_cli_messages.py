@@ -114,3 +114,27 @@ def test_user_input_is_one_line_never_an_internal_error(args, status, words):
     rc, out, err = run(args + ["-d", "0.1"] if args[0] == "tpcount" else args)
     assert (rc, out) == (status, ""), err
     assert one_line(err).startswith(words)
+
+
+@pytest.mark.parametrize("args, status, words", [
+    (["iolatency", "-i", "*R\n", "--print-program"], 1, "iolatency: invalid -i pattern"),
+    (["iosnoop", "-n", "dd\n", "--print-program"], 1, "iosnoop: "),
+    (["biosnoop", "-d", "vda\n", "--print-program"], 2, "biosnoop: invalid disk name"),
+    (["tpcount", "block:block_rq_issue\n", "--print-program"], 2, "tpcount: invalid tracepoint"),
+    (["tpcount", "--backend", "ftrace\n", "sched:sched_switch"], 2,
+     "tpcount: --backend must be auto"),
+])
+def test_a_trailing_newline_is_refused_not_passed_on(args, status, words):
+    """Python's "$" matches before a final newline: a validation that used
+    it let "dd\\n" through to tracefs filter files and generated C."""
+    rc, out, err = run(args)
+    assert (rc, out) == (status, ""), (out, err)
+    assert one_line(err).startswith(words)
+
+
+def test_model_names_and_filter_values_refuse_a_trailing_newline():
+    from kerntrace.core.errors import UsageError
+    from kerntrace.core.model import STR, Filter, is_identifier
+    assert is_identifier("sched") and not is_identifier("sched\n")
+    with pytest.raises(UsageError):
+        Filter("comm", "==", "dd\n", type=STR)
