@@ -138,3 +138,32 @@ def test_model_names_and_filter_values_refuse_a_trailing_newline():
     assert is_identifier("sched") and not is_identifier("sched\n")
     with pytest.raises(UsageError):
         Filter("comm", "==", "dd\n", type=STR)
+
+
+NAME_WITH_ESCAPES = b"k\x1b[31m\nt"      # 8 bytes: fits TASK_COMM_LEN
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("backend", ["auto", "ftrace"])
+def test_task_names_reach_the_terminal_escaped(backend):
+    """A process names itself with an escape sequence and a newline
+    (prctl(PR_SET_NAME)) and keeps switching; tpcount --by comm prints the
+    name with "?" for each, on one line."""
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c", "\n".join([
+        "import ctypes, time",
+        "ctypes.CDLL(None).prctl(15, ctypes.c_char_p(%r), 0, 0, 0)" % NAME_WITH_ESCAPES,
+        "end = time.time() + 20",
+        "while time.time() < end:",
+        "    time.sleep(0.002)"])])
+    try:
+        rc, out, err = run(["tpcount", "--backend", backend, "--by", "comm", "-d", "1",
+                            "sched:sched_switch"])
+    finally:
+        child.kill()
+        child.wait()
+    assert rc == 0, err
+    assert "\x1b" not in out
+    rows = [line for line in out.splitlines() if line.startswith("k?[31m?t ")]
+    assert len(rows) == 1 and int(rows[0].split()[-1]) > 0, out

@@ -159,3 +159,27 @@ def test_count_table_interval_without_counts_prints_header_only():
 def test_count_table_refuses_histograms():
     with pytest.raises(TypeError):
         CountTablePrinter(*streams(), key_header="K").report(Report(HistogramSet()), ctx())
+
+
+# ---------------------------------------------------------------------------
+# Kernel strings on a terminal
+NASTY = "ev\x1b]0;pwned\x07il\nx\u202e"     # OSC title, BEL, newline, bidi override
+
+
+def test_event_rows_show_non_printable_characters_as_question_marks():
+    cols = [Column("COMM", "comm", 16, truncate=True), Column("PID", "pid", 6)]
+    out, _ = run(EventTablePrinter(*streams(), cols),
+                 [Report([Record(0, dict(comm=NASTY, pid=7)),
+                          Record(1, dict(comm=b"tab\there", pid=8))])])
+    assert out.splitlines() == ["COMM             PID",
+                                "ev?]0;pwned?il?x 7",     # one "?" per character: aligned
+                                "tab?here         8"]
+
+
+def test_count_keys_show_non_printable_characters_as_question_marks():
+    counts = CountSet(("comm",), {(NASTY,): 3})
+    out, _ = run(CountTablePrinter(*streams(), key_header="COMM"), [Report(counts)])
+    assert out.splitlines()[2] == "%-36s %8d" % ("ev?]0;pwned?il?x?", 3)
+    out, _ = run(CountTablePrinter(*streams(), key_header="COMM", key_format=lambda k: k[0]),
+                 [Report(counts)])
+    assert "\x1b" not in out and "ev?]0;pwned?il?x?" in out

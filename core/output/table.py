@@ -1,11 +1,13 @@
 """Tables: one row per event (biosnoop, opensnoop style) or per counted key
 (funccount, syscount style), in bcc's column conventions
-(/work/shared/reference/output-formats.md)."""
+(/work/shared/reference/output-formats.md).  Every cell and key goes
+through base.terminal_text: a task name with a newline or an escape
+sequence prints as "?" there, never raw."""
 
 import time
 
 from ..results import CountSet
-from .base import Printer, as_text, field_label, key_order, time_line
+from .base import Printer, as_text, field_label, key_order, terminal_text, time_line
 
 
 def default_text(value):
@@ -73,6 +75,7 @@ class Column(object):
             text = field_label(ctx, self.field, value)
         else:
             text = default_text(value)
+        text = terminal_text(text)
         if self.truncate:
             text = text[:self.width]
         return text
@@ -173,9 +176,10 @@ class CountTablePrinter(Printer):
         if not isinstance(key, tuple):
             key = (key,)
         if self.key_format is not None:
-            return as_text(self.key_format(key))
+            return terminal_text(as_text(self.key_format(key)))
         names = list(key_names) + [None] * (len(key) - len(key_names))
-        return " ".join(field_label(ctx, name, value) for name, value in zip(names, key))
+        return terminal_text(" ".join(field_label(ctx, name, value)
+                                      for name, value in zip(names, key)))
 
     def rows(self, counts, ctx):
         """[(key text, count)] in print order."""
