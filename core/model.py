@@ -79,6 +79,12 @@ class Probe(object):
         return "<%s %s>" % (type(self).__name__, self.describe())
 
 
+# events/ftrace/ holds the formats of the ftrace tracers' own records
+# (function, funcgraph_entry, ...; kernel/trace/trace_entries.h): they have
+# no enable file and cannot be enabled or attached as tracepoints.
+TRACER_RECORDS = "ftrace"
+
+
 class Tracepoint(Probe):
     """A static kernel tracepoint, e.g. Tracepoint("block", "block_rq_issue")."""
 
@@ -87,6 +93,9 @@ class Tracepoint(Probe):
     def __init__(self, category, name):
         self.category = _ident("tracepoint category", category)
         self.name = _ident("tracepoint name", name)
+        if category == TRACER_RECORDS:
+            raise InvalidSpec("%s:%s is a record format of ftrace's own tracers, not a "
+                              "tracepoint" % (category, name))
 
     def describe(self):
         return "t:%s:%s" % (self.category, self.name)

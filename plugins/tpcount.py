@@ -12,17 +12,12 @@ like its specification:
 import re
 
 from kerntrace.core.errors import UsageError
-from kerntrace.core.model import (EVENT_NAME, Count, Event, Filter, Measurement,
-                                  Schedule, Tracepoint, is_identifier)
+from kerntrace.core.model import (EVENT_NAME, TRACER_RECORDS, Count, Event, Filter,
+                                  Measurement, Schedule, Tracepoint, is_identifier)
 from kerntrace.core.output.table import CountTablePrinter
 from kerntrace.core.tool import Tool, seconds_value
 
 _TP = re.compile(r"^(?:t:)?([^:]*):([^:]*)\Z")
-
-# events/ftrace/ holds the formats of the ftrace tracers' own records
-# (function, funcgraph_entry, ...; kernel/trace/trace_entries.h): they have
-# no enable file and cannot be enabled or attached as tracepoints.
-TRACER_RECORDS = "ftrace"
 
 
 def parse_tracepoint(spec):

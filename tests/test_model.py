@@ -173,3 +173,12 @@ def test_schedule_validated():
     with pytest.raises(UsageError):
         Schedule(interval=1, count=-2)
     assert Schedule(interval=0.5, count=3).interval == 0.5
+
+
+def test_ftrace_tracer_records_are_not_tracepoints():
+    """events/ftrace/function and its siblings describe the ftrace tracers'
+    records; a plugin declaring one as a tracepoint is broken."""
+    from kerntrace.core.errors import InvalidSpec
+    from kerntrace.core.model import Tracepoint
+    with pytest.raises(InvalidSpec, match="ftrace:function"):
+        Tracepoint("ftrace", "function")
