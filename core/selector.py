@@ -59,7 +59,7 @@ def select(tool, measurement, backends, host, requested="auto", hook=None):
     by_name = {b.name: b for b in backends}
     if requested != "auto" and requested not in by_name:
         raise OptionError("--backend must be auto or an installed backend's name (%s), got %r"
-                         % (", ".join(sorted(by_name)), requested))
+                          % (", ".join(sorted(by_name)), requested))
     verdicts = evaluate(measurement, backends, host,
                         only=requested if requested != "auto" else None)
     chosen = None
