@@ -19,7 +19,7 @@ must work after a partial start().
                     (the generated BPF C, the tracefs writes), or None
 """
 
-from .errors import UsageError
+from .errors import OptionError
 from .stopsignals import SignalsDeferred
 
 
@@ -76,7 +76,7 @@ class RunOptions(object):
                  stderr=None, verbose=False):
         if buffer_kb is not None and (isinstance(buffer_kb, bool) or not isinstance(buffer_kb, int)
                                       or not 1 <= buffer_kb <= MAX_BUFFER_KB):
-            raise UsageError("--buffer-kb must be between 1 and %d (KB per CPU)" % MAX_BUFFER_KB)
+            raise OptionError("--buffer-kb must be between 1 and %d (KB per CPU)" % MAX_BUFFER_KB)
         self.tool = tool
         self.buffer_kb = buffer_kb
         self.input_file = input_file

@@ -22,6 +22,13 @@ class UsageError(KerntraceError):
     exit_status = 2
 
 
+class OptionError(UsageError):
+    """A bad value of one of kerntrace's own options (--backend, --buffer-kb,
+    --prometheus-file, ...): exit status 2 on every tool.  The perf-tools
+    drop-ins keep perf-tools' statuses for perf-tools' options only; these
+    options exist in kerntrace alone, so nothing expects another status."""
+
+
 class Unsupported(KerntraceError):
     """This host (or backend) cannot run the measurement; says what is missing."""
 

@@ -56,6 +56,14 @@ class Host(object):
                                            stderr=self._stderr)
         return self._tracefs
 
+    def tracefs_missing(self):
+        """Why tracefs() found nothing, as one reason: a tracefs that is
+        there but root's alone (permission denied), or none mounted."""
+        path = tracefs.denied()
+        if path is not None:
+            return "tracefs at %s: permission denied (tracing needs root)" % path
+        return "no tracefs: not mounted and could not be mounted"
+
     def tracefs_path(self):
         loc = self.tracefs()
         return loc.path if loc else None
@@ -77,5 +85,5 @@ class Host(object):
                                else "/sys/kernel/security/lockdown: %s" % lock))
         loc = self.tracefs()
         caps.append(Capability("tracefs", loc is not None,
-                               loc.how if loc else "not mounted and could not be mounted"))
+                               loc.how if loc else self.tracefs_missing()))
         return caps

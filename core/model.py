@@ -47,8 +47,8 @@ LATENCY = "latency"
 # (0 when the start or the mark was not seen).
 QUEUED = "queued"
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}\Z")
 
 
 def is_identifier(value):
@@ -79,6 +79,12 @@ class Probe(object):
         return "<%s %s>" % (type(self).__name__, self.describe())
 
 
+# events/ftrace/ holds the formats of the ftrace tracers' own records
+# (function, funcgraph_entry, ...; kernel/trace/trace_entries.h): they have
+# no enable file and cannot be enabled or attached as tracepoints.
+TRACER_RECORDS = "ftrace"
+
+
 class Tracepoint(Probe):
     """A static kernel tracepoint, e.g. Tracepoint("block", "block_rq_issue")."""
 
@@ -87,6 +93,9 @@ class Tracepoint(Probe):
     def __init__(self, category, name):
         self.category = _ident("tracepoint category", category)
         self.name = _ident("tracepoint name", name)
+        if category == TRACER_RECORDS:
+            raise InvalidSpec("%s:%s is a record format of ftrace's own tracers, not a "
+                              "tracepoint" % (category, name))
 
     def describe(self):
         return "t:%s:%s" % (self.category, self.name)
@@ -367,7 +376,7 @@ _U64 = (1 << 64) - 1
 _S64_MIN = -(1 << 63)
 # What a STR filter value may contain: printable ASCII without quote,
 # backslash or the tracefs filter metacharacters we never want to pass on.
-_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:+/@=,*\- ]{0,64}$")
+_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:+/@=,*\- ]{0,64}\Z")
 
 
 def _check_int(field, value):

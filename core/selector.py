@@ -6,7 +6,11 @@ backend in preference order wins unless a kerntrace_select_backend hook
 decides otherwise or the user forces one with --backend.  Never decided by
 kernel version numbers."""
 
-from .errors import TracingUnavailable, Unsupported, UsageError
+import os
+
+from . import tracefs
+from .errors import OptionError, TracingUnavailable, Unsupported
+from .model import Tracepoint
 
 
 class Selection(object):
@@ -54,8 +58,8 @@ def evaluate(measurement, backends, host, only=None):
 def select(tool, measurement, backends, host, requested="auto", hook=None):
     by_name = {b.name: b for b in backends}
     if requested != "auto" and requested not in by_name:
-        raise UsageError("--backend must be auto or an installed backend's name (%s), got %r"
-                         % (", ".join(sorted(by_name)), requested))
+        raise OptionError("--backend must be auto or an installed backend's name (%s), got %r"
+                          % (", ".join(sorted(by_name)), requested))
     verdicts = evaluate(measurement, backends, host,
                         only=requested if requested != "auto" else None)
     chosen = None
@@ -77,6 +81,11 @@ def select(tool, measurement, backends, host, requested="auto", hook=None):
                     chosen = b.name
                     break
     if chosen is None:
+        missing = missing_tracepoints(measurement, host)
+        if missing:
+            # A typo, or an event of another kernel: say that, not why each
+            # backend could not run it.
+            raise Unsupported("no tracepoint %s on this kernel" % ", ".join(missing))
         why = "; ".join("%s: %s" % (n, "; ".join(v.reasons) or "unsupported")
                         for n, v in verdicts.items()) or "no backend installed"
         kind = _unavailable(host)
@@ -86,6 +95,26 @@ def select(tool, measurement, backends, host, requested="auto", hook=None):
     alternatives = [b for b in backends if requested == "auto" and b.name != chosen
                     and verdicts[b.name].ok]
     return Selection(by_name[chosen], verdicts[chosen], verdicts, requested, alternatives)
+
+
+def missing_tracepoints(measurement, host):
+    """"category:name" of every tracepoint an event needs that this host's
+    tracefs does not have (events whose every probe is a tracepoint, none
+    of them present).  Empty when tracefs cannot be read or for a replay:
+    then nothing can be said about the kernel's events."""
+    if host is None or getattr(host, "input_file", None):
+        return []
+    root = host.tracefs_path()
+    if not root or not os.access(os.path.join(root, "events"), os.R_OK | os.X_OK):
+        return []
+    missing = []
+    for event in measurement.events:
+        if not all(isinstance(p, Tracepoint) for p in event.probes):
+            continue
+        if not any(os.path.isdir(tracefs.event_dir(root, p.category, p.name))
+                   for p in event.probes):
+            missing.extend("%s:%s" % (p.category, p.name) for p in event.probes)
+    return missing
 
 
 def _unavailable(host):

@@ -23,11 +23,11 @@ import argparse
 import re
 
 from .backend import MAX_BUFFER_KB
-from .errors import UsageError
+from .errors import OptionError, UsageError
 
 # --backend: "auto" or an installed backend's name (built-in or a plugin's),
 # checked against the installed ones when the backend is selected.
-_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 
 
 def seconds_value(text, what="interval"):
@@ -60,7 +60,7 @@ def buffer_kb(text):
     except (TypeError, ValueError):
         value = 0
     if not 1 <= value <= MAX_BUFFER_KB:
-        raise UsageError("--buffer-kb must be a positive number of KB, at most %d, got %r"
+        raise OptionError("--buffer-kb must be a positive number of KB, at most %d, got %r"
                          % (MAX_BUFFER_KB, text))
     return value
 
@@ -68,17 +68,18 @@ def buffer_kb(text):
 def backend_name(text):
     """argparse type of --backend."""
     if not _BACKEND_NAME.match(text or ""):
-        raise UsageError("--backend must be auto or an installed backend's name, got %r"
+        raise OptionError("--backend must be auto or an installed backend's name, got %r"
                          % (text,))
     return text
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of
-    printing usage and exiting itself."""
+    printing usage and exiting itself.  The message does not name the
+    program: whoever prints it does ("biosnoop: unrecognized ...")."""
 
     def error(self, message):
-        raise UsageError("%s: %s" % (self.prog, message))
+        raise UsageError(message)
 
 
 def add_common_arguments(parser):

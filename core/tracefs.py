@@ -67,6 +67,24 @@ def locate(mount=False, proc_mounts="/proc/mounts", stderr=None):
     return None
 
 
+def denied(proc_mounts="/proc/mounts"):
+    """Where tracefs is mounted but this process may not look inside (it is
+    root's alone, mode 0700), or None.  locate() cannot tell such a tracefs
+    from none at all; this tells the user "permission denied" instead of
+    "not mounted"."""
+    candidates = [path for _dev, path, fstype in _mounts(proc_mounts) if fstype == "tracefs"]
+    candidates += [os.path.join(path, "tracing")
+                   for _dev, path, fstype in _mounts(proc_mounts) if fstype == "debugfs"]
+    candidates += [TRACEFS, DEBUGFS_TRACING]
+    for path in candidates:
+        try:
+            os.listdir(path)
+        except (IOError, OSError) as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                return path
+    return None
+
+
 def tracefs_supported(proc_filesystems="/proc/filesystems"):
     try:
         with open(proc_filesystems) as f:

@@ -11,8 +11,8 @@
     aggregate     Records: comm, pid, dev, rwbs, sector, bytes, error,
                   latency (-Q: and queued)
     filters       -d DISK: dev on every event
-    output        bcc's columns
-                  TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   LAT(ms)
+    output        bcc 0.26's columns
+                  TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  LAT(ms)
                   -P adds P after BYTES, -Q adds QUE(ms) before LAT(ms)
 
 -Q measures as bcc's libbpf-tools biosnoop does: QUE(ms) from the insert
@@ -58,8 +58,9 @@ class AccessPattern(object):
 
 
 def biosnoop_columns(pattern=False, disk_name=None, queue=False):
-    """bcc biosnoop's columns: "%-11s %-14s %-7s %-9s %-1s %-10s %-7s" then
-    [P], [QUE(ms)] and LAT(ms), both right-aligned in 7 ("%7.2f")."""
+    """bcc 0.26 biosnoop's columns: "%-11s %-14s %-7s %-9s %-1s %-10s %-7s"
+    then, with no space after BYTES, ["%-1s " P], ["%7s " QUE(ms)] and
+    "%7s" LAT(ms) (rows "%7.2f")."""
     disk_name = disk_name or blockdev.DiskNameFormatter()
     cols = [
         Column("TIME(s)", seconds_since_first(), 11, fmt=lambda v: "%.6f" % v),
@@ -70,13 +71,16 @@ def biosnoop_columns(pattern=False, disk_name=None, queue=False):
         Column("SECTOR", lambda r, ctx: blockdev.sector_text(r["sector"]), 10),
         Column("BYTES", "bytes", 7),
     ]
+    after_bytes = []
     if pattern:
-        cols.append(Column("P", AccessPattern(), 1))
+        after_bytes.append(Column("P", AccessPattern(), 1))
     if queue:
-        cols.append(Column("QUE(ms)", lambda r, ctx: blockdev.milliseconds(r[QUEUED]), 7,
-                           align=">"))
-    cols.append(Column("LAT(ms)", lambda r, ctx: blockdev.milliseconds(r[LATENCY]), 7, align=">"))
-    return cols
+        after_bytes.append(Column("QUE(ms)", lambda r, ctx: blockdev.milliseconds(r[QUEUED]), 7,
+                                  align=">"))
+    after_bytes.append(Column("LAT(ms)", lambda r, ctx: blockdev.milliseconds(r[LATENCY]), 7,
+                              align=">"))
+    after_bytes[0].sep = ""
+    return cols + after_bytes
 
 
 class BioSnoop(Tool):

@@ -147,7 +147,7 @@ def milliseconds(ns):
 
 # -d values
 _MAJMIN = re.compile(r"^\s*(\d+)\s*[,:]\s*(\d+)\s*$")
-_DISK_NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
+_DISK_NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}\Z")
 
 
 def looks_like_majmin(text):

@@ -20,6 +20,8 @@ regular expression), and PID is the process id (perf-tools: the thread id).
 STARTs/ENDs are seconds on the trace clock, as perf-tools prints them.
 """
 
+import re
+
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import LATENCY, STR, Filter, Measurement, Records, Schedule
 from kerntrace.core.output.table import Column, EventTablePrinter
@@ -28,6 +30,8 @@ from kerntrace.core.tool import Tool, seconds_value
 from . import blockdev
 from .perftools_cli import parse_options, perf_tools_error_lines, perf_tools_exit_status
 
+# perf-tools' usage text, less its words on buffering: lines stream with a
+# duration too (see the module docstring).
 USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
                [duration]
                  -d device       # device string (eg, "202,1)
@@ -38,10 +42,10 @@ USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
                  -s              # include start time of I/O (s)
                  -t              # include completion time of I/O (s)
                  -h              # this usage message
-                 duration        # duration seconds, and use buffers
+                 duration        # duration seconds
   eg,
-       iosnoop                   # watch block I/O live (unbuffered)
-       iosnoop 1                 # trace 1 sec (buffered)
+       iosnoop                   # watch block I/O live
+       iosnoop 1                 # trace 1 sec
        iosnoop -Q                # include queueing time in LATms
        iosnoop -ts               # include start and end timestamps
        iosnoop -i '*R*'          # trace reads
@@ -50,6 +54,9 @@ USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
 
 See the man page and example file for more info.
 """
+
+# PIDs are below pid_max, at most PID_MAX_LIMIT (include/linux/threads.h, 64-bit).
+PID_MAX_LIMIT = 4 * 1024 * 1024
 
 RECORD_FIELDS = ("comm", "pid", "dev", "rwbs", "sector", "bytes", LATENCY)
 
@@ -125,7 +132,9 @@ class IoSnoop(Tool):
         args.duration = (seconds_value(args.duration_text, "duration")
                          if operands else None)
         if args.pid is not None:
-            if not args.pid.isdigit() or int(args.pid) <= 0:
+            # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+            if (not re.match(r"^[0-9]{1,10}\Z", args.pid)
+                    or not 0 < int(args.pid) < PID_MAX_LIMIT):
                 raise UsageError("invalid PID %r" % (args.pid,))
             args.pid = int(args.pid)
         if args.name is not None:
@@ -151,13 +160,15 @@ class IoSnoop(Tool):
             schedule=Schedule(duration=args.duration))
 
     def banner(self, args):
+        """perf-tools' banner, except that with a duration perf-tools says
+        "(buffered)" and prints the lines at the end; these stream."""
         who = ""
         if args.pid is not None:
             who = " issued by PID %d" % args.pid
         elif args.name is not None:
             who = ' issued by process name "%s"' % args.name
         if args.duration is not None:
-            return "Tracing block I/O%s for %s seconds (buffered)..." % (who, args.duration_text)
+            return "Tracing block I/O%s for %s seconds..." % (who, args.duration_text)
         return "Tracing block I/O%s. Ctrl-C to end." % who
 
     def printer(self, args, out, err):

@@ -6,24 +6,21 @@ end at the first operand or "--".  -h and unknown options print the usage
 text on stderr and exit 0.  Errors print perf-tools' ERROR lines and exit 1.
 
 kerntrace's own long options (--backend, --json, ...) are accepted anywhere
-on the same command line.
+on the same command line.  A bad value of one of them exits 2, as on every
+other tool (core.errors.OptionError): perf-tools has no such options, so no
+script expects perf-tools' status for them.
 """
 
 import re
 import textwrap
 
 from kerntrace.core.errors import (EnableError, FilterError, KerntraceError, LockHeld,
-                                   TracingUnavailable, UsageError)
+                                   OptionError, TracingUnavailable, UsageError)
 from kerntrace.core.tool import ArgumentParser, add_common_arguments
-
-class _OptionParser(ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)   # the caller names the tool
-
 
 def _common_options():
     """kerntrace's common options, exactly as every other tool takes them."""
-    parser = _OptionParser(add_help=False)
+    parser = ArgumentParser(add_help=False)
     add_common_arguments(parser)
     return parser
 
@@ -74,7 +71,7 @@ def getopts(argv, optstring, usage):
     (letter, value-or-None) in order, operands the remaining arguments, and
     namespace a Namespace holding kerntrace's long options.  Raises
     UsageShown for -h, --help, unknown options and missing values, and
-    UsageError for values a long option cannot take."""
+    OptionError for values a long option cannot take."""
     takes_value = set()
     letters = set()
     for i, c in enumerate(optstring):
@@ -157,14 +154,20 @@ def _long_option(arg, argv, i, ns, usage):
         raise UsageShown(usage + LONG_OPTIONS_HELP)
     action = _COMMON._option_string_actions.get("--" + name)
     if action is None:
-        raise UsageShown(usage)
+        # Not one of ours: bash's getopts reads "--bogus" as option "-".
+        raise UsageShown(usage, "illegal option -- -")
     words = [arg]
     if action.nargs != 0 and not eq:
         if i >= len(argv):
-            raise UsageError("option --%s needs a value" % name)
+            raise OptionError("option --%s needs a value" % name)
         words.append(argv[i])
         i += 1
-    parsed = _COMMON.parse_args(words)
+    try:
+        parsed = _COMMON.parse_args(words)
+    except OptionError:
+        raise
+    except UsageError as e:
+        raise OptionError(str(e))
     setattr(ns, action.dest, getattr(parsed, action.dest))
     return i
 
@@ -192,5 +195,10 @@ def perf_tools_error_lines(exc):
 
 
 def perf_tools_exit_status(exc):
-    """perf-tools exit 0 after printing the usage, 1 for every error."""
-    return 0 if isinstance(exc, UsageShown) else 1
+    """perf-tools exit 0 after printing the usage, 1 for every error; a bad
+    value of one of kerntrace's own options exits 2 as on every tool."""
+    if isinstance(exc, UsageShown):
+        return 0
+    if isinstance(exc, OptionError):
+        return exc.exit_status
+    return 1

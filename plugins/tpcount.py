@@ -12,20 +12,25 @@ like its specification:
 import re
 
 from kerntrace.core.errors import UsageError
-from kerntrace.core.model import (EVENT_NAME, Count, Event, Filter, Measurement,
-                                  Schedule, Tracepoint)
+from kerntrace.core.model import (EVENT_NAME, TRACER_RECORDS, Count, Event, Filter,
+                                  Measurement, Schedule, Tracepoint, is_identifier)
 from kerntrace.core.output.table import CountTablePrinter
 from kerntrace.core.tool import Tool, seconds_value
 
-_TP = re.compile(r"^(?:t:)?([A-Za-z_][A-Za-z0-9_]*):([A-Za-z_][A-Za-z0-9_]*)$")
+_TP = re.compile(r"^(?:t:)?([^:]*):([^:]*)\Z")
 
 
 def parse_tracepoint(spec):
-    """'block:block_rq_issue' or 't:block:block_rq_issue' -> (category, name)."""
+    """'block:block_rq_issue' or 't:block:block_rq_issue' -> (category, name).
+    Raises UsageError for anything that cannot name a tracepoint."""
     m = _TP.match(spec)
-    if not m:
-        raise UsageError("invalid tracepoint %r (expected CATEGORY:EVENT, e.g. block:block_rq_issue)"
+    if not m or not all(is_identifier(part) for part in m.groups()):
+        raise UsageError("invalid tracepoint %r (expected CATEGORY:EVENT, names of letters, "
+                         "digits and _ of at most 64 characters, e.g. block:block_rq_issue)"
                          % spec)
+    if m.group(1) == TRACER_RECORDS:
+        raise UsageError("%s is not a tracepoint: events/%s/ describes the records of ftrace's "
+                         "own tracers, which cannot be enabled" % (spec, TRACER_RECORDS))
     return m.group(1), m.group(2)
 
 
@@ -53,6 +58,12 @@ class TpCount(Tool):
         p.add_argument("--by", choices=("event", "comm", "pid"), default="event",
                        help="count per event (default), per process name or per PID")
         p.add_argument("-T", "--timestamp", action="store_true", help="print a time line per interval")
+
+    def parse_args(self, argv, prog=None):
+        args = Tool.parse_args(self, argv, prog)
+        for spec in args.tracepoints:
+            parse_tracepoint(spec)      # every mistake before anything runs
+        return args
 
     def measurement(self, args):
         events = []

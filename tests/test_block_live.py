@@ -417,7 +417,7 @@ def test_biosnoop_queue_time_one_line_per_io(backend, scheduler, disk):
         table.kill()
     assert rc_t == 0 and rc_j == 0, err_t + err_j
     lines = out_t.splitlines()
-    assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   "
+    assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  "
                         "QUE(ms) LAT(ms)"), out_t
     rows = [line.split() for line in lines[1:]]
     rows = [r for r in rows if r[5] != str(SENTINEL_SECTOR)]

@@ -199,3 +199,12 @@ def test_field_if_zero_and_override_are_validated():
     for make in bad:
         with pytest.raises((InvalidSpec, UsageError)):
             make()
+
+
+def test_ftrace_tracer_records_are_not_tracepoints():
+    """events/ftrace/function and its siblings describe the ftrace tracers'
+    records; a plugin declaring one as a tracepoint is broken."""
+    from kerntrace.core.errors import InvalidSpec
+    from kerntrace.core.model import Tracepoint
+    with pytest.raises(InvalidSpec, match="ftrace:function"):
+        Tracepoint("ftrace", "function")

@@ -370,3 +370,12 @@ def test_bucket_rows_pow2ms_in_nanoseconds():
     rows = bucket_rows(Histogram(POW2_MS, "ms", buckets={0: 1, 2: 5}))
     assert rows == [(0, NS_PER_MS, 1), (NS_PER_MS + 1, 2 * NS_PER_MS, 0),
                     (2 * NS_PER_MS + 1, 4 * NS_PER_MS, 5)]
+
+
+def test_bcc_printer_section_shows_control_characters_as_question_marks():
+    """A per-process histogram keyed by a task name the task chose itself:
+    no newline or terminal escape of it reaches the terminal."""
+    data = HistogramSet(("comm",), {("a\nb\x1b[2Jc",): hist(LOG2, {1: 1})})
+    printer = BccHistogramPrinter(*streams())
+    out, _ = run_printer(printer, [Report(data)])
+    assert "\ncomm = a?b?[2Jc\n     usecs" in out and "\x1b" not in out

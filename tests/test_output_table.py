@@ -41,7 +41,8 @@ def biosnoop_columns():
         Column("T", "rwbs", 1),
         Column("SECTOR", "sector", 10),
         Column("BYTES", "bytes", 7),
-        Column("LAT(ms)", "latency", 7, align=">", fmt=lambda ns: "%.2f" % (ns / 1e6)),
+        # bcc 0.26 prints "%-7s" BYTES then "%7s" LAT(ms) with no space between
+        Column("LAT(ms)", "latency", 7, align=">", fmt=lambda ns: "%.2f" % (ns / 1e6), sep=""),
     ]
 
 
@@ -55,10 +56,11 @@ def test_biosnoop_header_and_rows_match_bcc_printf():
                                 banner="Tracing block I/O... Hit Ctrl-C to end.")
     out, err = run(printer, [Report(records)], ctx({"dev": names.get}))
     assert err == "Tracing block I/O... Hit Ctrl-C to end.\n"
-    header = "%-11s %-14s %-7s %-9s %-1s %-10s %-7s %7s" % (
+    # bcc 0.26 tools/biosnoop.py's printf formats
+    header = "%-11s %-14s %-7s %-9s %-1s %-10s %-7s%7s" % (
         "TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES", "LAT(ms)")
-    assert header == "TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   LAT(ms)"
-    row = "%-11.6f %-14.14s %-7s %-9s %-1s %-10s %-7s %7.2f"
+    assert header == "TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  LAT(ms)"
+    row = "%-11.6f %-14.14s %-7s %-9s %-1s %-10s %-7s%7.2f"
     assert out.splitlines() == [
         header,
         row % (0.0, "kworker/u4:2-events_unbound", 123, "vda", "W", 2048, 4096, 1.234567),
@@ -157,3 +159,27 @@ def test_count_table_interval_without_counts_prints_header_only():
 def test_count_table_refuses_histograms():
     with pytest.raises(TypeError):
         CountTablePrinter(*streams(), key_header="K").report(Report(HistogramSet()), ctx())
+
+
+# ---------------------------------------------------------------------------
+# Kernel strings on a terminal
+NASTY = "ev\x1b]0;pwned\x07il\nx\u202e"     # OSC title, BEL, newline, bidi override
+
+
+def test_event_rows_show_non_printable_characters_as_question_marks():
+    cols = [Column("COMM", "comm", 16, truncate=True), Column("PID", "pid", 6)]
+    out, _ = run(EventTablePrinter(*streams(), cols),
+                 [Report([Record(0, dict(comm=NASTY, pid=7)),
+                          Record(1, dict(comm=b"tab\there", pid=8))])])
+    assert out.splitlines() == ["COMM             PID",
+                                "ev?]0;pwned?il?x 7",     # one "?" per character: aligned
+                                "tab?here         8"]
+
+
+def test_count_keys_show_non_printable_characters_as_question_marks():
+    counts = CountSet(("comm",), {(NASTY,): 3})
+    out, _ = run(CountTablePrinter(*streams(), key_header="COMM"), [Report(counts)])
+    assert out.splitlines()[2] == "%-36s %8d" % ("ev?]0;pwned?il?x?", 3)
+    out, _ = run(CountTablePrinter(*streams(), key_header="COMM", key_format=lambda k: k[0]),
+                 [Report(counts)])
+    assert "\x1b" not in out and "ev?]0;pwned?il?x?" in out

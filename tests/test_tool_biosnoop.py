@@ -23,30 +23,30 @@ MIXED = "block_mixed_618tgid.trace"
 # Every I/O of block_mixed_618tgid.trace, in completion order; the
 # completion at sector 42 has no start and is not shown.
 GOLDEN = """\
-TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   LAT(ms)
-0.000000    my app         700     vda       R 800        4096       0.30
-0.010000    my app         700     vda       R 808        4096       0.30
-0.020000    my app         700     vda       R 816        4096       0.30
-0.030000    my app         700     vda       R 824        4096       0.30
-0.040000    my app         700     vda       R 832        4096       0.30
-0.050000    my app         700     vda       R 840        4096       0.30
-0.060000    my app         700     vda       R 848        4096       0.30
-0.070000    my app         700     vda       R 856        4096       0.30
-0.080000    my app         700     vda       R 864        4096       0.30
-0.090000    my app         700     vda       R 872        4096       0.30
-0.202700    jbd2/vda1-8    81      vda       W 90000      8192       3.00
-0.212700    jbd2/vda1-8    81      vda       W 90016      8192       3.00
-0.222700    jbd2/vda1-8    81      vda       W 90032      8192       3.00
-0.232700    jbd2/vda1-8    81      vda       W 90048      8192       3.00
-0.242700    jbd2/vda1-8    81      vda       W 90064      8192       3.00
-0.401200    dd             900     vdb       R 0          65536      1.50
-0.411200    dd             900     vdb       R 64         65536      1.50
-0.421200    dd             900     vdb       R 128        65536      1.50
-0.431200    dd             900     vdb       R 192        65536      1.50
-0.441200    dd             900     vdb       R 256        65536      1.50
-0.451200    dd             900     vdb       R 320        65536      1.50
-0.461200    dd             900     vdb       R 384        65536      1.50
-0.600400    jbd2/vda1-8    81      vda       F -          0          0.70
+TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  LAT(ms)
+0.000000    my app         700     vda       R 800        4096      0.30
+0.010000    my app         700     vda       R 808        4096      0.30
+0.020000    my app         700     vda       R 816        4096      0.30
+0.030000    my app         700     vda       R 824        4096      0.30
+0.040000    my app         700     vda       R 832        4096      0.30
+0.050000    my app         700     vda       R 840        4096      0.30
+0.060000    my app         700     vda       R 848        4096      0.30
+0.070000    my app         700     vda       R 856        4096      0.30
+0.080000    my app         700     vda       R 864        4096      0.30
+0.090000    my app         700     vda       R 872        4096      0.30
+0.202700    jbd2/vda1-8    81      vda       W 90000      8192      3.00
+0.212700    jbd2/vda1-8    81      vda       W 90016      8192      3.00
+0.222700    jbd2/vda1-8    81      vda       W 90032      8192      3.00
+0.232700    jbd2/vda1-8    81      vda       W 90048      8192      3.00
+0.242700    jbd2/vda1-8    81      vda       W 90064      8192      3.00
+0.401200    dd             900     vdb       R 0          65536     1.50
+0.411200    dd             900     vdb       R 64         65536     1.50
+0.421200    dd             900     vdb       R 128        65536     1.50
+0.431200    dd             900     vdb       R 192        65536     1.50
+0.441200    dd             900     vdb       R 256        65536     1.50
+0.451200    dd             900     vdb       R 320        65536     1.50
+0.461200    dd             900     vdb       R 384        65536     1.50
+0.600400    jbd2/vda1-8    81      vda       F -          0         0.70
 """
 
 
@@ -79,7 +79,7 @@ def test_pattern_column(disks):
     rc, out, err = replay(["-P", "-d", "vda"])
     assert rc == 0, err
     lines = out.splitlines()
-    assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   P "
+    assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  P "
                         "LAT(ms)")
     patterns = [line.split()[-2] for line in lines[1:]]
     # 10 sequential 4 KB reads, a jump to the writes, 4 more sequential, flush
@@ -159,14 +159,14 @@ def queue_trace(path):
 
 
 QUEUE_GOLDEN = """\
-TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   QUE(ms) LAT(ms)
-0.000000    my app         700     vda       R 800        4096       0.20    0.30
-0.014900    jbd2/vda1-8    81      vda       W 90000      8192       2.50    3.00
-0.020900    dd             900     vdb       R 128        65536      0.00    1.50
-0.029430    my app         700     vda       R 808        4096       0.01    0.02
-0.040100    jbd2/vda1-8    81      vda       F -          0          0.00    0.70
-0.050650    my app         700     vda       R 824        4096       0.00    0.25
-0.054650    my app         700     vda       R 816        4096       1.25    4.00
+TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  QUE(ms) LAT(ms)
+0.000000    my app         700     vda       R 800        4096      0.20    0.30
+0.014900    jbd2/vda1-8    81      vda       W 90000      8192      2.50    3.00
+0.020900    dd             900     vdb       R 128        65536     0.00    1.50
+0.029430    my app         700     vda       R 808        4096      0.01    0.02
+0.040100    jbd2/vda1-8    81      vda       F -          0         0.00    0.70
+0.050650    my app         700     vda       R 824        4096      0.00    0.25
+0.054650    my app         700     vda       R 816        4096      1.25    4.00
 """
 
 
@@ -201,9 +201,9 @@ def test_queue_column_after_pattern_and_disk_filter(disks, queue_trace_file):
     rc, out, err = replay_queue(queue_trace_file, ["-Q", "-P", "-d", "vda"])
     assert rc == 0, err
     lines = out.splitlines()
-    assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES   P "
+    assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  P "
                         "QUE(ms) LAT(ms)")
-    assert lines[1] == ("0.000000    my app         700     vda       R 800        4096    ? "
+    assert lines[1] == ("0.000000    my app         700     vda       R 800        4096   ? "
                         "   0.20    0.30")
     assert len(lines) == 7 and all(" vda " in line for line in lines[1:])
 
@@ -251,3 +251,27 @@ def test_man_page_renders():
     text = blocktest.check_man_page("biosnoop")
     if text is not None:
         assert "biosnoop" in text and "EXAMPLES" in text
+
+
+def test_header_is_what_the_installed_bcc_biosnoop_prints():
+    """bcc's biosnoop prints its header with these printf calls (its BYTES
+    "%-7s" is followed directly by "%7s" LAT(ms)); checked against the
+    installed bcc tool's source when there is one (bcc's biosnoop itself
+    cannot run on kernels without its kprobes, so its formats are read)."""
+    import shutil
+    base = "%-11s %-14s %-7s %-9s %-1s %-10s %-7s" % (
+        "TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES")
+    expected = {(): base + "%7s" % "LAT(ms)",
+                ("-P",): base + "%-1s " % "P" + "%7s" % "LAT(ms)",
+                ("-Q",): base + "%7s " % "QUE(ms)" + "%7s" % "LAT(ms)"}
+    for flags, header in expected.items():
+        args = TOOL.parse_args(list(flags))
+        printer = TOOL.printer(args, None, None)
+        assert printer.header() == header, flags
+    script = shutil.which("biosnoop-bpfcc") or shutil.which("biosnoop", path="/usr/share/bcc/tools")
+    if script is None:
+        return
+    with open(script) as f:
+        source = f.read()
+    assert '"%-11s %-14s %-7s %-9s %-1s %-10s %-7s" % ("TIME(s)"' in source
+    assert 'print("%7s" % "LAT(ms)")' in source

@@ -80,7 +80,9 @@ def test_command_line_forms(argv, expect):
 
 
 @pytest.mark.parametrize("argv, first", [
-    (["-h"], None), (["-Qh"], None), (["--nosuch"], None),
+    (["-h"], None), (["-Qh"], None),
+    # getopts reads an unknown long option as option "-" (perf-tools says so)
+    (["--nosuch"], "iolatency: illegal option -- -"),
     # bash's getopts says what was wrong before perf-tools' usage()
     (["-x"], "iolatency: illegal option -- x"),
     (["-d"], "iolatency: option requires an argument -- d"),
@@ -120,9 +122,6 @@ def test_long_help_adds_the_kerntrace_options():
     (["abc"], "invalid interval 'abc'"),
     (["1", "-2"], "invalid count '-2'"),
     (["1", "2", "3"], "too many arguments"),
-    (["--backend", "dtrace"], "--backend must be auto or an installed backend's name"),
-    (["--backend", "e;bpf"], "--backend must be auto or an installed backend's name"),
-    (["--buffer-kb", "-5"], "--buffer-kb must be a positive"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_1(argv, words, monkeypatch, tmp_path):
     blocktest.fake_disks(monkeypatch, tmp_path, {"vda": (254, 0)})
@@ -132,6 +131,24 @@ def test_bad_input_is_one_clear_line_and_exit_1(argv, words, monkeypatch, tmp_pa
     assert len(err.splitlines()) == 1, err
     assert err.startswith("iolatency: ") and words in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--backend", "dtrace"], "--backend must be auto or an installed backend's name"),
+    (["--backend", "e;bpf"], "--backend must be auto or an installed backend's name"),
+    (["--backend", "nosuch"], "--backend must be auto or an installed backend's name"),
+    (["--buffer-kb", "-5"], "--buffer-kb must be a positive"),
+    (["--buffer-kb"], "option --buffer-kb needs a value"),
+    (["--json=yes"], "--json"),
+    (["--prometheus-file", "/nonexistent-dir/x.prom"], "no directory /nonexistent-dir"),
+])
+def test_bad_kerntrace_option_exits_2_as_on_every_tool(argv, words):
+    """perf-tools has no --backend, --buffer-kb ...: a bad value of one of
+    kerntrace's own options exits 2 on iolatency as on every other tool."""
+    rc, out, err = blocktest.run_tool("iolatency", argv)
+    assert (rc, out) == (2, ""), err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("iolatency: ") and words in err, err
 
 
 # ---------------------------------------------------------------------------

@@ -72,7 +72,7 @@ _BUCKET_EXPR = {
     POW2_MS: "0 if %(v)s <= _NS_PER_MS else ((%(v)s + _NS_PER_MS - 1) // _NS_PER_MS - 1).bit_length()",
 }
 
-_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 class Counters(object):

@@ -96,9 +96,7 @@ class FtraceBackend(Backend):
         caps = [Capability("root", host.is_root(), "effective uid %d" % os.geteuid(), NAME)]
         loc = host.tracefs()
         if loc is None:
-            caps.append(Capability("tracefs", False, "not mounted and could not be mounted "
-                                   "(neither /sys/kernel/tracing nor /sys/kernel/debug/tracing)",
-                                   NAME))
+            caps.append(Capability("tracefs", False, host.tracefs_missing(), NAME))
             return caps
         f = Features(loc.path)
         caps.append(Capability("tracefs", True, "%s: %s" % (loc.path, loc.how), NAME))
@@ -143,7 +141,7 @@ class FtraceBackend(Backend):
             reasons.append("needs root (effective uid %d)" % os.geteuid())
         loc = host.tracefs()
         if loc is None:
-            reasons.append("no tracefs: not mounted and could not be mounted")
+            reasons.append(host.tracefs_missing())
             return Verdict(NAME, False, reasons)
         if not os.access(loc.path, os.R_OK | os.X_OK):
             reasons.append("tracefs at %s is not accessible" % loc.path)

@@ -23,8 +23,8 @@ import re
 from kerntrace.core.model import INT
 
 # What a string constant may contain inside "..." in a filter expression.
-_SAFE_CONST = re.compile(r"^[A-Za-z0-9_.:+/@%#=,\- *]{0,64}$")
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SAFE_CONST = re.compile(r"^[A-Za-z0-9_.:+/@%#=,\- *]{0,64}\Z")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _INT_OPS = ("==", "!=", "<", "<=", ">", ">=")
 
 

@@ -41,11 +41,11 @@ RETVAL = "$retval"
 GROUP_PREFIX = "kerntrace_"
 _OWNED = re.compile(r"^kerntrace_(\d+)$")
 _ARG = re.compile(r"^arg(\d+)$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 # A path the uprobe_events parser takes verbatim: no blanks, no ':' (it
 # separates the offset), nothing but ordinary file name characters.
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]{1,4000}$")
-_LIBNAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,200}$")
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]{1,4000}\Z")
+_LIBNAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,200}\Z")
 _DEF_LINE = re.compile(r"^([prf])(?:\d*):([A-Za-z0-9_]+)/([A-Za-z0-9_]+)\s")
 
 _counter = [0]

@@ -91,7 +91,14 @@ class ReplaySession(Session):
         self._intervals_left = None    # generator over the file, per interval
 
     def start(self):
-        """Replay touches no kernel state; the file is read by wait()."""
+        """Replay touches no kernel state; the file is read by collect().
+        A file without one trace line of the traced events (or a lost-events
+        marker) is refused here, before anything is printed: an empty
+        result would look like a quiet system."""
+        ours = TextDecoder({(e.system, e.event): None for e in self.plan.events})
+        if not any(ours.decode(line) is not None for line in self._lines()):
+            raise KerntraceError("nothing decoded from %s: no trace lines of %s" % (
+                self.path, ", ".join("%s:%s" % (e.system, e.event) for e in self.plan.events)))
 
     def close(self):
         pass

@@ -78,6 +78,19 @@ def as_text(value):
     return str(value)
 
 
+def terminal_text(text):
+    """`text` safe to write to a terminal: every character that is not
+    printable (newline, tab, ESC and other control characters, Unicode
+    format characters such as bidi overrides) becomes "?", as ps(1) shows
+    task names.  One character stays one character, so columns still line
+    up.  The text printers pass everything they print from the kernel (task
+    names, labels, any string field) through it; JSON and Prometheus escape
+    in their own syntax instead."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def field_label(ctx, name, value):
     """How every output format shows a value of field `name`: the tool's
     formatter for it when there is one (dev -> "vda"), else the value itself.

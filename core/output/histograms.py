@@ -13,7 +13,7 @@ in /work/shared/reference/output-formats.md and iolatency-compat.md.
 from ..buckets import NS_PER_MS, bounds
 from ..model import LINEAR, LOG2, POW2_MS
 from ..results import Histogram, HistogramSet
-from .base import Printer, field_label, key_order, time_line
+from .base import Printer, as_text, field_label, key_order, terminal_text, time_line
 
 # bcc: 40 stars; past slot 32 the label columns widen and the bar halves.
 BCC_BAR = 40
@@ -188,9 +188,9 @@ class BccHistogramPrinter(Printer):
 
     def _section_line(self, key_names, key, ctx):
         if self.section is not None:
-            return self.section(key)
-        return ", ".join("%s = %s" % (name, field_label(ctx, name, value))
-                         for name, value in zip(key_names, key))
+            return terminal_text(as_text(self.section(key)))
+        return terminal_text(", ".join("%s = %s" % (name, field_label(ctx, name, value))
+                                       for name, value in zip(key_names, key)))
 
     def report(self, report, ctx):
         hset = _histogram_set(report, type(self).__name__)

@@ -42,7 +42,7 @@ import re
 import tempfile
 import time
 
-from ..errors import KerntraceError, UsageError
+from ..errors import KerntraceError, OptionError
 from ..results import CountSet, HistogramSet
 from .base import MachineReadablePrinter, as_text, field_label
 from .histograms import bucket_rows, bucket_unit
@@ -138,9 +138,11 @@ class PrometheusPrinter(MachineReadablePrinter):
         if textfile is not None:
             directory = os.path.dirname(os.path.abspath(textfile))
             if not os.path.isdir(directory):
-                raise UsageError("cannot write %s: no directory %s" % (textfile, directory))
+                raise OptionError("--prometheus-file: cannot write %s: no directory %s"
+                                  % (textfile, directory))
             if os.path.isdir(textfile):
-                raise UsageError("cannot write %s: it is a directory" % textfile)
+                raise OptionError("--prometheus-file: cannot write %s: it is a directory"
+                                  % textfile)
         self.tool = None
         self.histograms = {}  # metric name -> {label tuple: _HistogramSeries}
         self.units = {}       # metric name -> unit of its bucket bounds

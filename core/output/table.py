@@ -1,11 +1,13 @@
 """Tables: one row per event (biosnoop, opensnoop style) or per counted key
 (funccount, syscount style), in bcc's column conventions
-(/work/shared/reference/output-formats.md)."""
+(/work/shared/reference/output-formats.md).  Every cell and key goes
+through base.terminal_text: a task name with a newline or an escape
+sequence prints as "?" there, never raw."""
 
 import time
 
 from ..results import CountSet
-from .base import Printer, as_text, field_label, key_order, time_line
+from .base import Printer, as_text, field_label, key_order, terminal_text, time_line
 
 
 def default_text(value):
@@ -35,11 +37,14 @@ class Column(object):
     fmt       callable(value) -> str; default: the tool's formatter for a
               named field if it has one, else default_text
     truncate  cut cells to `width` (bcc's "%-14.14s" for COMM)
+    sep       what is printed between the previous column and this one: a
+              space, or "" where the tool being reproduced prints none
+              (bcc biosnoop's "%-7s" BYTES then "%7s" LAT(ms))
 
     A left-aligned last column is not padded (bcc prints PATH, ARGS as "%s").
     """
 
-    def __init__(self, header, field, width, align="<", fmt=None, truncate=False):
+    def __init__(self, header, field, width, align="<", fmt=None, truncate=False, sep=" "):
         if align not in ("<", ">"):
             raise ValueError("align must be '<' or '>'")
         self.header = header
@@ -48,6 +53,7 @@ class Column(object):
         self.align = align
         self.fmt = fmt
         self.truncate = truncate
+        self.sep = sep
 
     def pad(self, text, last=False):
         if last and self.align == "<":
@@ -69,6 +75,7 @@ class Column(object):
             text = field_label(ctx, self.field, value)
         else:
             text = default_text(value)
+        text = terminal_text(text)
         if self.truncate:
             text = text[:self.width]
         return text
@@ -113,8 +120,8 @@ class EventTablePrinter(Printer):
 
     def _line(self, cells):
         last = len(self.columns) - 1
-        return " ".join(col.pad(text, i == last)
-                        for i, (col, text) in enumerate(zip(self.columns, cells)))
+        return "".join((col.sep if i else "") + col.pad(text, i == last)
+                       for i, (col, text) in enumerate(zip(self.columns, cells)))
 
     def header(self):
         return self._line([c.header for c in self.columns])
@@ -169,9 +176,10 @@ class CountTablePrinter(Printer):
         if not isinstance(key, tuple):
             key = (key,)
         if self.key_format is not None:
-            return as_text(self.key_format(key))
+            return terminal_text(as_text(self.key_format(key)))
         names = list(key_names) + [None] * (len(key) - len(key_names))
-        return " ".join(field_label(ctx, name, value) for name, value in zip(names, key))
+        return terminal_text(" ".join(field_label(ctx, name, value)
+                                      for name, value in zip(names, key)))
 
     def rows(self, counts, ctx):
         """[(key text, count)] in print order."""
