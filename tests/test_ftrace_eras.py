@@ -16,7 +16,7 @@ import pytest
 from fake_tracefs import DEBUGFS_ROOT, TRACEFS_ROOT, FakeTracefs, make_elf, STT_FUNC, STB_GLOBAL
 from kerntrace.backends.ftrace.backend import FtraceBackend, default_buffer_kb
 from kerntrace.backends.ftrace import instance as instance_mod
-from kerntrace.core import tracefs as core_tracefs
+from kerntrace.core import runner, tracefs as core_tracefs
 from kerntrace.core.backend import RunOptions
 from kerntrace.core.errors import EnableError, FilterError, LockHeld, UsageError
 from kerntrace.core.host import Host
@@ -570,6 +570,7 @@ def test_start_removes_what_dead_runs_left(fs, monkeypatch, mounts):
         f.write("1\n")
     err = io.StringIO()
     v, s = prepare(block_measurement(), stderr=err)
+    runner.cleanup_stale([FtraceBackend()], Host(), err)     # what every run does first
     with s:
         names = t.instances()
         assert "kerntrace-%d-tpcount0" % gone not in names
@@ -654,6 +655,7 @@ def test_leftovers_of_an_earlier_process_with_our_pid_are_stale(fs, monkeypatch,
     t.define_probe("p:kerntrace_%d/kerntrace_%d_99 %s:0x1230" % (me, me, lib))
     err = io.StringIO()
     v, s = prepare(block_measurement(), stderr=err)
+    runner.cleanup_stale([FtraceBackend()], Host(), err)
     with s:
         mine = t.instances()
         assert len(mine) == 1 and "old99" not in mine[0]
