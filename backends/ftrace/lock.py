@@ -27,9 +27,23 @@ _EMPTY_RETRIES = 10
 _EMPTY_WAIT_S = 0.01
 
 
+# No PID is larger (PID_MAX_LIMIT on 64-bit kernels, include/linux/threads.h).
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
+def parse_pid(text):
+    """The PID a file's text starts with, or None if it holds none (empty,
+    garbage, or a number no PID can be)."""
+    word = text.split()[0] if text and text.split() else ""
+    if not word.isdigit() or len(word) > 7:
+        return None
+    pid = int(word)
+    return pid if 0 < pid <= PID_MAX_LIMIT else None
+
+
 def pid_alive(pid):
     """True if a process with this PID exists (EPERM: exists, not ours)."""
-    if pid <= 0:
+    if pid <= 0 or pid > PID_MAX_LIMIT:
         return False
     try:
         os.kill(pid, 0)
@@ -96,11 +110,7 @@ class FtraceLock(object):
             text = os.read(fd, 64).decode("ascii", "replace").strip()
         finally:
             os.close(fd)
-        try:
-            pid = int(text.split()[0]) if text else None
-        except ValueError:
-            pid = None
-        return pid, (st.st_dev, st.st_ino, text)
+        return parse_pid(text), (st.st_dev, st.st_ino, text)
 
     def acquire(self):
         for _attempt in range(5):
@@ -119,8 +129,9 @@ class FtraceLock(object):
                 raise LockHeld("ftrace may be in use by PID %d %s" % (pid, self.path),
                                pid=pid, path=self.path)
             if self._remove_stale(identity) and self.stderr is not None:
-                self.stderr.write("kerntrace: took over stale lock %s (PID %s is not running)\n"
-                                  % (self.path, pid if pid is not None else "unknown"))
+                self.stderr.write("kerntrace: took over stale lock %s (%s)\n" % (
+                    self.path, "PID %d is not running" % pid if pid is not None else
+                    "it holds no PID: %r" % identity[2][:32]))
         raise KerntraceError("could not take the lock %s (contended)" % self.path)
 
     def _remove_stale(self, identity):
