@@ -17,6 +17,7 @@ touched or waited on.  Every removal is reported in one line.
 
 import errno
 import os
+import re
 
 from kerntrace.core import tracefs
 
@@ -61,9 +62,11 @@ class _Judge(object):
         else:
             stale = not self.is_alive(pid)
         if not stale:
+            self.undecided.append("%s: it has no owner lock and PID %d is running" % (what, pid))
             return None
         if not self.pid_rule():
-            self.undecided.append(what)
+            self.undecided.append("%s: it has no owner lock and PID %d may be running in "
+                                  "another PID namespace" % (what, pid))
             return None
         return lock         # holds nothing; release() is a no-op
 
@@ -174,11 +177,11 @@ def _restore_journal(root, pid, entries, jpath, judge, lock_path, stderr, done):
 
 
 def cleanup(root, stderr=None, is_alive=pid_alive, me=None, journal_dirs=None, lock_path=None,
-            lock_dirs=owner.LOCK_DIRS, problems=None):
+            lock_dirs=owner.LOCK_DIRS, problems=None, notes=None):
     """Remove what dead runs left in the tracefs at `root`; returns one line
     per removed thing (and says so on `stderr` if given).  What could not be
-    removed, or was left alone because nothing tells whether its owner is
-    alive, is appended to `problems` (and said on `stderr`)."""
+    removed is appended to `problems` (and said on `stderr`); objects left
+    alone because nothing tells whether their owner is alive, to `notes`."""
     judge = _Judge(is_alive, os.getpid() if me is None else me, lock_dirs)
     removed = []
     problems = problems if problems is not None else []
@@ -218,7 +221,37 @@ def cleanup(root, stderr=None, is_alive=pid_alive, me=None, journal_dirs=None, l
             if not gone:
                 problem("cannot remove stale probe %s/%s: %s" % (group, event, e.strerror or e))
         lock.release(unlink=gone)
-    for what in judge.undecided:
-        problems.append("left alone %s: it has no owner lock and its PID may be alive in "
-                        "another PID namespace" % what)
+    _sweep_locks(root, judge.lock_dirs, journal_dirs)
+    if notes is not None:
+        notes.extend("left alone %s" % what for what in judge.undecided)
     return removed
+
+
+def _lock_object_exists(root, name, journal_dirs):
+    """Does the object an owner lock file is named after still exist?"""
+    if instance_mod.instance_owner(name) is not None:
+        return os.path.isdir(os.path.join(root, "instances", name))
+    if name.startswith("toplevel-"):
+        return any(p == name for p in (os.path.basename(j[3])[:-len(".json")] for j in
+                                       instance_mod.read_journals(
+                                           **({"dirs": journal_dirs} if journal_dirs else {}))))
+    m = re.match(r"^(kerntrace_\d+)_\d+$", name)
+    if m:
+        return os.path.isdir(os.path.join(root, "events", m.group(1), name))
+    return True     # not ours to judge
+
+
+def _sweep_locks(root, lock_dirs, journal_dirs):
+    """Remove lock files whose owner is gone and whose object is too (a run
+    killed between taking the lock and creating the object, or an object
+    removed by hand or by an older kerntrace)."""
+    d = owner.lock_dir(lock_dirs, create=False)
+    if d is None:
+        return
+    for fname in sorted(os.listdir(d)):
+        if not fname.endswith(owner.SUFFIX):
+            continue
+        name = fname[:-len(owner.SUFFIX)]
+        lock = owner.OwnerLock(name, lock_dirs)
+        if lock.take_if_abandoned() is True:
+            lock.release(unlink=not _lock_object_exists(root, name, journal_dirs))
