@@ -111,7 +111,7 @@ def test_locate_mounts_tracefs_and_says_so(fs, monkeypatch, mounts):
     err = io.StringIO()
     loc = Host(stderr=err).tracefs()
     assert loc.path == TRACEFS_ROOT and loc.mounted_here
-    assert err.getvalue() == "kerntrace: mounted tracefs at /sys/kernel/tracing\n"
+    assert err.getvalue() == "kerntrace: mounted tracefs at /sys/kernel/tracing for this run only\n"
 
 
 def test_old_kernel_without_tracefs_filesystem_is_not_mounted(fs, monkeypatch, mounts):
