@@ -467,8 +467,9 @@ class LiveSession(Session):
         another PID namespace may own the first one we make)."""
         for _ in range(_NAME_TRIES):
             name = inst.instance_name(self.tool, self.pid)
-            if ops.claim(name):
-                return name
+            if ops.dry_run or not os.path.exists(os.path.join(self.root, "instances", name)):
+                if ops.claim(name):
+                    return name
         raise EnableError("cannot create an instance: the names of PID %d are all in use "
                           "by other kerntrace runs" % self.pid)
 
