@@ -27,6 +27,7 @@ from .lock import FtraceLock, pid_alive
 
 PROBE_FILES = ("uprobe_events", "kprobe_events")
 
+
 class _Judge(object):
     """Decides, object by object, whether its owner is gone."""
 
