@@ -234,3 +234,46 @@ def test_runs_with_the_same_pid_in_two_namespaces_each_get_their_own_names(pid_n
         counted = [int(l.split()[-1]) for l in out.splitlines() if l.startswith(GETPPID)]
         assert counted and counted[0] >= n, out      # (system-wide: others call it too)
     assert instances_of(1) == []
+
+
+_NAME_HOLDER = """
+import sys
+from kerntrace.backends.ftrace.owner import OwnerLock
+lock = OwnerLock(sys.argv[1])
+print("claimed" if lock.claim() else "refused", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_probe_name_another_run_owns_is_not_used(caller_exe):
+    """The probe name this process would use is owned by another run (the
+    same PID in another PID namespace): the run defines its probe under
+    another name and counts all the same."""
+    from kerntrace.backends.ftrace.backend import FtraceBackend
+    from kerntrace.core.backend import RunOptions
+    from kerntrace.core.host import Host
+    from kerntrace.core.model import Count, Event, Measurement, UserFunction
+    m = Measurement([Event("work", UserFunction(caller_exe, "kerntrace_work"))], Count())
+    b = FtraceBackend()
+    v = b.check(m, Host())
+    assert v.ok, v.reasons
+    (ev,) = v.plan.events
+    taken = ev.event
+    holder = subprocess.Popen([sys.executable, "-c", _NAME_HOLDER, taken], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, universal_newlines=True, env=clirun.env())
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        c = workloads.Caller(caller_exe, 25)
+        with b.open(m, v, RunOptions(tool="renamed")) as s:
+            assert ev.event != taken
+            defined = read(os.path.join(tracefs(), "uprobe_events"))
+            assert "/%s " % ev.event in defined and "/%s " % taken not in defined
+            assert c.release() == 0
+            s.wait(0.3)
+            report = s.collect()
+        assert sum(report.data.counts.values()) == 25
+        assert "/%s " % ev.event not in read(os.path.join(tracefs(), "uprobe_events"))
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait()
