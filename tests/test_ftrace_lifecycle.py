@@ -637,3 +637,30 @@ def test_renamed_probe_definition():
         "p:kerntrace_7/kerntrace_7_3 /lib/libc.so.6:0x10 size=%di:s64\n"
     with pytest.raises(probes.ProbeError):
         probes.renamed(line, "kerntrace_7", "bad name")
+
+
+def test_a_perf_tools_lock_held_by_a_run_in_another_pid_namespace_is_not_taken(tmp_path):
+    """The lock holds the PID the run has in its own namespace: dead here.
+    The run's top-level owner lock says it is alive."""
+    from kerntrace.backends.ftrace import owner
+    d = str(tmp_path / "kerntrace")
+    path = str(tmp_path / ".ftrace-lock")
+    elsewhere = dead_pid()
+    holder, said = _holder("toplevel-%d" % elsewhere, d)
+    with open(path, "w") as f:
+        f.write("%d\n" % elsewhere)
+
+    def top_level_users():
+        return owner.live_pids("toplevel-", dirs=(d,))
+    try:
+        assert said == "claimed"
+        with pytest.raises(LockHeld) as exc:
+            FtraceLock(path, held_elsewhere=top_level_users).acquire()
+        assert exc.value.pid == elsewhere
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = FtraceLock(path, held_elsewhere=top_level_users)
+    lock.acquire()          # its run is gone now: a stale lock
+    lock.release()
+    assert not os.path.exists(path)

@@ -55,8 +55,14 @@ def pid_alive(pid):
 class FtraceLock(object):
     """acquire() / release(); also a context manager."""
 
-    def __init__(self, path=LOCK_PATH, pid=None, stderr=None, is_alive=pid_alive):
+    def __init__(self, path=LOCK_PATH, pid=None, stderr=None, is_alive=pid_alive,
+                 held_elsewhere=None):
+        """`held_elsewhere()`: the PIDs of live kerntrace runs that use the
+        top level (told by their owner locks, owner.py).  A lock whose PID
+        is dead here is still in use when it is one of them: a run in
+        another PID namespace holds it."""
         self.path = path
+        self.held_elsewhere = held_elsewhere
         self.pid = pid if pid is not None else os.getpid()
         self.stderr = stderr
         self.is_alive = is_alive
@@ -125,7 +131,8 @@ class FtraceLock(object):
                 pid, identity = self._read()
             if identity is None:
                 continue        # removed meanwhile: try to create it again
-            if pid is not None and pid != self.pid and self.is_alive(pid):
+            if pid is not None and pid != self.pid and (
+                    self.is_alive(pid) or (self.held_elsewhere and pid in self.held_elsewhere())):
                 raise LockHeld("ftrace may be in use by PID %d %s" % (pid, self.path),
                                pid=pid, path=self.path)
             if self._remove_stale(identity) and self.stderr is not None:

@@ -153,6 +153,26 @@ class OwnerLock(object):
             os.close(fd)
 
 
+def live_pids(prefix, dirs=LOCK_DIRS, exclude=()):
+    """The PIDs in the names `prefix`<pid> whose lock a live run holds
+    (other than the names in `exclude`)."""
+    d = lock_dir(dirs, create=False)
+    if d is None:
+        return []
+    out = []
+    for fname in sorted(os.listdir(d)):
+        name = fname[:-len(SUFFIX)]
+        if not fname.endswith(SUFFIX) or not name.startswith(prefix) or name in exclude:
+            continue
+        lock = OwnerLock(name, dirs)
+        state = lock.take_if_abandoned()
+        if state is True:
+            lock.release(unlink=False)
+        elif state == HELD and name[len(prefix):].isdigit():
+            out.append(int(name[len(prefix):]))
+    return out
+
+
 def pid_rule_is_safe(proc="/proc"):
     """May an object without a lock file be judged by the PID in its name?
 

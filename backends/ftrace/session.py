@@ -29,7 +29,7 @@ from kerntrace.core.errors import EnableError, FilterError, one_line
 from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import instance as inst
-from . import kfilter, probes
+from . import kfilter, owner, probes
 from .lock import FtraceLock
 from .plan import Lost
 from .rawparse import RawFormatError, parse_header_page
@@ -626,7 +626,7 @@ class LiveSession(Session):
             self.journal = inst.Journal(self.pid)
             self.undo.push("remove journal", self.journal.remove)
             self.journal.begin(self.root)
-            lock = FtraceLock(stderr=self.stderr)
+            lock = FtraceLock(stderr=self.stderr, held_elsewhere=self._top_level_users)
             lock.acquire()
             self.undo.push("release lock", lock.release)
         ops = inst.ControlFiles(self.root, undo=self.undo, save=not self.plan.instances,
@@ -634,6 +634,11 @@ class LiveSession(Session):
         self._configure(ops)
         self._open_readers()
         self._build_pipeline()
+
+    def _top_level_users(self):
+        """PIDs (each in its own namespace) of the other live kerntrace runs
+        that use the top level."""
+        return owner.live_pids("toplevel-", exclude=(self.journal.owner.name,))
 
     def _open_readers(self):
         cpus = _cpus(self.buffer_path)
