@@ -111,12 +111,14 @@ class OwnerLock(object):
         if self.path is None:
             return True
         try:
-            self.fd, state = _open_locked(self.path, create=True)
+            self.fd, _state = _open_locked(self.path, create=True)
         except OSError:
             self.path = None
             return True
         if self.fd is None:
             return False
+        # (For people reading it: the lock, not this PID, says who owns it.)
+        os.ftruncate(self.fd, 0)
         os.write(self.fd, ("%d\n" % os.getpid()).encode("ascii"))
         return True
 
