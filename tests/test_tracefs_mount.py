@@ -5,7 +5,6 @@ Run in a private mount namespace (`unshare -m`) where tracefs is unmounted
 first: the host's own tracefs mount, which other tests use, is untouched."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
