@@ -101,9 +101,13 @@ class Backend(object):
     def open(self, measurement, verdict, options):
         raise NotImplementedError
 
-    def cleanup_stale(self, host, stderr=None):
+    def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
         """Remove what dead kerntrace processes left behind; return a list
-        of one-line descriptions of what was removed."""
+        of one-line descriptions of what was removed.  Every run calls it on
+        every backend before tracing, whichever backend it chose (and
+        `kerntrace cleanup` does).  When given lists, one line is appended
+        to `problems` per thing that could not be removed, and to `notes`
+        per thing left alone because its owner may be alive."""
         return []
 
 
@@ -130,6 +134,9 @@ class Session(object):
     # and `finished` becomes true after the last one.
     replay = False
     finished = False
+    # What close() could not undo, one line each (the session has said it on
+    # stderr); the run then ends with status 1.
+    unrestored = ()
 
     def start(self):
         raise NotImplementedError

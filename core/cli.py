@@ -96,14 +96,16 @@ def cmd_cleanup(plugins, out, err):
     if not host.is_root():
         err.write("kerntrace: cleanup must be run as root\n")
         return 1
-    removed = []
+    removed, problems, notes = [], [], []
     for b in plugins.backends():
-        removed.extend(b.cleanup_stale(host, stderr=None))
+        removed.extend(b.cleanup_stale(host, stderr=None, problems=problems, notes=notes))
     for line in removed:
         out.write("removed %s\n" % line)
-    if not removed:
+    for line in problems + notes:
+        err.write("kerntrace: %s\n" % line)
+    if not removed and not problems:
         out.write("nothing to clean up\n")
-    return 0
+    return 1 if problems else 0
 
 
 def _quiet_epipe(fn):

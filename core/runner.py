@@ -66,6 +66,8 @@ def run(tool, args, plugins, out=None, err=None, host=None):
         out.write(session.program_text() or "(the %s backend installs no program)\n"
                   % selection.backend.name)
         return 0
+    if not input_file:
+        cleanup_stale(backends, host, err)
     printer = choose_printer(tool, args, out, err)
     reporter = None
     current = [session]     # the session to close (a fallback replaces it)
@@ -82,7 +84,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                 _loop(session, measurement, reporter)
             except Stop:
                 if reporter is None:
-                    return 0    # stopped while attaching: nothing was traced
+                    return _status(current)  # stopped while attaching: nothing was traced
                 # Ctrl-C/SIGTERM: print what the unfinished interval saw.  A
                 # second signal while doing that aborts the printing only.
                 try:
@@ -100,7 +102,26 @@ def run(tool, args, plugins, out=None, err=None, host=None):
         finally:
             with SignalsIgnored():
                 current[0].close()
-    return 0
+    return _status(current)
+
+
+def _status(current):
+    """0, or 1 when close() could not undo everything (it said what)."""
+    return 1 if current[0].unrestored else 0
+
+
+def cleanup_stale(backends, host, err):
+    """Every run first removes what killed kerntrace runs left, whichever
+    backend it will trace with: an ftrace instance of a SIGKILLed run keeps
+    tracing until someone removes it."""
+    if not host.is_root():
+        return
+    for b in backends:
+        try:
+            b.cleanup_stale(host, stderr=err)
+        except Exception as e:  # never keeps the run from starting
+            err.write("kerntrace: %s: cleaning up after killed runs failed: %s\n"
+                      % (b.name, one_line(e)))
 
 
 def _replaying_backend(backends, requested):

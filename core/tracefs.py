@@ -7,7 +7,6 @@ fields exist; the ftrace backend decodes with the formats) and by `doctor`.
 import errno
 import os
 import re
-import subprocess
 import sys
 
 TRACEFS = "/sys/kernel/tracing"
@@ -56,8 +55,9 @@ def locate(mount=False, proc_mounts="/proc/mounts", stderr=None):
     if mount and os.path.isdir(TRACEFS) and os.geteuid() == 0 and tracefs_supported():
         if _mount_tracefs():
             if stderr is not None:
-                stderr.write("kerntrace: mounted tracefs at %s\n" % TRACEFS)
-            return Location(TRACEFS, "mounted tracefs at %s" % TRACEFS, mounted_here=True)
+                stderr.write("kerntrace: mounted tracefs at %s for this run only\n" % TRACEFS)
+            return Location(TRACEFS, "mounted tracefs at %s for this run only" % TRACEFS,
+                            mounted_here=True)
     for _dev, path, fstype in _mounts(proc_mounts):
         if fstype == "debugfs" and _is_tracing_dir(os.path.join(path, "tracing")):
             p = os.path.join(path, "tracing")
@@ -93,13 +93,36 @@ def tracefs_supported(proc_filesystems="/proc/filesystems"):
         return False
 
 
+# unshare(2) and mount(2) flags (include/uapi/linux/sched.h, fs.h).
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_SLAVE = 0x80000
+
+
 def _mount_tracefs():
+    """Mount tracefs at TRACEFS for this process only.
+
+    The mount is made in a mount namespace of our own, whose mounts are
+    slaves of the host's (host mounts still reach us, ours never reach the
+    host): it disappears when the process ends, however it ends, and a
+    concurrent run never loses a tracefs another run mounted.  Tracing
+    state is the same whichever mount it is seen through.  unshare() needs
+    a single-threaded process (true before any tool starts) and
+    CAP_SYS_ADMIN; without them nothing is mounted."""
+    import ctypes
     try:
-        r = subprocess.call(["mount", "-t", "tracefs", "nodev", TRACEFS],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNS) != 0:
+            return False
+        # From here on we are alone in the namespace: nothing may propagate
+        # back before the root is made a slave.
+        if libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None) != 0:
+            return False
+        if libc.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
+            return False
+    except (OSError, AttributeError):
         return False
-    return r == 0 and _is_tracing_dir(TRACEFS)
+    return _is_tracing_dir(TRACEFS)
 
 
 # ---------------------------------------------------------------------------

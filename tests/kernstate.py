@@ -79,12 +79,34 @@ def snapshot():
     }
 
 
+_OBJECT = re.compile(r"(kerntrace-\d+-[A-Za-z0-9_]+|kerntrace_\d+_\d+)")
+
+
+def owner_alive(obj):
+    """Does a live run hold the owner lock of this kerntrace object (an
+    instance or probe event name; see backends/ftrace/owner.py)?  None: it
+    has no lock file."""
+    from kerntrace.backends.ftrace.owner import HELD, MISSING, OwnerLock
+    lock = OwnerLock(obj)
+    state = lock.take_if_abandoned()
+    if state is True:
+        lock.release(unlink=False)
+        return False
+    return None if state == MISSING else state == HELD
+
+
 def owned_by_dead_or_me(name):
     m = _OWNER.search(name)
     if not m:
         return False
     pid = int(m.group(1))
-    return pid == os.getpid() or not _pid_alive(pid)
+    if pid == os.getpid():
+        return True
+    obj = _OBJECT.search(name)
+    alive = owner_alive(obj.group(1)) if obj else None
+    if alive is not None:
+        return not alive        # a run in another PID namespace, or a reused PID
+    return not _pid_alive(pid)
 
 
 def kerntrace_state():

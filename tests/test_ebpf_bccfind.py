@@ -205,6 +205,16 @@ def test_bcc_probe_events_of_dead_processes_are_removed(fs):
         "p:uprobes/p__tmp_x_0x1139_bcc_%d /tmp/x:0x0000000000001139\n"
         "p:uprobes/p__tmp_y_0x1139_bcc_999999 /tmp/y:0x0000000000001139\n"
         "p:uprobes/someone_else /tmp/z:0x10\n" % me))
+    fs.create_file(t + "/kprobe_events", contents=(
+        # a number no PID can be: dead, never an OverflowError
+        "p:kprobes/p_vfs_read_bcc_%s vfs_read\n" % ("9" * 25)))
+    assert len(tracefs_probes.remove_dead(t)) == 2
+    fs.remove_object(t + "/kprobe_events")
+    fs.remove_object(t + "/uprobe_events")
+    fs.create_file(t + "/uprobe_events", contents=(
+        "p:uprobes/p__tmp_x_0x1139_bcc_%d /tmp/x:0x0000000000001139\n"
+        "p:uprobes/p__tmp_y_0x1139_bcc_999999 /tmp/y:0x0000000000001139\n"
+        "p:uprobes/someone_else /tmp/z:0x10\n" % me))
     fs.create_file(t + "/kprobe_events", contents="")
     assert [e[2] for e in tracefs_probes.bcc_events(t)] == [
         "p__tmp_x_0x1139_bcc_%d" % me, "p__tmp_y_0x1139_bcc_999999"]

@@ -16,7 +16,7 @@ import pytest
 from fake_tracefs import DEBUGFS_ROOT, TRACEFS_ROOT, FakeTracefs, make_elf, STT_FUNC, STB_GLOBAL
 from kerntrace.backends.ftrace.backend import FtraceBackend, default_buffer_kb
 from kerntrace.backends.ftrace import instance as instance_mod
-from kerntrace.core import tracefs as core_tracefs
+from kerntrace.core import runner, tracefs as core_tracefs
 from kerntrace.core.backend import RunOptions
 from kerntrace.core.errors import EnableError, FilterError, LockHeld, UsageError
 from kerntrace.core.host import Host
@@ -120,7 +120,7 @@ def test_locate_mounts_tracefs_and_says_so(fs, monkeypatch, mounts):
     err = io.StringIO()
     loc = Host(stderr=err).tracefs()
     assert loc.path == TRACEFS_ROOT and loc.mounted_here
-    assert err.getvalue() == "kerntrace: mounted tracefs at /sys/kernel/tracing\n"
+    assert err.getvalue() == "kerntrace: mounted tracefs at /sys/kernel/tracing for this run only\n"
 
 
 def test_old_kernel_without_tracefs_filesystem_is_not_mounted(fs, monkeypatch, mounts):
@@ -579,6 +579,7 @@ def test_start_removes_what_dead_runs_left(fs, monkeypatch, mounts):
         f.write("1\n")
     err = io.StringIO()
     v, s = prepare(block_measurement(), stderr=err)
+    runner.cleanup_stale([FtraceBackend()], Host(), err)     # what every run does first
     with s:
         names = t.instances()
         assert "kerntrace-%d-tpcount0" % gone not in names
@@ -663,6 +664,7 @@ def test_leftovers_of_an_earlier_process_with_our_pid_are_stale(fs, monkeypatch,
     t.define_probe("p:kerntrace_%d/kerntrace_%d_99 %s:0x1230" % (me, me, lib))
     err = io.StringIO()
     v, s = prepare(block_measurement(), stderr=err)
+    runner.cleanup_stale([FtraceBackend()], Host(), err)
     with s:
         mine = t.instances()
         assert len(mine) == 1 and "old99" not in mine[0]
@@ -682,3 +684,103 @@ def test_filters_on_derived_values_stay_in_user_space(fs, monkeypatch, mounts):
     assert v.plan.kernel_filters == {"start": "dev == 5"}
     with s:
         pass
+
+
+def test_top_level_run_killed_before_saving_anything_leaves_no_lock(fs, monkeypatch, mounts):
+    """Killed after taking the perf-tools lock but before its first saved
+    file: `kerntrace cleanup` must release the lock (perf-tools refuses to
+    run while it is there)."""
+    t = tree(fs, monkeypatch, mounts, "2.6.32")
+    before = t.snapshot()
+    gone = dead_pid()
+
+    class Killed(BaseException):
+        pass
+
+    def killed(ops):
+        raise Killed()
+    monkeypatch.setattr(os, "getpid", lambda: gone)
+    v, s = prepare(block_measurement())
+    monkeypatch.setattr(s, "_configure", killed)
+    with pytest.raises(Killed):
+        s.start()
+    s.undo._items = []          # what SIGKILL does: nothing is undone
+    monkeypatch.undo()
+    t.install(monkeypatch)
+    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
+    assert open(LOCK).read() == "%d\n" % gone
+    removed = FtraceBackend().cleanup_stale(Host())
+    assert removed == ["top-level tracing settings of PID %d (restored 0)" % gone]
+    assert not os.path.exists(LOCK)
+    assert t.snapshot() == before
+    assert os.listdir("/run/kerntrace") == []
+
+
+def test_killed_top_level_run_is_restored_once_when_var_run_is_run(fs, monkeypatch, mounts):
+    t = tree(fs, monkeypatch, mounts, "2.6.32", tracing_on="0")
+    fs.create_symlink("/var/run", "/run")
+    before = t.snapshot()
+    gone = dead_pid()
+    monkeypatch.setattr(os, "getpid", lambda: gone)
+    v, s = prepare(block_measurement())
+    s.start()
+    s.undo._items = []
+    monkeypatch.undo()
+    t.install(monkeypatch)
+    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
+    err = io.StringIO()
+    removed = FtraceBackend().cleanup_stale(Host(), stderr=err)
+    assert len([r for r in removed if r.startswith("top-level tracing settings of PID %d"
+                                                   % gone)]) == 1
+    assert err.getvalue().count("restored top-level tracing settings") == 1
+    assert t.snapshot() == before
+
+
+def test_stale_lock_holding_a_huge_number_is_taken_over(fs, monkeypatch, mounts):
+    """Any local user can write /var/tmp/.ftrace-lock: a number no PID can
+    be is a stale lock, said in one line, never an internal error."""
+    tree(fs, monkeypatch, mounts, "2.6.32")
+    with open(LOCK, "w") as f:
+        f.write("9" * 25 + "\n")
+    err = io.StringIO()
+    v, s = prepare(block_measurement(), stderr=err)
+    with s:
+        assert open(LOCK).read() == "%d\n" % os.getpid()
+    assert err.getvalue().splitlines() == [
+        "kerntrace: took over stale lock %s (it holds no PID: '%s')" % (LOCK, "9" * 25)]
+    assert not os.path.exists(LOCK)
+
+
+def test_objects_named_after_impossible_pids_are_judged_without_error(fs, monkeypatch, mounts):
+    t = tree(fs, monkeypatch, mounts, "5.15")
+    huge = 10 ** 30
+    t.add_instance("kerntrace-%d-tpcount0" % huge)
+    fs.create_file("/run/kerntrace/toplevel-%d.json" % huge,
+                   contents='{"pid": 1, "tracefs": null, "restore": []}')
+    removed = FtraceBackend().cleanup_stale(Host())
+    assert removed == ["instance kerntrace-%d-tpcount0 (PID %d)" % (huge, huge)]
+
+
+def test_lock_files_of_objects_that_are_gone_are_swept(fs, monkeypatch, mounts):
+    """A run killed between taking an owner lock and creating its object
+    (or an object removed by hand) leaves only the lock file: removed; a
+    lock file whose object still exists stays with it."""
+    t = tree(fs, monkeypatch, mounts, "5.15")
+    gone = dead_pid()
+    fs.create_file("/run/kerntrace/kerntrace-%d-tpcount0.lock" % gone)
+    fs.create_file("/run/kerntrace/kerntrace_%d_0.lock" % gone)
+    fs.create_file("/run/kerntrace/someone-elses.lock")
+    FtraceBackend().cleanup_stale(Host())
+    assert sorted(os.listdir("/run/kerntrace")) == ["someone-elses.lock"]
+
+
+def test_cleanup_notes_lockless_objects_it_cannot_judge(fs, monkeypatch, mounts):
+    t = tree(fs, monkeypatch, mounts, "5.15")
+    alive = os.getppid()
+    t.add_instance("kerntrace-%d-old0" % alive)       # an older kerntrace's, no lock file
+    problems, notes = [], []
+    assert FtraceBackend().cleanup_stale(Host(), problems=problems, notes=notes) == []
+    assert problems == [] and notes == [
+        "left alone instance kerntrace-%d-old0: it has no owner lock and PID %d is running"
+        % (alive, alive)]
+    assert "kerntrace-%d-old0" % alive in t.instances()

@@ -572,3 +572,95 @@ def test_a_stop_signal_during_a_read_round_waits_until_the_pages_are_decoded():
     finally:
         signal.signal(signal.SIGINT, old)
     assert e.value.args == (1,) and fed == [b"page"]
+
+
+# ---------------------------------------------------------------------------
+# Owner locks: whether the run that made an object is alive, on the real
+# file system (flock across processes is the point)
+_HOLDER = """
+import sys
+from kerntrace.backends.ftrace.owner import OwnerLock
+lock = OwnerLock(sys.argv[1], dirs=(sys.argv[2],))
+print("claimed" if lock.claim() else "refused", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _holder(name, lock_dir):
+    p = subprocess.Popen([sys.executable, "-c", _HOLDER, name, lock_dir],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+    return p, p.stdout.readline().strip()
+
+
+def test_an_owner_lock_tells_a_live_owner_from_a_killed_one(tmp_path):
+    from kerntrace.backends.ftrace.owner import HELD, MISSING, OwnerLock
+    d = str(tmp_path / "kerntrace")
+    name = "kerntrace-403-tpcount0"
+    assert OwnerLock(name, dirs=(d,)).take_if_abandoned() == MISSING
+    holder, said = _holder(name, d)
+    try:
+        assert said == "claimed"
+        assert OwnerLock(name, dirs=(d,)).take_if_abandoned() == HELD
+        assert not OwnerLock(name, dirs=(d,)).claim()      # the name is taken
+        assert _holder(name, d)[1] == "refused"
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = OwnerLock(name, dirs=(d,))
+    assert lock.take_if_abandoned() is True and lock.held
+    lock.release()
+    assert os.listdir(d) == []
+
+
+def test_an_owner_lock_left_by_an_object_that_stayed_is_found_again(tmp_path):
+    from kerntrace.backends.ftrace.owner import OwnerLock
+    d = str(tmp_path / "kerntrace")
+    mine = OwnerLock("kerntrace_9_0", dirs=(d,))
+    assert mine.claim()
+    mine.release(unlink=False)          # the object could not be removed
+    again = OwnerLock("kerntrace_9_0", dirs=(d,))
+    assert again.take_if_abandoned() is True
+    again.release()
+    assert not os.path.exists(os.path.join(d, "kerntrace_9_0.lock"))
+
+
+def test_pid_alive_of_numbers_no_pid_can_be():
+    assert not pid_alive(10 ** 30) and not pid_alive(-5)
+    from kerntrace.backends.ftrace.lock import parse_pid
+    assert parse_pid("12\n") == 12 and parse_pid("9" * 25) is None
+    assert parse_pid("") is None and parse_pid("abc") is None and parse_pid("0") is None
+
+
+def test_renamed_probe_definition():
+    line = "p:kerntrace_7/kerntrace_7_0 /lib/libc.so.6:0x10 size=%di:s64\n"
+    assert probes.renamed(line, "kerntrace_7", "kerntrace_7_3") == \
+        "p:kerntrace_7/kerntrace_7_3 /lib/libc.so.6:0x10 size=%di:s64\n"
+    with pytest.raises(probes.ProbeError):
+        probes.renamed(line, "kerntrace_7", "bad name")
+
+
+def test_a_perf_tools_lock_held_by_a_run_in_another_pid_namespace_is_not_taken(tmp_path):
+    """The lock holds the PID the run has in its own namespace: dead here.
+    The run's top-level owner lock says it is alive."""
+    from kerntrace.backends.ftrace import owner
+    d = str(tmp_path / "kerntrace")
+    path = str(tmp_path / ".ftrace-lock")
+    elsewhere = dead_pid()
+    holder, said = _holder("toplevel-%d" % elsewhere, d)
+    with open(path, "w") as f:
+        f.write("%d\n" % elsewhere)
+
+    def top_level_users():
+        return owner.live_pids("toplevel-", dirs=(d,))
+    try:
+        assert said == "claimed"
+        with pytest.raises(LockHeld) as exc:
+            FtraceLock(path, held_elsewhere=top_level_users).acquire()
+        assert exc.value.pid == elsewhere
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = FtraceLock(path, held_elsewhere=top_level_users)
+    lock.acquire()          # its run is gone now: a stale lock
+    lock.release()
+    assert not os.path.exists(path)

@@ -121,5 +121,5 @@ class EbpfBackend(Backend):
         return EbpfSession(measurement, verdict.plan, bccfind.import_bcc(), options,
                            tracefs_path=host_tracefs)
 
-    def cleanup_stale(self, host, stderr=None):
+    def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
         return tracefs_probes.remove_dead(host.tracefs_path())

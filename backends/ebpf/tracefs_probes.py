@@ -38,7 +38,14 @@ def bcc_events(tracefs_path):
     return out
 
 
+# No PID is larger (PID_MAX_LIMIT, include/linux/threads.h); a bigger
+# number in a probe name would make os.kill() raise OverflowError.
+_PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
 def _alive(pid):
+    if pid > _PID_MAX_LIMIT:
+        return False
     try:
         os.kill(pid, 0)
         return True

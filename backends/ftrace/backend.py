@@ -277,8 +277,8 @@ class FtraceBackend(Backend):
         return LiveSession(measurement, plan, root, options, Features(root), buffer_kb)
 
     # -- cleanup -------------------------------------------------------------
-    def cleanup_stale(self, host, stderr=None):
+    def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
         loc = host.tracefs()
         if loc is None:
             return []
-        return stale.cleanup(loc.path, stderr=stderr)
+        return stale.cleanup(loc.path, stderr=stderr, problems=problems, notes=notes)

@@ -24,6 +24,8 @@ import time
 from kerntrace.core import tracefs
 from kerntrace.core.errors import EnableError
 
+from . import owner
+
 INSTANCE_PREFIX = "kerntrace-"
 _INSTANCE_NAME = re.compile(r"^kerntrace-(\d+)-[A-Za-z0-9_]+$")
 _TOOL = re.compile(r"[^a-z0-9_]")
@@ -41,6 +43,9 @@ CREATED = set()
 # that has not been closed yet, or a user's `cat trace_pipe`).
 _RMDIR_TRIES = 50
 _RMDIR_WAIT_S = 0.02
+# Per-CPU KB an instance that cannot be removed is shrunk to (the kernel
+# refuses 0).
+QUIESCED_BUFFER_KB = "1"
 
 
 def instance_name(tool, pid=None):
@@ -58,11 +63,13 @@ def instance_owner(name):
     return int(m.group(1)) if m else None
 
 
-def remove_instance(path):
+def remove_instance(path, tries=_RMDIR_TRIES):
     """rmdir an instance directory, retrying while it is busy.  Returns
     None on success (or if it is already gone), else the OSError."""
     last = None
-    for _ in range(_RMDIR_TRIES):
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(_RMDIR_WAIT_S)
         try:
             os.rmdir(path)
             return None
@@ -72,8 +79,37 @@ def remove_instance(path):
             last = e
             if e.errno != errno.EBUSY:
                 return e
-        time.sleep(_RMDIR_WAIT_S)
     return last
+
+
+def quiesce(path):
+    """Stop an instance that cannot be removed yet from tracing: tracing_on
+    0, every event off, buffer shrunk.  Returns what could not be done."""
+    failed = []
+    for rel, value in (("tracing_on", "0"), (os.path.join("events", "enable"), "0"),
+                       ("buffer_size_kb", QUIESCED_BUFFER_KB)):
+        try:
+            tracefs.write_text(os.path.join(path, rel), value + "\n")
+        except (IOError, OSError) as e:
+            if e.errno != errno.ENOENT:
+                failed.append("%s: %s" % (rel, e.strerror or e))
+    return failed
+
+
+def remove_or_quiesce(path, label="instance", tries=1):
+    """rmdir an instance; if a file of it is held open (EBUSY), stop it
+    tracing instead.  None when removed, else one line saying what is left."""
+    err = remove_instance(path, tries=tries)
+    if err is None:
+        return None
+    name = os.path.basename(path)
+    if err.errno != errno.EBUSY:
+        return "cannot remove %s %s: %s" % (label, name, err.strerror or err)
+    failed = quiesce(path)
+    return ("cannot remove %s %s yet: a process holds one of its files open; %s; "
+            "a later kerntrace run or `kerntrace cleanup` removes it"
+            % (label, name, "tracing stopped in it" if not failed else
+               "could not stop tracing in it (%s)" % "; ".join(failed)))
 
 
 # ---------------------------------------------------------------------------
@@ -111,6 +147,11 @@ def restore_value(path, text):
     return stripped
 
 
+class Unrestored(EnableError):
+    """Something close() could not undo, said in one line (the run then
+    ends with a non-zero status)."""
+
+
 class UndoStack(object):
     """Undo actions, run last-first.  An action interrupted by a signal
     (BaseException) stays on the stack so a later close() retries it; one
@@ -143,35 +184,41 @@ class UndoStack(object):
 
 class Journal(object):
     """Top-level values to restore, on disk, for recovery after SIGKILL.
-    Best effort: a run that cannot write it still restores normally."""
+    Best effort: a run that cannot write it still restores normally.  Its
+    owner lock (owner.py) says whether the run that wrote it is alive."""
 
     def __init__(self, pid=None, dirs=JOURNAL_DIRS):
         self.pid = os.getpid() if pid is None else pid
         self.dirs = dirs
         self.path = None
         self.entries = []    # [(abs path, value)] in save order
+        self.tracefs_root = None
+        self.owner = None
 
     def _dir(self):
-        for d in self.dirs:
-            parent = os.path.dirname(d)
-            if os.path.isdir(parent):
-                try:
-                    os.mkdir(d, 0o700)
-                except OSError as e:
-                    if e.errno != errno.EEXIST:
-                        continue
-                if os.path.isdir(d) and not os.path.islink(d):
-                    return d
-        return None
+        return owner.lock_dir(self.dirs)
+
+    def begin(self, tracefs_root):
+        """Claim the journal and write it, empty, before the run takes the
+        perf-tools lock: whenever the run is killed after this, the next
+        run finds the journal stale and releases that lock with it."""
+        self.tracefs_root = tracefs_root
+        self.owner = owner.OwnerLock("toplevel-%d" % self.pid, self.dirs)
+        self.owner.claim()
+        self._write()
 
     def record(self, path, value, tracefs_root):
         self.entries.append((path, value))
+        self.tracefs_root = tracefs_root
+        self._write()
+
+    def _write(self):
         d = self._dir()
         if d is None:
             return
         self.path = os.path.join(d, "toplevel-%d.json" % self.pid)
         tmp = self.path + ".tmp"
-        data = json.dumps({"pid": self.pid, "tracefs": tracefs_root,
+        data = json.dumps({"pid": self.pid, "tracefs": self.tracefs_root,
                            "restore": self.entries}).encode("utf-8")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -193,16 +240,27 @@ class Journal(object):
                 pass
             CREATED.discard(self.path)
             self.path = None
+        if self.owner is not None:
+            self.owner.release()
 
 
 def read_journals(dirs=JOURNAL_DIRS):
-    """[(pid, tracefs root, [(path, value)], journal path)] of every journal."""
+    """[(pid, tracefs root, [(path, value)], journal path)] of every journal
+    (once: /var/run is usually a link to /run)."""
     out = []
+    seen = set()
     for d in dirs:
         if not os.path.isdir(d) or os.path.islink(d):
             continue
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
         for name in sorted(os.listdir(d)):
-            m = re.match(r"^toplevel-(\d+)\.json$", name)
+            m = re.match(r"^toplevel-(\d{1,10})\.json$", name)
             if not m:
                 continue
             p = os.path.join(d, name)
@@ -211,7 +269,7 @@ def read_journals(dirs=JOURNAL_DIRS):
                     data = json.load(f)
                 entries = [(str(a), str(b)) for a, b in data.get("restore", [])]
                 out.append((int(m.group(1)), data.get("tracefs"), entries, p))
-            except (IOError, OSError, ValueError, TypeError):
+            except (IOError, OSError, ValueError, TypeError, AttributeError):
                 continue
     return out
 
@@ -301,6 +359,21 @@ class ControlFiles(object):
             return e
         return None
 
+    def claim(self, name, key=None):
+        """Take the owner lock of an object before creating it (owner.py);
+        False if a live run owns that name.  The lock is released on close,
+        after the object's removal, and its file removed with it unless the
+        object (`key` in CREATED, default `name`) could not be removed."""
+        if self.dry_run:
+            return True
+        lock = owner.OwnerLock(name)
+        if not lock.claim():
+            return False
+        key = key or name
+        self.undo.push("release owner lock %s" % name,
+                       lambda: lock.release(unlink=key not in CREATED))
+        return True
+
     def append_definition(self, path, line, removal, what):
         """Append a probe definition to uprobe_events/kprobe_events (O_APPEND:
         never truncating other users' probes); its removal line is appended
@@ -339,10 +412,9 @@ class ControlFiles(object):
         CREATED.add(name)
 
         def rmdir():
-            err = remove_instance(path)
-            if err is not None:
-                raise EnableError("cannot remove instance %s: %s (errno %d)"
-                                  % (path, err.strerror or err, err.errno or 0))
+            left = remove_or_quiesce(path, tries=_RMDIR_TRIES)
+            if left is not None:
+                raise Unrestored(left)
             CREATED.discard(name)
         self.undo.push("remove instance %s" % path, rmdir)
 

@@ -27,9 +27,23 @@ _EMPTY_RETRIES = 10
 _EMPTY_WAIT_S = 0.01
 
 
+# No PID is larger (PID_MAX_LIMIT on 64-bit kernels, include/linux/threads.h).
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
+def parse_pid(text):
+    """The PID a file's text starts with, or None if it holds none (empty,
+    garbage, or a number no PID can be)."""
+    word = text.split()[0] if text and text.split() else ""
+    if not word.isdigit() or len(word) > 7:
+        return None
+    pid = int(word)
+    return pid if 0 < pid <= PID_MAX_LIMIT else None
+
+
 def pid_alive(pid):
     """True if a process with this PID exists (EPERM: exists, not ours)."""
-    if pid <= 0:
+    if pid <= 0 or pid > PID_MAX_LIMIT:
         return False
     try:
         os.kill(pid, 0)
@@ -41,8 +55,14 @@ def pid_alive(pid):
 class FtraceLock(object):
     """acquire() / release(); also a context manager."""
 
-    def __init__(self, path=LOCK_PATH, pid=None, stderr=None, is_alive=pid_alive):
+    def __init__(self, path=LOCK_PATH, pid=None, stderr=None, is_alive=pid_alive,
+                 held_elsewhere=None):
+        """`held_elsewhere()`: the PIDs of live kerntrace runs that use the
+        top level (told by their owner locks, owner.py).  A lock whose PID
+        is dead here is still in use when it is one of them: a run in
+        another PID namespace holds it."""
         self.path = path
+        self.held_elsewhere = held_elsewhere
         self.pid = pid if pid is not None else os.getpid()
         self.stderr = stderr
         self.is_alive = is_alive
@@ -96,11 +116,7 @@ class FtraceLock(object):
             text = os.read(fd, 64).decode("ascii", "replace").strip()
         finally:
             os.close(fd)
-        try:
-            pid = int(text.split()[0]) if text else None
-        except ValueError:
-            pid = None
-        return pid, (st.st_dev, st.st_ino, text)
+        return parse_pid(text), (st.st_dev, st.st_ino, text)
 
     def acquire(self):
         for _attempt in range(5):
@@ -115,12 +131,14 @@ class FtraceLock(object):
                 pid, identity = self._read()
             if identity is None:
                 continue        # removed meanwhile: try to create it again
-            if pid is not None and pid != self.pid and self.is_alive(pid):
+            if pid is not None and pid != self.pid and (
+                    self.is_alive(pid) or (self.held_elsewhere and pid in self.held_elsewhere())):
                 raise LockHeld("ftrace may be in use by PID %d %s" % (pid, self.path),
                                pid=pid, path=self.path)
             if self._remove_stale(identity) and self.stderr is not None:
-                self.stderr.write("kerntrace: took over stale lock %s (PID %s is not running)\n"
-                                  % (self.path, pid if pid is not None else "unknown"))
+                self.stderr.write("kerntrace: took over stale lock %s (%s)\n" % (
+                    self.path, "PID %d is not running" % pid if pid is not None else
+                    "it holds no PID: %r" % identity[2][:32]))
         raise KerntraceError("could not take the lock %s (contended)" % self.path)
 
     def _remove_stale(self, identity):

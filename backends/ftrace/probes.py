@@ -77,6 +77,15 @@ def parse_definition(line):
     return m.group(1), m.group(2), m.group(3)
 
 
+def renamed(line, group, event):
+    """A definition line (ours) with another group/event name."""
+    m = _DEF_LINE.match(line)
+    if not m or not _IDENT.match(group) or not _IDENT.match(event):
+        raise ProbeError("cannot rename probe definition %r" % line.strip())
+    head = line[:m.start(2)]
+    return "%s%s/%s%s" % (head, group, event, line[m.end(3):])
+
+
 def removal_line(group, event):
     return "-:%s/%s\n" % (group, event)
 

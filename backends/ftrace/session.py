@@ -1,6 +1,6 @@
 """LiveSession: one ftrace run on the live kernel.
 
-start()   clean up after dead runs, take the buffer (own instance, or the
+start()   take the buffer (own instance, or the
           top level under the perf-tools lock), define probes, size the
           buffer, set the clock, write filters, enable events, open readers;
 close()   undo all of it in reverse (idempotent; safe after a partial start;
@@ -29,7 +29,7 @@ from kerntrace.core.errors import EnableError, FilterError, one_line
 from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import instance as inst
-from . import kfilter, probes, stale
+from . import kfilter, owner, probes
 from .lock import FtraceLock
 from .plan import Lost
 from .rawparse import RawFormatError, parse_header_page
@@ -47,6 +47,9 @@ MAX_PAGES_PER_ROUND = 256
 # and an idle one costs a few microseconds, so laps grow with the CPUs.
 MIN_LAP_PAGES = 8
 TEXT_CHUNK = 1 << 16
+
+# Names tried for our instance or a probe before giving up.
+_NAME_TRIES = 100
 
 _STAT = re.compile(r"^\s*(overrun|commit overrun|dropped events)\s*:\s*(\d+)", re.M)
 
@@ -418,6 +421,7 @@ class LiveSession(Session):
         self.aggregator = None
         self.losses = None
         self.journal = None
+        self.unrestored = []     # what close() could not undo
         self.started = False
         self.notes = []          # what --explain/verbose may show
 
@@ -445,7 +449,7 @@ class LiveSession(Session):
         plan = self.plan
         if plan.instances:
             if self.instance_name is None:
-                self.instance_name = inst.instance_name(self.tool, self.pid)
+                self.instance_name = self._claim_instance_name(ops)
             self.buffer_path = os.path.join(self.root, "instances", self.instance_name)
             ops.mkdir_instance(self.buffer_path)
         else:
@@ -458,10 +462,33 @@ class LiveSession(Session):
         self._enable(ops)
         self._tracing_on(ops)
 
+    def _claim_instance_name(self, ops):
+        """A new instance name whose owner lock we hold (the same PID in
+        another PID namespace may own the first one we make)."""
+        for _ in range(_NAME_TRIES):
+            name = inst.instance_name(self.tool, self.pid)
+            if ops.dry_run or not os.path.exists(os.path.join(self.root, "instances", name)):
+                if ops.claim(name):
+                    return name
+        raise EnableError("cannot create an instance: the names of PID %d are all in use "
+                          "by other kerntrace runs" % self.pid)
+
+    def _claim_probe_name(self, ops, ev):
+        """Take the owner lock of a probe event's name, renaming it while
+        another run (the same PID in another PID namespace) owns it."""
+        for _ in range(_NAME_TRIES):
+            if ops.claim(ev.event, "%s/%s" % (ev.system, ev.event)):
+                return
+            ev.system, ev.event = probes.next_name(self.pid)
+            ev.probe_def = probes.renamed(ev.probe_def, ev.system, ev.event)
+        raise EnableError("event %s: the probe names of PID %d are all in use by other "
+                          "kerntrace runs" % (ev.name, self.pid))
+
     def _define_probes(self, ops):
         for ev in self.plan.events:
             if not ev.probe_def:
                 continue
+            self._claim_probe_name(ops, ev)
             fname = "uprobe_events" if ev.probe.kind in ("uprobe", "uretprobe") else "kprobe_events"
             ops.append_definition(os.path.join(self.root, fname), ev.probe_def,
                                   probes.removal_line(ev.system, ev.event),
@@ -593,18 +620,25 @@ class LiveSession(Session):
         if self.started:
             return
         self.started = True
-        stale.cleanup(self.root, stderr=self.stderr)
         if not self.plan.instances:
-            lock = FtraceLock(stderr=self.stderr)
-            lock.acquire()
-            self.undo.push("release lock", lock.release)
+            # Journal first: a run killed after it leaves nothing (not even
+            # the perf-tools lock) that the next run cannot find stale.
             self.journal = inst.Journal(self.pid)
             self.undo.push("remove journal", self.journal.remove)
+            self.journal.begin(self.root)
+            lock = FtraceLock(stderr=self.stderr, held_elsewhere=self._top_level_users)
+            lock.acquire()
+            self.undo.push("release lock", lock.release)
         ops = inst.ControlFiles(self.root, undo=self.undo, save=not self.plan.instances,
                                 journal=self.journal)
         self._configure(ops)
         self._open_readers()
         self._build_pipeline()
+
+    def _top_level_users(self):
+        """PIDs (each in its own namespace) of the other live kerntrace runs
+        that use the top level."""
+        return owner.live_pids("toplevel-", exclude=(self.journal.owner.name,))
 
     def _open_readers(self):
         cpus = _cpus(self.buffer_path)
@@ -732,4 +766,8 @@ class LiveSession(Session):
     def close(self):
         errors = self.undo.run()
         for what, e in errors:
-            self._say("warning: %s failed: %s" % (what, one_line(e)))
+            if isinstance(e, inst.Unrestored):
+                self._say(one_line(e))
+            else:
+                self._say("warning: %s failed: %s" % (what, one_line(e)))
+            self.unrestored.append(one_line(e))
