@@ -40,6 +40,12 @@ _MINOR = re.compile(r"^\(*\s*REC->([A-Za-z_][A-Za-z0-9_]*)\s*\)*\s*&\s*"
                     r"\(\s*\(\s*1U?L*\s*<<\s*20\s*\)\s*-\s*1\s*\)$")
 
 MINORBITS = 20
+# The longest number text the kernel prints for a field of at most 64 bits:
+# 22 octal digits (decimal needs 20 and a sign, hex 16).  A longer digit run
+# is no value the kernel printed: the payload does not decode, the same on
+# every Python (3.11+ int() refuses over 4300 digits, older ones convert
+# slowly) and in time bounded by the payload's length.
+MAX_NUMBER_CHARS = 23
 
 
 class PrintFmtError(ValueError):
@@ -254,9 +260,15 @@ class PayloadDecoder(object):
         out = dict(zip(self._names, m.group(*self._groups)))
         try:
             for name, conv in self._convert:
-                out[name] = conv(out[name])
+                text = out[name]
+                if len(text) > MAX_NUMBER_CHARS:
+                    return None
+                out[name] = conv(text)
             for name, major, minor in self._devs:
-                out[name] = (int(m.group(major)) << MINORBITS) | int(m.group(minor))
+                major, minor = m.group(major, minor)
+                if len(major) > MAX_NUMBER_CHARS or len(minor) > MAX_NUMBER_CHARS:
+                    return None
+                out[name] = (int(major) << MINORBITS) | int(minor)
         except (ValueError, TypeError):
             return None
         return out
