@@ -1,0 +1,212 @@
+"""--input and the text path in bounded time and memory, whatever the file.
+
+The bounds are structural: each check runs under a generous alarm that the
+old code overran by orders of magnitude (a 100 KB line took 82 s, the work
+growing with the square of the line), or compares peak memory with the
+file's size; none is a timing that a loaded machine could flake.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from contextlib import contextmanager
+
+import pytest
+
+from kerntrace.backends.ftrace import known_formats
+from kerntrace.backends.ftrace.aggregate import Aggregator
+from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
+from kerntrace.backends.ftrace.printfmt import compile_print_fmt
+from kerntrace.backends.ftrace.replay import ReplaySession, replay_plan, resolve_fields
+from kerntrace.backends.ftrace.tasks import TaskInfo
+from kerntrace.backends.ftrace.textlines import MAX_LINE_BYTES, LineSplitter
+from kerntrace.backends.ftrace.textparse import TextDecoder, parse_line
+from kerntrace.core.model import (LATENCY, POW2_MS, STR, Event, Field, Histogram, Measurement,
+                                  Pair, Schedule, Tracepoint)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ERA_FORMATS = {key: known_formats.event_format("6.18", *key) for key in known_formats.FORMATS["6.18"]}
+ISSUE = ("          dd-4011    [001] ..... %d.%06d: block_rq_issue: "
+         "254,0 W 4096 () %d + 8 be,0,4 [dd]\n")
+DONE = ("      <idle>-0       [001] ..s1. %d.%06d: block_rq_complete: "
+        "254,0 W () %d + 8 be,0,4 [0]\n")
+
+
+@contextmanager
+def alarm(seconds):
+    """Fail (not hang) when the body runs longer than `seconds`: a bound
+    the linear code meets a hundred times over."""
+    def expired(_sig, _frame):
+        raise AssertionError("still running after %d s" % seconds)
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def iolatency(interval=1e6):
+    issue = Event("issue", Tracepoint("block", "block_rq_issue"),
+                  fields=[Field("dev"), Field("sector"), Field("rwbs", STR)])
+    done = Event("done", Tracepoint("block", "block_rq_complete"),
+                 fields=[Field("dev"), Field("sector"), Field("rwbs", STR),
+                         Field("error", sources=("error", "errors"))])
+    return Measurement([issue, done], Histogram(LATENCY, scale=POW2_MS),
+                       pair=Pair("issue", "done", key=("dev", "sector"), carry=("comm", "pid")),
+                       schedule=Schedule(interval=interval))
+
+
+def replay_all(measurement, path):
+    reports = []
+    s = ReplaySession(measurement, replay_plan(measurement), str(path))
+    with s:
+        while not s.finished:
+            reports.append(s.collect())
+    return s, reports
+
+
+# -- the line header -----------------------------------------------------------
+@pytest.mark.parametrize("line", [
+    " " * (1 << 20) + "-1 [0]",                      # blanks, then a header that never ends
+    " " * (1 << 20) + "a-1 [000] ..... 1.5",
+    "a-1" * (1 << 18) + " [000]",                    # a comm made of "-digits"
+    "a-1 " + " " * (1 << 20) + "[000] .....",
+    "x" * (1 << 20) + "-1 [000] ..... 1.5: block_rq_issue: 254,0 W 8 () 8 + 8 be,0,4 [x]",
+    "a-1 (" + "-" * (1 << 20) + ") [000] 1.5: ",
+])
+def test_a_megabyte_line_is_not_a_header_in_bounded_time(line):
+    with alarm(10):
+        assert parse_line(line) is None
+        assert TextDecoder(ERA_FORMATS).decode(line) is None
+
+
+def test_blanks_before_a_real_header_still_parse():
+    line = " " * 100 + "dd-4011 [001] ..... 5.000001: block_rq_issue: 254,0 W 4096 () 8 + 8 be,0,4 [dd]"
+    tl = parse_line(line)
+    assert (tl.comm, tl.tid, tl.cpu, tl.ts_ns) == ("dd", 4011, 1, 5000001000)
+
+
+@pytest.mark.parametrize("digits", [11, 30, 5000])
+def test_numbers_longer_than_the_kernel_prints_are_refused_on_every_python(digits):
+    """The same verdict whatever sys.int_info's str-digits limit is."""
+    n = "9" * digits
+    dec = TextDecoder(ERA_FORMATS)
+    for line in ("a-%s [000] ..... 1.0: block_rq_issue: 254,0 W 8 () 8 + 8 be,0,4 [a]" % n,
+                 "a-1 [%s] ..... 1.0: block_rq_issue: 254,0 W 8 () 8 + 8 be,0,4 [a]" % n,
+                 "a-1 (%s) [000] ..... 1.0: block_rq_issue: 254,0 W 8 () 8 + 8 be,0,4 [a]" % n):
+        assert parse_line(line) is None and dec.decode(line) is None
+    if digits > 20:
+        for line in ("a-1 [000] ..... %s.5: block_rq_issue: 254,0 W 8 () 8 + 8 be,0,4 [a]" % n,
+                     "a-1 [000] ..... 1.5: block_rq_issue: 254,0 W 8 () %s + 8 be,0,4 [a]" % n,
+                     "a-1 [000] ..... 1.5: block_rq_issue: %s,0 W 8 () 8 + 8 be,0,4 [a]" % n):
+            assert dec.decode(line) is None
+        lost = parse_line("CPU:1 [LOST %s EVENTS]" % n)
+        assert (lost.cpu, lost.count) == (None, None)
+
+
+def test_the_largest_numbers_the_kernel_prints_still_decode():
+    u64 = str(2 ** 64 - 1)
+    line = ("a-2147483647 [4095] ..... %s.999999999: block_rq_issue: "
+            "254,0 W 8 () %s + 8 be,0,4 [a]" % (u64, u64))
+    r = TextDecoder(ERA_FORMATS).decode(line)
+    assert r.tid == 2147483647 and r.cpu == 4095 and r.fields["sector"] == 2 ** 64 - 1
+
+
+# -- lines longer than the kernel prints ---------------------------------------------
+def test_overlong_lines_are_counted_and_skipped_whatever_the_chunking():
+    data = b"a\n" + b"x" * 50 + b"\nbb\n" + b"y" * 11 + b"\n" + b"z" * 10 + b"\ncc"
+    for chunk in (1, 3, 7, 64, len(data)):
+        s = LineSplitter(max_line=10)
+        lines = []
+        for i in range(0, len(data), chunk):
+            lines += s.feed(data[i:i + chunk])
+        lines += s.finish()
+        assert lines == [b"a", b"bb", b"z" * 10, b"cc"], chunk
+        assert s.overlong == 2
+
+
+def test_the_kernel_bound_is_at_least_a_page_of_every_architecture():
+    # the largest PAGE_SIZE Linux supports (hexagon, powerpc 44x)
+    assert MAX_LINE_BYTES >= 256 * 1024
+
+
+def test_replay_of_a_gigabyte_without_newline_stays_in_bounded_memory(tmp_path):
+    """A 1 GB sparse file holds one "line": the replay reads it in chunks,
+    counts it undecodable and peaks far below its size (the old reader
+    held the whole line, 2.1 GB)."""
+    path = tmp_path / "no-newline.trace"
+    with open(str(path), "wb") as f:
+        f.write((ISSUE % (1, 0, 8)).encode())
+        f.truncate(1 << 30)
+    script = textwrap.dedent("""
+        import resource, sys
+        sys.path.insert(0, %r)
+        from test_ftrace_input_bounds import iolatency, replay_all
+        s, reports = replay_all(iolatency(), sys.argv[1])
+        print(s.undecodable, sum(r.unmatched for r in reports), s.aggregator.pending,
+              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """ % os.path.join(ROOT, "tests"))
+    out = subprocess.run([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True, timeout=600).stdout
+    undecodable, unmatched, pending, maxrss_kb = map(int, out.split())
+    assert (undecodable, unmatched, pending) == (1, 0, 1)
+    assert maxrss_kb < 200 * 1024
+
+
+# -- pending starts ------------------------------------------------------------------
+def plan_for(measurement):
+    events = []
+    for ev in measurement.events:
+        probe = ev.probes[0]
+        fmt = ERA_FORMATS[(probe.category, probe.name)]
+        fields, _missing = resolve_fields(ev, [fmt])
+        events.append(ResolvedEvent(ev, probe, probe.category, probe.name, fmt, fields))
+    return Plan(events)
+
+
+def issue_event(ts, sector):
+    return RawEvent("block", "block_rq_issue", ts, 4011, 0, comm="dd",
+                    fields={"dev": 254 << 20, "sector": sector, "nr_sector": 8, "bytes": 4096,
+                            "rwbs": "W", "comm": "dd"})
+
+
+def test_dropping_the_oldest_start_is_constant_work():
+    """400,000 starts that never complete, 100,000 kept: 300,000 drops of
+    the oldest (the old dict scan took ~10 s here, 197 s for 2M lines at
+    the default cap)."""
+    m = iolatency()
+    agg = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=None), max_pending=100000)
+    events = [issue_event(i, i * 8) for i in range(400000)]
+    with alarm(30):
+        for e in events:
+            agg.feed(e)
+    assert agg.pending == 100000
+    report = agg.collect()
+    assert report.dropped_starts == 300000 and agg.last.dropped_starts == 300000
+    # the ones kept are the youngest
+    agg.feed(RawEvent("block", "block_rq_complete", 500000, 0, 0,
+                      fields={"dev": 254 << 20, "sector": 8 * 299999, "nr_sector": 8,
+                              "rwbs": "W", "error": 0}))
+    agg.feed(RawEvent("block", "block_rq_complete", 500001, 0, 0,
+                      fields={"dev": 254 << 20, "sector": 8 * 300000, "nr_sector": 8,
+                              "rwbs": "W", "error": 0}))
+    report = agg.collect()
+    assert report.unmatched == 1 and sum(h.count for h in report.data.histograms.values()) == 1
+
+
+# -- replay intervals --------------------------------------------------------------
+def test_a_huge_jump_in_trace_time_prints_only_intervals_with_events(tmp_path):
+    """Four lines, 10^12 s apart: three intervals, not 10^12 empty ones
+    (the old replay printed 167 MB of empty intervals in 10 s)."""
+    path = tmp_path / "jump.trace"
+    path.write_text(ISSUE % (1, 0, 8) + DONE % (1, 500, 8)
+                    + ISSUE % (10 ** 12, 0, 16) + DONE % (10 ** 12 + 5, 0, 16))
+    with alarm(10):
+        _s, reports = replay_all(iolatency(interval=1.0), path)
+    counts = [sum(h.count for h in r.data.histograms.values()) for r in reports]
+    # the pair at 1 s; the start alone at 10^12 s; its end 5 s later
+    assert counts == [1, 0, 1]
