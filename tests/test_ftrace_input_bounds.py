@@ -210,3 +210,26 @@ def test_a_huge_jump_in_trace_time_prints_only_intervals_with_events(tmp_path):
     counts = [sum(h.count for h in r.data.histograms.values()) for r in reports]
     # the pair at 1 s; the start alone at 10^12 s; its end 5 s later
     assert counts == [1, 0, 1]
+
+
+# -- payloads --------------------------------------------------------------------
+@pytest.mark.parametrize("era", sorted(known_formats.FORMATS))
+def test_a_payload_of_repeated_separators_decodes_in_bounded_time(era):
+    """Three %s strings in block_rq_issue: the old lazy groups tried every
+    split, work growing with the cube of the payload (0.14 s at 3 KB)."""
+    d = compile_print_fmt(known_formats.event_format(era, "block", "block_rq_issue"))
+    for unit in ("R 1 () 1 + 1 [", "R 1 () 1 + 1 be,0,4 [", " 1 (", ") 1 + 1 ", ",0,"):
+        payload = "254,0 " + unit * (MAX_LINE_BYTES // len(unit))
+        with alarm(10):
+            assert d.decode(payload) is None
+            # a closing "]" makes it a valid payload: the comm takes the rest
+            got = d.decode(payload + "x]")
+            assert got is None or got["comm"].endswith("x")
+
+
+def test_strings_holding_their_separators_still_decode():
+    issue = compile_print_fmt(ERA_FORMATS[("block", "block_rq_issue")])
+    assert issue.decode("254,0 W 4096 () 8 + 8 be,0,4 [a] b [c]")["comm"] == "a] b [c"
+    exec_ = compile_print_fmt(ERA_FORMATS[("sched", "sched_process_exec")])
+    got = exec_.decode("filename=/opt/My App/bin pid=5 old_pid=5  ")
+    assert got == {"filename": "/opt/My App/bin", "pid": 5, "old_pid": 5}
