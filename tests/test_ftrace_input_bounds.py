@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import pytest
 
 from kerntrace.backends.ftrace import known_formats
-from kerntrace.backends.ftrace.aggregate import Aggregator
+from kerntrace.backends.ftrace.aggregate import DEFAULT_MAX_PENDING, Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
 from kerntrace.backends.ftrace.printfmt import compile_print_fmt
 from kerntrace.backends.ftrace.replay import ReplaySession, replay_plan, resolve_fields
@@ -168,34 +168,48 @@ def plan_for(measurement):
     return Plan(events)
 
 
-def issue_event(ts, sector):
-    return RawEvent("block", "block_rq_issue", ts, 4011, 0, comm="dd",
-                    fields={"dev": 254 << 20, "sector": sector, "nr_sector": 8, "bytes": 4096,
-                            "rwbs": "W", "comm": "dd"})
-
-
 def test_dropping_the_oldest_start_is_constant_work():
-    """400,000 starts that never complete, 100,000 kept: 300,000 drops of
-    the oldest (the old dict scan took ~10 s here, 197 s for 2M lines at
-    the default cap)."""
+    """2M starts that never complete at the default cap of 1M: a million
+    drops of the oldest, each constant work (the old dict scan took 197 s;
+    now about 2 s).  In a subprocess, so its memory goes when it ends."""
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        from test_ftrace_input_bounds import starts_never_ending
+        agg = starts_never_ending(2000000)
+        print(agg.pending, agg.collect().dropped_starts)
+    """ % os.path.join(ROOT, "tests"))
+    out = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True, timeout=90).stdout
+    assert out.split() == [str(DEFAULT_MAX_PENDING), str(2000000 - DEFAULT_MAX_PENDING)]
+
+
+def starts_never_ending(n, max_pending=DEFAULT_MAX_PENDING):
+    """An aggregator fed n block_rq_issue starts (through the handler the
+    raw path calls) and no completion."""
     m = iolatency()
-    agg = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=None), max_pending=100000)
-    events = [issue_event(i, i * 8) for i in range(400000)]
-    with alarm(30):
-        for e in events:
-            agg.feed(e)
-    assert agg.pending == 100000
+    agg = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=None), max_pending=max_pending)
+    names, handler = agg.handler_for("block", "block_rq_issue")
+    fields = {"dev": 254 << 20, "nr_sector": 8, "bytes": 4096, "rwbs": "W", "comm": "dd"}
+    for i in range(n):
+        fields["sector"] = i * 8
+        handler(i, 0, (4011,) + tuple(fields[f] for f in names), "dd")
+    return agg
+
+
+def test_the_oldest_starts_are_the_ones_dropped_and_reported():
+    agg = starts_never_ending(1000, max_pending=100)
+    assert agg.pending == 100
     report = agg.collect()
-    assert report.dropped_starts == 300000 and agg.last.dropped_starts == 300000
-    # the ones kept are the youngest
-    agg.feed(RawEvent("block", "block_rq_complete", 500000, 0, 0,
-                      fields={"dev": 254 << 20, "sector": 8 * 299999, "nr_sector": 8,
-                              "rwbs": "W", "error": 0}))
-    agg.feed(RawEvent("block", "block_rq_complete", 500001, 0, 0,
-                      fields={"dev": 254 << 20, "sector": 8 * 300000, "nr_sector": 8,
-                              "rwbs": "W", "error": 0}))
+    assert report.dropped_starts == 900 and agg.last.dropped_starts == 900
+    for ts, sector in ((5000, 8 * 899), (5001, 8 * 900)):
+        agg.feed(RawEvent("block", "block_rq_complete", ts, 0, 0,
+                          fields={"dev": 254 << 20, "sector": sector, "nr_sector": 8,
+                                  "rwbs": "W", "error": 0}))
     report = agg.collect()
+    # 899 was dropped: its end is unmatched; 900 was kept and is measured
     assert report.unmatched == 1 and sum(h.count for h in report.data.histograms.values()) == 1
+    assert report.dropped_starts == 0
 
 
 # -- replay intervals --------------------------------------------------------------
