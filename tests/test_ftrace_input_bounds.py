@@ -247,3 +247,18 @@ def test_strings_holding_their_separators_still_decode():
     exec_ = compile_print_fmt(ERA_FORMATS[("sched", "sched_process_exec")])
     got = exec_.decode("filename=/opt/My App/bin pid=5 old_pid=5  ")
     assert got == {"filename": "/opt/My App/bin", "pid": 5, "old_pid": 5}
+
+
+def test_the_live_text_reader_skips_overlong_lines(tmp_path):
+    """trace_pipe is read through the same splitter: a line longer than the
+    kernel prints never accumulates, the lines around it come through."""
+    from kerntrace.backends.ftrace.session import TextReader
+    path = tmp_path / "trace_pipe"
+    path.write_bytes(b"first\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\nsecond\nthird")
+    r = TextReader(str(path))
+    r.open()
+    try:
+        lines = r.read_lines(100)
+    finally:
+        r.close()
+    assert lines == ["first", "second"] and r.splitter.overlong == 1
