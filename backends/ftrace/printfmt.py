@@ -278,14 +278,28 @@ def _assemble(pieces):
                 ngroups += 1
             groups.append(ngroups if piece.captures else None)
             continue
-        later = [j for j in ambiguous if j > i]
-        stop = later[0] if later else len(pieces)
-        follow = "".join(p.plain for p in pieces[i + 1:stop]) + ("" if later else r"\Z")
         # named groups: back-references by number stop at 99
-        parts.append(r"(?=(?P<_p%d>%s)(?P<_v%d>%s)%s%s)(?P=_p%d)(?P=_v%d)%s" % (
-            i, piece.pad, i, piece.value, piece.trail, follow, i, i, piece.trail))
-        ngroups += 2
+        pad = ""
+        if piece.pad:
+            pad = "(?P<_p%d>%s)" % (i, piece.pad)
+            ngroups += 1
+        ngroups += 1
         groups.append(ngroups)
+        later = [j for j in ambiguous if j > i]
+        if not later:
+            # the last one: its look-ahead reads (and captures) the rest
+            rest = pieces[i + 1:]
+            for p in rest:
+                if p.captures:
+                    ngroups += 1
+                groups.append(ngroups if p.captures else None)
+            parts.append(r"(?=%s(?P<_v%d>%s)%s%s\Z)" % (
+                pad, i, piece.value, piece.trail, "".join(p.text for p in rest)))
+            return "".join(parts), groups
+        follow = "".join(p.plain for p in pieces[i + 1:later[0]])
+        parts.append(r"(?=%s(?P<_v%d>%s)%s%s)%s(?P=_v%d)%s" % (
+            pad, i, piece.value, piece.trail, follow, "(?P=_p%d)" % i if pad else "", i,
+            piece.trail))
     parts.append(r"\Z")
     return "".join(parts), groups
 

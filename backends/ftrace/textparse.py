@@ -29,19 +29,20 @@ import re
 from .plan import Lost, RawEvent
 from .printfmt import PrintFmtError, compile_print_fmt
 
-# The header up to "TIMESTAMP: ", matched from the first non-blank character
-# (header_at).  The comm is lazy so the PID is the first "-digits" that is
-# followed by the rest of a valid header; a comm holding "-digits" (e.g.
-# "foo-12") makes the first try fail and the regex moves on.  Every part is
-# bounded and the match never looks past HEADER_CHARS, so a line costs the
-# same small work however long it is (an unbounded lazy comm after leading
-# blanks was quadratic in the line's length).  Numbers are bounded by what
-# the kernel prints: pid_t and CPU numbers fit 10 digits, u64 seconds 20.
+# The header up to "TIMESTAMP: ".  The comm is lazy so the PID is the first
+# "-digits" that is followed by the rest of a valid header; a comm holding
+# "-digits" (e.g. "foo-12") makes the first try fail and the regex moves on.
+# Every part is bounded, the leading blanks are taken whole (a shorter run
+# would leave a blank for the comm: (?!\s) fails it at once) and the match
+# never looks past HEADER_CHARS, so a line costs the same small work however
+# long it is (blanks shared by \s* and an unbounded lazy comm made it
+# quadratic in the line's length).  Numbers are bounded by what the kernel
+# prints: pid_t and CPU numbers fit 10 digits, u64 seconds 20.
 # Groups: comm, tid, tgid, cpu, flags, seconds, fraction.
 MAX_COMM_CHARS = 64            # TASK_COMM_LEN is 16; room for odd encodings
-HEADER_CHARS = 256             # comm, pid, tgid, cpu, flags and time with padding
+HEADER_CHARS = 256             # comm padded to 16, pid, tgid, cpu, flags, time
 _HEADER = re.compile(
-    r"(.{0,%d}?)-(\d{1,10})\s+" % MAX_COMM_CHARS +
+    r"\s*(?!\s)(.{0,%d}?)-(\d{1,10})\s+" % MAX_COMM_CHARS +
     r"(?:\(\s*(\d{1,10}|-+)\)\s+)?"          # options/record-tgid
     r"\[(\d{1,10})\]\s+"
     # Since Linux commit 54357f0c9149 ("tracing: Add migrate-disabled counter
@@ -49,12 +50,6 @@ _HEADER = re.compile(
     # in 3.2-era kernels or with options/irq-info off.
     r"(?:([^\s:\[\]()]{4,5})\s+)?"
     r"(\d{1,20})(?:\.(\d{1,20}))?: ")
-
-
-def header_at(line):
-    """The header match of a trace line, or None."""
-    start = len(line) - len(line.lstrip())
-    return _HEADER.match(line, start, start + HEADER_CHARS)
 
 
 # "EVENT: payload" as trace_output prints it for every event with a format.
@@ -163,7 +158,7 @@ def parse_line(line):
     line = _as_text(line).rstrip("\r\n")
     if not line or line.lstrip().startswith("#"):
         return None
-    m = header_at(line)
+    m = _HEADER.match(line, 0, HEADER_CHARS)
     if m is None:
         if "LOST" in line:
             return parse_lost(line)
@@ -239,7 +234,7 @@ class TextDecoder(object):
         self.undecodable).  Never raises."""
         if type(line) is not str:
             line = _as_text(line)
-        m = header_at(line)
+        m = _HEADER.match(line, 0, HEADER_CHARS)
         if m is None:
             return self._not_an_event(line)
         rest = line[m.end():].rstrip("\r\n")
