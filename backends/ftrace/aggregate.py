@@ -38,10 +38,11 @@ from .tasks import TaskInfo
 
 # Pair starts kept while waiting for their end; beyond this the oldest are
 # dropped (counted in dropped_starts, reported as Report.dropped_starts): an
-# end that never comes must not grow memory forever.  A million covers every
-# thread of the largest pid_max default and any block layer's requests in
-# flight; it costs about 150 MB (a key tuple, a time stamp and the table's
-# share per start).
+# end that never comes must not grow memory forever.  A million is more
+# than any block layer's requests in flight and a quarter of the largest
+# pid_max (a thread has one system call in flight); at the cap a start costs
+# about 370 bytes (its key tuple, time stamp, carried comm and pid and the
+# table's share: bench/input_bounds.py, starts-2m), some 370 MB in all.
 DEFAULT_MAX_PENDING = 1000000
 
 
