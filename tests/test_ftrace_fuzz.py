@@ -233,3 +233,22 @@ def test_decoding_the_longest_line_is_linear_work(parts):
             for d in ALL_DECODERS:
                 r = d.decode(payload)
                 assert r is None or isinstance(r, dict)
+
+
+@TIME_FUZZ
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([4096, 64 * 1024, 1 << 20]),
+       st.integers(0, 0xffffffff))
+def test_decoding_the_largest_page_is_linear_work(seed, size, word):
+    """A sub-buffer as large as buffer_subbuf_size_kb allows (1 MB), of
+    random words or one word repeated, its commit claiming all of it."""
+    import random
+    if seed % 2:
+        body = random.Random(seed).getrandbits(8 * size).to_bytes(size, "little")
+    else:
+        body = struct.pack("<I", word) * (size // 4)
+    data = bytearray(16) + body
+    struct.pack_into("<Q", data, 8, len(body))
+    d = RawDecoder(HEADER_PAGE, HEADER_EVENT, BY_ID)
+    with alarm(20):
+        events, _lost = d.decode_page(bytes(data), 0)
+    assert isinstance(events, list)
