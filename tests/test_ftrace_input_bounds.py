@@ -262,3 +262,21 @@ def test_the_live_text_reader_skips_overlong_lines(tmp_path):
     finally:
         r.close()
     assert lines == ["first", "second"] and r.splitter.overlong == 1
+
+
+def test_the_command_line_says_how_many_lines_it_could_not_decode(tmp_path):
+    """One line on stderr at the end; the output still parses."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import clirun
+    path = tmp_path / "damaged.trace"
+    path.write_bytes((ISSUE % (1, 0, 8)).encode() + b"x" * (MAX_LINE_BYTES + 1) + b"\n"
+                     + (DONE % (1, 500, 8)).encode()
+                     + b"  dd-1 [001] ..... 1.000600: block_rq_issue: not a payload\n")
+    rc, out, err = clirun.run(["biolatency", "--input", str(path), "--json", "1"])
+    assert rc == 0, err
+    assert "kerntrace: warning: 2 lines of %s could not be decoded" % path in err
+    assert "Traceback" not in err
+    import json
+    objs = [json.loads(line) for line in out.splitlines()]
+    # the pair around the overlong line is still measured
+    assert sum(h["count"] for o in objs for h in o["histograms"]) == 1

@@ -81,10 +81,11 @@ class ReplaySession(Session):
 
     replay = True
 
-    def __init__(self, measurement, plan, path):
+    def __init__(self, measurement, plan, path, stderr=None):
         self.measurement = measurement
         self.plan = plan
         self.path = path
+        self.stderr = stderr           # where the end-of-file notice goes, if anywhere
         self.exhausted = False         # the whole file has been processed
         self.undecodable = 0           # lines of our events whose payload did not decode
         self.formats = {}              # (system, event) -> EventFormat used
@@ -187,6 +188,12 @@ class ReplaySession(Session):
                 self.aggregator.feed_lost(r.count)
         self.undecodable = decoder.undecodable + splitter.overlong
         self.exhausted = True
+        if self.undecodable and self.stderr is not None:
+            # lines that looked like ours but were not: a damaged or foreign
+            # file should not look like a quiet one
+            self.stderr.write("kerntrace: warning: %d lines of %s could not be decoded (a payload "
+                              "in no known format, or a line longer than the kernel prints)\n"
+                              % (self.undecodable, self.path))
 
     def wait(self, timeout):
         """Nothing to wait for: collect() reads the file up to the next
