@@ -14,6 +14,7 @@ import textwrap
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ftrace.aggregate import DEFAULT_MAX_PENDING, Aggregator
@@ -127,6 +128,27 @@ def test_overlong_lines_are_counted_and_skipped_whatever_the_chunking():
         lines += s.finish()
         assert lines == [b"a", b"bb", b"z" * 10, b"cc"], chunk
         assert s.overlong == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200).map(lambda b: b.replace(b"x", b"\n")),
+       st.lists(st.integers(1, 40), min_size=1, max_size=20))
+def test_the_splitter_keeps_every_line_the_kernel_could_print(data, cuts):
+    """Whatever the chunking: the lines of at most max_line bytes, in order;
+    the longer ones counted."""
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    s = LineSplitter(max_line=16)
+    got, i, k = [], 0, 0
+    while i < len(data):
+        n = cuts[k % len(cuts)]
+        got += s.feed(data[i:i + n])
+        i += n
+        k += 1
+    got += s.finish()
+    assert got == [line for line in lines if len(line) <= 16]
+    assert s.overlong == sum(len(line) > 16 for line in lines)
 
 
 def test_the_kernel_bound_is_at_least_a_page_of_every_architecture():

@@ -29,38 +29,43 @@ class LineSplitter(object):
     def __init__(self, max_line=MAX_LINE_BYTES):
         self.max_line = max_line
         self.overlong = 0
-        self._partial = b""
+        self._parts = []            # the unfinished line, in the pieces it came in
+        self._size = 0
         self._skipping = False      # inside an overlong line: drop up to its newline
 
     def feed(self, data):
         lines = data.split(b"\n")
         tail = lines.pop()
         if lines:
-            first = self._partial + lines[0]
-            self._partial = b""
+            # the first piece ends the line begun in earlier chunks
             if self._skipping:
                 self._skipping = False
-                lines = lines[1:]
-            else:
-                lines[0] = first
+                del lines[0]
+            elif self._parts:
+                self._parts.append(lines[0])
+                lines[0] = b"".join(self._parts)
+            self._parts = []
+            self._size = 0
             long_ones = [i for i, line in enumerate(lines) if len(line) > self.max_line]
-            if long_ones:
-                self.overlong += len(long_ones)
-                for i in reversed(long_ones):
-                    del lines[i]
-        if self._skipping:
-            return lines
-        if len(self._partial) + len(tail) > self.max_line:
-            self.overlong += 1
-            self._partial = b""
-            self._skipping = True
-        else:
-            self._partial += tail
+            for i in reversed(long_ones):
+                del lines[i]
+            self.overlong += len(long_ones)
+        if not self._skipping and tail:
+            self._size += len(tail)
+            if self._size > self.max_line:
+                self.overlong += 1
+                self._parts = []
+                self._size = 0
+                self._skipping = True
+            else:
+                self._parts.append(tail)
         return lines
 
     def finish(self):
         """The unterminated last line (a file need not end in a newline)."""
-        tail, self._partial = self._partial, b""
+        tail = b"".join(self._parts)
+        self._parts = []
+        self._size = 0
         self._skipping = False
         return [tail] if tail else []
 
