@@ -120,9 +120,9 @@ class Report(object):
                or lost (pairs only; not the ends of starts filtered out)
     dropped_starts
                pair starts given up because the backend's table of starts
-               waiting for their end was full (the ftrace backend drops the
-               oldest, an eBPF map refuses the newest); their ends, if they
-               come, count as unmatched
+               waiting for their end was full (a backend drops the oldest or
+               refuses the newest); their ends, if they come, count as
+               unmatched
     start/end  wall-clock time.time() of the interval
     """
 

@@ -9,7 +9,8 @@
     wait(t)     poll the buffer (records) or sleep
     collect()   Report for the interval: maps read-and-cleared (maps.py), the
                 pair start map left alone (in-flight starts survive), lost
-                and unmatched counts as deltas of never-cleared counters
+                unmatched and dropped-start counts as deltas of never-cleared
+                counters
     close()     detach everything, free maps and programs (bcc's cleanup),
                 remove any tracefs probe definitions bcc left; idempotent,
                 safe after a partial start
