@@ -8,7 +8,7 @@
                 perf/ring buffer for records
     wait(t)     poll the buffer (records) or sleep
     collect()   Report for the interval: maps read-and-cleared (maps.py), the
-                pair start map left alone (in-flight starts survive), lost
+                pair start map left alone (in-flight starts survive), lost,
                 unmatched and dropped-start counts as deltas of never-cleared
                 counters
     close()     detach everything, free maps and programs (bcc's cleanup),
