@@ -28,7 +28,8 @@ from kerntrace.core.model import (LATENCY, POW2_MS, STR, Event, Field, Histogram
                                   Pair, Schedule, Tracepoint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ERA_FORMATS = {key: known_formats.event_format("6.18", *key) for key in known_formats.FORMATS["6.18"]}
+ERA_FORMATS = {key: known_formats.event_format("6.18", *key)
+               for key in known_formats.FORMATS["6.18"]}
 ISSUE = ("          dd-4011    [001] ..... %d.%06d: block_rq_issue: "
          "254,0 W 4096 () %d + 8 be,0,4 [dd]\n")
 DONE = ("      <idle>-0       [001] ..s1. %d.%06d: block_rq_complete: "
@@ -86,7 +87,8 @@ def test_a_megabyte_line_is_not_a_header_in_bounded_time(line):
 
 
 def test_blanks_before_a_real_header_still_parse():
-    line = " " * 100 + "dd-4011 [001] ..... 5.000001: block_rq_issue: 254,0 W 4096 () 8 + 8 be,0,4 [dd]"
+    line = (" " * 100 + "dd-4011 [001] ..... 5.000001: block_rq_issue: "
+            "254,0 W 4096 () 8 + 8 be,0,4 [dd]")
     tl = parse_line(line)
     assert (tl.comm, tl.tid, tl.cpu, tl.ts_ns) == ("dd", 4011, 1, 5000001000)
 
