@@ -118,16 +118,23 @@ class Report(object):
     lost       events the kernel reported lost in this interval
     unmatched  end events seen without their start: started before tracing
                or lost (pairs only; not the ends of starts filtered out)
+    dropped_starts
+               pair starts given up because the backend's table of starts
+               waiting for their end was full (a backend drops the oldest or
+               refuses the newest); their ends, if they come, count as
+               unmatched
     start/end  wall-clock time.time() of the interval
     """
 
-    __slots__ = ("tool", "backend", "seq", "start", "end", "data", "lost", "unmatched")
+    __slots__ = ("tool", "backend", "seq", "start", "end", "data", "lost", "unmatched",
+                 "dropped_starts")
 
     def __init__(self, data, lost=0, unmatched=0, tool=None, backend=None, seq=0,
-                 start=None, end=None):
+                 start=None, end=None, dropped_starts=0):
         self.data = data
         self.lost = int(lost)
         self.unmatched = int(unmatched)
+        self.dropped_starts = int(dropped_starts)
         self.tool = tool
         self.backend = backend
         self.seq = seq
@@ -135,8 +142,9 @@ class Report(object):
         self.end = end
 
     def __repr__(self):
-        return "Report(%s/%s #%d lost=%d unmatched=%d %r)" % (
-            self.tool, self.backend, self.seq, self.lost, self.unmatched, self.data)
+        return "Report(%s/%s #%d lost=%d unmatched=%d dropped_starts=%d %r)" % (
+            self.tool, self.backend, self.seq, self.lost, self.unmatched, self.dropped_starts,
+            self.data)
 
 
 RESULT_TYPES = (HistogramSet, CountSet, list)

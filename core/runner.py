@@ -189,7 +189,8 @@ class _Reporter(object):
         report.end = time.time()
         self.last_wall = report.end
         self.seq += 1
-        if final and isinstance(report.data, list) and not report.data and not report.lost:
+        if (final and isinstance(report.data, list) and not report.data and not report.lost
+                and not report.dropped_starts):
             return report
         self.printer.report(report, self.ctx)
         try:

@@ -776,7 +776,8 @@ int main(void)
         kt_test_now = ts;
         CALLS
     }
-    printf("S %llu %llu %d\n", kt_stats_v[0], kt_stats_v[1], kt_start.count());
+    printf("S %llu %llu %llu %d\n", kt_stats_v[0], kt_stats_v[1], kt_stats_v[2],
+           kt_start.count());
     return 0;
 }
 """.replace("CALLS", "\n        ".join(calls))
@@ -788,7 +789,7 @@ int main(void)
         if w == "R":
             records.append(prog.record_layout.decode(bytes.fromhex(words[i + 1])))
         elif w == "S":
-            stats = tuple(int(x) for x in words[i + 1:i + 4])
+            stats = tuple(int(x) for x in words[i + 1:i + 5])
     return records, stats
 
 
@@ -828,8 +829,23 @@ def test_queued_pair_semantics_run_in_c(tmp_path):
                    ("kworker", 4000, 16, 8192, 0, 700),
                    ("dd", 4000, 24, 4096, 0, 900),
                    ("dd", 4000, 32, 4096, 4000, 1000)]
-    unmatched, lost, left = stats
-    assert (unmatched, lost, left) == (1, 0, 1)
+    unmatched, lost, dropped_starts, left = stats
+    assert (unmatched, lost, dropped_starts, left) == (1, 0, 0, 1)
+
+
+@needs_cc
+def test_a_full_start_map_counts_dropped_starts_in_c(tmp_path):
+    """More starts in flight than the start map holds (the harness's map
+    has 64 slots): the ones it refuses are counted as dropped starts, as
+    the ftrace backend counts its, and their ends as unmatched."""
+    m = queued_block(Records(fields=QUEUE_FIELDS))
+    prog = codegen.generate(m, make_plan(m))
+    script = ["insert %d %d %d dd W 4096" % (1000 + i, DEV, 8 * i) for i in range(70)]
+    script.append("done 9000 %d %d irq W 0" % (DEV, 8 * 69))      # a refused start's end
+    script.append("done 9001 %d %d irq W 0" % (DEV, 0))           # a kept one's
+    records, stats = run_program(tmp_path, m, prog, script)
+    assert [r["sector"] for r in records] == [0]
+    assert stats == (1, 0, 6, 63)
 
 
 # ---------------------------------------------------------------------------

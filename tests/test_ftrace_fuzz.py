@@ -1,6 +1,9 @@
-"""The decoders never crash, whatever the kernel (or a file) hands them."""
+"""The decoders never crash, whatever the kernel (or a file) hands them, and
+decode the longest line the kernel prints in work linear in its length."""
 
+import signal
 import struct
+from contextlib import contextmanager
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -8,6 +11,7 @@ from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ftrace.plan import Lost, RawEvent
 from kerntrace.backends.ftrace.printfmt import PrintFmtError, compile_print_fmt
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
+from kerntrace.backends.ftrace.textlines import MAX_LINE_BYTES
 from kerntrace.backends.ftrace.textparse import TextDecoder, TraceLine, parse_line
 from kerntrace.core.tracefs import parse_format
 
@@ -157,3 +161,94 @@ def test_decode_page_structured_garbage(data):
                                       lambda ts, cpu, v: got.append(v)) for f in BY_ID.values()})
     n, _ = d.decode_page_into(data, 0, binding)
     assert n == len(got) == len(events)
+
+
+# -- time: a line as long as the kernel can print costs work linear in it ----------
+# Every era's decoders, not only the newest: their print fmts differ.
+ALL_DECODERS = [compile_print_fmt(known_formats.event_format(era, *key))
+                for era in sorted(known_formats.FORMATS) for key in known_formats.FORMATS[era]]
+# Pieces of headers and payloads whose repetition makes a backtracking
+# matcher try every split of the line.
+PIECES = st.sampled_from([" ", "  ", "-", "-1", "-12 ", "[0]", "[000] ", "(", ")", "( 1) ",
+                          "() ", ".....", "1.5: ", ": ", "block_rq_issue: ", "254,0 ", "W ",
+                          "+ ", "8 ", "[", "]", ",", ",0,", "be,0,4 ", "sys_openat(", " -> ",
+                          "0x", "0xff", "filename=", " pid=", " old_pid=", "9", "\t", "CPU:1 ",
+                          "[LOST ", " EVENTS]"])
+TIME_FUZZ = settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@contextmanager
+def alarm(seconds):
+    """Fail, not hang: the generous bound a linear decoder meets a hundred
+    times over, and a quadratic one (82 s for 100 KB) misses by far."""
+    def expired(_sig, _frame):
+        raise AssertionError("decoding still running after %d s" % seconds)
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _slice(text, ij):
+    i, j = sorted(ij)
+    return text[i:j]
+
+
+# a payload's first part, and a part of one to repeat: the shapes that make
+# a backtracking payload matcher try every split
+PAYLOAD_HEADS = st.tuples(PAYLOADS, st.integers(0, 80)).map(lambda t: t[0][:t[1]])
+PAYLOAD_PARTS = PAYLOADS.flatmap(lambda p: st.tuples(st.integers(0, len(p)), st.integers(0, len(p)))
+                                 .map(lambda ij: _slice(p, ij)))
+
+
+@st.composite
+def longest_lines(draw):
+    """A header (or none), the start of a payload, one short unit repeated
+    to the longest line the kernel prints, and a tail."""
+    head = draw(st.one_of(st.just(""), HEADS, st.tuples(HEADS, EVENTS).map("".join)))
+    start = draw(st.one_of(st.just(""), PAYLOAD_HEADS))
+    unit = draw(st.one_of(
+        PAYLOAD_PARTS,
+        st.lists(st.one_of(PIECES, st.text(min_size=1, max_size=2)),
+                 min_size=1, max_size=6).map("".join)).filter(len))
+    tail = draw(st.one_of(st.just(""), PAYLOADS, st.text(max_size=8)))
+    body = unit * ((MAX_LINE_BYTES - len(head) - len(start) - len(tail)) // len(unit))
+    return head, start + body, tail
+
+
+@TIME_FUZZ
+@given(longest_lines())
+def test_decoding_the_longest_line_is_linear_work(parts):
+    head, body, tail = parts
+    line = head + body + tail
+    with alarm(20):
+        _check_line_result(parse_line(line))
+        for dec in (TextDecoder(ERA_FORMATS), TextDecoder({}, candidates=CANDIDATES)):
+            dec.decode(line)
+        for payload in (body + tail, body):
+            for d in ALL_DECODERS:
+                r = d.decode(payload)
+                assert r is None or isinstance(r, dict)
+
+
+@TIME_FUZZ
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([4096, 64 * 1024, 1 << 20]),
+       st.integers(0, 0xffffffff))
+def test_decoding_the_largest_page_is_linear_work(seed, size, word):
+    """A sub-buffer as large as buffer_subbuf_size_kb allows (1 MB), of
+    random words or one word repeated, its commit claiming all of it."""
+    import random
+    if seed % 2:
+        body = random.Random(seed).getrandbits(8 * size).to_bytes(size, "little")
+    else:
+        body = struct.pack("<I", word) * (size // 4)
+    data = bytearray(16) + body
+    struct.pack_into("<Q", data, 8, len(body))
+    d = RawDecoder(HEADER_PAGE, HEADER_EVENT, BY_ID)
+    with alarm(20):
+        events, _lost = d.decode_page(bytes(data), 0)
+    assert isinstance(events, list)

@@ -14,7 +14,7 @@ from kerntrace.core.output.jsonlines import JsonLinesPrinter
 from kerntrace.core.results import CountSet, Histogram, HistogramSet, Record, Report
 
 COMMON = {"tool", "backend", "host", "kernel", "type"}
-INTERVAL = {"seq", "interval_start", "interval_end", "lost", "unmatched"}
+INTERVAL = {"seq", "interval_start", "interval_end", "lost", "unmatched", "dropped_starts"}
 
 
 class FlushCountingStream(io.StringIO):
@@ -129,6 +129,13 @@ def test_events_then_lost_object_with_odd_values():
     assert lost["type"] == "lost" and lost["lost"] == 4 and lost["seq"] == 1
     assert lost["interval_start"] == 1.0 and lost["tool"] == "opensnoop"
     assert "4 events lost" in err
+
+
+def test_dropped_starts_make_a_lost_object_and_a_warning():
+    objs, err = emit([Report([], dropped_starts=3, seq=2, tool="biosnoop")])
+    (obj,) = objs
+    assert obj["type"] == "lost" and (obj["lost"], obj["dropped_starts"]) == (0, 3)
+    assert "3 starts dropped" in err
 
 
 def test_output_is_ascii_whatever_the_values():

@@ -74,6 +74,18 @@ def values(samples, name, **labels):
             if n == name and all(l.get(k) == x for k, x in labels.items())]
 
 
+def test_dropped_starts_are_a_cumulative_counter():
+    p = printer()
+    c = ctx()
+    p.start(c)
+    p.report(hreport({}, dropped_starts=2), c)
+    p.report(hreport({}, dropped_starts=5), c)
+    p.finish(c)
+    samples, meta = parse(expositions(p.out.getvalue())[-1])
+    assert values(samples, "kerntrace_biolatency_dropped_starts_total")[0][1] == "7"
+    assert meta[("TYPE", "kerntrace_biolatency_dropped_starts_total")] == "counter"
+
+
 def test_histograms_are_cumulative_across_intervals():
     p = printer()
     c = ctx({"disk": {253: "vda", 8: "sda"}.get})

@@ -103,6 +103,12 @@ def test_event_table_lost_events_warn_on_stderr():
     assert out == "PID\n" and "12 events lost" in err
 
 
+def test_dropped_starts_warn_on_stderr_not_stdout():
+    printer = EventTablePrinter(*streams(), [Column("PID", "pid", 6)])
+    out, err = run(printer, [Report([], dropped_starts=7)])
+    assert out == "PID\n" and "7 starts dropped" in err and "lost" not in err
+
+
 def test_bad_alignment_is_rejected():
     with pytest.raises(ValueError):
         Column("X", "x", 3, align="^")

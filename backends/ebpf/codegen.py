@@ -57,6 +57,8 @@ COMM_LEN = 16          # TASK_COMM_LEN
 # Indexes of the per-CPU stats array.
 STAT_UNMATCHED = 0     # pair ends without their start
 STAT_LOST = 1          # events dropped in the kernel: full map, ring buffer full
+STAT_DROPPED_STARTS = 2  # pair starts the full start map refused
+STATS = 3
 
 START_MAP = "kt_start"
 HIST_MAP = "kt_hist"
@@ -408,8 +410,9 @@ class _Gen(object):
         a = self.agg
         self.decls.append("#define KT_UNMATCHED %d   /* pair ends without their start */\n"
                           "#define KT_LOST %d        /* events dropped: map or buffer full */\n"
-                          "BPF_PERCPU_ARRAY(%s, u64, 2);"
-                          % (STAT_UNMATCHED, STAT_LOST, STATS_MAP))
+                          "#define KT_DROPPED_STARTS %d  /* pair starts: start map full */\n"
+                          "BPF_PERCPU_ARRAY(%s, u64, %d);"
+                          % (STAT_UNMATCHED, STAT_LOST, STAT_DROPPED_STARTS, STATS_MAP, STATS))
         key_layout = value_layout = record_layout = None
         if a.kind == "histogram":
             members = [self._output_member(k) for k in a.keys]
@@ -589,8 +592,10 @@ class _Gen(object):
                      "        return 0;",
                      "    }",
                      "}"]
+        # a full start map refuses a new key: the start is dropped, counted
+        # as the ftrace backend counts the starts it drops
         body += ["if (%s.update(&kt_k, sv) != 0)" % START_MAP,
-                 "    kt_stat(KT_LOST);"]
+                 "    kt_stat(KT_DROPPED_STARTS);"]
 
     def _mark_body(self, body, pe, flayout, deferred_expr, lazy):
         self._pair_key(body, pe, flayout)

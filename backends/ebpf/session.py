@@ -8,8 +8,9 @@
                 perf/ring buffer for records
     wait(t)     poll the buffer (records) or sleep
     collect()   Report for the interval: maps read-and-cleared (maps.py), the
-                pair start map left alone (in-flight starts survive), lost
-                and unmatched counts as deltas of never-cleared counters
+                pair start map left alone (in-flight starts survive), lost,
+                unmatched and dropped-start counts as deltas of never-cleared
+                counters
     close()     detach everything, free maps and programs (bcc's cleanup),
                 remove any tracefs probe definitions bcc left; idempotent,
                 safe after a partial start
@@ -43,7 +44,7 @@ class EbpfSession(Session):
         self._drainers = {}
         self._records = []
         self._perf_lost = 0
-        self._stats_seen = [0, 0]
+        self._stats_seen = [0, 0, 0]
         self._deferred = None
         self._buffer = None
         self._probe_names = []
@@ -207,13 +208,13 @@ class EbpfSession(Session):
             raise KerntraceError("ebpf: reading map %s: %s" % (name, e))
 
     def _stats(self):
-        """(unmatched, lost) since the last call.  The kernel counters are
-        never cleared: deltas of monotonic counters cannot race."""
+        """(unmatched, lost, dropped starts) since the last call.  The kernel
+        counters are never cleared: deltas of monotonic counters cannot race."""
         table = self._table(codegen.STATS_MAP)
         now = []
-        for i in (codegen.STAT_UNMATCHED, codegen.STAT_LOST):
+        for i in (codegen.STAT_UNMATCHED, codegen.STAT_LOST, codegen.STAT_DROPPED_STARTS):
             now.append(sum(int(getattr(v, "value", v)) for v in table.getvalue(table.Key(i))))
-        delta = [now[0] - self._stats_seen[0], now[1] - self._stats_seen[1]]
+        delta = [n - seen for n, seen in zip(now, self._stats_seen)]
         self._stats_seen = now
         return delta
 
@@ -231,10 +232,11 @@ class EbpfSession(Session):
             else:
                 self._bpf.perf_buffer_consume()
             data, self._records = self._records, []
-        unmatched, lost = self._stats()
+        unmatched, lost, dropped_starts = self._stats()
         lost += self._perf_lost
         self._perf_lost = 0
-        report = results.Report(data, lost=lost, unmatched=unmatched)
+        report = results.Report(data, lost=lost, unmatched=unmatched,
+                                dropped_starts=dropped_starts)
         self._raise_deferred()
         return report
 

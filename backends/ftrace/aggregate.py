@@ -27,6 +27,7 @@ Two ways in:
 
 import operator
 import re
+from collections import OrderedDict
 
 from kerntrace.core.buckets import NS_PER_MS
 from kerntrace.core.model import EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED
@@ -36,7 +37,12 @@ from kerntrace.core.results import (CountSet, Histogram as HistogramResult, Hist
 from .tasks import TaskInfo
 
 # Pair starts kept while waiting for their end; beyond this the oldest are
-# dropped (and counted): an end that never comes must not grow memory forever.
+# dropped (counted in dropped_starts, reported as Report.dropped_starts): an
+# end that never comes must not grow memory forever.  A million is more
+# than any block layer's requests in flight and a quarter of the largest
+# pid_max (a thread has one system call in flight); at the cap a start costs
+# about 370 bytes (its key tuple, time stamp, carried comm and pid and the
+# table's share: bench/input_bounds.py, starts-2m), some 370 MB in all.
 DEFAULT_MAX_PENDING = 1000000
 
 
@@ -271,7 +277,10 @@ class Aggregator(object):
         self.counters = Counters()
         self.last = Counters()
         self.totals = Counters()
-        self._pending = {}
+        # insertion order = age: the oldest start is dropped first, in O(1)
+        # (a dict's first key is found by skipping the slots of deleted
+        # ones, so dropping from the front of a dict is quadratic)
+        self._pending = OrderedDict()
         self._hists = {}
         self._counts = {}
         self._records = []
@@ -591,12 +600,9 @@ class Aggregator(object):
         extra = len(self._pending) - self.max_pending
         if extra <= 0:
             return
-        # dicts iterate in insertion order (CPython 3.6, the language from
-        # 3.7): the first keys are the oldest starts
-        it = iter(self._pending)
-        victims = [next(it) for _ in range(extra)]
-        for k in victims:
-            del self._pending[k]
+        popitem = self._pending.popitem
+        for _ in range(extra):
+            popitem(last=False)
         self.counters.dropped_starts += extra
 
     @property
@@ -621,7 +627,8 @@ class Aggregator(object):
             data = list(self._records)
             del self._records[:]
         c = self.counters
-        report = Report(data, lost=c.lost, unmatched=c.unmatched)
+        report = Report(data, lost=c.lost, unmatched=c.unmatched,
+                        dropped_starts=c.dropped_starts)
         self.last = Counters()
         self.last.add(c)
         self.totals.add(c)

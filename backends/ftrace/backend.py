@@ -262,7 +262,8 @@ class FtraceBackend(Backend):
         input_file = getattr(options, "input_file", None)
         if input_file:
             from .replay import ReplaySession, replay_plan
-            return ReplaySession(measurement, replay_plan(measurement), input_file)
+            return ReplaySession(measurement, replay_plan(measurement), input_file,
+                                 stderr=getattr(options, "stderr", None))
         from .session import LiveSession
         plan = verdict.plan
         root = self._tracefs_root

@@ -40,6 +40,12 @@ _MINOR = re.compile(r"^\(*\s*REC->([A-Za-z_][A-Za-z0-9_]*)\s*\)*\s*&\s*"
                     r"\(\s*\(\s*1U?L*\s*<<\s*20\s*\)\s*-\s*1\s*\)$")
 
 MINORBITS = 20
+# The longest number text the kernel prints for a field of at most 64 bits:
+# 22 octal digits (decimal needs 20 and a sign, hex 16).  A longer digit run
+# is no value the kernel printed: the payload does not decode, the same on
+# every Python (3.11+ int() refuses over 4300 digits, older ones convert
+# slowly) and in time bounded by the payload's length.
+MAX_NUMBER_CHARS = 23
 
 
 class PrintFmtError(ValueError):
@@ -191,35 +197,111 @@ def _int_converter(base, field, conv):
     return convert
 
 
-def _conversion_regex(flags, width, prec, conv, has_0x):
-    core = _conversion_core(width, prec, conv, has_0x)
-    if width and "-" in flags:
-        # left-justified: the padding follows the value
-        core += r"\s*"
-    return core
+class _Piece(object):
+    """The regex of one part of a print fmt: a literal, or a conversion.
+
+    `text` is the regex, its group (if any) capturing; `plain` the same
+    without capturing groups (to repeat it inside a look-ahead).  An
+    ambiguous piece (a %s string or %p symbol, which may hold the text that
+    follows it) has `value`, the regex of its own text, and `pad`, the
+    blanks its width allows before it (`trail` after, left-justified)."""
+
+    def __init__(self, text="", plain=None, value=None, pad="", trail="", captures=True):
+        self.text = text
+        self.plain = text if plain is None else plain
+        self.value = value
+        self.pad = pad
+        self.trail = trail
+        self.captures = captures and value is None     # one group, in `text`
 
 
-def _conversion_core(width, prec, conv, has_0x):
-    pad = r"\s*" if width else ""
+def _literal(text):
+    return _Piece(re.escape(text), captures=False)
+
+
+def _pad(width):
+    """Blanks a width pads with: at most the width (a value is never
+    shorter than nothing), unbounded for a '*' width."""
+    if not width:
+        return ""
+    if width == "*":
+        return r"\s*"
+    return r"\s{0,%d}" % int(width)
+
+
+def _conversion_piece(flags, width, prec, conv, has_0x):
+    pad = _pad(width)
+    trail = pad if width and "-" in flags else ""  # left-justified: padding after
     if conv in "di":
-        return pad + r"([-+]?\d+)"
-    if conv == "u":
-        return pad + r"(\d+)"
-    if conv == "o":
-        return pad + r"([0-7]+)"
-    if conv in "xX":
+        core = r"[-+]?\d+"
+    elif conv == "u":
+        core = r"\d+"
+    elif conv == "o":
+        core = r"[0-7]+"
+    elif conv in "xX":
         # The "0x" is optional: syscall events do not print through their
         # print fmt ("0x%08lx"): bare hex before, and since "tracing: Have
         # syscall trace events show "0x" for values greater than 10" (v6.18)
         # "0x" only from 10 up; kprobe/uprobe output adds one to %lx.
-        return ("" if has_0x else pad + r"(?:0[xX])?") + r"([0-9a-fA-F]+)"
-    if conv == "c":
-        return r"(.)"
-    if conv == "s":
-        if prec and prec != "*":
-            return pad + r"(.{0,%d}?)" % int(prec)
-        return pad + r"(.*?)"
-    raise PrintFmtError("conversion %%%s" % conv)
+        lead = "" if has_0x else pad + r"(?:0[xX])?"
+        return _Piece(lead + r"([0-9a-fA-F]+)" + trail, lead + r"[0-9a-fA-F]+" + trail)
+    elif conv == "c":
+        return _Piece(r"(.)" + trail, r"." + trail)
+    elif conv == "s":
+        value = r".{0,%d}?" % int(prec) if prec and prec != "*" else r".*?"
+        return _Piece(value=value, pad=pad, trail=trail)
+    else:
+        raise PrintFmtError("conversion %%%s" % conv)
+    return _Piece(pad + "(" + core + ")" + trail, pad + core + trail)
+
+
+def _assemble(pieces):
+    """The pieces -> (regex text, group number of each conversion's value).
+
+    A %s string may contain the text that follows it, so a plain lazy
+    group per string backtracks over every split of the payload: with
+    three strings (block_rq_issue) the work grew with the cube of the
+    payload's length.  Each ambiguous piece is matched once instead, in a
+    look-ahead (atomic in Python's re) that takes the shortest value
+    followed by everything up to the next ambiguous piece (or the end of
+    the payload), then consumed by back-reference: a payload costs work
+    linear in its length, and a string is cut at the first place the rest
+    of the line fits, as the kernel's separators are meant to be read."""
+    parts = []
+    groups = []
+    ngroups = 0
+    ambiguous = [i for i, p in enumerate(pieces) if p.value is not None]
+    for i, piece in enumerate(pieces):
+        if piece.value is None:
+            parts.append(piece.text)
+            if piece.captures:
+                ngroups += 1
+            groups.append(ngroups if piece.captures else None)
+            continue
+        # named groups: back-references by number stop at 99
+        pad = ""
+        if piece.pad:
+            pad = "(?P<_p%d>%s)" % (i, piece.pad)
+            ngroups += 1
+        ngroups += 1
+        groups.append(ngroups)
+        later = [j for j in ambiguous if j > i]
+        if not later:
+            # the last one: its look-ahead reads (and captures) the rest
+            rest = pieces[i + 1:]
+            for p in rest:
+                if p.captures:
+                    ngroups += 1
+                groups.append(ngroups if p.captures else None)
+            parts.append(r"(?=%s(?P<_v%d>%s)%s%s\Z)" % (
+                pad, i, piece.value, piece.trail, "".join(p.text for p in rest)))
+            return "".join(parts), groups
+        follow = "".join(p.plain for p in pieces[i + 1:later[0]])
+        parts.append(r"(?=%s(?P<_v%d>%s)%s%s)%s(?P=_v%d)%s" % (
+            pad, i, piece.value, piece.trail, follow, "(?P=_p%d)" % i if pad else "", i,
+            piece.trail))
+    parts.append(r"\Z")
+    return "".join(parts), groups
 
 
 class PayloadDecoder(object):
@@ -230,33 +312,38 @@ class PayloadDecoder(object):
         self.format = event_format
         self.regex = regex
         self.pattern = pattern_text
-        # slots: one (kind, field name, converter) per regex group; only the
-        # assigned ones are read: their texts in one m.group() call, then
-        # the non-string ones converted
-        assigned = [(i + 1, name, conv) for i, (kind, name, conv) in enumerate(slots)
-                    if kind == "field"]
+        # slots: one (regex group, kind, field name, converter) per
+        # conversion; only the assigned ones are read: their texts in one
+        # m.group() call, then the non-string ones converted
+        assigned = [(g, name, conv) for g, kind, name, conv in slots if kind == "field"]
         self._groups = tuple(i for i, _n, _c in assigned) or (0,)
         self._names = tuple(name for _i, name, _c in assigned)
         if len(self._groups) == 1:
             self._groups = self._groups * 2         # m.group(i, i): always a tuple
         self._convert = tuple((name, conv) for _i, name, conv in assigned if conv is not str)
         halves = {}
-        for i, (kind, name, _conv) in enumerate(slots):
+        for g, kind, name, _conv in slots:
             if kind in ("major", "minor"):
-                halves.setdefault(name, {})[kind] = i + 1
+                halves.setdefault(name, {})[kind] = g
         self._devs = tuple((name, h["major"], h["minor"]) for name, h in halves.items()
                            if "major" in h and "minor" in h)
 
     def decode(self, payload):
-        m = self.regex.match(payload)
+        m = self.regex.match(payload.rstrip())
         if m is None:
             return None
         out = dict(zip(self._names, m.group(*self._groups)))
         try:
             for name, conv in self._convert:
-                out[name] = conv(out[name])
+                text = out[name]
+                if len(text) > MAX_NUMBER_CHARS:
+                    return None
+                out[name] = conv(text)
             for name, major, minor in self._devs:
-                out[name] = (int(m.group(major)) << MINORBITS) | int(m.group(minor))
+                major, minor = m.group(major, minor)
+                if len(major) > MAX_NUMBER_CHARS or len(minor) > MAX_NUMBER_CHARS:
+                    return None
+                out[name] = (int(major) << MINORBITS) | int(minor)
         except (ValueError, TypeError):
             return None
         return out
@@ -269,7 +356,7 @@ def compile_print_fmt(event_format):
     """EventFormat -> PayloadDecoder.  Raises PrintFmtError when the print
     fmt cannot be parsed at all."""
     fmt, args = split_print_fmt(event_format.print_fmt or '""')
-    parts = ["^"]
+    pieces = []
     slots = []
     argi = 0
     pos = 0
@@ -278,7 +365,7 @@ def compile_print_fmt(event_format):
         conv = m.group("conv")
         end = m.end()
         if conv == "%":
-            parts.append(re.escape(literal + "%"))
+            pieces.append(_literal(literal + "%"))
             pos = end
             continue
         if conv == "p":
@@ -286,9 +373,9 @@ def compile_print_fmt(event_format):
         has_0x = conv in "xX" and literal.endswith(("0x", "0X"))
         if has_0x:
             literal = literal[:-2]
-        parts.append(re.escape(literal))
+        pieces.append(_literal(literal))
         if has_0x:
-            parts.append(r"(?:0[xX])?")
+            pieces.append(_Piece(r"(?:0[xX])?", captures=False))
         pos = end
         # A '*' width or precision takes an argument of its own.
         argi += (m.group("width") == "*") + (m.group("prec") == "*")
@@ -298,11 +385,11 @@ def compile_print_fmt(event_format):
         expr = args[argi] if argi < len(args) else ""
         argi += 1
         if conv == "p":
-            parts.append(r"(\S+)" if end == m.end() else r"(.*?)")
-            slots.append(("ignore", None, None))
+            pieces.append(_Piece(r"(\S+)", r"\S+") if end == m.end() else _Piece(value=r".*?"))
+            slots.append((len(pieces) - 1, "ignore", None, None))
             continue
-        parts.append(_conversion_regex(m.group("flags"), m.group("width"), m.group("prec"),
-                                       conv, has_0x))
+        pieces.append(_conversion_piece(m.group("flags"), m.group("width"), m.group("prec"),
+                                        conv, has_0x))
         kind, name = classify_arg(expr)
         field = event_format.field(name) if name else None
         if kind == "field" and field is None:
@@ -319,12 +406,14 @@ def compile_print_fmt(event_format):
             else:
                 converter = _int_converter(16 if conv in "xX" else 8 if conv == "o" else 10,
                                            field, conv)
-        slots.append((kind, name, converter))
-    parts.append(re.escape(fmt[pos:]))
-    parts.append(r"\s*$")
-    pattern = "".join(parts)
+        slots.append((len(pieces) - 1, kind, name, converter))
+    # trailing blanks are not the format's: decode() strips them
+    pieces.append(_literal(fmt[pos:].rstrip()))
+    pattern, groups = _assemble(pieces)
     try:
         regex = re.compile(pattern, re.S)
     except re.error as e:
         raise PrintFmtError("cannot compile print fmt: %s" % e)
-    return PayloadDecoder(event_format, regex, slots, pattern)
+    return PayloadDecoder(event_format, regex,
+                          [(groups[i], kind, name, conv) for i, kind, name, conv in slots],
+                          pattern)

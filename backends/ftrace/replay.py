@@ -22,6 +22,7 @@ from . import known_formats
 from .aggregate import Aggregator
 from .plan import Lost, Plan, RawEvent, ResolvedEvent, field_source
 from .tasks import TaskInfo
+from .textlines import LineSplitter, file_lines
 from .textparse import TextDecoder
 
 
@@ -80,10 +81,11 @@ class ReplaySession(Session):
 
     replay = True
 
-    def __init__(self, measurement, plan, path):
+    def __init__(self, measurement, plan, path, stderr=None):
         self.measurement = measurement
         self.plan = plan
         self.path = path
+        self.stderr = stderr           # where the end-of-file notice goes, if anywhere
         self.exhausted = False         # the whole file has been processed
         self.undecodable = 0           # lines of our events whose payload did not decode
         self.formats = {}              # (system, event) -> EventFormat used
@@ -109,10 +111,12 @@ class ReplaySession(Session):
             lines.append("# %s <- %s:%s %s" % (e.name, e.system, e.event, e.fields))
         return "\n".join(lines) + "\n"
 
-    def _lines(self):
+    def _lines(self, splitter=None):
+        """The file's lines, read in bounded chunks: a line longer than the
+        kernel prints is counted in splitter.overlong and skipped."""
         try:
             with open(self.path, "rb") as f:
-                for line in f:
+                for line in file_lines(f, splitter=splitter):
                     yield line
         except (IOError, OSError) as e:
             raise KerntraceError("cannot read %s: %s" % (self.path, e.strerror or e))
@@ -167,27 +171,36 @@ class ReplaySession(Session):
         plan = self._bound_plan(self.formats)
         self.aggregator = Aggregator(self.measurement, plan, tasks=TaskInfo(proc_root=None))
         decoder = TextDecoder(self.formats)
+        splitter = LineSplitter()
         feed = self.aggregator.feed
         step = int(self.measurement.schedule.interval * 1e9)
         boundary = None
-        for line in self._lines():
+        for line in self._lines(splitter):
             r = decoder.decode(line)
             if r is None:
                 continue
             if type(r) is RawEvent:
-                if boundary is None:
+                if boundary is None or r.ts >= boundary:
+                    if boundary is not None:
+                        self.undecodable = decoder.undecodable + splitter.overlong
+                        yield
                     # Intervals are aligned to multiples of the interval in
                     # trace time, so a replay splits the same way every time.
+                    # Intervals without events are skipped: a jump in trace
+                    # time (a clock step, a gap between captures) prints the
+                    # intervals that have events, not every one in between.
                     boundary = (r.ts // step + 1) * step
-                while r.ts >= boundary:
-                    self.undecodable = decoder.undecodable
-                    yield
-                    boundary += step
                 feed(r)
             elif isinstance(r, Lost):
                 self.aggregator.feed_lost(r.count)
-        self.undecodable = decoder.undecodable
+        self.undecodable = decoder.undecodable + splitter.overlong
         self.exhausted = True
+        if self.undecodable and self.stderr is not None:
+            # lines that looked like ours but were not: a damaged or foreign
+            # file should not look like a quiet one
+            self.stderr.write("kerntrace: warning: %d lines of %s could not be decoded (a payload "
+                              "in no known format, or a line longer than the kernel prints)\n"
+                              % (self.undecodable, self.path))
 
     def wait(self, timeout):
         """Nothing to wait for: collect() reads the file up to the next

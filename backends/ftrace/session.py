@@ -33,6 +33,7 @@ from . import kfilter, owner, probes
 from .lock import FtraceLock
 from .plan import Lost
 from .rawparse import RawFormatError, parse_header_page
+from .textlines import CHUNK_BYTES, LineSplitter
 
 # Pause between drains when the buffers are empty: short enough for
 # per-interval accuracy, long enough to cost nothing when idle.
@@ -46,7 +47,6 @@ MAX_PAGES_PER_ROUND = 256
 # about 30% slower (bench/ftrace_throughput.py).  Every lap reads every CPU
 # and an idle one costs a few microseconds, so laps grow with the CPUs.
 MIN_LAP_PAGES = 8
-TEXT_CHUNK = 1 << 16
 
 # Names tried for our instance or a probe before giving up.
 _NAME_TRIES = 100
@@ -97,7 +97,8 @@ class TextReader(object):
     def __init__(self, path):
         self.path = path
         self.fd = None
-        self._partial = b""
+        # lines longer than the kernel prints are dropped as they arrive
+        self.splitter = LineSplitter()
 
     def open(self):
         self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
@@ -106,17 +107,14 @@ class TextReader(object):
         lines = []
         for _ in range(limit):
             try:
-                data = os.read(self.fd, TEXT_CHUNK)
+                data = os.read(self.fd, CHUNK_BYTES)
             except OSError as e:
                 if e.errno in (errno.EAGAIN, errno.EINTR):
                     break
                 raise
             if not data:
                 break
-            data = self._partial + data
-            parts = data.split(b"\n")
-            self._partial = parts.pop()
-            lines.extend(p.decode("utf-8", "replace") for p in parts)
+            lines.extend(p.decode("utf-8", "replace") for p in self.splitter.feed(data))
         return lines
 
     def close(self):

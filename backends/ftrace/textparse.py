@@ -32,16 +32,25 @@ from .printfmt import PrintFmtError, compile_print_fmt
 # The header up to "TIMESTAMP: ".  The comm is lazy so the PID is the first
 # "-digits" that is followed by the rest of a valid header; a comm holding
 # "-digits" (e.g. "foo-12") makes the first try fail and the regex moves on.
+# Every part is bounded, the leading blanks are taken whole (a shorter run
+# would leave a blank for the comm: (?!\s) fails it at once) and the match
+# never looks past HEADER_CHARS, so a line costs the same small work however
+# long it is (blanks shared by \s* and an unbounded lazy comm made it
+# quadratic in the line's length).  Numbers are bounded by what the kernel
+# prints: pid_t and CPU numbers fit 10 digits, u64 seconds 20.
 # Groups: comm, tid, tgid, cpu, flags, seconds, fraction.
+MAX_COMM_CHARS = 64            # TASK_COMM_LEN is 16; room for odd encodings
+HEADER_CHARS = 256             # comm padded to 16, pid, tgid, cpu, flags, time
 _HEADER = re.compile(
-    r"\s*(.*?)-(\d+)\s+"
-    r"(?:\(\s*(\d+|-+)\)\s+)?"                # options/record-tgid
-    r"\[(\d+)\]\s+"
+    r"\s*(?!\s)(.{0,%d}?)-(\d{1,10})\s+" % MAX_COMM_CHARS +
+    r"(?:\(\s*(\d{1,10}|-+)\)\s+)?"          # options/record-tgid
+    r"\[(\d{1,10})\]\s+"
     # Since Linux commit 54357f0c9149 ("tracing: Add migrate-disabled counter
     # to tracing output") (v5.15) there are 5 flag characters, 4 before, none
     # in 3.2-era kernels or with options/irq-info off.
     r"(?:([^\s:\[\]()]{4,5})\s+)?"
-    r"(\d+)(?:\.(\d+))?: ")
+    r"(\d{1,20})(?:\.(\d{1,20}))?: ")
+
 
 # "EVENT: payload" as trace_output prints it for every event with a format.
 _EVENT = re.compile(r"^(?P<event>[A-Za-z_][A-Za-z0-9_]*):(?: (?P<payload>.*))?$", re.S)
@@ -135,11 +144,12 @@ def parse_lost(line):
         return None
     cpu = m.group("cpu")
     count = m.group("count")
-    try:
-        return Lost(int(cpu) if cpu is not None else None,
-                    int(count) if count is not None else None)
-    except ValueError:
+    # A count no u64 holds is no count the kernel printed; refused by length
+    # (not by int(), whose limit differs between Python versions).
+    if len(cpu or "") > 10 or len(count or "") > 20:
         return Lost(None, None)
+    return Lost(int(cpu) if cpu is not None else None,
+                int(count) if count is not None else None)
 
 
 def parse_line(line):
@@ -148,16 +158,13 @@ def parse_line(line):
     line = _as_text(line).rstrip("\r\n")
     if not line or line.lstrip().startswith("#"):
         return None
-    m = _HEADER.match(line)
+    m = _HEADER.match(line, 0, HEADER_CHARS)
     if m is None:
         if "LOST" in line:
             return parse_lost(line)
         return None
     event, payload = split_event(line[m.end():])
-    try:
-        tid, tgid, cpu, ts = _numbers(m)
-    except ValueError:      # absurdly long digit runs (int() refuses them)
-        return None
+    tid, tgid, cpu, ts = _numbers(m)
     return TraceLine(m.group(1), tid, tgid, cpu, m.group(5), ts, event, payload)
 
 
@@ -227,7 +234,7 @@ class TextDecoder(object):
         self.undecodable).  Never raises."""
         if type(line) is not str:
             line = _as_text(line)
-        m = _HEADER.match(line)
+        m = _HEADER.match(line, 0, HEADER_CHARS)
         if m is None:
             return self._not_an_event(line)
         rest = line[m.end():].rstrip("\r\n")
@@ -255,11 +262,7 @@ class TextDecoder(object):
                     self.undecodable += 1
                     return None
         comm = m.group(1)
-        try:
-            tid, tgid, cpu, ts = _numbers(m)
-        except ValueError:
-            self.undecodable += 1
-            return None
+        tid, tgid, cpu, ts = _numbers(m)
         return RawEvent(system, event, ts, tid, cpu,
                         comm=None if comm == UNKNOWN_COMM else comm, fields=fields, tgid=tgid)
 

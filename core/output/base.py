@@ -41,10 +41,13 @@ class Printer(object):
         """Called once at the end (count reached, duration over, Ctrl-C)."""
 
     def lost(self, report, ctx):
-        """Lost-event notice; default: one line on stderr."""
+        """Lost-event notices; default: one line each on stderr."""
         if report.lost:
             self.err.write("WARNING: %d events lost in this interval (kernel buffer overrun)\n"
                            % report.lost)
+        if report.dropped_starts:
+            self.err.write("WARNING: %d starts dropped in this interval (too many waiting for "
+                           "their end)\n" % report.dropped_starts)
 
 
 class MachineReadablePrinter(Printer):

@@ -11,6 +11,7 @@ Histogram and count tools print one object per interval:
      "interval_start", "interval_end": epoch seconds (float, or null),
      "lost": n,                        events the kernel dropped this interval
      "unmatched": n,                   pair ends seen without their start
+     "dropped_starts": n,              pair starts dropped: too many waited for their end
      "key_names": ["disk", ...],       names of the key tuple positions
      "histograms": [                   (type "histogram"), in key order
         {"key": {"disk": 266338304},   raw key values by name
@@ -34,9 +35,9 @@ Event (records) tools print one object per event:
      "labels": {"dev": "vda"},         fields the tool has a formatter for
      "best_effort": ["filename"]}      fields read after the fact (may be stale)
 
-and, for an interval in which the kernel lost events, one
-{"type": "lost", "lost": n, "unmatched": n, "seq", "interval_start",
-"interval_end"} object after that interval's events.
+and, for an interval in which the kernel lost events or pair starts were
+dropped, one {"type": "lost", "lost": n, "unmatched": n, "dropped_starts": n,
+"seq", "interval_start", "interval_end"} object after that interval's events.
 
 Strings are emitted with non-ASCII escaped (\\uXXXX) so any terminal
 encoding works; bytes are decoded as UTF-8 with bad bytes replaced;
@@ -102,7 +103,8 @@ class JsonLinesPrinter(MachineReadablePrinter):
         return {"seq": report.seq,
                 "interval_start": float(report.start) if report.start is not None else None,
                 "interval_end": float(report.end) if report.end is not None else None,
-                "lost": report.lost, "unmatched": report.unmatched}
+                "lost": report.lost, "unmatched": report.unmatched,
+                "dropped_starts": report.dropped_starts}
 
     def report(self, report, ctx):
         data = report.data
@@ -114,7 +116,7 @@ class JsonLinesPrinter(MachineReadablePrinter):
         elif isinstance(data, list):
             for record in data:
                 self._emit(self._event(report, record, ctx))
-            if report.lost:
+            if report.lost or report.dropped_starts:
                 obj = self._common(report, ctx)
                 obj.update(self._interval(report))
                 obj["type"] = "lost"

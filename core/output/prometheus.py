@@ -9,6 +9,8 @@ After every interval the printer writes one complete exposition:
                                          event tools the number of events)
     <prefix>_<tool>_lost_events_total    counter: events the kernel dropped
     <prefix>_<tool>_unmatched_events_total  counter: pair ends without a start
+    <prefix>_<tool>_dropped_starts_total    counter: pair starts dropped, too
+                                         many waiting for their end
 
 kerntrace reports are per-interval deltas, but Prometheus counters and
 histograms are cumulative: this printer ACCUMULATES every report since the
@@ -149,6 +151,7 @@ class PrometheusPrinter(MachineReadablePrinter):
         self.events = None    # label tuple -> count, once a count/event report came
         self.lost_total = 0
         self.unmatched_total = 0
+        self.dropped_starts_total = 0
         self._pending = False
         self._last_write = None
 
@@ -189,6 +192,7 @@ class PrometheusPrinter(MachineReadablePrinter):
         self.lost(report, ctx)
         self.lost_total += report.lost
         self.unmatched_total += report.unmatched
+        self.dropped_starts_total += report.dropped_starts
         data = report.data
         if isinstance(data, HistogramSet):
             self._add_histograms(data, ctx)
@@ -262,6 +266,10 @@ class PrometheusPrinter(MachineReadablePrinter):
                      "%s: end events seen without their start event since the run started"
                      % tool)
         lines.append("%s_unmatched_events_total %d" % (base, self.unmatched_total))
+        self._family(lines, base + "_dropped_starts_total", "counter",
+                     "%s: pair start events dropped because too many were waiting for their "
+                     "end, since the run started" % tool)
+        lines.append("%s_dropped_starts_total %d" % (base, self.dropped_starts_total))
         if self.openmetrics:
             lines.append("# EOF")
         return "\n".join(lines) + "\n"
