@@ -977,4 +977,4 @@ def test_block_tools_derive_sizes_and_flush_keys_in_c(tmp_path, queue):
     records, stats = run_program(tmp_path, m, prog, script)
     got = [(r["comm"], r["sector"], r["bytes"], r[LATENCY]) for r in records]
     assert got == [("dd", 2048, 4096, 2000), ("dd", 0, 4096, 400), ("jbd2", flush, 0, 900)]
-    assert stats == (0, 0, 0)
+    assert stats == (0, 0, 0, 0)
