@@ -24,6 +24,7 @@ from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, KerntraceError, one_line
 from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
+from kerntrace.core.stopsignals import SignalsLatched
 
 from . import bpfobject, buffers, codegen, tracefs_probes
 from .maps import HashDrainer, MapError
@@ -185,10 +186,13 @@ class EbpfSession(Session):
             time.sleep(max(0.0, timeout))
             return
         ms = max(1, int(timeout * 1000))
-        if self._buffer == "ringbuf":
-            self._bpf.ring_buffer_poll(ms)
-        else:
-            self._bpf.perf_buffer_poll(ms)
+        # bcc calls back into Python for every record: a stop signal is
+        # latched meanwhile and raised once the (bounded) poll returns.
+        with SignalsLatched():
+            if self._buffer == "ringbuf":
+                self._bpf.ring_buffer_poll(ms)
+            else:
+                self._bpf.perf_buffer_poll(ms)
         self._raise_deferred()
 
     def _raise_deferred(self):
@@ -226,10 +230,11 @@ class EbpfSession(Session):
         elif p.kind == "count":
             data = self._collect_counts()
         else:
-            if self._buffer == "ringbuf":
-                self._bpf.ring_buffer_consume()
-            else:
-                self._bpf.perf_buffer_consume()
+            with SignalsLatched():
+                if self._buffer == "ringbuf":
+                    self._bpf.ring_buffer_consume()
+                else:
+                    self._bpf.perf_buffer_consume()
             data, self._records = self._records, []
         unmatched, lost = self._stats()
         lost += self._perf_lost
