@@ -75,7 +75,9 @@ class EbpfBackend(Backend):
             return Verdict(self.name, False, [bpf.detail])
         comp = p.compile()
         if not comp.ok:
-            return Verdict(self.name, False, [comp.detail])
+            # bcc itself would have said so on stdout (quiet.py keeps it off).
+            return Verdict(self.name, False, [comp.detail],
+                           notice="the eBPF backend cannot run: %s" % comp.detail)
         planned = []
         for i, event in enumerate(measurement.events):
             pe, why = eplan.resolve_event(i, event, host, p)

@@ -28,7 +28,7 @@ from kerntrace.core.stopsignals import SignalsLatched
 
 from . import bpfobject, buffers, codegen, tracefs_probes
 from .maps import HashDrainer, MapError
-from .quiet import CapturedStderr, first_error
+from .quiet import CapturedOutput, first_error
 
 
 class EbpfSession(Session):
@@ -86,7 +86,7 @@ class EbpfSession(Session):
                    "uprobe": b.num_open_uprobes, "uretprobe": b.num_open_uprobes}[kind]
         before = counter()
         known = set(b.kprobe_fds) | set(b.uprobe_fds)
-        cap = CapturedStderr()
+        cap = CapturedOutput()
         try:
             with cap:
                 if kind == "raw_tracepoint":
