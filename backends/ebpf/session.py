@@ -162,13 +162,21 @@ class EbpfSession(Session):
         if getattr(self.options, "verbose", False) and self.options.stderr is not None:
             self.options.stderr.write("kerntrace: ebpf: %s\n"
                                       % self.buffers.describe(self.program.output))
-        if self.program.output == "ringbuf":
-            table.open_ring_buffer(guarded(lambda _ctx, data, length: on_record(data, length)))
-            self._buffer = "ringbuf"
-        else:
-            table.open_perf_buffer(guarded(lambda _cpu, data, length: on_record(data, length)),
-                                   page_cnt=self.buffers.perf_pages, lost_cb=guarded(on_lost))
-            self._buffer = "perf"
+        cap = CapturedOutput()
+        try:
+            with cap:
+                if self.program.output == "ringbuf":
+                    table.open_ring_buffer(
+                        guarded(lambda _ctx, data, length: on_record(data, length)))
+                    self._buffer = "ringbuf"
+                else:
+                    table.open_perf_buffer(
+                        guarded(lambda _cpu, data, length: on_record(data, length)),
+                        page_cnt=self.buffers.perf_pages, lost_cb=guarded(on_lost))
+                    self._buffer = "perf"
+        except Exception as e:  # libbcc prints perf_event_open's errno, bcc raises
+            raise EnableError("ebpf: cannot open the %s buffer: %s" % (
+                self.program.output, first_error(cap.text, one_line(e))))
 
     def _named(self, fields):
         """Decoded member values -> model values (event index -> name)."""
