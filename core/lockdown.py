@@ -75,7 +75,10 @@ def read_privately(timeout=10):
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or not unshare:
         return None
-    script = ("mount -t securityfs securityfs %s || exit 2; "
+    # util-linux before 2.27 leaves the new namespace's mounts shared with
+    # ours: made private first, the securityfs mount cannot propagate back.
+    script = ("mount --make-rprivate / || exit 2; "
+              "mount -t securityfs securityfs %s || exit 2; "
               "[ -e %s ] || exit 3; cat %s" % (SECURITYFS, LOCKDOWN_FILE, LOCKDOWN_FILE))
     try:
         p = subprocess.run([unshare, "--mount", "sh", "-c", script], stdout=subprocess.PIPE,
