@@ -48,13 +48,17 @@ class Verdict(object):
     ok       it can run it
     reasons  why (not): one short line each, for the user
     plan     backend-private data (e.g. the probe chosen for each event)
+    notice   one line the user is told even when another backend runs the
+             tool (in our words what a dependency would have printed, e.g.
+             bcc's missing kernel headers), or None
     """
 
-    def __init__(self, backend, ok, reasons=(), plan=None):
+    def __init__(self, backend, ok, reasons=(), plan=None, notice=None):
         self.backend = backend
         self.ok = bool(ok)
         self.reasons = list(reasons)
         self.plan = plan
+        self.notice = notice
 
     def __repr__(self):
         return "Verdict(%s ok=%s %s)" % (self.backend, self.ok, "; ".join(self.reasons))

@@ -10,6 +10,8 @@ from .tool import ArgumentParser
 
 
 def gather(plugins, host):
+    """(the report as a JSON-able dict, the distinct notices of the
+    backends' verdicts)."""
     caps = list(host.capabilities())
     for b in plugins.backends():
         try:
@@ -21,12 +23,15 @@ def gather(plugins, host):
             c.backend = b.name
         caps.extend(bc)
     tools = []
+    notices = []
     for name, tool in sorted(plugins.tools().items()):
         entry = {"tool": name, "backend": None, "verdicts": {}}
         try:
             m = tool.measurement(tool.parse_args(list(tool.sample_args), prog=name))
             verdicts = evaluate(m, plugins.backends(), host)
             entry["verdicts"] = {n: {"ok": v.ok, "reasons": v.reasons} for n, v in verdicts.items()}
+            notices.extend(v.notice for v in verdicts.values()
+                           if v.notice and v.notice not in notices)
             try:
                 sel = select(tool, m, plugins.backends(), host, "auto",
                              hook=plugins.pm.hook.kerntrace_select_backend)
@@ -37,7 +42,7 @@ def gather(plugins, host):
             entry["error"] = "%s: %s" % (type(e).__name__, e)
         tools.append(entry)
     return {"hostname": host.hostname, "kernel": host.kernel_release,
-            "capabilities": [c.as_dict() for c in caps], "tools": tools}
+            "capabilities": [c.as_dict() for c in caps], "tools": tools}, notices
 
 
 def doctor(plugins, argv, out, err):
@@ -45,7 +50,9 @@ def doctor(plugins, argv, out, err):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     host = Host(stderr=err)
-    report = gather(plugins, host)
+    report, notices = gather(plugins, host)
+    for line in notices:                 # once each, not once per tool
+        err.write("kerntrace: %s\n" % line)
     if args.json:
         out.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
         return 0

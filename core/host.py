@@ -6,7 +6,7 @@ import os
 import platform
 import socket
 
-from . import tracefs
+from . import lockdown, tracefs
 from .backend import Capability
 
 
@@ -20,6 +20,7 @@ class Host(object):
         self._tracefs = None
         self._tracefs_probed = False
         self._formats = {}
+        self._lockdown = None
         # A saved trace to replay instead of tracing this host (--input).
         self.input_file = None
 
@@ -37,15 +38,11 @@ class Host(object):
         return os.geteuid() == 0
 
     def lockdown(self):
-        """'none', 'integrity', 'confidentiality', or None when the kernel
-        has no lockdown LSM (the file is missing)."""
-        text = tracefs.read_text("/sys/kernel/security/lockdown")
-        if not text:
-            return None
-        for word in text.split():
-            if word.startswith("["):
-                return word.strip("[]")
-        return None
+        """The kernel's lockdown.Lockdown (mode "none", "integrity",
+        "confidentiality" or "unknown", and how we know)."""
+        if self._lockdown is None:
+            self._lockdown = lockdown.detect()
+        return self._lockdown
 
     # -- tracefs -----------------------------------------------------------
     def tracefs(self):
@@ -80,9 +77,8 @@ class Host(object):
         caps = [Capability("root", self.is_root(),
                            "effective uid %d" % os.geteuid())]
         lock = self.lockdown()
-        caps.append(Capability("lockdown", lock in (None, "none"),
-                               "no lockdown LSM" if lock is None
-                               else "/sys/kernel/security/lockdown: %s" % lock))
+        caps.append(Capability("lockdown", lock.mode == "none",
+                               "%s (%s)" % (lock.mode, lock.how)))
         loc = self.tracefs()
         caps.append(Capability("tracefs", loc is not None,
                                loc.how if loc else self.tracefs_missing()))

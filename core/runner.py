@@ -58,9 +58,8 @@ def run(tool, args, plugins, out=None, err=None, host=None):
     backends = plugins.backends()
     selection = select(tool, measurement, backends, host, requested,
                        hook=plugins.pm.hook.kerntrace_select_backend)
-    if getattr(args, "explain", False):
-        for line in selection.explain():
-            err.write("kerntrace: %s\n" % line)
+    for line in selection.explain() if getattr(args, "explain", False) else selection.notices():
+        err.write("kerntrace: %s\n" % line)
     session = selection.backend.open(measurement, selection.verdict, options)
     if getattr(args, "print_program", False):
         out.write(session.program_text() or "(the %s backend installs no program)\n"

@@ -27,6 +27,13 @@ class Selection(object):
         self.requested = requested
         self.alternatives = list(alternatives)
 
+    def notices(self):
+        """One line per backend not chosen whose check() has something to
+        tell the user (see Verdict.notice)."""
+        return ["%s; running on %s" % (v.notice, self.backend.name)
+                for name, v in self.verdicts.items()
+                if v.notice and name != self.backend.name]
+
     def explain(self):
         """One line per backend: chosen, or why not."""
         lines = []

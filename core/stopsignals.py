@@ -1,5 +1,6 @@
-"""The stop signals (SIGINT, SIGTERM, SIGHUP) and the three ways a run
-treats them: as a Stop exception, deferred, or ignored.
+"""The stop signals (SIGINT, SIGTERM, SIGHUP) and the ways a run treats
+them: as a Stop exception, latched (raised once a C library's callbacks are
+done), deferred, or ignored.
 
 A run must leave the kernel as it found it whenever a signal lands, so the
 steps that create kernel state (a bcc compile that attaches, an instance
@@ -23,7 +24,22 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, n))
 
 
+class _Latch(object):
+    depth = 0           # nesting of SignalsLatched blocks
+    pending = None      # the first stop signal that arrived inside them
+
+
+_latch = _Latch()
+
+
 def _raise_stop(signum, _frame):
+    if _latch.depth:
+        # Python runs this handler in whatever frame is current: inside a
+        # callback from C (bcc's buffer polls) a raise would unwind through
+        # bcc's and ctypes' frames, which print it and swallow it.
+        if _latch.pending is None:
+            _latch.pending = signum
+        return
     raise Stop(signum)
 
 
@@ -43,6 +59,24 @@ class _Handlers(object):
 class SignalsAsStop(_Handlers):
     """Inside: a stop signal raises Stop."""
     handler = staticmethod(_raise_stop)
+
+
+class SignalsLatched(object):
+    """Inside (a C library calling back into Python): SignalsAsStop's
+    handler only notes a stop signal; leaving the block raises Stop for it.
+    Keep the block short (a bounded poll) so the stop is prompt."""
+
+    def __enter__(self):
+        _latch.depth += 1
+        return self
+
+    def __exit__(self, exc_type, _exc, _tb):
+        _latch.depth -= 1
+        if _latch.depth == 0 and _latch.pending is not None:
+            signum, _latch.pending = _latch.pending, None
+            if exc_type is None:
+                raise Stop(signum)
+        return False
 
 
 class SignalsIgnored(_Handlers):

@@ -135,6 +135,8 @@ from kerntrace.backends.ebpf import headers, sysbpf, tracefs_probes  # noqa: E40
 def _headers_tree(root, release, uts=None, name=None):
     build = root / (name or ("linux-headers-" + (uts or release)))
     (build / "include" / "generated").mkdir(parents=True)
+    (build / "include" / "linux").mkdir()
+    (build / "include" / "linux" / "kconfig.h").write_text("")
     if uts:
         (build / "include" / "generated" / "utsrelease.h").write_text(
             '#define UTS_RELEASE "%s"\n' % uts)
@@ -173,6 +175,8 @@ def test_no_headers_says_what_to_install(tmp_path, monkeypatch):
 def test_bcc_kernel_source_wins(tmp_path):
     src = tmp_path / "src"
     (src / "include" / "config").mkdir(parents=True)
+    (src / "include" / "linux").mkdir()
+    (src / "include" / "linux" / "kconfig.h").write_text("")
     (src / "include" / "config" / "kernel.release").write_text("6.18.4-custom\n")
     h = headers.locate(release="6.18.4-custom", environ={"BCC_KERNEL_SOURCE": str(src)},
                        modules_root=str(tmp_path))

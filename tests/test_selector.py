@@ -12,11 +12,12 @@ from kerntrace.core.tool import Tool
 
 
 class StubBackend(Backend):
-    def __init__(self, name, preference, ok, reasons=()):
+    def __init__(self, name, preference, ok, reasons=(), notice=None):
         self.name, self.preference, self._ok, self._reasons = name, preference, ok, reasons
+        self._notice = notice
 
     def check(self, measurement, host):
-        return Verdict(self.name, self._ok, self._reasons)
+        return Verdict(self.name, self._ok, self._reasons, notice=self._notice)
 
 
 class Crashing(Backend):
@@ -39,6 +40,13 @@ def test_preferred_ok_backend_wins_and_explains():
     assert sel.backend.name == "ftrace"
     text = "\n".join(sel.explain())
     assert "ebpf: cannot: no kernel headers" in text and "ftrace: chosen" in text
+
+
+def test_a_skipped_backends_notice_names_the_backend_chosen_instead():
+    bs = [StubBackend("ebpf", 10, False, ["no headers"], notice="the eBPF backend cannot run"),
+          StubBackend("ftrace", 20, True, notice="never said: it runs the tool")]
+    sel = select(T(), M, bs, host=None)
+    assert sel.notices() == ["the eBPF backend cannot run; running on ftrace"]
 
 
 def test_forced_backend_that_cannot_run_is_one_clear_error():

@@ -32,10 +32,9 @@ class EbpfBackend(Backend):
         priv = p.privileges()
         caps.append(Capability("privileges", priv.ok, priv.detail))
         lock = host.lockdown()
-        caps.append(Capability("lockdown", not _lockdown_blocks(lock),
-                               "no lockdown LSM" if lock is None else
-                               "lockdown=%s%s" % (lock, ": BPF may not read kernel memory"
-                                                  if _lockdown_blocks(lock) else "")))
+        blocks = _lockdown_blocks(lock.mode)
+        caps.append(Capability("lockdown", not blocks, "lockdown=%s (%s)%s" % (
+            lock.mode, lock.how, ": BPF may not read kernel memory" if blocks else "")))
         bpf = p.bpf_syscall()
         caps.append(Capability("bpf_syscall", bpf.ok, bpf.detail))
         comp = p.compile()
@@ -65,8 +64,7 @@ class EbpfBackend(Backend):
         priv = p.privileges()
         if not priv.ok:
             reasons.append(priv.detail)
-        lock = host.lockdown()
-        if _lockdown_blocks(lock):
+        if _lockdown_blocks(host.lockdown().mode):
             reasons.append("kernel lockdown=confidentiality: BPF may not read kernel memory")
         if reasons:
             return Verdict(self.name, False, reasons)
@@ -75,7 +73,9 @@ class EbpfBackend(Backend):
             return Verdict(self.name, False, [bpf.detail])
         comp = p.compile()
         if not comp.ok:
-            return Verdict(self.name, False, [comp.detail])
+            # bcc itself would have said so on stdout (quiet.py keeps it off).
+            return Verdict(self.name, False, [comp.detail],
+                           notice="the eBPF backend cannot run: %s" % comp.detail)
         planned = []
         for i, event in enumerate(measurement.events):
             pe, why = eplan.resolve_event(i, event, host, p)

@@ -13,7 +13,7 @@ import atexit
 from kerntrace.core.errors import one_line
 from kerntrace.core.stopsignals import SignalsDeferred
 
-from .quiet import CapturedStderr, first_error
+from .quiet import CapturedOutput, first_error
 
 
 class LoadError(Exception):
@@ -23,7 +23,7 @@ class LoadError(Exception):
 def load(bcc_module, text):
     """A BPF object for C `text`.  Call with stop signals deferred by the
     caller when attaches follow, so a signal cannot land between them."""
-    cap = CapturedStderr()
+    cap = CapturedOutput()
     with SignalsDeferred():
         try:
             with cap:
@@ -43,7 +43,7 @@ def unload(b):
     """Detach every probe and close every fd of `b`; the one-line errors
     (empty when all went well).  The fds are closed even if a detach fails."""
     errors = []
-    with SignalsDeferred(), CapturedStderr():
+    with SignalsDeferred(), CapturedOutput():
         try:
             b.cleanup()
         except Exception as e:

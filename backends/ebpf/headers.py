@@ -1,9 +1,12 @@
 """Which kernel headers bcc will compile against, and whether they belong
 to the running kernel.
 
-bcc looks, in order, at $BCC_KERNEL_SOURCE, /lib/modules/$(uname -r)/build
-(+ source) and the kernel's built-in headers archive (CONFIG_IKHEADERS,
-/sys/kernel/kheaders.tar.xz).  Headers of another release still compile
+bcc compiles against $BCC_KERNEL_SOURCE when it is set (and nothing else
+from /lib/modules), else /lib/modules/$(uname -r)/build (its source/ beside
+it when both exist); when that tree lacks include/linux/kconfig.h it falls
+back to the kernel's built-in headers archive (CONFIG_IKHEADERS,
+/sys/kernel/kheaders.tar.xz), else it prints "Unable to find kernel
+headers" and fails.  Headers of another release still compile
 tracepoint and uprobe programs (their arguments come from tracefs formats and
 registers) but kernel-internal struct layouts in them may be wrong; we only
 read tracepoint fields, registers and user memory, and say so.
@@ -16,6 +19,7 @@ import re
 from kerntrace.core.tracefs import read_text
 
 KHEADERS = "/sys/kernel/kheaders.tar.xz"
+KCONFIG_H = os.path.join("include", "linux", "kconfig.h")
 _UTS = re.compile(r'^\s*#\s*define\s+UTS_RELEASE\s+"([^"]+)"', re.M)
 
 
@@ -24,15 +28,17 @@ class HeadersInfo(object):
     version   the release they were built for, when we can tell
     release   the running kernel's release
     source    "BCC_KERNEL_SOURCE", "modules" or "kheaders"
+    env_path  $BCC_KERNEL_SOURCE when set (bcc then looks nowhere else)
     """
 
-    __slots__ = ("path", "version", "release", "source")
+    __slots__ = ("path", "version", "release", "source", "env_path")
 
-    def __init__(self, path, version, release, source):
+    def __init__(self, path, version, release, source, env_path=None):
         self.path = path
         self.version = version
         self.release = release
         self.source = source
+        self.env_path = env_path
 
     @property
     def found(self):
@@ -48,8 +54,11 @@ class HeadersInfo(object):
         return self.version == self.release
 
     def describe(self):
+        if not self.found and self.env_path:
+            return ("no kernel headers in BCC_KERNEL_SOURCE=%s (no %s there), no %s"
+                    % (self.env_path, KCONFIG_H, KHEADERS))
         if not self.found:
-            return ("no kernel headers for %s (no /lib/modules/%s/build, no %s); install "
+            return ("no kernel headers for %s (none in /lib/modules/%s/build, no %s); install "
                     "the distribution's linux-headers package" % (self.release, self.release,
                                                                    KHEADERS))
         if self.source == "kheaders":
@@ -80,16 +89,26 @@ def headers_version(path):
     return None
 
 
+def has_headers(path):
+    # bcc's test for a usable tree (iovisor/bcc#3588: a leftover build
+    # directory without headers must not count).
+    return os.path.isfile(os.path.join(path, KCONFIG_H))
+
+
 def locate(release=None, environ=None, modules_root="/lib/modules"):
     release = release or platform.release()
     env = os.environ if environ is None else environ
     src = env.get("BCC_KERNEL_SOURCE")
-    if src and os.path.isdir(src):
-        return HeadersInfo(src, headers_version(src), release, "BCC_KERNEL_SOURCE")
-    for sub in ("build", "source"):
-        p = os.path.join(modules_root, release, sub)
-        if os.path.isdir(p):
+    if src:
+        if has_headers(src):
+            return HeadersInfo(src, headers_version(src), release, "BCC_KERNEL_SOURCE", src)
+    else:
+        build = os.path.join(modules_root, release, "build")
+        source = os.path.join(modules_root, release, "source")
+        compiled = source if os.path.isdir(build) and os.path.isdir(source) else build
+        if has_headers(compiled):
+            p = build if os.path.isdir(build) else compiled
             return HeadersInfo(p, headers_version(p), release, "modules")
     if os.path.exists(KHEADERS):
-        return HeadersInfo(KHEADERS, release, release, "kheaders")
-    return HeadersInfo(None, None, release, None)
+        return HeadersInfo(KHEADERS, release, release, "kheaders", src)
+    return HeadersInfo(None, None, release, None, src)

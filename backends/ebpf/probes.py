@@ -16,7 +16,7 @@ from kerntrace.core.model import is_identifier
 from kerntrace.core.stopsignals import SignalsDeferred
 
 from . import bccfind, bpfobject, headers, sysbpf
-from .quiet import CapturedStderr, first_error
+from .quiet import CapturedOutput, first_error
 from .sysbpf import Answer
 
 # Tracepoints the compile probe may use (the first one this kernel has).
@@ -250,7 +250,7 @@ class HostProbes(object):
 
     @staticmethod
     def _try_attach(b, attach, what):
-        cap = CapturedStderr()
+        cap = CapturedOutput()
         try:
             with cap:
                 attach()

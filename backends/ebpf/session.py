@@ -25,10 +25,11 @@ from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, KerntraceError, one_line
 from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
+from kerntrace.core.stopsignals import SignalsLatched
 
 from . import bpfobject, buffers, codegen, tracefs_probes
 from .maps import HashDrainer, MapError
-from .quiet import CapturedStderr, first_error
+from .quiet import CapturedOutput, first_error
 
 
 class EbpfSession(Session):
@@ -86,7 +87,7 @@ class EbpfSession(Session):
                    "uprobe": b.num_open_uprobes, "uretprobe": b.num_open_uprobes}[kind]
         before = counter()
         known = set(b.kprobe_fds) | set(b.uprobe_fds)
-        cap = CapturedStderr()
+        cap = CapturedOutput()
         try:
             with cap:
                 if kind == "raw_tracepoint":
@@ -162,13 +163,21 @@ class EbpfSession(Session):
         if getattr(self.options, "verbose", False) and self.options.stderr is not None:
             self.options.stderr.write("kerntrace: ebpf: %s\n"
                                       % self.buffers.describe(self.program.output))
-        if self.program.output == "ringbuf":
-            table.open_ring_buffer(guarded(lambda _ctx, data, length: on_record(data, length)))
-            self._buffer = "ringbuf"
-        else:
-            table.open_perf_buffer(guarded(lambda _cpu, data, length: on_record(data, length)),
-                                   page_cnt=self.buffers.perf_pages, lost_cb=guarded(on_lost))
-            self._buffer = "perf"
+        cap = CapturedOutput()
+        try:
+            with cap:
+                if self.program.output == "ringbuf":
+                    table.open_ring_buffer(
+                        guarded(lambda _ctx, data, length: on_record(data, length)))
+                    self._buffer = "ringbuf"
+                else:
+                    table.open_perf_buffer(
+                        guarded(lambda _cpu, data, length: on_record(data, length)),
+                        page_cnt=self.buffers.perf_pages, lost_cb=guarded(on_lost))
+                    self._buffer = "perf"
+        except Exception as e:  # libbcc prints perf_event_open's errno, bcc raises
+            raise EnableError("ebpf: cannot open the %s buffer: %s" % (
+                self.program.output, first_error(cap.text, one_line(e))))
 
     def _named(self, fields):
         """Decoded member values -> model values (event index -> name)."""
@@ -186,10 +195,13 @@ class EbpfSession(Session):
             time.sleep(max(0.0, timeout))
             return
         ms = max(1, int(timeout * 1000))
-        if self._buffer == "ringbuf":
-            self._bpf.ring_buffer_poll(ms)
-        else:
-            self._bpf.perf_buffer_poll(ms)
+        # bcc calls back into Python for every record: a stop signal is
+        # latched meanwhile and raised once the (bounded) poll returns.
+        with SignalsLatched():
+            if self._buffer == "ringbuf":
+                self._bpf.ring_buffer_poll(ms)
+            else:
+                self._bpf.perf_buffer_poll(ms)
         self._raise_deferred()
 
     def _raise_deferred(self):
@@ -227,10 +239,11 @@ class EbpfSession(Session):
         elif p.kind == "count":
             data = self._collect_counts()
         else:
-            if self._buffer == "ringbuf":
-                self._bpf.ring_buffer_consume()
-            else:
-                self._bpf.perf_buffer_consume()
+            with SignalsLatched():
+                if self._buffer == "ringbuf":
+                    self._bpf.ring_buffer_consume()
+                else:
+                    self._bpf.perf_buffer_consume()
             data, self._records = self._records, []
         unmatched, lost, dropped_starts = self._stats()
         lost += self._perf_lost
