@@ -475,3 +475,43 @@ def test_bad_input_leaves_nothing_behind(argv, status, words):
     # The tool's process is gone: anything it left named after it is a
     # leak of a dead PID, which the conftest fixture fails this test for.
     assert not [s for s in kernstate.kerntrace_state() if kernstate.owned_by_dead_or_me(s)]
+
+
+# ---------------------------------------------------------------------------
+# Process ids of I/O whose process has exited before its line is printed
+DD_RUNS, WRITES_PER_DD = 20, 2
+
+
+def dd_runs(disk):
+    """DD_RUNS dd processes in turn, each writing WRITES_PER_DD blocks
+    (its own range); returns their PIDs.  Each has exited by the time the
+    next starts, and all have long before the tool is stopped."""
+    pids = []
+    for i in range(DD_RUNS):
+        p = subprocess.Popen(["dd", "if=/dev/zero", "of=" + disk.path, "bs=4096",
+                              "count=%d" % WRITES_PER_DD, "seek=%d" % (i * WRITES_PER_DD),
+                              "oflag=direct", "status=none"])
+        assert p.wait() == 0
+        pids.append(p.pid)
+    return pids
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tool", ["biosnoop", "iosnoop"])
+def test_snoop_pid_of_an_exited_process(backend, tool, disk):
+    skip_unless_backend_runs(backend, disk.majmin)
+    if tool == "biosnoop":
+        argv, ready, comm_col, pid_col = ["biosnoop", "-d", disk.name], "TIME(s)", 1, 2
+    else:
+        argv, ready, comm_col, pid_col = ["iosnoop", "-d", disk.majmin], "COMM", 0, 1
+    pids = []
+    out, err = run_with(argv[:1] + ["--backend", backend] + argv[1:], ready, "stdout", disk,
+                        work=lambda d: pids.extend(dd_runs(d)))
+    rows = [line.split() for line in out.splitlines()
+            if line.strip() and line.split()[0] not in ("TIME(s)", "COMM", "Tracing", "Ending")]
+    assert len(rows) == DD_RUNS * WRITES_PER_DD, out
+    assert {r[comm_col] for r in rows} == {"dd"}, out
+    seen = {}
+    for r in rows:
+        seen[r[pid_col]] = seen.get(r[pid_col], 0) + 1
+    assert seen == {str(pid): WRITES_PER_DD for pid in pids}, out
