@@ -47,7 +47,7 @@ def json_rows(text):
     for line in text.splitlines():
         obj = json.loads(line)
         for item in obj.get("counts", []):
-            (comm,) = item["key"]
+            comm = item["key"]["comm"]
             assert comm is not None, line
             rows[comm] = rows.get(comm, 0) + item["count"]
     return rows

@@ -167,7 +167,8 @@ class _EventProgram(object):
                 emit("%s = comm if comm is not None else %s" % (var, self._field_index(own)))
             else:
                 emit("%s = comm if comm is not None else _comm_of(v[0])" % var)
-                self.comm_after_the_fact = True
+                # (the kernel's task events name it at the event, if followed)
+                self.comm_after_the_fact = not self.agg.tasks.follows_events
         else:
             fname = self.resolved.fields.get(name)
             if fname is None or not self._format_has(fname):

@@ -59,10 +59,16 @@ class ResolvedEvent(object):
 
 class Plan(object):
     """Everything check() found: one ResolvedEvent per logical event, and
-    which reading path and kernel-side filters the session will use."""
+    which reading path and kernel-side filters the session will use.
 
-    def __init__(self, events, read_path="raw", kernel_filters=None, instances=True):
+    task_events  None when the measurement reads no task name or process
+                 id; else the tasks.TaskEvents this host has (maybe none)
+                 that the session enables beside the measured events."""
+
+    def __init__(self, events, read_path="raw", kernel_filters=None, instances=True,
+                 task_events=None):
         self.events = list(events)
+        self.task_events = list(task_events) if task_events is not None else None
         self.read_path = read_path           # "raw" (trace_pipe_raw) or "text" (trace_pipe)
         self.kernel_filters = dict(kernel_filters or {})  # logical event name -> filter text
         self.instances = instances           # private instance, else top level + lock
