@@ -586,10 +586,18 @@ class LiveSession(Session):
                 self._clear_shared_filter(ops, os.path.join(d, "filter"))
             ops.write(os.path.join(d, "enable"), "1",
                       what="enable %s:%s (task names)" % (te.system, te.event))
-        if self.plan.task_events is not None and not ops.dry_run:
+        if self.plan.task_events is not None:
             # The tasks that exist now; from here on every new task and new
             # name is in the buffer, before any measured event (enabled next).
-            self.tasks.snapshot()
+            if ops.dry_run:
+                ops.log.append("# read /proc/*/task/*/comm (the tasks that exist already)")
+            else:
+                n = self.tasks.snapshot()
+                self._explain("ftrace: task names and PIDs %s; %d tasks from /proc at the start"
+                              % ("followed from %s" % ", ".join(
+                                  "%s:%s" % (te.system, te.event) for te in self.plan.task_events)
+                                 if self.tasks.follows_events else
+                                 "from saved_cmdlines/saved_tgids (no task events)", n))
         for ev in self.plan.events:
             if ev.system == "ftrace" and ev.event == "function":
                 continue        # the function tracer records these
