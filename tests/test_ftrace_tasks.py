@@ -372,4 +372,6 @@ def test_records_named_by_events_are_not_best_effort():
 def test_bad_task_records_do_not_raise(tid):
     t = followed()
     assert t.feed(RawEvent("task", "task_rename", 1, 5, 0, fields={"pid": tid})) is True
+    assert t.feed(RawEvent("task", "task_newtask", 1, 5, 0,
+                           fields={"pid": 6, "comm": "x", "clone_flags": tid})) is True
     assert t.feed(RawEvent("block", "block_rq_issue", 1, 5, 0, fields={})) is False

@@ -310,9 +310,9 @@ class TaskInfo(object):
         names, handler = h
         try:
             values = (raw.tid,) + tuple(raw.fields[n] for n in names)
-        except (KeyError, TypeError):
-            return True
-        handler(raw.ts, raw.cpu, values)
+            handler(raw.ts, raw.cpu, values)
+        except (KeyError, TypeError, ValueError):
+            pass            # a record a saved or damaged trace garbled: skipped
         return True
 
     # -- the tasks that exist at the start -----------------------------------
