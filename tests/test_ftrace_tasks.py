@@ -162,6 +162,14 @@ def test_an_exited_task_is_forgotten_an_interval_later():
     t.end_interval()
     t.end_interval()
     assert t.comm(71) == "new"
+    # a thread's exec: its leader exits, the thread takes the leader's id
+    t.created(1, 80, "leader", 0)
+    t.created(80, 81, "leader", CLONE_THREAD)
+    t.exited(80)
+    t.renamed(80, "execd")
+    t.end_interval()
+    t.end_interval()
+    assert (t.comm(80), t.tgid(80)) == ("execd", 80)
 
 
 def test_unknown_is_what_the_kernel_prints_never_none():

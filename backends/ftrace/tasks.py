@@ -233,12 +233,14 @@ class TaskInfo(object):
         self._put(tid, comm, tgid)
 
     def renamed(self, tid, comm):
-        """task_rename: `tid` is called `comm` from now on."""
+        """task_rename: `tid` is called `comm` from now on.  A new entry:
+        a thread that execs takes its process leader's id after the leader
+        exits, and must not be forgotten with it."""
         e = self._tasks.get(tid)
         if e is None:
             self._put(tid, comm, None)
         else:
-            e[0] = comm
+            self._tasks[tid] = [comm, e[1]]
 
     def exited(self, tid):
         """sched_process_exit: forgotten at the end of the next interval
