@@ -1,7 +1,8 @@
 """Task names and process ids at the time of the event, on the live kernel.
 
 A process renamed with prctl(), 200 execs of a short-lived program, a
-program started through a wrapper that works and then execs it, and block
+program started through a wrapper that works and then execs it, a program
+exec'd by a thread that is not its process's leader, and block
 I/O of processes that exit before their line is printed: the names and PIDs
 are what the kernel had when each event happened, the same on both
 backends, whatever /proc says (or no longer says) when the output is made.
@@ -22,6 +23,7 @@ import workloads
 BEFORE_RENAME, AFTER_RENAME = 1000, 2000
 EXECS, CALLS_PER_EXEC = 200, 5
 WRAPPER_CALLS, WRAPPED_CALLS = 300, 700
+THREAD_EXEC_CALLS = 400
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +58,21 @@ def json_rows(text):
 @pytest.mark.live
 def test_names_follow_renames_and_execs_on_both_backends(ident_exe):
     tag = "%05x" % random.randrange(1 << 20)
-    names = {k: "kt%s%s" % (k, tag) for k in ("A", "B", "S", "E", "W", "P")}
+    names = {k: "kt%s%s" % (k, tag) for k in ("A", "B", "S", "E", "W", "P", "T")}
     truth = {names["A"]: BEFORE_RENAME, names["B"]: AFTER_RENAME,
              names["E"]: EXECS * CALLS_PER_EXEC,
-             names["W"]: WRAPPER_CALLS, names["P"]: WRAPPED_CALLS}
+             names["W"]: WRAPPER_CALLS, names["P"]: WRAPPED_CALLS,
+             names["T"]: THREAD_EXEC_CALLS}
     spawner = workloads.named_copy(ident_exe, names["S"])
     execed = workloads.named_copy(ident_exe, names["E"])
     wrapper = workloads.named_copy(ident_exe, names["W"])
     wrapped = workloads.named_copy(ident_exe, names["P"])
+    thread_execed = workloads.named_copy(ident_exe, names["T"])
     work = [workloads.Ident(ident_exe, "rename", names["A"], BEFORE_RENAME,
                             names["B"], AFTER_RENAME),
             workloads.Ident(spawner, "spawn", execed, EXECS, CALLS_PER_EXEC),
-            workloads.Ident(wrapper, "wrap", WRAPPER_CALLS, wrapped, WRAPPED_CALLS)]
+            workloads.Ident(wrapper, "wrap", WRAPPER_CALLS, wrapped, WRAPPED_CALLS),
+            workloads.Ident(ident_exe, "thread-exec", thread_execed, THREAD_EXEC_CALLS)]
     runs = ([] if kernstate.ebpf_skip_reason() else [("ebpf", [])]) + [
         ("ftrace", []), ("ftrace", ["--json"])]
     procs = []

@@ -149,6 +149,7 @@ def wait_for(predicate, timeout=10.0, step=0.05):
 # names a task after the file it execs), so a test gives each copy a
 # name no other process on the host has.
 _IDENT_SRC = r"""
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,16 @@ static void calls(long n)
 {
     for (long i = 0; i < n; i++)
         getppid();
+}
+
+static char **thread_argv;
+
+/* A thread, not the leader, execs: it takes over the process id. */
+static void *exec_from_thread(void *unused)
+{
+    (void)unused;
+    execl(thread_argv[2], thread_argv[2], "calls", thread_argv[3], (char *)NULL);
+    _exit(127);
 }
 
 int main(int argc, char **argv)
@@ -193,6 +204,13 @@ int main(int argc, char **argv)
         }
         return 0;
     }
+    if (argc == 4 && strcmp(argv[1], "thread-exec") == 0) {
+        pthread_t t;
+        thread_argv = argv;
+        if (pthread_create(&t, NULL, exec_from_thread, NULL) != 0)
+            return 1;
+        pause();
+    }
     if (argc == 5 && strcmp(argv[1], "wrap") == 0) {
         calls(atol(argv[2]));
         execl(argv[3], argv[3], "calls", argv[4], (char *)NULL);
@@ -213,7 +231,7 @@ def build_ident(tmpdir):
     exe = os.path.join(str(tmpdir), "kt_ident")
     with open(src, "w") as f:
         f.write(_IDENT_SRC)
-    subprocess.check_call([cc, "-O1", "-o", exe, src])
+    subprocess.check_call([cc, "-O1", "-pthread", "-o", exe, src])
     return exe
 
 
@@ -231,6 +249,7 @@ class Ident(Caller):
         Ident(exe, "rename", NAME_A, N_A, NAME_B, N_B)
         Ident(exe, "spawn", PROGRAM, COUNT, N)     COUNT execs, N calls each
         Ident(exe, "wrap", N_WRAPPER, PROGRAM, N)  exec PROGRAM after N_WRAPPER
+        Ident(exe, "thread-exec", PROGRAM, N)       a thread execs PROGRAM
     getppid() calls; release() runs it."""
 
     def __init__(self, exe, *args):
