@@ -1,11 +1,11 @@
 """Task names and process ids at the time of the event, on the live kernel.
 
 A process renamed with prctl(), 200 execs of a short-lived program, a
-program started through a wrapper that works and then execs it, a program
-exec'd by a thread that is not its process's leader, and block
-I/O of processes that exit before their line is printed: the names and PIDs
-are what the kernel had when each event happened, the same on both
-backends, whatever /proc says (or no longer says) when the output is made.
+program started through a wrapper that works and then execs it, and a
+program exec'd by a thread that is not its process's leader: the names are
+what the kernel had when each event happened, the same on both backends,
+whatever /proc says (or no longer says) when the output is made.  (PIDs of
+I/O whose process has exited: test_block_live.py.)
 """
 
 import json

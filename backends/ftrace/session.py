@@ -593,11 +593,13 @@ class LiveSession(Session):
                 ops.log.append("# read /proc/*/task/*/comm (the tasks that exist already)")
             else:
                 n = self.tasks.snapshot()
+                if self.tasks.follows_events:
+                    how = "followed from " + ", ".join(
+                        "%s:%s" % (te.system, te.event) for te in self.plan.task_events)
+                else:
+                    how = "from saved_cmdlines/saved_tgids (no task events)"
                 self._explain("ftrace: task names and PIDs %s; %d tasks from /proc at the start"
-                              % ("followed from %s" % ", ".join(
-                                  "%s:%s" % (te.system, te.event) for te in self.plan.task_events)
-                                 if self.tasks.follows_events else
-                                 "from saved_cmdlines/saved_tgids (no task events)", n))
+                              % (how, n))
         for ev in self.plan.events:
             if ev.system == "ftrace" and ev.event == "function":
                 continue        # the function tracer records these
@@ -690,6 +692,9 @@ class LiveSession(Session):
 
     def _build_pipeline(self):
         from .aggregate import Aggregator
+        if self.tasks is None:
+            self.tasks = self._tasks()
+            self.tasks.track(self.plan.task_events or ())
         if self.plan.read_path == "raw":
             from .rawparse import RawDecoder
             hp = tracefs.read_text(os.path.join(self.root, "events", "header_page")) or ""
@@ -800,7 +805,8 @@ class LiveSession(Session):
         if lost:
             self.aggregator.feed_lost(lost)
         report = self.aggregator.collect()
-        self.tasks.end_interval()
+        if self.tasks is not None:
+            self.tasks.end_interval()
         return report
 
     def close(self):
