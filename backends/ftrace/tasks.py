@@ -142,6 +142,9 @@ def resolve_task_events(event_format):
     if not (_has(newtask, "pid", False) and _has(newtask, "comm", True)
             and _has(newtask, "clone_flags", False) and _has(rename, "newcomm", True)):
         return found
+    # Read through each kernel's format: newtask's comm is a char[16] or,
+    # in some kernels, a __data_loc string; clone_flags an unsigned long or
+    # a u64; oom_score_adj (not read) an int or a short.
     found.append(TaskEvent("newtask", "task", "task_newtask", newtask,
                            ("pid", "comm", "clone_flags")))
     # The renamed task: its "pid" field (a kthread is named by its creator,
