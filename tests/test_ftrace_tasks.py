@@ -123,6 +123,14 @@ def test_which_measurements_need_task_identity():
     end = Event("b", Tracepoint("syscalls", "sys_exit_getppid"))
     assert needs_task_identity(Measurement([start, end], Records(fields=("tid",)),
                                            pair=Pair("a", "b", key=("tid",), carry=("comm",))))
+    # bitesize: block_rq_issue carries the current task's name itself
+    issue = Event("issue", Tracepoint("block", "block_rq_issue"))
+    issue_fmt = known_formats.event_format("6.18", "block", "block_rq_issue")
+    resolved = [ResolvedEvent(issue, issue.probes[0], "block", "block_rq_issue", issue_fmt, {})]
+    assert not needs_task_identity(Measurement([issue], Count(keys=("comm",))), resolved)
+    assert needs_task_identity(Measurement([issue], Count(keys=("comm", "pid"))), resolved)
+    call = getppid_plan(by_comm_and_pid()).events
+    assert needs_task_identity(Measurement([GETPPID], Count(keys=("comm",))), call)
 
 
 # ---------------------------------------------------------------------------

@@ -174,7 +174,7 @@ class FtraceBackend(Backend):
         for ev in resolved:
             plan.kernel_filters[ev.name] = kfilter.event_filter(measurement, ev)
         notes = []
-        if tasks.needs_task_identity(measurement):
+        if tasks.needs_task_identity(measurement, resolved):
             plan.task_events = tasks.resolve_task_events(host.event_format)
             if not any(te.kind == "rename" for te in plan.task_events):
                 notes.append("no task:task_newtask/task_rename events: task names and "

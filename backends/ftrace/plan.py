@@ -22,6 +22,20 @@ def field_source(fmt, field):
     return None
 
 
+def own_comm_field(resolved):
+    """The event's own "comm" format field, when it holds the current
+    task's name: the format has one, no declared field reads it (a
+    declared one means it is someone else's name), and the format has no
+    "pid" beside it (comm and pid together describe another task: the
+    wakee of sched_wakeup, the target of signal_generate).  Else None."""
+    fmt = resolved.format
+    if fmt is None or fmt.field("comm") is None or fmt.field("pid"):
+        return None
+    if "comm" in resolved.fields.values():
+        return None
+    return "comm"
+
+
 class ResolvedEvent(object):
     """A logical event bound to the tracefs event that provides it.
 

@@ -29,6 +29,8 @@ import os
 import re
 import time
 
+from .plan import own_comm_field
+
 # Thread id 0 is the idle task; the kernel prints it as "<idle>".
 IDLE_COMM = "<idle>"
 # What the kernel prints for a task name it does not know (trace_find_cmdline).
@@ -157,9 +159,11 @@ def resolve_task_events(event_format):
     return found
 
 
-def needs_task_identity(measurement):
+def needs_task_identity(measurement, resolved=None):
     """Does the measurement read a task's name or process id (in its
-    aggregate, its filters or its pair)?"""
+    aggregate, its filters or its pair) that its events do not carry?
+    `resolved`: the plan's ResolvedEvents, when known (an event's own comm
+    field names the current task at the event: bitesize needs no more)."""
     names = set(f.field for f in measurement.filters)
     agg = measurement.aggregate
     for attr in ("keys", "fields"):
@@ -170,7 +174,11 @@ def needs_task_identity(measurement):
     if measurement.pair is not None:
         names.update(measurement.pair.key)
         names.update(measurement.pair.carry)
-    return bool(names & set(("comm", "pid")))
+    if "pid" in names:
+        return True
+    if "comm" not in names:
+        return False
+    return resolved is None or any(own_comm_field(ev) is None for ev in resolved)
 
 
 # ---------------------------------------------------------------------------
