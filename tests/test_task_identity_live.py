@@ -108,3 +108,33 @@ def test_names_follow_renames_and_execs_on_both_backends(ident_exe):
     if len(runs) == 2:
         pytest.skip("eBPF backend unavailable here (%s): ftrace checked against the truth only"
                     % kernstate.ebpf_skip_reason())
+
+
+@pytest.mark.live
+def test_text_path_names_a_renamed_process_as_it_was(ident_exe):
+    """trace_pipe (kernels without trace_pipe_raw; forced here) prints the
+    name saved_cmdlines holds when the line is read: after the rename, for
+    every line.  The counts follow the rename all the same."""
+    from kerntrace.backends.ftrace.backend import FtraceBackend
+    from kerntrace.core.backend import RunOptions
+    from kerntrace.core.host import Host
+    from kerntrace.core.model import Count, Event, Filter, Measurement, Tracepoint
+    tag = "%05x" % random.randrange(1 << 20)
+    before, after = "ktA%s" % tag, "ktB%s" % tag
+    w = workloads.Ident(ident_exe, "rename", before, BEFORE_RENAME, after, AFTER_RENAME)
+    m = Measurement([Event("g", Tracepoint("syscalls", "sys_enter_getppid"))],
+                    Count(keys=("comm", "pid")), filters=[Filter("pid", "==", w.pid)])
+    b = FtraceBackend()
+    v = b.check(m, Host())
+    v.plan.read_path = "text"
+    s = b.open(m, v, RunOptions(tool="textnames"))
+    try:
+        with s:
+            assert w.release() == 0
+            s.wait(0.3)
+            report = s.collect()
+    finally:
+        if w.p.poll() is None:
+            w.p.kill()
+            w.p.wait()
+    assert report.data.counts == {(before, w.pid): BEFORE_RENAME, (after, w.pid): AFTER_RENAME}
