@@ -11,7 +11,6 @@ I/O whose process has exited: test_block_live.py.)
 import json
 import random
 import re
-import subprocess
 
 import pytest
 
