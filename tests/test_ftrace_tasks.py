@@ -205,6 +205,20 @@ def test_the_kernels_caches_answer_for_the_rest_and_no_miss_sticks(tmp_path, mon
     assert t.comm(19) == "dd" and t.tgid(19) == 19
 
 
+def test_without_task_events_the_kernels_caches_beat_the_snapshot(tmp_path):
+    # a thread id reused since the start: saved_cmdlines knows the new task
+    cmdlines = tmp_path / "saved_cmdlines"
+    cmdlines.write_text("40 newer\n")
+    t = TaskInfo(proc_root=None, saved_cmdlines=str(cmdlines))
+    t.learn(40, comm="at-start", tgid=40)
+    t.learn(41, comm="idle-one", tgid=40)
+    assert (t.comm(40), t.comm(41), t.tgid(41)) == ("newer", "idle-one", 40)
+    f = followed()
+    f._cmdlines = t._cmdlines
+    f.learn(40, comm="at-start", tgid=40)
+    assert f.comm(40) == "at-start"           # the events would have told of a reuse
+
+
 def test_the_table_is_bounded_and_forgets_exited_tasks_first():
     t = followed()
     t.learn(1, tgid=1, comm="init")

@@ -365,27 +365,34 @@ class TaskInfo(object):
         return name[:self.comm_len - 1]
 
     # -- answers -------------------------------------------------------------
+    # Without the task events, what snapshot() read may be stale (a thread
+    # id reused, a task renamed): the kernel's caches come first then.
     def tgid(self, tid):
         """The process id of a thread, or None if it cannot be known."""
         e = self._tasks.get(tid)
-        if e is not None and e[1] is not None:
+        if e is not None and e[1] is not None and self.follows_events:
             return e[1]
         if tid == 0:
             return 0
-        return self._tgids.get(tid)
+        v = self._tgids.get(tid)
+        if v is None and e is not None:
+            v = e[1]
+        return v
 
     def comm(self, tid, fallback=None):
         """The task name of a thread: the kernel's records, else `fallback`
         (a name the caller has, e.g. a trace line's), else saved_cmdlines,
-        else UNKNOWN_COMM (never None)."""
+        else what snapshot() read, else UNKNOWN_COMM (never None)."""
         e = self._tasks.get(tid)
-        if e is not None and e[0] is not None:
+        if e is not None and e[0] is not None and self.follows_events:
             return e[0]
         if fallback is not None:
             return fallback
         if tid == 0:
             return IDLE_COMM
         v = self._cmdlines.get(tid)
+        if v is None and e is not None:
+            v = e[0]
         return v if v is not None else UNKNOWN_COMM
 
     def __len__(self):
