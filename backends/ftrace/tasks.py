@@ -37,8 +37,9 @@ IDLE_COMM = "<idle>"
 UNKNOWN_COMM = "<...>"
 # include/uapi/linux/sched.h: the new task is a thread of its creator's process.
 CLONE_THREAD = 0x00010000
-# The initial PID namespace's inode number (PROC_PID_INIT_INO), fixed since
-# Linux v3.8 ("proc: Generalize proc inode allocation").
+# The initial PID namespace's inode number: PROC_PID_INIT_INO of
+# include/linux/proc_ns.h, fixed since about v3.8 (older kernels have no
+# /proc/PID/ns/pid link: nothing to compare, the snapshot is taken).
 INIT_PID_NS = "pid:[4026531836]"
 # TASK_COMM_LEN, the kernel's task name buffer, where no format tells it.
 TASK_COMM_LEN = 16
