@@ -506,3 +506,47 @@ def test_flush_is_measured_and_never_taken_for_sector_0(backend, queue, disk):
     assert [(r[1], r[5], r[6]) for r in writes] == [("dd", "0", "4096"), ("dd", "8", "4096")]
     assert flushes and all((r[5], r[6]) == ("-", "0") for r in flushes), out
     assert len(rows) == len(writes) + len(flushes), out
+
+
+# ---------------------------------------------------------------------------
+# Process ids of I/O whose process has exited before its line is printed
+DD_RUNS, WRITES_PER_DD = 20, 2
+
+
+def dd_runs(disk):
+    """DD_RUNS dd processes in turn, each writing WRITES_PER_DD blocks
+    (its own range); returns their PIDs.  Each has exited by the time the
+    next starts, and all have long before the tool is stopped."""
+    pids = []
+    for i in range(DD_RUNS):
+        p = subprocess.Popen(["dd", "if=/dev/zero", "of=" + disk.path, "bs=4096",
+                              "count=%d" % WRITES_PER_DD, "seek=%d" % (i * WRITES_PER_DD),
+                              "oflag=direct", "status=none"])
+        assert p.wait() == 0
+        pids.append(p.pid)
+    return pids
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tool", ["biosnoop", "iosnoop"])
+def test_snoop_pid_of_an_exited_process(backend, tool, disk):
+    """Each line names the dd that wrote its blocks (the sector tells which
+    one), though every dd has exited when the line is made."""
+    skip_unless_backend_runs(backend, disk.majmin)
+    if tool == "biosnoop":
+        argv, ready, comm_col, pid_col, sector_col = ["biosnoop", "-d", disk.name], "TIME(s)", \
+            1, 2, 5
+    else:
+        argv, ready, comm_col, pid_col, sector_col = ["iosnoop", "-d", disk.majmin], "COMM", \
+            0, 1, 4
+    pids = []
+    out, err = run_with(argv[:1] + ["--backend", backend] + argv[1:], ready, "stdout", disk,
+                        work=lambda d: pids.extend(dd_runs(d)))
+    rows = [line.split() for line in out.splitlines()
+            if line.strip() and line.split()[0] not in ("TIME(s)", "COMM", "Tracing", "Ending")]
+    # (that every I/O gets its line is test_biosnoop/iosnoop_one_line_per_io's business)
+    assert {r[comm_col] for r in rows} == {"dd"}, out
+    sectors_per_dd = WRITES_PER_DD * 4096 // 512
+    assert [r[pid_col] for r in rows] == [
+        str(pids[int(r[sector_col]) // sectors_per_dd]) for r in rows], out
+    assert {r[pid_col] for r in rows} == {str(pid) for pid in pids}, out

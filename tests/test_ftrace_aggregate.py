@@ -1,7 +1,6 @@
 """User-space aggregation: filters, pairing, histograms, counts, records,
 and the task lookups behind pid/comm."""
 
-import os
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -300,17 +299,23 @@ def test_queued_histogram_and_bounded_pending():
     assert h.buckets == {7: 1} and h.total == 99
 
 
-def test_mark_starting_a_pair_marks_a_looked_up_comm_best_effort(tmp_path):
-    proc = tmp_path / "proc"
-    (proc / "77").mkdir(parents=True)
-    (proc / "77" / "comm").write_text("from-proc\n")
+def known_tasks(**names):
+    """A TaskInfo that knows (from its start) the name of each tid given
+    as t<tid>=name, and follows no task events."""
+    tasks = TaskInfo(proc_root=None)
+    for key, comm in names.items():
+        tasks.learn(int(key[1:]), comm=comm)
+    return tasks
+
+
+def test_mark_starting_a_pair_marks_a_looked_up_comm_best_effort():
     start = Event("enter", Tracepoint("syscalls", "sys_enter_openat"), fields=[Field("dfd")])
     mark = Event("mid", Tracepoint("block", "block_rq_issue"), fields=[Field("dev")])
     end = Event("exit", Tracepoint("syscalls", "sys_exit_openat"), fields=[Field("ret")])
     m = Measurement([start, mark, end], Records(fields=("comm", QUEUED, LATENCY)),
                     pair=Pair("enter", "exit", key=("tid",), carry=("comm",), mark="mid"))
-    a = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=str(proc)))
-    # sys_enter_openat has no comm field: looked up in /proc; block_rq_issue has one
+    a = Aggregator(m, plan_for(m), tasks=known_tasks(t77="from-start"))
+    # sys_enter_openat has no comm field: what TaskInfo knows; block_rq_issue has one
     a.feed(RawEvent("syscalls", "sys_enter_openat", 10, 77, 0, fields={"dfd": 3}))
     a.feed(RawEvent("block", "block_rq_issue", 12, 77, 0, fields={"dev": 1, "comm": "x"}))
     a.feed(RawEvent("syscalls", "sys_exit_openat", 15, 77, 0, fields={"ret": 4}))
@@ -318,7 +323,7 @@ def test_mark_starting_a_pair_marks_a_looked_up_comm_best_effort(tmp_path):
     a.feed(RawEvent("syscalls", "sys_exit_openat", 29, 77, 0, fields={"ret": 5}))
     recs = a.collect().data
     assert [(r["comm"], r[QUEUED], r[LATENCY], r.best_effort) for r in recs] == [
-        ("from-proc", 2, 3, {"comm"}), ("own", 0, 9, frozenset())]
+        ("from-start", 2, 3, {"comm"}), ("own", 0, 9, frozenset())]
 
 
 def test_a_start_its_filters_reject_silences_its_end():
@@ -478,19 +483,17 @@ def test_device_filter_applies_to_both_ends():
     assert only_hist(r).count == 1 and r.unmatched == 0 and a.pending == 0
 
 
-def test_context_field_filters_pid_comm_tid_cpu(tmp_path):
-    proc = tmp_path / "proc"
-    (proc / "4011").mkdir(parents=True)
-    (proc / "4011" / "status").write_text("Name:\tdd\nTgid:\t4000\nPid:\t4011\n")
-    tasks = TaskInfo(proc_root=str(proc))
+def test_context_field_filters_pid_comm_tid_cpu():
+    tasks = TaskInfo(proc_root=None)
+    tasks.learn(4011, tgid=4000)
     for flt, want in [(Filter("pid", "==", 4000), 2), (Filter("tid", "==", 4011), 2),
                       (Filter("cpu", ">=", 1), 1), (Filter("comm", "glob", "d*"), 2),
                       (Filter("comm", "==", "cat"), 1)]:
         m = Measurement([issue_event()], Count(), filters=[flt])
         a = agg_for(m, tasks=tasks)
-        a.feed(issue(0, 0, tid=4011, cpu=0))                  # pid from /proc: 4000
+        a.feed(issue(0, 0, tid=4011, cpu=0))                  # pid from TaskInfo: 4000
         a.feed(issue(1, 1, tid=4011, cpu=1, tgid=4000))       # pid from record-tgid
-        a.feed(issue(2, 2, tid=77, cpu=0, line_comm="cat"))   # unknown to /proc
+        a.feed(issue(2, 2, tid=77, cpu=0, line_comm="cat"))   # unknown to TaskInfo
         assert a.collect().data.counts.get((), 0) == want, flt
 
 
@@ -584,11 +587,8 @@ def test_records_stream_and_reset():
     assert a.collect().data == []
 
 
-def test_comm_sources_line_then_own_field_then_taskinfo(tmp_path):
-    proc = tmp_path / "proc"
-    (proc / "900").mkdir(parents=True)
-    (proc / "900" / "comm").write_text("from-proc\n")
-    tasks = TaskInfo(proc_root=str(proc))
+def test_comm_sources_line_then_own_field_then_taskinfo():
+    tasks = known_tasks(t900="from-start")
     m = Measurement([issue_event(), done_event()], Records(fields=("comm",)))
     a = agg_for(m, tasks=tasks)
     a.feed(issue(1, 8, comm="payload", line_comm="line"))
@@ -596,12 +596,12 @@ def test_comm_sources_line_then_own_field_then_taskinfo(tmp_path):
     a.feed(RawEvent("block", "block_rq_complete", 3, 900, 0, comm=None,
                     fields={"dev": DEV, "sector": 8, "rwbs": "W", "error": 0}))
     recs = a.collect().data
-    assert [rec["comm"] for rec in recs] == ["line", "payload", "from-proc"]
+    assert [rec["comm"] for rec in recs] == ["line", "payload", "from-start"]
     # only the name looked up after the fact is best effort
     assert [rec.best_effort for rec in recs] == [frozenset(), frozenset(), {"comm"}]
 
 
-def test_a_declared_field_reading_comm_is_not_the_task_name(tmp_path):
+def test_a_declared_field_reading_comm_is_not_the_task_name():
     # sched_wakeup's "comm" is the wakee's name, not the current task's
     wakeup = Event("wakeup", Tracepoint("sched", "sched_wakeup"),
                    fields=[Field("wakee", STR, sources=("comm",))])
@@ -609,10 +609,7 @@ def test_a_declared_field_reading_comm_is_not_the_task_name(tmp_path):
     f = known_formats.event_format("6.18", "block", "block_rq_issue")   # has a comm field
     plan = Plan([ResolvedEvent(wakeup, wakeup.probes[0], "sched", "sched_wakeup", f,
                                {"wakee": "comm"})])
-    proc = tmp_path / "proc"
-    (proc / "5").mkdir(parents=True)
-    (proc / "5" / "comm").write_text("waker\n")
-    a = Aggregator(m, plan, tasks=TaskInfo(proc_root=str(proc)))
+    a = Aggregator(m, plan, tasks=known_tasks(t5="waker"))
     a.feed(RawEvent("sched", "sched_wakeup", 1, 5, 0, fields={"comm": "sleeper"}))
     (rec,) = a.collect().data
     assert rec.fields == {"comm": "waker", "wakee": "sleeper"}
@@ -635,7 +632,7 @@ print fmt: "comm=%s pid=%d prio=%d target_cpu=%03d", REC->comm, REC->pid, REC->p
 """
 
 
-def test_an_undeclared_comm_beside_a_pid_is_not_the_task_name(tmp_path):
+def test_an_undeclared_comm_beside_a_pid_is_not_the_task_name():
     # counting sched_wakeup by comm counts wakers (the current task, as eBPF
     # does), not the wakees the event's comm/pid describe
     from kerntrace.core.tracefs import parse_format
@@ -643,23 +640,17 @@ def test_an_undeclared_comm_beside_a_pid_is_not_the_task_name(tmp_path):
     m = Measurement([wakeup], Count(keys=("comm",)))
     plan = Plan([ResolvedEvent(wakeup, wakeup.probes[0], "sched", "sched_wakeup",
                                parse_format(SCHED_WAKEUP, "sched"), {})])
-    proc = tmp_path / "proc"
-    (proc / "5").mkdir(parents=True)
-    (proc / "5" / "comm").write_text("waker\n")
-    a = Aggregator(m, plan, tasks=TaskInfo(proc_root=str(proc)))
+    a = Aggregator(m, plan, tasks=known_tasks(t5="waker"))
     a.feed(RawEvent("sched", "sched_wakeup", 1, 5, 0, fields={"comm": "sleeper", "pid": 9}))
     assert a.collect().data.counts == {("waker",): 1}
 
 
-def test_carried_comm_looked_up_after_the_fact_is_best_effort(tmp_path):
-    proc = tmp_path / "proc"
-    (proc / "31").mkdir(parents=True)
-    (proc / "31" / "comm").write_text("kworker\n")
+def test_carried_comm_looked_up_after_the_fact_is_best_effort():
     start = Event("enter", Tracepoint("syscalls", "sys_enter_openat"), fields=[Field("dfd")])
     end = Event("exit", Tracepoint("syscalls", "sys_exit_openat"), fields=[Field("ret")])
     m = Measurement([start, end], Records(fields=("comm", "ret", LATENCY)),
                     pair=Pair("enter", "exit", key=("tid",), carry=("comm",)))
-    a = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=str(proc)))
+    a = Aggregator(m, plan_for(m), tasks=known_tasks(t31="kworker"))
     a.feed(RawEvent("syscalls", "sys_enter_openat", 10, 31, 0, fields={"dfd": 3}))
     a.feed(RawEvent("syscalls", "sys_exit_openat", 15, 31, 0, fields={"ret": -2}))
     a.feed(RawEvent("syscalls", "sys_enter_openat", 20, 31, 0, comm="sh", fields={"dfd": 3}))
@@ -732,55 +723,6 @@ def test_raw_feeder_matches_feeding_raw_events():
     want = by_events.collect().data
     got = by_pages.collect().data
     assert got == want and sum(h.count for h in got.histograms.values()) == 300 - 43
-
-
-# ---------------------------------------------------------------------------
-# TaskInfo
-def test_taskinfo_reads_proc_and_caches(tmp_path):
-    proc = tmp_path / "proc"
-    (proc / "42").mkdir(parents=True)
-    (proc / "42" / "status").write_text("Name:\tsh\nUmask:\t0022\nTgid:\t40\nPid:\t42\n")
-    (proc / "42" / "comm").write_text("my sh\n")
-    t = TaskInfo(proc_root=str(proc))
-    assert t.tgid(42) == 40 and t.comm(42) == "my sh"
-    (proc / "42" / "comm").write_text("changed\n")
-    assert t.comm(42) == "my sh" and t.lookups == 2
-    assert t.tgid(0) == 0 and t.comm(0) == "<idle>"
-    assert t.tgid(99) is None and t.comm(99) is None
-
-
-def test_taskinfo_falls_back_to_saved_cmdlines_and_tgids(tmp_path):
-    cmdlines = tmp_path / "saved_cmdlines"
-    cmdlines.write_text("17 bash\n18 kworker/0:1\ngarbage\n")
-    tgids = tmp_path / "saved_tgids"
-    tgids.write_text("17 17\n18 2\nx y\n")
-    t = TaskInfo(proc_root=str(tmp_path / "noproc"), saved_cmdlines=str(cmdlines),
-                 saved_tgids=str(tgids))
-    assert t.comm(18) == "kworker/0:1" and t.tgid(18) == 2 and t.comm(17) == "bash"
-
-
-def test_taskinfo_learns_from_lines_and_never_raises(tmp_path):
-    t = TaskInfo(proc_root=str(tmp_path / "missing"), saved_cmdlines=str(tmp_path / "nope"))
-    t.learn(5, tgid=4, comm="x")
-    assert (t.tgid(5), t.comm(5)) == (4, "x")
-    (tmp_path / "bad" / "7").mkdir(parents=True)
-    (tmp_path / "bad" / "7" / "status").write_bytes(b"Tgid:\tnot a number\n\xff\xfe")
-    t2 = TaskInfo(proc_root=str(tmp_path / "bad"))
-    assert t2.tgid(7) is None and t2.comm(7) is None
-
-
-def test_taskinfo_cache_is_bounded(tmp_path):
-    t = TaskInfo(proc_root=None, max_entries=4)
-    for tid in range(1, 10):
-        t.learn(tid, tgid=tid)
-    assert len(t._tgid) <= 4 and t.tgid(0) == 0
-
-
-def test_taskinfo_on_this_process():
-    t = TaskInfo()
-    assert t.tgid(os.getpid()) == os.getpid()
-    with open("/proc/self/comm") as f:
-        assert t.comm(os.getpid()) == f.read().strip()
 
 
 @pytest.mark.parametrize("queue", [False, True])

@@ -145,7 +145,8 @@ def host_of(fs, monkeypatch):
     fs.create_dir("/run")
     fs.create_file("/sys/class/block/xvda/dev", contents="202:1\n")
     for comm, pid in (("dd", 4011), ("blkid", 900), ("jbd2/xvda1-8", 245)):
-        fs.create_file("/proc/%d/status" % pid, contents="Name:\t%s\nTgid:\t%d\n" % (comm, pid))
+        # the tasks that exist when the run starts, as /proc lists them
+        fs.create_file("/proc/%d/task/%d/comm" % (pid, pid), contents=comm + "\n")
     monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
 
     def make(era, path):

@@ -784,3 +784,80 @@ def test_cleanup_notes_lockless_objects_it_cannot_judge(fs, monkeypatch, mounts)
         "left alone instance kerntrace-%d-old0: it has no owner lock and PID %d is running"
         % (alive, alive)]
     assert "kerntrace-%d-old0" % alive in t.instances()
+
+
+# ---------------------------------------------------------------------------
+# Task names: the kernel's task events, enabled beside the measured ones
+_COMMON_FIELDS = """\
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+"""
+# As include/trace/events/task.h declares them in 3.10-era kernels (an
+# unsigned long clone_flags, an int oom_score_adj).
+TASK_EVENTS_3_10 = {
+    ("task", "task_newtask"): """name: task_newtask
+ID: 60
+format:
+%s
+\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:char comm[16];\toffset:12;\tsize:16;\tsigned:1;
+\tfield:unsigned long clone_flags;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:int oom_score_adj;\toffset:40;\tsize:4;\tsigned:1;
+
+print fmt: "pid=%%d comm=%%s clone_flags=%%lx oom_score_adj=%%d", REC->pid, REC->comm, REC->clone_flags, REC->oom_score_adj
+""" % _COMMON_FIELDS,
+    ("task", "task_rename"): """name: task_rename
+ID: 61
+format:
+%s
+\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:char oldcomm[16];\toffset:12;\tsize:16;\tsigned:1;
+\tfield:char newcomm[16];\toffset:28;\tsize:16;\tsigned:1;
+\tfield:int oom_score_adj;\toffset:44;\tsize:4;\tsigned:1;
+
+print fmt: "pid=%%d oldcomm=%%s newcomm=%%s oom_score_adj=%%d", REC->pid, REC->oldcomm, REC->newcomm, REC->oom_score_adj
+""" % _COMMON_FIELDS,
+}
+
+
+def by_comm_measurement():
+    issue = Event("issue", Tracepoint("block", "block_rq_issue"), fields=[Field("dev")])
+    return Measurement([issue], Count(keys=("comm", "pid")))
+
+
+def test_task_events_enabled_in_the_instance_only_when_names_are_read(fs, monkeypatch, mounts):
+    t = tree(fs, monkeypatch, mounts, "3.10", extra_events=TASK_EVENTS_3_10)
+    before = t.snapshot()
+    v, s = prepare(block_measurement())
+    assert v.plan.task_events is None
+    v, s = prepare(by_comm_measurement())
+    assert [te.event for te in v.plan.task_events] == ["task_newtask", "task_rename"]
+    with s:
+        inst = s.buffer_path
+        for ev in ("task/task_newtask", "task/task_rename", "block/block_rq_issue"):
+            assert t.read(os.path.join(inst, "events", ev, "enable")) == "1\n", ev
+        assert outside_instances(t.snapshot()) == outside_instances(before)
+    assert t.snapshot() == before
+
+
+def test_top_level_task_events_restored_with_their_filters(fs, monkeypatch, mounts):
+    t = tree(fs, monkeypatch, mounts, "2.6.32", extra_events=TASK_EVENTS_3_10)
+    with open(os.path.join(t.root, "events/task/task_rename/filter"), "w") as f:
+        f.write("pid == 3\n")
+    before = t.snapshot()
+    v, s = prepare(by_comm_measurement())
+    with s:
+        assert t.read("events/task/task_rename/enable") == "1\n"
+        # someone's filter would hide renames we need
+        assert t.read("events/task/task_rename/filter") == "none\n"
+    assert t.snapshot() == before
+
+
+def test_no_task_events_no_tracking_and_says_so(fs, monkeypatch, mounts):
+    tree(fs, monkeypatch, mounts, "6.11")
+    v = FtraceBackend().check(by_comm_measurement(), Host())
+    assert v.ok and v.plan.task_events == []
+    assert ("no task:task_newtask/task_rename events: task names and process ids from "
+            "/proc at the start and saved_cmdlines") in v.reasons

@@ -156,6 +156,14 @@ def test_multi_part_keys_formatted_and_joined():
     assert out.splitlines()[2:] == ["%-36s %8d" % ("cp vda", 1), "%-36s %8d" % ("dd sda", 2)]
 
 
+def test_an_unknown_key_value_prints_as_a_dash_never_none():
+    # tpcount --by pid: a thread whose process nobody knows any more
+    counts = CountSet(("pid",), {(None,): 3, (42,): 1})
+    printer = CountTablePrinter(*streams(), key_header="PID")
+    out, _ = run(printer, [Report(counts)], ctx({"pid": lambda v: "%05d" % v}))
+    assert out.splitlines()[2:] == ["%-36s %8d" % ("00042", 1), "%-36s %8d" % ("-", 3)]
+
+
 def test_count_table_interval_without_counts_prints_header_only():
     printer = CountTablePrinter(*streams(), key_header="EVENT")
     out, _ = run(printer, [Report(CountSet(("event",)))])

@@ -141,3 +141,118 @@ def wait_for(predicate, timeout=10.0, step=0.05):
             return True
         time.sleep(step)
     return predicate()
+
+
+# Task names change under a running process: a prctl() rename, an exec of
+# another program (directly, or by a wrapper that first does work of its
+# own).  Every name is the basename of a copy of this one binary (the kernel
+# names a task after the file it execs), so a test gives each copy a
+# name no other process on the host has.
+_IDENT_SRC = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void calls(long n)
+{
+    for (long i = 0; i < n; i++)
+        getppid();
+}
+
+static char **thread_argv;
+
+/* A thread, not the leader, execs: it takes over the process id. */
+static void *exec_from_thread(void *unused)
+{
+    (void)unused;
+    execl(thread_argv[2], thread_argv[2], "calls", thread_argv[3], (char *)NULL);
+    _exit(127);
+}
+
+int main(int argc, char **argv)
+{
+    char go[8];
+    if (argc == 3 && strcmp(argv[1], "calls") == 0) {
+        calls(atol(argv[2]));
+        return 0;
+    }
+    /* The other modes wait until the tracer is attached. */
+    printf("%d\n", getpid());
+    fflush(stdout);
+    if (!fgets(go, sizeof go, stdin))
+        return 1;
+    if (argc == 6 && strcmp(argv[1], "rename") == 0) {
+        prctl(PR_SET_NAME, argv[2], 0, 0, 0);
+        calls(atol(argv[3]));
+        prctl(PR_SET_NAME, argv[4], 0, 0, 0);
+        calls(atol(argv[5]));
+        return 0;
+    }
+    if (argc == 5 && strcmp(argv[1], "spawn") == 0) {
+        for (long i = 0; i < atol(argv[3]); i++) {
+            pid_t child = fork();
+            if (child == 0) {
+                execl(argv[2], argv[2], "calls", argv[4], (char *)NULL);
+                _exit(127);
+            }
+            if (child < 0 || waitpid(child, NULL, 0) < 0)
+                return 1;
+        }
+        return 0;
+    }
+    if (argc == 4 && strcmp(argv[1], "thread-exec") == 0) {
+        pthread_t t;
+        thread_argv = argv;
+        if (pthread_create(&t, NULL, exec_from_thread, NULL) != 0)
+            return 1;
+        pause();
+    }
+    if (argc == 5 && strcmp(argv[1], "wrap") == 0) {
+        calls(atol(argv[2]));
+        execl(argv[3], argv[3], "calls", argv[4], (char *)NULL);
+        return 127;
+    }
+    return 2;
+}
+"""
+
+
+def build_ident(tmpdir):
+    """Compile the task-name workload; returns the binary path, or None
+    without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    src = os.path.join(str(tmpdir), "ident.c")
+    exe = os.path.join(str(tmpdir), "kt_ident")
+    with open(src, "w") as f:
+        f.write(_IDENT_SRC)
+    subprocess.check_call([cc, "-O1", "-pthread", "-o", exe, src])
+    return exe
+
+
+def named_copy(exe, name):
+    """A copy of `exe` called `name` (at most 15 characters: the kernel's
+    task name length), in the same directory."""
+    assert len(name) <= 15, name
+    path = os.path.join(os.path.dirname(exe), name)
+    shutil.copy(exe, path)
+    return path
+
+
+class Ident(Caller):
+    """The task-name workload in one of its waiting modes:
+        Ident(exe, "rename", NAME_A, N_A, NAME_B, N_B)
+        Ident(exe, "spawn", PROGRAM, COUNT, N)     COUNT execs, N calls each
+        Ident(exe, "wrap", N_WRAPPER, PROGRAM, N)  exec PROGRAM after N_WRAPPER
+        Ident(exe, "thread-exec", PROGRAM, N)       a thread execs PROGRAM
+    getppid() calls; release() runs it."""
+
+    def __init__(self, exe, *args):
+        self.p = subprocess.Popen([exe] + [str(a) for a in args], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        self.pid = int(self.p.stdout.readline())

@@ -34,6 +34,7 @@ from kerntrace.core.model import EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS, QUE
 from kerntrace.core.results import (CountSet, Histogram as HistogramResult, HistogramSet,
                                     Record, Report)
 
+from .plan import own_comm_field
 from .tasks import TaskInfo
 
 # Pair starts kept while waiting for their end; beyond this the oldest are
@@ -173,7 +174,8 @@ class _EventProgram(object):
                 emit("%s = comm if comm is not None else %s" % (var, self._field_index(own)))
             else:
                 emit("%s = comm if comm is not None else _comm_of(v[0])" % var)
-                self.comm_after_the_fact = True
+                # (the kernel's task events name it at the event, if followed)
+                self.comm_after_the_fact = not self.agg.tasks.follows_events
         else:
             fname = self.resolved.fields.get(name)
             if fname is None or not self._format_has(fname):
@@ -207,16 +209,7 @@ class _EventProgram(object):
     comm_after_the_fact = False
 
     def _own_comm_field(self):
-        """The event's own "comm" format field, when it holds the current
-        task's name: the format has one, no declared field reads it (a
-        declared one means it is someone else's name), and the format has no
-        "pid" beside it (comm and pid together describe another task: the
-        wakee of sched_wakeup, the target of signal_generate)."""
-        if self.fmt is None or self.fmt.field("comm") is None or self.fmt.field("pid"):
-            return None
-        if "comm" in self.resolved.fields.values():
-            return None
-        return "comm"
+        return own_comm_field(self.resolved)
 
     # -- filters -----------------------------------------------------------
     def filters(self, reject=()):

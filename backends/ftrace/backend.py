@@ -16,7 +16,7 @@ from kerntrace.core.backend import Backend, Capability, Verdict
 from kerntrace.core.errors import TracingUnavailable, Unsupported
 from kerntrace.core.model import STR, USTR
 
-from . import kfilter, probes, stale
+from . import kfilter, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
 
 NAME = "ftrace"
@@ -172,6 +172,11 @@ class FtraceBackend(Backend):
         for ev in resolved:
             plan.kernel_filters[ev.name] = kfilter.event_filter(measurement, ev)
         notes = []
+        if tasks.needs_task_identity(measurement, resolved):
+            plan.task_events = tasks.resolve_task_events(host.event_format)
+            if not any(te.kind == "rename" for te in plan.task_events):
+                notes.append("no task:task_newtask/task_rename events: task names and "
+                             "process ids from /proc at the start and saved_cmdlines")
         if not feats.instances:
             notes.append("no instances: top-level buffer under the perf-tools lock")
         if not feats.raw:

@@ -22,6 +22,20 @@ def field_source(fmt, field):
     return None
 
 
+def own_comm_field(resolved):
+    """The event's own "comm" format field, when it holds the current
+    task's name: the format has one, no declared field reads it (a
+    declared one means it is someone else's name), and the format has no
+    "pid" beside it (comm and pid together describe another task: the
+    wakee of sched_wakeup, the target of signal_generate).  Else None."""
+    fmt = resolved.format
+    if fmt is None or fmt.field("comm") is None or fmt.field("pid"):
+        return None
+    if "comm" in resolved.fields.values():
+        return None
+    return "comm"
+
+
 class ResolvedEvent(object):
     """A logical event bound to the tracefs event that provides it.
 
@@ -59,10 +73,16 @@ class ResolvedEvent(object):
 
 class Plan(object):
     """Everything check() found: one ResolvedEvent per logical event, and
-    which reading path and kernel-side filters the session will use."""
+    which reading path and kernel-side filters the session will use.
 
-    def __init__(self, events, read_path="raw", kernel_filters=None, instances=True):
+    task_events  None when the measurement reads no task name or process
+                 id; else the tasks.TaskEvents this host has (maybe none)
+                 that the session enables beside the measured events."""
+
+    def __init__(self, events, read_path="raw", kernel_filters=None, instances=True,
+                 task_events=None):
         self.events = list(events)
+        self.task_events = list(task_events) if task_events is not None else None
         self.read_path = read_path           # "raw" (trace_pipe_raw) or "text" (trace_pipe)
         self.kernel_filters = dict(kernel_filters or {})  # logical event name -> filter text
         self.instances = instances           # private instance, else top level + lock

@@ -359,6 +359,27 @@ def read_round(readers, feed, order=None, lap=None):
 
 
 # ---------------------------------------------------------------------------
+def merge_sinks(first, then):
+    """{event id: (format field names, handler)} for two consumers of the
+    same decoder: an event both read is decoded once and handed to `first`,
+    then to `then` (each gets common_pid and its own fields, in its order)."""
+    out = dict(first)
+    for ev_id, (names2, h2) in then.items():
+        if ev_id not in out:
+            out[ev_id] = (names2, h2)
+            continue
+        names1, h1 = out[ev_id]
+        names = tuple(names1) + tuple(n for n in names2 if n not in names1)
+        n1 = len(names1) + 1
+        pick = [0] + [1 + names.index(n) for n in names2]
+
+        def both(ts, cpu, v, h1=h1, h2=h2, n1=n1, pick=pick):
+            h1(ts, cpu, v[:n1])
+            h2(ts, cpu, tuple(v[i] for i in pick))
+        out[ev_id] = (names, both)
+    return out
+
+
 def _cpus(buffer_path):
     d = os.path.join(buffer_path, "per_cpu")
     try:
@@ -417,6 +438,7 @@ class LiveSession(Session):
         self.bindings = {}       # ... or per CPU, when the CPUs are merged
         self.order = None
         self.aggregator = None
+        self.tasks = None        # tasks.TaskInfo: names and process ids of thread ids
         self.losses = None
         self.journal = None
         self.unrestored = []     # what close() could not undo
@@ -580,6 +602,29 @@ class LiveSession(Session):
         self.plan.kernel_filters[ev.name] = text
 
     def _enable(self, ops):
+        measured = set((ev.system, ev.event) for ev in self.plan.events)
+        for te in self.plan.task_events or ():
+            if (te.system, te.event) in measured:
+                continue            # enabled below, read by both
+            d = os.path.join(self.buffer_path, "events", te.system, te.event)
+            if not self.plan.instances:
+                self._clear_shared_filter(ops, os.path.join(d, "filter"))
+            ops.write(os.path.join(d, "enable"), "1",
+                      what="enable %s:%s (task names)" % (te.system, te.event))
+        if self.plan.task_events is not None:
+            # The tasks that exist now; from here on every new task and new
+            # name is in the buffer, before any measured event (enabled next).
+            if ops.dry_run:
+                ops.log.append("# read /proc/*/task/*/comm (the tasks that exist already)")
+            else:
+                n = self.tasks.snapshot()
+                if self.tasks.follows_events:
+                    how = "followed from " + ", ".join(
+                        "%s:%s" % (te.system, te.event) for te in self.plan.task_events)
+                else:
+                    how = "from saved_cmdlines/saved_tgids (no task events)"
+                self._explain("ftrace: task names and PIDs %s; %d tasks from /proc at the start"
+                              % (how, n))
         for ev in self.plan.events:
             if ev.system == "ftrace" and ev.event == "function":
                 continue        # the function tracer records these
@@ -588,6 +633,14 @@ class LiveSession(Session):
             undo = "0" if ev.probe_def else None
             ops.write(os.path.join(self._event_dir(ev), "enable"), "1",
                       what="enable %s:%s" % (ev.system, ev.event), undo_value=undo)
+
+    @staticmethod
+    def _clear_shared_filter(ops, path):
+        """A filter someone set on a shared top-level event would hide
+        records we need: cleared (and restored at the end)."""
+        current = (ops.read(path) or "none").strip()
+        if current != "none" and ops.try_write(path, "0") is not None:
+            raise FilterError("cannot clear filter %s" % path)
 
     def _tracing_on(self, ops):
         path = os.path.join(self.buffer_path, "tracing_on")
@@ -629,6 +682,8 @@ class LiveSession(Session):
             self.undo.push("release lock", lock.release)
         ops = inst.ControlFiles(self.root, undo=self.undo, save=not self.plan.instances,
                                 journal=self.journal)
+        self.tasks = self._tasks()
+        self.tasks.track(self.plan.task_events or ())
         self._configure(ops)
         self._open_readers()
         self._build_pipeline()
@@ -669,18 +724,25 @@ class LiveSession(Session):
 
     def _build_pipeline(self):
         from .aggregate import Aggregator
+        if self.tasks is None:
+            self.tasks = self._tasks()
+            self.tasks.track(self.plan.task_events or ())
         if self.plan.read_path == "raw":
             from .rawparse import RawDecoder
             hp = tracefs.read_text(os.path.join(self.root, "events", "header_page")) or ""
             he = tracefs.read_text(os.path.join(self.root, "events", "header_event")) or ""
-            by_id = {ev.format.id: ev.format for ev in self.plan.events
-                     if ev.format is not None and ev.format.id is not None}
+            formats = ([ev.format for ev in self.plan.events]
+                       + [te.format for te in self.plan.task_events or ()])
+            by_id = {f.id: f for f in formats if f is not None and f.id is not None}
             self.decoder = RawDecoder(hp, he, by_id)
-            self.aggregator = Aggregator(self.measurement, self.plan, tasks=self._tasks())
+            self.aggregator = Aggregator(self.measurement, self.plan, tasks=self.tasks)
             # Decode straight into the aggregator's per-event handlers (no
             # RawEvent objects on the hot path).
-            sinks = self.aggregator.raw_sinks(self.decoder.formats_by_id)
-            if needs_time_order(self.measurement):
+            sinks = merge_sinks(self.aggregator.raw_sinks(self.decoder.formats_by_id),
+                                self.tasks.raw_sinks(self.decoder.formats_by_id))
+            # Task names change at the time of their events: the events they
+            # name must come after them, whichever CPU logged which.
+            if needs_time_order(self.measurement) or self.plan.task_events:
                 # One binding per CPU: each appends to its CPU's sorted run.
                 self.order = TimeOrder()
                 self.bindings = self.order.bindings(self.decoder, sinks,
@@ -689,13 +751,16 @@ class LiveSession(Session):
                 self.binding = self.decoder.compile_sinks(sinks)
         else:
             from .textparse import TextDecoder
-            self.decoder = TextDecoder({(ev.system, ev.event): ev.format
-                                        for ev in self.plan.events if ev.format is not None})
-            self.aggregator = Aggregator(self.measurement, self.plan, tasks=self._tasks())
+            formats = {(te.system, te.event): te.format for te in self.plan.task_events or ()}
+            formats.update({(ev.system, ev.event): ev.format
+                            for ev in self.plan.events if ev.format is not None})
+            self.decoder = TextDecoder(formats)
+            self.aggregator = Aggregator(self.measurement, self.plan, tasks=self.tasks)
 
     def _tasks(self):
         """Thread id -> process id / task name for the aggregator (the raw
-        records carry only the thread id)."""
+        records carry only the thread id; the text lines a name the kernel
+        looked up when it printed them)."""
         from .tasks import TaskInfo
 
         def path(name):
@@ -738,8 +803,20 @@ class LiveSession(Session):
             return
         if isinstance(item, Lost):
             self.losses.marker(item.cpu, item.count)
-        else:
-            self.aggregator.feed(item)
+            return
+        tasks = self.tasks
+        if tasks.follows_events:
+            # the name at the event, not the one saved_cmdlines had when
+            # the kernel printed the line
+            item.comm = tasks.comm(item.tid, item.comm)
+        if tasks.is_task_event(item.system, item.event):
+            # (a measured one too: the aggregator sees it with the name
+            # from before the change it records)
+            if self.aggregator.handler_for(item.system, item.event) is not None:
+                self.aggregator.feed(item)
+            tasks.feed(item)
+            return
+        self.aggregator.feed(item)
 
     def wait(self, timeout):
         deadline = _now() + max(0.0, timeout)
@@ -759,7 +836,10 @@ class LiveSession(Session):
         lost = self.losses.take() if self.losses else 0
         if lost:
             self.aggregator.feed_lost(lost)
-        return self.aggregator.collect()
+        report = self.aggregator.collect()
+        if self.tasks is not None:
+            self.tasks.end_interval()
+        return report
 
     def close(self):
         errors = self.undo.run()

@@ -96,9 +96,12 @@ def terminal_text(text):
 
 def field_label(ctx, name, value):
     """How every output format shows a value of field `name`: the tool's
-    formatter for it when there is one (dev -> "vda"), else the value itself.
+    formatter for it when there is one (dev -> "vda"), else the value itself;
+    "-" for a value nobody knows (None), never "None".
     A formatter that fails on an unexpected value falls back to the raw value:
     a label is not worth a traceback in the middle of a run."""
+    if value is None:
+        return "-"          # unknown (a process id nobody had): as tables show it
     formatters = getattr(ctx, "formatters", None) or {}
     fmt = formatters.get(name) if name is not None else None
     if fmt is not None:
