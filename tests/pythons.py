@@ -87,3 +87,44 @@ def pip_env():
         if k in os.environ:
             env[k] = os.environ[k]
     return env
+
+
+def make_test_venv(python, path, project):
+    """A venv of `python` at `path` with `project` and its test extra
+    installed (not editable: old setuptools cannot map kerntrace.* onto
+    this checkout's folders in place)."""
+    subprocess.check_call([python, "-m", "venv", "--clear", path])
+    pip = [os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q"]
+    env = pip_env()
+    # Python 3.6's bundled pip 18 has no dependency resolver; the newest pip
+    # for the interpreter picks test tools that still run on it.
+    subprocess.check_call(pip + ["--upgrade", "pip"], env=env)
+    subprocess.check_call(pip + [project + "[test]"], env=env)
+
+
+def main(argv):
+    """tests/run's helper:
+        pythons.py find 3.6|newest      print the interpreter's path
+        pythons.py venv 3.6|newest DIR  make DIR a test venv of it (prints its python)"""
+    if len(argv) < 2 or argv[0] not in ("find", "venv") or (argv[0] == "venv") != (len(argv) == 3):
+        sys.stderr.write(main.__doc__ + "\n")
+        return 2
+    which = argv[1]
+    if which == "newest":
+        python = newest()
+    else:
+        minor = int(which.split(".")[1])
+        python = find(minor)
+        if python is None:
+            sys.stderr.write("tests/run: %s\n" % missing(minor))
+            return 1
+    if argv[0] == "venv":
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        make_test_venv(python, argv[2], root)
+        python = os.path.join(argv[2], "bin", "python")
+    print(python)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
