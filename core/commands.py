@@ -53,3 +53,18 @@ def iosnoop():
 
 def bitesize():
     _cli().tool_main("bitesize")
+
+
+def as_invoked():
+    """Entry point of the single-file build (kerntrace.pyz, see
+    scripts/build-zipapp): it acts as the command it is invoked as, so a
+    symlink or copy named iolatency is iolatency.  A name starting with
+    "kerntrace" (kerntrace, kerntrace.pyz) is the kerntrace command; any
+    other is taken as a tool's name."""
+    import sys
+    name = os.path.basename(sys.argv[0])
+    if name.endswith(".pyz"):
+        name = name[:-len(".pyz")]
+    if name.startswith("kerntrace"):
+        kerntrace()
+    _cli().tool_main(name)

@@ -11,6 +11,7 @@ KERNTRACE_DISABLE_PLUGINS=name1,name2, or the --no-plugins flag.
 
 import os
 import sys
+import warnings
 
 import pluggy
 
@@ -27,16 +28,34 @@ BUILTIN_MODULES = (
 DISABLE_ENV = "KERNTRACE_DISABLE_PLUGINS"
 
 
-def _entry_points(group):
-    """(name, loader) pairs for an entry-point group, on Python 3.6 to 3.13."""
+def _metadata_module():
+    """importlib.metadata (3.8+), else its backport importlib_metadata (which
+    pluggy requires on 3.6/3.7, so it is there), else None."""
     try:
         from importlib import metadata  # novm (Python 3.8+; 3.6/3.7 fall back below)
+        return metadata
     except ImportError:  # pragma: no cover - Python 3.6/3.7
-        try:
-            import pkg_resources
-        except ImportError:
-            return []
-        return [(ep.name, ep.load) for ep in pkg_resources.iter_entry_points(group)]
+        pass
+    try:
+        import importlib_metadata
+        return importlib_metadata
+    except ImportError:
+        return None
+
+
+def _entry_points(group):
+    """(name, loader) pairs for an entry-point group, on Python 3.6 to 3.13."""
+    metadata = _metadata_module()
+    if metadata is None:  # pragma: no cover - an old pluggy on 3.6/3.7
+        # pkg_resources warns (UserWarning) about what it finds on sys.path
+        # while it builds its working set: not the user's concern here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                import pkg_resources
+            except ImportError:
+                return []
+            return [(ep.name, ep.load) for ep in pkg_resources.iter_entry_points(group)]
     eps = metadata.entry_points()
     if hasattr(eps, "select"):
         selected = eps.select(group=group)

@@ -13,6 +13,7 @@ removal of probe definitions bcc leaves in tracefs (pyfakefs).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -31,15 +32,20 @@ LATTICE = True
 '''
 
 
-def run_py(code, pythonpath=None):
+def run_py(code, pythonpath=None, python_opts=(), env_drop=()):
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    for name in env_drop:
+        env.pop(name, None)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(pythonpath)
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable] + list(python_opts) + ["-c", textwrap.dedent(code)],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result["stderr"] = r.stderr
+    return result
 
 
 REPORT = """
@@ -89,6 +95,28 @@ def test_replaces_an_impostor_already_imported(tmp_path):
     (tmp_path / "bcc.py").write_text(IMPOSTOR)
     r = run_py("import bcc\nassert bcc.LATTICE\n" + REPORT % "", pythonpath=[str(tmp_path)])
     assert r["ok"] and r["has_bpf"] and not r["file"].startswith(str(tmp_path))
+
+
+@needs_distro_bcc
+def test_bcc_loads_without_warnings_or_bytecode_left_in_its_directory(tmp_path):
+    # A copy of the distribution's bcc without its caches stands for the
+    # distribution's directory as an interpreter other than the distro's
+    # sees it: no valid cache, so the source compiles (bcc's invalid
+    # escapes: DeprecationWarning, SyntaxWarning on 3.12+) and, as root,
+    # Python would write __pycache__ there.
+    copy = str(tmp_path / "bcc")
+    shutil.copytree(os.path.join(REAL_BCC_DIRS[0], "bcc"), copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    r = run_py(REPORT % ("dirs=[%r]" % str(tmp_path)), python_opts=["-W", "always"],
+               env_drop=["PYTHONDONTWRITEBYTECODE"])
+    assert r["ok"] and r["has_bpf"] and r["file"].startswith(copy)
+    assert r["stderr"] == ""
+    assert not os.path.exists(os.path.join(copy, "__pycache__"))
+    r = run_py("import json, sys\nfrom kerntrace.backends.ebpf import bccfind\n"
+               "bccfind.find_bcc(dirs=[%r])\n"
+               "print(json.dumps({'after': sys.dont_write_bytecode}))" % str(tmp_path),
+               env_drop=["PYTHONDONTWRITEBYTECODE"])
+    assert r["after"] is False          # only bcc's import is kept from writing bytecode
 
 
 def test_no_bcc_anywhere_says_what_to_install(tmp_path):

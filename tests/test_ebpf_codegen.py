@@ -180,15 +180,16 @@ def compile_c(tmp_path, text, run_input=None, name="prog"):
     flags = ["-I", str(tmp_path / "inc"), "-Werror=implicit-function-declaration",
              "-Werror=incompatible-pointer-types", "-Werror=int-conversion"]
     if run_input is None:
-        r = subprocess.run([CC, "-fsyntax-only"] + flags + [str(src)], capture_output=True,
-                           text=True)
+        r = subprocess.run([CC, "-fsyntax-only"] + flags + [str(src)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
         assert r.returncode == 0, r.stderr + "\n" + text
         return None
     exe = tmp_path / name
-    r = subprocess.run([CC, "-O1", "-o", str(exe)] + flags + [str(src)], capture_output=True,
-                       text=True)
+    r = subprocess.run([CC, "-O1", "-o", str(exe)] + flags + [str(src)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True)
     assert r.returncode == 0, r.stderr
-    out = subprocess.run([str(exe)], input=run_input, capture_output=True, text=True, check=True)
+    out = subprocess.run([str(exe)], input=run_input, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, check=True)
     return out.stdout.split()
 
 

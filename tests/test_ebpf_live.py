@@ -663,8 +663,8 @@ UNPRIVILEGED_CHECK = textwrap.dedent("""
 
 
 def test_without_privileges_check_says_why():
-    r = subprocess.run([sys.executable, "-c", UNPRIVILEGED_CHECK], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", UNPRIVILEGED_CHECK], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     out = json.loads(r.stdout)
     assert not out["ok"] and any("CAP_BPF" in why for why in out["reasons"])

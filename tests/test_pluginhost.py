@@ -108,3 +108,15 @@ def test_builtins_register_through_the_public_hooks():
     assert {b.name for b in host.backends()} >= {"ebpf", "ftrace"}
     assert "tpcount" in host.tools()
     assert all(n.startswith("kerntrace_") for n in dir(host.pm.hook) if not n.startswith("_"))
+
+
+def test_entry_points_are_read_without_pkg_resources(plugin_path):
+    # On 3.6/3.7 the importlib_metadata backport (pluggy's dependency there)
+    # reads them; pkg_resources would scan all of sys.path, slowly, and warn.
+    code = ("import io, sys\nfrom kerntrace.core.pluginhost import PluginHost\n"
+            "tools = PluginHost(warn=io.StringIO()).tools()\n"
+            "print('hellotool' in tools, 'pkg_resources' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=plugin_path)
+    env.pop("KERNTRACE_DISABLE_PLUGINS", None)
+    out = subprocess.check_output([sys.executable, "-c", code], env=env, universal_newlines=True)
+    assert out.split() == ["True", "False"]

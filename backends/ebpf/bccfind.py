@@ -12,12 +12,18 @@ so its own `from .libbcc import ...` imports work.
 The PyPI project named "bcc" is an unrelated library.  If it (or anything
 else) is what `import bcc` finds, we ignore it: the real bcc is recognised by
 its files (libbcc.py, table.py) and, once loaded, by BPF and libbcc.lib.
+
+bcc is imported as a guest (see _as_guest): the distribution compiled it for
+its own Python, so another one compiles it afresh, and that must neither warn
+the user about bcc's source nor write caches into the distribution's files.
 """
 
+import contextlib
 import glob
 import importlib.util
 import os
 import sys
+import warnings
 
 from kerntrace.core.errors import one_line
 
@@ -104,6 +110,27 @@ def _why(exc):
     return "%s: %s" % (type(exc).__name__, text)
 
 
+@contextlib.contextmanager
+def _as_guest():
+    """Import bcc without leaving a trace of it.
+
+    Warnings are off: bcc's source has regexes with invalid escapes, which
+    Python reports as DeprecationWarning (3.6-3.11, seen under pytest or -W)
+    and as SyntaxWarning on every fresh compile (3.12+), from a file that
+    is not ours.  Bytecode writing is off: an interpreter other than the
+    distribution's has no valid cache there, and as root it would write
+    __pycache__/bcc*.cpython-3X.pyc into the distribution's package
+    directory, files no package owns.  Both only for this import."""
+    saved = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.dont_write_bytecode = saved
+
+
 def load_from(pkg_dir):
     """Load the bcc package in pkg_dir as sys.modules["bcc"].  Returns the
     module; raises on failure, leaving no partial `bcc` in sys.modules."""
@@ -112,7 +139,8 @@ def load_from(pkg_dir):
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACKAGE] = module
     try:
-        spec.loader.exec_module(module)
+        with _as_guest():
+            spec.loader.exec_module(module)
     except BaseException:
         _forget_bcc()
         raise
@@ -149,7 +177,8 @@ def find_bcc(dirs=None):
         path_dir, real = _importable_bcc_dir()
         if path_dir and real:
             try:
-                import bcc as module  # noqa: F401  (on sys.path: distro Python or --system-site-packages)
+                with _as_guest():
+                    import bcc as module  # noqa: F401  (on sys.path: distro Python or --system-site-packages)
                 if is_real_bcc(module):
                     return BccStatus(module, "bcc %s imported from %s (on sys.path)"
                                      % (_version(module), path_dir))
