@@ -9,7 +9,9 @@
     wait(t)     poll the buffer (records) or sleep
     collect()   Report for the interval: maps read-and-cleared (maps.py), the
                 pair start map left alone (in-flight starts survive), lost
-                and unmatched counts as deltas of never-cleared counters
+                and unmatched counts as deltas of never-cleared counters;
+                runs of our programs the kernel skipped count as lost
+                (progstats.py)
     close()     detach everything, free maps and programs (bcc's cleanup),
                 remove any tracefs probe definitions bcc left; idempotent,
                 safe after a partial start
@@ -25,7 +27,7 @@ from kerntrace.core.errors import EnableError, KerntraceError, one_line
 from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
 
-from . import bpfobject, buffers, codegen, tracefs_probes
+from . import bpfobject, buffers, codegen, progstats, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedStderr, first_error
 
@@ -44,6 +46,7 @@ class EbpfSession(Session):
         self._records = []
         self._perf_lost = 0
         self._stats_seen = [0, 0]
+        self._skips = None
         self._deferred = None
         self._buffer = None
         self._probe_names = []
@@ -64,6 +67,8 @@ class EbpfSession(Session):
         for att in self.program.attachments:
             self._attach(att)
         self._check_layouts()
+        self._skips = progstats.MissCounter(self._bpf.funcs[att.fn_name.encode()].fd
+                                            for att in self.program.attachments)
         if self.program.kind == "records":
             self._open_buffer()
 
@@ -232,7 +237,7 @@ class EbpfSession(Session):
                 self._bpf.perf_buffer_consume()
             data, self._records = self._records, []
         unmatched, lost = self._stats()
-        lost += self._perf_lost
+        lost += self._perf_lost + (self._skips.missed() if self._skips else 0)
         self._perf_lost = 0
         report = results.Report(data, lost=lost, unmatched=unmatched)
         self._raise_deferred()
@@ -292,6 +297,7 @@ class EbpfSession(Session):
             errors += tracefs_probes.remove_own(path, self._probe_names)
         self._drainers = {}
         self._records = []
+        self._skips = None
         stderr = getattr(self.options, "stderr", None)
         if errors and stderr is not None:
             for e in errors:

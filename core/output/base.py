@@ -41,9 +41,10 @@ class Printer(object):
         """Called once at the end (count reached, duration over, Ctrl-C)."""
 
     def lost(self, report, ctx):
-        """Lost-event notice; default: one line on stderr."""
+        """Lost-event notice; default: one line on stderr.  The kernel
+        dropped them: a buffer overran, or it skipped a BPF program."""
         if report.lost:
-            self.err.write("WARNING: %d events lost in this interval (kernel buffer overrun)\n"
+            self.err.write("WARNING: %d events lost in this interval (dropped by the kernel)\n"
                            % report.lost)
 
 
