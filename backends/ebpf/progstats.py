@@ -12,15 +12,19 @@ bpf_prog_info.recursion_misses:
   tell (the answer here is None);
 - skips of tracepoint and kprobe programs are counted there only since
   commit dd8657894c11 ("bpf: Count missed stats in trace_call_bpf") (v6.7);
-  between the two, the field exists but stays 0 for those programs (doctor
-  says so; see recursion_misses_note()).
+  between the two, the field exists but stays 0 for those programs.
+  probe_skips_counted() finds out by provoking a skip (doctor shows it).
 """
 
 import ctypes
 import os
 import struct
+import time
+
+from kerntrace.core.errors import one_line
 
 from . import sysbpf
+from .sysbpf import Answer
 
 BPF_OBJ_GET_INFO_BY_FD = 15
 
@@ -90,15 +94,86 @@ def probe_recursion_misses():
     program and ask for its bpf_prog_info.  An sysbpf.Answer."""
     fd, err = sysbpf._load_tracepoint_prog([sysbpf._MOV_R0_0, sysbpf._EXIT])
     if fd < 0:
-        return sysbpf.Answer(False, "cannot load a program to ask (%s)" % sysbpf.errname(err),
+        return Answer(False, "cannot load a program to ask (%s)" % sysbpf.errname(err),
                              err)
     try:
         n, why = prog_info_misses(fd)
     finally:
         os.close(fd)
     if n is None:
-        return sysbpf.Answer(False, "the kernel cannot tell how often it skipped a BPF program"
+        return Answer(False, "the kernel cannot tell how often it skipped a BPF program"
                              " (%s): eBPF counts may be short without a lost count" % why)
-    return sysbpf.Answer(True, "skipped BPF program runs are reported as lost events"
-                         " (bpf_prog_info.recursion_misses; counted for tracepoint programs"
-                         " only since Linux v6.7)")
+    return Answer(True, "bpf_prog_info has recursion_misses")
+
+
+# One program spins briefly in every system call this process makes; one on
+# timer:hrtimer_expire_entry, which the timer interrupt fires on the same CPU
+# while the first spins: the kernel must skip the second then.
+_NESTED_PROGRAM = r"""
+BPF_ARRAY(kt_spins, u64, 1);
+
+int kt_spinner(struct tracepoint__raw_syscalls__sys_enter *args)
+{
+    int zero = 0;
+    if ((bpf_get_current_pid_tgid() >> 32) != %(pid)d)
+        return 0;
+    u64 *spins = kt_spins.lookup(&zero);
+    if (spins)
+        __sync_fetch_and_add(spins, 1);
+    u64 t0 = bpf_ktime_get_ns();
+    for (int i = 0; i < 4000; i++) {
+        if (bpf_ktime_get_ns() - t0 > 200000)
+            break;
+    }
+    return 0;
+}
+
+int kt_nested(struct tracepoint__timer__hrtimer_expire_entry *args)
+{
+    return 0;
+}
+"""
+
+
+def probe_skips_counted(bcc_module, seconds=1.0):
+    """Whether the kernel counts the runs of a tracepoint program it skips
+    because another BPF program is running on the CPU: tried, by spinning
+    in a program until a timer interrupt lands on another one (at most
+    `seconds`).  An sysbpf.Answer; ok only when a skip was counted."""
+    from kerntrace.core.stopsignals import SignalsDeferred
+    from . import bpfobject
+    text = _NESTED_PROGRAM % {"pid": os.getpid()}
+    with SignalsDeferred():
+        try:
+            b = bpfobject.load(bcc_module, text)
+        except bpfobject.LoadError as e:
+            return Answer(False, "could not try (compile: %s)" % e)
+        try:
+            b.attach_tracepoint(tp=b"timer:hrtimer_expire_entry", fn_name=b"kt_nested")
+            before, why = prog_info_misses(b.funcs[b"kt_nested"].fd)
+            if before is None:
+                return Answer(False, "the kernel cannot tell how often it skipped a BPF"
+                              " program (%s)" % why)
+            b.attach_tracepoint(tp=b"raw_syscalls:sys_enter", fn_name=b"kt_spinner")
+            after = before
+            end = time.time() + seconds
+            while after == before and time.time() < end:
+                for _ in range(50):
+                    os.getppid()
+                after, _why = prog_info_misses(b.funcs[b"kt_nested"].fd)
+            table = b[b"kt_spins"]
+            spins = int(table[table.Key(0)].value)
+        except Exception as e:
+            return Answer(False, "could not try: %s" % one_line(e))
+        finally:
+            bpfobject.unload(b)
+    if after is not None and after > before:
+        return Answer(True, "runs of BPF programs the kernel skips are counted"
+                      " (recursion_misses) and reported as lost events")
+    if not spins:
+        return Answer(False, "could not try (the spinning program did not run)")
+    # Since Linux commit dd8657894c11 ("bpf: Count missed stats in
+    # trace_call_bpf") (v6.7) skipped tracepoint and kprobe programs count.
+    return Answer(False, "no skipped run of a tracepoint program was counted while another"
+                  " BPF program ran: this kernel cannot tell, so eBPF counts may be short"
+                  " with no lost count (the ftrace backend is not affected)")
