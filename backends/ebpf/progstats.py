@@ -50,10 +50,15 @@ def prog_info_misses(fd):
     if res < 0:
         return None, "BPF_OBJ_GET_INFO_BY_FD: %s" % sysbpf.errname(ctypes.get_errno())
     # The kernel writes back how much of its bpf_prog_info it filled in.
-    info_len = struct.unpack_from("<I", buf.raw, 4)[0]
+    return misses_from_info(struct.unpack_from("<I", buf.raw, 4)[0], info.raw)
+
+
+def misses_from_info(info_len, info):
+    """(recursion_misses, None) from a bpf_prog_info of which the kernel
+    filled `info_len` bytes; (None, why) when its struct ends before it."""
     if info_len < _MISSES_OFFSET + 8:
         return None, "bpf_prog_info has no recursion_misses (%d bytes)" % info_len
-    return struct.unpack_from("<Q", info.raw, _MISSES_OFFSET)[0], None
+    return struct.unpack_from("<Q", info, _MISSES_OFFSET)[0], None
 
 
 class MissCounter(object):
