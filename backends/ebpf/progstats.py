@@ -14,6 +14,14 @@ bpf_prog_info.recursion_misses:
   commit dd8657894c11 ("bpf: Count missed stats in trace_call_bpf") (v6.7);
   between the two, the field exists but stays 0 for those programs.
   probe_skips_counted() finds out by provoking a skip (doctor shows it).
+
+The kernel cannot say which event it skipped: a skip caused by another
+device's I/O is lost for a tool filtering on one device too, so lost is an
+upper bound there.  Raw tracepoint programs are guarded per program instead
+(prog->active in __bpf_trace_run), so another tracer never makes the kernel
+skip them; the backend uses them only for events whose fields it does not
+read, as their arguments are kernel structs whose layout the installed
+headers may not describe.
 """
 
 import ctypes
