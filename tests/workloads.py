@@ -10,14 +10,18 @@ import time
 
 
 @contextlib.contextmanager
-def loop_device(size_mb=64):
+def loop_device(size_mb=64, directory=None, direct_io=False):
     """A fresh loop block device; yields (path, major, minor).  Its I/O is
-    ours alone, so counts on it are exact."""
-    d = tempfile.mkdtemp(prefix="kerntrace-test-")
+    ours alone, so counts on it are exact.  `directory` holds the backing
+    file (a tmpfs keeps the loop's own I/O off every block device);
+    `direct_io` makes the loop device read its file with direct I/O."""
+    d = tempfile.mkdtemp(prefix="kerntrace-test-", dir=directory)
     img = os.path.join(d, "disk.img")
     with open(img, "wb") as f:
         f.truncate(size_mb << 20)
-    dev = subprocess.check_output(["losetup", "-f", "--show", img]).decode().strip()
+    dev = subprocess.check_output(["losetup", "-f", "--show"]
+                                  + (["--direct-io=on"] if direct_io else []) + [img]
+                                  ).decode().strip()
     try:
         st = os.stat(dev)
         yield dev, os.major(st.st_rdev), os.minor(st.st_rdev)

@@ -45,6 +45,8 @@ class EbpfBackend(Backend):
             caps.append(Capability(kind, a.ok, a.detail))
         ring = p.ringbuf()
         caps.append(Capability("ring_buffer", ring.ok, ring.detail))
+        skips = p.skips_counted()
+        caps.append(Capability("skipped_runs", skips.ok, skips.detail))
         return caps
 
     # -- can it run this measurement here? -----------------------------------------
@@ -96,6 +98,9 @@ class EbpfBackend(Backend):
         hdr = p.headers()
         if hdr.matches is False:
             notes.append(hdr.describe())
+        if not p.skip_counter().ok:
+            notes.append("lost counts miss the events the kernel skips: %s"
+                         % p.skip_counter().detail)
         ep = eplan.EbpfPlan(planned, output="ringbuf" if p.ringbuf().ok else "perf",
                             helpers=eplan.MODERN_HELPERS if p.read_kernel_helper().ok
                             else eplan.LEGACY_HELPERS, notes=notes,

@@ -15,7 +15,7 @@ from kerntrace.core.errors import one_line
 from kerntrace.core.model import is_identifier
 from kerntrace.core.stopsignals import SignalsDeferred
 
-from . import bccfind, bpfobject, headers, sysbpf
+from . import bccfind, bpfobject, headers, progstats, sysbpf
 from .quiet import CapturedOutput, first_error
 from .sysbpf import Answer
 
@@ -107,6 +107,27 @@ class HostProbes(object):
             return Answer(ok, "bpf_probe_read_kernel %s" % ("available" if ok else
                                                             "missing: bpf_probe_read is used"))
         return self._cached("read_kernel", probe)
+
+    def skip_counter(self):
+        """Whether bpf_prog_info tells how often the kernel skipped a
+        program (cheap: one program load)."""
+        return self._cached("skip_counter", progstats.probe_recursion_misses,
+                            keep=lambda a: self.privileges().ok)
+
+    def skips_counted(self):
+        """Whether skipped runs of tracepoint programs are really counted:
+        provoked with bcc (about half a second; doctor asks, runs do not)."""
+        def probe():
+            field = self.skip_counter()
+            if not field.ok:
+                return Answer(False, "the kernel cannot tell how often it skipped a BPF"
+                              " program: %s; eBPF counts may be short with no lost count"
+                              % field.detail)
+            bcc = self.bcc()
+            if not bcc.ok:
+                return Answer(False, "not tried: bcc unavailable: %s" % bcc.why_not)
+            return progstats.probe_skips_counted(bcc.module)
+        return self._cached("skips_counted", probe, keep=lambda a: self._really_tried())
 
     def headers(self):
         if "headers" in self._cache:

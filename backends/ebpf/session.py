@@ -10,7 +10,8 @@
     collect()   Report for the interval: maps read-and-cleared (maps.py), the
                 pair start map left alone (in-flight starts survive), lost,
                 unmatched and dropped-start counts as deltas of never-cleared
-                counters
+                counters; runs of our programs the kernel skipped count as
+                lost (progstats.py)
     close()     detach everything, free maps and programs (bcc's cleanup),
                 remove any tracefs probe definitions bcc left; idempotent,
                 safe after a partial start
@@ -27,7 +28,7 @@ from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
 from kerntrace.core.stopsignals import SignalsLatched
 
-from . import bpfobject, buffers, codegen, tracefs_probes
+from . import bpfobject, buffers, codegen, progstats, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedOutput, first_error
 
@@ -46,6 +47,7 @@ class EbpfSession(Session):
         self._records = []
         self._perf_lost = 0
         self._stats_seen = [0, 0, 0]
+        self._skips = None
         self._deferred = None
         self._buffer = None
         self._probe_names = []
@@ -66,6 +68,8 @@ class EbpfSession(Session):
         for att in self.program.attachments:
             self._attach(att)
         self._check_layouts()
+        self._skips = progstats.MissCounter(self._bpf.funcs[att.fn_name.encode()].fd
+                                            for att in self.program.attachments)
         if self.program.kind == "records":
             self._open_buffer()
 
@@ -246,7 +250,7 @@ class EbpfSession(Session):
                     self._bpf.perf_buffer_consume()
             data, self._records = self._records, []
         unmatched, lost, dropped_starts = self._stats()
-        lost += self._perf_lost
+        lost += self._perf_lost + (self._skips.missed() if self._skips else 0)
         self._perf_lost = 0
         report = results.Report(data, lost=lost, unmatched=unmatched,
                                 dropped_starts=dropped_starts)
@@ -307,6 +311,7 @@ class EbpfSession(Session):
             errors += tracefs_probes.remove_own(path, self._probe_names)
         self._drainers = {}
         self._records = []
+        self._skips = None
         stderr = getattr(self.options, "stderr", None)
         if errors and stderr is not None:
             for e in errors:

@@ -41,9 +41,11 @@ class Printer(object):
         """Called once at the end (count reached, duration over, Ctrl-C)."""
 
     def lost(self, report, ctx):
-        """Lost-event notices; default: one line each on stderr."""
+        """Lost-event notices; default: one line each on stderr.  The
+        kernel dropped the lost ones: a buffer overran, or it skipped a BPF
+        program."""
         if report.lost:
-            self.err.write("WARNING: %d events lost in this interval (kernel buffer overrun)\n"
+            self.err.write("WARNING: %d events lost in this interval (dropped by the kernel)\n"
                            % report.lost)
         if report.dropped_starts:
             self.err.write("WARNING: %d starts dropped in this interval (too many waiting for "

@@ -260,7 +260,8 @@ class PrometheusPrinter(MachineReadablePrinter):
             for labels in sorted(self.events):
                 lines.append("%s%s %d" % (name, _labels_text(labels), self.events[labels]))
         self._family(lines, base + "_lost_events_total", "counter",
-                     "%s: events the kernel dropped (buffer overrun) since the run started" % tool)
+                     "%s: events the kernel dropped (a buffer overran, or a BPF program was"
+                     " skipped) since the run started" % tool)
         lines.append("%s_lost_events_total %d" % (base, self.lost_total))
         self._family(lines, base + "_unmatched_events_total", "counter",
                      "%s: end events seen without their start event since the run started"
