@@ -2,7 +2,7 @@
 
 A drop-in replacement for perf-tools' iolatency (same command line, usage
 text, output, ERROR lines and exit statuses; see
-/work/shared/reference/iolatency-compat.md), with its defects fixed: I/O is
+../shared/reference/iolatency-compat.md), with its defects fixed: I/O is
 paired whatever the kernel's block line layout, I/O in flight at an
 interval boundary is counted when it completes, and Ctrl-C prints the
 partial interval.

@@ -7,7 +7,7 @@
 
 and the two printers built on them: BccHistogramPrinter and
 PerfToolsHistogramPrinter (the iolatency drop-in).  The formats are specified
-in /work/shared/reference/output-formats.md and iolatency-compat.md.
+in ../shared/reference/output-formats.md and iolatency-compat.md.
 """
 
 from ..buckets import NS_PER_MS, bounds

@@ -1,6 +1,6 @@
 """Tables: one row per event (biosnoop, opensnoop style) or per counted key
 (funccount, syscount style), in bcc's column conventions
-(/work/shared/reference/output-formats.md).  Every cell and key goes
+(../shared/reference/output-formats.md).  Every cell and key goes
 through base.terminal_text: a task name with a newline or an escape
 sequence prints as "?" there, never raw."""
 
