@@ -1,8 +1,11 @@
 """Run the kerntrace command line as a user would, in a subprocess."""
 
 import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 KERNTRACE = [sys.executable, "-m", "kerntrace.core"]
 
@@ -44,3 +47,20 @@ def wait_for_stderr_line(p, needle, timeout=60):
         elif p.poll() is not None:
             break
     raise AssertionError("no %r on stderr; got %r (rc=%r)" % (needle, lines, p.poll()))
+
+
+def run_as_nobody(args, timeout=120):
+    """Run the command line as an unprivileged user (setpriv, as root);
+    skips, saying why, where this host or this Python cannot."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run a command as an unprivileged user")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+    probe = subprocess.run(nobody + ["-c", "pass"], cwd="/", stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    if probe.returncode != 0:     # e.g. a Python built under a home only root may enter
+        pytest.skip("this Python cannot run as an unprivileged user: %s"
+                    % (probe.stdout.strip().splitlines() or ["status %d" % probe.returncode])[-1])
+    p = subprocess.run(nobody + ["-m", "kerntrace.core"] + list(args), cwd="/", env=env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr

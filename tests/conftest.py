@@ -39,3 +39,13 @@ def no_tracing_state_leak(request):
     if live and not kernstate.live_skip_reason():
         leaks = kernstate.leaks(before)
         assert not leaks, "kernel tracing state left behind: %s" % "; ".join(leaks)
+
+
+@pytest.fixture(scope="session")
+def caller_exe(tmp_path_factory):
+    """The C workload with known symbols (tests/workloads.py), built once."""
+    import workloads
+    exe = workloads.build_caller(tmp_path_factory.mktemp("caller"))
+    if exe is None:
+        pytest.skip("no C compiler to build the function-caller workload")
+    return exe

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+import clirun
 from clirun import run
 
 
@@ -71,33 +72,14 @@ def test_replay_without_count_ends_at_the_end_of_the_file(tool):
     assert out.strip()
 
 
-def _as_nobody(args):
-    import shutil
-    import subprocess
-    import sys
-    import os
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run a command as an unprivileged user")
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
-    probe = subprocess.run(nobody + ["-c", "pass"], cwd="/", stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
-    if probe.returncode != 0:     # e.g. a Python built under a home only root may enter
-        pytest.skip("this Python cannot run as an unprivileged user: %s"
-                    % (probe.stdout.strip().splitlines() or ["status %d" % probe.returncode])[-1])
-    p = subprocess.run(nobody + ["-m", "kerntrace.core"] + args, cwd="/",
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                       timeout=120)
-    return p.returncode, p.stdout, p.stderr
-
-
 def test_not_root_is_one_clear_line():
-    rc, out, err = _as_nobody(["biolatency", "1", "1"])
+    rc, out, err = clirun.run_as_nobody(["biolatency", "1", "1"])
     assert rc == 1 and out == ""
     assert one_line(err).startswith("biolatency: must be run as root")
 
 
 def test_not_root_iolatency_words_it_as_perf_tools():
-    rc, out, err = _as_nobody(["iolatency", "1", "1"])
+    rc, out, err = clirun.run_as_nobody(["iolatency", "1", "1"])
     assert rc == 1
     assert err.splitlines() == ["ERROR: accessing tracing. Root user? Kernel has FTRACE?",
                                 "    debugfs mounted? (mount -t debugfs debugfs /sys/kernel/debug)"]

@@ -3,6 +3,7 @@ stderr that says what is wrong, the documented exit status, no traceback."""
 
 import pytest
 
+import clirun
 from clirun import run
 
 
@@ -169,21 +170,6 @@ def test_task_names_reach_the_terminal_escaped(backend):
     assert len(rows) == 1 and int(rows[0].split()[-1]) > 0, out
 
 
-def _as_nobody(args):
-    import os
-    import shutil
-    import subprocess
-    import sys
-    from clirun import env
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run a command as an unprivileged user")
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-m", "kerntrace.core"] + args, cwd="/", env=env(),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                       timeout=120)
-    return p.returncode, p.stdout, p.stderr
-
-
 def _tracefs_only_root_may_read():
     import os
     import stat
@@ -201,7 +187,7 @@ def _tracefs_only_root_may_read():
                                   ["tpcount", "-d", "1", "sched:sched_switch"]])
 def test_unprivileged_user_is_told_permission_denied_not_not_mounted(args):
     path = _tracefs_only_root_may_read()
-    rc, out, err = _as_nobody(args)
+    rc, out, err = clirun.run_as_nobody(args)
     assert (rc, out) == (1, ""), err
     line = one_line(err)
     assert line.startswith("%s: must be run as root" % args[0])
@@ -211,7 +197,7 @@ def test_unprivileged_user_is_told_permission_denied_not_not_mounted(args):
 def test_doctor_as_unprivileged_user_says_permission_denied():
     import json
     path = _tracefs_only_root_may_read()
-    rc, out, err = _as_nobody(["doctor", "--json"])
+    rc, out, err = clirun.run_as_nobody(["doctor", "--json"])
     assert rc == 0, err
     caps = {(c["backend"], c["name"]): c for c in json.loads(out)["capabilities"]}
     for key in ((None, "tracefs"), ("ftrace", "tracefs")):

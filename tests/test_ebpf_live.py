@@ -195,14 +195,6 @@ def devt(major, minor):
     return (major << 20) | minor
 
 
-@pytest.fixture(scope="module")
-def caller_exe(tmp_path_factory):
-    exe = workloads.build_caller(tmp_path_factory.mktemp("ebpf-caller"))
-    if exe is None:
-        pytest.skip("no C compiler to build the function-caller workload")
-    return exe
-
-
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("scale", [LOG2, POW2_MS])
 def test_block_latency_histogram_counts_exactly_our_writes(scale):

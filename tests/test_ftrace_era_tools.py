@@ -193,7 +193,7 @@ def run(tool, argv, era=None, input_file=None):
 PATHS = ("raw", "text", "replay")
 
 
-def setup(host_of, fs, era, path):
+def set_up_era(host_of, fs, era, path):
     if path == "replay":
         host_of(era, "text")
         fs.create_file("/home/u/saved-%s.trace" % era, contents="# tracer: nop\n#\n"
@@ -206,7 +206,7 @@ def setup(host_of, fs, era, path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("era", sorted(ERAS))
 def test_iosnoop_every_era(host_of, fs, era, path):
-    saved = setup(host_of, fs, era, path)
+    saved = set_up_era(host_of, fs, era, path)
     rc, out, err = run("iosnoop", ["0.2"], input_file=saved)
     assert rc == 0, err
     rows = table_rows(out, "COMM")
@@ -219,7 +219,7 @@ def test_iosnoop_every_era(host_of, fs, era, path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("era", sorted(ERAS))
 def test_biosnoop_every_era(host_of, fs, era, path):
-    saved = setup(host_of, fs, era, path)
+    saved = set_up_era(host_of, fs, era, path)
     rc, out, err = run("biosnoop", ["0.2"], input_file=saved)
     assert rc == 0, err
     rows = [r[1:] for r in table_rows(out, "TIME(s)")]
@@ -232,7 +232,7 @@ def test_biosnoop_every_era(host_of, fs, era, path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("era", sorted(ERAS))
 def test_bitesize_every_era(host_of, fs, era, path):
-    saved = setup(host_of, fs, era, path)
+    saved = set_up_era(host_of, fs, era, path)
     rc, out, err = run("bitesize", ["0.2", "1"], input_file=saved)
     assert rc == 0, err
     got = bcc_sections(out)
@@ -246,7 +246,7 @@ def test_bitesize_every_era(host_of, fs, era, path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("era", sorted(ERAS))
 def test_biolatency_every_era(host_of, fs, era, path):
-    saved = setup(host_of, fs, era, path)
+    saved = set_up_era(host_of, fs, era, path)
     rc, out, err = run("biolatency", ["0.2", "1"], input_file=saved)
     assert rc == 0, err
     # usecs: 300 -> 256..511, 700 -> 512..1023, 2000 -> 1024..2047, 5000 -> 4096..8191
@@ -259,7 +259,7 @@ def test_biolatency_every_era(host_of, fs, era, path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("era", sorted(ERAS))
 def test_iolatency_every_era(host_of, fs, era, path):
-    saved = setup(host_of, fs, era, path)
+    saved = set_up_era(host_of, fs, era, path)
     rc, out, err = run("iolatency", ["0.2", "1"], input_file=saved)
     assert rc == 0, err
     blocks = blocktest.histogram_blocks(out)
@@ -300,7 +300,7 @@ def test_doctor_every_era(host_of, era):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("era", sorted(ERAS))
 def test_tpcount_every_era(host_of, fs, era, path):
-    saved = setup(host_of, fs, era, path)
+    saved = set_up_era(host_of, fs, era, path)
     rc, out, err = run("tpcount", ["-i", "0.2", "-c", "1", "block:block_rq_issue",
                                    "block:block_rq_complete"], input_file=saved)
     assert rc == 0, err

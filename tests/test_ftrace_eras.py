@@ -765,7 +765,7 @@ def test_lock_files_of_objects_that_are_gone_are_swept(fs, monkeypatch, mounts):
     """A run killed between taking an owner lock and creating its object
     (or an object removed by hand) leaves only the lock file: removed; a
     lock file whose object still exists stays with it."""
-    t = tree(fs, monkeypatch, mounts, "5.15")
+    tree(fs, monkeypatch, mounts, "5.15")
     gone = dead_pid()
     fs.create_file("/run/kerntrace/kerntrace-%d-tpcount0.lock" % gone)
     fs.create_file("/run/kerntrace/kerntrace_%d_0.lock" % gone)

@@ -1,9 +1,8 @@
 """The decoders never crash, whatever the kernel (or a file) hands them, and
 decode the longest line the kernel prints in work linear in its length."""
 
-import signal
+import functools
 import struct
-from contextlib import contextmanager
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -14,6 +13,7 @@ from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_p
 from kerntrace.backends.ftrace.textlines import MAX_LINE_BYTES
 from kerntrace.backends.ftrace.textparse import TextDecoder, TraceLine, parse_line
 from kerntrace.core.tracefs import parse_format
+from timelimit import alarm
 
 ERA_FORMATS = {key: known_formats.event_format("6.18", *key) for key in known_formats.FORMATS["6.18"]}
 CANDIDATES = {key: known_formats.candidates(*key) for key in known_formats.FORMATS["6.18"]}
@@ -178,21 +178,6 @@ TIME_FUZZ = settings(max_examples=60, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@contextmanager
-def alarm(seconds):
-    """Fail, not hang: the generous bound a linear decoder meets a hundred
-    times over, and a quadratic one (82 s for 100 KB) misses by far."""
-    def expired(_sig, _frame):
-        raise AssertionError("decoding still running after %d s" % seconds)
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def _slice(text, ij):
     i, j = sorted(ij)
     return text[i:j]
@@ -201,8 +186,14 @@ def _slice(text, ij):
 # a payload's first part, and a part of one to repeat: the shapes that make
 # a backtracking payload matcher try every split
 PAYLOAD_HEADS = st.tuples(PAYLOADS, st.integers(0, 80)).map(lambda t: t[0][:t[1]])
-PAYLOAD_PARTS = PAYLOADS.flatmap(lambda p: st.tuples(st.integers(0, len(p)), st.integers(0, len(p)))
-                                 .map(lambda ij: _slice(p, ij)))
+def _slices_of(payload):
+    # A named function, not a lambda: hypothesis 6.31 (the last for Python
+    # 3.6) fails reading the source of a lambda spread over two lines.
+    n = len(payload)
+    return st.tuples(st.integers(0, n), st.integers(0, n)).map(functools.partial(_slice, payload))
+
+
+PAYLOAD_PARTS = PAYLOADS.flatmap(_slices_of)
 
 
 @st.composite

@@ -7,11 +7,9 @@ file's size; none is a timing that a loaded machine could flake.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -26,6 +24,7 @@ from kerntrace.backends.ftrace.textlines import MAX_LINE_BYTES, LineSplitter
 from kerntrace.backends.ftrace.textparse import TextDecoder, parse_line
 from kerntrace.core.model import (LATENCY, POW2_MS, STR, Event, Field, Histogram, Measurement,
                                   Pair, Schedule, Tracepoint)
+from timelimit import alarm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ERA_FORMATS = {key: known_formats.event_format("6.18", *key)
@@ -34,21 +33,6 @@ ISSUE = ("          dd-4011    [001] ..... %d.%06d: block_rq_issue: "
          "254,0 W 4096 () %d + 8 be,0,4 [dd]\n")
 DONE = ("      <idle>-0       [001] ..s1. %d.%06d: block_rq_complete: "
         "254,0 W () %d + 8 be,0,4 [0]\n")
-
-
-@contextmanager
-def alarm(seconds):
-    """Fail (not hang) when the body runs longer than `seconds`: a bound
-    the linear code meets a hundred times over."""
-    def expired(_sig, _frame):
-        raise AssertionError("still running after %d s" % seconds)
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def iolatency(interval=1e6):

@@ -52,14 +52,6 @@ class Burst(object):
         return self.p.wait()
 
 
-@pytest.fixture(scope="module")
-def caller_exe(tmp_path_factory):
-    exe = workloads.build_caller(tmp_path_factory.mktemp("caller"))
-    if exe is None:
-        pytest.skip("no C compiler to build the workload")
-    return exe
-
-
 def tracefs():
     return kernstate.tracefs()
 
@@ -201,25 +193,8 @@ def test_sigkill_leftovers_removed_by_the_next_run(caller_exe):
     assert instances_of(victim.pid) == []
 
 
-# A child that defines a uprobe in its own instance, then waits to be killed.
-_UPROBE_CHILD = """
-import sys, time
-from kerntrace.backends.ftrace.backend import FtraceBackend
-from kerntrace.core.backend import RunOptions
-from kerntrace.core.host import Host
-from kerntrace.core.model import Count, Event, Measurement, UserFunction
-m = Measurement([Event("work", UserFunction(sys.argv[1], "kerntrace_work"))], Count())
-b = FtraceBackend()
-v = b.check(m, Host())
-s = b.open(m, v, RunOptions(tool="victim"))
-s.__enter__()
-print("ready", flush=True)
-time.sleep(60)
-"""
-
-
 def test_kerntrace_cleanup_after_sigkill_removes_instance_and_probes(caller_exe):
-    child = subprocess.Popen([sys.executable, "-c", _UPROBE_CHILD, caller_exe],
+    child = subprocess.Popen([sys.executable, "-c", workloads.UPROBE_VICTIM, caller_exe],
                              stdout=subprocess.PIPE, universal_newlines=True)
     try:
         assert child.stdout.readline().strip() == "ready"

@@ -107,36 +107,11 @@ def test_a_live_run_in_another_pid_namespace_is_never_touched(pid_namespaces):
     assert name not in os.listdir(os.path.join(tracefs(), "instances"))
 
 
-# A process that defines a uprobe in its own instance, then waits to be killed.
-_UPROBE_CHILD = """
-import sys, time
-from kerntrace.backends.ftrace.backend import FtraceBackend
-from kerntrace.core.backend import RunOptions
-from kerntrace.core.host import Host
-from kerntrace.core.model import Count, Event, Measurement, UserFunction
-m = Measurement([Event("work", UserFunction(sys.argv[1], "kerntrace_work"))], Count())
-b = FtraceBackend()
-v = b.check(m, Host())
-s = b.open(m, v, RunOptions(tool="victim"))
-s.__enter__()
-print("ready", flush=True)
-time.sleep(60)
-"""
-
-
-@pytest.fixture(scope="module")
-def caller_exe(tmp_path_factory):
-    exe = workloads.build_caller(tmp_path_factory.mktemp("caller"))
-    if exe is None:
-        pytest.skip("no C compiler to build the workload")
-    return exe
-
-
 def test_a_dead_run_whose_pid_is_taken_is_removed(pid_namespaces, caller_exe):
     """The victim is PID 1 of its namespace: on the host PID 1 is always
     alive, so only its owner lock can tell that it is gone."""
     victim = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
-                               "-c", _UPROBE_CHILD, caller_exe],
+                               "-c", workloads.UPROBE_VICTIM, caller_exe],
                               stdout=subprocess.PIPE, universal_newlines=True, env=clirun.env())
     try:
         assert victim.stdout.readline().strip() == "ready"

@@ -14,14 +14,6 @@ from kerntrace.core.errors import EnableError
 N = 500
 
 
-@pytest.fixture(scope="module")
-def caller_exe(tmp_path_factory):
-    exe = workloads.build_caller(tmp_path_factory.mktemp("caller"))
-    if exe is None:
-        pytest.skip("no C compiler to build the workload")
-    return exe
-
-
 def run_both(caller_exe, backends):
     c = workloads.Caller(caller_exe, N)
     return run_on(backends, c, ["syscalls:sys_enter_getppid"])

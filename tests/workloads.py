@@ -260,3 +260,22 @@ class Ident(Caller):
         self.p = subprocess.Popen([exe] + [str(a) for a in args], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
+
+
+# A process that defines a uprobe on `kerntrace_work` of the caller binary
+# (argv[1]) in its own ftrace instance, says "ready", then waits to be
+# killed: the run a test SIGKILLs to leave tracing state behind.
+UPROBE_VICTIM = """
+import sys, time
+from kerntrace.backends.ftrace.backend import FtraceBackend
+from kerntrace.core.backend import RunOptions
+from kerntrace.core.host import Host
+from kerntrace.core.model import Count, Event, Measurement, UserFunction
+m = Measurement([Event("work", UserFunction(sys.argv[1], "kerntrace_work"))], Count())
+b = FtraceBackend()
+v = b.check(m, Host())
+s = b.open(m, v, RunOptions(tool="victim"))
+s.__enter__()
+print("ready", flush=True)
+time.sleep(60)
+"""

@@ -118,7 +118,8 @@ class OwnerLock(object):
         if self.fd is None:
             return False
         # (For people reading it: the lock, not this PID, says who owns it.)
-        os.ftruncate(self.fd, 0)
+        # By path: _open_locked() checked that the path is the file we lock.
+        os.truncate(self.path, 0)
         os.write(self.fd, ("%d\n" % os.getpid()).encode("ascii"))
         return True
 
