@@ -148,6 +148,12 @@ def host_of(fs, monkeypatch):
         # the tasks that exist when the run starts, as /proc lists them
         fs.create_file("/proc/%d/task/%d/comm" % (pid, pid), contents=comm + "\n")
     monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
+    # These hosts have no bcc (the ftrace backend's reason to be): a bcc this
+    # process loaded for the real kernel must not compile against the fake
+    # tree's formats (nor write through its file descriptors).
+    from kerntrace.backends.ebpf import bccfind
+    monkeypatch.setattr(bccfind, "status",
+                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
 
     def make(era, path):
         preload = raw_pages(era) if path == "raw" else {"trace_pipe": text_lines(era)}
