@@ -100,6 +100,8 @@ def test_a_live_run_in_another_pid_namespace_is_never_touched(pid_namespaces):
         assert rc == 0 and name not in out + err, out + err
         assert name in os.listdir(os.path.join(tracefs(), "instances"))
         assert read(os.path.join(tracefs(), "instances", name, "tracing_on")) == "1"
+        for _ in range(100):         # still counting: the live run was left working
+            os.getppid()
     finally:
         out, err = inner.communicate(timeout=60)
     assert inner.returncode == 0, err
