@@ -147,7 +147,7 @@ def parse_trace(path):
     return issues, completions
 
 
-def one_run(bcc, dev, devt, ios, depth, inst):
+def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
     from kerntrace.backends.ebpf import progstats
     for ev in EVENTS:
         write(os.path.join(inst, "events/block", ev, "filter"), "dev == %d" % devt)
@@ -217,6 +217,14 @@ def one_run(bcc, dev, devt, ios, depth, inst):
         print("  cpu %d: blind from %.6f to %.6f; witness records on that cpu within 0.5 ms: "
               "%d, inside the span: %d" % (cpu, t0, t1, len(near),
                                            sum(1 for r in near if t0 <= r[0] / 1e9 <= t1)))
+        # one timeline: what tracefs recorded unseen (T) and what the witness saw (W)
+        names = {KIND_SOFTIRQ_ENTRY: "softirq_entry vec", KIND_SOFTIRQ_EXIT: "softirq_exit vec",
+                 KIND_COMPLETE: "complete sector"}
+        lines = [(c[0], "T %-16s %s  unseen complete sector %d" % (c[2], c[3], c[4]))
+                 for c in blind if c[1] == cpu]
+        lines += [(r[0] / 1e9, "W %s %d" % (names[r[2]], r[3])) for r in near]
+        for ts, text in sorted(lines)[:max_timeline]:
+            print("    %.6f %s" % (ts, text))
     sys.stdout.flush()
     return expected - counted - lost - unmatched
 
