@@ -28,6 +28,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,8 +154,14 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
         write(os.path.join(inst, "events/block", ev, "filter"), "dev == %d" % devt)
         write(os.path.join(inst, "events/block", ev, "enable"), "1")
     b, recs, recs_lost = witness(bcc, devt)
-    tool = None
+    tool = perf = None
     try:
+        if shutil.which("perf"):
+            perf = subprocess.Popen(["perf", "stat", "-x,", "-a", "-e", "block:block_rq_complete",
+                                     "--filter", "dev == %d" % devt],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(1)
+
         tool = subprocess.Popen([TOOL, "--backend", "ebpf", "-d", "%d,%d" % (devt >> 20,
                                  devt & 0xfffff), "--json", "1000"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -170,6 +177,12 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
         tool.send_signal(signal.SIGINT)
         out, err = tool.communicate(timeout=60)
         write(os.path.join(inst, "tracing_on"), "0")
+        perf_count = None
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            text = perf.communicate(timeout=60)[1].decode()
+            m = re.search(r"^(\d+),[^,]*,block:block_rq_complete", text, re.M)
+            perf_count = int(m.group(1)) if m else None
         counted = lost = unmatched = 0
         for line in out.decode().splitlines():
             obj = json.loads(line)
@@ -180,9 +193,10 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
         misses = dict((name.decode(), progstats.prog_info_misses(fn.fd)[0])
                       for name, fn in b.funcs.items())
     finally:
-        if tool is not None and tool.poll() is None:
-            tool.kill()
-            tool.wait()
+        for p in (tool, perf):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
         b.cleanup()
     issues, completions = parse_trace(os.path.join(inst, "trace"))
     for ev in EVENTS:
@@ -205,6 +219,8 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
             blind.append(c)
     blind_context = collections.Counter((c[2], c[3]) for c in blind)
     skipped = misses.get("tracepoint__block__block_rq_complete") or 0
+    print("  perf: completions that reached the perf hook with no BPF program run: %s"
+          % ("(no perf)" if perf_count is None else perf_count))
     print("  completions the witness did not see: %d (the kernel counted %d skips of its "
           "tracepoint program: %d unexplained)" % (len(blind), skipped, len(blind) - skipped))
     for (comm, flags), n in sorted(blind_context.items(), key=lambda x: -x[1]):
