@@ -23,12 +23,12 @@ skip them; the backend uses them only for events whose fields it does not
 read, as their arguments are kernel structs whose layout the installed
 headers may not describe.
 
-Not every missed event is counted, so lost can still be too low.  On the
-6.18 test machine, block completions that run in softirq on top of one
-particular task (the VM's init agent, in a preempt-disabled section) were
-seen by tracefs but by no BPF program at all: not tracepoint programs,
-not raw tracepoint programs, not even raw softirq_entry programs on that
-CPU; recursion_misses stayed 0.  bench/ebpf_blind_spots.py measures this.
+Not every missed event is counted here.  On the 6.18 test machine, block
+completions run in softirq on top of one particular task (the VM's init
+agent; tracefs shows them as softirq with preempt depth 1) were recorded
+by tracefs but run by no BPF program at all, raw tracepoint programs
+included, and recursion_misses stayed 0.  perfhook.py counts those for
+tracepoint programs; bench/ebpf_blind_spots.py measures them.
 """
 
 import ctypes
