@@ -116,9 +116,10 @@ class Report(object):
 
     data       HistogramSet, CountSet or list of Record
     lost       events the kernel reported lost in this interval: buffer
-               overruns, and runs of a BPF program the kernel skipped (these
-               may include events the tool's filters would have dropped:
-               the kernel skipped the program before it saw the event)
+               overruns, runs of a BPF program the kernel skipped, and
+               tracepoint events it delivered without running the BPF
+               program (these may include events the tool's filters would
+               have dropped: the program never saw the event)
     unmatched  end events seen without their start: started before tracing
                or lost (pairs only; not the ends of starts filtered out)
     dropped_starts

@@ -28,7 +28,7 @@ from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
 from kerntrace.core.stopsignals import SignalsLatched
 
-from . import bpfobject, buffers, codegen, progstats, tracefs_probes
+from . import bpfobject, buffers, codegen, perfhook, progstats, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedOutput, first_error
 
@@ -48,6 +48,7 @@ class EbpfSession(Session):
         self._perf_lost = 0
         self._stats_seen = [0, 0, 0]
         self._skips = None
+        self._hook = None
         self._deferred = None
         self._buffer = None
         self._probe_names = []
@@ -70,8 +71,21 @@ class EbpfSession(Session):
         self._check_layouts()
         self._skips = progstats.MissCounter(self._bpf.funcs[att.fn_name.encode()].fd
                                             for att in self.program.attachments)
+        self._hook = self._open_hook_counter()
         if self.program.kind == "records":
             self._open_buffer()
+
+    def _open_hook_counter(self):
+        """Counters of the events our tracepoint programs were not run for
+        (perfhook.py), opened once they are attached; None when there are
+        none or they cannot be opened."""
+        probes = sorted(set((att.event.probe.category, att.event.probe.name)
+                            for att in self.program.attachments if att.kind == "tracepoint"))
+        path = self._tracefs if self._tracefs is not None else \
+            Host(mount_tracefs=False).tracefs_path()
+        if not probes or not path:
+            return None
+        return perfhook.HookCounter.open(path, probes)
 
     def _compile(self):
         try:
@@ -250,7 +264,8 @@ class EbpfSession(Session):
                     self._bpf.perf_buffer_consume()
             data, self._records = self._records, []
         unmatched, lost, dropped_starts = self._stats()
-        lost += self._perf_lost + (self._skips.missed() if self._skips else 0)
+        lost += self._perf_lost + (self._skips.missed() if self._skips else 0) + \
+            (self._hook.missed() if self._hook else 0)
         self._perf_lost = 0
         report = results.Report(data, lost=lost, unmatched=unmatched,
                                 dropped_starts=dropped_starts)
@@ -303,6 +318,9 @@ class EbpfSession(Session):
             return
         self._closed = True
         b, self._bpf = self._bpf, None
+        if self._hook is not None:
+            self._hook.close()
+            self._hook = None
         if b is None:
             return
         errors = bpfobject.unload(b)
