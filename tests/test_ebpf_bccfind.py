@@ -11,6 +11,7 @@ Also, without a kernel: the other prerequisites bcc needs from the host
 removal of probe definitions bcc leaves in tracefs (pyfakefs).
 """
 
+import errno
 import json
 import os
 import shutil
@@ -257,3 +258,31 @@ def test_bcc_probe_events_of_dead_processes_are_removed(fs):
     assert tracefs_probes.remove_own(t, ["p__tmp_x_0x1139"]) == []
     assert open(t + "/uprobe_events").read().endswith(
         "-:uprobes/p__tmp_x_0x1139_bcc_%d\n" % me)
+
+
+def test_cleanup_reports_bcc_probes_once_worded_and_failures_as_problems(fs, monkeypatch):
+    """`kerntrace cleanup` prints "removed <what>" once (not "removed
+    removed ..."), and a definition the kernel refuses to remove is a
+    problem (cleanup exits 1), never listed as removed."""
+    import io
+    from kerntrace.backends.ebpf.backend import EbpfBackend
+    from kerntrace.core.host import Host
+    t = "/sys/kernel/tracing"
+    fs.create_file(t + "/uprobe_events",
+                   contents="p:uprobes/p__tmp_y_0x1139_bcc_999999 /tmp/y:0x0000000000001139\n")
+    host = Host()
+    monkeypatch.setattr(host, "tracefs_path", lambda: t)
+    err, problems = io.StringIO(), []
+    removed = EbpfBackend().cleanup_stale(host, stderr=err, problems=problems)
+    assert removed == ["uprobes/p__tmp_y_0x1139_bcc_999999 from uprobe_events "
+                       "(bcc probe of dead PID 999999)"]
+    assert err.getvalue() == "kerntrace: removed %s left by a process that is gone\n" % removed[0]
+    assert problems == []
+
+    def refused(path, text, append=False):
+        raise OSError(errno.EBUSY, "busy")
+    monkeypatch.setattr(tracefs_probes.tracefs, "write_text", refused)
+    problems = []
+    assert EbpfBackend().cleanup_stale(host, problems=problems) == []
+    assert problems == ["uprobe_events: cannot remove uprobes/p__tmp_y_0x1139_bcc_999999: "
+                        "Device or resource busy"]

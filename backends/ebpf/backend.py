@@ -127,4 +127,13 @@ class EbpfBackend(Backend):
                            tracefs_path=host_tracefs)
 
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
-        return tracefs_probes.remove_dead(host.tracefs_path())
+        failed = []
+        removed = tracefs_probes.remove_dead(host.tracefs_path(), problems=failed)
+        if stderr is not None:
+            for what in removed:
+                stderr.write("kerntrace: removed %s left by a process that is gone\n" % what)
+            for line in failed:
+                stderr.write("kerntrace: %s\n" % line)
+        if problems is not None:
+            problems.extend(failed)
+        return removed

@@ -77,12 +77,16 @@ def remove_own(tracefs_path, ev_names, pid=None):
     return errors
 
 
-def remove_dead(tracefs_path):
-    """Remove bcc probe definitions whose creating process is gone."""
+def remove_dead(tracefs_path, problems=None):
+    """Remove bcc probe definitions whose creating process is gone; returns
+    one description per removed definition ("what", as cleanup_stale()
+    reports it); one line per failure is appended to `problems`."""
     done = []
     for fname, group, name, pid in bcc_events(tracefs_path):
         if pid != os.getpid() and not _alive(pid):
             err = remove(tracefs_path, fname, group, name)
-            done.append(err or "removed %s/%s from %s (bcc probe of dead PID %d)"
-                        % (group, name, fname, pid))
+            if err is None:
+                done.append("%s/%s from %s (bcc probe of dead PID %d)" % (group, name, fname, pid))
+            elif problems is not None:
+                problems.append(err)
     return done
