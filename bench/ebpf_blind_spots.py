@@ -24,16 +24,17 @@ and what any of the witness programs saw on that CPU around it.
 import argparse
 import collections
 import ctypes
-import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+# The same bench folder: its run helpers.
+from ebpf_misses import json_totals, reads_completed, wait_for_text
 
 TOOL = os.path.join(os.path.dirname(sys.executable), "iolatency")
 INSTANCE = "kerntrace-bench-blind-%d" % os.getpid()
@@ -101,22 +102,6 @@ def write(path, text):
         f.write(text)
 
 
-def reads_completed(dev):
-    with open("/sys/block/%s/stat" % os.path.basename(dev)) as f:
-        return int(f.read().split()[0])
-
-
-def wait_ready(proc):
-    data = b""
-    end = time.time() + 60
-    while b"Ctrl-C" not in data:
-        if time.time() > end or proc.poll() is not None:
-            raise RuntimeError("iolatency did not start: %r" % data)
-        r, _, _ = select.select([proc.stderr], [], [], 0.2)
-        if r:
-            data += os.read(proc.stderr.fileno(), 4096)
-
-
 def witness(bcc, devt):
     b = bcc.BPF(text=WITNESS_C.replace("DEVT", str(devt)).encode())
     recs = []
@@ -165,7 +150,7 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
         tool = subprocess.Popen([TOOL, "--backend", "ebpf", "-d", "%d,%d" % (devt >> 20,
                                  devt & 0xfffff), "--json", "1000"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_ready(tool)
+        wait_for_text(tool, "stderr", "Ctrl-C")
         before = reads_completed(dev)
         subprocess.check_call(["fio", "--name=kt-blind", "--filename=" + dev,
                                "--rw=randread", "--bs=4k", "--direct=1", "--ioengine=libaio",
@@ -183,12 +168,7 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
             text = perf.communicate(timeout=60)[1].decode()
             m = re.search(r"^(\d+),[^,]*,block:block_rq_complete", text, re.M)
             perf_count = int(m.group(1)) if m else None
-        counted = lost = unmatched = 0
-        for line in out.decode().splitlines():
-            obj = json.loads(line)
-            lost += obj.get("lost", 0)
-            unmatched += obj.get("unmatched", 0)
-            counted += sum(h["count"] for h in obj.get("histograms", []))
+        counted, lost, unmatched = json_totals(out)
         counts = [b["counts"][b["counts"].Key(i)].value for i in range(3)]
         misses = dict((name.decode(), progstats.prog_info_misses(fn.fd)[0])
                       for name, fn in b.funcs.items())

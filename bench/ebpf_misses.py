@@ -74,6 +74,17 @@ def reads_completed(dev):
         return int(f.read().split()[0])
 
 
+def json_totals(out):
+    """(counted, lost, unmatched) over iolatency --json output (bytes)."""
+    counted = lost = unmatched = 0
+    for line in out.decode().splitlines():
+        obj = json.loads(line)
+        lost += obj.get("lost", 0)
+        unmatched += obj.get("unmatched", 0)
+        counted += sum(h["count"] for h in obj.get("histograms", []))
+    return counted, lost, unmatched
+
+
 def wait_for_text(proc, stream, text, timeout=60):
     fd = getattr(proc, stream).fileno()
     data = b""
@@ -133,12 +144,7 @@ def one_run(dev, majmin, backend, ios, depth, second, interval):
         if bt is not None:
             bt.send_signal(signal.SIGINT)
             bt.communicate(timeout=60)
-    counted = lost = unmatched = 0
-    for line in out.decode().splitlines():
-        obj = json.loads(line)
-        lost += obj.get("lost", 0)
-        unmatched += obj.get("unmatched", 0)
-        counted += sum(h["count"] for h in obj.get("histograms", []))
+    counted, lost, unmatched = json_totals(out)
     if tool.returncode != 0:
         raise RuntimeError("iolatency exited %d: %s" % (tool.returncode, err.decode()))
     return expected, counted, lost, unmatched
