@@ -48,7 +48,8 @@ from kerntrace.core import tracefs as core_tracefs
 DEBUGFS_ROOT = "/sys/kernel/debug/tracing"
 TRACEFS_ROOT = "/sys/kernel/tracing"
 
-_COMMON = """\
+# The four common fields of kernels since 3.10 (older eras: known_formats).
+COMMON_FIELDS = """\
 \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
 \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
 \tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
@@ -434,7 +435,7 @@ class FakeKernel(object):
                 fields.append("\tfield:s64 %s;\toffset:%d;\tsize:8;\tsigned:1;" % (name, off))
                 off += 8
         return "name: %s\nID: %d\nformat:\n%s\n%s\n\nprint fmt: \"\"\n" % (
-            event, self.t._event_ids, _COMMON, "\n".join(fields))
+            event, self.t._event_ids, COMMON_FIELDS, "\n".join(fields))
 
     def _probe_write(self, path, text, append):
         p = path

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from fake_tracefs import DEBUGFS_ROOT, TRACEFS_ROOT, FakeTracefs, make_elf, STT_FUNC, STB_GLOBAL
+from fake_tracefs import (COMMON_FIELDS, DEBUGFS_ROOT, TRACEFS_ROOT, FakeTracefs, make_elf,
+                          STT_FUNC, STB_GLOBAL)
 from kerntrace.backends.ftrace.backend import FtraceBackend, default_buffer_kb
 from kerntrace.backends.ftrace import instance as instance_mod
 from kerntrace.core import runner, tracefs as core_tracefs
@@ -788,12 +789,6 @@ def test_cleanup_notes_lockless_objects_it_cannot_judge(fs, monkeypatch, mounts)
 
 # ---------------------------------------------------------------------------
 # Task names: the kernel's task events, enabled beside the measured ones
-_COMMON_FIELDS = """\
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-"""
 # As include/trace/events/task.h declares them in 3.10-era kernels (an
 # unsigned long clone_flags, an int oom_score_adj).
 TASK_EVENTS_3_10 = {
@@ -807,7 +802,7 @@ format:
 \tfield:int oom_score_adj;\toffset:40;\tsize:4;\tsigned:1;
 
 print fmt: "pid=%%d comm=%%s clone_flags=%%lx oom_score_adj=%%d", REC->pid, REC->comm, REC->clone_flags, REC->oom_score_adj
-""" % _COMMON_FIELDS,
+""" % COMMON_FIELDS,
     ("task", "task_rename"): """name: task_rename
 ID: 61
 format:
@@ -818,7 +813,7 @@ format:
 \tfield:int oom_score_adj;\toffset:44;\tsize:4;\tsigned:1;
 
 print fmt: "pid=%%d oldcomm=%%s newcomm=%%s oom_score_adj=%%d", REC->pid, REC->oldcomm, REC->newcomm, REC->oom_score_adj
-""" % _COMMON_FIELDS,
+""" % COMMON_FIELDS,
 }
 
 

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from fake_tracefs import _extra_formats
+from fake_tracefs import COMMON_FIELDS, _extra_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
@@ -19,12 +19,6 @@ from kerntrace.core.model import (EVENT_NAME, Count, Event, Filter, Measurement,
                                   Records, Tracepoint)
 from kerntrace.core.tracefs import parse_format
 
-_COMMON = """\
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-"""
 
 # Captured from a Linux 6.18 tracefs (events/<system>/<event>/format).
 FORMATS = {
@@ -38,7 +32,7 @@ format:
 \tfield:short oom_score_adj;\toffset:40;\tsize:2;\tsigned:1;
 
 print fmt: "pid=%%d comm=%%s clone_flags=%%llx oom_score_adj=%%hd", REC->pid, REC->comm, REC->clone_flags, REC->oom_score_adj
-""" % _COMMON,
+""" % COMMON_FIELDS,
     ("task", "task_rename"): """name: task_rename
 ID: 204
 format:
@@ -49,7 +43,7 @@ format:
 \tfield:short oom_score_adj;\toffset:44;\tsize:2;\tsigned:1;
 
 print fmt: "pid=%%d oldcomm=%%s newcomm=%%s oom_score_adj=%%hd", REC->pid, REC->oldcomm, REC->newcomm, REC->oom_score_adj
-""" % _COMMON,
+""" % COMMON_FIELDS,
     ("sched", "sched_process_exit"): """name: sched_process_exit
 ID: 369
 format:
@@ -60,7 +54,7 @@ format:
 \tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;
 
 print fmt: "comm=%%s pid=%%d prio=%%d group_dead=%%s", REC->comm, REC->pid, REC->prio, REC->group_dead ? "true" : "false"
-""" % _COMMON,
+""" % COMMON_FIELDS,
 }
 FORMATS[("syscalls", "sys_enter_getppid")] = _extra_formats("6.18")[("syscalls", "sys_enter_getppid")]
 
@@ -74,7 +68,7 @@ format:
 \tfield:short oom_score_adj;\toffset:40;\tsize:2;\tsigned:1;
 
 print fmt: "oldcomm=%%s newcomm=%%s oom_score_adj=%%hd", REC->oldcomm, REC->newcomm, REC->oom_score_adj
-""" % _COMMON
+""" % COMMON_FIELDS
 
 
 def fmt(system, event, formats=FORMATS):
