@@ -150,10 +150,18 @@ class Session(object):
         return False
 
     def wait(self, timeout):
+        """Trace for up to `timeout` seconds.  A true result: it returned
+        early because a batch of records is waiting for collect()."""
         raise NotImplementedError
 
     def collect(self):
         raise NotImplementedError
+
+    def stop_recording(self):
+        """The run is ending (a stop signal): record no new events, so the
+        last collect() returns what was recorded until now, in a bounded
+        time however fast events arrive.  A backend whose collect() is
+        bounded anyway need not override it."""
 
     def close(self):
         raise NotImplementedError

@@ -87,6 +87,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                 # Ctrl-C/SIGTERM: print what the unfinished interval saw.  A
                 # second signal while doing that aborts the printing only.
                 try:
+                    session.stop_recording()
                     reporter.emit(final=True)
                 except Stop:
                     pass
@@ -228,10 +229,16 @@ def _loop(session, measurement, reporter):
             now = time.monotonic()
             if now >= next_at:
                 break
-            session.wait(next_at - now)
+            if session.wait(next_at - now) and records:
+                # A batch is waiting: print it now (and start the period
+                # again), so records never pile up faster than they print.
+                next_at = time.monotonic()
+                break
+        last = ((end is not None and time.monotonic() >= end)
+                or (not records and sched.count and n + 1 >= sched.count))
+        if last:
+            session.stop_recording()
         reporter.emit()
         n += 1
-        if end is not None and time.monotonic() >= end:
-            return
-        if not records and sched.count and n >= sched.count:
+        if last:
             return

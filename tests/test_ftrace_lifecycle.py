@@ -664,3 +664,98 @@ def test_a_perf_tools_lock_held_by_a_run_in_another_pid_namespace_is_not_taken(t
     lock.acquire()          # its run is gone now: a stale lock
     lock.release()
     assert not os.path.exists(path)
+
+
+# ---------------------------------------------------------------------------
+# A flood: the buffer refills as fast as it is read
+class _EndlessReader(session.RawReader):
+    """Always has another page (the kernel writes faster than we read)."""
+
+    def __init__(self, cpu):
+        session.RawReader.__init__(self, cpu, "/nonexistent", 4096)
+        self.pages = 0
+
+    def read_pages(self, limit):
+        self.pages += limit
+        return [b"page"] * limit
+
+
+class _Records(object):
+    """Stands in for the aggregator: each page makes `per_page` records."""
+
+    def __init__(self, per_page):
+        self.per_page, self.records, self.lost = per_page, 0, 0
+
+    @property
+    def records_waiting(self):
+        return self.records
+
+    def feed_lost(self, n):
+        self.lost += n
+
+    def collect(self):
+        from kerntrace.core.results import Report
+        return Report(["r"] * self.records, lost=self.lost)
+
+
+class _Unread(object):
+    def __init__(self, unread):
+        self._unread = unread
+
+    def take(self):
+        return 0
+
+    def unread(self):
+        return self._unread
+
+
+def flooded_session(monkeypatch, per_page, stopping, unread=777):
+    s = session.LiveSession.__new__(session.LiveSession)
+    s.readers = [_EndlessReader(0), _EndlessReader(1)]
+    s.order, s.tasks, s.stopping = None, None, stopping
+    s.aggregator = _Records(per_page)
+    s.losses = _Unread(unread)
+    s.said = []
+    s._say = s.said.append
+
+    def feed(page, cpu):
+        s.aggregator.records += per_page
+    s._feed_page = feed
+    clock = [0.0]
+
+    def now():       # each look at the clock: 10 ms later
+        clock[0] += 0.01
+        return clock[0]
+    monkeypatch.setattr(session, "_now", now)
+    return s
+
+
+def test_collect_under_a_flood_stops_draining_after_its_time_bound(monkeypatch):
+    s = flooded_session(monkeypatch, per_page=0, stopping=False)
+    report = s.collect()
+    rounds = s.readers[0].pages // session.MAX_PAGES_PER_ROUND
+    # about DRAIN_BOUND_S of (fake) 10 ms rounds, not 64 rounds of pages
+    assert 1 <= rounds <= session.DRAIN_BOUND_S / 0.01 + 2
+    assert report.lost == 0 and not s.said    # no stop: the rest is read next interval
+
+
+def test_collect_of_records_under_a_flood_stops_at_one_batch(monkeypatch):
+    s = flooded_session(monkeypatch, per_page=100, stopping=False)
+    report = s.collect()
+    per_round = 2 * session.MAX_PAGES_PER_ROUND * 100
+    assert session.RECORD_BATCH <= len(report.data) < session.RECORD_BATCH + per_round
+
+
+def test_after_a_stop_what_the_buffer_still_holds_is_counted_lost(monkeypatch):
+    s = flooded_session(monkeypatch, per_page=0, stopping=True, unread=777)
+    report = s.collect()
+    assert report.lost == 777
+    assert s.said == ["777 events not read before the stop (counted as lost)"]
+
+
+def test_stop_recording_turns_the_instance_off_and_keeps_its_events(tmp_path):
+    (tmp_path / "tracing_on").write_text("1")
+    s = session.LiveSession.__new__(session.LiveSession)
+    s.started, s.buffer_path, s.unrestored, s.stopping = True, str(tmp_path), [], False
+    s.stop_recording()
+    assert (tmp_path / "tracing_on").read_text().strip() == "0" and s.stopping

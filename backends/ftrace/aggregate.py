@@ -603,6 +603,11 @@ class Aggregator(object):
         """Pair starts waiting for their end."""
         return len(self._pending)
 
+    @property
+    def records_waiting(self):
+        """Records made since the last collect()."""
+        return len(self._records)
+
     # -- reporting -----------------------------------------------------------
     def collect(self):
         """A Report of everything since the last collect(), then reset

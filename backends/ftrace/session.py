@@ -52,6 +52,14 @@ MIN_LAP_PAGES = 8
 _NAME_TRIES = 100
 
 _STAT = re.compile(r"^\s*(overrun|commit overrun|dropped events)\s*:\s*(\d+)", re.M)
+_ENTRIES = re.compile(r"^entries\s*:\s*(\d+)", re.M)
+# collect() drains for at most about this long; after a stop signal what
+# the buffer still holds then is reported lost (a big --buffer-kb would
+# otherwise hold the exit for as long as decoding it takes).
+DRAIN_BOUND_S = 0.25
+# Records decoded faster than they print (a flood) are handed on in batches
+# of about this many, so what waits to be printed at a stop stays small.
+RECORD_BATCH = 4096
 
 
 def _now():
@@ -155,6 +163,14 @@ class LossCounter(object):
                 self.base[cpu] = now
             total += max(delta, self.markers.get(cpu, 0))
         self.markers = {}
+        return total
+
+    def unread(self):
+        """Events still in the buffers (stats' `entries`)."""
+        total = 0
+        for path in self.stats_paths.values():
+            m = _ENTRIES.search(tracefs.read_text(path) or "")
+            total += int(m.group(1)) if m else 0
         return total
 
 
@@ -443,6 +459,7 @@ class LiveSession(Session):
         self.journal = None
         self.unrestored = []     # what close() could not undo
         self.started = False
+        self.stopping = False    # stop_recording() froze the buffer
         self.notes = []          # what --explain/verbose may show
 
     # -- helpers -------------------------------------------------------------
@@ -822,18 +839,42 @@ class LiveSession(Session):
         deadline = _now() + max(0.0, timeout)
         while True:
             read = self._drain() if self.readers else 0
+            if self.aggregator.records_waiting >= RECORD_BATCH:
+                return True
             remaining = deadline - _now()
             if remaining <= 0:
                 return
             if not read:
                 time.sleep(min(POLL_S, remaining))
 
+    def stop_recording(self):
+        # Under a flood the buffer refills as fast as it is drained: the last
+        # drain would run into collect()'s bound (seconds of decoding) and a
+        # Ctrl-C would not end the run promptly.  The instance's tracing_on
+        # stops the writing, keeping what is recorded (the top level's is
+        # set back by close()).
+        if self.started and self.buffer_path and not self.unrestored:
+            try:
+                tracefs.write_text(os.path.join(self.buffer_path, "tracing_on"), "0")
+            except (IOError, OSError):
+                pass    # the drain stays bounded all the same
+            self.stopping = True
+
     def collect(self):
-        # Drain until empty (bounded, so a flood cannot hold the interval).
+        # Drain until empty, but bounded (a flood refills the buffer as fast
+        # as it is read): by time, and for records by what one print should
+        # hold.  What a stop leaves unread is counted lost.
+        deadline = _now() + DRAIN_BOUND_S
+        left = 0
         for _ in range(64):
             if not self.readers or not self._drain():
                 break
-        lost = self.losses.take() if self.losses else 0
+            if _now() > deadline or self.aggregator.records_waiting >= RECORD_BATCH:
+                left = self.losses.unread() if self.stopping and self.losses else 0
+                if left:
+                    self._say("%d events not read before the stop (counted as lost)" % left)
+                break
+        lost = (self.losses.take() if self.losses else 0) + left
         if lost:
             self.aggregator.feed_lost(lost)
         report = self.aggregator.collect()
