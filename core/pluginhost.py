@@ -128,8 +128,8 @@ def api_version_problem(plugin):
     wanted = _parse_version(declared)
     have = _parse_version(hookspecs.API_VERSION)
     if wanted is None:
-        return "declares %s = %r, not a \"MAJOR.MINOR\" version" % (
-            hookspecs.API_VERSION_ATTRIBUTE, declared)
+        return "declares %s = %r, not a \"MAJOR.MINOR\" version (this kerntrace " \
+               "provides %s)" % (hookspecs.API_VERSION_ATTRIBUTE, declared, hookspecs.API_VERSION)
     if wanted[0] != have[0] or wanted[1] > have[1]:
         return "was written for kerntrace plugin API %s; this kerntrace %s provides %s" % (
             declared, _version(), hookspecs.API_VERSION)
