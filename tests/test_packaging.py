@@ -90,3 +90,47 @@ def test_user_install_has_no_generic_top_level_packages():
     assert os.path.isdir(os.path.join(site, "kerntrace", "core"))
     out = subprocess.check_output(["/opt/kerntrace/bin/kerntrace", "version"], universal_newlines=True)
     assert out.startswith("kerntrace ")
+
+
+def project_files():
+    """The project's files: tracked, or new and not ignored (no venvs,
+    builds or caches)."""
+    if shutil.which("git") is None or not os.path.isdir(os.path.join(ROOT, ".git")) \
+            and not os.path.isfile(os.path.join(ROOT, ".git")):
+        pytest.skip("not a git checkout: cannot tell project files from build output")
+    out = subprocess.check_output(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                                  universal_newlines=True)
+    return [os.path.join(ROOT, name) for name in out.splitlines()
+            if os.path.isfile(os.path.join(ROOT, name))]
+
+
+def machine_paths():
+    """Absolute paths of this machine a file could have quoted: the
+    checkout, the folders above it (the root itself aside), the home
+    directory and the Pythons' prefixes."""
+    paths = set()
+    here = ROOT
+    while os.path.dirname(here) != here:
+        paths.add(here + "/")
+        here = os.path.dirname(here)
+    home = os.path.expanduser("~")
+    for p in (home, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))):
+        if p and p != "/":
+            paths.add(p.rstrip("/") + "/")
+    return sorted(p for p in paths if p.count("/") >= 2)
+
+
+def test_no_absolute_path_of_this_machine_in_the_project():
+    """Project files refer to ../shared/... or a public URL, never to where
+    this checkout, its home directory or its Pythons happen to be."""
+    needles = [p.encode() for p in machine_paths()]
+    found = []
+    for path in project_files():
+        with open(path, "rb") as f:
+            data = f.read()
+        for n, line in enumerate(data.splitlines(), 1):
+            for needle in needles:
+                if needle in line:
+                    found.append("%s:%d: %s" % (os.path.relpath(path, ROOT), n,
+                                                line.decode(errors="replace").strip()))
+    assert not found, "\n".join(found)
