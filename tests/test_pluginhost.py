@@ -238,17 +238,20 @@ def kerntrace_select_backend(tool, measurement, verdicts, requested):
 '''
 
 
-def test_select_backend_hook_picks_among_the_backends_that_can(tmp_path):
+def test_select_backend_hook_picks_among_the_backends_that_can(monkeypatch):
     """A plugin's kerntrace_select_backend overrides the preference order
     for --backend auto, never a backend the user named."""
     import types
     from kerntrace.core.pluginhost import PluginHost
     from kerntrace.core.selector import select
+    monkeypatch.delenv("KERNTRACE_DISABLE_PLUGINS", raising=False)   # (blocktest sets it)
     module = types.ModuleType("kt_selecting")
     exec(SELECTING, module.__dict__)
-    host = PluginHost(entry_points=[("selecting", lambda: module)], warn=io.StringIO())
+    warnings = io.StringIO()
+    host = PluginHost(entry_points=[("selecting", lambda: module)], warn=warnings)
     tools = host.tools()
     backends = [b for b in host.backends() if b.name in ("first", "second")]
+    assert len(backends) == 2, warnings.getvalue()
     hook = host.pm.hook.kerntrace_select_backend
     for tool, requested, chosen in (("tpcount", "auto", "second"), ("biolatency", "auto", "first"),
                                     ("tpcount", "first", "first")):
