@@ -29,7 +29,16 @@ fi
 
 /usr/bin/python3 -m venv "$prefix"
 "$prefix/bin/pip" install -q --upgrade "$here"
-for cmd in kerntrace iolatency biolatency biosnoop iosnoop bitesize tpcount; do
+# Every console script setup.cfg declares (kerntrace and one per tool).
+cmds=$(/usr/bin/python3 - "$here/setup.cfg" <<'EOF'
+import configparser, sys
+cfg = configparser.ConfigParser()
+cfg.read(sys.argv[1])
+lines = cfg.get("options.entry_points", "console_scripts").splitlines()
+print(" ".join(line.split("=")[0].strip() for line in lines if line.strip()))
+EOF
+)
+for cmd in $cmds; do
     ln -sf "$prefix/bin/$cmd" "/usr/local/bin/$cmd"
 done
 for page in "$here"/man/man8/*.8; do

@@ -1,6 +1,6 @@
 """Command line: `kerntrace <tool> [args]`, `kerntrace list`,
-`kerntrace doctor [--json]`, `kerntrace cleanup`, and one console script per
-built-in tool (see core/commands.py)."""
+`kerntrace doctor [--json]`, `kerntrace cleanup`, and a console script per
+tool (`iolatency [args]`, see core/commands.py)."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import traceback
 from . import __version__
 from .errors import InvalidSpec, KerntraceError, one_line
 from .host import Host
-from .pluginhost import PluginHost
+from .pluginhost import BUILTIN_PREFIX, PluginHost
 
 USAGE = """usage: kerntrace [--no-plugins] <command> [args]
 
@@ -86,7 +86,7 @@ def cmd_list(plugins, out):
     width = max([len(n) for n in tools] + [4])
     for name in sorted(tools):
         origin = plugins.tool_origin(name)
-        origin = "" if origin.startswith("builtin:") else "  [%s]" % origin
+        origin = "" if origin.startswith(BUILTIN_PREFIX) else "  [%s]" % origin
         out.write("%-*s  %s%s\n" % (width, name, tools[name].summary, origin))
     return 0
 
@@ -172,7 +172,7 @@ def _tool_main(name):
 
 
 def tool_main(name):
-    """Entry point of a per-tool console script (iolatency, biolatency, ...)."""
+    """Run tool `name` as its own command (`iolatency [args]`) and exit."""
     sys.exit(_tool_main(name))
 
 

@@ -1,5 +1,6 @@
-"""Console scripts: `kerntrace` and one per built-in tool (setup.cfg
-[options.entry_points]).
+"""Console scripts: `kerntrace`, and `tool` for every tool's own command
+(setup.cfg [options.entry_points]: `iolatency = kerntrace.core.commands:tool`;
+a third-party tool's package may do the same).
 
 Ctrl-C while Python is still importing kerntrace would print a
 KeyboardInterrupt traceback from whatever module was loading.  Nothing is
@@ -10,6 +11,7 @@ the CLI's own handling.
 
 import os
 import signal
+import sys
 
 from .stopsignals import STOP_SIGNALS     # (imports nothing but signal)
 
@@ -27,32 +29,22 @@ def _cli():
 
 
 def kerntrace():
-    import sys
     sys.exit(_cli().main())
 
 
-def tpcount():
-    _cli().tool_main("tpcount")
+def invoked_name():
+    """The name this process was invoked as: the script's file name, less
+    a .pyz suffix."""
+    name = os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "")
+    if name.endswith(".pyz"):
+        name = name[:-len(".pyz")]
+    return name
 
 
-def iolatency():
-    _cli().tool_main("iolatency")
-
-
-def biolatency():
-    _cli().tool_main("biolatency")
-
-
-def biosnoop():
-    _cli().tool_main("biosnoop")
-
-
-def iosnoop():
-    _cli().tool_main("iosnoop")
-
-
-def bitesize():
-    _cli().tool_main("bitesize")
+def tool():
+    """Entry point of every tool's console script: runs the tool named like
+    the script (a script `iolatency` is `kerntrace iolatency`)."""
+    _cli().tool_main(invoked_name())
 
 
 def as_invoked():
@@ -61,10 +53,6 @@ def as_invoked():
     symlink or copy named iolatency is iolatency.  A name starting with
     "kerntrace" (kerntrace, kerntrace.pyz) is the kerntrace command; any
     other is taken as a tool's name."""
-    import sys
-    name = os.path.basename(sys.argv[0])
-    if name.endswith(".pyz"):
-        name = name[:-len(".pyz")]
-    if name.startswith("kerntrace"):
+    if invoked_name().startswith("kerntrace"):
         kerntrace()
-    _cli().tool_main(name)
+    tool()

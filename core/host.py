@@ -11,8 +11,10 @@ from .backend import Capability
 
 
 class Host(object):
-    """Lazily probed, cached host facts.  `root` lets tests point every path
-    at a fake tree (pyfakefs); `mount` lets locate() mount tracefs."""
+    """Lazily probed, cached host facts.  `mount_tracefs`: whether
+    tracefs() may mount tracefs where none is (as root); `stderr`: where
+    mounting it says so.  Tests fake the file system (pyfakefs) rather
+    than point a Host elsewhere."""
 
     def __init__(self, mount_tracefs=True, stderr=None):
         self._mount = mount_tracefs

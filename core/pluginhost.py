@@ -1,15 +1,21 @@
 """Loading tools and backends through pluggy.
 
-Built-ins register first, then third-party plugins from the entry-point group,
-one at a time: a plugin that fails to import, or whose hook raises or returns
-something that is not a tool/backend, is reported in one warning line naming
-it, and everything else keeps working.
+Every tool and backend is a plugin named by an entry point in the group
+`kerntrace.plugins` (hookspecs.ENTRY_POINT_GROUP), the built-in ones too:
+they are the entry points of kerntrace's own distribution (setup.cfg), so
+core names none of them.  Those register first (they win name clashes),
+then every other distribution's, one at a time: a plugin that fails to
+import, declares an API version this kerntrace does not provide, or whose
+hook raises or returns something that is not a tool/backend, is reported in
+one warning line naming it, and everything else keeps working.
 
 Disable third-party plugins with KERNTRACE_DISABLE_PLUGINS=1 (all) or
-KERNTRACE_DISABLE_PLUGINS=name1,name2, or the --no-plugins flag.
+KERNTRACE_DISABLE_PLUGINS=name1,name2, or the --no-plugins flag; kerntrace's
+own entry points always load.
 """
 
 import os
+import re
 import sys
 import warnings
 
@@ -20,12 +26,10 @@ from .backend import Backend
 from .errors import one_line
 from .tool import Tool
 
-BUILTIN_MODULES = (
-    "kerntrace.backends.ebpf",
-    "kerntrace.backends.ftrace",
-    "kerntrace.plugins",
-)
+DISTRIBUTION = "kerntrace"
 DISABLE_ENV = "KERNTRACE_DISABLE_PLUGINS"
+# Registration names of kerntrace's own plugins start with this.
+BUILTIN_PREFIX = "builtin:"
 
 
 def _metadata_module():
@@ -43,35 +47,104 @@ def _metadata_module():
         return None
 
 
+def _normalized(name):
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def _group_of(dist, group):
+    """(name, loader) pairs of one distribution's entry points in group."""
+    return [(ep.name, ep.load) for ep in dist.entry_points if ep.group == group]
+
+
+# group -> (builtin, third_party), found once per process.
+_FOUND = {}
+
+
+def installed_entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+    """(builtin, third_party): the (name, loader) pairs of the entry-point
+    group from kerntrace's own distribution and from every other one, each
+    name once (the first found on sys.path wins), on Python 3.6 to 3.13.
+    Read from the installed metadata once per process (a command asks once;
+    tests that fake the file system rely on it having been read before)."""
+    if group not in _FOUND:
+        found = _entry_points(group)
+        if not found[0]:
+            return found        # kerntrace's own missing: look again next time
+        _FOUND[group] = found
+    return _FOUND[group]
+
+
 def _entry_points(group):
-    """(name, loader) pairs for an entry-point group, on Python 3.6 to 3.13."""
     metadata = _metadata_module()
     if metadata is None:  # pragma: no cover - an old pluggy on 3.6/3.7
-        # pkg_resources warns (UserWarning) about what it finds on sys.path
-        # while it builds its working set: not the user's concern here.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                import pkg_resources
-            except ImportError:
-                return []
-            return [(ep.name, ep.load) for ep in pkg_resources.iter_entry_points(group)]
-    eps = metadata.entry_points()
-    if hasattr(eps, "select"):
-        selected = eps.select(group=group)
-    else:  # pragma: no cover - Python 3.8/3.9 dict interface
-        selected = eps.get(group, [])
-    seen = set()
-    out = []
-    for ep in selected:
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
-        out.append((ep.name, ep.load))
-    return out
+        return _pkg_resources_entry_points(group)
+    found = {True: [], False: []}
+    seen = {True: set(), False: set()}
+    own_seen = False
+    for dist in metadata.distributions():
+        pairs = _group_of(dist, group)
+        if not pairs:
+            continue        # (most: no need to parse their METADATA)
+        own = _normalized(dist.metadata["Name"]) == DISTRIBUTION
+        if own:
+            if own_seen:
+                continue    # a second, shadowed copy of kerntrace
+            own_seen = True
+        for name, load in pairs:
+            if name not in seen[own]:
+                seen[own].add(name)
+                found[own].append((name, load))
+    builtin, third_party = found[True], found[False]
+    return builtin, third_party
+
+
+def _pkg_resources_entry_points(group):  # pragma: no cover - an old pluggy on 3.6/3.7
+    # pkg_resources warns (UserWarning) about what it finds on sys.path
+    # while it builds its working set: not the user's concern here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import pkg_resources
+        except ImportError:
+            return [], []
+        builtin, third_party = [], []
+        for ep in pkg_resources.iter_entry_points(group):
+            own = ep.dist is not None and _normalized(ep.dist.project_name) == DISTRIBUTION
+            (builtin if own else third_party).append((ep.name, ep.load))
+        return builtin, third_party
+
+
+def _parse_version(text):
+    """"MAJOR.MINOR" (or "MAJOR") -> (major, minor), or None."""
+    m = re.match(r"^(\d+)(?:\.(\d+))?\Z", text) if isinstance(text, str) else None
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else None
+
+
+def api_version_problem(plugin):
+    """Why `plugin` (what its entry point loaded) cannot be used with this
+    kerntrace's plugin API, or None.  See hookspecs.API_VERSION."""
+    declared = getattr(plugin, hookspecs.API_VERSION_ATTRIBUTE, "1.0")
+    wanted = _parse_version(declared)
+    have = _parse_version(hookspecs.API_VERSION)
+    if wanted is None:
+        return "declares %s = %r, not a \"MAJOR.MINOR\" version (this kerntrace " \
+               "provides %s)" % (hookspecs.API_VERSION_ATTRIBUTE, declared, hookspecs.API_VERSION)
+    if wanted[0] != have[0] or wanted[1] > have[1]:
+        return "was written for kerntrace plugin API %s; this kerntrace %s provides %s" % (
+            declared, _version(), hookspecs.API_VERSION)
+    return None
+
+
+def _version():
+    from . import __version__
+    return __version__
 
 
 class PluginHost(object):
+    """The plugins of one command.  `entry_points` (tests): the third-party
+    (name, loader) pairs to use instead of the installed ones."""
+
     def __init__(self, load_third_party=True, warn=None, entry_points=None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
@@ -79,13 +152,16 @@ class PluginHost(object):
         self._warn_stream = warn if warn is not None else sys.stderr
         self._tools = None
         self._backends = None
-        for modname in BUILTIN_MODULES:
-            __import__(modname)
-            self.pm.register(sys.modules[modname], name="builtin:" + modname)
+        builtin, third_party = installed_entry_points()
+        if not builtin:
+            self.warn("kerntrace's own entry points (%s) are missing: no built-in tools "
+                      "or backends (reinstall kerntrace)" % hookspecs.ENTRY_POINT_GROUP)
+        for name, load in builtin:
+            self._load_one(BUILTIN_PREFIX + name, load)
         disabled = os.environ.get(DISABLE_ENV, "").strip()
         if load_third_party and disabled not in ("1", "all", "*"):
             skip = set(n.strip() for n in disabled.split(",") if n.strip())
-            eps = entry_points if entry_points is not None else _entry_points(hookspecs.ENTRY_POINT_GROUP)
+            eps = entry_points if entry_points is not None else third_party
             for name, load in eps:
                 if name not in skip:
                     self._load_one(name, load)
@@ -98,8 +174,12 @@ class PluginHost(object):
     def _load_one(self, name, load):
         try:
             plugin = load()
+            problem = api_version_problem(plugin)
+            if problem:
+                self.warn("plugin %r not loaded: it %s" % (name, problem))
+                return
             self.pm.register(plugin, name=name)
-        except Exception as e:  # a broken third-party plugin is reported, not fatal
+        except Exception as e:  # a broken plugin is reported, not fatal
             self.warn("plugin %r failed to load: %s: %s" % (name, type(e).__name__, one_line(e, "")))
 
     def _collect(self, hook_name, kind):
@@ -133,6 +213,8 @@ class PluginHost(object):
         return {name: t for name, (t, _p) in self._tools.items()}
 
     def tool_origin(self, name):
+        """The registration name of the plugin that provides tool `name`
+        (BUILTIN_PREFIX + entry-point name for kerntrace's own)."""
         self.tools()
         return self._tools[name][1]
 

@@ -1,7 +1,15 @@
-"""What a tool plugin is.
+"""What a tool plugin is, and the helpers its command line uses.
 
 A tool declares its command line, its measurement and its printer; it never
-knows which backend runs it.  Minimal example (see plugins/tpcount.py):
+knows which backend runs it.  A minimal plugin module (see
+plugins/tpcount.py), named by an entry point in the `kerntrace.plugins`
+group:
+
+    from kerntrace.core.api import (Count, CountTablePrinter, Event, Measurement,
+                                    Tool, Tracepoint, hookimpl, report_every,
+                                    seconds_value)
+
+    KERNTRACE_API_VERSION = "1.0"
 
     class MyTool(Tool):
         name = "mytool"
@@ -9,14 +17,19 @@ knows which backend runs it.  Minimal example (see plugins/tpcount.py):
         examples = [("mytool 5", "count for 5 seconds")]
 
         def add_arguments(self, parser):
-            parser.add_argument("duration", nargs="?", type=float, default=1)
+            parser.add_argument("duration", nargs="?", type=seconds_value, default=1)
 
         def measurement(self, args):
-            return Measurement(events=[...], aggregate=Count(keys=("comm",)),
-                               schedule=Schedule(interval=args.duration, count=1))
+            return Measurement(events=[Event("issue", Tracepoint("block", "block_rq_issue"))],
+                               aggregate=Count(keys=("comm",)),
+                               schedule=report_every(args.duration, count=1))
 
         def printer(self, args, out, err):
-            return CountTable(out, err, key_header="COMM")
+            return CountTablePrinter(out, err, key_header="COMM")
+
+    @hookimpl
+    def kerntrace_tools():
+        return [MyTool()]
 """
 
 import argparse
@@ -24,6 +37,7 @@ import re
 
 from .backend import MAX_BUFFER_KB
 from .errors import OptionError, UsageError
+from .model import Schedule
 
 # --backend: "auto" or an installed backend's name (built-in or a plugin's),
 # checked against the installed ones when the backend is selected.
@@ -51,6 +65,38 @@ def count_value(text):
     if v < 0:
         raise UsageError("invalid count %r: expected a whole number >= 0" % (text,))
     return v
+
+
+# PIDs are below pid_max, at most PID_MAX_LIMIT (include/linux/threads.h, 64-bit).
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
+def pid_value(text):
+    """A process id: ASCII digits, 0 < PID < PID_MAX_LIMIT."""
+    # ASCII digits only: str.isdigit() also accepts "\u00b2", which int() refuses.
+    if (not isinstance(text, str) or not re.match(r"^[0-9]{1,10}\Z", text)
+            or not 0 < int(text) < PID_MAX_LIMIT):
+        raise UsageError("invalid PID %r" % (text,))
+    return int(text)
+
+
+# bcc's "no interval" (99999999 seconds, three years): a run that reports
+# once, when Ctrl-C (or a duration) ends it.
+FOREVER = 99999999
+
+
+def report_at_end(count=0):
+    """The Schedule of a tool that prints one report when the run ends."""
+    return Schedule(interval=FOREVER, count=count)
+
+
+def report_every(interval, count=0, duration=None):
+    """The Schedule of `interval` seconds, `count` times (0: until Ctrl-C),
+    for at most `duration` seconds; interval None: one report at the end
+    (report_at_end), as bcc's tools do when given no interval."""
+    if interval is None:
+        return Schedule(interval=FOREVER, count=count, duration=duration)
+    return Schedule(interval=interval, count=count, duration=duration)
 
 
 def buffer_kb(text):

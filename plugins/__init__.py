@@ -1,14 +1,3 @@
-"""Built-in tool plugins.  They register through the same hook third-party
-plugins use (kerntrace_tools)."""
-
-from kerntrace.core.hookspecs import hookimpl
-
-
-@hookimpl
-def kerntrace_tools():
-    from . import tpcount
-    from . import biolatency, biosnoop, bitesize, iolatency, iosnoop
-    tools = [tpcount.TpCount(),
-             iolatency.IoLatency(), biolatency.BioLatency(), biosnoop.BioSnoop(),
-             iosnoop.IoSnoop(), bitesize.BiteSize()]
-    return tools
+"""The built-in tool plugins.  Each tool module is a plugin of its own,
+named by an entry point in the `kerntrace.plugins` group (setup.cfg) as a
+third-party tool is, and imports only kerntrace.core.api."""

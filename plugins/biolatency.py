@@ -20,15 +20,13 @@ rwbs string the tracepoints record (no Priority/NoMerge/Idle/Background/
 NoWait words, which rwbs does not carry; PreFlush shown).
 """
 
-from kerntrace.core.errors import UsageError
-from kerntrace.core.model import LATENCY, LOG2, Histogram, Measurement, Schedule
-from kerntrace.core.output.histograms import BccHistogramPrinter
-from kerntrace.core.tool import Tool, count_value, seconds_value
+from kerntrace.core.api import (LATENCY, LOG2, BccHistogramPrinter, Histogram, Measurement,
+                                Tool, UsageError, count_value, hookimpl, report_every,
+                                seconds_value)
 
 from . import blockdev
 
-# bcc's "no interval": one histogram when Ctrl-C is hit.
-FOREVER = 99999999
+KERNTRACE_API_VERSION = "1.0"
 BANNER = "Tracing block device I/O... Hit Ctrl-C to end."
 
 
@@ -95,14 +93,14 @@ class BioLatency(Tool):
         filters = []
         if args.disk is not None:
             filters.append(blockdev.device_filter(blockdev.resolve_disk(args.disk)))
-        interval = args.interval if args.interval is not None else FOREVER
         return Measurement(
             events=[start, blockdev.completion_event()],
             pair=blockdev.request_pair(),
             aggregate=Histogram(LATENCY, scale=LOG2,
                                 unit="msecs" if args.milliseconds else "usecs", keys=keys),
             filters=filters,
-            schedule=Schedule(interval=interval, count=args.count))
+            # No interval: one histogram when Ctrl-C is hit, as bcc.
+            schedule=report_every(args.interval, count=args.count))
 
     def printer(self, args, out, err):
         section = None
@@ -118,6 +116,11 @@ class BioLatency(Tool):
         if args.flags:
             fmt["rwbs"] = blockdev.rwbs_flags_name
         return fmt
+
+
+@hookimpl
+def kerntrace_tools():
+    return [BioLatency()]
 
 
 __all__ = ["BioLatency"]

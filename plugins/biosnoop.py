@@ -20,12 +20,13 @@ into the request queue to the issue to the driver, LAT(ms) from the issue
 to the completion.
 """
 
-from kerntrace.core.model import (LATENCY, QUEUED, Event, Measurement, Records,
-                                  Schedule)
-from kerntrace.core.output.table import Column, EventTablePrinter, seconds_since_first
-from kerntrace.core.tool import Tool, seconds_value
+from kerntrace.core.api import (LATENCY, QUEUED, Column, Event, EventTablePrinter, Measurement,
+                                Records, Schedule, Tool, hookimpl, milliseconds,
+                                seconds_since_first, seconds_value)
 
 from . import blockdev
+
+KERNTRACE_API_VERSION = "1.0"
 
 # -Q: the issue to the driver, between the insert and the completion.
 ISSUE = "issue"
@@ -75,9 +76,9 @@ def biosnoop_columns(pattern=False, disk_name=None, queue=False):
     if pattern:
         after_bytes.append(Column("P", AccessPattern(), 1))
     if queue:
-        after_bytes.append(Column("QUE(ms)", lambda r, ctx: blockdev.milliseconds(r[QUEUED]), 7,
+        after_bytes.append(Column("QUE(ms)", lambda r, ctx: milliseconds(r[QUEUED]), 7,
                                   align=">"))
-    after_bytes.append(Column("LAT(ms)", lambda r, ctx: blockdev.milliseconds(r[LATENCY]), 7,
+    after_bytes.append(Column("LAT(ms)", lambda r, ctx: milliseconds(r[LATENCY]), 7,
                               align=">"))
     after_bytes[0].sep = ""
     return cols + after_bytes
@@ -131,6 +132,11 @@ class BioSnoop(Tool):
 
     def formatters(self, args):
         return {"dev": blockdev.DiskNameFormatter()}
+
+
+@hookimpl
+def kerntrace_tools():
+    return [BioSnoop()]
 
 
 __all__ = ["BioSnoop", "biosnoop_columns", "AccessPattern", "issue_mark_event", "ISSUE"]

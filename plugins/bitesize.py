@@ -14,13 +14,12 @@ bcc's bitesize takes no options; -T, -d and the interval/count operands are
 kerntrace additions (with none of them the run is exactly bcc's).
 """
 
-from kerntrace.core.model import LOG2, Histogram, Measurement, Schedule
-from kerntrace.core.output.histograms import BccHistogramPrinter
-from kerntrace.core.tool import Tool, count_value, seconds_value
+from kerntrace.core.api import (LOG2, BccHistogramPrinter, Histogram, Measurement, Tool,
+                                count_value, hookimpl, report_every, seconds_value)
 
 from . import blockdev
 
-FOREVER = 99999999
+KERNTRACE_API_VERSION = "1.0"
 UNIT = "kbytes"
 # bcc's label over the histogram.
 UNIT_LABEL = "Kbytes"
@@ -51,12 +50,12 @@ class BiteSize(Tool):
         if args.disk is not None:
             filters.append(blockdev.device_filter(blockdev.resolve_disk(args.disk),
                                                   events=(blockdev.START,)))
-        interval = args.interval if args.interval is not None else FOREVER
         return Measurement(
             events=[issue],
             aggregate=Histogram("bytes", scale=LOG2, unit=UNIT, divisor=1024, keys=("comm",)),
             filters=filters,
-            schedule=Schedule(interval=interval, count=args.count))
+            # No interval: one report when Ctrl-C is hit, as bcc's bitesize.
+            schedule=report_every(args.interval, count=args.count))
 
     def printer(self, args, out, err):
         return BccHistogramPrinter(out, err, banner="Tracing block I/O... Hit Ctrl-C to end.",
@@ -65,6 +64,11 @@ class BiteSize(Tool):
 
     def formatters(self, args):
         return {"dev": blockdev.DiskNameFormatter()}
+
+
+@hookimpl
+def kerntrace_tools():
+    return [BiteSize()]
 
 
 __all__ = ["BiteSize"]

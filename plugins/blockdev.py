@@ -13,9 +13,9 @@ separately; the helpers below convert between the two.
 import os
 import re
 
-from kerntrace.core.errors import KerntraceError, UsageError
-from kerntrace.core.model import INT, STR, Event, Field, Filter, Pair, Tracepoint
-from kerntrace.core.tracefs import read_text
+from kerntrace.core import api
+from kerntrace.core.api import (INT, STR, EnableError, Event, Field, Filter, FilterError,
+                                KerntraceError, Pair, Tracepoint, UsageError, read_text)
 
 # ---------------------------------------------------------------------------
 # Device numbers
@@ -138,11 +138,6 @@ def sector_text(sector):
     """A request's sector as the snoop tools print it: a flush carries none
     (the kernel records (sector_t)-1)."""
     return "-" if sector == FLUSH_SECTOR else str(sector)
-
-
-def milliseconds(ns):
-    """Nanoseconds as the snoop tools print milliseconds."""
-    return "%.2f" % (ns / 1e6)
 
 
 # -d values
@@ -415,6 +410,18 @@ def check_perf_tools_filters(device, iotype):
         rwbs_glob(iotype)
 
 
+def perf_tools_error_lines(exc):
+    """perf-tools' ERROR lines of its block tools (iolatency, iosnoop): a
+    filter or the block tracepoints that could not be set, and those every
+    perf-tools script prints (api.perf_tools_error_lines); None: the default
+    one line."""
+    if isinstance(exc, FilterError):
+        return ["ERROR: setting -d or -t filter. Exiting."]
+    if isinstance(exc, EnableError):
+        return ["ERROR: enabling block I/O tracepoints. Exiting."]
+    return api.perf_tools_error_lines(exc)
+
+
 def perf_tools_filters(device, iotype):
     """The filters of perf-tools' -d and -i (None: not given)."""
     filters = []
@@ -428,10 +435,10 @@ def perf_tools_filters(device, iotype):
 __all__ = [
     "MINORBITS", "FLUSH_SECTOR", "SECTOR_BYTES", "SYS_CLASS_BLOCK", "PROC_PARTITIONS",
     "make_dev", "dev_major", "dev_minor", "dev_string", "DiskTable", "DiskNameFormatter",
-    "sector_text", "milliseconds", "looks_like_majmin", "parse_majmin", "NoSuchDisk",
+    "sector_text", "looks_like_majmin", "parse_majmin", "NoSuchDisk",
     "resolve_disk", "Rwbs", "rwbs_flags_name", "rwbs_glob", "request_fields",
     "completion_fields", "start_event", "issue_event", "insert_event", "queued_event",
     "completion_event", "request_pair", "device_filter", "rwbs_filter",
-    "check_perf_tools_filters", "perf_tools_filters", "START", "DONE",
+    "check_perf_tools_filters", "perf_tools_filters", "perf_tools_error_lines", "START", "DONE",
     "BLOCK_RQ_ISSUE", "BLOCK_RQ_INSERT", "BLOCK_RQ_COMPLETE", "BLOCK_IO_START",
 ]

@@ -17,13 +17,14 @@ partial interval.
     output        perf-tools' histogram on stdout, banner first
 """
 
-from kerntrace.core.errors import UsageError
-from kerntrace.core.model import LATENCY, POW2_MS, Histogram, Measurement, Schedule
-from kerntrace.core.output.histograms import PerfToolsHistogramPrinter
-from kerntrace.core.tool import Tool, count_value, seconds_value
+from kerntrace.core.api import (LATENCY, POW2_MS, Histogram, Measurement,
+                                PerfToolsHistogramPrinter, Tool, UsageError, UsageShown,
+                                count_value, hookimpl, parse_options, perf_tools_exit_status,
+                                report_every, seconds_value)
 
 from . import blockdev
-from .perftools_cli import UsageShown, parse_options, perf_tools_error_lines, perf_tools_exit_status
+
+KERNTRACE_API_VERSION = "1.0"
 
 # perf-tools' usage text, byte for byte (the unbalanced quote is theirs).
 USAGE = """USAGE: iolatency [-hQT] [-d device] [-i iotype] [interval [count]]
@@ -77,7 +78,7 @@ class IoLatency(Tool):
             pair=blockdev.request_pair(),
             aggregate=Histogram(LATENCY, scale=POW2_MS),
             filters=filters,
-            schedule=Schedule(interval=args.interval, count=args.count))
+            schedule=report_every(args.interval, count=args.count))
 
     def printer(self, args, out, err):
         banner = "Tracing block I/O. Output every %s seconds.%s" % (
@@ -88,10 +89,15 @@ class IoLatency(Tool):
         return {"dev": blockdev.DiskNameFormatter()}
 
     def format_error(self, exc):
-        return perf_tools_error_lines(exc)
+        return blockdev.perf_tools_error_lines(exc)
 
     def exit_status_for(self, exc):
         return perf_tools_exit_status(exc)
+
+
+@hookimpl
+def kerntrace_tools():
+    return [IoLatency()]
 
 
 __all__ = ["IoLatency", "USAGE", "UsageShown"]

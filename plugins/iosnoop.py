@@ -20,15 +20,14 @@ regular expression), and PID is the process id (perf-tools: the thread id).
 STARTs/ENDs are seconds on the trace clock, as perf-tools prints them.
 """
 
-import re
-
-from kerntrace.core.errors import UsageError
-from kerntrace.core.model import LATENCY, STR, Filter, Measurement, Records, Schedule
-from kerntrace.core.output.table import Column, EventTablePrinter
-from kerntrace.core.tool import Tool, seconds_value
+from kerntrace.core.api import (LATENCY, STR, Column, Filter, Measurement,
+                                PerfToolsEventTablePrinter, Records, Schedule, Tool, UsageError,
+                                hookimpl, milliseconds, parse_options, perf_tools_exit_status,
+                                pid_value, seconds_value, trace_seconds)
 
 from . import blockdev
-from .perftools_cli import parse_options, perf_tools_error_lines, perf_tools_exit_status
+
+KERNTRACE_API_VERSION = "1.0"
 
 # perf-tools' usage text, less its words on buffering: lines stream with a
 # duration too (see the module docstring).
@@ -55,17 +54,7 @@ USAGE = """USAGE: iosnoop [-hQst] [-d device] [-i iotype] [-p PID] [-n name]
 See the man page and example file for more info.
 """
 
-# PIDs are below pid_max, at most PID_MAX_LIMIT (include/linux/threads.h, 64-bit).
-PID_MAX_LIMIT = 4 * 1024 * 1024
-
 RECORD_FIELDS = ("comm", "pid", "dev", "rwbs", "sector", "bytes", LATENCY)
-
-
-def seconds(ns):
-    """Trace-clock nanoseconds as perf-tools prints trace timestamps:
-    seconds with 6 decimals (integer arithmetic: no float rounding)."""
-    sec, usec = divmod(int(ns) // 1000, 1000000)
-    return "%d.%06d" % (sec, usec)
 
 
 def iosnoop_columns(start_times=False, end_times=False):
@@ -74,9 +63,9 @@ def iosnoop_columns(start_times=False, end_times=False):
     %8s LATms (two decimals)."""
     cols = []
     if start_times:
-        cols.append(Column("STARTs", lambda r, ctx: seconds(r.ts - r[LATENCY]), 15))
+        cols.append(Column("STARTs", lambda r, ctx: trace_seconds(r.ts - r[LATENCY]), 15))
     if end_times:
-        cols.append(Column("ENDs", lambda r, ctx: seconds(r.ts), 15))
+        cols.append(Column("ENDs", lambda r, ctx: trace_seconds(r.ts), 15))
     cols += [
         Column("COMM", "comm", 12, truncate=True),
         Column("PID", "pid", 6),
@@ -84,26 +73,9 @@ def iosnoop_columns(start_times=False, end_times=False):
         Column("DEV", lambda r, ctx: blockdev.dev_string(r["dev"]), 8),
         Column("BLOCK", lambda r, ctx: blockdev.sector_text(r["sector"]), 12),
         Column("BYTES", "bytes", 6),
-        Column("LATms", lambda r, ctx: blockdev.milliseconds(r[LATENCY]), 8, align=">"),
+        Column("LATms", lambda r, ctx: milliseconds(r[LATENCY]), 8, align=">"),
     ]
     return cols
-
-
-class PerfToolsEventTablePrinter(EventTablePrinter):
-    """perf-tools prints its banner and the closing "Ending tracing..." on
-    stdout, around the table."""
-
-    def __init__(self, out, err, columns, banner):
-        EventTablePrinter.__init__(self, out, err, columns)
-        self.stdout_banner = banner
-
-    def start(self, ctx):
-        self.out.write(self.stdout_banner + "\n")
-        EventTablePrinter.start(self, ctx)
-
-    def finish(self, ctx):
-        EventTablePrinter.finish(self, ctx)
-        self.out.write("\nEnding tracing...\n")
 
 
 class IoSnoop(Tool):
@@ -132,11 +104,7 @@ class IoSnoop(Tool):
         args.duration = (seconds_value(args.duration_text, "duration")
                          if operands else None)
         if args.pid is not None:
-            # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-            if (not re.match(r"^[0-9]{1,10}\Z", args.pid)
-                    or not 0 < int(args.pid) < PID_MAX_LIMIT):
-                raise UsageError("invalid PID %r" % (args.pid,))
-            args.pid = int(args.pid)
+            args.pid = pid_value(args.pid)
         if args.name is not None:
             if args.name == "" or "*" in args.name:
                 raise UsageError("invalid process name %r" % (args.name,))
@@ -179,13 +147,18 @@ class IoSnoop(Tool):
         return {"dev": blockdev.DiskNameFormatter()}
 
     def format_error(self, exc):
-        lines = perf_tools_error_lines(exc)
+        lines = blockdev.perf_tools_error_lines(exc)
         if lines is None and str(exc).startswith("ERROR:"):
             return [str(exc)]
         return lines
 
     def exit_status_for(self, exc):
         return perf_tools_exit_status(exc)
+
+
+@hookimpl
+def kerntrace_tools():
+    return [IoSnoop()]
 
 
 __all__ = ["IoSnoop", "iosnoop_columns", "USAGE"]

@@ -11,11 +11,11 @@ like its specification:
 
 import re
 
-from kerntrace.core.errors import UsageError
-from kerntrace.core.model import (EVENT_NAME, TRACER_RECORDS, Count, Event, Filter,
-                                  Measurement, Schedule, Tracepoint, is_identifier)
-from kerntrace.core.output.table import CountTablePrinter
-from kerntrace.core.tool import Tool, seconds_value
+from kerntrace.core.api import (EVENT_NAME, TRACER_RECORDS, Count, CountTablePrinter, Event,
+                                Filter, Measurement, Tool, Tracepoint, UsageError, hookimpl,
+                                is_identifier, pid_value, report_every, seconds_value)
+
+KERNTRACE_API_VERSION = "1.0"
 
 _TP = re.compile(r"^(?:t:)?([^:]*):([^:]*)\Z")
 
@@ -54,7 +54,7 @@ class TpCount(Tool):
                        help="total duration, seconds (default: until Ctrl-C)")
         p.add_argument("-c", "--count", type=int, default=0,
                        help="number of summaries (default: until Ctrl-C)")
-        p.add_argument("-p", "--pid", type=int, help="only this process id")
+        p.add_argument("-p", "--pid", type=pid_value, help="only this process id")
         p.add_argument("--by", choices=("event", "comm", "pid"), default="event",
                        help="count per event (default), per process name or per PID")
         p.add_argument("-T", "--timestamp", action="store_true", help="print a time line per interval")
@@ -76,15 +76,13 @@ class TpCount(Tool):
             events.append(Event(ev_name, Tracepoint(cat, name)))
         filters = []
         if args.pid is not None:
-            if args.pid <= 0:
-                raise UsageError("invalid PID %d" % args.pid)
             filters.append(Filter("pid", "==", args.pid))
         keys = {"event": (EVENT_NAME,), "comm": ("comm",), "pid": ("pid",)}[args.by]
         if args.count < 0:
             raise UsageError("count must be >= 0")
         return Measurement(events=events, aggregate=Count(keys=keys), filters=filters,
-                           schedule=Schedule(interval=args.interval, count=args.count,
-                                             duration=args.duration))
+                           schedule=report_every(args.interval, count=args.count,
+                                                 duration=args.duration))
 
     def printer(self, args, out, err):
         header = {"event": "EVENT", "comm": "COMM", "pid": "PID"}[args.by]
@@ -98,3 +96,8 @@ class TpCount(Tool):
                                  banner="Tracing %d tracepoint%s. Hit Ctrl-C to end." % (
                                      len(args.tracepoints), "s" if len(args.tracepoints) != 1 else ""),
                                  timestamps=args.timestamp)
+
+
+@hookimpl
+def kerntrace_tools():
+    return [TpCount()]

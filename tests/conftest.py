@@ -14,6 +14,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import kernstate  # noqa: E402  (tests/kernstate.py)
+from kerntrace.core import pluginhost  # noqa: E402
+
+# The built-in tools and backends are found through the installed entry
+# points, read once per process: read them while the real file system is
+# there, for the tests that fake it (pyfakefs) and then build plugin hosts.
+pluginhost.installed_entry_points()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -136,8 +136,9 @@ def test_ctrl_c_while_starting_leaves_nothing(delay):
     assert not [s for s in kernstate.kerntrace_state() if str(p.pid) in s]
 
 
-@pytest.mark.parametrize("script", ["kerntrace", "iolatency"])
-def test_ctrl_c_while_python_imports_kerntrace_is_quiet(script):
+@pytest.mark.parametrize("script, entry", [("kerntrace", "kerntrace"), ("iolatency", "tool"),
+                                           ("iolatency", "as_invoked")])
+def test_ctrl_c_while_python_imports_kerntrace_is_quiet(script, entry):
     """A Ctrl-C that lands while the console script is still importing
     kerntrace (made to land there: an import hook signals the process when
     the CLI's modules load) ends it with 130 and prints nothing."""
@@ -154,7 +155,7 @@ def test_ctrl_c_while_python_imports_kerntrace_is_quiet(script):
         "sys.meta_path.insert(0, SignalOnImport())",
         "sys.argv = [%r, '-h']" % script,
         "from kerntrace.core import commands",
-        "commands.%s()" % script,
+        "commands.%s()" % entry,
     ])
     p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, universal_newlines=True, env=env(), timeout=60)

@@ -1,8 +1,11 @@
 """Installed names live under kerntrace.* only; never generic top-level
-packages like core or plugins in site-packages."""
+packages like core or plugins in site-packages.  The entry points installed
+are setup.cfg's, and every tool's command is the one generic launcher."""
 
+import configparser
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,6 +13,58 @@ import zipfile
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def entry_point_groups(text):
+    """{group: {name: value}} of an entry_points.txt (or setup.cfg's
+    [options.entry_points] values)."""
+    cfg = configparser.ConfigParser()
+    cfg.read_string(text)
+    return {g: dict(cfg.items(g)) for g in cfg.sections()}
+
+
+def declared():
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    return {group: dict((part.strip() for part in line.split("="))
+                        for line in text.strip().splitlines())
+            for group, text in cfg.items("options.entry_points")}
+
+
+def test_installed_entry_points_are_setup_cfgs():
+    """The tests run the installed kerntrace: one installed before setup.cfg
+    gained a tool would not know it (re-run pip install -e .)."""
+    from kerntrace.core.pluginhost import _metadata_module
+    dist = _metadata_module().distribution("kerntrace")
+    installed = entry_point_groups(dist.read_text("entry_points.txt"))
+    assert installed == declared(), "stale install: run pip install -e . again"
+
+
+def test_each_tool_command_is_the_tool_it_is_named():
+    """One launcher behind every tool's console script: a copy of the
+    iolatency script named bitesize is bitesize."""
+    bindir = os.path.dirname(sys.executable)
+    tools = [n for n in declared()["console_scripts"] if n != "kerntrace"]
+    for name in tools:
+        script = os.path.join(bindir, name)
+        if not os.path.exists(script):
+            pytest.skip("%s has no console scripts next to it (not a venv install)"
+                        % sys.executable)
+        p = subprocess.run([script, "-h"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=60)
+        assert p.returncode == 0, (name, p.stderr)
+        assert name in (p.stdout + p.stderr).splitlines()[0], (name, p.stdout, p.stderr)
+
+
+def test_the_launcher_takes_the_tool_from_the_script_name(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "iolatency")
+    if not os.path.exists(script):
+        pytest.skip("%s has no console scripts next to it (not a venv install)" % sys.executable)
+    renamed = str(tmp_path / "bitesize")
+    shutil.copy(script, renamed)
+    p = subprocess.run([renamed, "-h"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60)
+    assert (p.returncode, p.stderr) == (0, "") and p.stdout.startswith("usage: bitesize ")
 
 
 def test_wheel_installs_only_the_kerntrace_namespace(tmp_path):
@@ -24,9 +79,7 @@ def test_wheel_installs_only_the_kerntrace_namespace(tmp_path):
         assert "kerntrace/%s/__init__.py" % pkg in names
     assert "kerntrace/__init__.py" not in names  # a namespace, shared with nobody else
     entry = [n for n in names if n.endswith("entry_points.txt")][0]
-    text = zipfile.ZipFile(wheel).read(entry).decode()
-    for cmd in ("kerntrace", "iolatency", "biolatency", "biosnoop", "iosnoop", "bitesize"):
-        assert "\n%s = kerntrace.core." % cmd in "\n" + text
+    assert entry_point_groups(zipfile.ZipFile(wheel).read(entry).decode()) == declared()
 
 
 @pytest.mark.skipif(not os.path.isdir("/opt/kerntrace"), reason="install.sh has not been run on this host")
@@ -37,3 +90,47 @@ def test_user_install_has_no_generic_top_level_packages():
     assert os.path.isdir(os.path.join(site, "kerntrace", "core"))
     out = subprocess.check_output(["/opt/kerntrace/bin/kerntrace", "version"], universal_newlines=True)
     assert out.startswith("kerntrace ")
+
+
+def project_files():
+    """The project's files: tracked, or new and not ignored (no venvs,
+    builds or caches)."""
+    if shutil.which("git") is None or not os.path.isdir(os.path.join(ROOT, ".git")) \
+            and not os.path.isfile(os.path.join(ROOT, ".git")):
+        pytest.skip("not a git checkout: cannot tell project files from build output")
+    out = subprocess.check_output(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                                  universal_newlines=True)
+    return [os.path.join(ROOT, name) for name in out.splitlines()
+            if os.path.isfile(os.path.join(ROOT, name))]
+
+
+def machine_paths():
+    """Absolute paths of this machine a file could have quoted: the
+    checkout, the folders above it (the root itself aside), the home
+    directory and the Pythons' prefixes."""
+    paths = set()
+    here = ROOT
+    while os.path.dirname(here) != here:
+        paths.add(here + "/")
+        here = os.path.dirname(here)
+    home = os.path.expanduser("~")
+    for p in (home, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))):
+        if p and p != "/":
+            paths.add(p.rstrip("/") + "/")
+    return sorted(p for p in paths if p.count("/") >= 2)
+
+
+def test_no_absolute_path_of_this_machine_in_the_project():
+    """Project files refer to ../shared/... or a public URL, never to where
+    this checkout, its home directory or its Pythons happen to be."""
+    needles = [p.encode() for p in machine_paths()]
+    found = []
+    for path in project_files():
+        with open(path, "rb") as f:
+            data = f.read()
+        for n, line in enumerate(data.splitlines(), 1):
+            for needle in needles:
+                if needle in line:
+                    found.append("%s:%d: %s" % (os.path.relpath(path, ROOT), n,
+                                                line.decode(errors="replace").strip()))
+    assert not found, "\n".join(found)

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from kerntrace.core import api
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import LATENCY, LOG2, Tracepoint
 
@@ -174,7 +175,7 @@ def test_measurement_defaults_and_options(disks):
     assert (m.aggregate.value, m.aggregate.scale, m.aggregate.unit) == (LATENCY, LOG2, "usecs")
     assert m.aggregate.keys == ()
     # no interval: one histogram at Ctrl-C, as bcc
-    assert m.schedule.interval >= biolatency.FOREVER and m.schedule.count == 0
+    assert m.schedule.interval >= api.FOREVER and m.schedule.count == 0
     m = TOOL.measurement(TOOL.parse_args(["-QmD", "-d", "vda", "2", "5"]))
     # -Q: the request-accounting start where the kernel has it, else insert
     assert m.event("start").probes == (Tracepoint("block", "block_io_start"),

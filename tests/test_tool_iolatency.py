@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data", "block"))
 import blocktest  # noqa: E402
 
 from kerntrace.plugins import iolatency  # noqa: E402
-from kerntrace.plugins.perftools_cli import UsageShown  # noqa: E402
+from kerntrace.core.api import UsageShown  # noqa: E402
 
 TOOL = iolatency.IoLatency()
 

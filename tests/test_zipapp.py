@@ -3,6 +3,7 @@ bare directory with a python3 that has no kerntrace installed, on Python
 3.6 and on the newest Python of this host; a symlink named iolatency is
 iolatency, traced live on the kernel."""
 
+import configparser
 import os
 import select
 import signal
@@ -30,6 +31,13 @@ def version():
     with open(os.path.join(ROOT, "core", "__init__.py")) as f:
         exec(f.read(), about)
     return about["__version__"]
+
+
+def setup_cfg_tools():
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    lines = cfg.get("options.entry_points", "console_scripts").strip().splitlines()
+    return {line.split("=")[0].strip() for line in lines} - {"kerntrace"}
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +85,12 @@ def run(app, env, argv):
 def test_runs_as_kerntrace(bare):
     app, env = bare
     assert run(app, env, ["./kerntrace.pyz", "version"]) == (0, "kerntrace %s\n" % version(), "")
-    rc, out, err = run(app, env, ["./kerntrace.pyz", "list"])
-    assert (rc, err) == (0, "")
-    assert {"iolatency", "biolatency", "biosnoop", "iosnoop", "bitesize", "tpcount"} <= \
-        {line.split()[0] for line in out.splitlines()}
+    # The archive carries setup.cfg's entry points: every tool is there,
+    # also with third-party plugins disabled.
+    for extra in ({}, {"KERNTRACE_DISABLE_PLUGINS": "1"}):
+        rc, out, err = run(app, dict(env, **extra), ["./kerntrace.pyz", "list"])
+        assert (rc, err) == (0, "")
+        assert {line.split()[0] for line in out.splitlines()} == setup_cfg_tools()
     rc, out, err = run(app, env, ["./kerntrace.pyz", "--help"])
     assert rc == 0 and "kerntrace" in out and err == ""
 

@@ -95,6 +95,19 @@ def seconds_since_first():
     return elapsed
 
 
+def milliseconds(ns):
+    """Nanoseconds as bcc's and perf-tools' snoop tools print milliseconds
+    ("%.2f")."""
+    return "%.2f" % (ns / 1e6)
+
+
+def trace_seconds(ns):
+    """Trace-clock nanoseconds as perf-tools prints trace timestamps:
+    seconds with 6 decimals (integer arithmetic: no float rounding)."""
+    sec, usec = divmod(int(ns) // 1000, 1000000)
+    return "%d.%06d" % (sec, usec)
+
+
 def _local_time(record, ctx):
     return time_line(time.time(), colon=False)
 
@@ -141,6 +154,23 @@ class EventTablePrinter(Printer):
         self.lost(report, ctx)
         if report.data:
             self.out.write("".join(self.row(r, ctx) + "\n" for r in report.data))
+
+
+class PerfToolsEventTablePrinter(EventTablePrinter):
+    """An event table as perf-tools prints it: the banner and, at the end,
+    "Ending tracing..." on stdout, around the table."""
+
+    def __init__(self, out, err, columns, banner):
+        EventTablePrinter.__init__(self, out, err, columns)
+        self.stdout_banner = banner
+
+    def start(self, ctx):
+        self.out.write(self.stdout_banner + "\n")
+        EventTablePrinter.start(self, ctx)
+
+    def finish(self, ctx):
+        EventTablePrinter.finish(self, ctx)
+        self.out.write("\nEnding tracing...\n")
 
 
 class CountTablePrinter(Printer):

@@ -1,4 +1,5 @@
-"""perf-tools command lines, for the drop-in tools (iolatency, iosnoop).
+"""perf-tools command lines and ERROR lines, for drop-in tools (iolatency,
+iosnoop, and any plugin's).
 
 perf-tools are bash scripts that parse options with getopts: bundled flags
 (-QT), option values attached or separate (-d202,1 or -d 202,1), options
@@ -14,9 +15,9 @@ script expects perf-tools' status for them.
 import re
 import textwrap
 
-from kerntrace.core.errors import (EnableError, FilterError, KerntraceError, LockHeld,
-                                   OptionError, TracingUnavailable, UsageError)
-from kerntrace.core.tool import ArgumentParser, add_common_arguments
+from .errors import KerntraceError, LockHeld, OptionError, TracingUnavailable, UsageError
+from .tool import ArgumentParser, add_common_arguments
+
 
 def _common_options():
     """kerntrace's common options, exactly as every other tool takes them."""
@@ -173,8 +174,9 @@ def _long_option(arg, argv, i, ns, usage):
 
 
 def perf_tools_error_lines(exc):
-    """perf-tools' own ERROR wording for the failures it knows, else None
-    (the default one line).  The same messages its scripts print."""
+    """perf-tools' own ERROR wording for the failures every perf-tools
+    script words alike, else None (the default one line).  A tool adds its
+    own (a filter or an event it could not set) before calling this."""
     if isinstance(exc, UsageShown):
         usage = exc.text.rstrip("\n").split("\n")
         if exc.reason is None:
@@ -187,10 +189,6 @@ def perf_tools_error_lines(exc):
     if isinstance(exc, LockHeld):
         return ["ERROR: ftrace may be in use by PID %s %s"
                 % (exc.pid if exc.pid is not None else "?", exc.path)]
-    if isinstance(exc, FilterError):
-        return ["ERROR: setting -d or -t filter. Exiting."]
-    if isinstance(exc, EnableError):
-        return ["ERROR: enabling block I/O tracepoints. Exiting."]
     return None
 
 
