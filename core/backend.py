@@ -95,6 +95,10 @@ class Backend(object):
     # and plans a replay; the verdict's plan is all open() needs.
     replays = None
 
+    # What `kerntrace record` writes with this backend (a description), or
+    # None: then it has no open_recording().
+    records = None
+
     def capabilities(self, host):
         raise NotImplementedError
 
@@ -102,6 +106,14 @@ class Backend(object):
         raise NotImplementedError
 
     def open(self, measurement, verdict, options):
+        raise NotImplementedError
+
+    def open_recording(self, measurement, host, options):
+        """For `kerntrace record` (backends whose `records` is set): a
+        Session that, entered, traces the measurement's events without
+        aggregating; header() -> (clock, [(system, event, format text)],
+        header_page, header_event); pump(out, timeout) and, after
+        stop_recording(), drain(out) write the trace text to binary `out`."""
         raise NotImplementedError
 
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):

@@ -284,6 +284,20 @@ class FtraceBackend(Backend):
         buffer_kb = getattr(options, "buffer_kb", None) or default_buffer_kb(plan)
         return LiveSession(measurement, plan, root, options, Features(root), buffer_kb)
 
+    # -- recording (kerntrace record) ------------------------------------------
+    records = "trace text with the format files of its events"
+
+    def open_recording(self, measurement, host, options):
+        """A RecordingSession of the measurement's events on this host."""
+        from .record import RecordingSession, recording_plan
+        verdict = self.check(measurement, host)
+        if not verdict.ok:
+            raise Unsupported("cannot record here: %s" % "; ".join(verdict.reasons))
+        plan = recording_plan(verdict.plan)
+        root = self._tracefs_root
+        buffer_kb = getattr(options, "buffer_kb", None) or default_buffer_kb(plan)
+        return RecordingSession(measurement, plan, root, options, Features(root), buffer_kb)
+
     # -- cleanup -------------------------------------------------------------
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
         loc = host.tracefs()
