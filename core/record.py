@@ -90,6 +90,10 @@ def record(plugins, argv, err):
                 meta["clock"] = clock
                 out = _create(opts.output)
                 out.write(header_text(meta, formats, header_page, header_event).encode("utf-8"))
+                err.write("kerntrace: recording %s to %s; %s\n" % (
+                    _names(formats), opts.output,
+                    "for %g s" % opts.duration if opts.duration else "Ctrl-C to stop"))
+                err.flush()
                 end = time.monotonic() + opts.duration if opts.duration else None
                 while end is None or time.monotonic() < end:
                     left = PUMP_S if end is None else min(PUMP_S, end - time.monotonic())
@@ -110,10 +114,12 @@ def record(plugins, argv, err):
                 session.close()
                 if out is not None:
                     out.close()
-    err.write("kerntrace: recorded %d trace lines of %s to %s\n"
-              % (session.lines, ", ".join("%s:%s" % (s, e) for s, e, _ in formats),
-                 opts.output))
+    err.write("kerntrace: recorded %d trace lines to %s\n" % (session.lines, opts.output))
     return 1 if session.unrestored else 0
+
+
+def _names(formats):
+    return ", ".join("%s:%s" % (system, event) for system, event, _ in formats)
 
 
 def _create(path):
