@@ -10,8 +10,6 @@ intervals and output options do not matter here (the replay chooses them).
 """
 
 import argparse
-import datetime
-import os
 import time
 
 from . import __version__
@@ -80,7 +78,7 @@ def record(plugins, argv, err):
     session = backends[0].open_recording(measurement, host, options)
     meta = {"kerntrace": __version__, "release": host.kernel_release,
             "hostname": host.hostname, "tool": tool.name, "args": opts.tool_args,
-            "started": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = None
     with SignalsAsStop():
         try:
