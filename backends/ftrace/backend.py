@@ -85,7 +85,7 @@ def default_buffer_kb(plan, ncpus=None):
 class FtraceBackend(Backend):
     name = NAME
     preference = 20
-    replays = "an ftrace 'trace' text file"
+    replays = "a kerntrace recording or an ftrace 'trace' text file"
 
     def __init__(self):
         # Where check() found tracefs, for open() (same host, same run).
