@@ -193,3 +193,49 @@ def test_third_party_tool_replays_a_recording_of_an_unstored_tracepoint(tmp_path
     assert r.stderr.count("\n") == 1 and "no known format for sched:sched_process_fork" \
         in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and sys.executable not in r.stderr
+
+
+# -- stopping --------------------------------------------------------------------
+def _instances_of(pid):
+    root = kernstate.tracefs()
+    return sorted(n for n in os.listdir(os.path.join(root, "instances"))
+                  if n.startswith("kerntrace-%d-" % pid))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_ends_the_recording_with_a_whole_file(disk, tmp_path, sig):
+    rec = tmp_path / "stop.rec"
+    record = recorder(rec, ["iolatency", "-d", disk.majmin])
+    try:
+        pid = record.p.pid
+        assert len(_instances_of(pid)) == 1
+        workload(disk)
+        time.sleep(0.5)
+        record.p.send_signal(sig)
+        out, err = record.p.communicate(timeout=60)
+    finally:
+        record.kill()
+    assert (record.p.returncode, out) == (0, ""), err
+    assert _instances_of(pid) == []
+    with open_saved_trace(str(rec)).open_trace() as f:
+        lines = f.read().decode().splitlines()
+    # every I/O of the workload, issued and completed, in whole lines
+    issued = [l for l in lines if ": block_rq_issue: %d,%d " % (disk.major, disk.minor) in l]
+    done = [l for l in lines if ": block_rq_complete: %d,%d " % (disk.major, disk.minor) in l]
+    assert len(issued) == len(done) == WRITES + READS, lines
+
+
+def test_a_killed_recording_is_cleaned_up_by_the_next_run(disk, tmp_path):
+    record = recorder(tmp_path / "killed.rec", ["iolatency", "-d", disk.majmin])
+    pid = record.p.pid
+    left = _instances_of(pid)
+    assert len(left) == 1
+    record.p.kill()                              # SIGKILL: nothing restored
+    record.p.communicate()
+    assert _instances_of(pid) == left
+    rc, out, err = clirun.run(["record", "-o", str(tmp_path / "next.rec"), "-d", "0.2",
+                               "iolatency", "-d", disk.majmin])
+    assert rc == 0, err
+    assert _instances_of(pid) == []
+    assert err.splitlines()[0] == ("kerntrace: removed instance %s (PID %d) left by a "
+                                   "process that is gone" % (left[0], pid)), err
