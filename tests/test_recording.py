@@ -234,3 +234,22 @@ def test_input_with_a_bad_recording_is_one_line_and_status_1(tmp_path):
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr == ("iolatency: %s: line 3: the file ends inside the header "
                         "(no `trace` line)\n" % path), p.stderr
+
+
+def test_a_recording_replays_the_alternative_it_recorded(tmp_path):
+    """An event with several tracepoint alternatives is read from the one
+    the recording holds, even when a stored era has another; an event the
+    recording does not hold is refused, saying what it holds."""
+    either = Event("e", Tracepoint("block", "block_rq_issue"),
+                   Tracepoint("sched", "sched_process_fork"))
+    saved = open_saved_trace(write(tmp_path / "f.rec", header_text(
+        META, [("sched", "sched_process_fork", FORK_FORMAT)]), fork_trace([4011], 3)))
+    plan = replay_plan(Measurement([either], Count()), saved)
+    assert [(e.system, e.event) for e in plan.events] == [("sched", "sched_process_fork")]
+    _, reports = replay(Measurement([either], Count()), saved)
+    assert counts(reports) == {(): 3}
+    issue_only = Measurement([Event("i", Tracepoint("block", "block_rq_issue"))], Count())
+    with pytest.raises(Unsupported, match=r"event i cannot be replayed from a saved trace: "
+                                          r"the recording has no block:block_rq_issue \(it "
+                                          r"recorded sched:sched_process_fork\)"):
+        replay_plan(issue_only, saved)

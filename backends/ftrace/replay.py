@@ -55,11 +55,12 @@ class ReplayPlan(Plan):
 
 
 def _formats_of(saved, system, event):
-    """The formats an event's lines may have: the one the recording carries,
-    else those of the known kernel eras."""
-    carried = saved.formats.get((system, event)) if saved is not None else None
-    if carried is not None:
-        return [carried]
+    """The formats an event's lines may have: the one a recording carries
+    (none: it did not record the event), else those of the known kernel
+    eras."""
+    if saved is not None and saved.recorded:
+        carried = saved.formats.get((system, event))
+        return [carried] if carried is not None else []
     return known_formats.candidates(system, event)
 
 
@@ -76,11 +77,15 @@ def replay_plan(measurement, saved=None):
             if not isinstance(probe, Tracepoint):
                 continue
             formats = _formats_of(saved, probe.category, probe.name)
-            if not formats and ev.fields:
-                why = "no known format for %s:%s%s" % (
+            if saved is not None and saved.recorded and not formats:
+                # a recording holds the events it enabled, and only those
+                why = "the recording has no %s:%s (it recorded %s)" % (
                     probe.category, probe.name,
-                    "" if saved is not None and saved.recorded
-                    else " (a recording made with `kerntrace record` carries its formats)")
+                    ", ".join(sorted("%s:%s" % k for k in saved.formats)) or "nothing")
+                continue
+            if not formats and ev.fields:
+                why = ("no known format for %s:%s (a recording made with `kerntrace record` "
+                       "carries its formats)" % (probe.category, probe.name))
                 continue
             fields, missing = resolve_fields(ev, formats)
             if missing:
