@@ -110,7 +110,7 @@ def test_record_for_a_duration_stops_by_itself_and_leaves_nothing(tmp_path):
 # -- a third-party tool --------------------------------------------------------
 FORKCOUNT = '''
 from kerntrace.core.hookspecs import hookimpl
-from kerntrace.core.model import Count, Event, Field, Measurement, Tracepoint
+from kerntrace.core.model import Count, Event, Field, Measurement, SyscallExit, Tracepoint
 from kerntrace.core.output.table import CountTablePrinter
 from kerntrace.core.tool import Tool
 
@@ -124,9 +124,18 @@ class ForkCount(Tool):
     def printer(self, args, out, err):
         return CountTablePrinter(out, err, key_header="PARENT")
 
+class ParentAsked(Tool):
+    name = "parentasked"
+    summary = "getppid() calls per answer (a test plugin)."
+    def measurement(self, args):
+        ret = Event("ret", SyscallExit("getppid"), fields=[Field("ret")])
+        return Measurement([ret], Count(keys=("ret",)))
+    def printer(self, args, out, err):
+        return CountTablePrinter(out, err, key_header="PARENT")
+
 @hookimpl
 def kerntrace_tools():
-    return [ForkCount()]
+    return [ForkCount(), ParentAsked()]
 '''
 
 
@@ -239,3 +248,33 @@ def test_a_killed_recording_is_cleaned_up_by_the_next_run(disk, tmp_path):
     assert _instances_of(pid) == []
     assert err.splitlines()[0] == ("kerntrace: removed instance %s (PID %d) left by a "
                                    "process that is gone" % (left[0], pid)), err
+
+
+def test_third_party_syscall_tool_replays_its_recording(tmp_path, plugin_env, caller_exe):
+    """sys_exit_getppid (no stored format): a syscall event, which the
+    kernel prints with its own output function, from its carried format."""
+    if kernstate.live_skip_reason():
+        pytest.skip(kernstate.live_skip_reason())
+    n = 40
+    rec = tmp_path / "getppid.rec"
+    caller = workloads.Caller(caller_exe, n)
+    p = subprocess.Popen(clirun.KERNTRACE + ["record", "-o", str(rec), "parentasked"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, env=plugin_env)
+    try:
+        clirun.wait_for_stderr_line(p, "kerntrace: recording syscalls:sys_exit_getppid")
+        caller.release()
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    r = subprocess.run(clirun.KERNTRACE + ["parentasked", "--input", str(rec)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, env=plugin_env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    # the caller's parent is this test process: its getppid() answers are ours
+    assert _counts(r.stdout).get(os.getpid()) == n, r.stdout
