@@ -64,10 +64,15 @@ def record(plugins, argv, err):
     if opts.tool not in tools:
         raise UsageError("unknown tool %r (kerntrace list shows the installed ones)" % opts.tool)
     tool = tools[opts.tool]
-    args = tool.parse_args(opts.tool_args, prog="kerntrace record %s" % tool.name)
+    try:
+        args = tool.parse_args(opts.tool_args, prog="kerntrace record %s" % tool.name)
+        measurement = tool.measurement(args)
+    except KerntraceError as e:
+        # the tool's own words for its command line (perf-tools' usage ...)
+        from .cli import _fail
+        return _fail(tool, err, e)
     if getattr(args, "input_file", None):
         raise UsageError("record traces this host; --input replays a recording instead")
-    measurement = tool.measurement(args)
     backends = [b for b in plugins.backends() if b.records]
     if not backends:
         raise Unsupported("no installed backend can record")

@@ -60,3 +60,15 @@ def test_events_this_host_provides_only_through_our_probes_are_refused():
     plan = recording_plan(Plan([ResolvedEvent(Event("issue", tp), tp, "block",
                                               "block_rq_issue")], task_events=[]))
     assert plan.read_path == "text" and plan.task_events is None
+
+
+@pytest.mark.parametrize("argv, status, first", [
+    (["biolatency", "--bogus"], 2, "biolatency: unrecognized arguments: --bogus"),
+    (["iolatency", "-d", "nosuchdisk"], 1, "iolatency: no such disk 'nosuchdisk'"),
+    (["iolatency", "-h"], 0, "USAGE: iolatency "),       # perf-tools' usage, as iolatency -h
+])
+def test_the_tools_own_command_line_errors_in_its_words(tmp_path, argv, status, first):
+    rc, out, err = clirun.run(["record"] + argv, cwd=str(tmp_path))
+    assert (rc, out) == (status, "")
+    assert err.startswith(first), err
+    assert os.listdir(str(tmp_path)) == []
