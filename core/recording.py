@@ -23,7 +23,8 @@ Metadata keys written: kerntrace (its version), release (uname -r of the
 recording host), hostname, clock (the trace clock), tool, args (the tool's
 arguments as a JSON list of strings), started (UTC, ISO 8601).  A reader
 ignores keys it does not know (a later version 1 writer may add some); a
-file of a higher version is refused.
+file of a higher version is refused.  Values are read with every
+non-printable character as "?".
 
 Everything here treats the file as untrusted: the header is read line by
 line with bounded lengths, counts and total size, and any breach or
@@ -37,6 +38,7 @@ import os
 import re
 
 from .errors import KerntraceError
+from .output.base import terminal_text
 from .tracefs import parse_format
 
 MAGIC = "kerntrace-recording"
@@ -208,7 +210,9 @@ class _Reader(object):
                 value = " ".join(words[1:])
                 if len(value) > MAX_VALUE_BYTES:
                     self.fail("metadata value longer than %d bytes" % MAX_VALUE_BYTES)
-                meta[key] = value
+                # (said on stderr by --explain: never a control character
+                # from the file on the user's terminal)
+                meta[key] = terminal_text(value)
             else:
                 self.fail("unexpected header line %r" % key[:40])
         return SavedTrace(self.path, True, meta, texts, header_page, header_event,

@@ -104,6 +104,12 @@ def test_what_record_writes_reads_back(tmp_path):
     assert saved.describe() == "recording %s (forkcount on db7 evil 1, 6.18.0-test)" % path
 
 
+def test_metadata_never_puts_a_control_character_on_the_terminal(tmp_path):
+    header = "kerntrace-recording 1\nhostname db\x1b]0;owned\x07\u202e7\ntrace\n"
+    saved = open_saved_trace(write(tmp_path / "esc.rec", header))
+    assert saved.meta["hostname"] == "db?]0;owned??7"
+
+
 def test_a_plain_trace_file_is_plain_text(tmp_path):
     path = write(tmp_path / "t.txt", "# tracer: nop\n")
     saved = open_saved_trace(path)
