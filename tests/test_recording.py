@@ -259,3 +259,18 @@ def test_a_recording_replays_the_alternative_it_recorded(tmp_path):
                                           r"the recording has no block:block_rq_issue \(it "
                                           r"recorded sched:sched_process_fork\)"):
         replay_plan(issue_only, saved)
+
+
+def test_print_program_says_where_each_events_format_comes_from(tmp_path):
+    trace = fork_trace([4011], 1)
+    rec = open_saved_trace(write(tmp_path / "f.rec", header_text(
+        META, [("sched", "sched_process_fork", FORK_FORMAT)]), trace))
+    m = forkcount()
+    text = ReplaySession(m, replay_plan(m, rec), rec).program_text()
+    assert text.splitlines()[1].endswith("format carried by the recording")
+    from test_ftrace_input_bounds import iolatency
+    plain = open_saved_trace(os.path.join(TRACES, "replay-block-6.18.txt"))
+    m = iolatency()
+    text = ReplaySession(m, replay_plan(m, plain), plain).program_text()
+    assert text.splitlines()[1].endswith("format of a stored kernel era that decodes its "
+                                         "first line")

@@ -143,7 +143,10 @@ class ReplaySession(Session):
     def program_text(self):
         lines = ["# replay of %s (reads the file; installs nothing)" % self.path]
         for e in self.plan.events:
-            lines.append("# %s <- %s:%s %s" % (e.name, e.system, e.event, e.fields))
+            lines.append("# %s <- %s:%s %s, format %s" % (
+                e.name, e.system, e.event, e.fields,
+                "carried by the recording" if e.format is not None
+                else "of a stored kernel era that decodes its first line"))
         return "\n".join(lines) + "\n"
 
     def _lines(self, splitter=None):
