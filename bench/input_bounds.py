@@ -21,6 +21,10 @@ the code before the bounds did with them:
     sparse-1g     a 1 GB sparse file, no newline                2.1 GB of memory
     starts-2m     2M block_rq_issue lines, no completion        197 s
     jump          4 lines, 10^12 s of trace time apart          endless output
+    rec-header    a recording whose header is at its 8 MB bound:
+                  ~1000 format sections of ~8 KB (refused at the end)
+    rec-printfmt  a recording carrying block_rq_issue with a 60 KB
+                  print fmt of odd conversions, then 200k trace lines
 """
 
 import argparse
@@ -66,12 +70,42 @@ def write_jump(path):
                 + ISSUE % (10 ** 12, 0, 16) + DONE % (10 ** 12 + 5, 0, 16))
 
 
+def write_rec_header(path):
+    from kerntrace.core.recording import MAX_HEADER_BYTES
+    body = "name: e%d\nformat:\n" + ("\tfield:int f%d;\toffset:8;\tsize:4;\tsigned:1;\n" * 200)
+    with open(path, "w") as f:
+        f.write("kerntrace-recording 1\n")
+        size, i = 0, 0
+        while size <= MAX_HEADER_BYTES:
+            text = body.replace("%d", str(i))
+            f.write("format s e%d %d\n%s" % (i, text.count("\n"), text))
+            size += len(text)
+            i += 1
+        f.write("trace\n")
+
+
+def write_rec_printfmt(path, n=200000):
+    from kerntrace.core import known_formats
+    from kerntrace.core.recording import header_text
+    issue = known_formats.FORMATS["6.18"][("block", "block_rq_issue")]
+    done = known_formats.FORMATS["6.18"][("block", "block_rq_complete")]
+    odd = issue.replace('print fmt: "', 'print fmt: "' + "%s%d(%llu + " * 5000)
+    with open(path, "w") as f:
+        f.write(header_text({"tool": "iolatency"}, [("block", "block_rq_issue", odd),
+                                                    ("block", "block_rq_complete", done)]))
+        for i in range(n // 2):
+            f.write(ISSUE % (1 + i // 1000000, i % 1000000, 8 * i))
+            f.write(DONE % (1 + i // 1000000, i % 1000000 + 1, 8 * i))
+
+
 CASES = [("spaces-100k", lambda p: write_spaces(p, 100 * 1024)),
          ("spaces-1m", lambda p: write_spaces(p, 1 << 20)),
          ("payload-256k", write_payload),
          ("sparse-1g", write_sparse),
          ("starts-2m", write_starts),
-         ("jump", write_jump)]
+         ("jump", write_jump),
+         ("rec-header", write_rec_header),
+         ("rec-printfmt", write_rec_printfmt)]
 
 
 def run(path, timeout):

@@ -76,14 +76,12 @@ class RunOptions(object):
                 (or its ring buffer, shared by all CPUs, sized CPUs x KB)
     """
 
-    def __init__(self, tool="kerntrace", buffer_kb=None, input_file=None,
-                 stderr=None, verbose=False):
+    def __init__(self, tool="kerntrace", buffer_kb=None, stderr=None, verbose=False):
         if buffer_kb is not None and (isinstance(buffer_kb, bool) or not isinstance(buffer_kb, int)
                                       or not 1 <= buffer_kb <= MAX_BUFFER_KB):
             raise OptionError("--buffer-kb must be between 1 and %d (KB per CPU)" % MAX_BUFFER_KB)
         self.tool = tool
         self.buffer_kb = buffer_kb
-        self.input_file = input_file
         self.stderr = stderr
         self.verbose = verbose
 
@@ -93,8 +91,13 @@ class Backend(object):
     # Lower is preferred by the selector when several backends can run a tool.
     preference = 100
     # What saved trace this backend replays for --input (a description), or
-    # None.  Its check() then sees host.input_file set and plans a replay.
+    # None.  Its check() then sees host.saved_trace (core.recording.SavedTrace)
+    # and plans a replay; the verdict's plan is all open() needs.
     replays = None
+
+    # What `kerntrace record` writes with this backend (a description), or
+    # None: then it has no open_recording().
+    records = None
 
     def capabilities(self, host):
         raise NotImplementedError
@@ -103,6 +106,14 @@ class Backend(object):
         raise NotImplementedError
 
     def open(self, measurement, verdict, options):
+        raise NotImplementedError
+
+    def open_recording(self, measurement, host, options):
+        """For `kerntrace record` (backends whose `records` is set): a
+        Session that, entered, traces the measurement's events without
+        aggregating; header() -> (clock, [(system, event, format text)],
+        header_page, header_event); pump(out, timeout) and, after
+        stop_recording(), drain(out) write the trace text to binary `out`."""
         raise NotImplementedError
 
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):

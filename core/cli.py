@@ -16,6 +16,9 @@ USAGE = """usage: kerntrace [--no-plugins] <command> [args]
 
 commands:
   <tool> [args]     run a tool (kerntrace list shows them; <tool> -h for help)
+  record [-o FILE] [-d SECONDS] <tool> [args]
+                    trace a tool's events into FILE (with their format files);
+                    replay it anywhere with <tool> --input FILE
   list              list installed tools
   doctor [--json]   what this host can trace, and which backend runs each tool
   cleanup           remove tracing state left by kerntrace runs that were killed
@@ -137,7 +140,7 @@ def main(argv=None):
     if cmd in ("version", "--version"):
         out.write("kerntrace %s\n" % __version__)
         return 0
-    if cmd in ("list", "doctor", "cleanup"):
+    if cmd in ("list", "doctor", "cleanup", "record"):
         try:
             return _run_command(cmd, rest, no_plugins, out, err)
         except BrokenPipeError:
@@ -159,6 +162,9 @@ def _run_command(cmd, rest, no_plugins, out, err):
         return cmd_list(plugins, out)
     if cmd == "cleanup":
         return cmd_cleanup(plugins, out, err)
+    if cmd == "record":
+        from .record import record
+        return record(plugins, rest, err)
     from .doctor import doctor
     return doctor(plugins, rest, out, err)
 

@@ -23,8 +23,9 @@ class Host(object):
         self._tracefs_probed = False
         self._formats = {}
         self._lockdown = None
-        # A saved trace to replay instead of tracing this host (--input).
-        self.input_file = None
+        # The saved trace (core.recording.SavedTrace) to replay instead of
+        # tracing this host (--input): backends plan a replay of it.
+        self.saved_trace = None
 
     # -- identity ----------------------------------------------------------
     @property

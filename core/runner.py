@@ -13,9 +13,10 @@ import sys
 import time
 
 from .backend import RunOptions
-from .errors import EnableError, KerntraceError, Unsupported, one_line
+from .errors import EnableError, Unsupported, one_line
 from .host import Host
 from .output.base import RunContext
+from .recording import open_saved_trace
 from .selector import select
 from .stopsignals import SignalsAsStop, SignalsIgnored, Stop
 
@@ -48,12 +49,11 @@ def run(tool, args, plugins, out=None, err=None, host=None):
     input_file = getattr(args, "input_file", None)
     if input_file:
         requested = _replaying_backend(plugins.backends(), requested)
-        if not os.path.isfile(input_file):
-            raise KerntraceError("cannot read %s" % input_file)
-        # Lets the backend's check() plan a replay without a live kernel.
-        host.input_file = input_file
+        # The one route of --input to a backend: its check() plans a replay
+        # of host.saved_trace, and open() follows the verdict's plan.
+        host.saved_trace = open_saved_trace(input_file)
     options = RunOptions(tool=tool.name, buffer_kb=getattr(args, "buffer_kb", None),
-                         input_file=input_file, stderr=err,
+                         stderr=err,
                          verbose=bool(getattr(args, "explain", False)))
     backends = plugins.backends()
     selection = select(tool, measurement, backends, host, requested,

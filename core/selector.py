@@ -109,7 +109,7 @@ def missing_tracepoints(measurement, host):
     tracefs does not have (events whose every probe is a tracepoint, none
     of them present).  Empty when tracefs cannot be read or for a replay:
     then nothing can be said about the kernel's events."""
-    if host is None or getattr(host, "input_file", None):
+    if host is None or getattr(host, "saved_trace", None) is not None:
         return []
     root = host.tracefs_path()
     if not root or not os.access(os.path.join(root, "events"), os.R_OK | os.X_OK):

@@ -143,7 +143,8 @@ def add_common_arguments(parser):
     g.add_argument("--print-program", action="store_true",
                    help="print what the backend would install (BPF C, tracefs writes) and exit")
     g.add_argument("--input", metavar="FILE", dest="input_file",
-                   help="replay a saved ftrace 'trace' text file instead of tracing live")
+                   help="replay a recording (kerntrace record) or a saved trace file "
+                        "instead of tracing live")
     g.add_argument("--buffer-kb", type=buffer_kb, metavar="KB",
                    help="per-CPU event buffer size: the ftrace instance's buffer; on eBPF "
                         "the perf buffer (or ring buffer, CPUs x KB) carrying event records")

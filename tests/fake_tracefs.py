@@ -24,7 +24,7 @@ Eras (what differs is what kerntrace feature-detects):
   5.15    as 5.10 (5 flag characters in trace text)
   6.11    block ioprio field, buffer_subbuf_size_kb (formats of 6.18)
 
-Format texts come from backends/ftrace/known_formats.py (the era corpus)
+Format texts come from core/formats/ (the era corpus, core.known_formats)
 plus a few small ones laid out here per era (getppid syscalls, the function
 tracer's event).  `preload` puts what the kernel recorded into every buffer
 (the top level and each instance made later), for runs that read it.
@@ -42,7 +42,7 @@ import errno
 import os
 import re
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.core import tracefs as core_tracefs
 
 DEBUGFS_ROOT = "/sys/kernel/debug/tracing"

@@ -21,6 +21,7 @@ from kerntrace.core import runner, tracefs as core_tracefs
 from kerntrace.core.backend import RunOptions
 from kerntrace.core.errors import EnableError, FilterError, LockHeld, UsageError
 from kerntrace.core.host import Host
+from kerntrace.core.recording import SavedTrace, open_saved_trace
 from kerntrace.plugins import blockdev
 from kerntrace.core.model import (EVENT_NAME, STR, USTR, Count, Event, Field, Filter,
                                   KernelFunction, Measurement, Tracepoint, UserFunction)
@@ -636,11 +637,11 @@ def test_replay_needs_no_tracefs(fs, monkeypatch, mounts):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     fs.create_file("/home/u/saved.trace", contents="# tracer: nop\n")
     host = Host()
-    host.input_file = "/home/u/saved.trace"
+    host.saved_trace = open_saved_trace("/home/u/saved.trace")
     b = FtraceBackend()
     v = b.check(block_measurement(), host)
     assert v.ok and v.reasons == ["replaying /home/u/saved.trace"]
-    s = b.open(block_measurement(), v, RunOptions(input_file="/home/u/saved.trace"))
+    s = b.open(block_measurement(), v, RunOptions())
     assert type(s).__name__ == "ReplaySession"
     assert mounts["calls"] == 0
 
@@ -648,7 +649,7 @@ def test_replay_needs_no_tracefs(fs, monkeypatch, mounts):
 def test_replay_of_probes_we_would_define_is_refused(fs, monkeypatch, mounts):
     tree(fs, monkeypatch, mounts, "6.11")
     host = Host()
-    host.input_file = "/x.trace"
+    host.saved_trace = SavedTrace("/x.trace")
     m = Measurement([Event("call", UserFunction("/usr/lib/libfake.so.1", "fake_fn"))], Count())
     v = FtraceBackend().check(m, host)
     assert not v.ok and v.reasons == [

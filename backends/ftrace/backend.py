@@ -85,7 +85,7 @@ def default_buffer_kb(plan, ncpus=None):
 class FtraceBackend(Backend):
     name = NAME
     preference = 20
-    replays = "an ftrace 'trace' text file"
+    replays = "a kerntrace recording or an ftrace 'trace' text file"
 
     def __init__(self):
         # Where check() found tracefs, for open() (same host, same run).
@@ -128,14 +128,15 @@ class FtraceBackend(Backend):
 
     # -- check ---------------------------------------------------------------
     def check(self, measurement, host):
-        if getattr(host, "input_file", None):
+        saved = getattr(host, "saved_trace", None)
+        if saved is not None:
             # Replaying a saved trace (--input): no kernel involved at all.
             from .replay import replay_plan
             try:
-                plan = replay_plan(measurement)
+                plan = replay_plan(measurement, saved)
             except Unsupported as e:
                 return Verdict(NAME, False, [str(e)])
-            return Verdict(NAME, True, ["replaying %s" % host.input_file], plan=plan)
+            return Verdict(NAME, True, ["replaying %s" % saved.describe()], plan=plan)
         reasons = []
         if not host.is_root():
             reasons.append("needs root (effective uid %d)" % os.geteuid())
@@ -264,10 +265,11 @@ class FtraceBackend(Backend):
 
     # -- open ----------------------------------------------------------------
     def open(self, measurement, verdict, options):
-        input_file = getattr(options, "input_file", None)
-        if input_file:
-            from .replay import ReplaySession, replay_plan
-            return ReplaySession(measurement, replay_plan(measurement), input_file,
+        saved = getattr(verdict.plan, "saved_trace", None)
+        if saved is not None:
+            # check() planned a replay of --input (host.saved_trace)
+            from .replay import ReplaySession
+            return ReplaySession(measurement, verdict.plan, saved,
                                  stderr=getattr(options, "stderr", None))
         from .session import LiveSession
         plan = verdict.plan
@@ -281,6 +283,20 @@ class FtraceBackend(Backend):
         # (RunOptions validated it.)
         buffer_kb = getattr(options, "buffer_kb", None) or default_buffer_kb(plan)
         return LiveSession(measurement, plan, root, options, Features(root), buffer_kb)
+
+    # -- recording (kerntrace record) ------------------------------------------
+    records = "trace text with the format files of its events"
+
+    def open_recording(self, measurement, host, options):
+        """A RecordingSession of the measurement's events on this host."""
+        from .record import RecordingSession, recording_plan
+        verdict = self.check(measurement, host)
+        if not verdict.ok:
+            raise Unsupported("cannot record here: %s" % "; ".join(verdict.reasons))
+        plan = recording_plan(verdict.plan)
+        root = self._tracefs_root
+        buffer_kb = getattr(options, "buffer_kb", None) or default_buffer_kb(plan)
+        return RecordingSession(measurement, plan, root, options, Features(root), buffer_kb)
 
     # -- cleanup -------------------------------------------------------------
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):

@@ -1,24 +1,28 @@
-"""Replaying a saved ftrace `trace` text file instead of tracing live.
+"""Replaying a saved trace instead of tracing live.
 
-    plan = replay_plan(measurement)
-    with ReplaySession(measurement, plan, "saved-trace.txt") as s:
+    saved = open_saved_trace("io.rec")      # core.recording
+    plan = replay_plan(measurement, saved)
+    with ReplaySession(measurement, plan, saved) as s:
         s.wait(1.0)            # the first call processes the whole file
         report = s.collect()
 
-The file may come from another host and another kernel: its events are
-decoded with known format files (known_formats), choosing per event the
-first candidate whose print fmt decodes that event's first line, unless the
-plan already carries a format.  Task names and process ids come only from
-the file (the comm column, record-tgid): this host's /proc says nothing
-about the traced one.
+The file may come from another host and another kernel.  A recording
+(`kerntrace record`) carries the format files of its events: they decode
+them, whatever the tracepoint.  A plain `cat trace` file carries none: its
+events are decoded with the stored formats of known kernel eras
+(core.known_formats), choosing per event the first candidate whose print
+fmt decodes that event's first line.  Task names and process ids come only
+from the file (the comm column, record-tgid): this host's /proc says
+nothing about the traced one.
 """
 
+from kerntrace.core import known_formats
 from kerntrace.core.backend import Session
 from kerntrace.core.errors import KerntraceError, Unsupported
 from kerntrace.core.model import Tracepoint
+from kerntrace.core.recording import SavedTrace, open_saved_trace
 from kerntrace.core.results import CountSet, HistogramSet, Report
 
-from . import known_formats
 from .aggregate import Aggregator
 from .plan import Lost, Plan, RawEvent, ResolvedEvent, field_source
 from .tasks import TaskInfo
@@ -41,10 +45,30 @@ def resolve_fields(logical, formats):
     return mapping, missing
 
 
-def replay_plan(measurement):
-    """A Plan for replaying a saved trace, built without a live kernel.
-    Only tracepoint probes can be replayed (probes we define ourselves do
-    not exist in another host's trace).  Raises Unsupported."""
+class ReplayPlan(Plan):
+    """A Plan over a saved trace: `saved_trace` (core.recording.SavedTrace)
+    is the file; events whose format the file carries have it already."""
+
+    def __init__(self, events, saved_trace):
+        Plan.__init__(self, events, read_path="text", instances=False)
+        self.saved_trace = saved_trace
+
+
+def _formats_of(saved, system, event):
+    """The formats an event's lines may have: the one a recording carries
+    (none: it did not record the event), else those of the known kernel
+    eras."""
+    if saved is not None and saved.recorded:
+        carried = saved.formats.get((system, event))
+        return [carried] if carried is not None else []
+    return known_formats.candidates(system, event)
+
+
+def replay_plan(measurement, saved=None):
+    """A ReplayPlan for replaying `saved` (a SavedTrace; None: plain trace
+    text, path given to the session), built without a live kernel.  Only
+    tracepoint probes can be replayed (probes we define ourselves do not
+    exist in another host's trace).  Raises Unsupported."""
     events = []
     for ev in measurement.events:
         chosen = None
@@ -52,20 +76,29 @@ def replay_plan(measurement):
         for probe in ev.probes:
             if not isinstance(probe, Tracepoint):
                 continue
-            formats = known_formats.candidates(probe.category, probe.name)
+            formats = _formats_of(saved, probe.category, probe.name)
+            if saved is not None and saved.recorded and not formats:
+                # a recording holds the events it enabled, and only those
+                why = "the recording has no %s:%s (it recorded %s)" % (
+                    probe.category, probe.name,
+                    ", ".join(sorted("%s:%s" % k for k in saved.formats)) or "nothing")
+                continue
             if not formats and ev.fields:
-                why = "no known format for %s:%s" % (probe.category, probe.name)
+                why = ("no known format for %s:%s (a recording made with `kerntrace record` "
+                       "carries its formats)" % (probe.category, probe.name))
                 continue
             fields, missing = resolve_fields(ev, formats)
             if missing:
                 why = "%s:%s has no field %s" % (probe.category, probe.name, ", ".join(missing))
                 continue
-            chosen = ResolvedEvent(ev, probe, probe.category, probe.name, None, fields)
+            fmt = formats[0] if len(formats) == 1 and saved is not None and saved.recorded \
+                else None
+            chosen = ResolvedEvent(ev, probe, probe.category, probe.name, fmt, fields)
             break
         if chosen is None:
             raise Unsupported("event %s cannot be replayed from a saved trace: %s" % (ev.name, why))
         events.append(chosen)
-    return Plan(events, read_path="text", instances=False)
+    return ReplayPlan(events, saved)
 
 
 def empty_data(aggregate):
@@ -77,14 +110,16 @@ def empty_data(aggregate):
 
 
 class ReplaySession(Session):
-    """A Session over a saved `trace` file (as `cat trace` writes it)."""
+    """A Session over a saved trace: `saved` is a core.recording.SavedTrace
+    (or the path of a file, read as open_saved_trace reads --input)."""
 
     replay = True
 
-    def __init__(self, measurement, plan, path, stderr=None):
+    def __init__(self, measurement, plan, saved, stderr=None):
         self.measurement = measurement
         self.plan = plan
-        self.path = path
+        self.saved = saved if isinstance(saved, SavedTrace) else None
+        self.path = saved.path if isinstance(saved, SavedTrace) else saved
         self.stderr = stderr           # where the end-of-file notice goes, if anywhere
         self.exhausted = False         # the whole file has been processed
         self.undecodable = 0           # lines of our events whose payload did not decode
@@ -108,21 +143,30 @@ class ReplaySession(Session):
     def program_text(self):
         lines = ["# replay of %s (reads the file; installs nothing)" % self.path]
         for e in self.plan.events:
-            lines.append("# %s <- %s:%s %s" % (e.name, e.system, e.event, e.fields))
+            lines.append("# %s <- %s:%s %s, format %s" % (
+                e.name, e.system, e.event, e.fields,
+                "carried by the recording" if e.format is not None
+                else "of a stored kernel era that decodes its first line"))
         return "\n".join(lines) + "\n"
 
     def _lines(self, splitter=None):
         """The file's lines, read in bounded chunks: a line longer than the
         kernel prints is counted in splitter.overlong and skipped."""
+        if self.saved is None:
+            self.saved = open_saved_trace(self.path)
+        f = self.saved.open_trace()
         try:
-            with open(self.path, "rb") as f:
+            with f:
                 for line in file_lines(f, splitter=splitter):
                     yield line
         except (IOError, OSError) as e:
             raise KerntraceError("cannot read %s: %s" % (self.path, e.strerror or e))
 
     def _choose_formats(self):
-        """First pass: which known format each event's lines have."""
+        """First pass: which format each event's lines have (the one a
+        recording carries, else one of the known eras')."""
+        if self.saved is None:
+            self.saved = open_saved_trace(self.path)
         fixed = {}
         candidates = {}
         for e in self.plan.events:
@@ -131,7 +175,7 @@ class ReplaySession(Session):
                 fixed[key] = e.format
             else:
                 # only formats that have every field the tool reads
-                cands = [f for f in known_formats.candidates(e.system, e.event)
+                cands = [f for f in _formats_of(self.saved, e.system, e.event)
                          if not resolve_fields(e.logical, [f])[1]]
                 if cands:
                     candidates[key] = cands
