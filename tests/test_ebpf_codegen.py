@@ -226,7 +226,7 @@ def test_block_pair_program_compiles_for_every_aggregate(tmp_path, kind, output)
     assert "BPF_HASH(kt_start, struct kt_pair_key, struct kt_pair_val" in t
     assert "kt_start.update(&kt_k, sv)" in t and "kt_start.delete(&kt_k)" in t
     assert "kt_stat(KT_UNMATCHED)" in t
-    assert "u64 kt_latency = kt_now - sv->kt_ts;" in t
+    assert "u64 kt_from = sv->kt_ts;" in t
     # the dev filter is a key filter: tested early on both sides
     assert t.count("((u64)(f->f_dev) == 7340035ULL)") == 2
     # each handler reads only what it needs
@@ -657,8 +657,9 @@ def test_queued_pair_program(tmp_path, output, aggregate):
     assert "bpf_get_current_comm" in mark[found:] and "bpf_get_current_comm" not in mark[:found]
     assert "f->f_bytes = args->bytes;" in mark[found:]
     done = _function(t, "kt_ev2_done")
-    assert "u64 kt_latency = kt_now - (sv->kt_mark ? sv->kt_mark : sv->kt_ts);" in done
-    assert "u64 kt_queued = sv->kt_mark ? sv->kt_mark - sv->kt_ts : 0;" in done
+    assert "u64 kt_from = sv->kt_mark ? sv->kt_mark : sv->kt_ts;" in done
+    assert "u64 kt_queued = sv->kt_mark > sv->kt_ts ? sv->kt_mark - sv->kt_ts : 0;" in done
+    assert "u64 kt_latency = kt_now > kt_from ? kt_now - kt_from : 0;" in done
     # the device filter is on all three events: each tests it first
     assert t.count("((u64)(f->f_dev) == 7340035ULL)") == 3
     if aggregate.kind == "records":
@@ -672,7 +673,7 @@ def test_unmarked_pairs_keep_their_program():
     t = codegen.generate(block(Records(fields=(LATENCY,))),
                          make_plan(block(Records(fields=(LATENCY,))))).text
     assert "kt_mark" not in t and "kt_queued" not in t
-    assert "u64 kt_latency = kt_now - sv->kt_ts;" in t
+    assert "u64 kt_from = sv->kt_ts;" in t
 
 
 def test_end_skips_early_only_what_no_start_or_mark_can_store():

@@ -41,6 +41,8 @@ string filter values appear only as byte comparisons.
 from kerntrace.core.model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2,
                                   POW2_MS, QUEUED, STR)
 
+from kerntrace.core import semantics
+
 from . import buffers, cfilters
 from .layout import S64, STRING, U64, Layout, Member, field_member
 
@@ -236,35 +238,15 @@ class _Gen(object):
             return list(a.keys)
         return list(a.fields)
 
-    def _key_determined(self, flt):
-        """A filter whose outcome is the same on a pair's start and end:
-        it tests a pair key field (or pid, when tid is a key)."""
-        return flt.field in self.pair.key or (flt.field == "pid" and "tid" in self.pair.key)
-
     def _filters(self, pe, role):
-        """(early, deferred) filters for a handler.  early: return at once
-        when false; deferred: a pair start (or a mark) stores its outcome
-        (kt_drop), a pair end tests them after taking its start out of the
-        map."""
-        own = self.m.filters_for(pe.logical)
+        """(early, deferred) filters for a handler (core.semantics decides
+        which run early).  early: return at once when false; deferred: a
+        pair start (or a mark) stores its outcome (kt_drop), a pair end
+        tests them after taking its start out of the map."""
         if role == "event":
-            return own, []
-        if role in ("start", "mark"):
-            # A mark decides on its own filters only (as the ftrace backend
-            # does): it may start the pair itself.
-            return ([f for f in own if self._key_determined(f)],
-                    [f for f in own if not self._key_determined(f)])
-        # An end may skip at once what no stored start can match: a key
-        # filter of the start (and of the mark, which may store one too).
-        starters = self.m.filters_for(self.by_name[self.pair.start].logical)
-        if self.pair.mark is not None:
-            marks = self.m.filters_for(self.by_name[self.pair.mark].logical)
-            starters = [f for f in starters if f in marks]
-        early = []
-        for f in list(own) + list(starters):
-            if self._key_determined(f) and f not in early:
-                early.append(f)
-        return early, [f for f in own if not self._key_determined(f)]
+            return self.m.filters_for(pe.logical), []
+        return (semantics.early_filters(self.m, pe.logical),
+                semantics.late_filters(self.m, pe.logical))
 
     def _needs(self, pe, role):
         early, deferred = self._filters(pe, role)
@@ -650,12 +632,16 @@ class _Gen(object):
                  "%s.delete(&kt_k);" % START_MAP,
                  "if (sv->kt_drop%s)" % (" || !(%s)" % deferred_expr if deferred_expr else ""),
                  "    return 0;"]
+        # a time before the start's (clock skew between CPUs) counts as 0,
+        # as core.semantics says
         if self.pair.mark is None:
-            body.append("u64 kt_latency = kt_now - sv->kt_ts;")
+            body.append("u64 kt_from = sv->kt_ts;")
         else:
-            body.append("u64 kt_latency = kt_now - (sv->kt_mark ? sv->kt_mark : sv->kt_ts);")
+            body.append("u64 kt_from = sv->kt_mark ? sv->kt_mark : sv->kt_ts;")
             if QUEUED in self._agg_fields():
-                body.append("u64 kt_queued = sv->kt_mark ? sv->kt_mark - sv->kt_ts : 0;")
+                body.append("u64 kt_queued = sv->kt_mark > sv->kt_ts ? "
+                            "sv->kt_mark - sv->kt_ts : 0;")
+        body.append("u64 kt_latency = kt_now > kt_from ? kt_now - kt_from : 0;")
         start = self.by_name[self.pair.start]
 
         def value(name):

@@ -33,6 +33,7 @@ from kerntrace.core.buckets import NS_PER_MS
 from kerntrace.core.model import EVENT_NAME, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED
 from kerntrace.core.results import (CountSet, Histogram as HistogramResult, HistogramSet,
                                     Record, Report)
+from kerntrace.core.semantics import early_filters, late_filters
 
 from .plan import own_comm_field
 from .tasks import TaskInfo
@@ -212,10 +213,10 @@ class _EventProgram(object):
         return own_comm_field(self.resolved)
 
     # -- filters -----------------------------------------------------------
-    def filters(self, reject=()):
-        """Return from the handler when a filter rejects the event, after
-        the `reject` statements."""
-        for f in self.agg.measurement.filters_for(self.logical):
+    def filters(self, which, reject=()):
+        """Return from the handler when one of the filters `which` rejects
+        the event, after the `reject` statements."""
+        for f in which:
             var = self.load(f.field)
             c = self.const(f.value)
             if f.op == "glob":
@@ -353,12 +354,15 @@ class Aggregator(object):
         return list(agg.fields)
 
     def _gen_plain(self, prog):
-        prog.filters()
+        prog.filters(early_filters(self.measurement, prog.logical))
         self._gen_aggregate(prog, {})
 
     def _gen_start(self, prog):
         pair = self.measurement.pair
         emit = prog.code.emit
+        # core.semantics: pair filters first, then shared keys, then the
+        # start's other filters
+        prog.filters(early_filters(self.measurement, prog.logical))
         emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
         shared = self._shared_test(prog)
         if shared:
@@ -369,7 +373,8 @@ class Aggregator(object):
             emit("return", 2)
         # A start its filters reject still takes its key, so that its end is
         # neither measured nor counted unmatched.
-        prog.filters(reject=("_reject_start(k)",))
+        prog.filters(late_filters(self.measurement, prog.logical),
+                     reject=("_reject_start(k)",))
         carried = self._carried(prog)
         emit("n = len(_pending)")
         if pair.mark is not None:
@@ -414,10 +419,12 @@ class Aggregator(object):
         pending does the mark start the pair (and read what it carries)."""
         pair = self.measurement.pair
         emit = prog.code.emit
+        prog.filters(early_filters(self.measurement, prog.logical))
         emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
         # a rejected mark ends the pair: its end is then dropped, as after a
         # rejected start
-        prog.filters(reject=("_reject_start(k)",))
+        prog.filters(late_filters(self.measurement, prog.logical),
+                     reject=("_reject_start(k)",))
         emit("s = _pending_get(k)")
         emit("if s is not None and s is not _REJECTED:")
         if pair.shared:
@@ -434,11 +441,13 @@ class Aggregator(object):
     def _gen_end(self, prog):
         pair = self.measurement.pair
         emit = prog.code.emit
+        prog.filters(early_filters(self.measurement, prog.logical))
         key = _tuple_src([prog.load(k) for k in pair.key])
         emit("k = %s" % key)
         emit("s = _pending_pop(k, None)")
         # an end its filters reject ends its pair (one of a shared key's)
-        prog.filters(reject=("_end_shared(k, s, False)",) if pair.shared else ())
+        prog.filters(late_filters(self.measurement, prog.logical),
+                     reject=("_end_shared(k, s, False)",) if pair.shared else ())
         emit("if s is None:")
         emit("_st.unmatched += 1", 2)
         emit("return", 2)
