@@ -796,46 +796,6 @@ int main(void)
 
 
 @needs_cc
-def test_queued_pair_semantics_run_in_c(tmp_path):
-    """The same cases as the ftrace aggregator's tests, run through the
-    generated C: queue time split off, a mark without a start, a start
-    without a mark, a repeated mark, filters, an unmatched end."""
-    m = queued_block(Records(fields=QUEUE_FIELDS),
-                     filters=[Filter("dev", "==", DEV),
-                              Filter("rwbs", "!=", "WM", events=("issue",))])
-    prog = codegen.generate(m, make_plan(m))
-    other = DEV + 1
-    script = [
-        "insert 1000 %d 8 dd W 4096" % DEV,
-        "issue 3000 %d 8 kworker W 4096" % DEV,        # the start's comm stays
-        "done 6000 %d 8 irq W 0" % DEV,
-        "issue 10000 %d 16 kworker W 8192" % DEV,      # no insert: starts the pair
-        "done 10700 %d 16 irq W 0" % DEV,
-        "insert 20000 %d 24 dd W 4096" % DEV,          # no issue seen
-        "done 20900 %d 24 irq W 0" % DEV,
-        "insert 30000 %d 32 dd W 4096" % DEV,
-        "issue 31000 %d 32 dd W 4096" % DEV,
-        "issue 34000 %d 32 dd W 4096" % DEV,           # issued again: the last counts
-        "done 35000 %d 32 irq W 0" % DEV,
-        "done 40000 %d 40 irq W 0" % DEV,              # never started: unmatched
-        "issue 41000 %d 48 dd W 4096" % other,         # another device
-        "done 42000 %d 48 irq W 0" % other,
-        "insert 50000 %d 56 dd W 4096" % DEV,
-        "issue 50500 %d 56 dd WM 4096" % DEV,          # rejected mark: the pair is dropped
-        "done 51000 %d 56 irq WM 0" % DEV,
-        "insert 60000 %d 64 dd W 4096" % DEV,          # in flight at the end
-    ]
-    records, stats = run_program(tmp_path, m, prog, script)
-    got = [(r["comm"], r["pid"], r["sector"], r["bytes"], r[QUEUED], r[LATENCY]) for r in records]
-    assert got == [("dd", 4000, 8, 4096, 2000, 3000),
-                   ("kworker", 4000, 16, 8192, 0, 700),
-                   ("dd", 4000, 24, 4096, 0, 900),
-                   ("dd", 4000, 32, 4096, 4000, 1000)]
-    unmatched, lost, dropped_starts, left = stats
-    assert (unmatched, lost, dropped_starts, left) == (1, 0, 0, 1)
-
-
-@needs_cc
 def test_a_full_start_map_counts_dropped_starts_in_c(tmp_path):
     """More starts in flight than the start map holds (the harness's map
     has 64 slots): the ones it refuses are counted as dropped starts, as
@@ -954,29 +914,3 @@ def test_unique_keys_generate_no_shared_key_code():
     t = codegen.generate(m, make_plan(m)).text
     assert "kt_ambiguous" not in t and ".insert(" not in t
 
-
-@needs_cc
-@pytest.mark.parametrize("queue", [False, True])
-def test_block_tools_derive_sizes_and_flush_keys_in_c(tmp_path, queue):
-    """biosnoop's own measurement, run through the generated C: a request
-    recorded with 0 bytes (every file system request up to v4.10) gets
-    nr_sector * 512; a flush whose start shows sector 0 (newer kernels) and
-    whose completion shows all-ones pairs with it; a real I/O at sector 0
-    stays a sector-0 I/O."""
-    from kerntrace.plugins import biosnoop
-    args = biosnoop.BioSnoop().parse_args(["-Q"] if queue else [])
-    m = biosnoop.BioSnoop().measurement(args)
-    prog = codegen.generate(m, make_plan(m))
-    flush = (1 << 64) - 1
-    script = [
-        "%s 1000 %d 2048 dd W 0 8" % ("start", DEV),       # 3.x/4.x: no byte count
-        "done 3000 %d 2048 irq W 0 8" % DEV,
-        "%s 4000 %d 0 jbd2 FF 0 0" % ("start", DEV),       # a flush, sector 0 at start
-        "%s 4100 %d 0 dd R 4096" % ("start", DEV),        # a real read of sector 0
-        "done 4500 %d 0 irq R 0" % DEV,
-        "done 4900 %d %d irq FF 0 0" % (DEV, flush),
-    ]
-    records, stats = run_program(tmp_path, m, prog, script)
-    got = [(r["comm"], r["sector"], r["bytes"], r[LATENCY]) for r in records]
-    assert got == [("dd", 2048, 4096, 2000), ("dd", 0, 4096, 400), ("jbd2", flush, 0, 900)]
-    assert stats == (0, 0, 0, 0)
