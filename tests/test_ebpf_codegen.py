@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from kerntrace.backends.ebpf import cfilters, codegen
+from kerntrace.backends.ebpf import cbuckets, cfilters, codegen
 from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ebpf import plan as eplan
 from kerntrace.backends.ebpf.layout import S64, STRING, U64, Layout, Member
@@ -453,7 +453,7 @@ def test_c_buckets_equal_core_buckets(tmp_path):
         for d in (1, 2, 3, 1000, 1000000, (1 << 63) + 5):
             cases.append("fdiv %d %d" % (v, d))
             want.append(s // d)
-    got = compile_c(tmp_path, STUB_HEADER + codegen.BUCKET_C + BUCKET_MAIN,
+    got = compile_c(tmp_path, STUB_HEADER + cbuckets.BUCKET_C + BUCKET_MAIN,
                     run_input="\n".join(cases) + "\n", name="buckets")
     assert len(got) == len(cases)
     bad = [(c, g, w) for c, g, w in zip(cases, got, want) if int(g) != w]

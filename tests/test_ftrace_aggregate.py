@@ -8,7 +8,7 @@ and the raw path."""
 from hypothesis import given, settings, strategies as st
 
 from kerntrace.backends.ftrace import known_formats
-from kerntrace.backends.ftrace.aggregate import Aggregator, RawFeeder
+from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
 from kerntrace.backends.ftrace.replay import resolve_fields
@@ -242,9 +242,9 @@ def test_context_field_filters_pid_comm_tid_cpu():
                  st.sampled_from([MS - 1, MS, MS + 1, 2 * MS, 2 * MS + 1, 1 << 40])),
        st.integers(1, 10 ** 6))
 def test_inlined_bucket_arithmetic_is_core_buckets(value, step):
-    from kerntrace.backends.ftrace.aggregate import _BUCKET_EXPR
+    from kerntrace.backends.ftrace.handlers import BUCKET_EXPR
     from kerntrace.core.buckets import NS_PER_MS
-    for scale, expr in _BUCKET_EXPR.items():
+    for scale, expr in BUCKET_EXPR.items():
         got = eval(expr % {"v": "x"}, {"x": value, "_step": step, "_NS_PER_MS": NS_PER_MS})
         assert got == bucket_index(scale, value, step), (scale, value, step)
 
@@ -342,7 +342,7 @@ def test_generated_code_holds_no_values():
 
 # ---------------------------------------------------------------------------
 # the raw path gives the same reports as RawEvents
-def test_raw_feeder_matches_feeding_raw_events():
+def test_raw_sinks_match_feeding_raw_events():
     hp, he = known_formats.HEADER_PAGE["6.18"], known_formats.HEADER_EVENT["6.18"]
     fi = known_formats.event_format("6.18", "block", "block_rq_issue")
     fd = known_formats.event_format("6.18", "block", "block_rq_complete")
@@ -372,8 +372,9 @@ def test_raw_feeder_matches_feeding_raw_events():
         e.comm = None
         by_events.feed(e)
     by_pages = Aggregator(m, plan_for(m), tasks=tasks)
-    feeder = RawFeeder(RawDecoder(hp, he, {fi.id: fi, fd.id: fd}), by_pages)
-    assert sum(feeder.feed_page(p, 0) for p in pages) == 600
+    decoder = RawDecoder(hp, he, {fi.id: fi, fd.id: fd})
+    binding = decoder.compile_sinks(by_pages.raw_sinks(decoder.formats_by_id))
+    assert sum(decoder.decode_page_into(p, 0, binding)[0] for p in pages) == 600
     want = by_events.collect().data
     got = by_pages.collect().data
     assert got == want and sum(h.count for h in got.histograms.values()) == 300 - 43
