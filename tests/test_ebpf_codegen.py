@@ -6,26 +6,28 @@
   - hostile filter values never reach codegen: core.model.Filter rejects
     them with a clear UsageError; accepted string values appear in the C
     only as byte comparisons;
-  - the C bucket functions equal core.buckets, the C string and integer
-    filters equal Filter.matches(), for many values (compiled and run with
-    the host C compiler).
+  - the C string and integer filters equal Filter.matches(), for many
+    values (compiled and run with the host C compiler).
+
+What the programs compute is checked against the model by the shared
+scenario table (test_scenarios.py); the bucket functions in C against
+core.buckets by test_buckets.py.
 """
 
-import random
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from kerntrace.backends.ebpf import cbuckets, cfilters, codegen
+from kerntrace.backends.ebpf import cfilters, codegen
 from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ebpf import plan as eplan
 from kerntrace.backends.ebpf.layout import S64, STRING, U64, Layout, Member
 from kerntrace.backends.ebpf.sysbpf import Answer
-from kerntrace.core import buckets, tracefs
+from kerntrace.core import tracefs
 from kerntrace.core.errors import UsageError
-from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED, STR,
+from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, LINEAR, POW2_MS, QUEUED, STR,
                                   USTR, Count, Event, Field, Filter, Histogram, Measurement, Pair,
                                   Records, SyscallEntry, SyscallExit, Tracepoint, UserFunction)
 
@@ -383,81 +385,11 @@ def test_int_literals():
             cfilters.int_literal(*bad)
 
 
-# ---------------------------------------------------------------------------
-# Bucket arithmetic: the generated C equals core.buckets.
 U64_MAX = (1 << 64) - 1
-MS = 1000000
-
-
-def _values():
-    vals = {0, 1, 2, 3, 4, 5, 7, 8, 9, 1000, 999999, 1000000, 1000001, U64_MAX, U64_MAX - 1,
-            1 << 63, (1 << 63) - 1, (1 << 63) + 1}
-    for k in range(64):
-        for d in (-1, 0, 1):
-            if 0 <= (1 << k) + d <= U64_MAX:
-                vals.add((1 << k) + d)
-    for k in range(46):
-        for d in (-1, 0, 1):
-            v = (MS << k) + d
-            if v <= U64_MAX:
-                vals.add(v)
-    rnd = random.Random(1234)
-    for _ in range(3000):
-        vals.add(rnd.getrandbits(rnd.randint(1, 64)))
-    return sorted(vals)
 
 
 def _signed(v):
     return v - (1 << 64) if v >= 1 << 63 else v
-
-
-BUCKET_MAIN = r"""
-#include <stdio.h>
-#include <string.h>
-int main(void)
-{
-    char op[16];
-    unsigned long long a, b;
-    while (scanf("%15s %llu %llu", op, &a, &b) == 3) {
-        if (!strcmp(op, "log2u")) printf("%llu\n", kt_log2_u(a));
-        else if (!strcmp(op, "log2s")) printf("%llu\n", kt_log2_s((s64)a));
-        else if (!strcmp(op, "linu")) printf("%llu\n", kt_linear_u(a, b));
-        else if (!strcmp(op, "lins")) printf("%llu\n", kt_linear_s((s64)a, b));
-        else if (!strcmp(op, "pow2u")) printf("%llu\n", kt_pow2ms_u(a));
-        else if (!strcmp(op, "pow2s")) printf("%llu\n", kt_pow2ms_s((s64)a));
-        else if (!strcmp(op, "fdiv")) printf("%lld\n", kt_floordiv_s((s64)a, b));
-    }
-    return 0;
-}
-"""
-
-
-@needs_cc
-def test_c_buckets_equal_core_buckets(tmp_path):
-    cases, want = [], []
-    for v in _values():
-        s = _signed(v)
-        cases.append("log2u %d 0" % v)
-        want.append(buckets.bucket_index(LOG2, v))
-        cases.append("log2s %d 0" % v)
-        want.append(buckets.bucket_index(LOG2, s))
-        cases.append("pow2u %d 0" % v)
-        want.append(buckets.bucket_index(POW2_MS, v))
-        cases.append("pow2s %d 0" % v)
-        want.append(buckets.bucket_index(POW2_MS, s))
-        for step in (1, 3, 4096, 1000000, U64_MAX):
-            cases.append("linu %d %d" % (v, step))
-            want.append(buckets.bucket_index(LINEAR, v, step))
-            cases.append("lins %d %d" % (v, step))
-            want.append(buckets.bucket_index(LINEAR, s, step))
-        for d in (1, 2, 3, 1000, 1000000, (1 << 63) + 5):
-            cases.append("fdiv %d %d" % (v, d))
-            want.append(s // d)
-    got = compile_c(tmp_path, STUB_HEADER + cbuckets.BUCKET_C + BUCKET_MAIN,
-                    run_input="\n".join(cases) + "\n", name="buckets")
-    assert len(got) == len(cases)
-    bad = [(c, g, w) for c, g, w in zip(cases, got, want) if int(g) != w]
-    assert not bad, bad[:10]
 
 
 # ---------------------------------------------------------------------------

@@ -5,15 +5,12 @@ task lookups behind pid/comm, incomplete events, the generated handlers
 and the raw path."""
 
 
-from hypothesis import given, settings, strategies as st
-
 from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
 from kerntrace.backends.ftrace.replay import resolve_fields
 from kerntrace.backends.ftrace.tasks import TaskInfo
-from kerntrace.core.buckets import bucket_index
 from kerntrace.core.model import (LATENCY, LOG2, POW2_MS, QUEUED, STR, Count,
                                   Event, Field, Filter, Histogram, Measurement, Pair, Records,
                                   Tracepoint)
@@ -233,20 +230,6 @@ def test_context_field_filters_pid_comm_tid_cpu():
         a.feed(issue(1, 1, tid=4011, cpu=1, tgid=4000))       # pid from record-tgid
         a.feed(issue(2, 2, tid=77, cpu=0, line_comm="cat"))   # unknown to TaskInfo
         assert a.collect().data.counts.get((), 0) == want, flt
-
-
-# ---------------------------------------------------------------------------
-# histograms: exactly core.buckets
-@settings(max_examples=2000, deadline=None)
-@given(st.one_of(st.integers(-5, 5 * MS), st.integers(-(1 << 63), 1 << 64),
-                 st.sampled_from([MS - 1, MS, MS + 1, 2 * MS, 2 * MS + 1, 1 << 40])),
-       st.integers(1, 10 ** 6))
-def test_inlined_bucket_arithmetic_is_core_buckets(value, step):
-    from kerntrace.backends.ftrace.handlers import BUCKET_EXPR
-    from kerntrace.core.buckets import NS_PER_MS
-    for scale, expr in BUCKET_EXPR.items():
-        got = eval(expr % {"v": "x"}, {"x": value, "_step": step, "_NS_PER_MS": NS_PER_MS})
-        assert got == bucket_index(scale, value, step), (scale, value, step)
 
 
 # ---------------------------------------------------------------------------
