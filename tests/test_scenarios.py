@@ -9,16 +9,23 @@ implementation of the model:
              settable clock, pid, cpu and comm) and run on the events as
              tracepoint records; its maps are read and cleared at each
              interval boundary, as the session's collect() does
+  ebpf live  the same program loaded into this kernel by bcc, its
+             handlers run on the events by BPF_PROG_TEST_RUN (marked live
+             and ebpf: skipped with the probed reason where the host
+             cannot)
 
 Each must give, per interval, the data, unmatched and lost counts the
 scenario expects.
 """
 
+import ctypes
+import os
+import struct
 import sys
 
 import pytest
 
-from kerntrace.backends.ebpf import cfilters, codegen
+from kerntrace.backends.ebpf import cfilters, codegen, sysbpf
 from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent, own_comm_field
@@ -272,6 +279,156 @@ def _reports(prog, measurement, words):
 
 
 # ---------------------------------------------------------------------------
+# eBPF live: the generated program loaded into this kernel by bcc, each
+# handler run on the scenario's events by BPF_PROG_TEST_RUN.  Tracepoint
+# programs cannot be test-run, so each handler is loaded as a raw
+# tracepoint program reading the same record (the tracepoint's format
+# layout) from its context.  The clock and task context come from a map
+# the test fills per event instead of the helpers (the kernel would give
+# the test's own); everything else (maps, helpers, verifier, perf buffer)
+# is the kernel's.
+BPF_PROG_TEST_RUN = 10
+RAW_TP_CTX_MAX = 96        # MAX_BPF_FUNC_ARGS * sizeof(u64): a raw tracepoint's context
+
+TEST_CONTEXT = r"""
+struct kt_test_ctx { u64 now; u64 pid_tgid; u64 cpu; char comm[16]; };
+BPF_ARRAY(kt_test, struct kt_test_ctx, 1);
+static __always_inline struct kt_test_ctx *kt_test_get(void)
+{
+    int z = 0;
+    return kt_test.lookup(&z);
+}
+static __always_inline u64 kt_test_now(void)
+{
+    struct kt_test_ctx *c = kt_test_get();
+    return c ? c->now : 0;
+}
+static __always_inline u64 kt_test_pid_tgid(void)
+{
+    struct kt_test_ctx *c = kt_test_get();
+    return c ? c->pid_tgid : 0;
+}
+static __always_inline u32 kt_test_cpu(void)
+{
+    struct kt_test_ctx *c = kt_test_get();
+    return c ? c->cpu : 0;
+}
+static __always_inline int kt_test_comm(void *dst, u32 size)
+{
+    struct kt_test_ctx *c = kt_test_get();
+    if (!c)
+        return -1;
+    return bpf_probe_read_kernel(dst, 16, c->comm);
+}
+"""
+
+_CONTEXT_HELPERS = (("bpf_ktime_get_ns()", "kt_test_now()"),
+                    ("bpf_get_current_pid_tgid()", "kt_test_pid_tgid()"),
+                    ("bpf_get_smp_processor_id()", "kt_test_cpu()"),
+                    ("bpf_get_current_comm(", "kt_test_comm("))
+
+
+def with_test_context(text):
+    for helper, ours in _CONTEXT_HELPERS:
+        text = text.replace(helper, ours)
+    head = text.index("\n\n")
+    return text[:head] + "\n" + TEST_CONTEXT + text[head:]
+
+
+def test_run(fd, ctx):
+    buf = ctypes.create_string_buffer(bytes(ctx), len(ctx))
+    attr = struct.pack("<IIIIQQIIIIQQIII", fd, 0, 0, 0, 0, 0, 0, 0, len(ctx), 0,
+                       ctypes.addressof(buf), 0, 0, 0, 0)
+    res, err = sysbpf.bpf(BPF_PROG_TEST_RUN, attr + b"\0" * (80 - len(attr)))
+    assert res == 0, "BPF_PROG_TEST_RUN: %s" % sysbpf.errname(err)
+
+
+_LIVE_FORMATS = {}
+
+
+def live_format(category, name):
+    if (category, name) not in _LIVE_FORMATS:
+        from kerntrace.core.host import Host
+        _LIVE_FORMATS[(category, name)] = Host().event_format(category, name)
+    return _LIVE_FORMATS[(category, name)]
+
+
+def record_bytes(pe, ev):
+    """The tracepoint record of `ev` as its format lays it out."""
+    p = pe.probe
+    fmt = live_format(p.category, p.name)      # what bcc builds the struct from
+    ctx = bytearray(RAW_TP_CTX_MAX)
+    for name, value in ev.fields.items():
+        fs = pe.fields.get(name)
+        if fs is None:
+            continue
+        f = fmt.field(fs.member)
+        assert f.offset + f.size <= RAW_TP_CTX_MAX, f
+        if fs.kind == "tp_array":
+            data = value.encode()[:f.size - 1]
+        else:
+            data = (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
+        ctx[f.offset:f.offset + len(data)] = data
+    return ctx
+
+
+def run_ebpf_live(measurement, stream):
+    from kerntrace.backends.ebpf import bccfind, bpfobject
+    bcc = bccfind.import_bcc()
+    plan = make_plan(measurement)
+    prog = codegen.generate(measurement, plan)
+    b = bpfobject.load(bcc, with_test_context(prog.text))
+    try:
+        return _run_live(bcc, b, prog, measurement, stream)
+    finally:
+        assert bpfobject.unload(b) == []
+
+
+def _run_live(bcc, b, prog, measurement, stream):
+    fds = dict((a.event.name, (a, b.load_func(a.fn_name.encode(), bcc.BPF.RAW_TRACEPOINT).fd))
+               for a in prog.attachments)
+    context = b.get_table(b"kt_test")
+    records = []
+    if prog.kind == "records":
+        b[codegen.EVENTS_MAP.encode()].open_perf_buffer(
+            lambda _cpu, data, size: records.append(ctypes.string_at(data, size)))
+    stats = b.get_table(codegen.STATS_MAP.encode())
+    words, seen = [], [0, 0, 0]
+
+    def dump():
+        if prog.kind == "records":
+            b.perf_buffer_poll(timeout=50)
+            for raw in records:
+                words.extend(["R", raw[:prog.record_layout.size].hex()])
+            del records[:]
+        else:
+            table = b.get_table((codegen.HIST_MAP if prog.kind == "histogram"
+                                 else codegen.COUNT_MAP).encode())
+            for k, v in table.items():
+                words.extend(["H" if prog.kind == "histogram" else "C", bytes(k).hex(),
+                              bytes(v).hex()])
+            table.clear()
+        now = [sum(int(x) for x in stats.getvalue(stats.Key(i))) for i in range(3)]
+        words.extend(["S"] + [str(n - s) for n, s in zip(now, seen)] + ["E"])
+        seen[:] = now
+
+    for item in stream:
+        if isinstance(item, IntervalEnd):
+            dump()
+            continue
+        if item.name not in fds:
+            continue
+        att, fd = fds[item.name]
+        leaf = context.Leaf()
+        leaf.now, leaf.pid_tgid, leaf.cpu = item.ts, (item.pid << 32) | item.tid, item.cpu
+        leaf.comm = item.comm.encode()
+        context[context.Key(0)] = leaf
+        test_run(fd, bytearray(RAW_TP_CTX_MAX) if att.raw else record_bytes(att.event, item))
+    dump()
+    return _reports(prog, measurement, words)
+
+
+# ---------------------------------------------------------------------------
 IMPLEMENTATIONS = ["reference", "ftrace", "ebpf"]
 
 
@@ -290,6 +447,29 @@ def test_scenario(tmp_path, scenario, impl):
             pytest.skip("no host C compiler to run the generated C")
         reports = run_ebpf(tmp_path, m, scenario.stream)
     assert [comparable(r) for r in reports] == expected(scenario)
+
+
+@pytest.mark.live
+@pytest.mark.ebpf
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_scenario_on_the_live_kernel(scenario):
+    if "ebpf" in scenario.not_in:
+        pytest.skip(scenario.not_in["ebpf"])
+    before = bpf_fds()
+    reports = run_ebpf_live(scenario.measurement, scenario.stream)
+    assert bpf_fds() == before          # programs and maps unloaded
+    assert [comparable(r) for r in reports] == expected(scenario)
+
+
+def bpf_fds():
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink("/proc/self/fd/" + fd).startswith("anon_inode:bpf"):
+                out.add(fd)
+        except OSError:
+            pass
+    return out
 
 
 def test_the_table_covers_every_aggregate_and_pairing_rule():
