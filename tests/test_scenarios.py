@@ -335,7 +335,7 @@ def with_test_context(text):
     return text[:head] + "\n" + TEST_CONTEXT + text[head:]
 
 
-def test_run(fd, ctx):
+def prog_test_run(fd, ctx):
     buf = ctypes.create_string_buffer(bytes(ctx), len(ctx))
     attr = struct.pack("<IIIIQQIIIIQQIII", fd, 0, 0, 0, 0, 0, 0, 0, len(ctx), 0,
                        ctypes.addressof(buf), 0, 0, 0, 0)
@@ -423,7 +423,7 @@ def _run_live(bcc, b, prog, measurement, stream):
         leaf.now, leaf.pid_tgid, leaf.cpu = item.ts, (item.pid << 32) | item.tid, item.cpu
         leaf.comm = item.comm.encode()
         context[context.Key(0)] = leaf
-        test_run(fd, bytearray(RAW_TP_CTX_MAX) if att.raw else record_bytes(att.event, item))
+        prog_test_run(fd, bytearray(RAW_TP_CTX_MAX) if att.raw else record_bytes(att.event, item))
     dump()
     return _reports(prog, measurement, words)
 

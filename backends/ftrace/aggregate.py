@@ -35,10 +35,11 @@ DEFAULT_MAX_PENDING = 1000000
 
 
 class Counters(object):
-    """What happened besides the aggregate, for one interval."""
+    """What happened besides the aggregate, for one interval: what the
+    Report carries (lost, unmatched, dropped_starts) and events the plan
+    does not use (ignored) or that lack a field it reads (incomplete)."""
 
-    __slots__ = ("lost", "lost_uncounted", "unmatched", "negative_latency", "dropped_starts",
-                 "replaced_starts", "incomplete", "ignored")
+    __slots__ = ("lost", "unmatched", "dropped_starts", "incomplete", "ignored")
 
     def __init__(self):
         self.reset()
@@ -46,9 +47,6 @@ class Counters(object):
     def reset(self):
         for s in self.__slots__:
             setattr(self, s, 0)
-
-    def as_dict(self):
-        return {s: getattr(self, s) for s in self.__slots__}
 
     def add(self, other):
         for s in self.__slots__:
@@ -63,9 +61,8 @@ class Aggregator(object):
         report = agg.collect()       # read-and-reset; pending pair starts stay
 
     self.counters holds the current interval's side counts; after collect(),
-    self.last holds those of the interval just reported and self.totals the
-    sums since the start.  max_pending is fixed at construction.
-    self.sources: logical event name -> its generated handler's source."""
+    self.last holds those of the interval just reported.  max_pending is
+    fixed at construction.  self.sources: logical event name -> its generated handler's source."""
 
     def __init__(self, measurement, plan, tasks=None, max_pending=DEFAULT_MAX_PENDING):
         self.measurement = measurement
@@ -74,7 +71,6 @@ class Aggregator(object):
         self.max_pending = max_pending
         self.counters = Counters()
         self.last = Counters()
-        self.totals = Counters()
         self._pending = PendingStarts(max_pending, self.counters)
         self._hists = {}
         self._counts = {}
@@ -153,10 +149,9 @@ class Aggregator(object):
 
     def feed_lost(self, n):
         """The kernel lost n events (None: lost some, count unknown, counted
-        as 1 and flagged in counters.lost_uncounted)."""
+        as 1)."""
         if n is None:
             self.counters.lost += 1
-            self.counters.lost_uncounted += 1
         elif n > 0:
             self.counters.lost += int(n)
         else:
@@ -196,7 +191,6 @@ class Aggregator(object):
                         dropped_starts=c.dropped_starts)
         self.last = Counters()
         self.last.add(c)
-        self.totals.add(c)
         c.reset()
         return report
 

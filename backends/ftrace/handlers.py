@@ -258,7 +258,6 @@ class HandlerBuilder(object):
         prog.filters(late_filters(self.m, prog.logical),
                      reject=("_reject_start(k)",))
         carried = self._carried(prog)
-        emit("n = len(_pending)")
         if pair.mark is not None:
             # a list: the mark handler sets its time in place
             emit("_pending[k] = [%s]" % ", ".join(["ts", "None"] + carried))
@@ -266,10 +265,8 @@ class HandlerBuilder(object):
             # nothing carried: the start's time stamp alone, no tuple per event
             self.start_tuple = bool(carried)
             emit("_pending[k] = %s" % (_tuple_src(["ts"] + carried) if carried else "ts"))
-        emit("if len(_pending) == n:")
-        # a reused key replaced the old start (which keeps its age rank)
-        emit("_st.replaced_starts += 1", 2)
-        emit("elif n >= _max_pending:")
+        # (a reused key replaces the old start, which keeps its age rank)
+        emit("if len(_pending) > _max_pending:")
         emit("_drop_oldest()", 2)
 
     def _shared_test(self, prog):
@@ -351,7 +348,6 @@ class HandlerBuilder(object):
                 emit("x_latency = ts - m", 2)
                 emit("x_queued = m - s[0]", 2)
                 emit("if x_queued < 0:", 2)
-                emit("_st.negative_latency += 1", 3)
                 emit("x_queued = 0", 3)
                 prog.code.loaded.add(QUEUED)
             else:
@@ -359,7 +355,6 @@ class HandlerBuilder(object):
                 emit("x_latency = ts - m", 2)
         emit("if x_latency < 0:")
         # clock skew between CPUs: never a negative latency
-        emit("_st.negative_latency += 1", 2)
         emit("x_latency = 0", 2)
         prog.code.loaded.add(LATENCY)
         carried = {}
