@@ -211,6 +211,20 @@ def test_kernel_filters_of_a_pair_are_its_pair_filters():
     assert [event_filter(m, ev) for ev in plan.events] == ["dev == %d" % DEV] * 3
 
 
+def test_set_event_pid_only_for_a_pid_filter_every_event_applies_early():
+    from kerntrace.backends.ftrace.kfilter import pid_for_set_event_pid
+    pid = Filter("pid", "==", 77)
+    # a block request's end runs in another task: its start must reach
+    # user space whatever its pid, to silence its end
+    assert pid_for_set_event_pid(block_pair(Records(fields=(LATENCY,)), filters=[pid])) is None
+    start = Event("enter", Tracepoint("syscalls", "sys_enter_openat"), fields=[Field("dfd")])
+    end = Event("exit", Tracepoint("syscalls", "sys_exit_openat"), fields=[Field("ret")])
+    by_thread = Measurement([start, end], Records(fields=(LATENCY,)), filters=[pid],
+                            pair=Pair("enter", "exit", key=("tid",)))
+    assert pid_for_set_event_pid(by_thread) == 77
+    assert pid_for_set_event_pid(Measurement([start], Count(), filters=[pid])) == 77
+
+
 def test_mark_handler_only_touches_pending_entries_when_a_start_is_there():
     src = agg_for(queued_pair(QUEUE_RECORD)).sources["issue"]
     found = src.index("if s is not None and s is not _REJECTED:")

@@ -142,10 +142,14 @@ def pid_for_set_event_pid(measurement):
     The model's pid is a process (tgid).  The kernel's set_event_pid keeps
     events of the listed task ids; with options/event-fork it also follows
     tasks they create, so listing every thread of N at start is a superset
-    of the process (children are dropped again in user space)."""
+    of the process (children are dropped again in user space).  Only a
+    filter every event may apply early (core.semantics.early_filters)
+    qualifies: one that decides a pair's start late (a block request's
+    pid, where its end runs in another task) must see every start."""
     for flt in measurement.filters:
         if flt.field == "pid" and flt.op == "==" and isinstance(flt.value, int) \
                 and not isinstance(flt.value, bool) and flt.value > 0 \
-                and all(flt.applies_to(e) for e in measurement.events):
+                and all(flt.applies_to(e) and flt in semantics.early_filters(measurement, e)
+                        for e in measurement.events):
             return flt.value
     return None
