@@ -245,6 +245,15 @@ scenario("a key filter on the mark alone ends the pair of a rejected mark",
           done(300, 8, dev=OTHER_DEV), insert(400, 8), issue(450, 8), done(500, 8)],
          [Interval([q("dd", 8, 4096, 50, 50)])])
 
+scenario("a key filter on the start alone, with a mark, silences the start's end",
+         # not a pair filter (the mark may start the pair for any device):
+         # the rejected start takes its key, its end is dropped
+         queued(QUEUE_RECORD, filters=[Filter("dev", "==", DEV, events=("insert",))]),
+         [insert(100, 8, dev=OTHER_DEV), done(200, 8, dev=OTHER_DEV),
+          insert(300, 16, dev=OTHER_DEV), issue(350, 16, dev=OTHER_DEV),
+          done(400, 16, dev=OTHER_DEV), done(500, 24, dev=OTHER_DEV)],
+         [Interval([q("dd", 16, 4096, 0, 50)], unmatched=1)])
+
 scenario("a start its filters reject silences its end",
          # iosnoop -p: the pid filter is on the start only.  Another
          # process's I/O is neither reported nor unmatched; an end whose
