@@ -37,7 +37,7 @@ import tempfile
 import time
 
 from kerntrace.backends.ftrace import known_formats
-from kerntrace.backends.ftrace.aggregate import Aggregator, RawFeeder
+from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
 from kerntrace.backends.ftrace.tasks import TaskInfo
@@ -170,11 +170,11 @@ def time_raw(m, p, stream, fi, fc, hp, he):
     """One time-ordered page stream straight into the aggregator."""
     dec = RawDecoder(hp, he, {fi.id: fi, fc.id: fc})
     agg = Aggregator(m, p, tasks=TaskInfo(proc_root=None))
-    feeder = RawFeeder(dec, agg)
+    binding = dec.compile_sinks(agg.raw_sinks(dec.formats_by_id))
     t0 = time.perf_counter()
     n = 0
     for data in stream:
-        n += feeder.feed_page(data, 0)
+        n += dec.decode_page_into(data, 0, binding)[0]
     elapsed = time.perf_counter() - t0
     return n, elapsed, rows(agg.collect())
 

@@ -1,8 +1,12 @@
-"""Bucket arithmetic for the histogram scales, in one place.
+"""Bucket arithmetic for the histogram scales: the one definition.
 
-The ftrace backend buckets in Python with these functions; the eBPF backend
-emits C that computes the same index (its unit tests compare the two); the
-output layer labels buckets with `bounds`.
+One function per scale (log2_slot, linear_bucket, pow2ms_row);
+bucket_index() picks it.  The backends render these elsewhere for speed:
+the ftrace backend as inline Python expressions
+(backends/ftrace/handlers.py BUCKET_EXPR), the eBPF backend as C
+(backends/ebpf/cbuckets.py); tests/test_buckets.py checks both renderings
+against these functions on many values.  The output layer labels buckets
+with `bounds`.
 """
 
 from .model import LINEAR, LOG2, POW2_MS
@@ -15,6 +19,11 @@ def log2_slot(v):
     if v <= 0:
         return 1
     return v.bit_length()
+
+
+def linear_bucket(v, step):
+    """v // step; values below 0 in bucket 0."""
+    return max(0, v) // step
 
 
 def pow2ms_row(ns):
@@ -33,7 +42,7 @@ def bucket_index(scale, value, step=1):
     if scale == LOG2:
         return log2_slot(value)
     if scale == LINEAR:
-        return max(0, value) // step
+        return linear_bucket(value, step)
     if scale == POW2_MS:
         return pow2ms_row(value)
     raise ValueError("unknown scale %r" % (scale,))

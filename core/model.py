@@ -273,7 +273,9 @@ class Pair(object):
     LATENCY = end - mark (end - start when no mark was seen) and QUEUED =
     mark - start (0 when either was not seen).  Filters decide per event: a
     start they reject leaves nothing pending (so its mark, if accepted,
-    starts the pair), a mark they reject ends the pair.
+    starts the pair), a mark they reject ends the pair.  A filter on a key
+    field (or pid, with a tid key) that applies to the start and the mark
+    decides for the end too.  core/semantics.py states every rule.
 
     `shared` names key values that several requests in flight may have at
     once ({"sector": FLUSH_SECTOR}: every flush of a device), integer key

@@ -17,122 +17,41 @@ What the program does per logical event (one handler function each):
            TRACEPOINT_PROBE-style: raw arguments are kernel struct pointers
            whose layouts only the running kernel's headers know, while the
            format-file struct is the stable ABI
-  filter   typed, validated filters compiled to C (cfilters.py)
-  pair     start: store {ts, carried fields} in a hash keyed by the pair key;
-           mark (optional): set its time in the stored start, or when none is
-           stored, store one itself {ts = mark = now, its own carried fields};
-           end: look up + delete, latency = now - (mark ts, else start ts),
-           queued = mark ts - start ts (0 without a mark).  An end without
-           a start is counted in a per-CPU stats array; starts in flight at an
-           interval boundary stay in the map (collect never clears it)
+  filter   typed, validated filters compiled to C (cfilters.py); which
+           run first in a handler and which after the pairing state is
+           looked at is core.semantics' rule (early_filters)
+  pair     start, mark and end keep pending starts in a hash keyed by the
+           pair key (cpair.py)
   aggregate
            histogram  hash {keys..., slot} -> {count, sum}; bucket functions
-                      equal core.buckets (tests compile them with the host C
-                      compiler and compare)
+                      of core.buckets rendered in C (cbuckets.py)
            count      hash {keys...} -> u64 (the "event" key is the logical
                       event's index)
            records    perf buffer or BPF ring buffer of a generated struct
+                      (caggregate.py)
+
+Map names and stats indexes the session reads are in cmaps.py (and
+re-exported here).  What the program computes is what core.semantics
+specifies: tests/scenarios.py runs the generated C on the same events as
+the model.
 
 Identifiers in the C come only from validated model identifiers (prefixed
 f_, kt_) and tracefs format field names; numbers are formatted here;
 string filter values appear only as byte comparisons.
 """
 
-from kerntrace.core.model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2,
-                                  POW2_MS, QUEUED, STR)
+from kerntrace.core import semantics
+from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, QUEUED
 
 from . import buffers, cfilters
+from .caggregate import AggregateCode
+from .cbuckets import BUCKET_C
+from .cmaps import (COUNT_MAP, EVENTS_MAP, HIST_MAP, MAP_ENTRIES, SCRATCH_OVER, STACK_BUDGET,
+                    STACK_OVERHEAD, STAT_DROPPED_STARTS, STAT_LOST, STAT_UNMATCHED,
+                    STATS, STATS_MAP)
+from .cpair import PairCode
+from .cvalues import merge, src_kind
 from .layout import S64, STRING, U64, Layout, Member, field_member
-
-MAP_ENTRIES = 10240
-# Structs larger than this live in a per-CPU scratch map instead of the
-# 512-byte BPF stack.
-SCRATCH_OVER = 96
-# What a handler may put on the BPF stack (structs we size, plus room for
-# the compiler's own temporaries); the kernel's limit is 512 bytes.
-STACK_OVERHEAD = 64
-STACK_BUDGET = 448
-COMM_LEN = 16          # TASK_COMM_LEN
-
-# Indexes of the per-CPU stats array.
-STAT_UNMATCHED = 0     # pair ends without their start
-STAT_LOST = 1          # events dropped in the kernel: full map, ring buffer full
-STAT_DROPPED_STARTS = 2  # pair starts the full start map refused
-STATS = 3
-
-START_MAP = "kt_start"
-HIST_MAP = "kt_hist"
-COUNT_MAP = "kt_counts"
-EVENTS_MAP = "kt_events"
-STATS_MAP = "kt_stats"
-
-# Bucket arithmetic, the same as core/buckets.py (test_ebpf_codegen compiles
-# this with the host C compiler and compares).  Only unsigned division is
-# used: BPF had no signed division before cpu v4.
-BUCKET_C = r"""
-/* floor(log2 v) + 1 for v > 0; 0 for v == 0 */
-static __always_inline u64 kt_bitlen(u64 v)
-{
-    u64 r = 0;
-    if (v >> 32) { v >>= 32; r += 32; }
-    if (v >> 16) { v >>= 16; r += 16; }
-    if (v >> 8) { v >>= 8; r += 8; }
-    if (v >> 4) { v >>= 4; r += 4; }
-    if (v >> 2) { v >>= 2; r += 2; }
-    if (v >> 1) { v >>= 1; r += 1; }
-    return r + v;
-}
-
-/* log2 scale: bcc's bpf_log2l(v), with 0 (and negatives) in slot 1 */
-static __always_inline u64 kt_log2_u(u64 v)
-{
-    return v == 0 ? 1 : kt_bitlen(v);
-}
-
-static __always_inline u64 kt_log2_s(s64 v)
-{
-    return v <= 0 ? 1 : kt_bitlen((u64)v);
-}
-
-/* linear scale: v / step, negatives in bucket 0 */
-static __always_inline u64 kt_linear_u(u64 v, u64 step)
-{
-    return v / step;
-}
-
-static __always_inline u64 kt_linear_s(s64 v, u64 step)
-{
-    return v <= 0 ? 0 : (u64)v / step;
-}
-
-/* perf-tools iolatency rows: the smallest i >= 0 with ns <= 2^i ms.
- * 1000000 << 44 still fits 64 bits; anything above is row 45. */
-static __always_inline u64 kt_pow2ms_u(u64 ns)
-{
-    u64 i;
-#pragma unroll
-    for (i = 0; i < 45; i++) {
-        if (ns <= (1000000ULL << i))
-            return i;
-    }
-    return 45;
-}
-
-static __always_inline u64 kt_pow2ms_s(s64 ns)
-{
-    return ns <= 0 ? 0 : kt_pow2ms_u((u64)ns);
-}
-
-/* Python's floor division v // d for d > 0, without signed division */
-static __always_inline s64 kt_floordiv_s(s64 v, u64 d)
-{
-    if (v >= 0)
-        return (s64)((u64)v / d);
-    return -(s64)((u64)(-(v + 1)) / d) - 1;
-}
-"""
-
-_BUCKET_FN = {LOG2: "kt_log2", LINEAR: "kt_linear", POW2_MS: "kt_pow2ms"}
 
 
 class Attachment(object):
@@ -179,23 +98,6 @@ class Program(object):
         self.output = output
 
 
-def _src_kind(pe, name):
-    """(kind, size) of field `name` as event pe produces it."""
-    if name in CONTEXT_FIELDS:
-        return (STRING, COMM_LEN) if CONTEXT_FIELDS[name] == STR else (U64, 8)
-    fs = pe.fields[name]
-    if fs.is_string:
-        return STRING, fs.size
-    return (S64 if fs.signed else U64), 8
-
-
-def _merge(kinds):
-    """One member kind for a value several sources produce."""
-    if any(k == STRING for k, _s in kinds):
-        return STRING, max(s for _k, s in kinds)
-    return (S64 if any(k == S64 for k, _s in kinds) else U64), 8
-
-
 def _probe_ident(pe):
     """What a probe attaches to, from identifiers only (a library path,
     although validated, is no C identifier and stays out of the C text)."""
@@ -204,7 +106,7 @@ def _probe_ident(pe):
         "%s:%s" % (p.category, p.name)
 
 
-class _Gen(object):
+class _Gen(PairCode, AggregateCode):
     def __init__(self, measurement, plan, ringbuf_pages):
         self.m = measurement
         self.plan = plan
@@ -236,35 +138,15 @@ class _Gen(object):
             return list(a.keys)
         return list(a.fields)
 
-    def _key_determined(self, flt):
-        """A filter whose outcome is the same on a pair's start and end:
-        it tests a pair key field (or pid, when tid is a key)."""
-        return flt.field in self.pair.key or (flt.field == "pid" and "tid" in self.pair.key)
-
     def _filters(self, pe, role):
-        """(early, deferred) filters for a handler.  early: return at once
-        when false; deferred: a pair start (or a mark) stores its outcome
-        (kt_drop), a pair end tests them after taking its start out of the
-        map."""
-        own = self.m.filters_for(pe.logical)
+        """(early, deferred) filters for a handler (core.semantics decides
+        which run early).  early: return at once when false; deferred: a
+        pair start (or a mark) stores its outcome (kt_drop), a pair end
+        tests them after taking its start out of the map."""
         if role == "event":
-            return own, []
-        if role in ("start", "mark"):
-            # A mark decides on its own filters only (as the ftrace backend
-            # does): it may start the pair itself.
-            return ([f for f in own if self._key_determined(f)],
-                    [f for f in own if not self._key_determined(f)])
-        # An end may skip at once what no stored start can match: a key
-        # filter of the start (and of the mark, which may store one too).
-        starters = self.m.filters_for(self.by_name[self.pair.start].logical)
-        if self.pair.mark is not None:
-            marks = self.m.filters_for(self.by_name[self.pair.mark].logical)
-            starters = [f for f in starters if f in marks]
-        early = []
-        for f in list(own) + list(starters):
-            if self._key_determined(f) and f not in early:
-                early.append(f)
-        return early, [f for f in own if not self._key_determined(f)]
+            return self.m.filters_for(pe.logical), []
+        return (semantics.early_filters(self.m, pe.logical),
+                semantics.late_filters(self.m, pe.logical))
 
     def _needs(self, pe, role):
         early, deferred = self._filters(pe, role)
@@ -296,9 +178,9 @@ class _Gen(object):
             return field_member(name, U64)
         if self.pair:
             pe = self.by_name[self.pair.start if name in self.pair.carry else self.pair.end]
-            kind, size = _src_kind(pe, name)
+            kind, size = src_kind(pe, name)
         else:
-            kind, size = _merge([_src_kind(pe, name) for pe in self.plan.events])
+            kind, size = merge([src_kind(pe, name) for pe in self.plan.events])
         return field_member(name, kind, size)
 
     def _value_signed(self):
@@ -459,29 +341,10 @@ class _Gen(object):
                        dict((pe.index, pe.name) for pe in self.plan.events),
                        self.plan.output if a.kind == "records" else None)
 
-    def _pair_structs(self):
-        start = self.by_name[self.pair.start]
-        self.pair_key = Layout("kt_pair_key", [field_member(k, *_src_kind(start, k))
-                                               for k in self.pair.key])
-        members = [Member("kt_ts", "kt_ts", U64), Member("kt_drop", "kt_drop", U64)]
-        if self.pair.mark is not None:
-            # the mark's time; 0 until it is seen (no clock reads 0)
-            members.append(Member("kt_mark", "kt_mark", U64))
-        if self.pair.shared:
-            # a shared key value several starts hold: set once they collide
-            # (kt_ambiguous), with the ends still to come after the next one
-            members += [Member("kt_ambiguous", "kt_ambiguous", U64),
-                        Member("kt_more_ends", "kt_more_ends", U64)]
-        members += [field_member(c, *_src_kind(start, c)) for c in self.pair.carry]
-        self.pair_val = Layout("kt_pair_val", members)
-        self.decls += [self.pair_key.c_decl(), self.pair_val.c_decl(),
-                       "BPF_HASH(%s, struct kt_pair_key, struct kt_pair_val, %d);"
-                       % (START_MAP, MAP_ENTRIES)]
-
     def _handler(self, pe, role, fn, raw=False):
         self.stack = STACK_OVERHEAD
         needs = self._needs(pe, role)
-        flayout = Layout("kt_ev%d_f" % pe.index, [field_member(n, *_src_kind(pe, n))
+        flayout = Layout("kt_ev%d_f" % pe.index, [field_member(n, *src_kind(pe, n))
                                                   for n in needs])
         self._flayout = flayout
         if not flayout.empty:
@@ -545,203 +408,12 @@ class _Gen(object):
                              "fewer or shorter string keys" % (pe.name, self.stack))
         return "\n".join([sig, "{"] + ["    " + l if l else "" for l in body] + ["}"])
 
-    def _pair_key(self, body, pe, flayout):
-        self.stack += self.pair_key.size
-        body += ["struct kt_pair_key kt_k;", "__builtin_memset(&kt_k, 0, sizeof(kt_k));"]
-        for m in self.pair_key.members:
-            body.append(self._assign("kt_k.%s" % m.cname, m, "f->%s" % flayout.member(m.name).cname,
-                                     _src_kind(pe, m.name)))
-
-    def _start_body(self, body, pe, flayout, deferred_expr):
-        self._pair_key(body, pe, flayout)
-        self._store_start(body, pe, flayout, deferred_expr, marked=False,
-                          shared=self._shared_expr())
-
-    def _shared_expr(self):
-        """C test of kt_k for a shared key value (Pair.shared), or None."""
-        tests = []
-        for name, value in sorted(self.pair.shared.items()):
-            m = self.pair_key.member(name)
-            tests.append("kt_k.%s == %s" % (m.cname, cfilters.int_literal(value, m.kind == S64)))
-        return " && ".join(tests) or None
-
-    def _store_start(self, body, pe, flayout, deferred_expr, marked, shared=None):
-        """Store a pending start (a mark that found none starts the pair
-        itself, with its own time as both start and mark).  A start whose
-        key is a shared value (the C test `shared`) is stored only if none
-        is pending (insert, so two CPUs cannot both think they were first);
-        otherwise the pending one becomes ambiguous: whose end is whose can
-        no longer be told, so none of them is measured."""
-        self._alloc(body, self.pair_val, "sv", "kt_scratch_sv")
-        body.append("sv->kt_ts = kt_now;")
-        if marked:
-            body.append("sv->kt_mark = kt_now;")
-        body.append("sv->kt_drop = %s;" % ("!(%s)" % deferred_expr if deferred_expr else "0"))
-        for c in self.pair.carry:
-            m = self.pair_val.member(c)
-            body.append(self._assign("sv->%s" % m.cname, m,
-                                     "f->%s" % flayout.member(c).cname, _src_kind(pe, c)))
-        if shared:
-            body += ["if (%s) {" % shared,
-                     "    if (%s.insert(&kt_k, sv) == 0)" % START_MAP,
-                     "        return 0;",
-                     "    struct kt_pair_val *kt_o = %s.lookup(&kt_k);" % START_MAP,
-                     "    if (kt_o) {",
-                     "        __sync_fetch_and_add(&kt_o->kt_more_ends, 1);",
-                     "        kt_o->kt_ambiguous = 1;",
-                     "        return 0;",
-                     "    }",
-                     "}"]
-        # a full start map refuses a new key: the start is dropped, counted
-        # as the ftrace backend counts the starts it drops
-        body += ["if (%s.update(&kt_k, sv) != 0)" % START_MAP,
-                 "    kt_stat(KT_DROPPED_STARTS);"]
-
-    def _mark_body(self, body, pe, flayout, deferred_expr, lazy):
-        self._pair_key(body, pe, flayout)
-        # A start its filters rejected counts as none: the mark decides on
-        # its own filters (as in the ftrace backend).
-        body += ["struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP]
-        if self.pair.shared:
-            body += ["if (kt_s && kt_s->kt_ambiguous)",   # several requests: no mark
-                     "    return 0;"]
-        body += ["if (kt_s && !kt_s->kt_drop) {",
-                 "    kt_s->kt_mark = kt_now;"]
-        if deferred_expr:
-            # a rejected mark ends the pair
-            body += ["    if (!(%s))" % deferred_expr, "        kt_s->kt_drop = 1;"]
-        body += ["    return 0;", "}"]
-        for n in lazy:
-            body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
-        self._store_start(body, pe, flayout, deferred_expr, marked=True)
-
-    def _end_body(self, body, pe, flayout, deferred_expr, ctx):
-        self._pair_key(body, pe, flayout)
-        body += ["struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP, "if (!kt_s) {"]
-        if deferred_expr:
-            # An end its own filters reject is not reported as unmatched.
-            body += ["    if (%s)" % deferred_expr, "        kt_stat(KT_UNMATCHED);"]
-        else:
-            body.append("    kt_stat(KT_UNMATCHED);")
-        body += ["    return 0;", "}"]
-        if self.pair.shared:
-            # one of the ends of an ambiguous key: not measured; the last
-            # one removes the key
-            body.append("if (kt_s->kt_ambiguous) {")
-            if deferred_expr:
-                body += ["    if (%s)" % deferred_expr, "        kt_stat(KT_UNMATCHED);"]
-            else:
-                body.append("    kt_stat(KT_UNMATCHED);")
-            if self.plan.atomic_fetch:
-                body += ["    if (__sync_fetch_and_add(&kt_s->kt_more_ends, -1) == 0)",
-                         "        %s.delete(&kt_k);" % START_MAP]
-            else:
-                # Without atomics that return the old value, two ends within
-                # the same microsecond may take the same count: the key then
-                # stays ambiguous (its ends unmatched, never mis-paired) for
-                # as long as starts keep arriving before its last end.
-                body += ["    if (kt_s->kt_more_ends)",
-                         "        kt_s->kt_more_ends -= 1;",
-                         "    else",
-                         "        %s.delete(&kt_k);" % START_MAP]
-            body += ["    return 0;", "}"]
-        self._alloc(body, self.pair_val, "sv", "kt_scratch_sv", zero=False)
-        body += ["__builtin_memcpy(sv, kt_s, sizeof(*sv));",
-                 "%s.delete(&kt_k);" % START_MAP,
-                 "if (sv->kt_drop%s)" % (" || !(%s)" % deferred_expr if deferred_expr else ""),
-                 "    return 0;"]
-        if self.pair.mark is None:
-            body.append("u64 kt_latency = kt_now - sv->kt_ts;")
-        else:
-            body.append("u64 kt_latency = kt_now - (sv->kt_mark ? sv->kt_mark : sv->kt_ts);")
-            if QUEUED in self._agg_fields():
-                body.append("u64 kt_queued = sv->kt_mark ? sv->kt_mark - sv->kt_ts : 0;")
-        start = self.by_name[self.pair.start]
-
-        def value(name):
-            if name == LATENCY:
-                return "kt_latency", (U64, 8)
-            if name == QUEUED:
-                return "kt_queued", (U64, 8)
-            if name == EVENT_NAME:
-                return cfilters.int_literal(pe.index, False), (U64, 8)
-            if name in self.pair.carry:
-                return "sv->%s" % self.pair_val.member(name).cname, _src_kind(start, name)
-            return "f->%s" % flayout.member(name).cname, _src_kind(pe, name)
-        self._aggregate(body, pe, value, ctx)
-
     def _event_value(self, pe, flayout):
         def value(name):
             if name == EVENT_NAME:
                 return cfilters.int_literal(pe.index, False), (U64, 8)
-            return "f->%s" % flayout.member(name).cname, _src_kind(pe, name)
+            return "f->%s" % flayout.member(name).cname, src_kind(pe, name)
         return value
-
-    def _aggregate(self, body, pe, value, ctx):
-        a = self.agg
-        if a.kind == "count":
-            self.stack += self.key_layout.size + 8
-            body += ["struct kt_count_key kt_ck;", "__builtin_memset(&kt_ck, 0, sizeof(kt_ck));"]
-            for k in a.keys:
-                m = self.key_layout.member(k)
-                src, kind = value(k)
-                body.append(self._assign("kt_ck.%s" % m.cname, m, src, kind))
-            body += ["u64 kt_zero64 = 0;",
-                     "u64 *kt_c = %s.lookup(&kt_ck);" % COUNT_MAP,
-                     "if (!kt_c) {",
-                     "    %s.insert(&kt_ck, &kt_zero64);" % COUNT_MAP,
-                     "    kt_c = %s.lookup(&kt_ck);" % COUNT_MAP,
-                     "}",
-                     "if (kt_c)",
-                     "    __sync_fetch_and_add(kt_c, 1);",
-                     "else",
-                     "    kt_stat(KT_LOST);"]
-        elif a.kind == "histogram":
-            src, _kind = value(a.value)
-            signed = self._value_signed()
-            if signed:
-                div = ("kt_floordiv_s(%s, %s)" % (src, cfilters.int_literal(a.divisor, False))
-                       if a.divisor > 1 else src)
-                body.append("s64 kt_v = %s;" % div)
-            else:
-                div = ("(u64)(%s) / %s" % (src, cfilters.int_literal(a.divisor, False))
-                       if a.divisor > 1 else src)
-                body.append("u64 kt_v = %s;" % div)
-            fn = _BUCKET_FN[a.scale] + ("_s" if signed else "_u")
-            slot = ("%s(kt_v, %s)" % (fn, cfilters.int_literal(a.step, False))
-                    if a.scale == LINEAR else "%s(kt_v)" % fn)
-            self.stack += self.key_layout.size + self.value_layout.size + 8
-            body += ["struct kt_hist_key kt_hk;", "__builtin_memset(&kt_hk, 0, sizeof(kt_hk));"]
-            for k in a.keys:
-                m = self.key_layout.member(k)
-                src, kind = value(k)
-                body.append(self._assign("kt_hk.%s" % m.cname, m, src, kind))
-            body += ["kt_hk.kt_slot = %s;" % slot,
-                     "struct kt_hist_val kt_hzero = {};",
-                     "struct kt_hist_val *kt_h = %s.lookup(&kt_hk);" % HIST_MAP,
-                     "if (!kt_h) {",
-                     "    %s.insert(&kt_hk, &kt_hzero);" % HIST_MAP,
-                     "    kt_h = %s.lookup(&kt_hk);" % HIST_MAP,
-                     "}",
-                     "if (kt_h) {",
-                     "    __sync_fetch_and_add(&kt_h->count, 1);",
-                     "    __sync_fetch_and_add(&kt_h->sum, kt_v);",
-                     "} else {",
-                     "    kt_stat(KT_LOST);",
-                     "}"]
-        else:
-            self._alloc(body, self.record_layout, "r", "kt_scratch_record")
-            body.append("r->kt_ts = kt_now;")
-            for name in a.fields:
-                m = self.record_layout.member(name)
-                src, kind = value(name)
-                body.append(self._assign("r->%s" % m.cname, m, src, kind))
-            if self.plan.output == "ringbuf":
-                body += ["if (%s.ringbuf_output(r, sizeof(*r), 0) != 0)" % EVENTS_MAP,
-                         "    kt_stat(KT_LOST);"]
-            else:
-                # A full perf buffer is reported by the reader's lost callback.
-                body.append("%s.perf_submit(%s, r, sizeof(*r));" % (EVENTS_MAP, ctx))
 
     def _assemble(self):
         head = ["/* kerntrace: generated BPF program for bcc (kerntrace.backends.ebpf.codegen) */",

@@ -20,6 +20,7 @@ nothing a user typed reaches the kernel unvalidated.
 
 import re
 
+from kerntrace.core import semantics
 from kerntrace.core.model import INT
 
 # What a string constant may contain inside "..." in a filter expression.
@@ -117,17 +118,12 @@ def expression(clause_list):
 
 
 def kernel_side_filters(measurement, logical):
-    """The filters of event `logical` the kernel may apply.  A pair's start
-    (or mark) keeps only those that apply to its end as well: the end of a
-    start the kernel dropped would look unmatched.  The others run in user
-    space, where a rejected start leaves a marker that silences its end (as
-    the eBPF backend's kt_drop does)."""
-    own = measurement.filters_for(logical)
-    pair = measurement.pair
-    if pair is None or logical.name not in (pair.start, pair.mark):
-        return own
-    end = measurement.event(pair.end)
-    return [f for f in own if f.applies_to(end)]
+    """The filters of event `logical` the kernel may apply: those that may
+    drop it leaving no trace (core.semantics.early_filters).  A pair start
+    its other filters reject must reach user space, where it leaves a
+    marker that silences its end; an end its other filters reject still
+    retires its start there."""
+    return semantics.early_filters(measurement, logical)
 
 
 def event_filter(measurement, resolved):
@@ -146,10 +142,14 @@ def pid_for_set_event_pid(measurement):
     The model's pid is a process (tgid).  The kernel's set_event_pid keeps
     events of the listed task ids; with options/event-fork it also follows
     tasks they create, so listing every thread of N at start is a superset
-    of the process (children are dropped again in user space)."""
+    of the process (children are dropped again in user space).  Only a
+    filter every event may apply early (core.semantics.early_filters)
+    qualifies: one that decides a pair's start late (a block request's
+    pid, where its end runs in another task) must see every start."""
     for flt in measurement.filters:
         if flt.field == "pid" and flt.op == "==" and isinstance(flt.value, int) \
                 and not isinstance(flt.value, bool) and flt.value > 0 \
-                and all(flt.applies_to(e) for e in measurement.events):
+                and all(flt.applies_to(e) and flt in semantics.early_filters(measurement, e)
+                        for e in measurement.events):
             return flt.value
     return None
