@@ -135,19 +135,24 @@ def test_example_output_file():
 
 
 # -- live: both backends over one workload ----------------------------------
+SPIN_MS = 5
 WORKLOAD = """
 import os, sys, time
 print(os.getpid(), flush=True)
 sys.stdin.readline()
 for _ in range(int(sys.argv[1])):
     time.sleep(0.001)
-"""
+    end = time.perf_counter() + %f
+    while time.perf_counter() < end:
+        pass
+""" % (SPIN_MS / 1000.0)
 
 
 def sleeper(n):
     """A process that, once released by a line on its stdin, sleeps 1 ms n
-    times: its thread is woken once by the release and once per sleep, and
-    each wakeup ends in a switch to it."""
+    times and runs SPIN_MS after each wakeup: its thread is woken once by
+    the release and once per sleep, each wakeup ends in a switch to it, and
+    each switch away from it comes SPIN_MS or more after that."""
     p = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
     return p, int(p.stdout.readline())
@@ -177,7 +182,6 @@ def check_log2_shape(hist):
 
 @pytest.mark.live
 @pytest.mark.ebpf
-@pytest.mark.slow
 def test_both_backends_at_once_over_one_workload(installed):
     n = 200
     work, tid = sleeper(n)
@@ -214,6 +218,10 @@ def test_both_backends_at_once_over_one_workload(installed):
         # The release and the n sleeps wake the thread; a wakeup the kernel
         # dropped (reported as lost) may be missing.
         assert n - report["lost"] <= hist["count"] <= n + 1, (report, hist)
+        # Timed to the switch *to* the thread: mostly well below the SPIN_MS
+        # it then runs (a pair ending at its switch away would never be).
+        quick = sum(b["count"] for b in hist["buckets"] if b["high"] < SPIN_MS * 1000 * 4 // 5)
+        assert quick * 2 >= hist["count"], (report, hist)
     assert abs(hist_e["count"] - hist_f["count"]) <= lost
     # Both timed the same wakeups; the clocks read at slightly different
     # moments may move a latency near a power of two to the next row.

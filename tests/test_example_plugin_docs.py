@@ -146,3 +146,26 @@ def test_the_runqlat_measurement_is_the_one_the_guide_describes():
     assert [f.sources for e in m.events for f in e.fields] == [
         ("pid",), ("pid",), ("next_pid",), ("next_comm",)]
     assert (m.pair.start, m.pair.mark, m.pair.end) == ("wakeup_new", "wakeup", "run")
+
+
+@pytest.mark.live
+@pytest.mark.ebpf
+def test_each_backend_takes_the_alternative_the_guide_says(guide_namespace):
+    """Section 4: for the openat path string the eBPF backend reads the
+    syscall tracepoint's pointer; the ftrace backend cannot, and takes the
+    kprobe where the kernel has kprobe_events, else the uprobe on libc."""
+    from kerntrace.core.host import Host
+    from kerntrace.core.model import KernelFunction, SyscallEntry, UserFunction
+    from kerntrace.core.pluginhost import PluginHost
+    namespace, _created = guide_namespace
+    measurement = namespace["opens"]
+    host = Host()
+    backends = {b.name: b for b in PluginHost(load_third_party=False).backends()}
+    chosen = {}
+    for name in ("ebpf", "ftrace"):
+        verdict = backends[name].check(measurement, host)
+        assert verdict.ok, "%s: %s" % (name, verdict.reasons)
+        chosen[name] = verdict.plan.events[0].probe
+    assert isinstance(chosen["ebpf"], SyscallEntry)
+    kprobe_events = os.path.exists(os.path.join(host.tracefs_path(), "kprobe_events"))
+    assert type(chosen["ftrace"]) is (KernelFunction if kprobe_events else UserFunction)
