@@ -169,3 +169,88 @@ def test_each_backend_takes_the_alternative_the_guide_says(guide_namespace):
     assert isinstance(chosen["ebpf"], SyscallEntry)
     kprobe_events = os.path.exists(os.path.join(host.tracefs_path(), "kprobe_events"))
     assert type(chosen["ftrace"]) is (KernelFunction if kprobe_events else UserFunction)
+
+
+# The guide's tools, run as a plugin's would be: in a process of their own,
+# stopped with Ctrl-C (SIGINT) where they have no count.
+_RUN_GUIDE_TOOL = """
+import sys
+sys.path[:0] = [{tests!r}, {example!r}]
+import test_example_plugin_docs as docs
+from kerntrace.core.pluginhost import PluginHost
+from kerntrace.core.runner import run
+namespace = docs.run_guide()
+tool = [cls() for cls in docs.guide_tools(namespace) if cls.name == sys.argv[1]][0]
+args = tool.parse_args(sys.argv[2:], prog=tool.name)
+sys.exit(run(tool, args, PluginHost(load_third_party=False)))
+"""
+
+
+def run_guide():
+    """The guide's code run as a module would (for the subprocesses)."""
+    namespace = {"__name__": "kerntrace_guide"}
+    for body, line in python_blocks():
+        exec(compile(body, "%s:%d" % (GUIDE, line), "exec"), namespace)
+    return namespace
+
+
+def run_guide_tool(name, argv, workload, stop):
+    import signal
+    import subprocess
+    import clirun
+    code = _RUN_GUIDE_TOOL.format(tests=os.path.dirname(os.path.abspath(__file__)),
+                                  example=EXAMPLE)
+    p = subprocess.Popen([sys.executable, "-c", code, name] + argv, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, cwd="/")
+    try:
+        clirun.wait_for_stderr_line(p, "Ctrl-C")
+        workload()
+        if stop:
+            import time
+            time.sleep(1.0)             # let the last events reach the reader
+            p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:            # a failed check: stop it as a user would
+            p.send_signal(signal.SIGINT)
+            try:
+                p.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    assert p.returncode == 0 and "Traceback" not in err, err
+    return out
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("backend", [pytest.param("ftrace", marks=pytest.mark.live),
+                                     pytest.param("ebpf", marks=pytest.mark.ebpf)])
+def test_the_guide_tools_run_live(backend, tmp_path):
+    """execcount, syscallcount and execsnoop_lite as the guide writes them,
+    over 5 executions of a program with a name of its own."""
+    import shutil
+    import subprocess
+    comm = "ktguide%d" % (os.getpid() % 10 ** 7)
+    prog = str(tmp_path / comm)
+    shutil.copy(shutil.which("true"), prog)
+
+    def five_execs():
+        for _ in range(5):
+            subprocess.check_call([prog])
+
+    common = ["--backend", backend]
+    out = run_guide_tool("execcount", common + ["-i", "60"], five_execs, stop=True)
+    rows = [l.split() for l in out.splitlines() if l.split()[:1] == [comm]]
+    assert rows == [[comm, "5"]], out
+
+    out = run_guide_tool("execsnoop_lite", common, five_execs, stop=True)
+    rows = [l.split() for l in out.splitlines() if comm in l]
+    assert len(rows) == 5 and all(r[1:] == [comm, prog] for r in rows), out
+
+    out = run_guide_tool("syscallcount", common + ["-c", comm, "3", "1"], five_execs,
+                         stop=False)
+    counts = dict((tuple(l.split()[:2]), int(l.split()[2])) for l in out.splitlines()
+                  if len(l.split()) == 3 and l.split()[1] == comm)
+    # Each run of the program opens and reads its libraries the same way.
+    assert set(counts) == {("openat", comm), ("read", comm)}, out
+    assert all(n > 0 and n % 5 == 0 for n in counts.values()), out
