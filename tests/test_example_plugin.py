@@ -9,6 +9,7 @@ the checkout."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,8 @@ class Installed(object):
     """The example installed under `target`: run its console script or
     `kerntrace runqlat` with the package importable."""
 
-    def __init__(self, target):
+    def __init__(self, source, target):
+        self.source = source
         self.target = target
         self.script = os.path.join(target, "bin", "runqlat")
 
@@ -66,7 +68,7 @@ def installed(tmp_path_factory):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True, timeout=600)
     assert p.returncode == 0, "pip install of examples/runqlat failed:\n" + p.stdout
-    return Installed(target)
+    return Installed(source, target)
 
 
 # -- installed, without the kernel ----------------------------------------
@@ -112,6 +114,18 @@ def test_print_program_names_the_sched_tracepoints(installed):
     for event in ("sched_wakeup_new", "sched_wakeup", "sched_switch"):
         assert "events/sched/%s/enable" % event in out
     assert "next_pid != 0" in out and "next_pid == 42" in out
+
+
+def test_the_example_package_tests_pass(installed):
+    """Its own tests (docs/plugins.md section 8), run as its author would,
+    against the installed package."""
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        os.path.join(installed.source, "tests")], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True,
+                       env=dict(installed.env(), PYTHONDONTWRITEBYTECODE="1"),
+                       cwd="/", timeout=300)     # not the source: the installed package
+    assert p.returncode == 0, p.stdout
+    assert re.search(r"^5 passed", p.stdout, re.M), p.stdout
 
 
 def test_man_page_renders():
