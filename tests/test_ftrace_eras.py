@@ -17,6 +17,7 @@ from fake_tracefs import (COMMON_FIELDS, DEBUGFS_ROOT, TRACEFS_ROOT, FakeTracefs
                           STT_FUNC, STB_GLOBAL)
 from kerntrace.backends.ftrace.backend import FtraceBackend, default_buffer_kb
 from kerntrace.backends.ftrace import instance as instance_mod
+from kerntrace.backends.ftrace import session as session_module
 from kerntrace.core import runner, tracefs as core_tracefs
 from kerntrace.core.backend import RunOptions
 from kerntrace.core.errors import EnableError, FilterError, LockHeld, UsageError
@@ -70,10 +71,11 @@ def block_measurement(*filters, **kw):
 
 def prepare(measurement, stderr=None, verbose=False, buffer_kb=None):
     b = FtraceBackend()
-    v = b.check(measurement, Host(mount_tracefs=False))
+    options = RunOptions(tool="erastest", stderr=stderr or io.StringIO(), verbose=verbose,
+                         buffer_kb=buffer_kb)
+    v = b.check(measurement, Host(mount_tracefs=False), options)
     assert v.ok, v.reasons
-    s = b.open(measurement, v, RunOptions(tool="erastest", stderr=stderr or io.StringIO(),
-                                          verbose=verbose, buffer_kb=buffer_kb))
+    s = b.open(measurement, v, options)
     return v, s
 
 
@@ -320,7 +322,10 @@ def test_glob_rejected_by_old_kernel_falls_back(fs, monkeypatch, mounts):
     with s:
         base = "instances/%s/" % t.instances()[0]
         assert t.read(base + "events/block/block_rq_issue/filter") == "dev == 5\n"
-    assert v.plan.kernel_filters["issue"] == "dev == 5"
+    # planned: the glob, and without it if the kernel rejects it; accepted: that
+    assert v.plan.kernel_filters["issue"] == 'dev == 5 && rwbs ~ "*R*"'
+    assert v.plan.filter_fallbacks["issue"] == "dev == 5"
+    assert s.configured.kernel_filters["issue"] == "dev == 5"
     assert "rejected filter 'dev == 5 && rwbs ~ \"*R*\"'" in err.getvalue()
 
 
@@ -332,7 +337,8 @@ def test_filter_rejection_is_silent_without_verbose(fs, monkeypatch, mounts):
     with s:
         base = "instances/%s/" % t.instances()[0]
         assert t.read(base + "events/block/block_rq_issue/filter") == "none\n"
-    assert v.plan.kernel_filters["issue"] is None and v.plan.kernel_filters["done"] == "dev == 5"
+    assert v.plan.kernel_filters == {"issue": "dev == 5", "done": "dev == 5"}
+    assert s.configured.kernel_filters == {"issue": None, "done": "dev == 5"}
     assert err.getvalue() == ""
 
 
@@ -698,11 +704,11 @@ def test_top_level_run_killed_before_saving_anything_leaves_no_lock(fs, monkeypa
     class Killed(BaseException):
         pass
 
-    def killed(ops):
+    def killed(*args, **kwargs):
         raise Killed()
     monkeypatch.setattr(os, "getpid", lambda: gone)
     v, s = prepare(block_measurement())
-    monkeypatch.setattr(s, "_configure", killed)
+    monkeypatch.setattr(session_module, "configure", killed)
     with pytest.raises(Killed):
         s.start()
     s.undo._items = []          # what SIGKILL does: nothing is undone
@@ -853,6 +859,6 @@ def test_top_level_task_events_restored_with_their_filters(fs, monkeypatch, moun
 def test_no_task_events_no_tracking_and_says_so(fs, monkeypatch, mounts):
     tree(fs, monkeypatch, mounts, "6.11")
     v = FtraceBackend().check(by_comm_measurement(), Host())
-    assert v.ok and v.plan.task_events == []
+    assert v.ok and v.plan.task_events == ()
     assert ("no task:task_newtask/task_rename events: task names and process ids from "
             "/proc at the start and saved_cmdlines") in v.reasons

@@ -16,14 +16,14 @@ class StubBackend(Backend):
         self.name, self.preference, self._ok, self._reasons = name, preference, ok, reasons
         self._notice = notice
 
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
         return Verdict(self.name, self._ok, self._reasons, notice=self._notice)
 
 
 class Crashing(Backend):
     name, preference = "crashy", 5
 
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
         raise OSError(1, "Operation not permitted")
 
 
