@@ -14,7 +14,9 @@ live kernel can say at that moment is read here and nowhere decided again:
     --explain: the one place a run can differ from --print-program
   - the format of a probe we define exists once it is defined
   - a filter the kernel rejects (EINVAL, e.g. globs before the `~`
-    operator) is retried without globs, then left to user space
+    operator) is retried without globs (the record shows that retry as a
+    comment, IF_REJECTED, where the kernel accepts the first), then left
+    to user space
   - the threads of a `pid == N` process are those at the start
 """
 
@@ -31,6 +33,9 @@ from .readers import cpus
 
 # Names tried for our instance or a probe before giving up.
 NAME_TRIES = 100
+# How the record shows a filter written only if the kernel rejects the one
+# before (a comment: the dry run cannot know).
+IF_REJECTED = "if the kernel rejects it (EINVAL): echo"
 
 
 class Configured(object):
@@ -190,10 +195,14 @@ class _Configurer(object):
         planned = self.plan.kernel_filters.get(ev.name)
         attempts = [e for e in (planned, self.plan.filter_fallbacks.get(ev.name)) if e]
         text = None
-        for expr in attempts:
+        for i, expr in enumerate(attempts):
             err = ops.try_write(path, expr)
             if err is None:
                 text = expr
+                for later in attempts[i + 1:]:
+                    # What a kernel that rejects it gets instead: --print-
+                    # cannot know which kernel that is (nothing is written).
+                    ops.note("%s '%s' > %s" % (IF_REJECTED, later, path))
                 break
             if err.errno != errno.EINVAL:
                 raise FilterError("event %s: cannot write filter to %s: %s (errno %d)"
