@@ -50,8 +50,10 @@ class ResolvedEvent(Frozen):
     system    tracefs event system ("block", "syscalls", or our own
               "kerntrace_<pid>" group for uprobes/kprobes we define)
     event     tracefs event name
-    format    core.tracefs.EventFormat of that event (None in replay until a
-              line reveals which known format it uses)
+    format    core.tracefs.EventFormat of that event (None for a probe we
+              define until it is defined: the session's configured events
+              carry it; None in replay until a line reveals which known
+              format it uses)
     fields    logical field name -> format field name
     probe_def for uprobes/kprobes: the definition line written to
               uprobe_events/kprobe_events (None for tracepoints)
