@@ -191,3 +191,24 @@ def test_ftrace_cli_print_program_is_the_plan_of_the_same_arguments():
         rc, out, err = clirun.run(["iolatency", "--backend", "ftrace", "--print-program"] + argv)
     assert rc == 0, err
     assert normalise(out) == normalise(printed)
+
+
+@pytest.mark.live
+def test_explain_and_print_program_of_one_run_describe_one_plan():
+    """One process, one plan: the instance and filters --explain names are
+    the ones --print-program writes (nothing is decided twice)."""
+    with workloads.loop_device() as (path, major, minor):
+        dev = (major << 20) | minor
+        rc, out, err = clirun.run(["iolatency", "--backend", "ftrace", "--explain",
+                                   "--print-program", "-d", "%d,%d" % (major, minor)])
+    assert rc == 0, err
+    m = re.search(r"^kerntrace: ftrace: instance (kerntrace-\d+-iolatency\d+), (\d+) KB per CPU",
+                  err, re.M)
+    assert m, err
+    assert "kerntrace: ftrace: event start <- block:block_rq_issue; kernel filter dev == %d" \
+        % dev in err.splitlines(), err
+    inst = "/instances/%s" % m.group(1)
+    assert out.splitlines()[0].startswith("mkdir ") and out.splitlines()[0].endswith(inst)
+    assert "echo '%s' > " % m.group(2) in out and inst + "/buffer_size_kb" in out
+    assert any(l.startswith("echo 'dev == %d' > " % dev) and
+               l.endswith(inst + "/events/block/block_rq_issue/filter") for l in out.splitlines())

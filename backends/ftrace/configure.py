@@ -79,14 +79,14 @@ class _Configurer(object):
 
     def run(self):
         plan, ops = self.plan, self.ops
-        if not plan.instances:
-            ops.note("take lock %s" % LOCK_PATH)
         if plan.instances:
             name = self._claim_instance_name()
             self.done.instance_name = name
             self.buffer_path = os.path.join(self.root, "instances", name)
             ops.mkdir_instance(self.buffer_path)
         else:
+            # (start() has taken it, with the journal, before configuring.)
+            ops.note("take lock %s" % LOCK_PATH)
             self.buffer_path = self.root
         self.done.buffer_path = self.buffer_path
         self.done.events = [self._define_probe(ev) if ev.probe_def else ev
