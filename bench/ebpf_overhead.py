@@ -92,7 +92,7 @@ def child_kerntrace():
     t0 = time.monotonic()
     m = Measurement([Event("getppid", SyscallEntry("getppid"))], Count(keys=("pid",)))
     be = EbpfBackend()
-    v = be.check(m, Host())
+    v = be.check(m, Host(), RunOptions(tool="bench"))
     if not v.ok:
         sys.exit("kerntrace cannot run: %s" % "; ".join(v.reasons))
     s = be.open(m, v, RunOptions(tool="bench"))

@@ -196,12 +196,13 @@ class PageList(object):
 def time_raw_merged(m, p, per_cpu, fi, fc, hp, he):
     """Per-CPU pages read round by round and merged back into time order
     before the aggregator by the live session's own code: its TimeOrder,
-    one decoder binding per CPU, and its drain round (session.read_round)
+    one decoder binding per CPU, and its drain round (readers.read_round)
     called until a round finds nothing, as LiveSession.wait() does."""
     try:
-        from kerntrace.backends.ftrace.session import TimeOrder, read_round
+        from kerntrace.backends.ftrace.readers import read_round
+        from kerntrace.backends.ftrace.timeorder import TimeOrder
     except ImportError as e:
-        return None, "session.TimeOrder/read_round not available: %s" % e
+        return None, "TimeOrder/read_round not available: %s" % e
     dec = RawDecoder(hp, he, {fi.id: fi, fc.id: fc})
     agg = Aggregator(m, p, tasks=TaskInfo(proc_root=None))
     order = TimeOrder()

@@ -4,8 +4,14 @@ A backend registers through the `kerntrace_backends` hook (see hookspecs)
 and implements:
 
     capabilities(host)            -> [Capability]   what it found on this host
-    check(measurement, host)      -> Verdict        can it run this measurement here?
-    open(measurement, verdict, options) -> Session  a running measurement
+    check(measurement, host, options) -> Verdict    can it run this measurement here?
+                                     and if so, its plan: everything the run
+                                     will do, decided now (probes, filters,
+                                     buffer sizes, the program text, names)
+    open(measurement, verdict, options) -> Session  a running measurement,
+                                     built from verdict.plan alone (options
+                                     only say where to report: stderr,
+                                     verbose); nothing is decided again
 
 A Session is a context manager: entering it calls start(), which attaches
 everything; leaving it (on every path) calls close(), which detaches
@@ -15,8 +21,11 @@ must work after a partial start().
     wait(timeout)   process kernel events for up to `timeout` seconds
     collect()       -> Report for what was seen since the last collect()
                        (read-and-reset; in-flight pair starts survive)
-    program_text()  a human-readable rendering of what it installs
-                    (the generated BPF C, the tracefs writes), or None
+    program_text()  exactly what start() hands to the kernel (the BPF C
+                    given to bcc, the tracefs writes in order), or None
+
+A plan is immutable once check() has made it (see Frozen): --print-program,
+--explain and the run all read the same object.
 """
 
 from .errors import OptionError
@@ -42,12 +51,36 @@ class Capability(object):
         return "Capability(%s=%s: %s)" % (self.name, self.ok, self.detail)
 
 
-class Verdict(object):
+class Frozen(object):
+    """Attributes set in __init__ (then freeze()) and never again: what
+    check() decided cannot drift before or during the run."""
+
+    __slots__ = ()
+
+    def freeze(self):
+        object.__setattr__(self, "_frozen", True)
+        return self
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise AttributeError("%s is immutable (decided by check()): cannot set %s"
+                                 % (type(self).__name__, name))
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if getattr(self, "_frozen", False):
+            raise AttributeError("%s is immutable (decided by check()): cannot delete %s"
+                                 % (type(self).__name__, name))
+        object.__delattr__(self, name)
+
+
+class Verdict(Frozen):
     """A backend's answer for one measurement on this host.
 
     ok       it can run it
     reasons  why (not): one short line each, for the user
-    plan     backend-private data (e.g. the probe chosen for each event)
+    plan     backend-private and immutable: everything the run needs (see
+             the module docstring); describe() gives its --explain lines
     notice   one line the user is told even when another backend runs the
              tool (in our words what a dependency would have printed, e.g.
              bcc's missing kernel headers), or None
@@ -59,6 +92,12 @@ class Verdict(object):
         self.reasons = list(reasons)
         self.plan = plan
         self.notice = notice
+        self.freeze()
+
+    def describe(self):
+        """--explain lines of the plan (what the run will do), if any."""
+        describe = getattr(self.plan, "describe", None)
+        return list(describe()) if describe is not None else []
 
     def __repr__(self):
         return "Verdict(%s ok=%s %s)" % (self.backend, self.ok, "; ".join(self.reasons))
@@ -71,9 +110,14 @@ MAX_BUFFER_KB = 4 * 1024 * 1024
 class RunOptions(object):
     """Run-time knobs that are not part of the measurement.
 
+    tool        names what the run creates (an ftrace instance)
     buffer_kb   per-CPU size of the event buffer, None for the backend's
                 default: the ftrace instance buffer; the eBPF perf buffer
                 (or its ring buffer, shared by all CPUs, sized CPUs x KB)
+    stderr, verbose   where a session reports, and whether it says more
+
+    check() plans with tool and buffer_kb (plan_key()); open() must be
+    given options with the same ones.
     """
 
     def __init__(self, tool="kerntrace", buffer_kb=None, stderr=None, verbose=False):
@@ -84,6 +128,17 @@ class RunOptions(object):
         self.buffer_kb = buffer_kb
         self.stderr = stderr
         self.verbose = verbose
+
+    def plan_key(self):
+        """The options a plan depends on."""
+        return (self.tool, self.buffer_kb)
+
+
+def check_plan_options(plan_key, options):
+    """open() is given the options check() planned with (or None)."""
+    if options is not None and options.plan_key() != plan_key:
+        raise ValueError("the plan was made for tool/--buffer-kb %r, not %r"
+                         % (plan_key, options.plan_key()))
 
 
 class Backend(object):
@@ -102,7 +157,7 @@ class Backend(object):
     def capabilities(self, host):
         raise NotImplementedError
 
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
         raise NotImplementedError
 
     def open(self, measurement, verdict, options):
@@ -127,8 +182,9 @@ class Backend(object):
 
 
 class Session(object):
-    """Built by Backend.open() without touching the kernel (so
-    program_text() can show what it would do); entering it starts tracing."""
+    """Built by Backend.open() from a verdict's plan without touching the
+    kernel (so program_text() can show what it will do); entering it
+    starts tracing."""
 
     def __enter__(self):
         # start() creates kernel state (instances, probes, programs) and

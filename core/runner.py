@@ -57,7 +57,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                          verbose=bool(getattr(args, "explain", False)))
     backends = plugins.backends()
     selection = select(tool, measurement, backends, host, requested,
-                       hook=plugins.pm.hook.kerntrace_select_backend)
+                       hook=plugins.pm.hook.kerntrace_select_backend, options=options)
     for line in selection.explain() if getattr(args, "explain", False) else selection.notices():
         err.write("kerntrace: %s\n" % line)
     session = selection.backend.open(measurement, selection.verdict, options)

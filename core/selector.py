@@ -6,6 +6,7 @@ backend in preference order wins unless a kerntrace_select_backend hook
 decides otherwise or the user forces one with --backend.  Never decided by
 kernel version numbers."""
 
+import inspect
 import os
 
 from . import tracefs
@@ -35,11 +36,13 @@ class Selection(object):
                 if v.notice and name != self.backend.name]
 
     def explain(self):
-        """One line per backend: chosen, or why not."""
+        """One line per backend: chosen (followed by what its plan will do,
+        read from the very plan the run opens), or why not."""
         lines = []
         for name, v in self.verdicts.items():
             if self.backend is not None and name == self.backend.name:
                 lines.append("%s: chosen%s" % (name, (" (" + "; ".join(v.reasons) + ")") if v.reasons else ""))
+                lines.extend("%s: %s" % (name, line) for line in v.describe())
             elif v.ok:
                 lines.append("%s: can run it, not chosen (%s)" % (
                     name, "--backend %s" % self.requested if self.requested != "auto"
@@ -49,26 +52,41 @@ class Selection(object):
         return lines
 
 
-def evaluate(measurement, backends, host, only=None):
+def _check(backend, measurement, host, options):
+    """backend.check(); a third-party backend written before check() took
+    the run options (API 1.0 allows both forms) is asked without them."""
+    try:
+        params = inspect.signature(backend.check).parameters
+    except (TypeError, ValueError):
+        params = None
+    if params is not None and len(params) < 3 and not any(
+            p.kind == p.VAR_POSITIONAL for p in params.values()):
+        return backend.check(measurement, host)
+    return backend.check(measurement, host, options)
+
+
+def evaluate(measurement, backends, host, only=None, options=None):
     verdicts = {}
     for b in backends:
         if only and b.name != only:
             continue
         try:
-            verdicts[b.name] = b.check(measurement, host)
+            verdicts[b.name] = _check(b, measurement, host, options)
         except Exception as e:  # a probe that crashes is an answer too
             from .backend import Verdict
             verdicts[b.name] = Verdict(b.name, False, ["probe failed: %s: %s" % (type(e).__name__, e)])
     return verdicts
 
 
-def select(tool, measurement, backends, host, requested="auto", hook=None):
+def select(tool, measurement, backends, host, requested="auto", hook=None, options=None):
+    """The Selection for `measurement`; every backend's check() plans with
+    `options` (RunOptions: the tool name and buffer size a plan depends on)."""
     by_name = {b.name: b for b in backends}
     if requested != "auto" and requested not in by_name:
         raise OptionError("--backend must be auto or an installed backend's name (%s), got %r"
                           % (", ".join(sorted(by_name)), requested))
     verdicts = evaluate(measurement, backends, host,
-                        only=requested if requested != "auto" else None)
+                        only=requested if requested != "auto" else None, options=options)
     chosen = None
     if requested != "auto":
         v = verdicts[requested]

@@ -16,6 +16,7 @@ import kernstate
 import workloads
 
 N = 16
+OPTIONS = RunOptions(tool="contract")
 
 
 def block_measurement(aggregate, dev):
@@ -39,12 +40,12 @@ AGGREGATES = {
 def backend_verdicts(measurement):
     """[(backend, its check() verdict)] for every built-in backend."""
     host = Host()
-    return [(b, b.check(measurement, host))
+    return [(b, b.check(measurement, host, OPTIONS))
             for b in PluginHost(load_third_party=False).backends()]
 
 
 def run_one(backend, verdict, measurement, dev_path):
-    session = backend.open(measurement, verdict, RunOptions(tool="contract"))
+    session = backend.open(measurement, verdict, OPTIONS)
     with session:
         session.wait(0.2)
         workloads.direct_writes(dev_path, N)

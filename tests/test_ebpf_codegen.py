@@ -799,7 +799,7 @@ def test_handlers_that_read_fields_stay_format_tracepoints(why):
         m = _issue_count(("comm",))
     plan = make_plan(m)
     if why == "no raw tracepoint":
-        plan.events[0].raw_ok = False
+        plan = plan.replace(events=(plan.events[0].replace(raw_ok=False),) + plan.events[1:])
     prog = codegen.generate(m, plan)
     assert "bpf_raw_tracepoint_args" not in prog.text
     assert [a.kind for a in prog.attachments] == ["tracepoint"]
@@ -829,8 +829,7 @@ def test_shared_key_starts_are_inserted_and_collisions_make_the_key_ambiguous(
     m = Measurement(m0.events, m0.aggregate,
                     pair=Pair(pair.start, pair.end, key=pair.key, carry=pair.carry,
                               mark=pair.mark, shared={"sector": (1 << 64) - 1}))
-    plan = make_plan(m)
-    plan.atomic_fetch = atomic_fetch
+    plan = make_plan(m).replace(atomic_fetch=atomic_fetch)
     t = codegen.generate(m, plan).text
     assert "if (kt_k.f_sector == 18446744073709551615ULL) {" in t
     assert "kt_start.insert(&kt_k, sv) == 0" in t

@@ -32,9 +32,9 @@ import pytest
 import workloads
 from kerntrace.backends.ebpf import probes as eprobes
 from kerntrace.backends.ebpf import maps, sysbpf, tracefs_probes
-from kerntrace.backends.ebpf.backend import EbpfBackend
+from kerntrace.backends.ebpf.backend import EbpfBackend, run_plan
 from kerntrace.backends.ebpf.maps import HashDrainer
-from kerntrace.core.backend import RunOptions
+from kerntrace.core.backend import RunOptions, Verdict
 from kerntrace.core.buckets import log2_slot
 from kerntrace.core.errors import EnableError
 from kerntrace.core.host import Host
@@ -90,14 +90,20 @@ class Run(object):
 
     def __init__(self, measurement, options=None, output=None, atomic_fetch=None):
         self.backend = EbpfBackend()
-        self.verdict = self.backend.check(measurement, Host())
+        options = options or RunOptions(tool="test")
+        self.verdict = self.backend.check(measurement, Host(), options)
         assert self.verdict.ok, self.verdict.reasons
+        forced = {}
         if output is not None:      # records through "perf" even where ringbuf exists
-            self.verdict.plan.output = output
+            forced["output"] = output
         if atomic_fetch is not None:    # the code older kernels get, run on this one
-            self.verdict.plan.atomic_fetch = atomic_fetch
-        self.session = self.backend.open(measurement, self.verdict,
-                                         options or RunOptions(tool="test"))
+            forced["atomic_fetch"] = atomic_fetch
+        if forced:                  # a plan made for those choices (plans are immutable)
+            plan = self.verdict.plan
+            self.verdict = Verdict(self.verdict.backend, True, self.verdict.reasons,
+                                   run_plan(measurement, plan.probes.replace(**forced),
+                                            options, plan.tracefs_path))
+        self.session = self.backend.open(measurement, self.verdict, options)
         self.reports = []
 
     def __enter__(self):
@@ -460,7 +466,7 @@ def test_failed_attach_leaves_nothing(caller_exe, tmp_path):
     m = Measurement([Event("getppid", SyscallEntry("getppid")),
                      Event("work", UserFunction(exe, "kerntrace_work"))], Count(keys=(EVENT_NAME,)))
     be = EbpfBackend()
-    v = be.check(m, Host())
+    v = be.check(m, Host(), RunOptions(tool="test"))
     assert v.ok, v.reasons
     session = be.open(m, v, RunOptions(tool="test"))
     os.unlink(exe)              # the binary disappears between check and start
@@ -477,7 +483,7 @@ def test_failed_attach_leaves_nothing(caller_exe, tmp_path):
 def test_close_is_idempotent_and_program_text_is_what_runs(caller_exe):
     m = Measurement([Event("getppid", SyscallEntry("getppid"))], Count())
     be = EbpfBackend()
-    v = be.check(m, Host())
+    v = be.check(m, Host(), RunOptions(tool="test"))
     s = be.open(m, v, RunOptions(tool="test"))
     text = s.program_text()
     assert "int kt_ev0_getppid(struct tracepoint__syscalls__sys_enter_getppid *args)" in text
@@ -524,7 +530,7 @@ def test_stop_signal_during_bcc_calls_leaves_nothing(caller_exe, where, capfd):
     c = workloads.Caller(caller_exe, 1, 10)
     m = uprobe_pair(caller_exe, Histogram(LATENCY, unit="usecs"), c.pid)
     be = EbpfBackend()
-    v = be.check(m, Host())
+    v = be.check(m, Host(), RunOptions(tool="test"))
     s = be.open(m, v, RunOptions(tool="test"))
     s.bcc = _SignalledBPF(s.bcc, where)
     before = bpf_fds()
@@ -559,7 +565,7 @@ def _both(measurement):
     ft = _ftrace_backend()
     if ft is None:
         pytest.skip("the ftrace backend is not installed")
-    v = ft.check(measurement, Host())
+    v = ft.check(measurement, Host(), RunOptions(tool="test"))
     assert v.ok, v.reasons      # a live host: ftrace can always run these
     return ft, v
 

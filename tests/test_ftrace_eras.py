@@ -17,6 +17,8 @@ from fake_tracefs import (COMMON_FIELDS, DEBUGFS_ROOT, TRACEFS_ROOT, FakeTracefs
                           STT_FUNC, STB_GLOBAL)
 from kerntrace.backends.ftrace.backend import FtraceBackend, default_buffer_kb
 from kerntrace.backends.ftrace import instance as instance_mod
+from kerntrace.backends.ftrace import session as session_module
+from kerntrace.backends.ftrace.configure import IF_REJECTED
 from kerntrace.core import runner, tracefs as core_tracefs
 from kerntrace.core.backend import RunOptions
 from kerntrace.core.errors import EnableError, FilterError, LockHeld, UsageError
@@ -71,10 +73,11 @@ def block_measurement(*filters, **kw):
 
 def prepare(measurement, stderr=None, verbose=False, buffer_kb=None):
     b = FtraceBackend()
-    v = b.check(measurement, Host(mount_tracefs=False))
+    options = RunOptions(tool="erastest", stderr=stderr or io.StringIO(), verbose=verbose,
+                         buffer_kb=buffer_kb)
+    v = b.check(measurement, Host(mount_tracefs=False), options)
     assert v.ok, v.reasons
-    s = b.open(measurement, v, RunOptions(tool="erastest", stderr=stderr or io.StringIO(),
-                                          verbose=verbose, buffer_kb=buffer_kb))
+    s = b.open(measurement, v, options)
     return v, s
 
 
@@ -321,7 +324,10 @@ def test_glob_rejected_by_old_kernel_falls_back(fs, monkeypatch, mounts):
     with s:
         base = "instances/%s/" % t.instances()[0]
         assert t.read(base + "events/block/block_rq_issue/filter") == "dev == 5\n"
-    assert v.plan.kernel_filters["issue"] == "dev == 5"
+    # planned: the glob, and without it if the kernel rejects it; accepted: that
+    assert v.plan.kernel_filters["issue"] == 'dev == 5 && rwbs ~ "*R*"'
+    assert v.plan.filter_fallbacks["issue"] == "dev == 5"
+    assert s.configured.kernel_filters["issue"] == "dev == 5"
     assert "rejected filter 'dev == 5 && rwbs ~ \"*R*\"'" in err.getvalue()
 
 
@@ -333,7 +339,8 @@ def test_filter_rejection_is_silent_without_verbose(fs, monkeypatch, mounts):
     with s:
         base = "instances/%s/" % t.instances()[0]
         assert t.read(base + "events/block/block_rq_issue/filter") == "none\n"
-    assert v.plan.kernel_filters["issue"] is None and v.plan.kernel_filters["done"] == "dev == 5"
+    assert v.plan.kernel_filters == {"issue": "dev == 5", "done": "dev == 5"}
+    assert s.configured.kernel_filters == {"issue": None, "done": "dev == 5"}
     assert err.getvalue() == ""
 
 
@@ -699,11 +706,11 @@ def test_top_level_run_killed_before_saving_anything_leaves_no_lock(fs, monkeypa
     class Killed(BaseException):
         pass
 
-    def killed(ops):
+    def killed(*args, **kwargs):
         raise Killed()
     monkeypatch.setattr(os, "getpid", lambda: gone)
     v, s = prepare(block_measurement())
-    monkeypatch.setattr(s, "_configure", killed)
+    monkeypatch.setattr(session_module, "configure", killed)
     with pytest.raises(Killed):
         s.start()
     s.undo._items = []          # what SIGKILL does: nothing is undone
@@ -854,6 +861,108 @@ def test_top_level_task_events_restored_with_their_filters(fs, monkeypatch, moun
 def test_no_task_events_no_tracking_and_says_so(fs, monkeypatch, mounts):
     tree(fs, monkeypatch, mounts, "6.11")
     v = FtraceBackend().check(by_comm_measurement(), Host())
-    assert v.ok and v.plan.task_events == []
+    assert v.ok and v.plan.task_events == ()
     assert ("no task:task_newtask/task_rename events: task names and process ids from "
             "/proc at the start and saved_cmdlines") in v.reasons
+
+
+# ---------------------------------------------------------------------------
+# The plan: what check() decided is what runs, and nothing changes it
+def _written_lines(writes):
+    """Control-file writes as --print-program words them (ControlFiles)."""
+    lines = []
+    for path, text, append in writes:
+        value = text[:-1] if text.endswith("\n") else text
+        if os.path.basename(path) == "trace" and not value:
+            lines.append("echo > %s" % path)
+        else:
+            lines.append("echo '%s' %s %s" % (value, ">>" if append else ">", path))
+    return lines
+
+
+def _plan_state(plan):
+    return (plan.describe(), dict(plan.kernel_filters), dict(plan.filter_fallbacks),
+            [(e.system, e.event, e.format, dict(e.fields), e.probe_def) for e in plan.events],
+            plan.instance_name, plan.buffer_kb, plan.trace_clock, plan.task_events)
+
+
+@pytest.mark.parametrize("era", ["2.6.32", "3.10", "6.11"])
+def test_program_text_is_every_write_start_makes_in_order(fs, monkeypatch, mounts, era):
+    """--print-program, byte for byte, against the writes of a real start()
+    on kernels of three eras (top level; no glob operator; a probe)."""
+    t = tree(fs, monkeypatch, mounts, era, glob_op=era != "3.10")
+    if era == "2.6.32":
+        _dirty_top_level(t)
+    lib = _fake_library(fs)
+    events = [Event("issue", Tracepoint("block", "block_rq_issue"),
+                    fields=[Field("dev"), Field("rwbs", STR)]),
+              Event("done", Tracepoint("block", "block_rq_complete"), fields=[Field("dev")])]
+    if era != "2.6.32":
+        events.append(Event("call", UserFunction(lib, "fake_fn")))
+    m = Measurement(events, Count(keys=("comm", EVENT_NAME)),
+                    filters=[Filter("dev", "==", 7, events=["issue", "done"]),
+                             Filter("rwbs", "glob", "*R*", events=["issue"])])
+    v, s = prepare(m)
+    before = _plan_state(v.plan)
+    text = s.program_text()
+    with s:
+        written = _written_lines(t.writes)
+    retry = "# %s " % IF_REJECTED
+    f = os.path.join("instances/" + v.plan.instance_name if v.plan.instances else "",
+                     "events/block/block_rq_issue/filter")
+    assert retry + "'dev == 7' > %s/%s" % (t.root, f) in text.splitlines()
+    if era == "3.10":
+        # The one stated difference: a kernel that rejects the glob gets the
+        # retry --print-program shows as a comment; otherwise it is the same.
+        assert [l for l in written if l.endswith(f)] == [
+            "echo 'dev == 7 && rwbs ~ \"*R*\"' > %s/%s" % (t.root, f),
+            "echo 'dev == 7' > %s/%s" % (t.root, f)]
+        expected = text.replace(retry, "echo ")
+    else:
+        assert "\n".join(s.ops.log) + "\n" == text
+        expected = text
+    assert written == [l for l in expected.splitlines()
+                       if not l.startswith("#") and not l.startswith("mkdir ")]
+    assert ("# take lock %s" % LOCK in text.splitlines()) == (era == "2.6.32")
+    # the run changed nothing in the plan, and prints the same again
+    assert _plan_state(v.plan) == before
+    assert s.program_text() == text
+
+
+def test_a_plan_cannot_be_changed(fs, monkeypatch, mounts):
+    tree(fs, monkeypatch, mounts, "6.11")
+    v, s = prepare(block_measurement(Filter("dev", "==", 5)))
+    plan, ev = v.plan, v.plan.events[0]
+    for obj, attr, value in [(plan, "buffer_kb", 1), (plan, "instance_name", "x"),
+                             (plan, "kernel_filters", {}), (plan, "events", []),
+                             (ev, "system", "x"), (ev, "format", None), (v, "plan", None)]:
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(obj, attr, value)
+    with pytest.raises(TypeError):
+        plan.kernel_filters["issue"] = None
+    with pytest.raises(TypeError):
+        ev.fields["dev"] = "sector"
+    with pytest.raises(AttributeError):
+        plan.events.append(ev)
+    assert plan.kernel_filters["issue"] == "dev == 5" and ev.fields["dev"] == "dev"
+
+
+def test_open_refuses_options_the_plan_was_not_made_for(fs, monkeypatch, mounts):
+    tree(fs, monkeypatch, mounts, "6.11")
+    b = FtraceBackend()
+    v = b.check(block_measurement(), Host(mount_tracefs=False), RunOptions(tool="a"))
+    with pytest.raises(ValueError, match="plan was made for"):
+        b.open(block_measurement(), v, RunOptions(tool="a", buffer_kb=64))
+    assert b.open(block_measurement(), v, RunOptions(tool="a")).plan is v.plan
+
+
+def test_explain_describes_the_plan_the_run_uses(fs, monkeypatch, mounts):
+    tree(fs, monkeypatch, mounts, "6.11")
+    v, s = prepare(block_measurement(Filter("dev", "==", 5)), buffer_kb=2048)
+    lines = v.describe()
+    assert "event issue <- block:block_rq_issue; kernel filter dev == 5" in lines
+    assert "instance %s, 2048 KB per CPU (--buffer-kb)" % v.plan.instance_name in lines
+    text = s.program_text()
+    assert "mkdir %s/instances/%s" % (TRACEFS_ROOT, v.plan.instance_name) in text
+    assert "echo '2048' > %s/instances/%s/buffer_size_kb" % (
+        TRACEFS_ROOT, v.plan.instance_name) in text

@@ -262,7 +262,7 @@ def test_strings_holding_their_separators_still_decode():
 def test_the_live_text_reader_skips_overlong_lines(tmp_path):
     """trace_pipe is read through the same splitter: a line longer than the
     kernel prints never accumulates, the lines around it come through."""
-    from kerntrace.backends.ftrace.session import TextReader
+    from kerntrace.backends.ftrace.readers import TextReader
     path = tmp_path / "trace_pipe"
     path.write_bytes(b"first\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\nsecond\nthird")
     r = TextReader(str(path))

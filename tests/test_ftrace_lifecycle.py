@@ -15,8 +15,9 @@ import pytest
 from kerntrace.backends.ftrace import instance, kfilter, probes
 from kerntrace.backends.ftrace.lock import FtraceLock, pid_alive
 from kerntrace.backends.ftrace.plan import ResolvedEvent
-from kerntrace.backends.ftrace import session
-from kerntrace.backends.ftrace.session import LossCounter, TimeOrder, needs_time_order, read_round
+from kerntrace.backends.ftrace import readers as readers_mod, session
+from kerntrace.backends.ftrace.readers import LossCounter, read_round
+from kerntrace.backends.ftrace.timeorder import TimeOrder, needs_time_order
 from kerntrace.core.errors import KerntraceError, LockHeld
 from kerntrace.core.model import (LATENCY, STR, Count, Event, Field, Filter, Histogram,
                                   Measurement, Pair, Records, Tracepoint)
@@ -489,7 +490,7 @@ class _Pages(object):
 
 
 def test_read_round_merges_lap_by_lap_within_the_page_budget(monkeypatch):
-    monkeypatch.setattr(session, "MAX_PAGES_PER_ROUND", 10)
+    monkeypatch.setattr(readers_mod, "MAX_PAGES_PER_ROUND", 10)
     # a "page" is one event (ts); CPU 0 has 13 pages, CPU 1 has 2
     readers = [_Pages(0, [10 * i for i in range(1, 14)]), _Pages(1, [15, 25])]
     got = []
@@ -522,9 +523,9 @@ def test_read_round_without_order_reads_the_whole_budget_at_once():
 
 
 def test_lap_size_grows_with_the_cpus():
-    assert session.lap_pages(1) == session.lap_pages(2) == session.MIN_LAP_PAGES
-    assert session.lap_pages(16) == 64
-    assert session.lap_pages(4096) == session.MAX_PAGES_PER_ROUND
+    assert readers_mod.lap_pages(1) == readers_mod.lap_pages(2) == readers_mod.MIN_LAP_PAGES
+    assert readers_mod.lap_pages(16) == 64
+    assert readers_mod.lap_pages(4096) == readers_mod.MAX_PAGES_PER_ROUND
 
 
 def test_only_pairs_and_records_need_the_cpus_merged():
@@ -544,7 +545,8 @@ def test_a_stop_signal_during_a_read_round_waits_until_the_pages_are_decoded():
     signal's handler runs."""
     import os
     import signal
-    from kerntrace.backends.ftrace.session import LiveSession, RawReader
+    from kerntrace.backends.ftrace.readers import RawReader
+    from kerntrace.backends.ftrace.session import LiveSession
 
     fed = []
 
@@ -668,11 +670,11 @@ def test_a_perf_tools_lock_held_by_a_run_in_another_pid_namespace_is_not_taken(t
 
 # ---------------------------------------------------------------------------
 # A flood: the buffer refills as fast as it is read
-class _EndlessReader(session.RawReader):
+class _EndlessReader(readers_mod.RawReader):
     """Always has another page (the kernel writes faster than we read)."""
 
     def __init__(self, cpu):
-        session.RawReader.__init__(self, cpu, "/nonexistent", 4096)
+        readers_mod.RawReader.__init__(self, cpu, "/nonexistent", 4096)
         self.pages = 0
 
     def read_pages(self, limit):
@@ -733,7 +735,7 @@ def flooded_session(monkeypatch, per_page, stopping, unread=777):
 def test_collect_under_a_flood_stops_draining_after_its_time_bound(monkeypatch):
     s = flooded_session(monkeypatch, per_page=0, stopping=False)
     report = s.collect()
-    rounds = s.readers[0].pages // session.MAX_PAGES_PER_ROUND
+    rounds = s.readers[0].pages // readers_mod.MAX_PAGES_PER_ROUND
     # about DRAIN_BOUND_S of (fake) 10 ms rounds, not 64 rounds of pages
     assert 1 <= rounds <= session.DRAIN_BOUND_S / 0.01 + 2
     assert report.lost == 0 and not s.said    # no stop: the rest is read next interval
@@ -742,7 +744,7 @@ def test_collect_under_a_flood_stops_draining_after_its_time_bound(monkeypatch):
 def test_collect_of_records_under_a_flood_stops_at_one_batch(monkeypatch):
     s = flooded_session(monkeypatch, per_page=100, stopping=False)
     report = s.collect()
-    per_round = 2 * session.MAX_PAGES_PER_ROUND * 100
+    per_round = 2 * readers_mod.MAX_PAGES_PER_ROUND * 100
     assert session.RECORD_BATCH <= len(report.data) < session.RECORD_BATCH + per_round
 
 

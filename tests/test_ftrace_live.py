@@ -23,7 +23,7 @@ import clirun
 import kernstate
 import workloads
 from kerntrace.backends.ftrace.backend import FtraceBackend
-from kerntrace.core.backend import RunOptions
+from kerntrace.core.backend import RunOptions, Verdict
 from kerntrace.core.errors import LockHeld
 from kerntrace.core.host import Host
 from kerntrace.core.model import (EVENT_NAME, LATENCY, Count, Event, Field, Filter, Histogram,
@@ -285,9 +285,10 @@ def test_stop_signal_while_creating_state_leaves_nothing(caller_exe, step, monke
 
 def _session(measurement, tool="livetest", **kw):
     b = FtraceBackend()
-    v = b.check(measurement, Host())
+    options = RunOptions(tool=tool, **kw)
+    v = b.check(measurement, Host(), options)
     assert v.ok, v.reasons
-    return v, b.open(measurement, v, RunOptions(tool=tool, **kw))
+    return v, b.open(measurement, v, options)
 
 
 def _total(report):
@@ -386,9 +387,12 @@ def test_top_level_mode_on_the_real_kernel_restores_every_file():
     m = Measurement([Event("g", Tracepoint("syscalls", "sys_enter_getppid"))], Count(),
                     filters=[Filter("tid", "==", os.getpid())])
     b = FtraceBackend()
-    v = b.check(m, Host())
-    v.plan.instances = False
-    s = b.open(m, v, RunOptions(tool="toplevel", buffer_kb=64))
+    options = RunOptions(tool="toplevel", buffer_kb=64)
+    v = b.check(m, Host(), options)
+    # the plan of a kernel without instances (plans are immutable: a new one)
+    v = Verdict(v.backend, True, v.reasons,
+                v.plan.replace(instances=False, instance_name=None, trace_clock=None))
+    s = b.open(m, v, options)
     before = read_all()
     try:
         with s:
@@ -420,9 +424,10 @@ def test_text_trace_pipe_path_counts_exactly(caller_exe):
     m = Measurement([Event("g", Tracepoint("syscalls", "sys_enter_getppid"))],
                     Count(keys=("comm", "pid")), filters=[Filter("pid", "==", c.pid)])
     b = FtraceBackend()
-    v = b.check(m, Host())
-    v.plan.read_path = "text"
-    s = b.open(m, v, RunOptions(tool="textpath"))
+    options = RunOptions(tool="textpath")
+    v = b.check(m, Host(), options)
+    v = Verdict(v.backend, True, v.reasons, v.plan.replace(read_path="text"))
+    s = b.open(m, v, options)
     assert s.program_text().splitlines()[-1] == "# read trace_pipe"
     with s:
         assert c.release() == 0

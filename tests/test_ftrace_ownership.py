@@ -242,7 +242,8 @@ def test_a_probe_name_another_run_owns_is_not_used(caller_exe):
     from kerntrace.core.model import Count, Event, Measurement, UserFunction
     m = Measurement([Event("work", UserFunction(caller_exe, "kerntrace_work"))], Count())
     b = FtraceBackend()
-    v = b.check(m, Host())
+    options = RunOptions(tool="renamed")
+    v = b.check(m, Host(), options)
     assert v.ok, v.reasons
     (ev,) = v.plan.events
     taken = ev.event
@@ -251,8 +252,9 @@ def test_a_probe_name_another_run_owns_is_not_used(caller_exe):
     try:
         assert holder.stdout.readline().strip() == "claimed"
         c = workloads.Caller(caller_exe, 25)
-        with b.open(m, v, RunOptions(tool="renamed")) as s:
-            assert ev.event != taken
+        with b.open(m, v, options) as s:
+            (ev,) = s.configured.events
+            assert ev.event != taken and v.plan.events[0].event == taken
             defined = read(os.path.join(tracefs(), "uprobe_events"))
             assert "/%s " % ev.event in defined and "/%s " % taken not in defined
             assert c.release() == 0

@@ -353,9 +353,8 @@ def test_text_path_names_from_the_events_not_from_the_printed_line():
     """trace_pipe prints the name saved_cmdlines holds when the line is
     formatted: after a rename, earlier lines show the new name too."""
     m = by_comm_and_pid()
-    plan = getppid_plan(m)
-    plan.read_path = "text"
-    s = session_mod.LiveSession(m, plan, "/nonexistent", types.SimpleNamespace(), None, 0)
+    plan = getppid_plan(m).replace(read_path="text", tracefs_root="/nonexistent")
+    s = session_mod.LiveSession(m, plan, types.SimpleNamespace())
     s.tasks = TaskInfo(proc_root=None)
     s.tasks.track(plan.task_events)
     s.tasks.learn(50, tgid=50, comm="ktA")

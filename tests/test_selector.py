@@ -16,14 +16,14 @@ class StubBackend(Backend):
         self.name, self.preference, self._ok, self._reasons = name, preference, ok, reasons
         self._notice = notice
 
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
         return Verdict(self.name, self._ok, self._reasons, notice=self._notice)
 
 
 class Crashing(Backend):
     name, preference = "crashy", 5
 
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
         raise OSError(1, "Operation not permitted")
 
 
@@ -75,3 +75,35 @@ def test_hook_can_choose_an_ok_backend_but_not_a_failing_one():
     bs = [StubBackend("ebpf", 10, True), StubBackend("ftrace", 20, True), StubBackend("bad", 30, False)]
     assert select(T(), M, bs, None, hook=lambda **kw: "ftrace").backend.name == "ftrace"
     assert select(T(), M, bs, None, hook=lambda **kw: "bad").backend.name == "ebpf"
+
+
+class _PlanWithLines(object):
+    def __init__(self):
+        self.asked = 0
+
+    def describe(self):
+        self.asked += 1
+        return ["event e <- sched:sched_switch", "instance x, 4096 KB per CPU"]
+
+
+class Planning(StubBackend):
+    def __init__(self, name, preference, plan):
+        StubBackend.__init__(self, name, preference, True)
+        self.plan, self.options = plan, []
+
+    def check(self, measurement, host, options=None):
+        self.options.append(options)
+        return Verdict(self.name, True, ["a note"], plan=self.plan)
+
+
+def test_explain_reads_the_chosen_plan_and_check_gets_the_run_options():
+    plan = _PlanWithLines()
+    chosen = Planning("ftrace", 20, plan)
+    options = object()
+    sel = select(T(), M, [StubBackend("ebpf", 10, False, ["no bcc"]), chosen], host=None,
+                 options=options)
+    assert chosen.options == [options]
+    assert sel.explain() == ["ebpf: cannot: no bcc", "ftrace: chosen (a note)",
+                             "ftrace: event e <- sched:sched_switch",
+                             "ftrace: instance x, 4096 KB per CPU"]
+    assert plan.asked == 1 and sel.verdict.plan is plan

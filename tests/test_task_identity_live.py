@@ -164,7 +164,7 @@ def test_text_path_names_a_renamed_process_as_it_was(ident_exe):
     name saved_cmdlines holds when the line is read: after the rename, for
     every line.  The counts follow the rename all the same."""
     from kerntrace.backends.ftrace.backend import FtraceBackend
-    from kerntrace.core.backend import RunOptions
+    from kerntrace.core.backend import RunOptions, Verdict
     from kerntrace.core.host import Host
     from kerntrace.core.model import Count, Event, Filter, Measurement, Tracepoint
     tag = "%05x" % random.randrange(1 << 20)
@@ -173,9 +173,10 @@ def test_text_path_names_a_renamed_process_as_it_was(ident_exe):
     m = Measurement([Event("g", Tracepoint("syscalls", "sys_enter_getppid"))],
                     Count(keys=("comm", "pid")), filters=[Filter("pid", "==", w.pid)])
     b = FtraceBackend()
-    v = b.check(m, Host())
-    v.plan.read_path = "text"
-    s = b.open(m, v, RunOptions(tool="textnames"))
+    options = RunOptions(tool="textnames")
+    v = b.check(m, Host(), options)
+    v = Verdict(v.backend, True, v.reasons, v.plan.replace(read_path="text"))
+    s = b.open(m, v, options)
     try:
         with s:
             assert w.release() == 0

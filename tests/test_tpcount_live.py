@@ -93,7 +93,7 @@ class _BackendThatCannotStart(Backend):
 
     name, preference = "brittle", 0
 
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
         return Verdict(self.name, True, [])
 
     def open(self, measurement, verdict, options):

@@ -273,8 +273,9 @@ from kerntrace.core.host import Host
 from kerntrace.core.model import Count, Event, Measurement, UserFunction
 m = Measurement([Event("work", UserFunction(sys.argv[1], "kerntrace_work"))], Count())
 b = FtraceBackend()
-v = b.check(m, Host())
-s = b.open(m, v, RunOptions(tool="victim"))
+o = RunOptions(tool="victim")
+v = b.check(m, Host(), o)
+s = b.open(m, v, o)
 s.__enter__()
 print("ready", flush=True)
 time.sleep(60)

@@ -1,13 +1,12 @@
 """The eBPF backend: bcc compiles generated C; aggregation happens in the
 kernel.  Preferred over ftrace wherever check() says it can run."""
 
-from kerntrace.core.backend import Backend, Capability, Verdict
+from kerntrace.core.backend import Backend, Capability, RunOptions, Verdict, check_plan_options
 from kerntrace.core.errors import one_line
-from kerntrace.core.host import Host
 
 from . import bccfind
 from . import plan as eplan
-from . import codegen, probes, tracefs_probes
+from . import buffers, codegen, probes, tracefs_probes
 from .session import EbpfSession
 
 _PROBE_KINDS = ("tracepoint", "raw_tracepoint", "kprobe", "uprobe")
@@ -50,14 +49,14 @@ class EbpfBackend(Backend):
         return caps
 
     # -- can it run this measurement here? -----------------------------------------
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
         try:
-            return self._check(measurement, host)
+            return self._check(measurement, host, options or RunOptions())
         except Exception as e:  # a probe that crashes is an answer, never a crash
             return Verdict(self.name, False, ["probe failed: %s: %s"
                                               % (type(e).__name__, one_line(e, ""))])
 
-    def _check(self, measurement, host):
+    def _check(self, measurement, host, options):
         p = probes.for_host(host)
         reasons = []
         b = p.bcc()
@@ -107,24 +106,26 @@ class EbpfBackend(Backend):
                             atomic_fetch=bool(measurement.pair and measurement.pair.shared)
                             and p.atomic_fetch().ok)
         try:
-            program = codegen.generate(measurement, ep)
+            # Where bcc's leftover probe definitions are removed and
+            # tracepoint ids read; never a reason not to run.
+            tracefs_path = host.tracefs_path()
+        except Exception:
+            tracefs_path = None
+        try:
+            plan = run_plan(measurement, ep, options, tracefs_path)
         except (ValueError, KeyError, TypeError) as e:
             return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
-        raw = [a.event.probe.name for a in program.attachments if a.raw]
+        raw = [a.event.probe.name for a in plan.program.attachments if a.raw]
         if raw:
             notes.append("raw tracepoint%s %s (no event fields read)"
                          % ("s" if len(raw) > 1 else "", ", ".join(raw)))
-        return Verdict(self.name, True, notes, ep)
+        return Verdict(self.name, True, notes, plan)
 
     # -- run it ----------------------------------------------------------------------
-    def open(self, measurement, verdict, options):
-        try:
-            # Only used to remove probe definitions bcc may leave; never fatal.
-            host_tracefs = Host(mount_tracefs=False).tracefs_path()
-        except Exception:
-            host_tracefs = None
-        return EbpfSession(measurement, verdict.plan, bccfind.import_bcc(), options,
-                           tracefs_path=host_tracefs)
+    def open(self, measurement, verdict, options=None):
+        """The session of verdict.plan: it loads plan.program.text."""
+        check_plan_options(verdict.plan.plan_key, options)
+        return EbpfSession(measurement, verdict.plan, bccfind.import_bcc(), options)
 
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
         failed = []
@@ -137,3 +138,11 @@ class EbpfBackend(Backend):
         if problems is not None:
             problems.extend(failed)
         return removed
+
+
+def run_plan(measurement, probe_plan, options, tracefs_path):
+    """The RunPlan for an EbpfPlan: the program is generated here, once,
+    for the buffer sizes the options ask for."""
+    sizes = buffers.BufferSizes(options.buffer_kb)
+    program = codegen.generate(measurement, probe_plan, sizes.ringbuf_pages)
+    return eplan.RunPlan(probe_plan, program, sizes, tracefs_path, options.plan_key())

@@ -1,6 +1,9 @@
 """The eBPF backend's plan: which probe each logical event uses on this host
-and where each of its fields is read from.  check() builds it; codegen turns
-it into C; the session attaches what it names.
+and where each of its fields is read from (EbpfPlan, codegen's input), and
+the RunPlan check() hands to open(): that EbpfPlan, the program codegen made
+from it (the C text bcc compiles), the buffer sizes and the tracefs path.
+Both are immutable; the session attaches what they name and generates
+nothing.
 
 Resolution rules (feature detection only):
   tracepoint  its events/<sys>/<name>/format exists; each Field's sources
@@ -12,7 +15,9 @@ Resolution rules (feature detection only):
 
 import os
 import re
+import types
 
+from kerntrace.core.backend import Frozen
 from kerntrace.core.model import INT, STR, USTR, KernelFunction, Tracepoint, UserFunction
 
 # Size of string buffers we read into (bytes, including the NUL): in-record
@@ -23,7 +28,7 @@ MAX_ARGS = 6   # PT_REGS_PARM1..6: the register arguments every bcc arch has
 _ARG = re.compile(r"^arg([0-9])$")
 
 
-class FieldSource(object):
+class FieldSource(Frozen):
     """Where one logical field of one event is read.
 
     kind    "tp"          integer tracepoint field     member = format field name
@@ -37,7 +42,7 @@ class FieldSource(object):
     signed  for integers: sign-extend (the format's signed flag)
     """
 
-    __slots__ = ("name", "type", "kind", "member", "size", "signed")
+    __slots__ = ("name", "type", "kind", "member", "size", "signed", "_frozen")
 
     def __init__(self, name, type, kind, member=None, size=8, signed=False):
         self.name = name
@@ -46,6 +51,7 @@ class FieldSource(object):
         self.member = member
         self.size = size
         self.signed = bool(signed)
+        self.freeze()
 
     @property
     def is_string(self):
@@ -56,7 +62,7 @@ class FieldSource(object):
                                                "/%d" % self.size if self.is_string else "")
 
 
-class PlannedEvent(object):
+class PlannedEvent(Frozen):
     """A logical event bound to the probe chosen for it.
 
     index     position in the measurement (the "event" pseudo-field value)
@@ -69,15 +75,23 @@ class PlannedEvent(object):
               so a handler that reads none of the event's fields can use it
     """
 
-    __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok")
+    __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok", "_frozen")
 
     def __init__(self, index, logical, probe, fields, target=None, raw_ok=False):
         self.index = index
         self.logical = logical
         self.probe = probe
-        self.fields = fields
+        self.fields = types.MappingProxyType(dict(fields))
         self.target = target
         self.raw_ok = raw_ok
+        self.freeze()
+
+    def replace(self, **changes):
+        """A copy with some attributes changed."""
+        args = dict(index=self.index, logical=self.logical, probe=self.probe,
+                    fields=self.fields, target=self.target, raw_ok=self.raw_ok)
+        args.update(changes)
+        return PlannedEvent(**args)
 
     @property
     def name(self):
@@ -94,8 +108,8 @@ class PlannedEvent(object):
         return "PlannedEvent(%s <- %s %r)" % (self.name, self.probe.describe(), self.fields)
 
 
-class EbpfPlan(object):
-    """events      [PlannedEvent] in measurement order
+class EbpfPlan(Frozen):
+    """events      (PlannedEvent, ...) in measurement order
     output      "ringbuf" or "perf": how records reach user space
     helpers     C helper names for reading memory ({"kernel", "kernel_str",
                 "user_str"} -> name), chosen by what the kernel has
@@ -104,17 +118,66 @@ class EbpfPlan(object):
     """
 
     def __init__(self, events, output="perf", helpers=None, notes=(), atomic_fetch=False):
-        self.events = list(events)
+        self.events = tuple(events)
         self.output = output
-        self.helpers = dict(helpers or MODERN_HELPERS)
-        self.notes = list(notes)
+        self.helpers = types.MappingProxyType(dict(helpers or MODERN_HELPERS))
+        self.notes = tuple(notes)
         self.atomic_fetch = bool(atomic_fetch)
+        self.freeze()
+
+    def replace(self, **changes):
+        """A new EbpfPlan with some choices changed (tests force the code
+        other kernels get); this one stays as it is."""
+        args = dict(events=self.events, output=self.output, helpers=self.helpers,
+                    notes=self.notes, atomic_fetch=self.atomic_fetch)
+        args.update(changes)
+        return EbpfPlan(**args)
 
     def event(self, name):
         for e in self.events:
             if e.name == name:
                 return e
         raise KeyError(name)
+
+
+class RunPlan(Frozen):
+    """Everything an eBPF run needs, decided by check() (verdict.plan).
+
+    probes        the EbpfPlan: the probe and field sources of each event
+    program       codegen.Program made from it: program.text is the C that
+                  start() hands to bcc, byte for byte what --print-program
+                  prints; program.attachments what it attaches
+    buffers       buffers.BufferSizes (from --buffer-kb or the defaults)
+    tracefs_path  where probe definitions bcc may leave are removed from
+                  and tracepoint ids are read (None: no tracefs)
+    plan_key      the RunOptions.plan_key() it was made for
+    """
+
+    def __init__(self, probes, program, buffers, tracefs_path, plan_key):
+        self.probes = probes
+        self.program = program
+        self.buffers = buffers
+        self.tracefs_path = tracefs_path
+        self.plan_key = plan_key
+        self.freeze()
+
+    @property
+    def events(self):
+        return self.probes.events
+
+    def describe(self):
+        """--explain lines: how each event is attached and read."""
+        lines = []
+        kinds = dict((a.event.name, a.kind) for a in self.program.attachments)
+        for pe in self.probes.events:
+            lines.append("event %s <- %s (%s program)%s" % (
+                pe.name, pe.probe.describe(), kinds.get(pe.name, pe.kind),
+                " in %s" % pe.target if pe.target else ""))
+        if self.program.kind == "records":
+            lines.append(self.buffers.describe(self.probes.output))
+        lines.append("memory reads through %s" % ", ".join(
+            sorted(set(self.probes.helpers.values()))))
+        return lines
 
 
 # Since Linux commit 6ae08ae3dea2 ("bpf: Add probe_read_{user, kernel} and

@@ -1,9 +1,9 @@
 """A running eBPF measurement.
 
     EbpfSession(measurement, plan, bcc_module, options)
-        built without touching the kernel: the program is generated here, so
-        program_text() works for --print-program
-    start()     compile with bcc, attach every planned probe (verified: the
+        built from check()'s RunPlan without touching the kernel:
+        program_text() is plan.program.text, the C that start() compiles
+    start()     compile that text with bcc, attach every planned probe (verified: the
                 probe must show up in bcc's open-probe tables), open the
                 perf/ring buffer for records
     wait(t)     poll the buffer (records) or sleep
@@ -24,24 +24,23 @@ import time
 from kerntrace.core import results
 from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, KerntraceError, one_line
-from kerntrace.core.host import Host
 from kerntrace.core.model import EVENT_NAME
 from kerntrace.core.stopsignals import SignalsLatched
 
-from . import bpfobject, buffers, codegen, perfhook, progstats, tracefs_probes
+from . import bpfobject, codegen, perfhook, progstats, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedOutput, first_error
 
 
 class EbpfSession(Session):
-    def __init__(self, measurement, plan, bcc_module, options=None, tracefs_path=None):
+    def __init__(self, measurement, plan, bcc_module, options=None):
         self.measurement = measurement
-        self.plan = plan
+        self.plan = plan                # plan.RunPlan
         self.bcc = bcc_module
         self.options = options
-        self.buffers = buffers.BufferSizes(getattr(options, "buffer_kb", None))
-        self.program = codegen.generate(measurement, plan, self.buffers.ringbuf_pages)
-        self._tracefs = tracefs_path
+        self.buffers = plan.buffers
+        self.program = plan.program
+        self._tracefs = plan.tracefs_path
         self._bpf = None
         self._drainers = {}
         self._records = []
@@ -81,11 +80,9 @@ class EbpfSession(Session):
         none or they cannot be opened."""
         probes = sorted(set((att.event.probe.category, att.event.probe.name)
                             for att in self.program.attachments if att.kind == "tracepoint"))
-        path = self._tracefs if self._tracefs is not None else \
-            Host(mount_tracefs=False).tracefs_path()
-        if not probes or not path:
+        if not probes or not self._tracefs:
             return None
-        return perfhook.HookCounter.open(path, probes)
+        return perfhook.HookCounter.open(self._tracefs, probes)
 
     def _compile(self):
         try:
@@ -178,9 +175,7 @@ class EbpfSession(Session):
         def on_lost(n):
             self._perf_lost += int(n)
 
-        if getattr(self.options, "verbose", False) and self.options.stderr is not None:
-            self.options.stderr.write("kerntrace: ebpf: %s\n"
-                                      % self.buffers.describe(self.program.output))
+        # (--explain told the buffer's size: RunPlan.describe().)
         cap = CapturedOutput()
         try:
             with cap:
@@ -324,9 +319,8 @@ class EbpfSession(Session):
         if b is None:
             return
         errors = bpfobject.unload(b)
-        path = self._tracefs if self._tracefs is not None else Host(mount_tracefs=False).tracefs_path()
-        if self._probe_names and path:
-            errors += tracefs_probes.remove_own(path, self._probe_names)
+        if self._probe_names and self._tracefs:
+            errors += tracefs_probes.remove_own(self._tracefs, self._probe_names)
         self._drainers = {}
         self._records = []
         self._skips = None

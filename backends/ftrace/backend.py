@@ -4,18 +4,21 @@ eBPF cannot run.  Aggregation happens in user space (aggregate.py).
 check() resolves every logical event to the first probe alternative this
 host has (tracepoint format files, uprobe_events + an ELF symbol,
 kprobe_events, or the function tracer) and every field to a format field,
-without writing anything; open() builds a LiveSession (or, for --input, a
+and decides the rest of the run (plan.Plan), without writing anything;
+open() builds a LiveSession from that plan (or, for --input, a
 ReplaySession that needs no kernel at all).
 """
 
 import errno
 import os
+import re
 
 from kerntrace.core import tracefs
-from kerntrace.core.backend import Backend, Capability, Verdict
-from kerntrace.core.errors import TracingUnavailable, Unsupported
+from kerntrace.core.backend import Backend, Capability, RunOptions, Verdict, check_plan_options
+from kerntrace.core.errors import Unsupported
 from kerntrace.core.model import STR, USTR
 
+from . import instance as inst
 from . import kfilter, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
 
@@ -48,7 +51,31 @@ class Features(object):
         self.function_tracer = "function" in tracers
         text = tracefs.read_text(os.path.join(root, "tracing_on"))
         self.tracing_on = text.strip()[:1] if text else None
+        # Every buffer (an instance too) has the top level's options and
+        # files; a new instance starts with the default clock.
+        self.clocks = tracefs.read_text(os.path.join(root, "trace_clock")) or ""
+        # Since Linux commit d914ba37d714 ("tracing: Add support for
+        # recording tgid of tasks") (v4.13).
+        self.record_tgid = os.path.exists(os.path.join(root, "options", "record-tgid"))
+        self.event_pid = (os.path.exists(os.path.join(root, "set_event_pid"))
+                          and os.path.exists(os.path.join(root, "options", "event-fork")))
         self._ftrace_filter_error = False
+
+    def mono_clock(self, instances):
+        """"mono" when the buffer should be switched to it, else None.
+        CLOCK_MONOTONIC makes timestamps comparable with other sources;
+        kernels without it keep their default clock, and a top level that
+        already uses it is left alone."""
+        if not re.search(r"(^|\s|\[)mono(\]|\s|$)", self.clocks):
+            return None
+        if not instances and "[mono]" in self.clocks:
+            return None
+        return "mono"
+
+    def headers(self):
+        """(header_page, header_event) texts: the raw ring buffer layout."""
+        return tuple(tracefs.read_text(os.path.join(self.root, "events", name)) or ""
+                     for name in ("header_page", "header_event"))
 
     @property
     def ftrace_filter_error(self):
@@ -76,20 +103,43 @@ def _writable(path):
 
 
 def default_buffer_kb(plan, ncpus=None):
+    """Per-CPU KB for the events of `plan` (anything with .events)."""
     ncpus = ncpus or os.cpu_count() or 1
     high = any(ev.system in HIGH_RATE_SYSTEMS or ev.probe_def for ev in plan.events)
     kb = HIGH_RATE_BUFFER_KB if high else DEFAULT_BUFFER_KB
     return max(1024, min(kb, TOTAL_BUFFER_CAP_KB // ncpus))
 
 
+def live_plan(measurement, resolved, feats, task_events, options):
+    """The Plan of a live run: the resolved events and every decision the
+    session acts on, made here once."""
+    kernel_filters, fallbacks = {}, {}
+    for ev in resolved:
+        # (A probe we define has no format yet: kfilter then trusts the
+        # field kinds fetch_args gave it, s64 integers and strings.)
+        clause_list = kfilter.clauses(kfilter.kernel_side_filters(measurement, ev.logical), ev)
+        kernel_filters[ev.name] = kfilter.expression(clause_list) or None
+        fallback = kfilter.expression(kfilter.without_globs(clause_list))
+        fallbacks[ev.name] = fallback if fallback and fallback != kernel_filters[ev.name] \
+            else None
+    buffer_kb = options.buffer_kb or default_buffer_kb(Plan(resolved))
+    header_page, header_event = feats.headers() if feats.raw else ("", "")
+    return Plan(resolved, read_path="raw" if feats.raw else "text",
+                kernel_filters=kernel_filters, filter_fallbacks=fallbacks,
+                instances=feats.instances, task_events=task_events,
+                tracefs_root=feats.root,
+                instance_name=inst.instance_name(options.tool) if feats.instances else None,
+                buffer_kb=buffer_kb,
+                buffer_source="--buffer-kb" if options.buffer_kb else "default for these events",
+                trace_clock=feats.mono_clock(feats.instances), record_tgid=feats.record_tgid,
+                event_pid=feats.event_pid, header_page=header_page, header_event=header_event,
+                plan_key=options.plan_key())
+
+
 class FtraceBackend(Backend):
     name = NAME
     preference = 20
     replays = "a kerntrace recording or an ftrace 'trace' text file"
-
-    def __init__(self):
-        # Where check() found tracefs, for open() (same host, same run).
-        self._tracefs_root = None
 
     # -- capabilities --------------------------------------------------------
     def capabilities(self, host):
@@ -127,7 +177,8 @@ class FtraceBackend(Backend):
         return caps
 
     # -- check ---------------------------------------------------------------
-    def check(self, measurement, host):
+    def check(self, measurement, host, options=None):
+        options = options or RunOptions()
         saved = getattr(host, "saved_trace", None)
         if saved is not None:
             # Replaying a saved trace (--input): no kernel involved at all.
@@ -148,7 +199,6 @@ class FtraceBackend(Backend):
             reasons.append("tracefs at %s is not accessible" % loc.path)
         if reasons:
             return Verdict(NAME, False, reasons)
-        self._tracefs_root = loc.path
         feats = Features(loc.path)
         resolved = []
         for event in measurement.events:
@@ -168,21 +218,19 @@ class FtraceBackend(Backend):
             reasons.append("only one kernel function can be counted with the function tracer")
         if reasons:
             return Verdict(NAME, False, reasons)
-        plan = Plan(resolved, read_path="raw" if feats.raw else "text",
-                    instances=feats.instances)
-        for ev in resolved:
-            plan.kernel_filters[ev.name] = kfilter.event_filter(measurement, ev)
         notes = []
+        task_events = None
         if tasks.needs_task_identity(measurement, resolved):
-            plan.task_events = tasks.resolve_task_events(host.event_format)
-            if not any(te.kind == "rename" for te in plan.task_events):
+            task_events = tasks.resolve_task_events(host.event_format)
+            if not any(te.kind == "rename" for te in task_events):
                 notes.append("no task:task_newtask/task_rename events: task names and "
                              "process ids from /proc at the start and saved_cmdlines")
         if not feats.instances:
             notes.append("no instances: top-level buffer under the perf-tools lock")
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
-        return Verdict(NAME, True, notes, plan=plan)
+        return Verdict(NAME, True, notes,
+                       plan=live_plan(measurement, resolved, feats, task_events, options))
 
     def _resolve(self, event, host, feats):
         """(ResolvedEvent, []) for the first probe this host supports, or
@@ -264,25 +312,18 @@ class FtraceBackend(Backend):
         return None, why
 
     # -- open ----------------------------------------------------------------
-    def open(self, measurement, verdict, options):
-        saved = getattr(verdict.plan, "saved_trace", None)
+    def open(self, measurement, verdict, options=None):
+        """The session of verdict.plan (a replay's plan has no tracefs)."""
+        plan = verdict.plan
+        saved = getattr(plan, "saved_trace", None)
         if saved is not None:
             # check() planned a replay of --input (host.saved_trace)
             from .replay import ReplaySession
-            return ReplaySession(measurement, verdict.plan, saved,
+            return ReplaySession(measurement, plan, saved,
                                  stderr=getattr(options, "stderr", None))
+        check_plan_options(plan.plan_key, options)
         from .session import LiveSession
-        plan = verdict.plan
-        root = self._tracefs_root
-        if root is None:
-            from kerntrace.core.host import Host
-            loc = Host(mount_tracefs=False).tracefs()
-            root = loc.path if loc else None
-        if root is None or plan is None:
-            raise TracingUnavailable("tracefs is not accessible (root? tracefs or debugfs mounted?)")
-        # (RunOptions validated it.)
-        buffer_kb = getattr(options, "buffer_kb", None) or default_buffer_kb(plan)
-        return LiveSession(measurement, plan, root, options, Features(root), buffer_kb)
+        return LiveSession(measurement, plan, options)
 
     # -- recording (kerntrace record) ------------------------------------------
     records = "trace text with the format files of its events"
@@ -290,13 +331,10 @@ class FtraceBackend(Backend):
     def open_recording(self, measurement, host, options):
         """A RecordingSession of the measurement's events on this host."""
         from .record import RecordingSession, recording_plan
-        verdict = self.check(measurement, host)
+        verdict = self.check(measurement, host, options)
         if not verdict.ok:
             raise Unsupported("cannot record here: %s" % "; ".join(verdict.reasons))
-        plan = recording_plan(verdict.plan)
-        root = self._tracefs_root
-        buffer_kb = getattr(options, "buffer_kb", None) or default_buffer_kb(plan)
-        return RecordingSession(measurement, plan, root, options, Features(root), buffer_kb)
+        return RecordingSession(measurement, recording_plan(verdict.plan), options)
 
     # -- cleanup -------------------------------------------------------------
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):

@@ -10,9 +10,11 @@ written back at the end.  The saved values are also journalled to
 /run/kerntrace/toplevel-<pid>.json so that if the run is SIGKILLed the next
 run (or `kerntrace cleanup`) can restore them (see stale.py).
 
-ControlFiles performs (or, dry, only records) the writes: the recorded list
-is what --print-program shows.  Each write that must be undone pushes its
-undo onto an UndoStack that the session runs in reverse on close.
+ControlFiles performs (or, dry, only records) the writes; live or dry, it
+records each one the same way, so the dry record (--print-program) is what
+a live run writes (configure.py makes them).  Each write that must be
+undone pushes its undo onto an UndoStack that the session runs in reverse
+on close.
 """
 
 import errno
@@ -294,6 +296,11 @@ class ControlFiles(object):
 
     def _note(self, text):
         self.log.append(text)
+
+    def note(self, text):
+        """A step that is no write (taking a lock, reading /proc), as a
+        comment in the record."""
+        self.log.append("# " + text)
 
     def read(self, path):
         return tracefs.read_text(path)

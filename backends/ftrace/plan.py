@@ -2,12 +2,18 @@
 
     backend.check()  resolves every logical Event of a Measurement to a
                      ResolvedEvent (which tracefs event, which format field
-                     holds each logical field) -> a Plan
+                     holds each logical field) and decides everything else
+                     the run does (buffer, instance name, kernel filters,
+                     clock, options) -> an immutable Plan; the session and
+                     --print-program read it and change nothing in it
     decoders         (textparse / rawparse) turn kernel output into RawEvents
     Aggregator       maps RawEvents back to logical events through the Plan,
                      applies the filters, pairs, aggregates -> core Reports
 """
 
+import types
+
+from kerntrace.core.backend import Frozen
 from kerntrace.core.model import STR, USTR
 
 
@@ -36,7 +42,7 @@ def own_comm_field(resolved):
     return "comm"
 
 
-class ResolvedEvent(object):
+class ResolvedEvent(Frozen):
     """A logical event bound to the tracefs event that provides it.
 
     logical   the model Event
@@ -44,14 +50,17 @@ class ResolvedEvent(object):
     system    tracefs event system ("block", "syscalls", or our own
               "kerntrace_<pid>" group for uprobes/kprobes we define)
     event     tracefs event name
-    format    core.tracefs.EventFormat of that event (None in replay until a
-              line reveals which known format it uses)
+    format    core.tracefs.EventFormat of that event (None for a probe we
+              define until it is defined: the session's configured events
+              carry it; None in replay until a line reveals which known
+              format it uses)
     fields    logical field name -> format field name
     probe_def for uprobes/kprobes: the definition line written to
               uprobe_events/kprobe_events (None for tracepoints)
     """
 
-    __slots__ = ("logical", "probe", "system", "event", "format", "fields", "probe_def")
+    __slots__ = ("logical", "probe", "system", "event", "format", "fields", "probe_def",
+                 "_frozen")
 
     def __init__(self, logical, probe, system, event, format=None, fields=None, probe_def=None):
         self.logical = logical
@@ -59,8 +68,18 @@ class ResolvedEvent(object):
         self.system = system
         self.event = event
         self.format = format
-        self.fields = dict(fields or {})
+        self.fields = types.MappingProxyType(dict(fields or {}))
         self.probe_def = probe_def
+        self.freeze()
+
+    def replace(self, **changes):
+        """A copy with some attributes changed (a probe's format once it is
+        defined, its name when another run owns the planned one)."""
+        args = dict(logical=self.logical, probe=self.probe, system=self.system,
+                    event=self.event, format=self.format, fields=self.fields,
+                    probe_def=self.probe_def)
+        args.update(changes)
+        return ResolvedEvent(**args)
 
     @property
     def name(self):
@@ -71,24 +90,87 @@ class ResolvedEvent(object):
                                                   self.fields)
 
 
-class Plan(object):
-    """Everything check() found: one ResolvedEvent per logical event, and
-    which reading path and kernel-side filters the session will use.
+class Plan(Frozen):
+    """Everything check() decided for one run, immutable.
 
-    task_events  None when the measurement reads no task name or process
-                 id; else the tasks.TaskEvents this host has (maybe none)
-                 that the session enables beside the measured events."""
+    events          (ResolvedEvent, ...) in measurement order
+    read_path       "raw" (per-CPU trace_pipe_raw) or "text" (trace_pipe)
+    instances       a private instance (else the top level under the lock)
+    task_events     None when the measurement reads no task name or process
+                    id; else the tasks.TaskEvents this host has (maybe
+                    none) that the session enables beside the measured events
+    kernel_filters  logical event name -> the filter expression written to
+                    its `filter` file, or None (user space filters all)
+    filter_fallbacks  logical event name -> the expression tried when the
+                    kernel rejects the first (its globs dropped), or None
+    tracefs_root    the tracefs mount the run uses (None for a replay)
+    instance_name   the instance's name (instances only): the one created,
+                    unless another live run owns it (see configure.py)
+    buffer_kb       per-CPU KB written to buffer_size_kb; buffer_source says
+                    why ("--buffer-kb" or "default for these events")
+    trace_clock     the clock written to trace_clock, or None
+    record_tgid     options/record-tgid is set (the kernel has it)
+    event_pid       set_event_pid and options/event-fork exist
+    header_page, header_event  the raw path's ring buffer layouts
+    plan_key        the RunOptions.plan_key() it was made for
+    """
 
     def __init__(self, events, read_path="raw", kernel_filters=None, instances=True,
-                 task_events=None):
-        self.events = list(events)
-        self.task_events = list(task_events) if task_events is not None else None
-        self.read_path = read_path           # "raw" (trace_pipe_raw) or "text" (trace_pipe)
-        self.kernel_filters = dict(kernel_filters or {})  # logical event name -> filter text
-        self.instances = instances           # private instance, else top level + lock
+                 task_events=None, filter_fallbacks=None, tracefs_root=None,
+                 instance_name=None, buffer_kb=None, buffer_source=None, trace_clock=None,
+                 record_tgid=False, event_pid=False, header_page="", header_event="",
+                 plan_key=None):
+        self.events = tuple(events)
+        self.task_events = tuple(task_events) if task_events is not None else None
+        self.read_path = read_path
+        self.kernel_filters = types.MappingProxyType(dict(kernel_filters or {}))
+        self.filter_fallbacks = types.MappingProxyType(dict(filter_fallbacks or {}))
+        self.instances = instances
+        self.tracefs_root = tracefs_root
+        self.instance_name = instance_name
+        self.buffer_kb = buffer_kb
+        self.buffer_source = buffer_source
+        self.trace_clock = trace_clock
+        self.record_tgid = bool(record_tgid)
+        self.event_pid = bool(event_pid)
+        self.header_page = header_page
+        self.header_event = header_event
+        self.plan_key = plan_key
+        self.freeze()
+
+    _FIELDS = ("events", "read_path", "kernel_filters", "instances", "task_events",
+               "filter_fallbacks", "tracefs_root", "instance_name", "buffer_kb",
+               "buffer_source", "trace_clock", "record_tgid", "event_pid", "header_page",
+               "header_event", "plan_key")
+
+    def replace(self, **changes):
+        """A new Plan with some decisions changed (a replay binding formats;
+        tests forcing another kernel's path); this one stays as it is."""
+        args = dict((f, getattr(self, f)) for f in self._FIELDS)
+        args.update(changes)
+        return Plan(**args)
 
     def by_tracefs_name(self):
         return {(e.system, e.event): e for e in self.events}
+
+    def describe(self):
+        """--explain lines: where each event comes from and what the run
+        writes, as the session will (from this plan, nothing recomputed)."""
+        lines = []
+        for ev in self.events:
+            flt = self.kernel_filters.get(ev.name)
+            lines.append("event %s <- %s:%s%s%s" % (
+                ev.name, ev.system, ev.event,
+                " (%s)" % ev.probe.describe() if ev.probe_def else "",
+                "; kernel filter %s" % flt if flt else ""))
+        if self.tracefs_root is None:
+            return lines
+        where = ("instance %s" % self.instance_name if self.instances
+                 else "the top-level buffer under the perf-tools lock")
+        lines.append("%s, %d KB per CPU (%s)" % (where, self.buffer_kb, self.buffer_source))
+        lines.append("reads %s" % ("per_cpu/cpu*/trace_pipe_raw" if self.read_path == "raw"
+                                   else "trace_pipe"))
+        return lines
 
 
 class RawEvent(object):

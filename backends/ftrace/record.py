@@ -16,7 +16,6 @@ from kerntrace.core import tracefs
 from kerntrace.core.errors import Unsupported
 from kerntrace.core.stopsignals import SignalsDeferred
 
-from .plan import Plan
 from .session import MAX_PAGES_PER_ROUND, POLL_S, LiveSession
 
 _CURRENT_CLOCK = re.compile(r"\[([A-Za-z0-9_-]+)\]")
@@ -30,8 +29,7 @@ def recording_plan(plan):
             raise Unsupported("event %s: this host provides it as %s, not a tracepoint; "
                               "a recording holds tracepoints only"
                               % (ev.name, ev.probe.describe()))
-    return Plan(plan.events, read_path="text", kernel_filters=plan.kernel_filters,
-                instances=plan.instances)
+    return plan.replace(read_path="text", task_events=None)
 
 
 class RecordingSession(LiveSession):

@@ -50,8 +50,8 @@ class ReplayPlan(Plan):
     is the file; events whose format the file carries have it already."""
 
     def __init__(self, events, saved_trace):
+        object.__setattr__(self, "saved_trace", saved_trace)   # before Plan freezes it
         Plan.__init__(self, events, read_path="text", instances=False)
-        self.saved_trace = saved_trace
 
 
 def _formats_of(saved, system, event):
@@ -204,7 +204,7 @@ class ReplaySession(Session):
             events.append(ResolvedEvent(e.logical, e.probe, e.system, e.event, fmt, fields,
                                         e.probe_def))
         return Plan(events, read_path="text", kernel_filters=self.plan.kernel_filters,
-                    instances=self.plan.instances)
+                    instances=self.plan.instances)   # this replay's own, built once
 
     def _intervals(self):
         """Feed the file to the aggregator, pausing (yield) each time trace
