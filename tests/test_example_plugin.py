@@ -288,3 +288,53 @@ def test_both_backends_at_once_over_one_workload(installed):
     moved += sum(b["count"] for b in hist_e["buckets"][len(hist_f["buckets"]):])
     moved += sum(b["count"] for b in hist_f["buckets"][len(hist_e["buckets"]):])
     assert moved // 2 <= lost + max(2, n // 20), (hist_e, hist_f)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("backend", [pytest.param("ftrace"),
+                                     pytest.param("ebpf", marks=pytest.mark.ebpf)])
+def test_a_recording_replays_to_what_a_live_run_counts(installed, backend, tmp_path):
+    """`kerntrace record` and a live run trace the same workload at once;
+    the recording replayed with --input (on another run, as any user
+    could) counts the wakeups the live run counted."""
+    n = 100
+    work, tid = sleeper(n)
+    recording = str(tmp_path / "runqlat.rec")
+    live = recorder = None
+    try:
+        live = installed.start(["--backend", backend, "--json", "-t", str(tid)])
+        clirun.wait_for_stderr_line(live, "Ctrl-C to end")
+        recorder = subprocess.Popen(clirun.KERNTRACE + ["record", "-o", recording, "runqlat",
+                                                        "-t", str(tid)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    universal_newlines=True, env=installed.env(), cwd="/")
+        clirun.wait_for_stderr_line(recorder, "Ctrl-C to stop")
+        work.stdin.write(b"go\n")
+        work.stdin.flush()
+        assert work.wait(timeout=60) == 0
+        time.sleep(0.5)     # let the last switch reach both readers
+    finally:
+        if work.poll() is None:
+            work.kill()
+        for p in (live, recorder):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+    out, err = live.communicate(timeout=60)
+    assert live.returncode == 0 and "Traceback" not in err, err
+    live_report, live_hist = one_histogram(out)
+    out, err = recorder.communicate(timeout=60)
+    assert recorder.returncode == 0 and out == "" and "Traceback" not in err, err
+    assert re.search(r"^kerntrace: recorded \d+ trace lines to ", err, re.M), err
+
+    replays = []
+    for console_script in (True, False):
+        rc, out, err = installed.run(["--json", "--input", recording],
+                                     console_script=console_script)
+        assert rc == 0 and "Traceback" not in err, err
+        replays.append(one_histogram(out))
+    (report, hist), (_report2, hist2) = replays
+    assert report["backend"] == "ftrace" and hist == hist2
+    check_log2_shape(hist)
+    assert n - report["lost"] <= hist["count"] <= n + 1, (report, hist)
+    assert abs(hist["count"] - live_hist["count"]) <= report["lost"] + live_report["lost"], \
+        (report, live_report)
