@@ -6,7 +6,7 @@ point group pytest11), so a plugin's tests use the fixture without any
 import or conftest.py:
 
     def test_replays_the_recording(kerntrace_offline):
-        run = kerntrace_offline.replay("runqlat", "tests/data/runqlat.rec")
+        run = kerntrace_offline.replay("runqlat", "tests/data/sleeper.rec")
         assert run.report.unmatched == 0
 
 pytest loads this module in every run where kerntrace is installed, also

@@ -1,7 +1,7 @@
 """Testing a tool without root or a kernel: run it on a saved trace, or
 evaluate its Measurement on events written by hand.
 
-    run = replay("runqlat", "tests/data/runqlat.rec", "-L")
+    run = replay("runqlat", "tests/data/sleeper.rec", "-L")
     run.reports      # the core result types (Report), one per interval
     run.out          # what the tool printed on stdout (stderr: run.err)
 
