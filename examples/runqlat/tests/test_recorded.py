@@ -84,7 +84,9 @@ def test_the_recording_replays_to_the_latencies_in_its_trace(kerntrace_offline, 
 
 def test_one_histogram_per_thread_in_milliseconds(kerntrace_offline, expected):
     usecs, _unmatched = expected
-    tid = int(re.search(r'^args \["-t", "(\d+)"\]$', open(RECORDING).read(), re.M).group(1))
+    with open(RECORDING) as f:
+        # (the thread the recording was filtered on, from its header)
+        tid = int(re.search(r'^args \["-t", "(\d+)"\]$', f.read(), re.M).group(1))
     run = kerntrace_offline.replay("runqlat", RECORDING, "-L", "-m")
     hists = run.report.data.histograms
     assert list(hists) == [(tid,)] and hists[(tid,)].unit == "msecs"
