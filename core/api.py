@@ -40,6 +40,10 @@ Result types (what a printer receives)
 Errors (one line on stderr, never a traceback)
     KerntraceError, UsageError, OptionError, Unsupported, InvalidSpec,
     TracingUnavailable, LockHeld, FilterError, EnableError
+
+Testing without root (in pytest also the kerntrace_offline fixture)
+    replay, ReplayResult, ReplayFailed, evaluate, TraceEvent, Lost,
+    IntervalEnd
 """
 
 from . import results
@@ -58,6 +62,7 @@ from .output.table import (Column, CountTablePrinter, EventTablePrinter,
 from .perftools import (LONG_OPTIONS_HELP, UsageShown, getopts, parse_options,
                         perf_tools_error_lines, perf_tools_exit_status)
 from .results import CountSet, HistogramSet, Record, Report
+from .testing import IntervalEnd, Lost, ReplayFailed, ReplayResult, TraceEvent, evaluate, replay
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
 from .tracefs import read_text
@@ -85,4 +90,7 @@ __all__ = [
     # Errors
     "KerntraceError", "UsageError", "OptionError", "Unsupported", "InvalidSpec",
     "TracingUnavailable", "LockHeld", "FilterError", "EnableError",
+    # Testing without root
+    "replay", "ReplayResult", "ReplayFailed", "evaluate", "TraceEvent", "Lost",
+    "IntervalEnd",
 ]

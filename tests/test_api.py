@@ -39,7 +39,8 @@ def test_the_surface_has_what_a_tool_needs():
                  "pid_value", "report_at_end", "report_every", "FOREVER", "getopts",
                  "parse_options", "EventTablePrinter", "PerfToolsEventTablePrinter",
                  "BccHistogramPrinter", "Report", "HistogramSet", "Record", "hookimpl",
-                 "API_VERSION", "Tool"):
+                 "API_VERSION", "Tool", "replay", "evaluate", "TraceEvent", "Lost",
+                 "IntervalEnd"):
         assert name in api.__all__, name
     assert re.match(r"^\d+\.\d+\Z", api.API_VERSION)
 

@@ -1,18 +1,19 @@
-"""Everything this plugin uses from kerntrace, imported in this one place.
+"""Everything this plugin uses from kerntrace, imported in this one place
+from kerntrace's public plugin API (kerntrace.core.api), whose names are
+stable within a major API version.
 
-The rest of the package imports these names from here, so following a
-change of kerntrace's module layout (a public API module replacing these
-core paths) is an edit to this file only.
+KERNTRACE_API_VERSION is the version this plugin was written for: the
+package re-exports it, so kerntrace finds it on the module the entry point
+names and skips the plugin, with one warning line, where it provides an
+incompatible one.
 """
 
-from kerntrace.core.cli import tool_main
-from kerntrace.core.errors import UsageError
-from kerntrace.core.hookspecs import hookimpl
-from kerntrace.core.model import (LATENCY, LOG2, STR, Event, Field, Filter, Histogram,
-                                  Measurement, Pair, Schedule, Tracepoint)
-from kerntrace.core.output.histograms import BccHistogramPrinter
-from kerntrace.core.tool import Tool, count_value, seconds_value
+from kerntrace.core.api import (FOREVER, LATENCY, LOG2, STR, BccHistogramPrinter, Event, Field,
+                                Filter, Histogram, Measurement, Pair, Schedule, Tool,
+                                Tracepoint, UsageError, count_value, hookimpl, seconds_value)
 
-__all__ = ["tool_main", "UsageError", "hookimpl", "LATENCY", "LOG2", "STR", "Event", "Field",
-           "Filter", "Histogram", "Measurement", "Pair", "Schedule", "Tracepoint",
-           "BccHistogramPrinter", "Tool", "count_value", "seconds_value"]
+KERNTRACE_API_VERSION = "1.0"
+
+__all__ = ["KERNTRACE_API_VERSION", "FOREVER", "LATENCY", "LOG2", "STR", "BccHistogramPrinter",
+           "Event", "Field", "Filter", "Histogram", "Measurement", "Pair", "Schedule", "Tool",
+           "Tracepoint", "UsageError", "count_value", "hookimpl", "seconds_value"]

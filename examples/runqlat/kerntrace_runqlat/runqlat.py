@@ -19,12 +19,10 @@ Both payload fields have kept their names and types since before Linux 3.10
 (include/trace/events/sched.h), so one source each serves every kernel.
 """
 
-from .kerntrace_api import (LATENCY, LOG2, STR, BccHistogramPrinter, Event, Field, Filter,
-                            Histogram, Measurement, Pair, Schedule, Tool, Tracepoint,
+from .kerntrace_api import (FOREVER, LATENCY, LOG2, STR, BccHistogramPrinter, Event, Field,
+                            Filter, Histogram, Measurement, Pair, Schedule, Tool, Tracepoint,
                             UsageError, count_value, seconds_value)
 
-# bcc's "no interval": one histogram when Ctrl-C is hit.
-FOREVER = 99999999
 BANNER = "Tracing run queue latency... Hit Ctrl-C to end."
 
 # The woken (or switched-in) task's thread id, under one name on every
@@ -111,6 +109,7 @@ class RunqLat(Tool):
         filters = [Filter(TASK, "!=", 0)]
         if args.tid is not None:
             filters.append(Filter(TASK, "==", args.tid))
+        # bcc's "no interval": one histogram when Ctrl-C is hit.
         interval = args.interval if args.interval is not None else FOREVER
         return Measurement(
             events=[wakeup_event("wakeup_new", "sched_wakeup_new"),
