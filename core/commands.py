@@ -55,6 +55,10 @@ def bitesize():
     _cli().tool_main("bitesize")
 
 
+def opensnoop():
+    _cli().tool_main("opensnoop")
+
+
 def as_invoked():
     """Entry point of the single-file build (kerntrace.pyz, see
     scripts/build-zipapp): it acts as the command it is invoked as, so a

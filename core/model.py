@@ -67,13 +67,35 @@ def _ident(what, value):
 # Probes: where an event comes from.  An Event lists one or more probes in
 # order of preference; the backend takes the first one it can attach.
 class Probe(object):
+    """One place an event may come from.  `sources` (optional, every probe
+    kind) maps a field name to the sources this probe reads it from,
+    instead of the Field's own: the same value sits at another argument of
+    another function (a path is arg0 of libc's open() but arg1 of the
+    kernel's do_sys_open()).  An empty tuple says this probe cannot provide
+    the field at all, so a backend skips the alternative."""
+
     kind = None
+    sources = {}
+
+    def _set_sources(self, sources):
+        out = {}
+        for name, srcs in sorted((sources or {}).items()):
+            if isinstance(srcs, str):
+                srcs = (srcs,)
+            out[_ident("field name", name)] = tuple(_ident("field source", s) for s in srcs)
+        self.sources = out
+
+    def sources_for(self, field):
+        """Where this probe reads model Field `field`, in order."""
+        return self.sources.get(field.name, field.sources)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def __hash__(self):
-        return hash((type(self).__name__,) + tuple(sorted(self.__dict__.items())))
+        return hash((type(self).__name__,) + tuple(sorted(
+            (k, tuple(sorted(v.items())) if isinstance(v, dict) else v)
+            for k, v in self.__dict__.items())))
 
     def __repr__(self):
         return "<%s %s>" % (type(self).__name__, self.describe())
@@ -90,7 +112,8 @@ class Tracepoint(Probe):
 
     kind = "tracepoint"
 
-    def __init__(self, category, name):
+    def __init__(self, category, name, sources=None):
+        self._set_sources(sources)
         self.category = _ident("tracepoint category", category)
         self.name = _ident("tracepoint name", name)
         if category == TRACER_RECORDS:
@@ -106,9 +129,9 @@ class SyscallEntry(Tracepoint):
 
     kind = "syscall_enter"
 
-    def __init__(self, syscall):
+    def __init__(self, syscall, sources=None):
         self.syscall = _ident("syscall", syscall)
-        Tracepoint.__init__(self, "syscalls", "sys_enter_" + syscall)
+        Tracepoint.__init__(self, "syscalls", "sys_enter_" + syscall, sources)
 
 
 class SyscallExit(Tracepoint):
@@ -116,15 +139,16 @@ class SyscallExit(Tracepoint):
 
     kind = "syscall_exit"
 
-    def __init__(self, syscall):
+    def __init__(self, syscall, sources=None):
         self.syscall = _ident("syscall", syscall)
-        Tracepoint.__init__(self, "syscalls", "sys_exit_" + syscall)
+        Tracepoint.__init__(self, "syscalls", "sys_exit_" + syscall, sources)
 
 
 class KernelFunction(Probe):
     """Entry (or return, with ret=True) of a kernel function (kprobe)."""
 
-    def __init__(self, function, ret=False):
+    def __init__(self, function, ret=False, sources=None):
+        self._set_sources(sources)
         self.function = _ident("kernel function", function)
         self.ret = bool(ret)
 
@@ -140,7 +164,8 @@ class UserFunction(Probe):
     """Entry (or return) of a function in a user-space binary or library
     (uprobe).  `library` is a path or a short name such as "c" for libc."""
 
-    def __init__(self, library, symbol, ret=False):
+    def __init__(self, library, symbol, ret=False, sources=None):
+        self._set_sources(sources)
         if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
             raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
         self.library = library

@@ -8,7 +8,8 @@ from kerntrace.core.hookspecs import hookimpl
 def kerntrace_tools():
     from . import tpcount
     from . import biolatency, biosnoop, bitesize, iolatency, iosnoop
+    from . import opensnoop
     tools = [tpcount.TpCount(),
              iolatency.IoLatency(), biolatency.BioLatency(), biosnoop.BioSnoop(),
-             iosnoop.IoSnoop(), bitesize.BiteSize()]
+             iosnoop.IoSnoop(), bitesize.BiteSize(), opensnoop.OpenSnoop()]
     return tools

@@ -127,11 +127,11 @@ LEGACY_HELPERS = {"kernel": "bpf_probe_read", "kernel_str": "bpf_probe_read_str"
 
 
 # ---------------------------------------------------------------------------
-def _tracepoint_field(field, fmt):
+def _tracepoint_field(field, fmt, probe=None):
     """FieldSource for a declared Field from a tracepoint format, or a
     reason string."""
     tried = []
-    for src in field.sources:
+    for src in (probe.sources_for(field) if probe is not None else field.sources):
         ff = fmt.field(src)
         tried.append(src)
         if ff is None:
@@ -159,12 +159,13 @@ def _tracepoint_field(field, fmt):
                                else "tp_kstr", src, STRING_MAX)
         return "field %s: %s (%s) is not a string" % (field.name, src, ff.ctype)
     return "field %s: %s has no field %s" % (field.name, "%s:%s" % (fmt.system, fmt.name),
-                                             "/".join(tried))
+                                             "/".join(tried) or field.name)
 
 
 def _function_field(field, probe):
     user = isinstance(probe, UserFunction)
-    for src in field.sources:
+    sources = probe.sources_for(field)
+    for src in sources:
         if src == "retval":
             if not probe.ret:
                 continue
@@ -180,7 +181,7 @@ def _function_field(field, probe):
         kind = "arg_ustr" if user or field.type == USTR else "arg_kstr"
         return FieldSource(field.name, field.type, kind, n, STRING_MAX)
     return "field %s: no usable source among %s (argN with N < %d, or retval on a return " \
-           "probe)" % (field.name, "/".join(field.sources), MAX_ARGS)
+           "probe)" % (field.name, "/".join(sources) or "none", MAX_ARGS)
 
 
 def resolve_tracepoint(event, probe, host):
@@ -189,7 +190,7 @@ def resolve_tracepoint(event, probe, host):
         return None, "no tracepoint %s:%s" % (probe.category, probe.name)
     fields = {}
     for f in event.fields:
-        r = _tracepoint_field(f, fmt)
+        r = _tracepoint_field(f, fmt, probe)
         if isinstance(r, str):
             return None, r
         fields[f.name] = r

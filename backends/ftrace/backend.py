@@ -214,11 +214,11 @@ class FtraceBackend(Backend):
             return None, "no tracepoint %s:%s%s" % (probe.category, probe.name, extra)
         fields = {}
         for f in event.fields:
-            src = field_source(fmt, f)
+            src = field_source(fmt, f, probe)
             if src is None:
                 return None, "tracepoint %s:%s has no %sfield %s" % (
                     probe.category, probe.name, "string " if f.type in (STR, USTR) else "",
-                    "/".join(f.sources))
+                    "/".join(probe.sources_for(f)) or f.name)
             fields[f.name] = src
         return ResolvedEvent(event, probe, probe.category, probe.name, fmt, fields), None
 
@@ -228,7 +228,7 @@ class FtraceBackend(Backend):
         try:
             path = probes.resolve_library(probe.library)
             offset = probes.resolve_symbol(path, probe.symbol)
-            args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring)
+            args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring, probe=probe)
         except probes.ProbeError as e:
             return None, "%s: %s" % (probe.describe(), e)
         group, name = probes.next_name()
@@ -242,7 +242,7 @@ class FtraceBackend(Backend):
             return None, "no kernel function %s (not in /proc/kallsyms)" % probe.function
         if feats.kprobe_events:
             try:
-                args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring)
+                args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring, probe=probe)
             except probes.ProbeError as e:
                 return None, "%s: %s" % (probe.describe(), e)
             group, name = probes.next_name()

@@ -1,0 +1,189 @@
+"""opensnoop: one line per file open, with its file descriptor or error
+(bcc-compatible columns; perf-tools' -n, -x, -d and filename operand).
+
+    command line  opensnoop [-h] [-T] [-x] [-p PID | -t TID] [-n NAME] [-e]
+                            [-d DURATION] [FILENAME]
+    events        enter: the open's start, with the path (and flags), from
+                  the first of these the host has:
+                    syscalls:sys_enter_openat, the path read from its user
+                    pointer (eBPF reads user memory in the probe; ftrace
+                    records only the pointer, so it goes on);
+                    a kprobe on do_sys_open / do_sys_openat2 fetching the
+                    path string (ftrace on kernels with kprobes);
+                    a uprobe on the C library's open() with a string fetch
+                    (ftrace on kernels without kprobes: opens through libc's
+                    open()/open64() only, which is what most programs call)
+                  exit: syscalls:sys_exit_openat, its return value
+    pair          enter -> exit of the same thread, carrying comm, pid, path
+    aggregate     Records: comm, pid, tid, path, ret (-e: and flags)
+    filters       -p PID / -t TID on both events, -n NAME (comm contains),
+                  FILENAME (path glob, '*' at the ends only) on the enter,
+                  -x (ret < 0) on the exit
+    output        bcc 0.26's columns
+                  [TIME(s)       ]PID    COMM               FD ERR [FLAGS    ]PATH
+"""
+
+from kerntrace.core.errors import UsageError
+from kerntrace.core.model import (INT, STR, USTR, Event, Field, Filter, KernelFunction,
+                                  Measurement, Pair, Records, Schedule, SyscallEntry,
+                                  SyscallExit, UserFunction)
+from kerntrace.core.output.table import Column, EventTablePrinter
+from kerntrace.core.tool import Tool, seconds_value
+
+ENTER = "enter"
+EXIT = "exit"
+
+# PIDs are below pid_max, at most PID_MAX_LIMIT (include/linux/threads.h, 64-bit).
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
+def enter_event(flags=False):
+    """The start of an open, with the path (and the open flags)."""
+    fields = [Field("path", USTR, sources=("filename",))]
+    if flags:
+        fields.append(Field("flags", INT, sources=("flags",)))
+    probes = [SyscallEntry("openat")]
+    # do_sys_open(dfd, filename, flags, mode): fs/open.c, every era.
+    probes.append(KernelFunction("do_sys_open", sources={"path": "arg1", "flags": "arg2"}))
+    if not flags:
+        # Since Linux commit fe9060964be1 ("open: introduce openat2(2)
+        # syscall") (v5.6) do_sys_openat2(dfd, filename, how) does the work;
+        # its flags are inside struct open_how, out of a fetch's reach.
+        probes.append(KernelFunction("do_sys_openat2", sources={"path": "arg1"}))
+    # open(path, flags, mode) in the C library: the path in user memory.
+    probes.append(UserFunction("c", "open", sources={"path": "arg0", "flags": "arg1"}))
+    return Event(ENTER, *probes, fields=fields)
+
+
+def exit_event():
+    return Event(EXIT, SyscallExit("openat"), fields=[Field("ret", INT)])
+
+
+def record_fields(flags=False):
+    return ("comm", "pid", "tid", "path", "ret") + (("flags",) if flags else ())
+
+
+def fd_text(record, ctx):
+    ret = record["ret"]
+    return ret if ret >= 0 else -1
+
+
+def err_text(record, ctx):
+    ret = record["ret"]
+    return 0 if ret >= 0 else -ret
+
+
+def opensnoop_columns(timestamp=False, tid=False, flags=False):
+    """bcc 0.26 opensnoop's columns: ["%-14s" TIME(s)] "%-6s %-16s %4s %3s "
+    PID (or TID) COMM FD ERR, ["%-9s" FLAGS, rows "%08o "], "%s" PATH."""
+    cols = []
+    if timestamp:
+        first = []
+
+        def elapsed(record, ctx):
+            if not first:
+                first.append(record.ts)
+            return (record.ts - first[0]) / 1e9
+        cols.append(Column("TIME(s)", elapsed, 14, fmt=lambda v: "%.9f" % v, sep=""))
+    cols += [
+        Column("TID" if tid else "PID", "tid" if tid else "pid", 6, sep=""),
+        Column("COMM", "comm", 16, truncate=True),
+        Column("FD", fd_text, 4, align=">"),
+        Column("ERR", err_text, 3, align=">"),
+    ]
+    if flags:
+        cols.append(Column("FLAGS", "flags", 8, fmt=lambda v: "%08o" % v))
+    cols.append(Column("PATH", "path", 0))
+    return cols
+
+
+def _digits(text):
+    return bool(text) and len(text) <= 10 and all("0" <= c <= "9" for c in text)
+
+
+def process_id(what):
+    def parse(text):
+        if not _digits(text) or not 0 < int(text) < PID_MAX_LIMIT:
+            raise UsageError("invalid %s %r: expected a process id" % (what, text))
+        return int(text)
+    return parse
+
+
+def name_value(text):
+    """-n NAME: a substring of the task name (validated as a filter value)."""
+    if not text or "*" in text:
+        raise UsageError("invalid process name %r" % (text,))
+    Filter("comm", "glob", "*%s*" % text)
+    return text
+
+
+def path_pattern(text):
+    """FILENAME: a path, or a pattern with '*' at its start or end."""
+    Filter("path", "glob", text, type=STR)
+    return text
+
+
+class OpenSnoop(Tool):
+    name = "opensnoop"
+    summary = "Trace open() syscalls: one line per open with process, FD or error, and path."
+    description = ("The path is read where the open starts: in the kernel on eBPF, with a "
+                   "kprobe or a uprobe on the C library's open() on ftrace (--explain says "
+                   "which).")
+    examples = (
+        ("opensnoop", "trace all open() syscalls"),
+        ("opensnoop -T", "include timestamps"),
+        ("opensnoop -x", "only show failed opens"),
+        ("opensnoop -p 181", "only trace PID 181"),
+        ("opensnoop -t 123", "only trace TID 123"),
+        ("opensnoop -d 10", "trace for 10 seconds only"),
+        ("opensnoop -n main", "only print process names containing \"main\""),
+        ("opensnoop -e", "show extended fields (open flags)"),
+        ("opensnoop '/etc/*'", "only opens of paths starting with /etc/"),
+        ("opensnoop '*.conf'", "only opens of paths ending in .conf"),
+    )
+
+    def add_arguments(self, p):
+        p.add_argument("-T", "--timestamp", action="store_true",
+                       help="include timestamp on output")
+        p.add_argument("-x", "--failed", action="store_true", help="only show failed opens")
+        who = p.add_mutually_exclusive_group()
+        who.add_argument("-p", "--pid", type=process_id("PID"), help="trace this PID only")
+        who.add_argument("-t", "--tid", type=process_id("TID"), help="trace this TID only")
+        p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
+                       help="total duration of trace in seconds")
+        p.add_argument("-n", "--name", type=name_value,
+                       help="only print process names containing this name")
+        p.add_argument("-e", "--extended_fields", action="store_true",
+                       help="show extended fields (FLAGS: the open flags, octal)")
+        p.add_argument("filename", nargs="?", type=path_pattern,
+                       help="only opens of this path; '*' at its start or end matches "
+                            "any prefix or suffix")
+
+    def measurement(self, args):
+        flags = args.extended_fields
+        filters = []
+        if args.pid is not None:
+            filters.append(Filter("pid", "==", args.pid))
+        if args.tid is not None:
+            filters.append(Filter("tid", "==", args.tid))
+        if args.name is not None:
+            filters.append(Filter("comm", "glob", "*%s*" % args.name, events=(ENTER,),
+                                  type=STR))
+        if args.filename is not None:
+            filters.append(Filter("path", "glob", args.filename, events=(ENTER,), type=USTR))
+        if args.failed:
+            filters.append(Filter("ret", "<", 0, events=(EXIT,)))
+        return Measurement(
+            events=[enter_event(flags), exit_event()],
+            pair=Pair(ENTER, EXIT, key=("tid",), carry=("comm", "pid", "path")
+                      + (("flags",) if flags else ())),
+            aggregate=Records(record_fields(flags)),
+            filters=filters,
+            schedule=Schedule(duration=args.duration))
+
+    def printer(self, args, out, err):
+        return EventTablePrinter(out, err, opensnoop_columns(
+            timestamp=args.timestamp, tid=args.tid is not None, flags=args.extended_fields))
+
+
+__all__ = ["OpenSnoop", "opensnoop_columns", "enter_event", "exit_event", "ENTER", "EXIT"]
