@@ -51,17 +51,31 @@ class Verdict(object):
     notice   one line the user is told even when another backend runs the
              tool (in our words what a dependency would have printed, e.g.
              bcc's missing kernel headers), or None
+    choices  the probe_choice() lines of events that run on another probe
+             than their first alternative (also among the reasons);
+             `kerntrace doctor` lists them for every backend that can run
     """
 
-    def __init__(self, backend, ok, reasons=(), plan=None, notice=None):
+    def __init__(self, backend, ok, reasons=(), plan=None, notice=None, choices=()):
         self.backend = backend
         self.ok = bool(ok)
         self.reasons = list(reasons)
         self.plan = plan
         self.notice = notice
+        self.choices = [c for c in choices if c]
 
     def __repr__(self):
         return "Verdict(%s ok=%s %s)" % (self.backend, self.ok, "; ".join(self.reasons))
+
+
+def probe_choice(event, probe, skipped):
+    """The line a backend's verdict gives for an event whose probe is not
+    its first alternative (or None when it is): which probe runs and why
+    the earlier ones do not (`skipped`: one reason per alternative tried
+    before it).  --explain and `kerntrace doctor` print it."""
+    if probe is event.probes[0] or not skipped:
+        return None
+    return "event %s from %s (not %s)" % (event.name, probe.describe(), "; ".join(skipped))
 
 
 # --buffer-kb: at least a KB, at most 4 GB per CPU.

@@ -1,7 +1,7 @@
 """The eBPF backend: bcc compiles generated C; aggregation happens in the
 kernel.  Preferred over ftrace wherever check() says it can run."""
 
-from kerntrace.core.backend import Backend, Capability, Verdict
+from kerntrace.core.backend import Backend, Capability, Verdict, probe_choice
 from kerntrace.core.errors import one_line
 from kerntrace.core.host import Host
 
@@ -79,12 +79,14 @@ class EbpfBackend(Backend):
             return Verdict(self.name, False, [comp.detail],
                            notice="the eBPF backend cannot run: %s" % comp.detail)
         planned = []
+        choices = []
         for i, event in enumerate(measurement.events):
             pe, why = eplan.resolve_event(i, event, host, p)
             if pe is None:
                 reasons.append("event %s: %s" % (event.name, "; ".join(why)))
             else:
                 planned.append(pe)
+                choices.append(probe_choice(event, pe.probe, why))
         seen = {}
         for pe in planned:
             other = seen.get(pe.probe)
@@ -94,7 +96,7 @@ class EbpfBackend(Backend):
             seen[pe.probe] = pe.name
         if reasons:
             return Verdict(self.name, False, reasons)
-        notes = []
+        notes = [c for c in choices if c]
         hdr = p.headers()
         if hdr.matches is False:
             notes.append(hdr.describe())
@@ -114,7 +116,7 @@ class EbpfBackend(Backend):
         if raw:
             notes.append("raw tracepoint%s %s (no event fields read)"
                          % ("s" if len(raw) > 1 else "", ", ".join(raw)))
-        return Verdict(self.name, True, notes, ep)
+        return Verdict(self.name, True, notes, ep, choices=choices)
 
     # -- run it ----------------------------------------------------------------------
     def open(self, measurement, verdict, options):

@@ -252,8 +252,8 @@ def resolve_uprobe(event, probe, probes):
 
 
 def resolve_event(index, event, host, probes):
-    """PlannedEvent for the first attachable probe of `event`, or
-    (None, [reasons])."""
+    """(PlannedEvent, [why not, per alternative before it]) for the first
+    attachable probe of `event`, or (None, [reasons])."""
     reasons = []
     for probe in event.probes:
         target = None
@@ -270,6 +270,6 @@ def resolve_event(index, event, host, probes):
             fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
         if fields is not None and why is None:
             raw_ok = isinstance(probe, Tracepoint) and probes.raw_tracepoint(probe.name).ok
-            return PlannedEvent(index, event, probe, fields, target, raw_ok), []
+            return PlannedEvent(index, event, probe, fields, target, raw_ok), reasons
         reasons.append("%s: %s" % (probe.describe(), why))
     return None, reasons

@@ -12,7 +12,7 @@ import errno
 import os
 
 from kerntrace.core import tracefs
-from kerntrace.core.backend import Backend, Capability, Verdict
+from kerntrace.core.backend import Backend, Capability, Verdict, probe_choice
 from kerntrace.core.errors import TracingUnavailable, Unsupported
 from kerntrace.core.model import STR, USTR
 
@@ -150,12 +150,16 @@ class FtraceBackend(Backend):
         self._tracefs_root = loc.path
         feats = Features(loc.path)
         resolved = []
+        choices = []
         for event in measurement.events:
             ev, why = self._resolve(event, host, feats)
             if ev is None:
                 reasons.append("event %s: %s" % (event.name, "; ".join(why)))
             else:
                 resolved.append(ev)
+                choices.append(probe_choice(event, ev.probe, [
+                    r if r.startswith(p.describe()) else "%s: %s" % (p.describe(), r)
+                    for p, r in zip(event.probes, why)]))
         seen = {}
         for ev in resolved:
             key = (ev.system, ev.event)
@@ -171,7 +175,7 @@ class FtraceBackend(Backend):
                     instances=feats.instances)
         for ev in resolved:
             plan.kernel_filters[ev.name] = kfilter.event_filter(measurement, ev)
-        notes = []
+        notes = [c for c in choices if c]
         if tasks.needs_task_identity(measurement, resolved):
             plan.task_events = tasks.resolve_task_events(host.event_format)
             if not any(te.kind == "rename" for te in plan.task_events):
@@ -181,11 +185,12 @@ class FtraceBackend(Backend):
             notes.append("no instances: top-level buffer under the perf-tools lock")
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
-        return Verdict(NAME, True, notes, plan=plan)
+        return Verdict(NAME, True, notes, plan=plan, choices=choices)
 
     def _resolve(self, event, host, feats):
-        """(ResolvedEvent, []) for the first probe this host supports, or
-        (None, [why not, per alternative])."""
+        """(ResolvedEvent, [why not, per alternative before it]) for the
+        first probe this host supports, or (None, [why not, per
+        alternative])."""
         why = []
         for probe in event.probes:
             kind = probe.kind
@@ -202,7 +207,7 @@ class FtraceBackend(Backend):
                 # An unreadable format file or binary is an answer, not a crash.
                 ev, reason = None, "%s: %s" % (probe.describe(), e)
             if ev is not None:
-                return ev, []
+                return ev, why
             why.append(reason)
         return None, why
 
