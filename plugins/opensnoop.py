@@ -23,6 +23,8 @@
                   [TIME(s)       ]PID    COMM               FD ERR [FLAGS    ]PATH
 """
 
+import os
+
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import (INT, STR, USTR, Event, Field, Filter, KernelFunction,
                                   Measurement, Pair, Records, Schedule, SyscallEntry,
@@ -109,18 +111,30 @@ def process_id(what):
     return parse
 
 
-def name_value(text):
-    """-n NAME: a substring of the task name (validated as a filter value)."""
-    if not text or "*" in text:
-        raise UsageError("invalid process name %r" % (text,))
-    Filter("comm", "glob", "*%s*" % text)
+def _filter_text(text, what, pattern):
+    """A -n NAME or FILENAME value: what a string filter may carry
+    (model.Filter checks it), and never a ':' (tracefs command syntax such
+    as ':traceoff' has no business in a name or path filter)."""
+    value = "*%s*" % text if not pattern else text
+    try:
+        if not text or ":" in text or (not pattern and "*" in text):
+            raise UsageError("")
+        Filter("path", "glob", value, type=STR)
+    except UsageError:
+        raise UsageError("invalid %s %r (letters, digits, space and _.+/@=,- only, at most "
+                         "%d%s)" % (what, text, 64 if pattern else 62,
+                                    "; '*' only at its start or end" if pattern else ""))
     return text
+
+
+def name_value(text):
+    """-n NAME: a substring of the task name."""
+    return _filter_text(text, "process name", False)
 
 
 def path_pattern(text):
     """FILENAME: a path, or a pattern with '*' at its start or end."""
-    Filter("path", "glob", text, type=STR)
-    return text
+    return _filter_text(text, "file name pattern", True)
 
 
 class OpenSnoop(Tool):
@@ -161,6 +175,11 @@ class OpenSnoop(Tool):
 
     def measurement(self, args):
         flags = args.extended_fields
+        if not getattr(args, "input_file", None):
+            for what in ("pid", "tid"):
+                value = getattr(args, what)
+                if value is not None and not os.path.exists("/proc/%d" % value):
+                    raise UsageError("no process with %s %d" % (what.upper(), value))
         filters = []
         if args.pid is not None:
             filters.append(Filter("pid", "==", args.pid))
@@ -183,7 +202,15 @@ class OpenSnoop(Tool):
 
     def printer(self, args, out, err):
         return EventTablePrinter(out, err, opensnoop_columns(
-            timestamp=args.timestamp, tid=args.tid is not None, flags=args.extended_fields))
+            timestamp=args.timestamp, tid=args.tid is not None, flags=args.extended_fields),
+            banner=self.banner(args))
+
+    @staticmethod
+    def banner(args):
+        """On stderr (bcc prints none): when the table starts, tracing is on."""
+        if args.duration is not None:
+            return "Tracing open() calls for %g seconds." % args.duration
+        return "Tracing open() calls. Ctrl-C to end."
 
 
 __all__ = ["OpenSnoop", "opensnoop_columns", "enter_event", "exit_event", "ENTER", "EXIT"]
