@@ -181,6 +181,36 @@ class UserFunction(Probe):
 
 
 # ---------------------------------------------------------------------------
+# After-the-fact lookups: where no probe alternative can read a field, a
+# backend may leave it unread and the value is looked up when the record is
+# reported (core/lookups.py), marked best-effort (Record.best_effort).
+class ProcFdPath(object):
+    """The file /proc/<pid>/fd/<fd> points to, `pid` and `fd` being fields
+    of the reported record (a pair's carried or end fields).  Best-effort:
+    the descriptor may be closed, or reused, by the time it is read."""
+
+    kind = "proc_fd_path"
+
+    def __init__(self, pid="pid", fd="fd"):
+        self.pid = _ident("lookup pid field", pid)
+        self.fd = _ident("lookup fd field", fd)
+
+    def needs(self):
+        return (self.pid, self.fd)
+
+    def describe(self):
+        return "/proc/<%s>/fd/<%s>" % (self.pid, self.fd)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self):
+        return hash((self.kind, self.pid, self.fd))
+
+
+LOOKUPS = (ProcFdPath,)
+
+
 class Field(object):
     """A value an event carries.
 
@@ -197,9 +227,16 @@ class Field(object):
              request's start sector, which newer kernels record as 0).
     Every backend applies if_zero, then override, right where it reads the
     field, so filters, pair keys and aggregates all see the result.
+    lookup   (STR/USTR fields) a last resort, e.g. ProcFdPath("pid", "ret"):
+             a probe that cannot read the field is still taken when no
+             alternative of the event can; the field is then left unread
+             (filters on it cannot run: the event's other alternatives
+             are what a filter on it needs) and looked up when the record
+             is reported, marked best-effort.
     """
 
-    def __init__(self, name, type=INT, sources=None, if_zero=None, override=None):
+    def __init__(self, name, type=INT, sources=None, if_zero=None, override=None,
+                 lookup=None):
         self.name = _ident("field name", name)
         if name in CONTEXT_FIELDS or name in (LATENCY, QUEUED):
             raise InvalidSpec("field %r is implicit; do not declare it" % name)
@@ -209,6 +246,10 @@ class Field(object):
         self.sources = tuple(_ident("field source", s) for s in (sources or (name,)))
         self.if_zero = None
         self.override = None
+        if lookup is not None and (not isinstance(lookup, LOOKUPS) or type == INT):
+            raise InvalidSpec("field %r: lookup must be one of %s on a string field"
+                              % (name, ", ".join(c.__name__ for c in LOOKUPS)))
+        self.lookup = lookup
         if (if_zero is not None or override is not None) and type != INT:
             raise InvalidSpec("field %r: if_zero and override need an integer field" % name)
         if if_zero is not None:
@@ -573,6 +614,11 @@ class Measurement(object):
         for name in used:
             if name not in available:
                 raise InvalidSpec("aggregate uses unknown field %r" % name)
+        for f in self.lookup_fields():
+            if agg.kind != "records" or f.name not in used or \
+                    any(n not in used or available.get(n) != INT for n in f.lookup.needs()):
+                raise InvalidSpec("field %s: a lookup needs Records of it and of the "
+                                  "integer fields %s" % (f.name, ", ".join(f.lookup.needs())))
         for f in self.filters:
             targets = [e for e in self.events if f.applies_to(e)]
             if not targets:
@@ -593,6 +639,14 @@ class Measurement(object):
             if mark.field_type(c) != start.field_type(c):
                 raise InvalidSpec("carried field %r missing on mark %s (or of another type)"
                                   % (c, mark.name))
+
+    def lookup_fields(self):
+        """The declared Fields that have an after-the-fact lookup."""
+        out = []
+        for e in self.events:
+            out += [f for f in e.fields if f.lookup is not None and f.name not in
+                    [o.name for o in out]]
+        return out
 
     def filters_for(self, event):
         return [f for f in self.filters if f.applies_to(event)]

@@ -12,7 +12,10 @@
                     path string (ftrace on kernels with kprobes);
                     a uprobe on the C library's open() with a string fetch
                     (ftrace on kernels without kprobes: opens through libc's
-                    open()/open64() only, which is what most programs call)
+                    open()/open64() only, which is what most programs call);
+                    else the tracepoint, the path looked up in
+                    /proc/PID/fd/FD when printed (best-effort: marked
+                    "(from /proc)"; not with a FILENAME filter)
                   exit: syscalls:sys_exit_openat, its return value
     pair          enter -> exit of the same thread, carrying comm, pid, path
     aggregate     Records: comm, pid, tid, path, ret (-e: and flags)
@@ -27,8 +30,8 @@ import os
 
 from kerntrace.core.errors import UsageError
 from kerntrace.core.model import (INT, STR, USTR, Event, Field, Filter, KernelFunction,
-                                  Measurement, Pair, Records, Schedule, SyscallEntry,
-                                  SyscallExit, UserFunction)
+                                  Measurement, Pair, ProcFdPath, Records, Schedule,
+                                  SyscallEntry, SyscallExit, UserFunction)
 from kerntrace.core.output.table import Column, EventTablePrinter
 from kerntrace.core.tool import Tool, seconds_value
 
@@ -41,7 +44,9 @@ PID_MAX_LIMIT = 4 * 1024 * 1024
 
 def enter_event(flags=False):
     """The start of an open, with the path (and the open flags)."""
-    fields = [Field("path", USTR, sources=("filename",))]
+    # The last resort (ftrace with neither kprobes nor uprobes): the file
+    # the returned descriptor points to, read from /proc when reported.
+    fields = [Field("path", USTR, sources=("filename",), lookup=ProcFdPath("pid", "ret"))]
     if flags:
         fields.append(Field("flags", INT, sources=("flags",)))
     probes = [SyscallEntry("openat")]
@@ -75,6 +80,15 @@ def err_text(record, ctx):
     return 0 if ret >= 0 else -ret
 
 
+def path_text(record, ctx):
+    """The path; one looked up in /proc after the fact (no probe could read
+    it) says so: the descriptor may have been closed, or reused, by then."""
+    path = record.get("path")
+    if "path" not in record.best_effort:
+        return path
+    return "%s (from /proc)" % path if path is not None else "? (not in /proc)"
+
+
 def opensnoop_columns(timestamp=False, tid=False, flags=False):
     """bcc 0.26 opensnoop's columns: ["%-14s" TIME(s)] "%-6s %-16s %4s %3s "
     PID (or TID) COMM FD ERR, ["%-9s" FLAGS, rows "%08o "], "%s" PATH."""
@@ -95,7 +109,7 @@ def opensnoop_columns(timestamp=False, tid=False, flags=False):
     ]
     if flags:
         cols.append(Column("FLAGS", "flags", 8, fmt=lambda v: "%08o" % v))
-    cols.append(Column("PATH", "path", 0))
+    cols.append(Column("PATH", path_text, 0))
     return cols
 
 

@@ -13,8 +13,8 @@ from kerntrace.backends.ftrace.backend import FtraceBackend
 from kerntrace.core import tracefs as core_tracefs
 from kerntrace.core.errors import InvalidSpec, UsageError
 from kerntrace.core.host import Host
-from kerntrace.core.model import (USTR, Event, Field, KernelFunction, SyscallEntry, Tracepoint,
-                                  UserFunction)
+from kerntrace.core.model import (USTR, Event, Field, KernelFunction, SyscallEntry, SyscallExit,
+                                  Tracepoint, UserFunction)
 from kerntrace.core.output.table import EventTablePrinter
 from kerntrace.core.results import Record
 from kerntrace.plugins import opensnoop
@@ -120,13 +120,67 @@ def test_uprobe_on_the_c_library_without_kprobes(era_host):
     assert "k:do_sys_open: no kprobe support" in v.choices[0]
 
 
-def test_no_string_fetch_at_all_names_every_alternative(era_host):
+def test_proc_lookup_where_nothing_can_fetch_the_string(era_host):
     era_host("6.11", kprobes=False, uprobes=False)
     v = check()
+    assert v.ok, v.reasons
+    enter = enter_of(v)
+    # the tracepoint, its path left unread: looked up when reported
+    assert (enter.system, enter.event) == ("syscalls", "sys_enter_openat")
+    assert "path" not in enter.fields
+    assert v.choices[0].startswith(
+        "event enter from t:syscalls:sys_enter_openat, path from /proc/<pid>/fd/<ret> after "
+        "the fact (best-effort) (not t:syscalls:sys_enter_openat: tracepoint "
+        "syscalls:sys_enter_openat has no string field filename; k:do_sys_open: no kprobe "
+        "support"), v.choices
+    assert "no uprobe support" in v.choices[0]
+
+
+def test_no_proc_lookup_under_a_path_filter(era_host):
+    """A FILENAME filter needs the path when the open starts."""
+    era_host("6.11", kprobes=False, uprobes=False)
+    v = check(["/etc/*"])
     assert not v.ok
     assert v.reasons[0].startswith("event enter: tracepoint syscalls:sys_enter_openat has no "
                                    "string field filename; no kprobe support")
     assert "no uprobe support" in v.reasons[0]
+
+
+def test_lookups_fill_unread_paths_best_effort(tmp_path):
+    from kerntrace.core.lookups import Lookups
+    proc = tmp_path / "proc"
+    (proc / "42" / "fd").mkdir(parents=True)
+    os.symlink("/etc/hostname", str(proc / "42" / "fd" / "3"))
+    tool = opensnoop.OpenSnoop()
+    args = tool.parse_args([])
+    lookups = Lookups(tool.measurement(args), proc=str(proc))
+    read = Record(1, {"pid": 42, "ret": 3, "path": "/read/by/a/probe"})
+    unread = Record(2, {"pid": 42, "ret": 3, "path": None})
+    closed = Record(3, {"pid": 42, "ret": 4, "path": None})
+    failed = Record(4, {"pid": 42, "ret": -2, "path": None})
+    lookups.apply([read, unread, closed, failed])
+    assert read["path"] == "/read/by/a/probe" and not read.best_effort
+    assert unread["path"] == "/etc/hostname" and unread.best_effort == {"path"}
+    assert closed["path"] is None and closed.best_effort == {"path"}
+    assert failed["path"] is None and failed.best_effort == {"path"}
+    rows = [opensnoop.path_text(r, None) for r in (read, unread, closed)]
+    assert rows == ["/read/by/a/probe", "/etc/hostname (from /proc)", "? (not in /proc)"]
+
+
+def test_a_lookup_needs_records_with_its_fields():
+    from kerntrace.core.model import Count, Measurement, Pair, ProcFdPath, Records
+    path = Field("path", USTR, lookup=ProcFdPath("pid", "ret"))
+    ev = [Event("a", SyscallEntry("openat"), fields=[path]),
+          Event("b", SyscallExit("openat"), fields=[Field("ret")])]
+    pair = Pair("a", "b", key=("tid",), carry=("path", "pid"))
+    Measurement(ev, Records(("path", "pid", "ret")), pair=pair)
+    with pytest.raises(InvalidSpec):
+        Measurement(ev, Count(), pair=pair)
+    with pytest.raises(InvalidSpec):
+        Measurement(ev, Records(("path", "pid")), pair=Pair("a", "b", key=("tid",),
+                                                           carry=("path", "pid")))
+    with pytest.raises(InvalidSpec):
+        Field("ret", lookup=ProcFdPath())
 
 
 # ---------------------------------------------------------------------------

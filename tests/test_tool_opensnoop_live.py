@@ -198,3 +198,64 @@ def test_a_pid_that_does_not_exist_is_one_line():
     rc, out, err = clirun.run(["opensnoop", "-p", str(p.pid)])
     assert rc != 0 and out == ""
     assert err == "opensnoop: no process with PID %d\n" % p.pid
+
+
+# The opener for the /proc route: keeps every descriptor open until told to
+# end, so /proc/PID/fd/FD still names the file when the record is reported.
+_HOLDER = """
+import os, sys
+path, n = sys.argv[1], int(sys.argv[2])
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+fds = [os.open(path, os.O_RDONLY) for _ in range(n)]
+print(" ".join(map(str, fds)), flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.live
+def test_proc_lookup_route_live(tmp_path, monkeypatch):
+    """Where neither a kprobe nor a uprobe can fetch the path (forced here:
+    this kernel has uprobes), the ftrace backend takes the tracepoint and
+    each path is looked up in /proc when reported, marked best-effort."""
+    import io
+    import threading
+    from kerntrace.backends.ftrace.backend import FtraceBackend
+    from kerntrace.core import cli
+    monkeypatch.setattr(FtraceBackend, "_uprobe", lambda self, event, probe, feats: (
+        None, "no uprobe support (uprobe_events missing)"))
+    monkeypatch.setattr(FtraceBackend, "_kprobe", lambda self, event, probe, host, feats: (
+        None, "no kprobe support (kprobe_events missing)"))
+    path = str(tmp_path / ("kerntrace-held-%s" % uuid.uuid4().hex[:8]))
+    open(path, "w").close()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, path, str(N)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    pid = int(holder.stdout.readline())
+    out, err = io.StringIO(), io.StringIO()
+    fds = []
+
+    def release():
+        end = time.time() + 120
+        while "Tracing " not in err.getvalue() and time.time() < end:
+            time.sleep(0.05)
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        fds.extend(int(x) for x in holder.stdout.readline().split())
+    t = threading.Thread(target=release)
+    t.start()
+    try:
+        rc = cli.run_tool("opensnoop", ["--backend", "ftrace", "--explain", "-d", "3", "-p",
+                                        str(pid)], out=out, err=err, prog="opensnoop")
+    finally:
+        t.join()
+        holder.stdin.write(b"end\n")
+        holder.stdin.flush()
+        holder.wait()
+    assert rc == 0, err.getvalue()
+    assert "path from /proc/<pid>/fd/<ret> after the fact (best-effort)" in err.getvalue()
+    found = rows(out.getvalue())
+    mine = [r for r in found if r[2] in fds]
+    assert len(fds) == N and len(mine) == N, (fds, found)
+    assert sorted(r[2] for r in mine) == sorted(fds)
+    for r in mine:
+        assert r[0] == pid and r[3] == 0 and r[4] == path + " (from /proc)"

@@ -75,6 +75,26 @@ def _writable(path):
     return None
 
 
+def _described(event, why):
+    """Reasons per alternative of `event`, each naming its probe."""
+    return [r if r.startswith(p.describe()) else "%s: %s" % (p.describe(), r)
+            for p, r in zip(event.probes, why)]
+
+
+def _lookup_allowed(measurement, event):
+    """Whether `event` may leave its lookup fields unread: it has some and
+    no filter tests them (a filter needs the value when the event comes)."""
+    names = set(f.name for f in event.fields if f.lookup is not None)
+    return bool(names) and not any(f.field in names for f in measurement.filters_for(event))
+
+
+def _lookup_choice(event, ev, why):
+    looked = ", ".join("%s from %s after the fact (best-effort)" % (f.name, f.lookup.describe())
+                       for f in event.fields if f.lookup is not None and f.name not in ev.fields)
+    return "event %s from %s, %s (not %s)" % (event.name, ev.probe.describe(), looked,
+                                             "; ".join(why))
+
+
 def default_buffer_kb(plan, ncpus=None):
     ncpus = ncpus or os.cpu_count() or 1
     high = any(ev.system in HIGH_RATE_SYSTEMS or ev.probe_def for ev in plan.events)
@@ -153,13 +173,18 @@ class FtraceBackend(Backend):
         choices = []
         for event in measurement.events:
             ev, why = self._resolve(event, host, feats)
+            if ev is None and _lookup_allowed(measurement, event):
+                # the last resort: a probe that leaves the field to its lookup
+                ev, _why = self._resolve(event, host, feats, lookups=True)
+                if ev is not None:
+                    choices.append(_lookup_choice(event, ev, _described(event, why)))
+                    resolved.append(ev)
+                    continue
             if ev is None:
                 reasons.append("event %s: %s" % (event.name, "; ".join(why)))
             else:
                 resolved.append(ev)
-                choices.append(probe_choice(event, ev.probe, [
-                    r if r.startswith(p.describe()) else "%s: %s" % (p.describe(), r)
-                    for p, r in zip(event.probes, why)]))
+                choices.append(probe_choice(event, ev.probe, _described(event, why)))
         seen = {}
         for ev in resolved:
             key = (ev.system, ev.event)
@@ -187,7 +212,7 @@ class FtraceBackend(Backend):
             notes.append("text trace_pipe (no trace_pipe_raw)")
         return Verdict(NAME, True, notes, plan=plan, choices=choices)
 
-    def _resolve(self, event, host, feats):
+    def _resolve(self, event, host, feats, lookups=False):
         """(ResolvedEvent, [why not, per alternative before it]) for the
         first probe this host supports, or (None, [why not, per
         alternative])."""
@@ -196,7 +221,7 @@ class FtraceBackend(Backend):
             kind = probe.kind
             try:
                 if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
-                    ev, reason = self._tracepoint(event, probe, host)
+                    ev, reason = self._tracepoint(event, probe, host, lookups)
                 elif kind in ("uprobe", "uretprobe"):
                     ev, reason = self._uprobe(event, probe, feats)
                 elif kind in ("kprobe", "kretprobe"):
@@ -211,7 +236,7 @@ class FtraceBackend(Backend):
             why.append(reason)
         return None, why
 
-    def _tracepoint(self, event, probe, host):
+    def _tracepoint(self, event, probe, host, lookups=False):
         fmt = host.event_format(probe.category, probe.name)
         if fmt is None:
             extra = " (syscall tracepoints need CONFIG_FTRACE_SYSCALLS)" \
@@ -220,6 +245,8 @@ class FtraceBackend(Backend):
         fields = {}
         for f in event.fields:
             src = field_source(fmt, f, probe)
+            if src is None and lookups and f.lookup is not None:
+                continue            # left unread: looked up when reported
             if src is None:
                 return None, "tracepoint %s:%s has no %sfield %s" % (
                     probe.category, probe.name, "string " if f.type in (STR, USTR) else "",
