@@ -78,6 +78,14 @@ def probe_choice(event, probe, skipped):
     return "event %s from %s (not %s)" % (event.name, probe.describe(), "; ".join(skipped))
 
 
+def members_left_out(event, reasons):
+    """The line a verdict gives for the members of an Each alternative
+    this host lacks (`reasons`: one per member left out), or None."""
+    if not reasons:
+        return None
+    return "event %s without %s" % (event.name, "; ".join(reasons))
+
+
 # --buffer-kb: at least a KB, at most 4 GB per CPU.
 MAX_BUFFER_KB = 4 * 1024 * 1024
 

@@ -180,6 +180,38 @@ class UserFunction(Probe):
         return "%s:%s:%s" % ("ur" if self.ret else "u", self.library, self.symbol)
 
 
+class Each(Probe):
+    """One alternative made of several probes, all attached, as one logical
+    event: every member this host has (at least one), e.g. the entries of
+    open, openat, openat2 and creat.  A member the host lacks, or that
+    cannot read the event's fields, is left out (a syscall another
+    architecture does not have); each member reads the fields from its own
+    sources.  Members are plain probes (tracepoints, functions)."""
+
+    kind = "each"
+
+    def __init__(self, *probes):
+        self.probes = tuple(probes)
+        if len(self.probes) < 1 or not all(isinstance(p, Probe) and not isinstance(p, Each)
+                                           for p in self.probes):
+            raise InvalidSpec("Each needs one or more plain probes")
+        if len(set(self.probes)) != len(self.probes):
+            raise InvalidSpec("Each lists a probe twice")
+        self.sources = {}
+
+    def describe(self):
+        return "each(%s)" % ", ".join(p.describe() for p in self.probes)
+
+    def __hash__(self):
+        return hash((self.kind,) + self.probes)
+
+
+def members(probe):
+    """The plain probes an alternative attaches: an Each's members, or the
+    probe itself."""
+    return probe.probes if isinstance(probe, Each) else (probe,)
+
+
 # ---------------------------------------------------------------------------
 # After-the-fact lookups: where no probe alternative can read a field, a
 # backend may leave it unread and the value is looked up when the record is

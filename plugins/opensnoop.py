@@ -5,18 +5,20 @@
                             [-d DURATION] [FILENAME]
     events        enter: the open's start, with the path (and flags), from
                   the first of these the host has:
-                    syscalls:sys_enter_openat, the path read from its user
+                    syscalls:sys_enter_{openat,open,openat2,creat} (those
+                    the kernel has; -e: openat, open), the path read from its user
                     pointer (eBPF reads user memory in the probe; ftrace
                     records only the pointer, so it goes on);
                     a kprobe on do_sys_open / do_sys_openat2 fetching the
                     path string (ftrace on kernels with kprobes);
-                    a uprobe on the C library's open() with a string fetch
-                    (ftrace on kernels without kprobes: opens through libc's
-                    open()/open64() only, which is what most programs call);
+                    uprobes on the C library's open() and creat() with a
+                    string fetch (ftrace on kernels without kprobes: opens
+                    through these functions only, which is what most
+                    programs call);
                     else the tracepoint, the path looked up in
                     /proc/PID/fd/FD when printed (best-effort: marked
                     "(from /proc)"; not with a FILENAME filter)
-                  exit: syscalls:sys_exit_openat, its return value
+                  exit: the same syscalls' sys_exit_*, the return value
     pair          enter -> exit of the same thread, carrying comm, pid, path
     aggregate     Records: comm, pid, tid, path, ret (-e: and flags)
     filters       -p PID / -t TID on both events, -n NAME (comm contains),
@@ -29,7 +31,7 @@
 import os
 
 from kerntrace.core.errors import UsageError
-from kerntrace.core.model import (INT, STR, USTR, Event, Field, Filter, KernelFunction,
+from kerntrace.core.model import (INT, STR, USTR, Each, Event, Field, Filter, KernelFunction,
                                   Measurement, Pair, ProcFdPath, Records, Schedule,
                                   SyscallEntry, SyscallExit, UserFunction)
 from kerntrace.core.output.table import Column, EventTablePrinter
@@ -37,6 +39,10 @@ from kerntrace.core.tool import Tool, seconds_value
 
 ENTER = "enter"
 EXIT = "exit"
+
+# The system calls that open a file by path.
+SYSCALLS = ("openat", "open", "openat2", "creat")
+FLAG_SYSCALLS = ("openat", "open")
 
 # PIDs are below pid_max, at most PID_MAX_LIMIT (include/linux/threads.h, 64-bit).
 PID_MAX_LIMIT = 4 * 1024 * 1024
@@ -46,10 +52,15 @@ def enter_event(flags=False):
     """The start of an open, with the path (and the open flags)."""
     # The last resort (ftrace with neither kprobes nor uprobes): the file
     # the returned descriptor points to, read from /proc when reported.
-    fields = [Field("path", USTR, sources=("filename",), lookup=ProcFdPath("pid", "ret"))]
+    fields = [Field("path", USTR, sources=("filename", "pathname"),
+                    lookup=ProcFdPath("pid", "ret"))]
     if flags:
         fields.append(Field("flags", INT, sources=("flags",)))
-    probes = [SyscallEntry("openat")]
+    # open, creat and openat2 (where the kernel has them) beside openat:
+    # glibc's open() is openat since 2.26, its creat() is creat.  Their
+    # flags are elsewhere (creat has none, openat2 keeps them in struct
+    # open_how): with -e only open and openat are traced.
+    probes = [Each(*[SyscallEntry(s) for s in SYSCALLS if not flags or s in FLAG_SYSCALLS])]
     # do_sys_open(dfd, filename, flags, mode): fs/open.c, every era.
     probes.append(KernelFunction("do_sys_open", sources={"path": "arg1", "flags": "arg2"}))
     if not flags:
@@ -57,13 +68,18 @@ def enter_event(flags=False):
         # syscall") (v5.6) do_sys_openat2(dfd, filename, how) does the work;
         # its flags are inside struct open_how, out of a fetch's reach.
         probes.append(KernelFunction("do_sys_openat2", sources={"path": "arg1"}))
-    # open(path, flags, mode) in the C library: the path in user memory.
-    probes.append(UserFunction("c", "open", sources={"path": "arg0", "flags": "arg1"}))
+    # open(path, flags, mode) and creat(path, mode) in the C library: the
+    # path in user memory.  (open64 and creat64 are the same functions.)
+    libc = [UserFunction("c", "open", sources={"path": "arg0", "flags": "arg1"})]
+    if not flags:
+        libc.append(UserFunction("c", "creat", sources={"path": "arg0"}))
+    probes.append(Each(*libc))
     return Event(ENTER, *probes, fields=fields)
 
 
-def exit_event():
-    return Event(EXIT, SyscallExit("openat"), fields=[Field("ret", INT)])
+def exit_event(flags=False):
+    return Event(EXIT, Each(*[SyscallExit(s) for s in SYSCALLS
+                              if not flags or s in FLAG_SYSCALLS]), fields=[Field("ret", INT)])
 
 
 def record_fields(flags=False):
@@ -207,7 +223,7 @@ class OpenSnoop(Tool):
         if args.failed:
             filters.append(Filter("ret", "<", 0, events=(EXIT,)))
         return Measurement(
-            events=[enter_event(flags), exit_event()],
+            events=[enter_event(flags), exit_event(flags)],
             pair=Pair(ENTER, EXIT, key=("tid",), carry=("comm", "pid", "path")
                       + (("flags",) if flags else ())),
             aggregate=Records(record_fields(flags)),

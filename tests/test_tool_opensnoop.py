@@ -43,6 +43,15 @@ EXIT_FORMAT = ("name: sys_exit_openat\nID: 601\nformat:\n" + COMMON_FIELDS + "\n
                "print fmt: \"0x%lx\", REC->ret\n")
 SYSCALLS = {("syscalls", "sys_enter_openat"): ENTER_FORMAT,
             ("syscalls", "sys_exit_openat"): EXIT_FORMAT}
+# open has the same fields without dfd; creat calls its path "pathname"
+for _sc, _path in (("open", "filename"), ("creat", "pathname")):
+    SYSCALLS[("syscalls", "sys_enter_" + _sc)] = ENTER_FORMAT.replace(
+        "sys_enter_openat", "sys_enter_" + _sc).replace("* filename", "* " + _path)
+    SYSCALLS[("syscalls", "sys_exit_" + _sc)] = EXIT_FORMAT.replace(
+        "sys_exit_openat", "sys_exit_" + _sc)
+# (no openat2: a kernel before v5.6)
+NO_OPENAT2 = ("event enter without t:syscalls:sys_enter_openat2: no tracepoint "
+              "syscalls:sys_enter_openat2 (syscall tracepoints need CONFIG_FTRACE_SYSCALLS)")
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 
 
@@ -88,13 +97,29 @@ def test_kprobe_fetches_the_path_where_the_kernel_has_kprobes(era_host, era, fet
     # do_sys_open(dfd, filename, flags, mode): the path is the second argument
     assert enter.probe_def == "p:%s/%s do_sys_open path=+0(%%si):%s flags=%%dx:s64\n" % (
         enter.system, enter.event, fetch)
-    exit_ = [e for e in v.plan.events if e.name == opensnoop.EXIT][0]
-    assert (exit_.system, exit_.event, exit_.fields) == ("syscalls", "sys_exit_openat",
-                                                         {"ret": "ret"})
-    # --explain and doctor say which probe runs, and why not the tracepoint
-    assert v.choices == ["event enter from k:do_sys_open (not t:syscalls:sys_enter_openat: "
-                         "tracepoint syscalls:sys_enter_openat has no string field filename)"]
+    # -e: the syscalls whose flags are an argument
+    exits = [(e.system, e.event, e.fields) for e in v.plan.events if e.name == opensnoop.EXIT]
+    assert exits == [("syscalls", "sys_exit_openat", {"ret": "ret"}),
+                     ("syscalls", "sys_exit_open", {"ret": "ret"})]
+    # --explain and doctor say which probe runs, and why not the tracepoints
+    assert v.choices == [
+        "event enter from k:do_sys_open (not each(t:syscalls:sys_enter_openat, "
+        "t:syscalls:sys_enter_open): t:syscalls:sys_enter_openat: tracepoint "
+        "syscalls:sys_enter_openat has no string field filename/pathname; "
+        "t:syscalls:sys_enter_open: tracepoint syscalls:sys_enter_open has no string field "
+        "filename/pathname)"]
     assert v.choices[0] in v.reasons
+
+
+def test_every_open_syscall_the_kernel_has_ends_a_pair(era_host):
+    era_host("5.10", kprobes=True)
+    v = check()
+    assert v.ok, v.reasons
+    exits = [e.event for e in v.plan.events if e.name == opensnoop.EXIT]
+    assert exits == ["sys_exit_openat", "sys_exit_open", "sys_exit_creat"]
+    assert ("event exit without t:syscalls:sys_exit_openat2: no tracepoint "
+            "syscalls:sys_exit_openat2 (syscall tracepoints need CONFIG_FTRACE_SYSCALLS)"
+            in v.choices)
 
 
 def test_do_sys_openat2_where_do_sys_open_is_gone(era_host):
@@ -116,8 +141,13 @@ def test_uprobe_on_the_c_library_without_kprobes(era_host):
     # open(path, flags, mode): the path is the first argument
     assert enter.probe_def == "p:%s/%s %s:0x11a0 path=+0(%%di):ustring flags=%%si:s64\n" % (
         enter.system, enter.event, LIBC)
-    assert v.choices[0].startswith("event enter from u:c:open (not t:syscalls:sys_enter_openat")
+    assert v.choices[0].startswith("event enter from each(u:c:open) (not "
+                                   "each(t:syscalls:sys_enter_openat, t:syscalls:sys_enter_open)")
     assert "k:do_sys_open: no kprobe support" in v.choices[0]
+    # without -e creat() too; this fake C library has no creat
+    v = check()
+    assert [e.probe.symbol for e in v.plan.events if e.name == opensnoop.ENTER] == ["open"]
+    assert "event enter without u:c:creat: %s: no function symbol 'creat'" % LIBC in v.choices
 
 
 def test_proc_lookup_where_nothing_can_fetch_the_string(era_host):
@@ -129,11 +159,14 @@ def test_proc_lookup_where_nothing_can_fetch_the_string(era_host):
     assert (enter.system, enter.event) == ("syscalls", "sys_enter_openat")
     assert "path" not in enter.fields
     assert v.choices[0].startswith(
-        "event enter from t:syscalls:sys_enter_openat, path from /proc/<pid>/fd/<ret> after "
-        "the fact (best-effort) (not t:syscalls:sys_enter_openat: tracepoint "
-        "syscalls:sys_enter_openat has no string field filename; k:do_sys_open: no kprobe "
-        "support"), v.choices
+        "event enter from each(t:syscalls:sys_enter_openat, t:syscalls:sys_enter_open, "
+        "t:syscalls:sys_enter_openat2, t:syscalls:sys_enter_creat), path from "
+        "/proc/<pid>/fd/<ret> after the fact (best-effort) (not each("), v.choices
+    assert "k:do_sys_open: no kprobe support" in v.choices[0]
     assert "no uprobe support" in v.choices[0]
+    assert [e.event for e in v.plan.events if e.name == opensnoop.ENTER] == [
+        "sys_enter_openat", "sys_enter_open", "sys_enter_creat"]
+    assert v.choices[1] == NO_OPENAT2
 
 
 def test_no_proc_lookup_under_a_path_filter(era_host):
@@ -141,8 +174,9 @@ def test_no_proc_lookup_under_a_path_filter(era_host):
     era_host("6.11", kprobes=False, uprobes=False)
     v = check(["/etc/*"])
     assert not v.ok
-    assert v.reasons[0].startswith("event enter: tracepoint syscalls:sys_enter_openat has no "
-                                   "string field filename; no kprobe support")
+    assert v.reasons[0].startswith("event enter: t:syscalls:sys_enter_openat: tracepoint "
+                                   "syscalls:sys_enter_openat has no string field filename/"
+                                   "pathname; ")
     assert "no uprobe support" in v.reasons[0]
 
 
@@ -266,3 +300,45 @@ def test_parse_rejects_what_a_filter_cannot_carry():
             opensnoop.name_value(text)
     assert opensnoop.path_pattern("*.conf") == "*.conf"
     assert opensnoop.path_pattern("/tmp/a file") == "/tmp/a file"
+
+
+# ---------------------------------------------------------------------------
+# Each: several probes as one alternative
+def test_each_is_one_alternative_of_plain_probes():
+    from kerntrace.core.model import Each, members
+    e = Each(SyscallEntry("openat"), SyscallEntry("creat", sources={"path": "pathname"}))
+    assert e.describe() == "each(t:syscalls:sys_enter_openat, t:syscalls:sys_enter_creat)"
+    assert members(e) == e.probes and members(SyscallEntry("open")) == (SyscallEntry("open"),)
+    assert e == Each(SyscallEntry("openat"), SyscallEntry("creat", sources={"path": "pathname"}))
+    assert hash(e) == hash(Each(SyscallEntry("openat"),
+                                SyscallEntry("creat", sources={"path": "pathname"})))
+    for bad in ((), (e,), (SyscallEntry("open"), SyscallEntry("open")), ("open",)):
+        with pytest.raises(InvalidSpec):
+            Each(*bad)
+
+
+def test_ebpf_gives_each_member_its_own_handler():
+    """Every member of an Each alternative is a handler of its own (C
+    names that do not collide), all in the same role of the pair."""
+    from kerntrace.backends.ebpf import codegen
+    from kerntrace.backends.ebpf import plan as eplan
+    tool = opensnoop.OpenSnoop()
+    m = tool.measurement(tool.parse_args([]))
+    enter, exit_ = m.events
+    planned = []
+    for index, ev, field, kind in ((0, enter, "path", "tp_ustr"), (1, exit_, "ret", "tp")):
+        for member, probe in enumerate(ev.probes[0].probes):
+            src = eplan.FieldSource(field, ev.field(field).type, kind,
+                                    "pathname" if probe.name.endswith("creat") else
+                                    ("filename" if field == "path" else "ret"),
+                                    eplan.STRING_MAX if kind == "tp_ustr" else 8, True)
+            pe = eplan.PlannedEvent(index, ev, probe, {field: src})
+            pe.member = member
+            planned.append(pe)
+    program = codegen.generate(m, eplan.EbpfPlan(planned, output="ringbuf"))
+    names = [a.fn_name for a in program.attachments]
+    assert len(names) == len(set(names)) == 8
+    assert [a.event.probe.name for a in program.attachments] == [
+        "sys_enter_openat", "sys_enter_open", "sys_enter_openat2", "sys_enter_creat",
+        "sys_exit_openat", "sys_exit_open", "sys_exit_openat2", "sys_exit_creat"]
+    assert "args->pathname" in program.text and "args->filename" in program.text

@@ -1,7 +1,8 @@
 """opensnoop live on both backends: a process that opens a uniquely named
-file (its name has a space) N times and a path that does not exist M
-times; each backend reports exactly those opens, with the right FD, ERR
-and full path, and both report the same."""
+file (its name has a space) N times, a path that does not exist M times
+and creates a file K times with creat(); each backend reports exactly
+those opens, with the right FD, ERR and full path, and both report the
+same."""
 
 import json
 import os
@@ -20,11 +21,17 @@ from kernstate import ebpf_skip_reason
 N = 40
 M = 7
 
+K = 5
+
 # The opener: names its thread (comm), prints its pid, waits for a line on
-# stdin, then opens FILE N times (O_RDONLY, closing each) and MISSING M times.
+# stdin, then opens FILE N times (O_RDONLY, closing each), MISSING M times
+# and creates CREATED K times with the C library's creat() (the creat
+# system call, not openat).
 _OPENER = """
-import os, sys
+import ctypes, os, sys
 path, missing, n, m, comm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+created, k = sys.argv[6], int(sys.argv[7])
+libc = ctypes.CDLL(None, use_errno=True)
 with open("/proc/self/comm", "w") as f:
     f.write(comm)
 print(os.getpid(), flush=True)
@@ -36,6 +43,10 @@ for _ in range(m):
         os.open(missing, os.O_RDONLY)
     except FileNotFoundError:
         pass
+for _ in range(k):
+    fd = libc.creat(created.encode(), 0o600)
+    assert fd >= 0
+    os.close(fd)
 """
 
 ROW = re.compile(r"^(\d+)\s+(\S.*?)\s+(-?\d+)\s+(\d+) (.*)$")
@@ -47,9 +58,10 @@ class Opener(object):
         self.comm = "ktopen" + tag
         self.path = os.path.join(str(tmpdir), "kerntrace opensnoop %s" % tag)
         self.missing = os.path.join(str(tmpdir), "kerntrace-missing-%s" % tag)
+        self.created = os.path.join(str(tmpdir), "kerntrace-created-%s" % tag)
         open(self.path, "w").close()
         self.p = subprocess.Popen([sys.executable, "-c", _OPENER, self.path, self.missing,
-                                   str(n), str(m), self.comm],
+                                   str(n), str(m), self.comm, self.created, str(K)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
 
@@ -117,12 +129,14 @@ def rows(stdout):
     return out
 
 
-def check_rows(opener, found, n=N, m=M):
+def check_rows(opener, found, n=N, m=M, k=K):
     ok = [r for r in found if r[4] == opener.path]
     bad = [r for r in found if r[4] == opener.missing]
+    made = [r for r in found if r[4] == opener.created]
     assert len(ok) == n, found
     assert len(bad) == m, found
-    for pid, comm, fd, err, _ in ok:
+    assert len(made) == k, found
+    for pid, comm, fd, err, _ in ok + made:
         assert pid == opener.pid and comm == opener.comm and fd >= 0 and err == 0
     for pid, comm, fd, err, _ in bad:
         assert pid == opener.pid and comm == opener.comm and fd == -1 and err == 2   # ENOENT
@@ -137,10 +151,12 @@ def test_exact_opens_on_both_backends_and_the_same(tmp_path):
         assert stdout.startswith("PID    COMM               FD ERR PATH\n"), stdout
         found = rows(stdout)
         check_rows(opener, found)
-        tables.append(sorted(r for r in found if r[4] in (opener.path, opener.missing)))
+        tables.append(sorted(r for r in found
+                             if r[4] in (opener.path, opener.missing, opener.created)))
         if b == "ftrace":
             # no kprobes here: the path comes from the uprobe on libc's open()
-            assert re.search(r"ftrace: chosen \(event enter from (u:\S+:open|k:\w+) ", err), err
+            assert re.search(r"ftrace: chosen \(event enter from (each\(u:c:open, u:c:creat\)|"
+                             r"k:\w+) ", err), err
     assert all(t == tables[0] for t in tables)
     if len(results) == 1:
         pytest.skip("eBPF backend unavailable (%s): only ftrace checked" % ebpf_skip_reason())
@@ -151,18 +167,18 @@ def test_exact_opens_on_both_backends_and_the_same(tmp_path):
 def test_filters(tmp_path, how):
     opener = Opener(tmp_path)
     if how == "name":
-        args, n, m = ["-n", opener.comm], N, M
+        args, n, m, k = ["-n", opener.comm], N, M, K
     elif how == "filename":
         # end-anchored: the file, not the missing path beside it
-        args, n, m = ["*" + os.path.basename(opener.path)], N, 0
+        args, n, m, k = ["*" + os.path.basename(opener.path)], N, 0, 0
     elif how == "failed":
-        args, n, m = ["-x", "-p", str(opener.pid)], 0, M
+        args, n, m, k = ["-x", "-p", str(opener.pid)], 0, M, 0
     else:
-        args, n, m = ["-t", str(opener.pid)], N, M
+        args, n, m, k = ["-t", str(opener.pid)], N, M, K
     for b, stdout, err in run_on(opener, args, expect_exit=False):
         found = rows(stdout)
         assert found, (b, stdout, err)
-        check_rows(opener, found, n, m)
+        check_rows(opener, found, n, m, k)
         if how in ("name", "tid", "failed"):
             assert all(r[0] == opener.pid for r in found), (b, found)
         if how == "filename":
@@ -177,6 +193,7 @@ def test_json_records(tmp_path):
         mine = [r for r in recs if r.get("path") in (opener.path, opener.missing)]
         assert len([r for r in mine if r["path"] == opener.path and r["ret"] >= 0]) == N, recs
         assert len([r for r in mine if r["path"] == opener.missing and r["ret"] == -2]) == M
+        assert len([r for r in recs if r.get("path") == opener.created and r["ret"] >= 0]) == K
         assert all(r["pid"] == opener.pid and r["comm"] == opener.comm for r in mine)
 
 

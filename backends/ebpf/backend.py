@@ -1,7 +1,7 @@
 """The eBPF backend: bcc compiles generated C; aggregation happens in the
 kernel.  Preferred over ftrace wherever check() says it can run."""
 
-from kerntrace.core.backend import Backend, Capability, Verdict, probe_choice
+from kerntrace.core.backend import Backend, Capability, Verdict, members_left_out, probe_choice
 from kerntrace.core.errors import one_line
 from kerntrace.core.host import Host
 
@@ -81,12 +81,13 @@ class EbpfBackend(Backend):
         planned = []
         choices = []
         for i, event in enumerate(measurement.events):
-            pe, why = eplan.resolve_event(i, event, host, p)
-            if pe is None:
+            pes, why, chosen, left_out = eplan.resolve_events(i, event, host, p)
+            if pes is None:
                 reasons.append("event %s: %s" % (event.name, "; ".join(why)))
             else:
-                planned.append(pe)
-                choices.append(probe_choice(event, pe.probe, why))
+                planned.extend(pes)
+                choices.append(probe_choice(event, chosen, why))
+                choices.append(members_left_out(event, left_out))
         seen = {}
         for pe in planned:
             other = seen.get(pe.probe)

@@ -13,7 +13,8 @@ Resolution rules (feature detection only):
 import os
 import re
 
-from kerntrace.core.model import INT, STR, USTR, KernelFunction, Tracepoint, UserFunction
+from kerntrace.core.model import (INT, STR, USTR, Each, KernelFunction, Tracepoint,
+                                  UserFunction)
 
 # Size of string buffers we read into (bytes, including the NUL): in-record
 # char arrays keep their own size up to this; strings behind a pointer or a
@@ -67,12 +68,15 @@ class PlannedEvent(object):
     target    for uprobes: the resolved path of the library or binary
     raw_ok    for tracepoints: a raw tracepoint of that name attaches here,
               so a handler that reads none of the event's fields can use it
+    member    0, or for the members of an Each alternative their number
+              (one PlannedEvent each, the same index and logical event)
     """
 
-    __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok")
+    __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok", "member")
 
     def __init__(self, index, logical, probe, fields, target=None, raw_ok=False):
         self.index = index
+        self.member = 0     # which member of an Each alternative (model.Each)
         self.logical = logical
         self.probe = probe
         self.fields = fields
@@ -251,25 +255,55 @@ def resolve_uprobe(event, probe, probes):
     return fields, path, why
 
 
-def resolve_event(index, event, host, probes):
-    """(PlannedEvent, [why not, per alternative before it]) for the first
-    attachable probe of `event`, or (None, [reasons])."""
+def _resolve_plain(index, event, probe, host, probes):
+    """(PlannedEvent, None) for plain probe `probe` of `event`, or (None, why not)."""
+    target = None
+    if isinstance(probe, Tracepoint):
+        if not probes.attach("tracepoint").ok:
+            fields, why = None, probes.attach("tracepoint").detail
+        else:
+            fields, why = resolve_tracepoint(event, probe, host)
+    elif isinstance(probe, KernelFunction):
+        fields, why = resolve_kprobe(event, probe, probes)
+    elif isinstance(probe, UserFunction):
+        fields, target, why = resolve_uprobe(event, probe, probes)
+    else:
+        fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
+    if fields is not None and why is None:
+        raw_ok = isinstance(probe, Tracepoint) and probes.raw_tracepoint(probe.name).ok
+        return PlannedEvent(index, event, probe, fields, target, raw_ok), None
+    return None, "%s: %s" % (probe.describe(), why)
+
+
+def resolve_events(index, event, host, probes):
+    """([PlannedEvent], [why not, per alternative before it], that
+    alternative, [why not, per Each member left out]) for the first
+    attachable alternative of `event` (an Each: one PlannedEvent per member
+    this host has, numbered by `member`), or (None, [reasons], None, [])."""
     reasons = []
     for probe in event.probes:
-        target = None
-        if isinstance(probe, Tracepoint):
-            if not probes.attach("tracepoint").ok:
-                fields, why = None, probes.attach("tracepoint").detail
-            else:
-                fields, why = resolve_tracepoint(event, probe, host)
-        elif isinstance(probe, KernelFunction):
-            fields, why = resolve_kprobe(event, probe, probes)
-        elif isinstance(probe, UserFunction):
-            fields, target, why = resolve_uprobe(event, probe, probes)
-        else:
-            fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
-        if fields is not None and why is None:
-            raw_ok = isinstance(probe, Tracepoint) and probes.raw_tracepoint(probe.name).ok
-            return PlannedEvent(index, event, probe, fields, target, raw_ok), reasons
-        reasons.append("%s: %s" % (probe.describe(), why))
-    return None, reasons
+        if isinstance(probe, Each):
+            planned, why = [], []
+            for member in probe.probes:
+                pe, r = _resolve_plain(index, event, member, host, probes)
+                if pe is None:
+                    why.append(r)
+                else:
+                    pe.member = len(planned)
+                    planned.append(pe)
+            if planned:
+                return planned, reasons, probe, why
+            reasons.append("; ".join(why))
+            continue
+        pe, why = _resolve_plain(index, event, probe, host, probes)
+        if pe is not None:
+            return [pe], reasons, probe, []
+        reasons.append(why)
+    return None, reasons, None, []
+
+
+def resolve_event(index, event, host, probes):
+    """(the first PlannedEvent of resolve_events(), [why not, per
+    alternative before it]), or (None, [reasons])."""
+    planned, reasons, _chosen, _left_out = resolve_events(index, event, host, probes)
+    return (planned[0] if planned else None), reasons

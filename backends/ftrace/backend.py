@@ -12,9 +12,10 @@ import errno
 import os
 
 from kerntrace.core import tracefs
-from kerntrace.core.backend import Backend, Capability, Verdict, probe_choice
+from kerntrace.core.backend import (Backend, Capability, Verdict, members_left_out,
+                                    probe_choice)
 from kerntrace.core.errors import TracingUnavailable, Unsupported
-from kerntrace.core.model import STR, USTR
+from kerntrace.core.model import STR, USTR, Each
 
 from . import kfilter, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
@@ -88,10 +89,11 @@ def _lookup_allowed(measurement, event):
     return bool(names) and not any(f.field in names for f in measurement.filters_for(event))
 
 
-def _lookup_choice(event, ev, why):
+def _lookup_choice(event, chosen, evs, why):
     looked = ", ".join("%s from %s after the fact (best-effort)" % (f.name, f.lookup.describe())
-                       for f in event.fields if f.lookup is not None and f.name not in ev.fields)
-    return "event %s from %s, %s (not %s)" % (event.name, ev.probe.describe(), looked,
+                       for f in event.fields if f.lookup is not None
+                       and any(f.name not in ev.fields for ev in evs))
+    return "event %s from %s, %s (not %s)" % (event.name, chosen.describe(), looked,
                                              "; ".join(why))
 
 
@@ -172,19 +174,21 @@ class FtraceBackend(Backend):
         resolved = []
         choices = []
         for event in measurement.events:
-            ev, why = self._resolve(event, host, feats)
-            if ev is None and _lookup_allowed(measurement, event):
+            evs, why, chosen, left_out = self._resolve(event, host, feats)
+            if evs is None and _lookup_allowed(measurement, event):
                 # the last resort: a probe that leaves the field to its lookup
-                ev, _why = self._resolve(event, host, feats, lookups=True)
-                if ev is not None:
-                    choices.append(_lookup_choice(event, ev, _described(event, why)))
-                    resolved.append(ev)
+                evs, _why, chosen, left_out = self._resolve(event, host, feats, lookups=True)
+                if evs is not None:
+                    choices.append(_lookup_choice(event, chosen, evs, _described(event, why)))
+                    choices.append(members_left_out(event, left_out))
+                    resolved.extend(evs)
                     continue
-            if ev is None:
+            if evs is None:
                 reasons.append("event %s: %s" % (event.name, "; ".join(why)))
             else:
-                resolved.append(ev)
-                choices.append(probe_choice(event, ev.probe, _described(event, why)))
+                resolved.extend(evs)
+                choices.append(probe_choice(event, chosen, _described(event, why)))
+                choices.append(members_left_out(event, left_out))
         seen = {}
         for ev in resolved:
             key = (ev.system, ev.event)
@@ -213,28 +217,47 @@ class FtraceBackend(Backend):
         return Verdict(NAME, True, notes, plan=plan, choices=choices)
 
     def _resolve(self, event, host, feats, lookups=False):
-        """(ResolvedEvent, [why not, per alternative before it]) for the
-        first probe this host supports, or (None, [why not, per
-        alternative])."""
+        """([ResolvedEvent], [why not, per alternative before it], that
+        alternative, [why not, per Each member left out]) for the first
+        alternative this host supports (an Each gives one ResolvedEvent per
+        member it has), or (None, [why not, per alternative], None, [])."""
         why = []
         for probe in event.probes:
-            kind = probe.kind
-            try:
-                if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
-                    ev, reason = self._tracepoint(event, probe, host, lookups)
-                elif kind in ("uprobe", "uretprobe"):
-                    ev, reason = self._uprobe(event, probe, feats)
-                elif kind in ("kprobe", "kretprobe"):
-                    ev, reason = self._kprobe(event, probe, host, feats)
-                else:
-                    ev, reason = None, "%s: unknown probe kind" % probe.describe()
-            except (IOError, OSError, ValueError) as e:
-                # An unreadable format file or binary is an answer, not a crash.
-                ev, reason = None, "%s: %s" % (probe.describe(), e)
+            if isinstance(probe, Each):
+                evs, reason = [], []
+                for member in probe.probes:
+                    ev, r = self._resolve_one(event, member, host, feats, lookups)
+                    if ev is not None:
+                        evs.append(ev)
+                    else:
+                        reason.append(r if r.startswith(member.describe())
+                                      else "%s: %s" % (member.describe(), r))
+                if evs:
+                    return evs, why, probe, reason
+                why.append("; ".join(reason))
+                continue
+            ev, reason = self._resolve_one(event, probe, host, feats, lookups)
             if ev is not None:
-                return ev, why
+                return [ev], why, probe, []
             why.append(reason)
-        return None, why
+        return None, why, None, []
+
+    def _resolve_one(self, event, probe, host, feats, lookups):
+        """(ResolvedEvent, None) for plain probe `probe`, or (None, why not)."""
+        kind = probe.kind
+        try:
+            if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
+                ev, reason = self._tracepoint(event, probe, host, lookups)
+            elif kind in ("uprobe", "uretprobe"):
+                ev, reason = self._uprobe(event, probe, feats)
+            elif kind in ("kprobe", "kretprobe"):
+                ev, reason = self._kprobe(event, probe, host, feats)
+            else:
+                ev, reason = None, "%s: unknown probe kind" % probe.describe()
+        except (IOError, OSError, ValueError) as e:
+            # An unreadable format file or binary is an answer, not a crash.
+            ev, reason = None, "%s: %s" % (probe.describe(), e)
+        return ev, reason
 
     def _tracepoint(self, event, probe, host, lookups=False):
         fmt = host.event_format(probe.category, probe.name)
