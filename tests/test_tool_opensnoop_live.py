@@ -276,3 +276,65 @@ def test_proc_lookup_route_live(tmp_path, monkeypatch):
     assert sorted(r[2] for r in mine) == sorted(fds)
     for r in mine:
         assert r[0] == pid and r[3] == 0 and r[4] == path + " (from /proc)"
+
+
+# bpftrace's view of the same opens: each syscall's entry with its path and
+# its exit with the return value, paired per thread below.
+_BPFTRACE = (
+    "tracepoint:syscalls:sys_enter_creat /pid == %(pid)d/ "
+    "{ printf(\"E %%d %%s\\n\", tid, str(args->pathname)); } "
+    "tracepoint:syscalls:sys_enter_open,tracepoint:syscalls:sys_enter_openat /pid == %(pid)d/ "
+    "{ printf(\"E %%d %%s\\n\", tid, str(args->filename)); } "
+    "tracepoint:syscalls:sys_exit_open,tracepoint:syscalls:sys_exit_openat,"
+    "tracepoint:syscalls:sys_exit_creat /pid == %(pid)d/ "
+    "{ printf(\"X %%d %%d\\n\", tid, args->ret); }")
+
+
+def bpftrace_opens(text):
+    """[(fd, err, path)] from _BPFTRACE's lines."""
+    pending, out = {}, []
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        tid, _, value = rest.partition(" ")
+        if kind == "E":
+            pending[tid] = value
+        elif kind == "X" and tid in pending:
+            ret = int(value)
+            out.append((ret if ret >= 0 else -1, 0 if ret >= 0 else -ret, pending.pop(tid)))
+    return out
+
+
+@pytest.mark.live
+def test_both_backends_agree_with_bpftrace(tmp_path):
+    import resource
+    import shutil
+    bpftrace = shutil.which("bpftrace")
+    if bpftrace is None:
+        pytest.skip("bpftrace is not installed: no third tool to compare with")
+    opener = Opener(tmp_path)
+
+    def more_locked_memory():
+        # bpftrace 0.17 warns under a low limit (its stderr is not checked)
+        try:
+            _soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    bt = subprocess.Popen([bpftrace, "-e", _BPFTRACE % {"pid": opener.pid}],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, preexec_fn=more_locked_memory,
+                          env=dict(os.environ, BPFTRACE_STRLEN="200"))   # (default 64)
+    try:
+        line = bt.stdout.readline()
+        assert line.startswith("Attaching"), (line, bt.stderr.read() if bt.poll() else "")
+        results = run_on(opener, ["-p", str(opener.pid)], expect_exit=False)
+    finally:
+        bt.send_signal(2)
+        bt_out, _ = bt.communicate(timeout=60)
+    seen = [r for r in bpftrace_opens(bt_out)
+            if r[2] in (opener.path, opener.missing, opener.created)]
+    assert len(seen) == N + M + K, bt_out
+    for b, stdout, err in results:
+        mine = sorted((fd, e, path) for _pid, _comm, fd, e, path in rows(stdout)
+                      if path in (opener.path, opener.missing, opener.created))
+        assert mine == sorted(seen), (b, mine, seen)
