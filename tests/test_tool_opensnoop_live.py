@@ -338,3 +338,31 @@ def test_both_backends_agree_with_bpftrace(tmp_path):
         mine = sorted((fd, e, path) for _pid, _comm, fd, e, path in rows(stdout)
                       if path in (opener.path, opener.missing, opener.created))
         assert mine == sorted(seen), (b, mine, seen)
+
+
+@pytest.mark.live
+def test_sigkill_leaves_probes_the_next_run_removes():
+    """opensnoop on ftrace killed with SIGKILL leaves its uprobes and
+    instance; the next run of any tool removes them (they name a dead
+    PID) and the kernel is as it was."""
+    from kernstate import tracefs
+    root = tracefs()
+    p = clirun.start(["opensnoop", "--backend", "ftrace"])
+    wait_for_banner(p)
+    tag = "kerntrace_%d/" % p.pid
+
+    def probes():
+        with open(os.path.join(root, "uprobe_events")) as f:
+            return [line for line in f.read().splitlines() if tag in line]
+    left = probes()
+    assert len(left) >= 1, "no uprobe of the running opensnoop"
+    p.kill()
+    p.communicate(timeout=30)
+    assert probes() == left         # SIGKILL: nothing could clean up
+    assert any(d.startswith("kerntrace-%d-" % p.pid)
+               for d in os.listdir(os.path.join(root, "instances")))
+    rc, out, err = clirun.run(["opensnoop", "--backend", "ftrace", "-d", "0.2", "-n", "nosuch"])
+    assert rc == 0, err
+    assert probes() == []
+    assert not any(d.startswith("kerntrace-%d-" % p.pid)
+                   for d in os.listdir(os.path.join(root, "instances")))
