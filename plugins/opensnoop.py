@@ -192,7 +192,8 @@ class OpenSnoop(Tool):
         p.add_argument("-x", "--failed", action="store_true", help="only show failed opens")
         who = p.add_mutually_exclusive_group()
         who.add_argument("-p", "--pid", type=process_id("PID"), help="trace this PID only")
-        who.add_argument("-t", "--tid", type=process_id("TID"), help="trace this TID only")
+        who.add_argument("-t", "-L", "--tid", type=process_id("TID"),
+                         help="trace this TID only (-L: as perf-tools' opensnoop takes it)")
         p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
                        help="total duration of trace in seconds")
         p.add_argument("-n", "--name", type=name_value,

@@ -266,6 +266,7 @@ def test_columns_as_bcc_prints_them():
         "4242   cat                 3   0 /etc/hostname",
         "4242   cat                -1   2 /etc/nosuch"]
     assert table(["-t", "1"], [(1000, rec)])[1].startswith("4243   cat ")
+    assert table(["-L", "1"], [(1000, rec)])[0].startswith("TID    COMM ")
     flags = dict(rec, flags=0o2000001)
     assert table(["-Te"], [(1000000000, flags), (1500000000, flags)]) == [
         "TIME(s)       PID    COMM               FD ERR FLAGS    PATH",
@@ -285,7 +286,7 @@ def test_columns_as_bcc_prints_them():
     (["/etc/*/passwd"], "opensnoop: invalid file name pattern '/etc/*/passwd'"),
     (["-:x"], "opensnoop: unrecognized arguments: -:x"),
     (["-d", "0"], "opensnoop: invalid duration '0'"),
-    (["-p", "1", "-t", "1"], "opensnoop: argument -t/--tid: not allowed with argument -p/--pid"),
+    (["-p", "1", "-t", "1"], "opensnoop: argument -t/-L/--tid: not allowed with argument -p/--pid"),
 ])
 def test_bad_input_is_one_line(argv, message):
     rc, out, err = clirun.run(["opensnoop"] + argv)
