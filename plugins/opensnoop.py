@@ -170,9 +170,10 @@ def path_pattern(text):
 class OpenSnoop(Tool):
     name = "opensnoop"
     summary = "Trace open() syscalls: one line per open with process, FD or error, and path."
-    description = ("The path is read where the open starts: in the kernel on eBPF, with a "
-                   "kprobe or a uprobe on the C library's open() on ftrace (--explain says "
-                   "which).")
+    description = ("The path is read where the open starts: in the kernel on eBPF; on "
+                   "ftrace with a kprobe, or uprobes on the C library's open() and creat(), "
+                   "or else looked up in /proc when printed, marked \"(from /proc)\" "
+                   "(--explain says which).")
     examples = (
         ("opensnoop", "trace all open() syscalls"),
         ("opensnoop -T", "include timestamps"),
