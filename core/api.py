@@ -18,7 +18,8 @@ The model (what a tool measures)
     Tracepoint, SyscallEntry, SyscallExit, KernelFunction, UserFunction,
     Field, Event, Pair, Filter, Histogram, Count, Records, Schedule,
     Measurement, INT, STR, USTR, LATENCY, QUEUED, EVENT_NAME,
-    CONTEXT_FIELDS, TRACER_RECORDS, LOG2, LINEAR, POW2_MS, is_identifier
+    CONTEXT_FIELDS, TRACER_RECORDS, LOG2, LINEAR, POW2_MS, is_identifier,
+    Each, ProcFdPath
 
 The tool and its command line
     Tool, ArgumentParser, seconds_value, count_value, pid_value,
@@ -51,9 +52,9 @@ from .errors import (EnableError, FilterError, InvalidSpec, KerntraceError, Lock
                      OptionError, TracingUnavailable, Unsupported, UsageError)
 from .hookspecs import API_VERSION, ENTRY_POINT_GROUP, hookimpl, hookspec
 from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED,
-                    STR, TRACER_RECORDS, USTR, Count, Event, Field, Filter, Histogram, KernelFunction,
-                    Measurement, Pair, Records, Schedule, SyscallEntry, SyscallExit,
-                    Tracepoint, UserFunction, is_identifier)
+                    STR, TRACER_RECORDS, USTR, Count, Each, Event, Field, Filter, Histogram,
+                    KernelFunction, Measurement, Pair, ProcFdPath, Records, Schedule,
+                    SyscallEntry, SyscallExit, Tracepoint, UserFunction, is_identifier)
 from .output.base import Printer, RunContext
 from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter
 from .output.table import (Column, CountTablePrinter, EventTablePrinter,
@@ -75,6 +76,7 @@ __all__ = [
     "Field", "Event", "Pair", "Filter", "Histogram", "Count", "Records", "Schedule",
     "Measurement", "INT", "STR", "USTR", "LATENCY", "QUEUED", "EVENT_NAME",
     "CONTEXT_FIELDS", "TRACER_RECORDS", "LOG2", "LINEAR", "POW2_MS", "is_identifier",
+    "Each", "ProcFdPath",
     # The tool and its command line
     "Tool", "ArgumentParser", "seconds_value", "count_value", "pid_value",
     "PID_MAX_LIMIT", "FOREVER", "report_every", "report_at_end",

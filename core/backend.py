@@ -84,14 +84,18 @@ class Verdict(Frozen):
     notice   one line the user is told even when another backend runs the
              tool (in our words what a dependency would have printed, e.g.
              bcc's missing kernel headers), or None
+    choices  the probe_choice() lines of events that run on another probe
+             than their first alternative (also among the reasons);
+             `kerntrace doctor` lists them for every backend that can run
     """
 
-    def __init__(self, backend, ok, reasons=(), plan=None, notice=None):
+    def __init__(self, backend, ok, reasons=(), plan=None, notice=None, choices=()):
         self.backend = backend
         self.ok = bool(ok)
         self.reasons = list(reasons)
         self.plan = plan
         self.notice = notice
+        self.choices = tuple(c for c in choices if c)
         self.freeze()
 
     def describe(self):
@@ -101,6 +105,24 @@ class Verdict(Frozen):
 
     def __repr__(self):
         return "Verdict(%s ok=%s %s)" % (self.backend, self.ok, "; ".join(self.reasons))
+
+
+def probe_choice(event, probe, skipped):
+    """The line a backend's verdict gives for an event whose probe is not
+    its first alternative (or None when it is): which probe runs and why
+    the earlier ones do not (`skipped`: one reason per alternative tried
+    before it).  --explain and `kerntrace doctor` print it."""
+    if probe is event.probes[0] or not skipped:
+        return None
+    return "event %s from %s (not %s)" % (event.name, probe.describe(), "; ".join(skipped))
+
+
+def members_left_out(event, reasons):
+    """The line a verdict gives for the members of an Each alternative
+    this host lacks (`reasons`: one per member left out), or None."""
+    if not reasons:
+        return None
+    return "event %s without %s" % (event.name, "; ".join(reasons))
 
 
 # --buffer-kb: at least a KB, at most 4 GB per CPU.

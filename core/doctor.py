@@ -29,7 +29,8 @@ def gather(plugins, host):
         try:
             m = tool.measurement(tool.parse_args(list(tool.sample_args), prog=name))
             verdicts = evaluate(m, plugins.backends(), host)
-            entry["verdicts"] = {n: {"ok": v.ok, "reasons": v.reasons} for n, v in verdicts.items()}
+            entry["verdicts"] = {n: {"ok": v.ok, "reasons": v.reasons, "probes": v.choices}
+                                 for n, v in verdicts.items()}
             notices.extend(v.notice for v in verdicts.values()
                            if v.notice and v.notice not in notices)
             try:
@@ -66,6 +67,10 @@ def doctor(plugins, argv, out, err):
         chosen = t["backend"] or "none"
         out.write("  %-14s -> %s\n" % (t["tool"], chosen))
         for n, v in sorted(t["verdicts"].items()):
+            if v["ok"]:
+                # which probe alternative each event would run on
+                for line in v.get("probes", ()):
+                    out.write("  %-14s    %s: %s\n" % ("", n, line))
             if n == t["backend"]:
                 continue
             out.write("  %-14s    %s: %s\n" % ("", n, "could run it" if v["ok"]

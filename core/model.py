@@ -67,13 +67,35 @@ def _ident(what, value):
 # Probes: where an event comes from.  An Event lists one or more probes in
 # order of preference; the backend takes the first one it can attach.
 class Probe(object):
+    """One place an event may come from.  `sources` (optional, every probe
+    kind) maps a field name to the sources this probe reads it from,
+    instead of the Field's own: the same value sits at another argument of
+    another function (a path is arg0 of libc's open() but arg1 of the
+    kernel's do_sys_open()).  An empty tuple says this probe cannot provide
+    the field at all, so a backend skips the alternative."""
+
     kind = None
+    sources = {}
+
+    def _set_sources(self, sources):
+        out = {}
+        for name, srcs in sorted((sources or {}).items()):
+            if isinstance(srcs, str):
+                srcs = (srcs,)
+            out[_ident("field name", name)] = tuple(_ident("field source", s) for s in srcs)
+        self.sources = out
+
+    def sources_for(self, field):
+        """Where this probe reads model Field `field`, in order."""
+        return self.sources.get(field.name, field.sources)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def __hash__(self):
-        return hash((type(self).__name__,) + tuple(sorted(self.__dict__.items())))
+        return hash((type(self).__name__,) + tuple(sorted(
+            (k, tuple(sorted(v.items())) if isinstance(v, dict) else v)
+            for k, v in self.__dict__.items())))
 
     def __repr__(self):
         return "<%s %s>" % (type(self).__name__, self.describe())
@@ -90,7 +112,8 @@ class Tracepoint(Probe):
 
     kind = "tracepoint"
 
-    def __init__(self, category, name):
+    def __init__(self, category, name, sources=None):
+        self._set_sources(sources)
         self.category = _ident("tracepoint category", category)
         self.name = _ident("tracepoint name", name)
         if category == TRACER_RECORDS:
@@ -106,9 +129,9 @@ class SyscallEntry(Tracepoint):
 
     kind = "syscall_enter"
 
-    def __init__(self, syscall):
+    def __init__(self, syscall, sources=None):
         self.syscall = _ident("syscall", syscall)
-        Tracepoint.__init__(self, "syscalls", "sys_enter_" + syscall)
+        Tracepoint.__init__(self, "syscalls", "sys_enter_" + syscall, sources)
 
 
 class SyscallExit(Tracepoint):
@@ -116,15 +139,16 @@ class SyscallExit(Tracepoint):
 
     kind = "syscall_exit"
 
-    def __init__(self, syscall):
+    def __init__(self, syscall, sources=None):
         self.syscall = _ident("syscall", syscall)
-        Tracepoint.__init__(self, "syscalls", "sys_exit_" + syscall)
+        Tracepoint.__init__(self, "syscalls", "sys_exit_" + syscall, sources)
 
 
 class KernelFunction(Probe):
     """Entry (or return, with ret=True) of a kernel function (kprobe)."""
 
-    def __init__(self, function, ret=False):
+    def __init__(self, function, ret=False, sources=None):
+        self._set_sources(sources)
         self.function = _ident("kernel function", function)
         self.ret = bool(ret)
 
@@ -140,7 +164,8 @@ class UserFunction(Probe):
     """Entry (or return) of a function in a user-space binary or library
     (uprobe).  `library` is a path or a short name such as "c" for libc."""
 
-    def __init__(self, library, symbol, ret=False):
+    def __init__(self, library, symbol, ret=False, sources=None):
+        self._set_sources(sources)
         if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
             raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
         self.library = library
@@ -155,7 +180,69 @@ class UserFunction(Probe):
         return "%s:%s:%s" % ("ur" if self.ret else "u", self.library, self.symbol)
 
 
+class Each(Probe):
+    """One alternative made of several probes, all attached, as one logical
+    event: every member this host has (at least one), e.g. the entries of
+    open, openat, openat2 and creat.  A member the host lacks, or that
+    cannot read the event's fields, is left out (a syscall another
+    architecture does not have); each member reads the fields from its own
+    sources.  Members are plain probes (tracepoints, functions)."""
+
+    kind = "each"
+
+    def __init__(self, *probes):
+        self.probes = tuple(probes)
+        if len(self.probes) < 1 or not all(isinstance(p, Probe) and not isinstance(p, Each)
+                                           for p in self.probes):
+            raise InvalidSpec("Each needs one or more plain probes")
+        if len(set(self.probes)) != len(self.probes):
+            raise InvalidSpec("Each lists a probe twice")
+        self.sources = {}
+
+    def describe(self):
+        return "each(%s)" % ", ".join(p.describe() for p in self.probes)
+
+    def __hash__(self):
+        return hash((self.kind,) + self.probes)
+
+
+def members(probe):
+    """The plain probes an alternative attaches: an Each's members, or the
+    probe itself."""
+    return probe.probes if isinstance(probe, Each) else (probe,)
+
+
 # ---------------------------------------------------------------------------
+# After-the-fact lookups: where no probe alternative can read a field, a
+# backend may leave it unread and the value is looked up when the record is
+# reported (core/lookups.py), marked best-effort (Record.best_effort).
+class ProcFdPath(object):
+    """The file /proc/<pid>/fd/<fd> points to, `pid` and `fd` being fields
+    of the reported record (a pair's carried or end fields).  Best-effort:
+    the descriptor may be closed, or reused, by the time it is read."""
+
+    kind = "proc_fd_path"
+
+    def __init__(self, pid="pid", fd="fd"):
+        self.pid = _ident("lookup pid field", pid)
+        self.fd = _ident("lookup fd field", fd)
+
+    def needs(self):
+        return (self.pid, self.fd)
+
+    def describe(self):
+        return "/proc/<%s>/fd/<%s>" % (self.pid, self.fd)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self):
+        return hash((self.kind, self.pid, self.fd))
+
+
+LOOKUPS = (ProcFdPath,)
+
+
 class Field(object):
     """A value an event carries.
 
@@ -172,9 +259,16 @@ class Field(object):
              request's start sector, which newer kernels record as 0).
     Every backend applies if_zero, then override, right where it reads the
     field, so filters, pair keys and aggregates all see the result.
+    lookup   (STR/USTR fields) a last resort, e.g. ProcFdPath("pid", "ret"):
+             a probe that cannot read the field is still taken when no
+             alternative of the event can; the field is then left unread
+             (filters on it cannot run: the event's other alternatives
+             are what a filter on it needs) and looked up when the record
+             is reported, marked best-effort.
     """
 
-    def __init__(self, name, type=INT, sources=None, if_zero=None, override=None):
+    def __init__(self, name, type=INT, sources=None, if_zero=None, override=None,
+                 lookup=None):
         self.name = _ident("field name", name)
         if name in CONTEXT_FIELDS or name in (LATENCY, QUEUED):
             raise InvalidSpec("field %r is implicit; do not declare it" % name)
@@ -184,6 +278,10 @@ class Field(object):
         self.sources = tuple(_ident("field source", s) for s in (sources or (name,)))
         self.if_zero = None
         self.override = None
+        if lookup is not None and (not isinstance(lookup, LOOKUPS) or type == INT):
+            raise InvalidSpec("field %r: lookup must be one of %s on a string field"
+                              % (name, ", ".join(c.__name__ for c in LOOKUPS)))
+        self.lookup = lookup
         if (if_zero is not None or override is not None) and type != INT:
             raise InvalidSpec("field %r: if_zero and override need an integer field" % name)
         if if_zero is not None:
@@ -550,6 +648,11 @@ class Measurement(object):
         for name in used:
             if name not in available:
                 raise InvalidSpec("aggregate uses unknown field %r" % name)
+        for f in self.lookup_fields():
+            if agg.kind != "records" or f.name not in used or \
+                    any(n not in used or available.get(n) != INT for n in f.lookup.needs()):
+                raise InvalidSpec("field %s: a lookup needs Records of it and of the "
+                                  "integer fields %s" % (f.name, ", ".join(f.lookup.needs())))
         for f in self.filters:
             targets = [e for e in self.events if f.applies_to(e)]
             if not targets:
@@ -570,6 +673,14 @@ class Measurement(object):
             if mark.field_type(c) != start.field_type(c):
                 raise InvalidSpec("carried field %r missing on mark %s (or of another type)"
                                   % (c, mark.name))
+
+    def lookup_fields(self):
+        """The declared Fields that have an after-the-fact lookup."""
+        out = []
+        for e in self.events:
+            out += [f for f in e.fields if f.lookup is not None and f.name not in
+                    [o.name for o in out]]
+        return out
 
     def filters_for(self, event):
         return [f for f in self.filters if f.applies_to(event)]

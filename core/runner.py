@@ -15,6 +15,7 @@ import time
 from .backend import RunOptions
 from .errors import EnableError, Unsupported, one_line
 from .host import Host
+from .lookups import Lookups
 from .output.base import RunContext
 from .recording import open_saved_trace
 from .selector import select
@@ -78,7 +79,8 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                 ctx = RunContext(tool.name, backend.name, measurement.schedule,
                                  hostname=host.hostname, kernel=host.kernel_release, args=args,
                                  formatters=tool.formatters(args))
-                reporter = _Reporter(session, printer, ctx, tool.name, backend.name)
+                reporter = _Reporter(session, printer, ctx, tool.name, backend.name,
+                                     Lookups(measurement))
                 printer.start(ctx)
                 _loop(session, measurement, reporter)
             except Stop:
@@ -175,14 +177,17 @@ class _Reporter(object):
     """Turns each collect() into a numbered Report with its wall-clock
     interval and hands it to the printer."""
 
-    def __init__(self, session, printer, ctx, tool, backend):
+    def __init__(self, session, printer, ctx, tool, backend, lookups=None):
         self.session, self.printer, self.ctx = session, printer, ctx
+        self.lookups = lookups
         self.tool, self.backend = tool, backend
         self.seq = 0
         self.last_wall = ctx.started
 
     def emit(self, final=False):
         report = self.session.collect()
+        if self.lookups:
+            self.lookups.apply(report.data)
         report.tool, report.backend = self.tool, self.backend
         report.seq = self.seq
         report.start = self.last_wall

@@ -505,7 +505,8 @@ def test_unresolvable_events_give_reasons():
     host, probes = FakeHost(), AllAttach()
     ev = Event("x", Tracepoint("block", "no_such_event"), Tracepoint("block", "block_rq_issue"))
     pe, why = eplan.resolve_event(0, ev, host, probes)
-    assert pe.probe == Tracepoint("block", "block_rq_issue") and why == []
+    assert pe.probe == Tracepoint("block", "block_rq_issue")
+    assert why == ["t:block:no_such_event: no tracepoint block:no_such_event"]
     ev = Event("y", Tracepoint("block", "block_rq_issue"), fields=[Field("nosuch")])
     pe, why = eplan.resolve_event(0, ev, host, probes)
     assert pe is None and "has no field nosuch" in why[0]

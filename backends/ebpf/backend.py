@@ -1,7 +1,8 @@
 """The eBPF backend: bcc compiles generated C; aggregation happens in the
 kernel.  Preferred over ftrace wherever check() says it can run."""
 
-from kerntrace.core.backend import Backend, Capability, RunOptions, Verdict, check_plan_options
+from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, check_plan_options,
+                                    members_left_out, probe_choice)
 from kerntrace.core.errors import one_line
 
 from . import bccfind
@@ -78,12 +79,15 @@ class EbpfBackend(Backend):
             return Verdict(self.name, False, [comp.detail],
                            notice="the eBPF backend cannot run: %s" % comp.detail)
         planned = []
+        choices = []
         for i, event in enumerate(measurement.events):
-            pe, why = eplan.resolve_event(i, event, host, p)
-            if pe is None:
+            pes, why, chosen, left_out = eplan.resolve_events(i, event, host, p)
+            if pes is None:
                 reasons.append("event %s: %s" % (event.name, "; ".join(why)))
             else:
-                planned.append(pe)
+                planned.extend(pes)
+                choices.append(probe_choice(event, chosen, why))
+                choices.append(members_left_out(event, left_out))
         seen = {}
         for pe in planned:
             other = seen.get(pe.probe)
@@ -93,7 +97,7 @@ class EbpfBackend(Backend):
             seen[pe.probe] = pe.name
         if reasons:
             return Verdict(self.name, False, reasons)
-        notes = []
+        notes = [c for c in choices if c]
         hdr = p.headers()
         if hdr.matches is False:
             notes.append(hdr.describe())
@@ -119,7 +123,7 @@ class EbpfBackend(Backend):
         if raw:
             notes.append("raw tracepoint%s %s (no event fields read)"
                          % ("s" if len(raw) > 1 else "", ", ".join(raw)))
-        return Verdict(self.name, True, notes, plan)
+        return Verdict(self.name, True, notes, plan, choices=choices)
 
     # -- run it ----------------------------------------------------------------------
     def open(self, measurement, verdict, options=None):

@@ -98,6 +98,12 @@ class Program(object):
         self.output = output
 
 
+def _event_tag(pe):
+    """What names a planned event's C symbols: its index, and its member
+    number for the members of an Each alternative after the first."""
+    return "%d_m%d" % (pe.index, pe.member) if pe.member else "%d" % pe.index
+
+
 def _probe_ident(pe):
     """What a probe attaches to, from identifiers only (a library path,
     although validated, is no C identifier and stays out of the C text)."""
@@ -113,7 +119,9 @@ class _Gen(PairCode, AggregateCode):
         self.ringbuf_pages = ringbuf_pages
         self.agg = measurement.aggregate
         self.pair = measurement.pair
-        self.by_name = dict((pe.name, pe) for pe in plan.events)
+        self.by_name = {}      # (an Each's first member stands for its layout)
+        for pe in plan.events:
+            self.by_name.setdefault(pe.name, pe)
         self.helpers = []      # filter match functions
         self.decls = []        # structs and maps
         self.funcs = []        # handlers
@@ -124,10 +132,11 @@ class _Gen(PairCode, AggregateCode):
     # -- which events get handlers, and what each reads --------------------
     def handlers(self):
         if self.pair:
-            out = [(self.by_name[self.pair.start], "start")]
-            if self.pair.mark is not None:
-                out.append((self.by_name[self.pair.mark], "mark"))
-            return out + [(self.by_name[self.pair.end], "end")]
+            # (every member of an Each alternative gets its own handler)
+            roles = [(self.pair.start, "start"), (self.pair.mark, "mark"),
+                     (self.pair.end, "end")]
+            return [(pe, role) for name, role in roles for pe in self.plan.events
+                    if pe.name == name]
         return [(pe, "event") for pe in self.plan.events]
 
     def _agg_fields(self):
@@ -327,7 +336,7 @@ class _Gen(PairCode, AggregateCode):
         attachments = []
         raw_names = set()
         for pe, role in self.handlers():
-            fn = "kt_ev%d_%s" % (pe.index, pe.name)
+            fn = "kt_ev%s_%s" % (_event_tag(pe), pe.name)
             # bcc keys raw attachments by tracepoint name: one handler each.
             raw = (pe.kind == "tracepoint" and pe.raw_ok and pe.probe.name not in raw_names
                    and all(n in CONTEXT_FIELDS for n in self._needs(pe, role)))
@@ -344,8 +353,8 @@ class _Gen(PairCode, AggregateCode):
     def _handler(self, pe, role, fn, raw=False):
         self.stack = STACK_OVERHEAD
         needs = self._needs(pe, role)
-        flayout = Layout("kt_ev%d_f" % pe.index, [field_member(n, *src_kind(pe, n))
-                                                  for n in needs])
+        flayout = Layout("kt_ev%s_f" % _event_tag(pe), [field_member(n, *src_kind(pe, n))
+                                                       for n in needs])
         self._flayout = flayout
         if not flayout.empty:
             self.decls.append(flayout.c_decl())
@@ -365,7 +374,7 @@ class _Gen(PairCode, AggregateCode):
             body.append("u64 kt_pid_tgid = bpf_get_current_pid_tgid();")
         early, deferred = self._filters(pe, role)
         if not flayout.empty:
-            self._alloc(body, flayout, "f", "kt_scratch_ev%d" % pe.index)
+            self._alloc(body, flayout, "f", "kt_scratch_ev%s" % _event_tag(pe))
         # What the early filters test is read first: an event they reject
         # costs no further reads.
         first = [n for n in needs if any(f.field == n or n in self._depends(pe, f.field)

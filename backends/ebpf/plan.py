@@ -18,7 +18,8 @@ import re
 import types
 
 from kerntrace.core.backend import Frozen
-from kerntrace.core.model import INT, STR, USTR, KernelFunction, Tracepoint, UserFunction
+from kerntrace.core.model import (INT, STR, USTR, Each, KernelFunction, Tracepoint,
+                                  UserFunction)
 
 # Size of string buffers we read into (bytes, including the NUL): in-record
 # char arrays keep their own size up to this; strings behind a pointer or a
@@ -73,12 +74,16 @@ class PlannedEvent(Frozen):
     target    for uprobes: the resolved path of the library or binary
     raw_ok    for tracepoints: a raw tracepoint of that name attaches here,
               so a handler that reads none of the event's fields can use it
+    member    0, or for the members of an Each alternative their number
+              (one PlannedEvent each, the same index and logical event)
     """
 
-    __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok", "_frozen")
+    __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok", "member",
+                 "_frozen")
 
-    def __init__(self, index, logical, probe, fields, target=None, raw_ok=False):
+    def __init__(self, index, logical, probe, fields, target=None, raw_ok=False, member=0):
         self.index = index
+        self.member = member     # which member of an Each alternative (model.Each)
         self.logical = logical
         self.probe = probe
         self.fields = types.MappingProxyType(dict(fields))
@@ -89,7 +94,8 @@ class PlannedEvent(Frozen):
     def replace(self, **changes):
         """A copy with some attributes changed."""
         args = dict(index=self.index, logical=self.logical, probe=self.probe,
-                    fields=self.fields, target=self.target, raw_ok=self.raw_ok)
+                    fields=self.fields, target=self.target, raw_ok=self.raw_ok,
+                    member=self.member)
         args.update(changes)
         return PlannedEvent(**args)
 
@@ -190,11 +196,11 @@ LEGACY_HELPERS = {"kernel": "bpf_probe_read", "kernel_str": "bpf_probe_read_str"
 
 
 # ---------------------------------------------------------------------------
-def _tracepoint_field(field, fmt):
+def _tracepoint_field(field, fmt, probe=None):
     """FieldSource for a declared Field from a tracepoint format, or a
     reason string."""
     tried = []
-    for src in field.sources:
+    for src in (probe.sources_for(field) if probe is not None else field.sources):
         ff = fmt.field(src)
         tried.append(src)
         if ff is None:
@@ -222,12 +228,13 @@ def _tracepoint_field(field, fmt):
                                else "tp_kstr", src, STRING_MAX)
         return "field %s: %s (%s) is not a string" % (field.name, src, ff.ctype)
     return "field %s: %s has no field %s" % (field.name, "%s:%s" % (fmt.system, fmt.name),
-                                             "/".join(tried))
+                                             "/".join(tried) or field.name)
 
 
 def _function_field(field, probe):
     user = isinstance(probe, UserFunction)
-    for src in field.sources:
+    sources = probe.sources_for(field)
+    for src in sources:
         if src == "retval":
             if not probe.ret:
                 continue
@@ -243,7 +250,7 @@ def _function_field(field, probe):
         kind = "arg_ustr" if user or field.type == USTR else "arg_kstr"
         return FieldSource(field.name, field.type, kind, n, STRING_MAX)
     return "field %s: no usable source among %s (argN with N < %d, or retval on a return " \
-           "probe)" % (field.name, "/".join(field.sources), MAX_ARGS)
+           "probe)" % (field.name, "/".join(sources) or "none", MAX_ARGS)
 
 
 def resolve_tracepoint(event, probe, host):
@@ -252,7 +259,7 @@ def resolve_tracepoint(event, probe, host):
         return None, "no tracepoint %s:%s" % (probe.category, probe.name)
     fields = {}
     for f in event.fields:
-        r = _tracepoint_field(f, fmt)
+        r = _tracepoint_field(f, fmt, probe)
         if isinstance(r, str):
             return None, r
         fields[f.name] = r
@@ -313,25 +320,54 @@ def resolve_uprobe(event, probe, probes):
     return fields, path, why
 
 
-def resolve_event(index, event, host, probes):
-    """PlannedEvent for the first attachable probe of `event`, or
-    (None, [reasons])."""
+def _resolve_plain(index, event, probe, host, probes):
+    """(PlannedEvent, None) for plain probe `probe` of `event`, or (None, why not)."""
+    target = None
+    if isinstance(probe, Tracepoint):
+        if not probes.attach("tracepoint").ok:
+            fields, why = None, probes.attach("tracepoint").detail
+        else:
+            fields, why = resolve_tracepoint(event, probe, host)
+    elif isinstance(probe, KernelFunction):
+        fields, why = resolve_kprobe(event, probe, probes)
+    elif isinstance(probe, UserFunction):
+        fields, target, why = resolve_uprobe(event, probe, probes)
+    else:
+        fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
+    if fields is not None and why is None:
+        raw_ok = isinstance(probe, Tracepoint) and probes.raw_tracepoint(probe.name).ok
+        return PlannedEvent(index, event, probe, fields, target, raw_ok), None
+    return None, "%s: %s" % (probe.describe(), why)
+
+
+def resolve_events(index, event, host, probes):
+    """([PlannedEvent], [why not, per alternative before it], that
+    alternative, [why not, per Each member left out]) for the first
+    attachable alternative of `event` (an Each: one PlannedEvent per member
+    this host has, numbered by `member`), or (None, [reasons], None, [])."""
     reasons = []
     for probe in event.probes:
-        target = None
-        if isinstance(probe, Tracepoint):
-            if not probes.attach("tracepoint").ok:
-                fields, why = None, probes.attach("tracepoint").detail
-            else:
-                fields, why = resolve_tracepoint(event, probe, host)
-        elif isinstance(probe, KernelFunction):
-            fields, why = resolve_kprobe(event, probe, probes)
-        elif isinstance(probe, UserFunction):
-            fields, target, why = resolve_uprobe(event, probe, probes)
-        else:
-            fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
-        if fields is not None and why is None:
-            raw_ok = isinstance(probe, Tracepoint) and probes.raw_tracepoint(probe.name).ok
-            return PlannedEvent(index, event, probe, fields, target, raw_ok), []
-        reasons.append("%s: %s" % (probe.describe(), why))
-    return None, reasons
+        if isinstance(probe, Each):
+            planned, why = [], []
+            for member in probe.probes:
+                pe, r = _resolve_plain(index, event, member, host, probes)
+                if pe is None:
+                    why.append(r)
+                else:
+                    planned.append(pe.replace(member=len(planned)))
+            if planned:
+                return planned, reasons, probe, why
+            reasons.append("; ".join(why))
+            continue
+        pe, why = _resolve_plain(index, event, probe, host, probes)
+        if pe is not None:
+            return [pe], reasons, probe, []
+        reasons.append(why)
+    return None, reasons, None, []
+
+
+def resolve_event(index, event, host, probes):
+    """(the first PlannedEvent of resolve_events(), [why not, per
+    alternative before it]), or (None, [reasons])."""
+    planned, reasons, _chosen, _left_out = resolve_events(index, event, host, probes)
+    return (planned[0] if planned else None), reasons

@@ -14,9 +14,10 @@ import os
 import re
 
 from kerntrace.core import tracefs
-from kerntrace.core.backend import Backend, Capability, RunOptions, Verdict, check_plan_options
+from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, check_plan_options,
+                                    members_left_out, probe_choice)
 from kerntrace.core.errors import Unsupported
-from kerntrace.core.model import STR, USTR
+from kerntrace.core.model import STR, USTR, Each
 
 from . import instance as inst
 from . import kfilter, probes, stale, tasks
@@ -100,6 +101,27 @@ def _writable(path):
         return "%s (%s)" % (errno.errorcode.get(e.errno, e.errno), e.strerror)
     os.close(fd)
     return None
+
+
+def _described(event, why):
+    """Reasons per alternative of `event`, each naming its probe."""
+    return [r if r.startswith(p.describe()) else "%s: %s" % (p.describe(), r)
+            for p, r in zip(event.probes, why)]
+
+
+def _lookup_allowed(measurement, event):
+    """Whether `event` may leave its lookup fields unread: it has some and
+    no filter tests them (a filter needs the value when the event comes)."""
+    names = set(f.name for f in event.fields if f.lookup is not None)
+    return bool(names) and not any(f.field in names for f in measurement.filters_for(event))
+
+
+def _lookup_choice(event, chosen, evs, why):
+    looked = ", ".join("%s from %s after the fact (best-effort)" % (f.name, f.lookup.describe())
+                       for f in event.fields if f.lookup is not None
+                       and any(f.name not in ev.fields for ev in evs))
+    return "event %s from %s, %s (not %s)" % (event.name, chosen.describe(), looked,
+                                             "; ".join(why))
 
 
 def default_buffer_kb(plan, ncpus=None):
@@ -201,12 +223,23 @@ class FtraceBackend(Backend):
             return Verdict(NAME, False, reasons)
         feats = Features(loc.path)
         resolved = []
+        choices = []
         for event in measurement.events:
-            ev, why = self._resolve(event, host, feats)
-            if ev is None:
+            evs, why, chosen, left_out = self._resolve(event, host, feats)
+            if evs is None and _lookup_allowed(measurement, event):
+                # the last resort: a probe that leaves the field to its lookup
+                evs, _why, chosen, left_out = self._resolve(event, host, feats, lookups=True)
+                if evs is not None:
+                    choices.append(_lookup_choice(event, chosen, evs, _described(event, why)))
+                    choices.append(members_left_out(event, left_out))
+                    resolved.extend(evs)
+                    continue
+            if evs is None:
                 reasons.append("event %s: %s" % (event.name, "; ".join(why)))
             else:
-                resolved.append(ev)
+                resolved.extend(evs)
+                choices.append(probe_choice(event, chosen, _described(event, why)))
+                choices.append(members_left_out(event, left_out))
         seen = {}
         for ev in resolved:
             key = (ev.system, ev.event)
@@ -218,7 +251,7 @@ class FtraceBackend(Backend):
             reasons.append("only one kernel function can be counted with the function tracer")
         if reasons:
             return Verdict(NAME, False, reasons)
-        notes = []
+        notes = [c for c in choices if c]
         task_events = None
         if tasks.needs_task_identity(measurement, resolved):
             task_events = tasks.resolve_task_events(host.event_format)
@@ -229,33 +262,53 @@ class FtraceBackend(Backend):
             notes.append("no instances: top-level buffer under the perf-tools lock")
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
-        return Verdict(NAME, True, notes,
+        return Verdict(NAME, True, notes, choices=choices,
                        plan=live_plan(measurement, resolved, feats, task_events, options))
 
-    def _resolve(self, event, host, feats):
-        """(ResolvedEvent, []) for the first probe this host supports, or
-        (None, [why not, per alternative])."""
+    def _resolve(self, event, host, feats, lookups=False):
+        """([ResolvedEvent], [why not, per alternative before it], that
+        alternative, [why not, per Each member left out]) for the first
+        alternative this host supports (an Each gives one ResolvedEvent per
+        member it has), or (None, [why not, per alternative], None, [])."""
         why = []
         for probe in event.probes:
-            kind = probe.kind
-            try:
-                if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
-                    ev, reason = self._tracepoint(event, probe, host)
-                elif kind in ("uprobe", "uretprobe"):
-                    ev, reason = self._uprobe(event, probe, feats)
-                elif kind in ("kprobe", "kretprobe"):
-                    ev, reason = self._kprobe(event, probe, host, feats)
-                else:
-                    ev, reason = None, "%s: unknown probe kind" % probe.describe()
-            except (IOError, OSError, ValueError) as e:
-                # An unreadable format file or binary is an answer, not a crash.
-                ev, reason = None, "%s: %s" % (probe.describe(), e)
+            if isinstance(probe, Each):
+                evs, reason = [], []
+                for member in probe.probes:
+                    ev, r = self._resolve_one(event, member, host, feats, lookups)
+                    if ev is not None:
+                        evs.append(ev)
+                    else:
+                        reason.append(r if r.startswith(member.describe())
+                                      else "%s: %s" % (member.describe(), r))
+                if evs:
+                    return evs, why, probe, reason
+                why.append("; ".join(reason))
+                continue
+            ev, reason = self._resolve_one(event, probe, host, feats, lookups)
             if ev is not None:
-                return ev, []
+                return [ev], why, probe, []
             why.append(reason)
-        return None, why
+        return None, why, None, []
 
-    def _tracepoint(self, event, probe, host):
+    def _resolve_one(self, event, probe, host, feats, lookups):
+        """(ResolvedEvent, None) for plain probe `probe`, or (None, why not)."""
+        kind = probe.kind
+        try:
+            if kind in ("tracepoint", "syscall_enter", "syscall_exit"):
+                ev, reason = self._tracepoint(event, probe, host, lookups)
+            elif kind in ("uprobe", "uretprobe"):
+                ev, reason = self._uprobe(event, probe, feats)
+            elif kind in ("kprobe", "kretprobe"):
+                ev, reason = self._kprobe(event, probe, host, feats)
+            else:
+                ev, reason = None, "%s: unknown probe kind" % probe.describe()
+        except (IOError, OSError, ValueError) as e:
+            # An unreadable format file or binary is an answer, not a crash.
+            ev, reason = None, "%s: %s" % (probe.describe(), e)
+        return ev, reason
+
+    def _tracepoint(self, event, probe, host, lookups=False):
         fmt = host.event_format(probe.category, probe.name)
         if fmt is None:
             extra = " (syscall tracepoints need CONFIG_FTRACE_SYSCALLS)" \
@@ -263,11 +316,13 @@ class FtraceBackend(Backend):
             return None, "no tracepoint %s:%s%s" % (probe.category, probe.name, extra)
         fields = {}
         for f in event.fields:
-            src = field_source(fmt, f)
+            src = field_source(fmt, f, probe)
+            if src is None and lookups and f.lookup is not None:
+                continue            # left unread: looked up when reported
             if src is None:
                 return None, "tracepoint %s:%s has no %sfield %s" % (
                     probe.category, probe.name, "string " if f.type in (STR, USTR) else "",
-                    "/".join(f.sources))
+                    "/".join(probe.sources_for(f)) or f.name)
             fields[f.name] = src
         return ResolvedEvent(event, probe, probe.category, probe.name, fmt, fields), None
 
@@ -277,7 +332,7 @@ class FtraceBackend(Backend):
         try:
             path = probes.resolve_library(probe.library)
             offset = probes.resolve_symbol(path, probe.symbol)
-            args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring)
+            args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring, probe=probe)
         except probes.ProbeError as e:
             return None, "%s: %s" % (probe.describe(), e)
         group, name = probes.next_name()
@@ -291,7 +346,7 @@ class FtraceBackend(Backend):
             return None, "no kernel function %s (not in /proc/kallsyms)" % probe.function
         if feats.kprobe_events:
             try:
-                args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring)
+                args = probes.fetch_args(event.fields, probe.ret, ustring=feats.ustring, probe=probe)
             except probes.ProbeError as e:
                 return None, "%s: %s" % (probe.describe(), e)
             group, name = probes.next_name()

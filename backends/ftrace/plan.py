@@ -17,11 +17,12 @@ from kerntrace.core.backend import Frozen
 from kerntrace.core.model import STR, USTR
 
 
-def field_source(fmt, field):
+def field_source(fmt, field, probe=None):
     """The format field of `fmt` that provides model Field `field`: the
-    first of its sources the format has, of the right kind (a string field
-    for STR/USTR, else not).  None when there is none."""
-    for src in field.sources:
+    first of its sources (`probe`'s own for it, if it names some) the
+    format has, of the right kind (a string field for STR/USTR, else not).
+    None when there is none."""
+    for src in (probe.sources_for(field) if probe is not None else field.sources):
         f = fmt.field(src)
         if f is not None and (field.type in (STR, USTR)) == f.is_string:
             return src

@@ -198,7 +198,7 @@ def machine():
     return platform.machine()
 
 
-def fetch_args(fields, ret, arch=None, ustring=False):
+def fetch_args(fields, ret, arch=None, ustring=False, probe=None):
     """[(arg name, fetch spec)] for the model Fields of a function probe.
 
     argN      the Nth argument register (from 0);
@@ -206,6 +206,7 @@ def fetch_args(fields, ret, arch=None, ustring=False):
     USTR/STR  the NUL-terminated string at that pointer: `+0(REG):ustring`
               where the kernel has the ustring type, else `:string` (which
               reads user memory in uprobes on every kernel).
+    `probe`'s own sources for a field (model.Probe.sources) come first.
     Raises ProbeError naming the first field it cannot map."""
     regs = ARG_REGISTERS.get(arch or machine())
     out = []
@@ -213,7 +214,8 @@ def fetch_args(fields, ret, arch=None, ustring=False):
         if not _IDENT.match(f.name):
             raise ProbeError("invalid field name %r" % f.name)
         spec = None
-        for src in f.sources:
+        sources = probe.sources_for(f) if probe is not None else f.sources
+        for src in sources:
             m = _ARG.match(src)
             if m:
                 if regs is None:
@@ -227,7 +229,7 @@ def fetch_args(fields, ret, arch=None, ustring=False):
                 break
         if spec is None:
             raise ProbeError("field %s: no source among %s on a %s probe"
-                             % (f.name, ",".join(f.sources), "return" if ret else "entry"))
+                             % (f.name, ",".join(sources) or "none", "return" if ret else "entry"))
         if f.type in (STR, USTR):
             out.append((f.name, "+0(%s):%s" % (spec, "ustring" if ustring else "string")))
         else:

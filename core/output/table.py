@@ -145,6 +145,8 @@ class EventTablePrinter(Printer):
     def start(self, ctx):
         if self.banner:
             _write_line(self.err, self.banner)
+            # tracing is on: say so now, not when stderr's buffer fills
+            self.err.flush()
         self.out.write(self.header() + "\n")
 
     def report(self, report, ctx):
