@@ -31,8 +31,12 @@ perf-tools command lines (getopts) and ERROR lines
 Printers and formatting
     Printer, RunContext, Column, EventTablePrinter,
     PerfToolsEventTablePrinter, CountTablePrinter, BccHistogramPrinter,
-    PerfToolsHistogramPrinter, seconds_since_first, milliseconds,
+    PerfToolsHistogramPrinter, format_histogram, seconds_since_first, milliseconds,
     trace_seconds, read_text
+
+Filter expressions and any tracepoint (tools that take them from users)
+    parse_filter, parse_comparisons, list_tracepoints, format_text,
+    tracepoint_fields, terminal_text
 
 Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
@@ -50,8 +54,9 @@ from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2
                     STR, TRACER_RECORDS, USTR, Count, Event, Field, Filter, Histogram, KernelFunction,
                     Measurement, Pair, Records, Schedule, SyscallEntry, SyscallExit,
                     Tracepoint, UserFunction, is_identifier)
-from .output.base import Printer, RunContext
-from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter
+from .expr import parse_comparisons, parse_filter
+from .output.base import Printer, RunContext, terminal_text
+from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter, format_histogram
 from .output.table import (Column, CountTablePrinter, EventTablePrinter,
                            PerfToolsEventTablePrinter, milliseconds, seconds_since_first,
                            trace_seconds)
@@ -61,6 +66,7 @@ from .results import CountSet, HistogramSet, Record, Report
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
 from .tracefs import read_text
+from .tracepoints import format_text, list_tracepoints, tracepoint_fields
 
 __all__ = [
     # Plugins and hooks
@@ -78,8 +84,11 @@ __all__ = [
     "perf_tools_exit_status", "LONG_OPTIONS_HELP",
     # Printers and formatting
     "Printer", "RunContext", "Column", "EventTablePrinter", "PerfToolsEventTablePrinter",
-    "CountTablePrinter", "BccHistogramPrinter", "PerfToolsHistogramPrinter",
+    "CountTablePrinter", "BccHistogramPrinter", "format_histogram", "PerfToolsHistogramPrinter",
     "seconds_since_first", "milliseconds", "trace_seconds", "read_text",
+    # Filter expressions and any tracepoint
+    "parse_filter", "parse_comparisons", "list_tracepoints", "format_text",
+    "tracepoint_fields", "terminal_text",
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
     # Errors
