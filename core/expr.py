@@ -109,12 +109,12 @@ def parse_comparisons(text, resolve):
             raise UsageError("filter %r: unknown field %r" % (shown, name))
         field, ftype = resolved
         if ftype == INT:
-            if vkind != "number":
-                raise UsageError("filter %r: %s is an integer field, %s is not an integer"
-                                 % (shown, name, vtext))
             if op == "~":
                 raise UsageError("filter %r: '~' (glob) applies to string fields, %s is an "
                                  "integer" % (shown, name))
+            if vkind != "number":
+                raise UsageError("filter %r: %s is an integer field, %s is not an integer"
+                                 % (shown, name, vtext))
             value = _int_value(text, vtext)
         elif ftype == STR:
             if vkind == "number":
