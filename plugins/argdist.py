@@ -57,7 +57,9 @@ RETVAL = "retval"
 
 _SPEC = re.compile(r"^(?P<kind>[a-z]):(?P<where>[^:]*):(?P<func>[^:(]*)"
                    r"(?:\((?P<sig>[^()]*)\))?(?P<rest>.*)\Z", re.S)
-_PARAM = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_ ]*?[ *]*)\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\Z")
+# "TYPE NAME": the type ends with a space or a '*' ("size_t size", "char *buf").
+_PARAM = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_ ]*?(?:\s+|\s*\*[\s*]*))"
+                    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)\Z")
 _ARGN = re.compile(r"^arg([0-5])\Z")
 
 
@@ -84,9 +86,9 @@ class Specifier(object):
             raise UsageError("specifier %r: control characters are not allowed"
                              % (_printable(str(text)),))
         self.text = text
-        raw, _, label = text.partition("#")
+        raw, sep, label = text.partition("#")
         self.raw = raw.strip()
-        self.label = label.strip() if label else None
+        self.label = label.strip() if sep else None
         if self.label is not None and (not self.label or "#" in self.label):
             raise UsageError("specifier %r: a label after one '#' must not be empty" % text)
         m = _SPEC.match(self.raw)
