@@ -35,8 +35,8 @@ Printers and formatting
     trace_seconds, read_text
 
 Filter expressions and any tracepoint (tools that take them from users)
-    parse_filter, parse_comparisons, list_tracepoints, format_text,
-    tracepoint_fields, terminal_text
+    parse_filter, parse_comparisons, parse_tracepoint, list_tracepoints,
+    format_text, tracepoint_fields, terminal_text
 
 Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
@@ -66,7 +66,7 @@ from .results import CountSet, HistogramSet, Record, Report
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
 from .tracefs import read_text
-from .tracepoints import format_text, list_tracepoints, tracepoint_fields
+from .tracepoints import format_text, list_tracepoints, parse_tracepoint, tracepoint_fields
 
 __all__ = [
     # Plugins and hooks
@@ -87,7 +87,7 @@ __all__ = [
     "CountTablePrinter", "BccHistogramPrinter", "format_histogram", "PerfToolsHistogramPrinter",
     "seconds_since_first", "milliseconds", "trace_seconds", "read_text",
     # Filter expressions and any tracepoint
-    "parse_filter", "parse_comparisons", "list_tracepoints", "format_text",
+    "parse_filter", "parse_comparisons", "parse_tracepoint", "list_tracepoints", "format_text",
     "tracepoint_fields", "terminal_text",
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",

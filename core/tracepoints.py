@@ -8,14 +8,33 @@ tracefs, as `kerntrace doctor` does.
 
 import fnmatch
 import os
+import re
 
 from . import tracefs
 from .errors import TracingUnavailable, UsageError
-from .model import CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, QUEUED, STR, TRACER_RECORDS, Field
+from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, QUEUED, STR, TRACER_RECORDS, Field,
+                    is_identifier)
 
 # Names a declared field may not have (the model's implicit ones); a
 # payload field so named is declared as "<name>_" with the real name as source.
 _RESERVED = set(CONTEXT_FIELDS) | {LATENCY, QUEUED, EVENT_NAME}
+
+
+_SPEC = re.compile(r"^(?:t:)?([^:]*):([^:]*)\Z")
+
+
+def parse_tracepoint(spec):
+    """'block:block_rq_issue' or 't:block:block_rq_issue' -> (category,
+    name); UsageError for anything that cannot name a tracepoint."""
+    m = _SPEC.match(spec) if isinstance(spec, str) else None
+    if not m or not all(is_identifier(part) for part in m.groups()):
+        raise UsageError("invalid tracepoint %r (expected CATEGORY:EVENT, names of letters, "
+                         "digits and _ of at most 64 characters, e.g. block:block_rq_issue)"
+                         % (spec,))
+    if m.group(1) == TRACER_RECORDS:
+        raise UsageError("%s is not a tracepoint: events/%s/ describes the records of ftrace's "
+                         "own tracers" % (spec, TRACER_RECORDS))
+    return m.group(1), m.group(2)
 
 
 def _root():
@@ -110,5 +129,5 @@ def tracepoint_fields(category, name, root=None):
     return TracepointFields(category, name, fmt)
 
 
-__all__ = ["list_tracepoints", "format_text", "tracepoint_fields", "TracepointFields",
-           "field_type"]
+__all__ = ["parse_tracepoint", "list_tracepoints", "format_text", "tracepoint_fields",
+           "TracepointFields", "field_type"]

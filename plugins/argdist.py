@@ -38,8 +38,8 @@ from kerntrace.core.api import (INT, LOG2, Count, CountSet, Event, Field, Filter
                                 HistogramSet, InvalidSpec, KernelFunction, Measurement,
                                 Printer, Tool, Tracepoint, UsageError, UserFunction,
                                 count_value, format_histogram, hookimpl, is_identifier,
-                                parse_comparisons, parse_filter, pid_value, report_every, seconds_value,
-                                terminal_text, tracepoint_fields)
+                                parse_comparisons, parse_filter, pid_value, report_every,
+                                seconds_value, terminal_text, tracepoint_fields)
 
 KERNTRACE_API_VERSION = "1.0"
 

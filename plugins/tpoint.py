@@ -20,13 +20,11 @@ and a filter may be combined, -d streams lines too, and -s (kernel stack
 traces) is refused: stacks are not in kerntrace's model on either backend.
 """
 
-from kerntrace.core.api import (STR, Event, Filter, Measurement, Printer, Records, Schedule, Tool,
-                                Tracepoint, UsageError, format_text, list_tracepoints,
-                                parse_filter, parse_options, perf_tools_error_lines,
-                                perf_tools_exit_status, pid_value, seconds_value,
-                                hookimpl, terminal_text, trace_seconds, tracepoint_fields)
-
-from .tpcount import parse_tracepoint
+from kerntrace.core.api import (STR, Event, Filter, Measurement, Printer, Records, Schedule,
+                                Tool, Tracepoint, UsageError, format_text, hookimpl,
+                                list_tracepoints, parse_filter, parse_options, parse_tracepoint,
+                                perf_tools_error_lines, perf_tools_exit_status, pid_value,
+                                seconds_value, terminal_text, trace_seconds, tracepoint_fields)
 
 KERNTRACE_API_VERSION = "1.0"
 
