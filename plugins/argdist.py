@@ -267,7 +267,20 @@ class ArgDist(Tool):
     name = "argdist"
     summary = ("Histogram or count of a tracepoint field or function argument "
                "(bcc argdist).")
-    description = __doc__.split("Why argdist", 1)[0].split("\n\n", 1)[1].rstrip()
+    description = """\
+specifier: {p,r,t}:{[library],category}:function(signature)
+               [:type[,type...]:expr[,expr...][:filter]][#label]
+  p, r, t   function entry, function return, tracepoint
+  library   a path or a short name (c: the C library); empty: a kernel function
+  signature the arguments' types and names ("size_t size, int flags");
+            a tracepoint takes none: its fields are args->NAME or NAME
+  expr      a name: an argument (or argN), a field, $retval in an r probe
+  type      an integer type per expression (u32, size_t, int, ...)
+  filter    comparisons joined by &&: size > 16 && pid == 5, comm == "dd"
+  label     printed instead of the expression or specifier
+-H makes a log2 histogram of one expression, -C counts per value (no
+expression: calls; r: per return value).  One specifier per run; C
+expressions, $latency, $entry() and USDT probes are not supported."""
     examples = (
         ("argdist -H 't:block:block_rq_issue():u32:args->bytes'",
          "histogram of block I/O sizes"),
