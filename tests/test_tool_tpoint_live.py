@@ -5,7 +5,9 @@ line each."""
 
 import re
 import select
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -136,3 +138,50 @@ def test_bad_input_live_one_line_nothing_left(backend, argv, message):
     rc, out, err = clirun.run(["tpoint", "--backend", backend] + argv)
     assert rc == 1 and out == ""
     assert len(err.splitlines()) == 1 and re.search(message, err.strip()), err
+
+
+def record(rec, argv, work):
+    """`kerntrace record -o rec argv...` around work()."""
+    p = clirun.start(["record", "-o", rec] + argv)
+    try:
+        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
+        work()
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+@pytest.mark.live
+def test_replay_of_a_recording_prints_the_same_events(tmp_path):
+    n = 4
+    true = shutil.which("true")
+    prog = workloads.named_copy(shutil.copy(true, str(tmp_path / "true")), "kt_tpoint_exec")
+    rec = str(tmp_path / "exec.rec")
+    record(rec, ["tpoint", "sched:sched_process_exec"],
+           lambda: [subprocess.check_call([prog]) for _ in range(n)])
+    rc, out, err = clirun.run(["tpoint", "--input", rec, "sched:sched_process_exec",
+                               'filename ~ "*/kt_tpoint_exec"'])
+    assert rc == 0, err
+    rows = events(out)
+    assert len(rows) == n, out
+    for comm, tid, event, payload in rows:
+        fields = dict(kv.split("=", 1) for kv in payload.split(" "))
+        assert (comm, event, fields["filename"]) == ("kt_tpoint_exec", "sched_process_exec", prog)
+        assert int(fields["pid"]) == tid
+
+
+@pytest.mark.live
+def test_replay_of_a_block_recording_counts_the_same_bytes(disk, tmp_path):
+    path, dev = disk
+    rec = str(tmp_path / "block.rec")
+    record(rec, ["argdist", "-C", "t:block:block_rq_issue():u32:bytes"],
+           lambda: workloads.direct_writes(path, WRITES, bs=4096, seek=200))
+    rc, out, err = clirun.run(["argdist", "--input", rec, "-i", "3600", "-C",
+                               "t:block:block_rq_issue():u32:bytes:dev == %d" % dev])
+    assert rc == 0, err
+    assert re.findall(r"^\t(\d+)\s+bytes = (\d+)$", out, re.M) == [(str(WRITES), "4096")], out
