@@ -3,6 +3,7 @@ same events of a known workload (direct writes to our own loop device;
 a process making a known number of getppid() calls), one trace_pipe-style
 line each."""
 
+import json
 import re
 import select
 import shutil
@@ -173,6 +174,12 @@ def test_replay_of_a_recording_prints_the_same_events(tmp_path):
         fields = dict(kv.split("=", 1) for kv in payload.split(" "))
         assert (comm, event, fields["filename"]) == ("kt_tpoint_exec", "sched_process_exec", prog)
         assert int(fields["pid"]) == tid
+    rc, out, err = clirun.run(["tpoint", "--json", "--input", rec, "sched:sched_process_exec",
+                               'filename ~ "*/kt_tpoint_exec"'])
+    assert rc == 0, err
+    records = [json.loads(l) for l in out.splitlines()]
+    assert [(r["type"], r["fields"]["comm"], r["fields"]["filename"], r["fields"]["pid_"])
+            for r in records] == [("event", comm, prog, tid) for comm, tid, _, _ in rows]
 
 
 @pytest.mark.live
