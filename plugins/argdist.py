@@ -43,14 +43,26 @@ from kerntrace.core.api import (INT, LOG2, Count, CountSet, Event, Field, Filter
 
 KERNTRACE_API_VERSION = "1.0"
 
-# The C integer types a value or argument may have.
-INTEGER_TYPES = frozenset((
-    "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "__u8", "__u16", "__u32", "__u64",
-    "__s8", "__s16", "__s32", "__s64", "char", "short", "int", "long", "long long",
-    "unsigned", "unsigned char", "unsigned short", "unsigned int", "unsigned long",
-    "unsigned long long", "signed char", "size_t", "ssize_t", "pid_t", "uid_t", "gid_t",
-    "off_t", "loff_t", "dev_t", "sector_t", "gfp_t", "uint8_t", "uint16_t", "uint32_t",
-    "uint64_t", "int8_t", "int16_t", "int32_t", "int64_t", "bool"))
+# The C integer types a value or argument may have, and the width a
+# function argument or return value of that type is read with (x86-64 and
+# arm64 sizes: long is 64 bits).
+INTEGER_TYPES = {
+    "u8": "u8", "u16": "u16", "u32": "u32", "u64": "u64",
+    "s8": "s8", "s16": "s16", "s32": "s32", "s64": "s64",
+    "__u8": "u8", "__u16": "u16", "__u32": "u32", "__u64": "u64",
+    "__s8": "s8", "__s16": "s16", "__s32": "s32", "__s64": "s64",
+    "uint8_t": "u8", "uint16_t": "u16", "uint32_t": "u32", "uint64_t": "u64",
+    "int8_t": "s8", "int16_t": "s16", "int32_t": "s32", "int64_t": "s64",
+    "char": "s8", "signed char": "s8", "unsigned char": "u8", "bool": "u8",
+    "short": "s16", "unsigned short": "u16",
+    "int": "s32", "unsigned": "u32", "unsigned int": "u32",
+    "long": "s64", "long long": "s64", "unsigned long": "u64", "unsigned long long": "u64",
+    "size_t": "u64", "ssize_t": "s64", "off_t": "s64", "loff_t": "s64",
+    "pid_t": "s32", "uid_t": "u32", "gid_t": "u32", "dev_t": "u32", "gfp_t": "u32",
+    "sector_t": "u64",
+}
+# bcc argdist's type of a return probe's value without an expression.
+DEFAULT_RETURN_TYPE = "int"
 MAX_ARGS = 6
 # The Field name of `$retval`.
 RETVAL = "retval"
@@ -106,6 +118,8 @@ class Specifier(object):
                              "wildcards)" % (text, func))
         self.fields = []
         self.names = {}
+        self._sources = {}          # argument name -> "argN"
+        self._widths = {}           # argument or value name -> Field width
         self._probe(text, m.group("where").strip(), func, m.group("sig"))
         self.values, self.filter = self._rest(text, m.group("rest"), histogram)
         # Declare only what is read: the values, the filter's fields, and a
@@ -115,7 +129,16 @@ class Specifier(object):
             used.update(c.field for c in parse_comparisons(self.filter, self.resolve))
         if self.kind == "r":
             used.add(RETVAL)
-        self.fields = [f for f in self.fields if f.name in used]
+        if self.kind != "t":
+            # A function's arguments and return value are registers: read
+            # each as the C type the specifier gives it (bcc: int for $retval
+            # without an expression; the whole register for an untyped argN).
+            self._widths.setdefault(RETVAL, INTEGER_TYPES[DEFAULT_RETURN_TYPE])
+            self.fields = [Field(n, INT, sources=(self._sources.get(n, n),),
+                                 width=self._widths.get(n)) for n in sorted(used)
+                           if n in self._sources or _ARGN.match(n) or n == RETVAL]
+        else:
+            self.fields = [f for f in self.fields if f.name in used]
 
     def _probe(self, text, where, func, sig):
         if self.kind == "t":
@@ -139,20 +162,15 @@ class Specifier(object):
                 for i in range(MAX_ARGS):
                     self.names["arg%d" % i] = ("arg%d" % i, INT)
                 self._signature(text, sig or "")
-                self.fields = [Field(n, INT, sources=(n if _ARGN.match(n) else
-                                                       self._sources[n],))
-                               for n in sorted(set(n for n, _ in self.names.values()))]
             else:
                 if sig and sig.strip():
                     raise UsageError("specifier %r: entry arguments in a return probe are "
                                      "not supported (only $retval)" % text)
-                self.fields = [Field(RETVAL, INT, sources=("retval",))]
                 self.names["$retval"] = (RETVAL, INT)
         for ctx, ctype in (("pid", INT), ("tid", INT), ("cpu", INT), ("comm", "str")):
             self.names.setdefault(ctx, (ctx, ctype))
 
     def _signature(self, text, sig):
-        self._sources = {}
         params = [p.strip() for p in sig.split(",")] if sig.strip() else []
         if len(params) > MAX_ARGS:
             raise UsageError("specifier %r: at most %d arguments" % (text, MAX_ARGS))
@@ -168,6 +186,9 @@ class Specifier(object):
                 raise UsageError("specifier %r: parameter name %s is reserved (it names the "
                                  "task's %s)" % (text, name, name))
             self._sources[name] = "arg%d" % i
+            ptype = _ctype(pm.group("type"))
+            if ptype in INTEGER_TYPES:
+                self._widths[name] = INTEGER_TYPES[ptype]
             self.names[name] = (name, INT)
             del self.names["arg%d" % i]
 
@@ -200,6 +221,8 @@ class Specifier(object):
                 raise UsageError("specifier %r: expression %r is not a field or argument "
                                  "name (kerntrace does not evaluate C expressions)" % (text, e))
             values.append((e, self.names[e][0]))
+            # the expression's type, unless the signature typed the argument
+            self._widths.setdefault(self.names[e][0], INTEGER_TYPES[types[len(values) - 1]])
         filt = parts[2] if len(parts) == 3 else None
         if filt is not None and not filt.strip():
             raise UsageError("specifier %r: empty filter" % text)

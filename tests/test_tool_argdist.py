@@ -178,6 +178,56 @@ def test_kprobe_program_compiles(tmp_path):
     _, m = measure("-H", "p::__kmalloc(size_t size, gfp_t flags):size_t:size:flags == 3264")
     prog = codegen.generate(m, make_plan(m))
     assert "f->f_size = PT_REGS_PARM1(ctx);" in prog.text
-    assert "f->f_flags = PT_REGS_PARM2(ctx);" in prog.text
+    # gfp_t is 32 bits: the low half of the register, unsigned
+    assert "f->f_flags = (u32)PT_REGS_PARM2(ctx);" in prog.text
     assert [a.kind for a in prog.attachments] == ["kprobe"]
     syntax_check(tmp_path, prog, m)
+
+
+# ---------------------------------------------------------------------------
+# Field.width: a function's int argument or return value is the low 32 bits
+# of its register, sign-extended (close() failing returns -1, not 4294967295).
+def test_width_is_validated_by_the_model():
+    from kerntrace.core.api import Field, InvalidSpec, STR
+    assert Field("ret", sources=("retval",), width="s32").width == "s32"
+    assert Field("ret", sources=("retval",)).width is None
+    for bad in ("i32", "s31", 32, ""):
+        with pytest.raises(InvalidSpec, match="width"):
+            Field("ret", sources=("retval",), width=bad)
+    with pytest.raises(InvalidSpec, match="width"):
+        Field("name", STR, sources=("arg0",), width="u8")
+
+
+def test_widths_come_from_the_specifier_types(host):
+    _, m = measure("-C", "p:c:write(int fd, const char *buf, size_t count):u64,char:count,"
+                   "arg3:fd == -1")
+    assert sorted((f.name, f.width) for f in m.events[0].fields) == [
+        ("arg3", "s8"), ("count", "u64"), ("fd", "s32")]
+    _, m = measure("-C", "r:c:close()")
+    assert [(f.name, f.width) for f in m.events[0].fields] == [("retval", "s32")]
+    _, m = measure("-H", "r:c:read():ssize_t:$retval")
+    assert [(f.name, f.width) for f in m.events[0].fields] == [("retval", "s64")]
+    _, m = measure("-C", "p:c:f(void *p):u64:arg1:p != 0")
+    # a pointer parameter and an untyped argN used only in a filter: whole registers
+    assert sorted((f.name, f.width) for f in m.events[0].fields) == [("arg1", "u64"),
+                                                                    ("p", None)]
+
+
+def test_widths_in_both_backends_programs():
+    from kerntrace.backends.ebpf import codegen
+    from kerntrace.backends.ftrace.probes import fetch_args
+    from kerntrace.core.api import Field
+    from test_ebpf_codegen import make_plan
+    fields = [Field("fd", sources=("arg0",), width="s32"), Field("n", sources=("arg2",)),
+              Field("flags", sources=("arg1",), width="u16")]
+    assert fetch_args(fields, False, arch="x86_64") == [
+        ("fd", "%di:s32"), ("n", "%dx:s64"), ("flags", "%si:u16")]
+    assert fetch_args([Field("r", sources=("retval",), width="u8")], True,
+                      arch="x86_64") == [("r", "$retval:u8")]
+    from kerntrace.core.api import Count, Event, Measurement
+    m = Measurement([Event("e", UserFunction("c", "write"), fields=fields)],
+                    Count(keys=("fd", "n", "flags")))
+    text = codegen.generate(m, make_plan(m)).text
+    assert "f->f_fd = (s32)PT_REGS_PARM1(ctx);" in text
+    assert "f->f_n = PT_REGS_PARM3(ctx);" in text
+    assert "f->f_flags = (u16)PT_REGS_PARM2(ctx);" in text

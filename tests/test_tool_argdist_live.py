@@ -282,3 +282,43 @@ def test_bad_input_live_one_line_nothing_left(argv, message):
     rc, out, err = clirun.run(["argdist", "--backend", "ftrace"] + argv)
     assert rc != 0 and out == ""
     assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+_CLOSER = """
+import os, sys
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for _ in range(int(sys.argv[1])):
+    try:
+        os.close(987654)
+    except OSError:
+        pass
+"""
+
+
+@pytest.mark.live
+def test_int_return_value_is_negative_on_both_backends_and_bpftrace():
+    """close() of a bad fd returns the int -1: the low 32 bits of the
+    register, sign-extended, as bcc's argdist reads an int."""
+    import sys
+    n = 6
+    w = workloads.Caller.__new__(workloads.Caller)
+    w.p = subprocess.Popen([sys.executable, "-c", _CLOSER, str(n)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE)
+    w.pid = int(w.p.stdout.readline())
+    libc = Mallocs.libc(w)
+    bt = Bpftrace("uretprobe:%s:close /pid == %d && (int32)retval < 0/ "
+                  "{ @[(int32)retval] = count(); }" % (libc, w.pid))
+    try:
+        procs = start_tools([["argdist", "--backend", b, "-p", str(w.pid), "-i", "3600", "-C",
+                              spec] for b in backends()
+                             for spec in ("r:c:close()", "r:c:close():int:$retval:$retval < 0")])
+        assert w.release() == 0
+        outs = stop_tools(procs)
+        bt_out, _ = bt.stop()
+    finally:
+        bt.kill()
+    for i, out in enumerate(outs):
+        rows = count_rows(out, "retval" if i % 2 == 0 else "$retval")
+        assert rows.get(-1) == n and all(v >= 0 for v in rows if v != -1), out
+    assert map_counts(bt_out) == {-1: n}, bt_out
