@@ -34,7 +34,7 @@ on both backends; everything else is refused with one line:
 import re
 import time
 
-from kerntrace.core.api import (INT, LOG2, Count, CountSet, Event, Field, Filter, Histogram,
+from kerntrace.core.api import (INT, LOG2, STR, Count, CountSet, Event, Field, Filter, Histogram,
                                 HistogramSet, InvalidSpec, KernelFunction, Measurement,
                                 Printer, Tool, Tracepoint, UsageError, UserFunction,
                                 count_value, format_histogram, hookimpl, is_identifier,
@@ -167,7 +167,7 @@ class Specifier(object):
                     raise UsageError("specifier %r: entry arguments in a return probe are "
                                      "not supported (only $retval)" % text)
                 self.names["$retval"] = (RETVAL, INT)
-        for ctx, ctype in (("pid", INT), ("tid", INT), ("cpu", INT), ("comm", "str")):
+        for ctx, ctype in (("pid", INT), ("tid", INT), ("cpu", INT), ("comm", STR)):
             self.names.setdefault(ctx, (ctx, ctype))
 
     def _signature(self, text, sig):

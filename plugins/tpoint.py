@@ -20,7 +20,7 @@ and a filter may be combined, -d streams lines too, and -s (kernel stack
 traces) is refused: stacks are not in kerntrace's model on either backend.
 """
 
-from kerntrace.core.api import (STR, Event, Filter, Measurement, Printer, Records, Schedule,
+from kerntrace.core.api import (INT, STR, Event, Filter, Measurement, Printer, Records, Schedule,
                                 Tool, Tracepoint, UsageError, format_text, hookimpl,
                                 list_tracepoints, parse_filter, parse_options, parse_tracepoint,
                                 perf_tools_error_lines, perf_tools_exit_status, pid_value,
@@ -58,7 +58,7 @@ HEADER = ("#            TASK-TID     CPU#   TIMESTAMP  EVENT: FIELDS\n"
 
 # What the filter calls perf-tools users write mean: common_pid is the
 # thread id in ftrace filters (perf-tools' -L writes it).
-_COMMON = {"common_pid": ("tid", "int")}
+_COMMON = {"common_pid": ("tid", INT)}
 
 
 def _resolver(fields):
@@ -69,7 +69,7 @@ def _resolver(fields):
         if name in _COMMON:
             return _COMMON[name]
         if name in ("pid", "tid", "cpu"):
-            return name, "int"
+            return name, INT
         if name == "comm":
             return "comm", STR
         return None

@@ -170,7 +170,7 @@ def test_histogram_output_is_bccs(host):
 
 
 def test_kprobe_program_compiles(tmp_path):
-    from test_ebpf_codegen import make_plan, needs_cc, syntax_check  # noqa: F401
+    from test_ebpf_codegen import make_plan, syntax_check
     from kerntrace.backends.ebpf import codegen
     import shutil
     if not (shutil.which("cc") or shutil.which("gcc")):

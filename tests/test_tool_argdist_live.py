@@ -9,7 +9,6 @@ same time, over workloads with a known distribution:
 Each tool reports once, at Ctrl-C, after the workload ended, so the single
 report holds every event whatever the machine's speed."""
 
-import os
 import re
 import select
 import shutil
