@@ -32,8 +32,12 @@ perf-tools command lines (getopts) and ERROR lines
 Printers and formatting
     Printer, RunContext, Column, EventTablePrinter,
     PerfToolsEventTablePrinter, CountTablePrinter, BccHistogramPrinter,
-    PerfToolsHistogramPrinter, seconds_since_first, milliseconds,
+    PerfToolsHistogramPrinter, format_histogram, seconds_since_first, milliseconds,
     trace_seconds, read_text
+
+Filter expressions and any tracepoint (tools that take them from users)
+    parse_filter, parse_comparisons, parse_tracepoint, list_tracepoints,
+    format_text, tracepoint_fields, terminal_text
 
 Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
@@ -55,8 +59,9 @@ from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2
                     STR, TRACER_RECORDS, USTR, Count, Each, Event, Field, Filter, Histogram,
                     KernelFunction, Measurement, Pair, ProcFdPath, Records, Schedule,
                     SyscallEntry, SyscallExit, Tracepoint, UserFunction, is_identifier)
-from .output.base import Printer, RunContext
-from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter
+from .expr import parse_comparisons, parse_filter
+from .output.base import Printer, RunContext, terminal_text
+from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter, format_histogram
 from .output.table import (Column, CountTablePrinter, EventTablePrinter,
                            PerfToolsEventTablePrinter, milliseconds, seconds_since_first,
                            trace_seconds)
@@ -67,6 +72,7 @@ from .testing import IntervalEnd, Lost, ReplayFailed, ReplayResult, TraceEvent, 
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
 from .tracefs import read_text
+from .tracepoints import format_text, list_tracepoints, parse_tracepoint, tracepoint_fields
 
 __all__ = [
     # Plugins and hooks
@@ -85,8 +91,11 @@ __all__ = [
     "perf_tools_exit_status", "LONG_OPTIONS_HELP",
     # Printers and formatting
     "Printer", "RunContext", "Column", "EventTablePrinter", "PerfToolsEventTablePrinter",
-    "CountTablePrinter", "BccHistogramPrinter", "PerfToolsHistogramPrinter",
+    "CountTablePrinter", "BccHistogramPrinter", "format_histogram", "PerfToolsHistogramPrinter",
     "seconds_since_first", "milliseconds", "trace_seconds", "read_text",
+    # Filter expressions and any tracepoint
+    "parse_filter", "parse_comparisons", "parse_tracepoint", "list_tracepoints", "format_text",
+    "tracepoint_fields", "terminal_text",
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
     # Errors

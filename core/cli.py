@@ -56,6 +56,10 @@ def run_tool(name, argv, no_plugins=False, out=None, err=None, prog=None):
             return _fail(tool, err, e)
         from .runner import run
         try:
+            show = getattr(tool, "show", None)
+            status = show(args, out, err) if show is not None else None
+            if status is not None:
+                return status
             return run(tool, args, plugins, out=out, err=err)
         except KerntraceError as e:
             return _fail(tool, err, e)

@@ -212,6 +212,16 @@ def members(probe):
     return probe.probes if isinstance(probe, Each) else (probe,)
 
 
+# The widths a function argument or return value may be read with
+# (Field.width): the kprobe/uprobe fetch types, and bcc's integer types.
+WIDTHS = ("s8", "s16", "s32", "s64", "u8", "u16", "u32", "u64")
+
+
+def width_bits(width):
+    """("s32") -> (32, True): the bits and signedness of a Field.width."""
+    return int(width[1:]), width[0] == "s"
+
+
 # ---------------------------------------------------------------------------
 # After-the-fact lookups: where no probe alternative can read a field, a
 # backend may leave it unread and the value is looked up when the record is
@@ -257,6 +267,11 @@ class Field(object):
     override (filters, value): the value is `value` where any of the
              filters (on other fields of the same event) matches (a flush
              request's start sector, which newer kernels record as 0).
+    width    for an INT read from a function argument or return value: the
+             C type of the value, one of WIDTHS ("s32": the low 32 bits of
+             the register, sign-extended; an int -1 is -1, not 4294967295).
+             None: the whole register (tracepoint fields always take the
+             width their format file gives).
     Every backend applies if_zero, then override, right where it reads the
     field, so filters, pair keys and aggregates all see the result.
     lookup   (STR/USTR fields) a last resort, e.g. ProcFdPath("pid", "ret"):
@@ -268,7 +283,7 @@ class Field(object):
     """
 
     def __init__(self, name, type=INT, sources=None, if_zero=None, override=None,
-                 lookup=None):
+                 lookup=None, width=None):
         self.name = _ident("field name", name)
         if name in CONTEXT_FIELDS or name in (LATENCY, QUEUED):
             raise InvalidSpec("field %r is implicit; do not declare it" % name)
@@ -276,6 +291,10 @@ class Field(object):
             raise InvalidSpec("field type must be one of %s" % (FIELD_TYPES,))
         self.type = type
         self.sources = tuple(_ident("field source", s) for s in (sources or (name,)))
+        if width is not None and (width not in WIDTHS or type != INT):
+            raise InvalidSpec("field %r: width must be one of %s, on an integer field"
+                              % (name, ", ".join(WIDTHS)))
+        self.width = width
         self.if_zero = None
         self.override = None
         if lookup is not None and (not isinstance(lookup, LOOKUPS) or type == INT):

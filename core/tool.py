@@ -187,6 +187,12 @@ class Tool(object):
     def measurement(self, args):
         raise NotImplementedError
 
+    def show(self, args, out, err):
+        """A mode that traces nothing (tpoint -l lists tracepoints, -v
+        prints a format file): write to `out` and return the exit status.
+        None (the default): trace as usual."""
+        return None
+
     def printer(self, args, out, err):
         raise NotImplementedError
 

@@ -432,8 +432,14 @@ class FakeKernel(object):
                               % (name, off))
                 off += 4
             else:
-                fields.append("\tfield:s64 %s;\toffset:%d;\tsize:8;\tsigned:1;" % (name, off))
-                off += 8
+                # the fetch type (s64 when none is given) sets the field's type
+                ftype = spec.rpartition(":")[2] if ":" in spec else "s64"
+                if not re.match(r"^[su](8|16|32|64)$", ftype):
+                    ftype = "s64"
+                size = int(ftype[1:]) // 8
+                fields.append("\tfield:%s %s;\toffset:%d;\tsize:%d;\tsigned:%d;"
+                              % (ftype, name, off, size, ftype[0] == "s"))
+                off += size
         return "name: %s\nID: %d\nformat:\n%s\n%s\n\nprint fmt: \"\"\n" % (
             event, self.t._event_ids, COMMON_FIELDS, "\n".join(fields))
 

@@ -242,10 +242,12 @@ class _Gen(PairCode, AggregateCode):
         if k in ("tp_ustr", "tp_kstr"):
             fn = h["user_str"] if k == "tp_ustr" else h["kernel_str"]
             return ["%s(%s, %d, (void *)args->%s);" % (fn, dst, fs.size, fs.member)]
-        if k == "arg":
-            return ["%s = PT_REGS_PARM%d(ctx);" % (dst, fs.member + 1)]
-        if k == "retval":
-            return ["%s = PT_REGS_RC(ctx);" % dst]
+        if k in ("arg", "retval"):
+            reg = "PT_REGS_PARM%d(ctx)" % (fs.member + 1) if k == "arg" else "PT_REGS_RC(ctx)"
+            if fs.size < 8:
+                # the low bytes of the register, as the C type the field names
+                reg = "(%s%d)%s" % ("s" if fs.signed else "u", fs.size * 8, reg)
+            return ["%s = %s;" % (dst, reg)]
         if k in ("arg_ustr", "arg_kstr"):
             fn = h["user_str"] if k == "arg_ustr" else h["kernel_str"]
             return ["%s(%s, %d, (void *)PT_REGS_PARM%d(ctx));" % (fn, dst, fs.size, fs.member + 1)]

@@ -19,7 +19,7 @@ import types
 
 from kerntrace.core.backend import Frozen
 from kerntrace.core.model import (INT, STR, USTR, Each, KernelFunction, Tracepoint,
-                                  UserFunction)
+                                  UserFunction, width_bits)
 
 # Size of string buffers we read into (bytes, including the NUL): in-record
 # char arrays keep their own size up to this; strings behind a pointer or a
@@ -231,6 +231,15 @@ def _tracepoint_field(field, fmt, probe=None):
                                              "/".join(tried) or field.name)
 
 
+def _int_source(field, kind, member, signed):
+    """An integer argument or return value: the whole register, or the
+    field's width (codegen casts to it)."""
+    if field.width is None:
+        return FieldSource(field.name, INT, kind, member, 8, signed)
+    bits, signed = width_bits(field.width)
+    return FieldSource(field.name, INT, kind, member, bits // 8, signed)
+
+
 def _function_field(field, probe):
     user = isinstance(probe, UserFunction)
     sources = probe.sources_for(field)
@@ -240,13 +249,13 @@ def _function_field(field, probe):
                 continue
             if field.type != INT:
                 return "field %s: retval is only read as an integer" % field.name
-            return FieldSource(field.name, INT, "retval", None, 8, True)
+            return _int_source(field, "retval", None, True)
         m = _ARG.match(src)
         if not m or int(m.group(1)) >= MAX_ARGS:
             continue
         n = int(m.group(1))
         if field.type == INT:
-            return FieldSource(field.name, INT, "arg", n, 8, False)
+            return _int_source(field, "arg", n, False)
         kind = "arg_ustr" if user or field.type == USTR else "arg_kstr"
         return FieldSource(field.name, field.type, kind, n, STRING_MAX)
     return "field %s: no usable source among %s (argN with N < %d, or retval on a return " \

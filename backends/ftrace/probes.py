@@ -233,7 +233,8 @@ def fetch_args(fields, ret, arch=None, ustring=False, probe=None):
         if f.type in (STR, USTR):
             out.append((f.name, "+0(%s):%s" % (spec, "ustring" if ustring else "string")))
         else:
-            out.append((f.name, "%s:s64" % spec))
+            # The fetch types s8..u64 are as old as kprobe_events (v2.6.33).
+            out.append((f.name, "%s:%s" % (spec, f.width or "s64")))
     return out
 
 
