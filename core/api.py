@@ -34,6 +34,13 @@ Printers and formatting
     PerfToolsHistogramPrinter, seconds_since_first, milliseconds,
     trace_seconds, read_text
 
+Rates (counts per second over each interval's real length)
+    RateTablePrinter, RateColumn, interval_seconds, per_second,
+    report_seconds
+
+Whole ways of measuring, in order of preference
+    Variant
+
 Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
 
@@ -55,12 +62,15 @@ from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter
 from .output.table import (Column, CountTablePrinter, EventTablePrinter,
                            PerfToolsEventTablePrinter, milliseconds, seconds_since_first,
                            trace_seconds)
+from .output.rates import RateColumn, RateTablePrinter
 from .perftools import (LONG_OPTIONS_HELP, UsageShown, getopts, parse_options,
                         perf_tools_error_lines, perf_tools_exit_status)
 from .results import CountSet, HistogramSet, Record, Report
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
+from .rates import interval_seconds, per_second, report_seconds
 from .tracefs import read_text
+from .variants import Variant
 
 __all__ = [
     # Plugins and hooks
@@ -80,6 +90,10 @@ __all__ = [
     "Printer", "RunContext", "Column", "EventTablePrinter", "PerfToolsEventTablePrinter",
     "CountTablePrinter", "BccHistogramPrinter", "PerfToolsHistogramPrinter",
     "seconds_since_first", "milliseconds", "trace_seconds", "read_text",
+    # Rates
+    "RateTablePrinter", "RateColumn", "interval_seconds", "per_second", "report_seconds",
+    # Whole ways of measuring
+    "Variant",
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
     # Errors
