@@ -122,7 +122,9 @@ class VfsStat(Tool):
             # Not its own calls: the ftrace backend reads the trace buffer
             # with read(2) all the time, each read an event, which would
             # count itself (bcc's vfsstat reads a map once per interval).
-            filters = [Filter("pid", "!=", os.getpid())]
+            # The thread filter is the one the kernel can apply (the reader
+            # is the main thread); the process filter catches any other.
+            filters = [Filter("tid", "!=", os.getpid()), Filter("pid", "!=", os.getpid())]
         schedule = report_every(args.interval, count=args.count)
         newer = tuple(c for c in SYSCALL_OPENS if c not in LEGACY_OPENS)
         return [
