@@ -122,9 +122,11 @@ class VfsStat(Tool):
             # Not its own calls: the ftrace backend reads the trace buffer
             # with read(2) all the time, each read an event, which would
             # count itself (bcc's vfsstat reads a map once per interval).
-            # The thread filter is the one the kernel can apply (the reader
-            # is the main thread); the process filter catches any other.
-            filters = [Filter("tid", "!=", os.getpid()), Filter("pid", "!=", os.getpid())]
+            # A thread filter, which the kernel applies (ftrace: common_pid):
+            # kerntrace reads from its main thread only.  (A process filter
+            # would be applied in user space, after the ftrace backend had
+            # followed every task's process id.)
+            filters = [Filter("tid", "!=", os.getpid())]
         schedule = report_every(args.interval, count=args.count)
         newer = tuple(c for c in SYSCALL_OPENS if c not in LEGACY_OPENS)
         return [

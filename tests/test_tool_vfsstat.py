@@ -94,8 +94,7 @@ def test_kernel_functions_first_then_the_system_calls_that_reach_them():
 
 def test_without_a_pid_it_does_not_count_its_own_calls():
     m = tool().measurement(tool().parse_args([]))
-    assert [(f.field, f.op, f.value) for f in m.filters] == [("tid", "!=", os.getpid()),
-                                                            ("pid", "!=", os.getpid())]
+    assert [(f.field, f.op, f.value) for f in m.filters] == [("tid", "!=", os.getpid())]
 
 
 # ---------------------------------------------------------------------------
