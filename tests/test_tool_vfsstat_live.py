@@ -237,3 +237,31 @@ def test_a_pid_that_does_not_exist_is_one_line_and_leaves_nothing():
     assert "Traceback" not in err
     assert rc == 0, err
     assert out.splitlines()[1].split()[1:5] == ["0", "0", "0", "0"], out
+
+
+def test_a_recording_replays_to_the_workloads_exact_counts(tmp_path):
+    """kerntrace record vfsstat -p PID over the workload, then vfsstat
+    --input: the replay counts what the workload did, and its rates are
+    counts over the interval asked for."""
+    rec = tmp_path / "vfsstat.rec"
+    w = Workload(tmp_path)
+    record = LiveTool(["record", "-o", str(rec), "vfsstat", "-p", str(w.pid)],
+                      "kerntrace: recording ", "stderr")
+    try:
+        assert w.release() == 0
+        rc, _, err = record.stop(settle=1.0)
+    finally:
+        if record.p.poll() is None:
+            record.p.kill()
+    assert rc == 0, err
+    rc, out, err = clirun.run(["vfsstat", "--input", str(rec), "--json", "2"])
+    assert rc == 0, err
+    assert summed_json(out) == EXPECTED, out
+    for line in out.splitlines():
+        assert json.loads(line)["seconds"] == 2.0
+    rc, text, err = clirun.run(["vfsstat", "--input", str(rec), "100"])
+    assert rc == 0, err
+    (row,) = [l.split() for l in text.splitlines()[1:]]
+    # one 100 s interval: rates are the counts / 100, truncated
+    assert row[1:] == ["%d" % ((READS + PREADS) // 100), "%d" % ((WRITES + PWRITES) // 100),
+                       "0", "0", "-"], text
