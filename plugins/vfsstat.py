@@ -31,10 +31,10 @@ variant counts them, as bcc does not.
 
 import os
 
-from kerntrace.core.api import (EVENT_NAME, Count, Event, Field, Filter, KernelFunction, Measurement,
-                                RateColumn, RateTablePrinter, SyscallEntry, SyscallExit, Tool,
-                                Variant, count_value, hookimpl, pid_value, report_every,
-                                seconds_value)
+from kerntrace.core.api import (EVENT_NAME, Count, Event, Field, Filter, KernelFunction,
+                                Measurement, RateColumn, RateTablePrinter, SyscallEntry,
+                                SyscallExit, Tool, UsageError, Variant, count_value, hookimpl,
+                                pid_value, report_every, seconds_value)
 
 KERNTRACE_API_VERSION = "1.0"
 
@@ -114,6 +114,15 @@ class VfsStat(Tool):
                        help="output interval, in seconds (default 1)")
         p.add_argument("count", nargs="?", type=count_value, default=0,
                        help="number of outputs (default: until Ctrl-C)")
+
+    def parse_args(self, argv, prog=None):
+        args = Tool.parse_args(self, argv, prog)
+        # A process that does not exist would only count zeros (a replayed
+        # recording's processes are not this host's).
+        if (args.pid is not None and not args.input_file
+                and not os.path.exists("/proc/%d" % args.pid)):
+            raise UsageError("no process with PID %d" % args.pid)
+        return args
 
     def variants(self, args):
         if args.pid is not None:

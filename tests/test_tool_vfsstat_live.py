@@ -231,13 +231,11 @@ def test_runs_prints_and_exits_promptly_on_sigint():
 
 
 def test_a_pid_that_does_not_exist_is_one_line_and_leaves_nothing():
-    rc, out, err = clirun.run(["vfsstat", "-p", "4194303", "1", "1"])
-    # kerntrace follows bcc here: a PID filter of a process not (yet) running
-    # is legal; the run counts nothing.
-    assert "Traceback" not in err
-    assert rc == 0, err
-    assert out.splitlines()[1].split()[1:5] == ["0", "0", "0", "0"], out
-
+    pid = 4194303          # PID_MAX_LIMIT - 1: no process has it here
+    assert not os.path.exists("/proc/%d" % pid)
+    rc, out, err = clirun.run(["vfsstat", "-p", str(pid), "1", "1"])
+    assert rc == 2 and out == "", err
+    assert err == "vfsstat: no process with PID %d\n" % pid
 
 def test_a_recording_replays_to_the_workloads_exact_counts(tmp_path):
     """kerntrace record vfsstat -p PID over the workload, then vfsstat
