@@ -237,3 +237,54 @@ def test_ebpf_kernel_variant_is_five_kprobes_counted_by_event():
         ("kprobe", f) for f in FUNCTIONS]
     assert sorted(prog.event_names.values()) == sorted(FUNCTIONS)
     assert prog.text.count("if (!(((u64)(f->f_pid) == 1ULL)))") == len(FUNCTIONS)
+
+
+# ---------------------------------------------------------------------------
+# core.variants: a variant is taken or left whole, in the tool's order
+class _KprobeLessBackend(object):
+    """A backend of a host without kprobes: it runs what has no kernel
+    function probe."""
+
+    name, preference = "fake", 0
+
+    def check(self, measurement, host):
+        from kerntrace.core.backend import Verdict
+        kprobes = [e.name for e in measurement.events
+                   if any(p.kind == "kprobe" for p in e.probes)]
+        return Verdict(self.name, not kprobes, ["no kprobes for %s" % n for n in kprobes])
+
+
+class _Host(object):
+    saved_trace = None
+
+    def is_root(self):
+        return True
+
+    def tracefs(self):
+        return "/sys/kernel/tracing"
+
+    def tracefs_path(self):
+        return None
+
+
+def test_the_first_variant_a_backend_can_run_is_taken_and_the_skipped_say_why():
+    from kerntrace.core.variants import choose
+    t = tool()
+    choice = choose(t, t.parse_args([]), [_KprobeLessBackend()], _Host())
+    assert choice.variant.name == "syscalls" and choice.measurement is choice.variant.measurement
+    assert [v.name for v, _ in choice.skipped] == ["kernel"]
+    lines = choice.explain()
+    assert lines[0].startswith("measuring system calls (READ: read, pread64;")
+    assert lines[1].startswith("not measuring kernel functions (vfs_read") and \
+        "no kprobes for vfs_read" in lines[1]
+
+
+def test_a_tool_without_variants_has_its_one_measurement_and_no_explanation():
+    from kerntrace.core.variants import choose, variants
+    from kerntrace.plugins.tpcount import TpCount
+    t = TpCount()
+    args = t.parse_args(["sched:sched_switch"])
+    (only,) = variants(t, args)
+    assert only.name is None
+    choice = choose(t, args, [_KprobeLessBackend()], _Host())
+    assert choice.explain() == [] and choice.skipped == []
