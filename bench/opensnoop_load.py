@@ -24,7 +24,8 @@ Measured per tracer:
               reported on stderr
     cpu/ev    the tracer's CPU time (every process of its tree: it runs in a
               cgroup of its own; cgroup v2 cpu.stat, else v1 cpuacct) per
-              open made, in microseconds
+              open made, in microseconds; cpu/line: per line it printed
+              (higher where it lost events)
     slowdown  the workload's CPU time per open (its own cgroup: the probe
               and buffer costs the kernel charges to the opening task)
               against the untraced baseline, and the open rate it reached
@@ -331,10 +332,12 @@ def one_run(name, args, exe, path, pipeline):
                 tracer.wait()
             counter.thread.join(10)
             err_counter.thread.join(10)
-            errors = "".join(err_counter.text)
+            # bpftrace says "Lost N events" on stdout, the others on stderr
+            errors = "".join(err_counter.text) + "".join(counter.text)
             result.update(events=counter.count, missing=opens - counter.count,
                           reported=_reported_losses(errors),
-                          cpu_us=tr_group.usage() * 1e6 / opens)
+                          cpu_us=tr_group.usage() * 1e6 / opens,
+                          cpu_us_printed=tr_group.usage() * 1e6 / max(counter.count, 1))
         return result
     finally:
         if tracer is not None and tracer.poll() is None:
@@ -408,8 +411,9 @@ def _median(rows, key):
 
 def print_table(results, names):
     base = _median(results.get("none", []), "wl_cpu_us")
-    print("%-17s %10s %9s %9s %9s %9s %9s" % ("TRACER", "OPENS/S", "EVENTS%", "MISSING",
-                                              "REPORTED", "CPU/EV us", "SLOWDOWN"))
+    print("%-17s %10s %9s %9s %9s %9s %10s %9s" % (
+        "TRACER", "OPENS/S", "EVENTS%", "MISSING", "REPORTED", "CPU/EV us", "CPU/LINE us",
+        "SLOWDOWN"))
     for n in names:
         rows = [r for r in results[n] if "error" not in r]
         if not rows:
@@ -420,12 +424,13 @@ def print_table(results, names):
         wl = _median(rows, "wl_cpu_us")
         slow = "%.2fx" % (wl / base) if base and wl else "-"
         if n == "none":
-            print("%-17s %10.0f %9s %9s %9s %9s %9s" % (n, rate, "-", "-", "-", "-", "1.00x"))
+            print("%-17s %10.0f %9s %9s %9s %9s %10s %9s" % (n, rate, "-", "-", "-", "-", "-",
+                                                           "1.00x"))
             continue
         pct = 100.0 * _median(rows, "events") / _median(rows, "opens")
-        print("%-17s %10.0f %8.2f%% %9d %9d %9.2f %9s" % (
+        print("%-17s %10.0f %8.2f%% %9d %9d %9.2f %10.2f %9s" % (
             n, rate, pct, _median(rows, "missing"), _median(rows, "reported"),
-            _median(rows, "cpu_us"), slow))
+            _median(rows, "cpu_us"), _median(rows, "cpu_us_printed"), slow))
     cpu = {n: _median([r for r in results[n] if "error" not in r], "cpu_us") for n in names}
     if cpu.get("kerntrace-ebpf") and cpu.get("bcc"):
         print("kerntrace-ebpf / bcc cpu per event: %.2f (goal <= 1.05)"
