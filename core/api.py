@@ -39,6 +39,13 @@ Filter expressions and any tracepoint (tools that take them from users)
     parse_filter, parse_comparisons, parse_tracepoint, list_tracepoints,
     format_text, tracepoint_fields, terminal_text
 
+Rates (counts per second over each interval's real length)
+    RateTablePrinter, RateColumn, interval_seconds, per_second,
+    report_seconds
+
+Whole ways of measuring, in order of preference
+    Variant
+
 Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
 
@@ -65,14 +72,17 @@ from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter, f
 from .output.table import (Column, CountTablePrinter, EventTablePrinter,
                            PerfToolsEventTablePrinter, milliseconds, seconds_since_first,
                            trace_seconds)
+from .output.rates import RateColumn, RateTablePrinter
 from .perftools import (LONG_OPTIONS_HELP, UsageShown, getopts, parse_options,
                         perf_tools_error_lines, perf_tools_exit_status)
 from .results import CountSet, HistogramSet, Record, Report
 from .testing import IntervalEnd, Lost, ReplayFailed, ReplayResult, TraceEvent, evaluate, replay
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
+from .rates import interval_seconds, per_second, report_seconds
 from .tracefs import read_text
 from .tracepoints import format_text, list_tracepoints, parse_tracepoint, tracepoint_fields
+from .variants import Variant
 
 __all__ = [
     # Plugins and hooks
@@ -96,6 +106,10 @@ __all__ = [
     # Filter expressions and any tracepoint
     "parse_filter", "parse_comparisons", "parse_tracepoint", "list_tracepoints", "format_text",
     "tracepoint_fields", "terminal_text",
+    # Rates
+    "RateTablePrinter", "RateColumn", "interval_seconds", "per_second", "report_seconds",
+    # Whole ways of measuring
+    "Variant",
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
     # Errors

@@ -5,8 +5,9 @@ import json
 
 from .errors import KerntraceError
 from .host import Host
-from .selector import evaluate, select
+from .selector import evaluate
 from .tool import ArgumentParser
+from .variants import choose, variants
 
 
 def gather(plugins, host):
@@ -27,16 +28,25 @@ def gather(plugins, host):
     for name, tool in sorted(plugins.tools().items()):
         entry = {"tool": name, "backend": None, "verdicts": {}}
         try:
-            m = tool.measurement(tool.parse_args(list(tool.sample_args), prog=name))
+            args = tool.parse_args(list(tool.sample_args), prog=name)
+            listed = variants(tool, args)
+            m = listed[0].measurement
             verdicts = evaluate(m, plugins.backends(), host)
             entry["verdicts"] = {n: {"ok": v.ok, "reasons": v.reasons, "probes": v.choices}
                                  for n, v in verdicts.items()}
             notices.extend(v.notice for v in verdicts.values()
                            if v.notice and v.notice not in notices)
             try:
-                sel = select(tool, m, plugins.backends(), host, "auto",
-                             hook=plugins.pm.hook.kerntrace_select_backend)
-                entry["backend"] = sel.backend.name
+                choice = choose(tool, args, plugins.backends(), host, "auto",
+                                hook=plugins.pm.hook.kerntrace_select_backend, listed=listed)
+                entry["backend"] = choice.selection.backend.name
+                if choice.variant.name is not None:
+                    # which whole way of measuring runs, and why not the
+                    # preferred ones (core/variants.py)
+                    entry["variant"] = choice.variant.name
+                    entry["variant_notes"] = choice.explain()
+                    entry["verdicts"] = {n: {"ok": v.ok, "reasons": v.reasons}
+                                         for n, v in choice.selection.verdicts.items()}
             except KerntraceError as e:
                 entry["error"] = str(e)
         except Exception as e:
@@ -66,6 +76,8 @@ def doctor(plugins, argv, out, err):
     for t in report["tools"]:
         chosen = t["backend"] or "none"
         out.write("  %-14s -> %s\n" % (t["tool"], chosen))
+        for line in t.get("variant_notes", ()):
+            out.write("  %-14s    %s\n" % ("", line))
         for n, v in sorted(t["verdicts"].items()):
             if v["ok"]:
                 # which probe alternative each event would run on

@@ -19,6 +19,7 @@ from .host import Host
 from .recording import header_text
 from .stopsignals import SignalsAsStop, SignalsIgnored, Stop
 from .tool import buffer_kb
+from .variants import choose, variants
 
 DEFAULT_OUTPUT = "kerntrace.rec"
 # How often the trace is copied from the kernel to the file.
@@ -66,7 +67,7 @@ def record(plugins, argv, err):
     tool = tools[opts.tool]
     try:
         args = tool.parse_args(opts.tool_args, prog="kerntrace record %s" % tool.name)
-        measurement = tool.measurement(args)
+        listed = variants(tool, args)
     except KerntraceError as e:
         # the tool's own words for its command line (perf-tools' usage ...)
         from .cli import _fail
@@ -80,6 +81,11 @@ def record(plugins, argv, err):
     from .runner import cleanup_stale
     cleanup_stale(plugins.backends(), host, err)
     options = RunOptions(tool=tool.name, buffer_kb=opts.buffer_kb, stderr=err)
+    measurement = listed[0].measurement
+    if len(listed) > 1:
+        # The first variant (core/variants.py) the recording backend can run.
+        measurement = choose(tool, args, backends[:1], host, backends[0].name,
+                             listed=listed).measurement
     session = backends[0].open_recording(measurement, host, options)
     meta = {"kerntrace": __version__, "release": host.kernel_release,
             "hostname": host.hostname, "tool": tool.name, "args": opts.tool_args,

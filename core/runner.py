@@ -18,8 +18,8 @@ from .host import Host
 from .lookups import Lookups
 from .output.base import RunContext
 from .recording import open_saved_trace
-from .selector import select
 from .stopsignals import SignalsAsStop, SignalsIgnored, Stop
+from .variants import choose, variants
 
 # How often a records (event stream) tool hands events to its printer.
 RECORD_FLUSH_S = 0.1
@@ -44,7 +44,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
     KerntraceError for failures the caller prints as one line."""
     out = out or sys.stdout
     err = err or sys.stderr
-    measurement = tool.measurement(args)
+    listed = variants(tool, args)
     host = host or Host(stderr=err)
     requested = getattr(args, "backend", "auto")
     input_file = getattr(args, "input_file", None)
@@ -57,8 +57,13 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                          stderr=err,
                          verbose=bool(getattr(args, "explain", False)))
     backends = plugins.backends()
-    selection = select(tool, measurement, backends, host, requested,
-                       hook=plugins.pm.hook.kerntrace_select_backend, options=options)
+    choice = choose(tool, args, backends, host, requested,
+                    hook=plugins.pm.hook.kerntrace_select_backend, listed=listed,
+                    options=options)
+    selection, measurement = choice.selection, choice.measurement
+    if getattr(args, "explain", False):
+        for line in choice.explain():
+            err.write("kerntrace: %s: %s\n" % (tool.name, line))
     for line in selection.explain() if getattr(args, "explain", False) else selection.notices():
         err.write("kerntrace: %s\n" % line)
     session = selection.backend.open(measurement, selection.verdict, options)
@@ -78,7 +83,9 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                 session = current[0]
                 ctx = RunContext(tool.name, backend.name, measurement.schedule,
                                  hostname=host.hostname, kernel=host.kernel_release, args=args,
-                                 formatters=tool.formatters(args))
+                                 formatters=tool.formatters(args), measurement=measurement,
+                                 variant=choice.variant if choice.variant.name else None,
+                                 replay=bool(input_file))
                 reporter = _Reporter(session, printer, ctx, tool.name, backend.name,
                                      Lookups(measurement))
                 printer.start(ctx)

@@ -105,9 +105,29 @@ def test_bounds_and_counts_round_trip(scale, counts, step):
 def test_counts_object():
     data = CountSet(("event",), {("block_rq_issue",): 5, ("block_rq_complete",): 0})
     (obj,), _ = emit([Report(data, tool="tpcount", backend="ftrace")])
-    assert obj["type"] == "counts" and COMMON | INTERVAL | {"key_names", "counts"} == set(obj)
+    assert obj["type"] == "counts" and COMMON | INTERVAL | {"key_names", "counts",
+                                                            "seconds"} == set(obj)
+    # No wall-clock bounds: the interval's length, and so the rate, is unknown.
+    assert obj["seconds"] is None
     assert obj["counts"] == [{"key": {"event": "block_rq_issue"},
-                              "labels": {"event": "block_rq_issue"}, "count": 5}]
+                              "labels": {"event": "block_rq_issue"}, "count": 5,
+                              "rate": None}]
+
+
+def test_counts_carry_the_rate_over_the_real_interval():
+    # 2.5 s really elapsed (not the 1 s the schedule asked for): 10 events
+    # are 4 per second.
+    data = CountSet(("event",), {("vfs_read",): 10})
+    (obj,), _ = emit([Report(data, start=100.0, end=102.5, tool="vfsstat")])
+    assert obj["seconds"] == 2.5
+    assert obj["counts"][0]["count"] == 10 and obj["counts"][0]["rate"] == 4.0
+
+
+def test_replayed_counts_are_divided_by_the_schedule_interval():
+    data = CountSet(("event",), {("vfs_read",): 10})
+    replay = RunContext("vfsstat", "ftrace", Schedule(interval=5), replay=True)
+    (obj,), _ = emit([Report(data, start=100.0, end=100.01, tool="vfsstat")], replay)
+    assert obj["seconds"] == 5.0 and obj["counts"][0]["rate"] == 2.0
 
 
 def test_events_then_lost_object_with_odd_values():

@@ -6,11 +6,16 @@ import time
 class RunContext(object):
     """What a printer may need to know about the run (not about the backend's
     internals): tool and backend names, the schedule, host identity, and the
-    tool's field formatters (Tool.formatters(args))."""
+    tool's field formatters (Tool.formatters(args)); the measurement that
+    runs, the Variant it came from (core.variants; None for a tool with one
+    measurement) and whether the run replays a recording."""
 
     def __init__(self, tool, backend, schedule, hostname="", kernel="", args=None,
-                 formatters=None):
+                 formatters=None, measurement=None, variant=None, replay=False):
         self.tool = tool
+        self.measurement = measurement
+        self.variant = variant
+        self.replay = bool(replay)
         # field name -> callable(value) -> str, for labels (dev -> "vda")
         self.formatters = dict(formatters or {})
         self.backend = backend

@@ -19,8 +19,12 @@ Histogram and count tools print one object per interval:
          "unit": "usecs", "scale": "log2" | "linear" | "pow2ms",
          "buckets": [{"low": 0, "high": 1, "count": 0}, ...],
          "sum": n, "count": n}],
+     "seconds": s,                     (type "counts") the interval's real length
+                                       (core/rates.py; a replay: the schedule's
+                                       interval), or null when unknown
      "counts": [                       (type "counts"), in key order,
-        {"key": {...}, "labels": {...}, "count": n}]}    non-zero counts only
+        {"key": {...}, "labels": {...}, "count": n,      non-zero counts only
+         "rate": r}]}                  count / seconds (per second), or null
 
 Bucket bounds are INCLUSIVE integers in "unit", for the rows the text
 output prints (first bucket to the highest non-empty one).  pow2ms
@@ -47,6 +51,7 @@ NaN/infinity and values JSON has no type for become strings.
 import json
 import math
 
+from ..rates import per_second, report_seconds
 from ..results import CountSet, HistogramSet
 from .base import MachineReadablePrinter, as_text, field_label, key_order
 from .histograms import bucket_rows, bucket_unit
@@ -146,10 +151,13 @@ class JsonLinesPrinter(MachineReadablePrinter):
         obj.update(self._interval(report))
         obj["type"] = "counts"
         obj["key_names"] = list(cset.key_names)
+        seconds = report_seconds(report, ctx)
+        obj["seconds"] = seconds
         items = []
         for key in sorted((k for k, n in cset.counts.items() if n), key=key_order):
             raw, labels = _key_objects(cset.key_names, key, ctx)
-            items.append({"key": raw, "labels": labels, "count": cset.counts[key]})
+            items.append({"key": raw, "labels": labels, "count": cset.counts[key],
+                          "rate": per_second(cset.counts[key], seconds)})
         obj["counts"] = items
         return jsonable(obj)
 
