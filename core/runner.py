@@ -78,7 +78,8 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                 ctx = RunContext(tool.name, backend.name, measurement.schedule,
                                  hostname=host.hostname, kernel=host.kernel_release, args=args,
                                  formatters=tool.formatters(args))
-                reporter = _Reporter(session, printer, ctx, tool.name, backend.name)
+                reporter = _Reporter(session, printer, ctx, tool.name, backend.name,
+                                     combine=tool.combiner(args))
                 printer.start(ctx)
                 _loop(session, measurement, reporter)
             except Stop:
@@ -175,14 +176,17 @@ class _Reporter(object):
     """Turns each collect() into a numbered Report with its wall-clock
     interval and hands it to the printer."""
 
-    def __init__(self, session, printer, ctx, tool, backend):
+    def __init__(self, session, printer, ctx, tool, backend, combine=None):
         self.session, self.printer, self.ctx = session, printer, ctx
+        self.combine = combine
         self.tool, self.backend = tool, backend
         self.seq = 0
         self.last_wall = ctx.started
 
     def emit(self, final=False):
         report = self.session.collect()
+        if self.combine is not None and isinstance(report.data, list):
+            report.data = self.combine(report.data)
         report.tool, report.backend = self.tool, self.backend
         report.seq = self.seq
         report.start = self.last_wall
