@@ -29,10 +29,11 @@ the task, which this does not follow).
 """
 
 import datetime
+import os
 
 from kerntrace.core.api import (EVENT_NAME, INT, Column, Event, EventTablePrinter, Field, Filter,
                                 Measurement, Record, Schedule, SyscallEntry, Tool, Tracepoint,
-                                Records, hookimpl, pid_value)
+                                Records, UsageError, hookimpl, pid_value)
 
 from . import processes
 
@@ -230,6 +231,9 @@ class ExitSnoop(Tool):
 
     def measurement(self, args):
         filters = []
+        if args.pid is not None and not getattr(args, "input_file", None) \
+                and not os.path.isdir("/proc/%d" % args.pid):
+            raise UsageError("no process with PID %d" % args.pid)
         if args.pid is not None:
             filters += [Filter("pid", "==", args.pid,
                                events=(EXIT, EXIT_GROUP, THREAD_EXIT, DELIVER, FORK)),
