@@ -25,7 +25,8 @@ def gather(plugins, host):
     tools = []
     notices = []
     for name, tool in sorted(plugins.tools().items()):
-        entry = {"tool": name, "backend": None, "verdicts": {}}
+        entry = {"tool": name, "backend": None, "verdicts": {},
+                 "best_effort": list(getattr(tool, "best_effort", ()))}
         try:
             m = tool.measurement(tool.parse_args(list(tool.sample_args), prog=name))
             verdicts = evaluate(m, plugins.backends(), host)
@@ -70,6 +71,8 @@ def doctor(plugins, argv, out, err):
                 continue
             out.write("  %-14s    %s: %s\n" % ("", n, "could run it" if v["ok"]
                                               else "; ".join(v["reasons"]) or "cannot"))
+        for note in t["best_effort"]:
+            out.write("  %-14s    best-effort: %s\n" % ("", note))
         if t.get("error"):
             out.write("  %-14s    %s\n" % ("", t["error"]))
     return 0

@@ -60,6 +60,9 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                        hook=plugins.pm.hook.kerntrace_select_backend)
     for line in selection.explain() if getattr(args, "explain", False) else selection.notices():
         err.write("kerntrace: %s\n" % line)
+    if getattr(args, "explain", False):
+        for note in tool.best_effort:
+            err.write("kerntrace: %s: best-effort: %s\n" % (tool.name, note))
     session = selection.backend.open(measurement, selection.verdict, options)
     if getattr(args, "print_program", False):
         out.write(session.program_text() or "(the %s backend installs no program)\n"

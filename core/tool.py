@@ -161,6 +161,9 @@ class Tool(object):
     # Arguments `kerntrace doctor` uses to build a representative measurement
     # (for tools whose positional arguments are required).
     sample_args = ()
+    # What the tool reads after the fact on every backend (from /proc, say),
+    # one phrase each: --explain and `kerntrace doctor` say so.
+    best_effort = ()
 
     def add_arguments(self, parser):
         """Add the tool's own options to an argparse parser."""

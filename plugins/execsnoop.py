@@ -178,6 +178,9 @@ class ExecSnoop(Tool):
     description = ("ARGS are read from /proc/PID/cmdline when the exec is reported "
                    "(best-effort: \"?\" for a program that has exited by then, and for "
                    "failed execs).")
+    best_effort = ("ARGS (and -U's UID) from /proc/PID/cmdline when the exec is reported; "
+                   "\"?\" once the program has exited, and for failed execs",
+                   "PPID from /proc/PID/stat for a process not forked while tracing")
     examples = (
         ("execsnoop", "trace all exec() syscalls"),
         ("execsnoop -x", "include failed exec()s"),

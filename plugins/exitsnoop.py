@@ -211,6 +211,8 @@ class ExitSnoop(Tool):
     description = ("The exit code is exit_group()'s argument, or the fatal signal delivered "
                    "before the exit; PPID and AGE of a process that existed before tracing "
                    "started are read from /proc/PID/stat when it starts (best-effort).")
+    best_effort = ("AGE(s) and PPID of a process that existed before tracing started, from "
+                   "/proc/PID/stat read when it starts",)
     examples = (
         ("exitsnoop", "trace all process termination"),
         ("exitsnoop -x", "trace only fails, exclude exit(0)"),

@@ -134,3 +134,16 @@ def test_replay_json_has_no_arguments_a_trace_never_held():
 def test_bad_input_one_line(argv, words):
     rc, out, err = blocktest.run_tool("execsnoop", argv)
     assert rc == 2 and out == "" and err.count("\n") == 1 and words in err, err
+
+
+def test_explain_and_doctor_say_what_is_best_effort():
+    rc, out, err = replay(["--explain"])
+    assert rc == 0 and "kerntrace: execsnoop: best-effort: ARGS" in err, err
+    from kerntrace.core.doctor import gather
+    from kerntrace.core.host import Host
+    from kerntrace.core.pluginhost import PluginHost
+    report, _ = gather(PluginHost(load_third_party=False), Host())
+    tools = {t["tool"]: t for t in report["tools"]}
+    assert any("/proc/PID/cmdline" in n for n in tools["execsnoop"]["best_effort"])
+    assert any("/proc/PID/stat" in n for n in tools["exitsnoop"]["best_effort"])
+    assert tools["biosnoop"]["best_effort"] == []
