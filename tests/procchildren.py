@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-LIFETIME_S = 1.5
+LIFETIME_S = 2.5
 FAILED_EXEC_CODE = 42
 MISSING = "/nonexistent/kerntrace-no-such-program"
 
@@ -109,10 +109,13 @@ def _wait_for(p, stream, needle, timeout=180):
 def run_tracers(kids, tracers):
     """Start `tracers` [(name, argv, stream, ready needle)] at once, release
     the children once all of them trace, wait for the children, stop the
-    tracers with SIGINT; returns (children, {name: (stdout, stderr, rc)})."""
+    tracers with SIGINT and check they left nothing in the kernel; returns (children, {name: (stdout, stderr, rc)})."""
     import os
     import signal
     import time
+
+    import kernstate
+    before = kernstate.snapshot()
     env = dict(os.environ, PYTHONUNBUFFERED="1", KERNTRACE_DISABLE_PLUGINS="1")
     procs = []
     try:
@@ -136,6 +139,8 @@ def run_tracers(kids, tracers):
             else:
                 stderr = early[name] + stderr
             out[name] = (stdout, stderr, p.returncode)
+        # every run leaves the kernel as it found it
+        assert kernstate.leaks(before) == []
         return children, out
     finally:
         kids.kill()
