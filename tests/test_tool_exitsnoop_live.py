@@ -6,6 +6,7 @@ exits with the same PID, PPID, TID and EXIT_CODE.  (bcc's exitsnoop prints
 no exit at all on this machine's kernel: bpftrace is the reference.)"""
 
 import re
+import sys
 import shutil
 import uuid
 
@@ -108,3 +109,64 @@ def test_failed_only_and_pid_filter(backend):
     shown = rows(out["p"][0], set(children) | {kids.pid})
     assert list(shown) == [kids.pid] and shown[kids.pid][4] == "0", out["p"]
     assert float(shown[kids.pid][3]) >= procchildren.LIFETIME_S, out["p"]
+
+
+_THREADS = r"""
+import os, sys, threading, time
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+threads = [threading.Thread(target=time.sleep, args=(0.3,)) for _ in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(" ".join(str(t.native_id) for t in threads) if hasattr(threads[0], "native_id")
+      else "", flush=True)
+time.sleep(0.3)
+os._exit(5)
+"""
+
+
+@pytest.mark.live
+def test_per_thread_exits_of_one_process_on_both_backends():
+    import subprocess
+
+    class Threads(object):
+        def __init__(self):
+            self.p = subprocess.Popen([sys.executable, "-c", _THREADS], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, universal_newlines=True)
+            self.pid = int(self.p.stdout.readline())
+
+        def release(self):
+            self.p.stdin.write("go\n")
+            self.p.stdin.flush()
+
+        def wait(self):
+            tids = [int(t) for t in self.p.stdout.readline().split()]
+            assert self.p.wait(timeout=60) == 5
+            return tids
+
+        def kill(self):
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+
+    proc = Threads()
+    tracers = [(b, KERNTRACE + ["exitsnoop", "--backend", b, "--per-thread", "-p",
+                                str(proc.pid)], "stderr", "Tracing") for b in backends()]
+    tids, out = procchildren.run_tracers(proc, tracers)
+    if not tids:
+        pytest.skip("this Python (< 3.8) cannot tell its threads' ids")
+    tables = []
+    for name, (stdout, stderr, rc) in out.items():
+        assert rc == 0, stderr
+        found = []
+        for line in stdout.splitlines()[1:]:
+            m = ROW.match(line)
+            assert m, line
+            found.append((int(m.group(2)), int(m.group(4)), m.group(6)))
+        # each thread's own exit(0), then the process's exit_group(5)
+        assert sorted(found[:3]) == sorted((proc.pid, t, "0") for t in tids), (name, found)
+        assert found[3:] == [(proc.pid, proc.pid, "code 5")], (name, found)
+        tables.append(sorted(found))
+    assert all(t == tables[0] for t in tables)
