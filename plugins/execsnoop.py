@@ -3,8 +3,8 @@ exec's return value and its arguments (bcc-compatible columns).
 
     command line  execsnoop [-h] [-T] [-t] [-x] [-U] [-n NAME] [-l LINE]
                             [--max-args MAX_ARGS]
-    events        exec:    sched:sched_process_exec (the new program runs)
-                  ret:     syscalls:sys_exit_execve (the exec's result)
+    events        ret:     syscalls:sys_exit_execve (the exec's result, in
+                           the new program's name when it succeeded)
                   ret_at:  syscalls:sys_exit_execveat
                   fork:    sched:sched_process_fork (who is the parent)
     aggregate     Records of them all (every event declares `value` and
@@ -31,7 +31,7 @@ from . import processes
 
 KERNTRACE_API_VERSION = "1.0"
 
-EXEC, RET, RET_AT, FORK = "exec", "ret", "ret_at", "fork"
+RET, RET_AT, FORK = "ret", "ret_at", "fork"
 EVENT_FIELDS = (EVENT_NAME, "comm", "pid", "tid", "value", "subject")
 ROW_FIELDS = ("comm", "pid", "ppid", "ret", "args", "uid")
 DEFAULT_MAX_ARGS = 20
@@ -44,9 +44,6 @@ def _event(name, probe, value, subject=None):
 
 def exec_events():
     return [
-        # old_pid: the thread that called exec (a non-leader thread's exec
-        # takes over its process's id, pid).
-        _event(EXEC, Tracepoint("sched", "sched_process_exec"), "old_pid", "pid"),
         _event(RET, SyscallExit("execve"), "ret"),
         _event(RET_AT, SyscallExit("execveat"), "ret"),
         _event(FORK, Tracepoint("sched", "sched_process_fork"), "child_pid"),
@@ -78,7 +75,6 @@ class ExecCombiner(object):
         self.proc = proc
         self.table = table if table is not None else processes.ProcessTable(proc=proc)
         self.parent = processes.Bounded()     # tid -> parent tgid (fork)
-        self.execed = processes.Bounded()     # pid -> exec'd (sched_process_exec seen)
 
     def __call__(self, records):
         rows = []
@@ -88,8 +84,6 @@ class ExecCombiner(object):
             if ev == FORK:
                 self.parent[f["subject"]] = f["pid"]
                 self.table.forget(f["subject"])
-            elif ev == EXEC:
-                self.execed[f["pid"]] = True
             elif ev in (RET, RET_AT):
                 row = self._ret(r)
                 if row is not None:
@@ -119,7 +113,6 @@ class ExecCombiner(object):
             ppid = st[0] if st else self.table.parent.get(pid)
             best_effort.append("ppid")
         uid = uid_of(pid, self.proc) if self.proc is not None else None
-        self.execed.pop(pid, None)
         return Record(r.ts, {"comm": f["comm"], "pid": pid, "ppid": ppid, "ret": ret,
                              "args": text, "uid": uid},
                       best_effort=best_effort + (["uid"] if uid is not None else []))
