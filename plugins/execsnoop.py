@@ -14,7 +14,7 @@ exec's return value and its arguments (bcc-compatible columns).
                   [TIME     ][TIME(s) ][UID   ]PCOMM            PID     PPID    RET ARGS
 
 ARGS are the new program's /proc/PID/cmdline, read when its exec is
-reported (a tenth of a second at most after it): best-effort, listed in
+reported (a fraction of a second after it): best-effort, listed in
 the record's best_effort, and shown as "?" for a program that had already
 exited (or a failed exec, whose arguments no event records).  PPID comes
 from the fork event of a process forked while tracing, else from
