@@ -26,7 +26,8 @@ def gather(plugins, host):
     tools = []
     notices = []
     for name, tool in sorted(plugins.tools().items()):
-        entry = {"tool": name, "backend": None, "verdicts": {}}
+        entry = {"tool": name, "backend": None, "verdicts": {},
+                 "best_effort": list(getattr(tool, "best_effort", ()))}
         try:
             args = tool.parse_args(list(tool.sample_args), prog=name)
             listed = variants(tool, args)
@@ -87,6 +88,8 @@ def doctor(plugins, argv, out, err):
                 continue
             out.write("  %-14s    %s: %s\n" % ("", n, "could run it" if v["ok"]
                                               else "; ".join(v["reasons"]) or "cannot"))
+        for note in t["best_effort"]:
+            out.write("  %-14s    best-effort: %s\n" % ("", note))
         if t.get("error"):
             out.write("  %-14s    %s\n" % ("", t["error"]))
     return 0

@@ -66,6 +66,9 @@ def run(tool, args, plugins, out=None, err=None, host=None):
             err.write("kerntrace: %s: %s\n" % (tool.name, line))
     for line in selection.explain() if getattr(args, "explain", False) else selection.notices():
         err.write("kerntrace: %s\n" % line)
+    if getattr(args, "explain", False):
+        for note in tool.best_effort:
+            err.write("kerntrace: %s: best-effort: %s\n" % (tool.name, note))
     session = selection.backend.open(measurement, selection.verdict, options)
     if getattr(args, "print_program", False):
         out.write(session.program_text() or "(the %s backend installs no program)\n"
@@ -87,7 +90,7 @@ def run(tool, args, plugins, out=None, err=None, host=None):
                                  variant=choice.variant if choice.variant.name else None,
                                  replay=bool(input_file))
                 reporter = _Reporter(session, printer, ctx, tool.name, backend.name,
-                                     Lookups(measurement))
+                                     Lookups(measurement), combine=tool.combiner(args))
                 printer.start(ctx)
                 _loop(session, measurement, reporter)
             except Stop:
@@ -184,9 +187,10 @@ class _Reporter(object):
     """Turns each collect() into a numbered Report with its wall-clock
     interval and hands it to the printer."""
 
-    def __init__(self, session, printer, ctx, tool, backend, lookups=None):
+    def __init__(self, session, printer, ctx, tool, backend, lookups=None, combine=None):
         self.session, self.printer, self.ctx = session, printer, ctx
         self.lookups = lookups
+        self.combine = combine
         self.tool, self.backend = tool, backend
         self.seq = 0
         self.last_wall = ctx.started
@@ -195,6 +199,9 @@ class _Reporter(object):
         report = self.session.collect()
         if self.lookups:
             self.lookups.apply(report.data)
+        # (after the lookups: a tool's combiner joins complete records)
+        if self.combine is not None and isinstance(report.data, list):
+            report.data = self.combine(report.data)
         report.tool, report.backend = self.tool, self.backend
         report.seq = self.seq
         report.start = self.last_wall

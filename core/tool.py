@@ -161,6 +161,9 @@ class Tool(object):
     # Arguments `kerntrace doctor` uses to build a representative measurement
     # (for tools whose positional arguments are required).
     sample_args = ()
+    # What the tool reads after the fact on every backend (from /proc, say),
+    # one phrase each: --explain and `kerntrace doctor` say so.
+    best_effort = ()
 
     def add_arguments(self, parser):
         """Add the tool's own options to an argparse parser."""
@@ -200,6 +203,15 @@ class Tool(object):
         """Field name -> callable(value) -> str used for labels in every
         output format (e.g. {"dev": disk_name}).  Default: none."""
         return {}
+
+    def combiner(self, args):
+        """None, or a callable(list of Record) -> list of Record applied to
+        each report's records before any printer (table, JSON, Prometheus)
+        sees them: a tool whose rows join several events (execsnoop: an exec
+        and its return; exitsnoop: an exit and the exit code or signal that
+        came before it) keeps its state there, backend-independent.  It runs
+        on --input replays too, so a recording holds the events, not rows."""
+        return None
 
     # Optional, for drop-in tools with their own error wording:
     #   format_error(exc) -> list of lines, or None for the default one line

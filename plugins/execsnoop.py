@@ -1,0 +1,221 @@
+"""execsnoop: one line per exec() of a new program, with its parent, the
+exec's return value and its arguments (bcc-compatible columns).
+
+    command line  execsnoop [-h] [-T] [-t] [-x] [-U] [-n NAME] [-l LINE]
+                            [--max-args MAX_ARGS]
+    events        ret:     syscalls:sys_exit_execve (the exec's result, in
+                           the new program's name when it succeeded)
+                  ret_at:  syscalls:sys_exit_execveat
+                  fork:    sched:sched_process_fork (who is the parent)
+    aggregate     Records of them all (every event declares `value` and
+                  `subject`); the tool's combiner makes one row per
+                  exec's return, whatever backend ran
+    output        bcc 0.26's columns
+                  [TIME     ][TIME(s) ][UID   ]PCOMM            PID     PPID    RET ARGS
+
+ARGS are the new program's /proc/PID/cmdline, read when its exec is
+reported (a fraction of a second after it): best-effort, listed in
+the record's best_effort, and shown as "?" for a program that had already
+exited (or a failed exec, whose arguments no event records).  PPID comes
+from the fork event of a process forked while tracing, else from
+/proc/PID/stat (best-effort).
+"""
+
+import re
+
+from kerntrace.core.api import (EVENT_NAME, INT, Column, Event, EventTablePrinter, Field,
+                                Measurement, Record, Records, Schedule, SyscallExit, Tool,
+                                Tracepoint, UsageError, count_value, hookimpl)
+
+from . import processes
+
+KERNTRACE_API_VERSION = "1.0"
+
+RET, RET_AT, FORK = "ret", "ret_at", "fork"
+EVENT_FIELDS = (EVENT_NAME, "comm", "pid", "tid", "value", "subject")
+ROW_FIELDS = ("comm", "pid", "ppid", "ret", "args", "uid")
+DEFAULT_MAX_ARGS = 20
+
+
+def _event(name, probe, value, subject=None):
+    return Event(name, probe, fields=[Field("value", INT, sources=(value,)),
+                                      Field("subject", INT, sources=(subject or value,))])
+
+
+def exec_events():
+    return [
+        _event(RET, SyscallExit("execve"), "ret"),
+        _event(RET_AT, SyscallExit("execveat"), "ret"),
+        _event(FORK, Tracepoint("sched", "sched_process_fork"), "child_pid"),
+    ]
+
+
+def uid_of(pid, proc=processes.PROC):
+    """The real uid of a running process, from /proc/PID/status, or None."""
+    data = processes._read("%s/%d/status" % (proc, pid))
+    for line in (data or b"").splitlines():
+        if line.startswith(b"Uid:"):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+class ExecCombiner(object):
+    """Joins the event records into one row (a Record of ROW_FIELDS) per
+    exec return: successful ones, and failed ones with `failed`."""
+
+    def __init__(self, failed=False, name=None, line=None, max_args=DEFAULT_MAX_ARGS,
+                 proc=processes.PROC, table=None):
+        self.failed = failed
+        self.name = re.compile(name) if name else None
+        self.line = re.compile(line) if line else None
+        self.max_args = max_args
+        self.proc = proc
+        self.table = table if table is not None else processes.ProcessTable(proc=proc)
+        self.parent = processes.Bounded()     # tid -> parent tgid (fork)
+
+    def __call__(self, records):
+        rows = []
+        for r in sorted(records, key=lambda r: r.ts):
+            f = r.fields
+            ev = f.get(EVENT_NAME)
+            if ev == FORK:
+                self.parent[f["subject"]] = f["pid"]
+                self.table.forget(f["subject"])
+            elif ev in (RET, RET_AT):
+                row = self._ret(r)
+                if row is not None:
+                    rows.append(row)
+        return rows
+
+    def _ret(self, r):
+        f = r.fields
+        pid, ret = f["pid"], f["value"]
+        if ret != 0 and not self.failed:
+            return None
+        best_effort = []
+        args = None
+        if ret == 0 and self.proc is not None:
+            args = processes.cmdline(pid, self.proc)
+            best_effort.append("args")
+        if args is not None:
+            args = args[:self.max_args] + (["..."] if len(args) > self.max_args else [])
+        text = " ".join(args) if args is not None else None
+        if self.name and not self.name.search(f["comm"] or ""):
+            return None
+        if self.line and (text is None or not self.line.search(text)):
+            return None
+        ppid = self.parent.get(pid)
+        if ppid is None and self.proc is not None:
+            st = processes.stat_fields(pid, proc=self.proc)
+            ppid = st[0] if st else self.table.parent.get(pid)
+            best_effort.append("ppid")
+        uid = uid_of(pid, self.proc) if self.proc is not None else None
+        return Record(r.ts, {"comm": f["comm"], "pid": pid, "ppid": ppid, "ret": ret,
+                             "args": text, "uid": uid},
+                      best_effort=best_effort + (["uid"] if uid is not None else []))
+
+
+def args_text(record, ctx=None):
+    text = record.get("args")
+    return "?" if text is None else text.replace("\n", "\\n")
+
+
+def execsnoop_columns(time_column=False, timestamp=False, uid=False):
+    """bcc 0.26 execsnoop: ["%-9s" TIME] ["%-8.3f" TIME(s)] ["%-6d" UID]
+    "%-16s %-7d %-7s %3d %s" PCOMM PID PPID RET ARGS."""
+    cols = []
+    if time_column:
+        import time
+        cols.append(Column("TIME", lambda r, ctx: time.strftime("%H:%M:%S"), 9, sep=""))
+    if timestamp:
+        first = []
+
+        def elapsed(record, ctx):
+            if not first:
+                first.append(record.ts)
+            return "%.3f" % ((record.ts - first[0]) / 1e9)
+        cols.append(Column("TIME(s)", elapsed, 8, sep=""))
+    if uid:
+        cols.append(Column("UID", lambda r, ctx: "?" if r.get("uid") is None else r["uid"], 6,
+                           sep=""))
+    cols += [
+        Column("PCOMM", "comm", 16, sep=""),
+        Column("PID", "pid", 7),
+        Column("PPID", lambda r, ctx: "?" if not r.get("ppid") else r["ppid"], 7),
+        Column("RET", "ret", 3, align=">"),
+        Column("ARGS", args_text, 0),
+    ]
+    return cols
+
+
+def regex_value(what):
+    def parse(text):
+        try:
+            re.compile(text)
+        except (re.error, TypeError) as e:
+            raise UsageError("invalid %s %r: %s" % (what, text, e))
+        return text
+    return parse
+
+
+# On stderr (bcc prints none): when the table starts, tracing is on.
+BANNER = "Tracing exec()s. Ctrl-C to end. (ARGS from /proc/PID/cmdline: best-effort)"
+
+
+class ExecSnoop(Tool):
+    name = "execsnoop"
+    summary = "Trace new processes: one line per exec() with parent, result and arguments."
+    description = ("ARGS are read from /proc/PID/cmdline when the exec is reported "
+                   "(best-effort: \"?\" for a program that has exited by then, and for "
+                   "failed execs).")
+    best_effort = ("ARGS (and -U's UID) from /proc/PID/cmdline when the exec is reported; "
+                   "\"?\" once the program has exited, and for failed execs",
+                   "PPID from /proc/PID/stat for a process not forked while tracing")
+    examples = (
+        ("execsnoop", "trace all exec() syscalls"),
+        ("execsnoop -x", "include failed exec()s"),
+        ("execsnoop -T", "include time (HH:MM:SS)"),
+        ("execsnoop -U", "include UID"),
+        ("execsnoop -t", "include timestamps"),
+        ("execsnoop -n main", "only print command lines containing \"main\""),
+        ("execsnoop -l tpkg", "only print command where arguments contains \"tpkg\""),
+        ("execsnoop --max-args 5", "print at most 5 arguments"),
+    )
+
+    def add_arguments(self, p):
+        p.add_argument("-T", "--time", action="store_true",
+                       help="include time column on output (HH:MM:SS)")
+        p.add_argument("-t", "--timestamp", action="store_true",
+                       help="include timestamp on output")
+        p.add_argument("-x", "--fails", action="store_true", help="include failed exec()s")
+        p.add_argument("-n", "--name", type=regex_value("name"),
+                       help="only print commands matching this name (regex)")
+        p.add_argument("-l", "--line", type=regex_value("line"),
+                       help="only print commands where arg contains this line (regex)")
+        p.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
+        p.add_argument("--max-args", type=count_value, default=DEFAULT_MAX_ARGS,
+                       help="maximum number of arguments displayed (default 20)")
+
+    def measurement(self, args):
+        return Measurement(events=exec_events(), aggregate=Records(EVENT_FIELDS),
+                           schedule=Schedule())
+
+    def combiner(self, args):
+        replay = bool(getattr(args, "input_file", None))
+        return ExecCombiner(failed=args.fails, name=args.name, line=args.line,
+                            max_args=args.max_args, proc=None if replay else processes.PROC)
+
+    def printer(self, args, out, err):
+        return EventTablePrinter(out, err, execsnoop_columns(args.time, args.timestamp,
+                                                             args.print_uid), banner=BANNER)
+
+
+@hookimpl
+def kerntrace_tools():
+    return [ExecSnoop()]
+
+
+__all__ = ["ExecSnoop", "ExecCombiner", "execsnoop_columns", "exec_events", "ROW_FIELDS"]

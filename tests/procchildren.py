@@ -1,0 +1,150 @@
+"""A parent that forks and execs known children, for execsnoop and
+exitsnoop's live tests: each child execs /bin/sh with known arguments (one
+with spaces) and ends with a known exit code or signal; one child's exec
+fails (ENOENT) and it exits with FAILED_EXEC_CODE.
+
+    kids = Children(tag); kids.release(); kids.wait() -> {pid: spec}
+
+Each shell lives LIFETIME_S before it ends, so /proc still shows its
+arguments when a tracer reports its exec a fraction of a second later.
+"""
+
+import json
+import subprocess
+import sys
+
+LIFETIME_S = 2.5
+FAILED_EXEC_CODE = 42
+MISSING = "/nonexistent/kerntrace-no-such-program"
+
+# (how it ends, what it is): ("code", N) or ("signal", SIG)
+ENDINGS = [("code", 0), ("code", 3), ("code", 7), ("signal", 15), ("signal", 9)]
+
+_PARENT = r"""
+import json, os, sys
+tag, lifetime, missing, failed_code = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+endings = json.loads(sys.argv[5])
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+kids = {}
+for i, (how, value) in enumerate(endings):
+    end = "exit %d" % value if how == "code" else "kill -%d $$" % value
+    argv = ["sh", "-c", "sleep %s; %s" % (lifetime, end), "kt-%s-%d" % (tag, i),
+            "arg with spaces %d" % i]
+    pid = os.fork()
+    if pid == 0:
+        os.execv("/bin/sh", argv)
+    kids[pid] = {"how": how, "value": value, "args": " ".join(argv), "exec_ret": 0}
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(missing, [missing, "kt-%s-missing" % tag])
+    finally:
+        os._exit(failed_code)
+kids[pid] = {"how": "code", "value": failed_code, "args": None, "exec_ret": -2}
+for pid in list(kids):
+    _, status = os.waitpid(pid, 0)
+    kids[pid]["status"] = status
+print(json.dumps(kids), flush=True)
+"""
+
+
+class Children(object):
+    def __init__(self, tag, endings=ENDINGS):
+        self.tag = tag
+        self.p = subprocess.Popen([sys.executable, "-c", _PARENT, tag, str(LIFETIME_S), MISSING,
+                                   str(FAILED_EXEC_CODE), json.dumps(endings)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  universal_newlines=True)
+        self.pid = int(self.p.stdout.readline())
+
+    def release(self):
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+
+    def wait(self, timeout=60):
+        """{pid: {"how", "value", "args", "exec_ret", "status"}} once all ended."""
+        out, _ = self.p.communicate(timeout=timeout)
+        assert self.p.returncode == 0
+        kids = {int(pid): spec for pid, spec in json.loads(out.strip().splitlines()[-1]).items()}
+        for spec in kids.values():         # what the parent's waitpid() saw
+            st = spec["status"]
+            if spec["how"] == "signal":
+                assert st & 0x7F == spec["value"], spec
+            else:
+                assert st & 0x7F == 0 and st >> 8 == spec["value"], spec
+        return kids
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+# ---------------------------------------------------------------------------
+# Running tracers around the children.
+def _wait_for(p, stream, needle, timeout=180):
+    """Output of `stream` ("stdout"/"stderr") of p up to and with the line
+    holding `needle`, read straight from the descriptor."""
+    import os
+    import select
+    import time
+    fd = getattr(p, stream).fileno()
+    text = ""
+    end = time.time() + timeout
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            chunk = os.read(fd, 65536).decode(errors="replace")
+            if not chunk:
+                break
+            text += chunk
+            if needle in text and text.endswith("\n"):
+                return text
+        elif p.poll() is not None:
+            break
+    raise AssertionError("no %r on %s; got %r (rc=%r)" % (needle, stream, text, p.poll()))
+
+
+def run_tracers(kids, tracers):
+    """Start `tracers` [(name, argv, stream, ready needle)] at once, release
+    the children once all of them trace, wait for the children, stop the
+    tracers with SIGINT and check they left nothing in the kernel; returns (children, {name: (stdout, stderr, rc)})."""
+    import os
+    import signal
+    import time
+
+    import kernstate
+    before = kernstate.snapshot()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", KERNTRACE_DISABLE_PLUGINS="1")
+    procs = []
+    try:
+        for name, argv, stream, needle in tracers:
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            procs.append((name, p, stream, needle))
+        early = {}
+        for name, p, stream, needle in procs:
+            early[name] = _wait_for(p, stream, needle)
+        kids.release()
+        children = kids.wait()
+        time.sleep(1.0)             # a report period or two for the last events
+        out = {}
+        for name, p, stream, needle in procs:
+            p.send_signal(signal.SIGINT)
+        for name, p, stream, needle in procs:
+            stdout, stderr = p.communicate(timeout=60)
+            stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
+            if stream == "stdout":
+                stdout = early[name] + stdout
+            else:
+                stderr = early[name] + stderr
+            out[name] = (stdout, stderr, p.returncode)
+        # every run leaves the kernel as it found it
+        assert kernstate.leaks(before) == []
+        return children, out
+    finally:
+        kids.kill()
+        for _name, p, _s, _n in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
