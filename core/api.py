@@ -37,6 +37,10 @@ Printers and formatting
 Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
 
+Function and tracepoint patterns (core.symbols)
+    resolve_binary, user_functions, kernel_functions, tracepoints,
+    notrace_reason, tracing_root, SymbolError
+
 Errors (one line on stderr, never a traceback)
     KerntraceError, UsageError, OptionError, Unsupported, InvalidSpec,
     TracingUnavailable, LockHeld, FilterError, EnableError
@@ -60,6 +64,8 @@ from .perftools import (LONG_OPTIONS_HELP, UsageShown, getopts, parse_options,
 from .results import CountSet, HistogramSet, Record, Report
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
+from .symbols import (SymbolError, kernel_functions, notrace_reason, resolve_binary,
+                      tracepoints, tracing_root, user_functions)
 from .tracefs import read_text
 
 __all__ = [
@@ -82,6 +88,9 @@ __all__ = [
     "seconds_since_first", "milliseconds", "trace_seconds", "read_text",
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
+    # Function and tracepoint patterns
+    "resolve_binary", "user_functions", "kernel_functions", "tracepoints", "notrace_reason",
+    "tracing_root", "SymbolError",
     # Errors
     "KerntraceError", "UsageError", "OptionError", "Unsupported", "InvalidSpec",
     "TracingUnavailable", "LockHeld", "FilterError", "EnableError",

@@ -228,3 +228,10 @@ def tracepoints(category, name, regex=False, tracing_root=None):
                     os.path.isfile(os.path.join(events, cat, ev, "format")):
                 out.append((cat, ev))
     return sorted(out)
+
+
+def tracing_root():
+    """The tracefs directory of this host, or None (never mounts it)."""
+    from . import tracefs
+    loc = tracefs.locate(mount=False)
+    return loc.path if loc is not None else None

@@ -1,0 +1,112 @@
+"""funclatency: a function's duration as a log2 histogram (bcc-compatible).
+
+    command line  funclatency [-h] [-p PID] [-i INTERVAL] [-d DURATION] [-T]
+                              [-u] [-m] [-F] [-r] pattern
+    events        entry:  the function's entry (kprobe / uprobe)
+                  return: its return (kretprobe / uretprobe)
+                  The pattern must name exactly one function on this host
+                  (plugins/funcspec.py expands it).
+    pair          entry -> return on the same thread (key tid)
+    aggregate     Histogram(latency, LOG2) in nsecs (default), usecs (-u)
+                  or msecs (-m); -F: one histogram under "Function = NAME"
+    filters       -p PID
+    schedule      every -i seconds; -d alone: one report after that long;
+                  neither: one report at Ctrl-C, as bcc
+    output        bcc's histogram and its avg/total/count line
+
+Differences from bcc, on purpose: the banner goes to stderr; a pattern
+naming several functions is refused (bcc sums them in one histogram);
+bcc's -l (nesting level) is not offered.  A call still running when its
+thread calls the function again is replaced by the inner call (the pair
+key is the thread): recursive functions measure their innermost calls.
+"""
+
+from kerntrace.core.api import (EVENT_NAME, LATENCY, LOG2, BccHistogramPrinter, Event, Filter,
+                                Histogram, Measurement, Pair, Tool, UsageError, hookimpl,
+                                pid_value, report_every, seconds_value)
+
+from . import funcspec
+
+KERNTRACE_API_VERSION = "1.0"
+
+
+class FuncLatency(Tool):
+    name = "funclatency"
+    summary = "Time a function and print its latency as a histogram (bcc funclatency)."
+    examples = (
+        ("funclatency do_sys_open", "time the do_sys_open() kernel function"),
+        ("funclatency c:read", "time the read() C library function"),
+        ("funclatency -u vfs_read", "time vfs_read(), in microseconds"),
+        ("funclatency -m do_nanosleep", "time do_nanosleep(), in milliseconds"),
+        ("funclatency -i 2 -d 10 c:open", "output every 2 seconds, for duration 10s"),
+        ("funclatency -mTi 5 vfs_read", "output every 5 seconds, with timestamps"),
+        ("funclatency -p 181 vfs_read", "time process 181 only"),
+        ("funclatency -u -r '^vfs_rea.$'", "a regular expression naming one function"),
+        ("funclatency -F -u c:malloc", "show the function's name above its histogram"),
+    )
+    sample_args = ("c:getppid",)
+
+    def add_arguments(self, p):
+        p.add_argument("-p", "--pid", type=pid_value, help="trace this PID only")
+        p.add_argument("-i", "--interval", type=seconds_value, help="summary interval, seconds")
+        p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
+                       help="total duration of trace, seconds")
+        p.add_argument("-T", "--timestamp", action="store_true",
+                       help="include timestamp on output")
+        p.add_argument("-u", "--microseconds", action="store_true",
+                       help="microsecond histogram")
+        p.add_argument("-m", "--milliseconds", action="store_true",
+                       help="millisecond histogram")
+        p.add_argument("-F", "--function", action="store_true",
+                       help="show a separate histogram per function")
+        p.add_argument("-r", "--regexp", action="store_true",
+                       help="use regular expressions. Default is \"*\" wildcards only.")
+        p.add_argument("pattern", help="search expression for functions")
+
+    def target(self, args):
+        if getattr(args, "_target", None) is None:
+            args._target = funcspec.expand_one(args.pattern, args.regexp, args.pid)
+        return args._target
+
+    def parse_args(self, argv, prog=None):
+        args = Tool.parse_args(self, argv, prog)
+        if args.microseconds and args.milliseconds:
+            raise UsageError("-u and -m are mutually exclusive")
+        self.target(args)
+        return args
+
+    def unit(self, args):
+        return "msecs" if args.milliseconds else "usecs" if args.microseconds else "nsecs"
+
+    def measurement(self, args):
+        t = self.target(args)
+        filters = [Filter("pid", "==", args.pid)] if args.pid is not None else []
+        interval = args.interval
+        if interval is None and args.duration is not None:
+            interval = args.duration
+        return Measurement(
+            events=[Event("entry", t.entry()), Event("ret", t.exit())],
+            pair=Pair("entry", "ret", key=("tid",)),
+            aggregate=Histogram(LATENCY, scale=LOG2, unit=self.unit(args),
+                                keys=(EVENT_NAME,) if args.function else ()),
+            filters=filters,
+            schedule=report_every(interval, duration=args.duration))
+
+    def printer(self, args, out, err):
+        label = self.target(args).label
+        return BccHistogramPrinter(
+            out, err, banner='Tracing 1 functions for "%s"... Hit Ctrl-C to end.' % args.pattern,
+            section=(lambda key: "Function = %s" % label) if args.function else None,
+            timestamps=args.timestamp, average=True)
+
+    def formatters(self, args):
+        label = self.target(args).label
+        return {EVENT_NAME: lambda name: label}
+
+
+@hookimpl
+def kerntrace_tools():
+    return [FuncLatency()]
+
+
+__all__ = ["FuncLatency"]
