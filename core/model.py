@@ -254,6 +254,10 @@ class Event(object):
         return "Event(%r, %s)" % (self.name, ", ".join(p.describe() for p in self.probes))
 
 
+# The deepest stack of starts a nested Pair may keep per key.
+MAX_NESTING = 64
+
+
 class Pair(object):
     """Pair a start event with an end event sharing the same `key` fields
     (block issue -> completion by ("dev", "sector"); function entry -> return
@@ -284,9 +288,17 @@ class Pair(object):
     whose, so neither is measured: every end for it counts as unmatched
     until as many ends as starts were seen.  (Other keys are unique: a
     start that reuses a pending key replaces it, as a requeued request
-    does.)"""
+    does.)
 
-    def __init__(self, start, end, key, carry=(), mark=None, shared=None):
+    `nested` (an integer depth, 1 to MAX_NESTING) makes a key hold a stack
+    of starts instead of one: a function that calls itself, or is entered
+    again on the same thread before it returns, pairs each return with its
+    innermost pending entry (recursion), instead of the newer start
+    replacing the older.  A start deeper than `nested` levels is not
+    measured: it counts in dropped_starts and its end as unmatched.  Not
+    with a mark or shared key values."""
+
+    def __init__(self, start, end, key, carry=(), mark=None, shared=None, nested=None):
         self.start = _ident("pair start", start)
         self.end = _ident("pair end", end)
         self.key = tuple(_ident("pair key", k) for k in key)
@@ -303,6 +315,13 @@ class Pair(object):
             if isinstance(v, bool) or not isinstance(v, int) or not _S64_MIN <= v <= _U64:
                 raise InvalidSpec("shared key value of %s must be a 64-bit integer" % k)
             self.shared[k] = v
+        if nested is not None:
+            if isinstance(nested, bool) or not isinstance(nested, int) or \
+                    not 1 <= nested <= MAX_NESTING:
+                raise InvalidSpec("nested must be a depth from 1 to %d" % MAX_NESTING)
+            if self.mark is not None or self.shared:
+                raise InvalidSpec("a nested pair has no mark and no shared key values")
+        self.nested = nested
 
 
 # ---------------------------------------------------------------------------

@@ -192,6 +192,16 @@ class _Shared(object):
 REJECTED = _Rejected()
 
 
+class _TooDeep(object):
+    """A start of a nested pair beyond its depth: not measured (counted in
+    dropped_starts); it holds its level so that the ends pair right."""
+
+    __slots__ = ()
+
+
+TOO_DEEP = _TooDeep()
+
+
 class Evaluator(object):
     """Feed events, losses and boundaries one at a time; collect() makes the
     Report of the interval (starts still pending stay pending).
@@ -203,12 +213,15 @@ class Evaluator(object):
 
     def __init__(self, measurement):
         self.m = measurement
-        self.pending = {}              # key tuple -> _Start, REJECTED or _Shared
+        # key tuple -> _Start, REJECTED or _Shared; for a nested pair, a
+        # list of _Start, REJECTED or TOO_DEEP, innermost last
+        self.pending = {}
         self._reset()
 
     def _reset(self):
         self.lost = 0
         self.unmatched = 0
+        self.dropped_starts = 0
         self.hists = {}
         self.counts = {}
         self.records = []
@@ -277,6 +290,9 @@ class Evaluator(object):
         its filters reject takes its key as REJECTED; an accepted one is
         stored with its time and carried fields.  Either replaces what the
         key had pending (a requeued request reuses its key)."""
+        if self.m.pair.nested is not None:
+            self._push(spec, ev, key, accepted)
+            return
         if self._is_shared(key) and key in self.pending:
             held = self.pending[key]
             self.pending[key] = _Shared(held.ends + 1 if isinstance(held, _Shared) else 2)
@@ -285,6 +301,19 @@ class Evaluator(object):
             self.pending[key] = REJECTED
             return
         self.pending[key] = _Start(ev.ts, None, self._carried(spec, ev))
+
+    def _push(self, spec, ev, key, accepted):
+        """A nested pair's start is pushed on its key's stack (REJECTED if
+        its filters reject it); beyond the pair's depth it is TOO_DEEP,
+        counted in dropped_starts."""
+        stack = self.pending.setdefault(key, [])
+        if len(stack) >= self.m.pair.nested:
+            self.dropped_starts += 1
+            stack.append(TOO_DEEP)
+        elif not accepted:
+            stack.append(REJECTED)
+        else:
+            stack.append(_Start(ev.ts, None, self._carried(spec, ev)))
 
     def _mark(self, spec, ev, key, accepted):
         """A mark its filters reject ends its pair (REJECTED; a shared key
@@ -305,7 +334,9 @@ class Evaluator(object):
         self.pending[key] = _Start(ev.ts, ev.ts, self._carried(spec, ev))
 
     def _end(self, spec, ev, key, accepted):
-        """An end takes its key's pending entry, whatever its filters say.
+        """An end takes its key's pending entry, whatever its filters say
+        (a nested pair: the innermost one of the key's stack; the end of a
+        TOO_DEEP start is unmatched).
         A rejected end measures nothing and counts nothing (one of a shared
         key's ends is used up).  An accepted end: with nothing pending it
         is unmatched; with a shared key it is unmatched and one of the
@@ -314,7 +345,16 @@ class Evaluator(object):
         mark - start (0 without a mark), each at least 0 (clock skew
         between CPUs), the carried fields of its start and every other
         value from the end."""
-        held = self.pending.pop(key, None)
+        if self.m.pair.nested is not None:
+            # the innermost pending start of the key is this end's
+            stack = self.pending.get(key)
+            held = stack.pop() if stack else None
+            if stack == []:
+                del self.pending[key]
+            if held is TOO_DEEP:
+                held = None         # not measured: the end counts as unmatched
+        else:
+            held = self.pending.pop(key, None)
         if isinstance(held, _Shared):
             if accepted:
                 self.unmatched += 1
@@ -374,7 +414,8 @@ class Evaluator(object):
             data = CountSet(agg.keys, self.counts)
         else:
             data = self.records
-        report = Report(data, lost=self.lost, unmatched=self.unmatched)
+        report = Report(data, lost=self.lost, unmatched=self.unmatched,
+                        dropped_starts=self.dropped_starts)
         self._reset()
         return report
 

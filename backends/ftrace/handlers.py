@@ -246,6 +246,9 @@ class HandlerBuilder(object):
         # start's other filters
         prog.filters(early_filters(self.m, prog.logical))
         emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
+        if pair.nested is not None:
+            self.gen_push(prog)
+            return
         shared = self._shared_test(prog)
         if shared:
             # another request in flight with this key: whose end is whose
@@ -268,6 +271,25 @@ class HandlerBuilder(object):
         # (a reused key replaces the old start, which keeps its age rank)
         emit("if len(_pending) > _max_pending:")
         emit("_drop_oldest()", 2)
+
+    def gen_push(self, prog):
+        """A nested pair's start: pushed on its key's stack (a Stack,
+        innermost last); beyond the depth a _TOO_DEEP placeholder keeps the
+        level (core.semantics)."""
+        emit = prog.code.emit
+        emit("st = _pending_get(k)")
+        emit("if st is None:")
+        emit("st = _pending[k] = _Stack()", 2)
+        emit("if len(_pending) > _max_pending:", 2)
+        emit("_drop_oldest()", 3)
+        emit("if len(st) >= %d:" % self.m.pair.nested)
+        emit("_st.dropped_starts += 1", 2)
+        emit("st.append(_TOO_DEEP)", 2)
+        emit("return", 2)
+        prog.filters(late_filters(self.m, prog.logical), reject=("st.append(_REJECTED)",))
+        carried = self._carried(prog)
+        self.start_tuple = bool(carried)
+        emit("st.append(%s)" % (_tuple_src(["ts"] + carried) if carried else "ts"))
 
     def _shared_test(self, prog):
         """Python test of `k` for a shared key value (Pair.shared), or None."""
@@ -323,7 +345,16 @@ class HandlerBuilder(object):
         prog.filters(early_filters(self.m, prog.logical))
         key = _tuple_src([prog.load(k) for k in pair.key])
         emit("k = %s" % key)
-        emit("s = _pending_pop(k, None)")
+        if pair.nested is not None:
+            # the innermost start of the key's stack is this end's
+            emit("st = _pending_get(k)")
+            emit("s = st.pop() if st else None")
+            emit("if st is not None and not st:")
+            emit("del _pending[k]", 2)
+            emit("if s is _TOO_DEEP:")
+            emit("s = None", 2)
+        else:
+            emit("s = _pending_pop(k, None)")
         # an end its filters reject ends its pair (one of a shared key's)
         prog.filters(late_filters(self.m, prog.logical),
                      reject=("_end_shared(k, s, False)",) if pair.shared else ())
