@@ -296,9 +296,13 @@ class Pair(object):
     innermost pending entry (recursion), instead of the newer start
     replacing the older.  A start deeper than `nested` levels is not
     measured: it counts in dropped_starts and its end as unmatched.  Not
-    with a mark or shared key values."""
+    with a mark or shared key values.
 
-    def __init__(self, start, end, key, carry=(), mark=None, shared=None, nested=None):
+    `min_latency` (nanoseconds): a pair whose LATENCY is below it yields
+    nothing (funcslower's threshold); its end is not unmatched."""
+
+    def __init__(self, start, end, key, carry=(), mark=None, shared=None, nested=None,
+                 min_latency=0):
         self.start = _ident("pair start", start)
         self.end = _ident("pair end", end)
         self.key = tuple(_ident("pair key", k) for k in key)
@@ -322,6 +326,10 @@ class Pair(object):
             if self.mark is not None or self.shared:
                 raise InvalidSpec("a nested pair has no mark and no shared key values")
         self.nested = nested
+        if isinstance(min_latency, bool) or not isinstance(min_latency, int) or \
+                not 0 <= min_latency <= _U64:
+            raise InvalidSpec("min_latency must be a number of nanoseconds")
+        self.min_latency = min_latency
 
 
 # ---------------------------------------------------------------------------

@@ -343,7 +343,8 @@ class Evaluator(object):
         key's ends is used up; after a REJECTED start it is dropped; else
         the pair yields LATENCY = end - (mark, else start) and QUEUED =
         mark - start (0 without a mark), each at least 0 (clock skew
-        between CPUs), the carried fields of its start and every other
+        between CPUs) -- unless LATENCY is below the pair's min_latency:
+        then it yields nothing --, the carried fields of its start and every other
         value from the end."""
         if self.m.pair.nested is not None:
             # the innermost pending start of the key is this end's
@@ -372,6 +373,8 @@ class Evaluator(object):
             latency, queued = ev.ts - held.ts, 0
         else:
             latency, queued = ev.ts - held.mark, held.mark - held.ts
+        if latency < self.m.pair.min_latency:
+            return                  # faster than the pair's threshold
         values = {LATENCY: max(0, latency), QUEUED: max(0, queued)}
         values.update(held.carried)
 

@@ -474,6 +474,14 @@ scenario("nested pair: a key filter drops another process's entries and returns"
          [Interval([call(4011, 8, 10)])])
 
 
+scenario("a pair's minimum latency keeps only the slow pairs, its own included",
+         Measurement([issue_event(), done_event()], Records(fields=("sector", LATENCY)),
+                     pair=Pair("issue", "done", key=("tid",), nested=4, min_latency=30)),
+         [issue(0, 8), issue(10, 16), ret(39, 16), ret(40, 8), issue(50, 24), ret(80, 24),
+          ret(81, 32)],
+         [Interval([{"sector": 8, LATENCY: 40}, {"sector": 24, LATENCY: 30}], unmatched=1)])
+
+
 # ---------------------------------------------------------------------------
 # Counts and records
 scenario("counts per logical event and comm",

@@ -200,6 +200,10 @@ class PairCode(object):
                 body.append("u64 kt_queued = sv->kt_mark > sv->kt_ts ? "
                             "sv->kt_mark - sv->kt_ts : 0;")
         body.append("u64 kt_latency = kt_now > kt_from ? kt_now - kt_from : 0;")
+        if self.pair.min_latency:
+            # faster than the pair's threshold: nothing to report
+            body += ["if (kt_latency < %s)" % cfilters.int_literal(self.pair.min_latency, False),
+                     "    return 0;"]
         start = self.by_name[self.pair.start]
 
         def value(name):

@@ -387,6 +387,9 @@ class HandlerBuilder(object):
         emit("if x_latency < 0:")
         # clock skew between CPUs: never a negative latency
         emit("x_latency = 0", 2)
+        if pair.min_latency:
+            emit("if x_latency < %s:" % prog.const(pair.min_latency))
+            emit("return", 2)
         prog.code.loaded.add(LATENCY)
         carried = {}
         for i, c in enumerate(pair.carry):
