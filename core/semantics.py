@@ -373,7 +373,7 @@ class Evaluator(object):
             latency, queued = ev.ts - held.ts, 0
         else:
             latency, queued = ev.ts - held.mark, held.mark - held.ts
-        if latency < self.m.pair.min_latency:
+        if max(0, latency) < self.m.pair.min_latency:
             return                  # faster than the pair's threshold
         values = {LATENCY: max(0, latency), QUEUED: max(0, queued)}
         values.update(held.carried)
