@@ -6,7 +6,9 @@
                   return: its return (kretprobe / uretprobe)
                   The pattern must name exactly one function on this host
                   (plugins/funcspec.py expands it).
-    pair          entry -> return on the same thread (key tid)
+    pair          entry -> return on the same thread (key tid), nested:
+                  recursive calls pair innermost first, the outermost -l
+                  LEVEL levels (default 64) measured
     aggregate     Histogram(latency, LOG2) in nsecs (default), usecs (-u)
                   or msecs (-m); -F: one histogram under "Function = NAME"
     filters       -p PID
@@ -16,9 +18,8 @@
 
 Differences from bcc, on purpose: the banner goes to stderr; a pattern
 naming several functions is refused (bcc sums them in one histogram);
-bcc's -l (nesting level) is not offered.  A call still running when its
-thread calls the function again is replaced by the inner call (the pair
-key is the thread): recursive functions measure their innermost calls.
+nesting is always on (bcc, without -l, lets an inner call replace the
+outer one); calls deeper than LEVEL are reported as dropped starts.
 """
 
 from kerntrace.core.api import (EVENT_NAME, LATENCY, LOG2, BccHistogramPrinter, Event, Filter,
@@ -28,6 +29,18 @@ from kerntrace.core.api import (EVENT_NAME, LATENCY, LOG2, BccHistogramPrinter, 
 from . import funcspec
 
 KERNTRACE_API_VERSION = "1.0"
+
+MAX_LEVEL = 64          # core.model.MAX_NESTING
+
+
+def level_value(text):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if not 1 <= value <= MAX_LEVEL:
+        raise UsageError("-l takes a level from 1 to %d, got %r" % (MAX_LEVEL, text))
+    return value
 
 
 class FuncLatency(Tool):
@@ -43,6 +56,7 @@ class FuncLatency(Tool):
         ("funclatency -p 181 vfs_read", "time process 181 only"),
         ("funclatency -u -r '^vfs_rea.$'", "a regular expression naming one function"),
         ("funclatency -F -u c:malloc", "show the function's name above its histogram"),
+        ("funclatency -l 2 -u /bin/x:walk", "recursive walk(): the outer 2 levels only"),
     )
     sample_args = ("c:getppid",)
 
@@ -61,6 +75,9 @@ class FuncLatency(Tool):
                        help="show a separate histogram per function")
         p.add_argument("-r", "--regexp", action="store_true",
                        help="use regular expressions. Default is \"*\" wildcards only.")
+        p.add_argument("-l", "--level", type=level_value, default=MAX_LEVEL,
+                       help="set the level of nested or recursive functions "
+                            "(default %d)" % MAX_LEVEL)
         p.add_argument("pattern", help="search expression for functions")
 
     def target(self, args):
@@ -86,7 +103,7 @@ class FuncLatency(Tool):
             interval = args.duration
         return Measurement(
             events=[Event("entry", t.entry()), Event("ret", t.exit())],
-            pair=Pair("entry", "ret", key=("tid",)),
+            pair=Pair("entry", "ret", key=("tid",), nested=args.level),
             aggregate=Histogram(LATENCY, scale=LOG2, unit=self.unit(args),
                                 keys=(EVENT_NAME,) if args.function else ()),
             filters=filters,
