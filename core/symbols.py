@@ -144,17 +144,31 @@ def resolve_binary(name, maps="/proc/self/maps", pid=None):
     return path
 
 
+def _alias_rank(sym):
+    # global before local, public before _internal, then the shortest name
+    return (sym.bind not in (elfsym.STB_GLOBAL, elfsym.STB_WEAK), sym.name.startswith("_"),
+            len(sym.name), sym.name)
+
+
 def user_functions(path, pattern, regex=False):
-    """Sorted names of the functions of ELF file `path` matching `pattern`
-    (IFUNC resolvers left out: a uprobe there sees the resolver run once,
-    not the calls)."""
+    """Sorted names of the functions of ELF file `path` matching `pattern`,
+    one name per address: aliases (strtol, strtoll, strtoq at one address)
+    are one function, named by its global, public, shortest matching name,
+    as a probe at that address counts the calls of all of them.  IFUNC
+    resolvers are left out: a uprobe there sees the resolver run once, not
+    the calls."""
     try:
         funcs = elfsym.ElfFile(path).functions()
     except elfsym.ElfError as e:
         raise SymbolError(str(e))
     rx = compile_pattern(pattern, regex)
-    return sorted(n for n, s in funcs.items()
-                  if rx.match(n) and is_identifier(n) and not s.is_ifunc)
+    by_offset = {}
+    for n, s in funcs.items():
+        if rx.match(n) and is_identifier(n) and not s.is_ifunc:
+            best = by_offset.get(s.offset)
+            if best is None or _alias_rank(s) < _alias_rank(best):
+                by_offset[s.offset] = s
+    return sorted(s.name for s in by_offset.values())
 
 
 # ---------------------------------------------------------------------------

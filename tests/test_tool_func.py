@@ -17,7 +17,8 @@ import funcworkload
 from kerntrace.core import elfsym, symbols
 from kerntrace.core.errors import InvalidSpec, UsageError
 from kerntrace.core.model import (EVENT_NAME, LATENCY, MAX_NESTING, Count, Event, Histogram,
-                                  KernelFunction, Measurement, Pair, Records, UserFunction)
+                                  KernelFunction, Measurement, Pair, UserFunction,
+                                  is_identifier)
 from kerntrace.plugins import funccount, funclatency, funcslower, funcspec
 
 
@@ -334,3 +335,15 @@ def test_ftrace_nested_handler_source():
     assert "if len(st) >= 4:" in agg.sources["entry"]
     assert "s = st.pop() if st else None" in agg.sources["ret"]
     assert re.search(r"if x_latency < \w+:", agg.sources["ret"])
+
+
+def test_aliases_are_one_function_named_once():
+    libc = symbols.resolve_binary("c")
+    funcs = elfsym.ElfFile(libc).functions()
+    names = symbols.user_functions(libc, "str*")
+    offsets = [funcs[n].offset for n in names]
+    assert len(set(offsets)) == len(offsets)       # one probe per address
+    # every matching function's address is covered
+    assert set(offsets) == set(s.offset for n, s in funcs.items()
+                               if n.startswith("str") and not s.is_ifunc
+                               and is_identifier(n))
