@@ -84,8 +84,17 @@ class FuncCount(Tool):
         self.targets(args)      # every mistake before anything runs
         return args
 
+    def event_names(self, args):
+        """The logical event name of each target: its function (or
+        tracepoint) name, which --json shows as the key; "f<N>" where two
+        targets share a name (tracepoints of two categories)."""
+        targets = self.targets(args)
+        names = [t.name for t in targets]
+        return [n if names.count(n) == 1 else "f%d" % i for i, n in enumerate(names)]
+
     def measurement(self, args):
-        events = [Event("f%d" % i, t.entry()) for i, t in enumerate(self.targets(args))]
+        events = [Event(n, t.entry()) for n, t in zip(self.event_names(args),
+                                                       self.targets(args))]
         filters = []
         if args.pid is not None:
             filters.append(Filter("pid", "==", args.pid))
@@ -107,8 +116,8 @@ class FuncCount(Tool):
             timestamps=args.timestamp)
 
     def formatters(self, args):
-        # Event names are f0, f1, ...; every output shows the function.
-        labels = dict(("f%d" % i, t.label) for i, t in enumerate(self.targets(args)))
+        # every output shows the function (or category:tracepoint)
+        labels = dict(zip(self.event_names(args), (t.label for t in self.targets(args))))
         return {EVENT_NAME: lambda name: labels.get(name, name)}
 
 

@@ -217,7 +217,21 @@ def test_funccount_declares_one_counted_event_per_function(funcwork):
     assert m.aggregate.keys == (EVENT_NAME,)
     assert [(f.field, f.op, f.value) for f in m.filters] == [("pid", "==", 42), ("cpu", "==", 1)]
     assert m.schedule.interval == 3 and m.schedule.duration == 3
-    assert tool.formatters(args)[EVENT_NAME]("f1") == "kt_recurse"
+    assert [e.name for e in m.events] == ["kt_leaf", "kt_recurse", "kt_vanish"]
+    assert tool.formatters(args)[EVENT_NAME]("kt_recurse") == "kt_recurse"
+
+
+def test_funccount_names_tracepoints_of_two_categories_apart(monkeypatch):
+    tool = funccount.FuncCount()
+    targets = [funcspec.Target("a:x", "tracepoint", name="x", category="a"),
+               funcspec.Target("b:x", "tracepoint", name="x", category="b"),
+               funcspec.Target("b:y", "tracepoint", name="y", category="b")]
+    monkeypatch.setattr(funcspec, "expand", lambda *a: targets)
+    args = _args(tool, ["t:*:*"])
+    m = tool.measurement(args)
+    assert [e.name for e in m.events] == ["f0", "f1", "y"]
+    label = tool.formatters(args)[EVENT_NAME]
+    assert [label(e.name) for e in m.events] == ["a:x", "b:x", "b:y"]
 
 
 def test_funclatency_is_a_nested_tid_pair(funcwork):
