@@ -245,3 +245,44 @@ def test_sigkill_leaves_probes_the_next_start_removes(funcwork):
                                funcwork + ":kt_leaf"])
     assert rc == 0, err
     assert our_probes(funcwork) == []            # the next start removed them
+
+
+def test_json_and_prometheus_carry_the_same_counts(funcwork):
+    spec = funcwork + ":kt_*"
+    bs = backends()
+    # one backend prints JSON lines, the other (or the same) Prometheus text
+    runs = [(["funccount", "--json", "--backend", bs[0], spec], "Tracing with funccount", False),
+            (["funclatency", "-u", "--prometheus", "--backend", bs[-1],
+              funcwork + ":kt_recurse"], "Tracing with funclatency", False)]
+    js, prom = run_all(funcwork, runs)
+    import json
+    objs = [json.loads(line) for line in js.splitlines()]
+    assert [o["type"] for o in objs] == ["counts"]
+    got = dict((c["labels"]["event"], c["count"]) for c in objs[0]["counts"])
+    assert got == {"kt_leaf": THREADS * CALLS + SLOW, "kt_recurse": DEPTH, "kt_vanish": 1}
+    assert re.search(r"^kerntrace_funclatency_usecs_count %d$" % DEPTH, prom, re.M), prom
+    total = int(re.search(r"^kerntrace_funclatency_usecs_sum (\d+)$", prom, re.M).group(1))
+    assert total >= sum(d * DEPTH_USEC for d in range(1, DEPTH + 1))
+    assert our_probes(funcwork) == []
+
+
+def test_replay_of_a_tracepoint_recording_counts_what_happened(caller_exe, tmp_path):
+    """--input replays a `kerntrace record` recording (tracepoints only: a
+    recording does not hold uprobe events)."""
+    import workloads
+    n = 300
+    rec = tmp_path / "getppid.rec"
+    c = workloads.Caller(caller_exe, n)
+    argv = ["funccount", "-p", str(c.pid), "t:syscalls:sys_enter_getpp*"]
+    p = clirun.start(["record", "-o", str(rec)] + argv)
+    try:
+        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
+        assert c.release() == 0
+        time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    rc, out, err = clirun.run(argv[:1] + ["--input", str(rec)] + argv[1:])
+    assert rc == 0, err
+    assert re.findall(r"^syscalls:sys_enter_getppid\s+(\d+)$", out, re.M) == [str(n)], out
