@@ -299,10 +299,17 @@ class Pair(object):
     with a mark or shared key values.
 
     `min_latency` (nanoseconds): a pair whose LATENCY is below it yields
-    nothing (funcslower's threshold); its end is not unmatched."""
+    nothing (funcslower's threshold); its end is not unmatched.
+
+    `abandon` names an event that ends its key's life (a thread's exit,
+    with key ("tid",)): the starts its key has pending will never see
+    their end (a function the thread exited inside) and are given up,
+    counted in dropped_starts, instead of waiting forever.  Only the pair
+    filters (core.semantics.pair_filters) apply to it.  Not with shared
+    key values."""
 
     def __init__(self, start, end, key, carry=(), mark=None, shared=None, nested=None,
-                 min_latency=0):
+                 min_latency=0, abandon=None):
         self.start = _ident("pair start", start)
         self.end = _ident("pair end", end)
         self.key = tuple(_ident("pair key", k) for k in key)
@@ -330,6 +337,12 @@ class Pair(object):
                 not 0 <= min_latency <= _U64:
             raise InvalidSpec("min_latency must be a number of nanoseconds")
         self.min_latency = min_latency
+        self.abandon = _ident("pair abandon event", abandon) if abandon is not None else None
+        if self.abandon is not None:
+            if self.abandon in (self.start, self.end, self.mark):
+                raise InvalidSpec("a pair's abandon event must be another event")
+            if self.shared:
+                raise InvalidSpec("a pair with shared key values has no abandon event")
 
 
 # ---------------------------------------------------------------------------
@@ -567,6 +580,12 @@ class Measurement(object):
                     raise InvalidSpec("shared key value for %r, which is not an integer" % k)
             if self.pair.mark is not None:
                 self._validate_mark(start)
+            if self.pair.abandon is not None:
+                gone = self.event(self.pair.abandon)
+                for k in self.pair.key:
+                    if gone.field_type(k) != start.field_type(k):
+                        raise InvalidSpec("pair key %r missing on abandon event %s"
+                                          % (k, gone.name))
         available = self.output_fields()
         agg = self.aggregate
         used = list(getattr(agg, "keys", ())) + list(getattr(agg, "fields", ()))

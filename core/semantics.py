@@ -112,12 +112,13 @@ def early_filters(measurement, event):
     """The filters that may reject `event` (a model Event) outright, before
     any pairing state is looked at, leaving no trace: every filter of an
     event outside a pair; for a pair's start, mark and end its pair filters
-    only.  A pair event's other filters decide later (see Evaluator): a
+    only (the abandon event's too).  A pair event's other filters decide
+    later (see Evaluator): a
     start they reject still takes its key, so that its end is dropped
     rather than counted unmatched, and an end they reject still retires
     its start."""
     pair = measurement.pair
-    if pair is None or event.name not in (pair.start, pair.mark, pair.end):
+    if pair is None or event.name not in (pair.start, pair.mark, pair.end, pair.abandon):
         return measurement.filters_for(event)
     return pair_filters(measurement)
 
@@ -257,12 +258,15 @@ class Evaluator(object):
             if passes(self.m.filters_for(spec), spec, ev):
                 self._aggregate(ev, lambda name: field_value(spec, ev, name))
             return
-        if ev.name not in (pair.start, pair.mark, pair.end):
+        if ev.name not in (pair.start, pair.mark, pair.end, pair.abandon):
             return
-        # Pair filters (early_filters) come first, for all three roles.
+        # Pair filters (early_filters) come first, for all four roles.
         if not passes(pair_filters(self.m), spec, ev):
             return
         key = tuple(field_value(spec, ev, k) for k in pair.key)
+        if ev.name == pair.abandon:
+            self._abandon(key)
+            return
         accepted = passes(late_filters(self.m, spec), spec, ev)
         if ev.name == pair.start:
             self._start(spec, ev, key, accepted)
@@ -314,6 +318,14 @@ class Evaluator(object):
             stack.append(REJECTED)
         else:
             stack.append(_Start(ev.ts, None, self._carried(spec, ev)))
+
+    def _abandon(self, key):
+        """The key's life ended (its thread exited): what it has pending
+        is forgotten; each start that would have been measured counts in
+        dropped_starts (REJECTED and TOO_DEEP ones do not count again)."""
+        held = self.pending.pop(key, None)
+        entries = held if isinstance(held, list) else [held]
+        self.dropped_starts += sum(1 for s in entries if isinstance(s, _Start))
 
     def _mark(self, spec, ev, key, accepted):
         """A mark its filters reject ends its pair (REJECTED; a shared key

@@ -474,6 +474,31 @@ scenario("nested pair: a key filter drops another process's entries and returns"
          [Interval([call(4011, 8, 10)])])
 
 
+# Pair.abandon: block_rq_insert stands for the thread's exit (key tid).
+def abandoned(depth=None, filters=()):
+    return Measurement([issue_event(), done_event(), insert_event()],
+                       Records(fields=("tid", "sector", LATENCY)), filters=list(filters),
+                       pair=Pair("issue", "done", key=("tid",), nested=depth,
+                                 abandon="insert"))
+
+
+scenario("abandon: a thread's exit gives up its pending calls, counted as dropped",
+         abandoned(8),
+         [issue(0, 8), issue(10, 16), issue(12, 99, tid=4012), insert(20, 0), ret(30, 16),
+          ret(40, 99, tid=4012), insert(50, 0, tid=4012)],
+         [Interval([call(4012, 99, 28)], unmatched=1, dropped_starts=2)])
+
+scenario("abandon: without nesting the one pending call is given up",
+         abandoned(),
+         [issue(0, 8), insert(5, 0), issue(10, 16), ret(20, 16), insert(30, 0), ret(40, 8)],
+         [Interval([call(4011, 16, 10)], unmatched=1, dropped_starts=1)])
+
+scenario("abandon: a rejected or too deep call is not counted again",
+         abandoned(1, filters=[Filter("bytes", ">=", 4096)]),
+         [issue(0, 8, nbytes=512), insert(5, 0), issue(10, 16), issue(11, 24), insert(20, 0)],
+         [Interval([], dropped_starts=2)])
+
+
 scenario("a pair's minimum latency keeps only the slow pairs, its own included",
          Measurement([issue_event(), done_event()], Records(fields=("sector", LATENCY)),
                      pair=Pair("issue", "done", key=("tid",), nested=4, min_latency=30)),

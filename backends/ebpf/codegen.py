@@ -127,7 +127,10 @@ class _Gen(PairCode, AggregateCode):
             out = [(self.by_name[self.pair.start], "start")]
             if self.pair.mark is not None:
                 out.append((self.by_name[self.pair.mark], "mark"))
-            return out + [(self.by_name[self.pair.end], "end")]
+            out.append((self.by_name[self.pair.end], "end"))
+            if self.pair.abandon is not None:
+                out.append((self.by_name[self.pair.abandon], "abandon"))
+            return out
         return [(pe, "event") for pe in self.plan.events]
 
     def _agg_fields(self):
@@ -145,6 +148,8 @@ class _Gen(PairCode, AggregateCode):
         tests them after taking its start out of the map."""
         if role == "event":
             return self.m.filters_for(pe.logical), []
+        if role == "abandon":
+            return semantics.early_filters(self.m, pe.logical), []   # the pair filters only
         return (semantics.early_filters(self.m, pe.logical),
                 semantics.late_filters(self.m, pe.logical))
 
@@ -153,6 +158,8 @@ class _Gen(PairCode, AggregateCode):
         names = [f.field for f in early + deferred]
         if role in ("start", "mark"):
             names += list(self.pair.key) + list(self.pair.carry)
+        elif role == "abandon":
+            names += list(self.pair.key)
         elif role == "end":
             names += list(self.pair.key)
             names += [n for n in self._agg_fields()
@@ -393,6 +400,8 @@ class _Gen(PairCode, AggregateCode):
             self._mark_body(body, pe, flayout, deferred_expr, lazy)
         elif role == "end":
             self._end_body(body, pe, flayout, deferred_expr, ctx)
+        elif role == "abandon":
+            self._abandon_body(body, pe, flayout)
         else:
             if deferred_expr:
                 body += ["if (!(%s))" % deferred_expr, "    return 0;"]

@@ -17,6 +17,8 @@ rules; tests/scenarios.py checks the C against them).
            takes the level below the depth: recursion pairs innermost
            first.  A start at or beyond the pair's depth is counted as
            dropped and not stored, so its end finds none (unmatched)
+    abandon the key's life ended (Pair.abandon, a thread's exit): its
+           pending starts are deleted, each counted as dropped
 """
 
 from kerntrace.core.model import EVENT_NAME, LATENCY, QUEUED
@@ -140,6 +142,32 @@ class PairCode(object):
         for n in lazy:
             body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
         self._store_start(body, pe, flayout, deferred_expr, marked=True)
+
+    def _abandon_body(self, body, pe, flayout):
+        """The key's life ended (its thread exited): its pending starts are
+        deleted, each one not rejected counted as dropped (core.semantics)."""
+        self._pair_key(body, pe, flayout)
+        drop = ["    if (!kt_s->kt_drop)", "        kt_stat(KT_DROPPED_STARTS);",
+                "    %s.delete(&kt_k);" % START_MAP]
+        if self.pair.nested is None:
+            body += ["struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP,
+                     "if (kt_s) {"] + drop + ["}"]
+            return
+        n = self.pair.nested
+        body += ["u64 *kt_d = %s.lookup(&kt_k);" % DEPTH_MAP,
+                 "if (!kt_d)",
+                 "    return 0;",
+                 "u64 kt_levels = *kt_d < %d ? *kt_d : %d;" % (n, n),
+                 "%s.delete(&kt_k);" % DEPTH_MAP,
+                 "#pragma unroll",
+                 "for (u64 kt_i = 0; kt_i < %d; kt_i++) {" % n,
+                 "    if (kt_i >= kt_levels)",
+                 "        break;",
+                 "    kt_k.kt_depth = kt_i;",
+                 "    struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP,
+                 "    if (!kt_s)",
+                 "        continue;"] + ["    " + l[4:] if l.startswith("    ") else l
+                                         for l in drop] + ["}"]
 
     @staticmethod
     def _unmatched(body, deferred_expr):

@@ -58,7 +58,7 @@ class _EventProgram(object):
         self.builder = builder
         self.resolved = resolved
         self.logical = resolved.logical
-        self.role = role                   # "plain", "start", "mark" or "end"
+        self.role = role                   # "plain", "start", "mark", "end" or "abandon"
         self.fmt = resolved.format
         self.names = []                    # format field names read, in v[1:] order
         self.ns = {}
@@ -218,6 +218,8 @@ class HandlerBuilder(object):
                 roles.append((1, resolved, "mark"))  # after the start: it writes its layout
             elif name == pair.end:
                 roles.append((2, resolved, "end"))   # after the start: it reads its layout
+            elif name == pair.abandon:
+                roles.append((3, resolved, "abandon"))
             # else: an event the pair does not use
         out = []
         for _order, resolved, role in sorted(roles, key=lambda r: r[0]):
@@ -338,6 +340,21 @@ class HandlerBuilder(object):
         emit("_pending[k] = [%s]" % ", ".join(["ts", "ts"] + carried))
         emit("if len(_pending) > _max_pending:")
         emit("_drop_oldest()", 2)
+
+    def gen_abandon(self, prog):
+        """The key's life ended: its pending starts are forgotten, each one
+        that would have been measured counted as dropped (core.semantics)."""
+        emit = prog.code.emit
+        prog.filters(early_filters(self.m, prog.logical))
+        emit("k = %s" % _tuple_src([prog.load(k) for k in self.m.pair.key]))
+        emit("s = _pending_pop(k, None)")
+        emit("if s is None or s is _REJECTED or s is _TOO_DEEP:")
+        emit("return", 2)
+        emit("if s.__class__ is _Stack:")
+        emit("_st.dropped_starts += sum(1 for x in s if x is not _REJECTED and "
+             "x is not _TOO_DEEP)", 2)
+        emit("else:")
+        emit("_st.dropped_starts += 1", 2)
 
     def gen_end(self, prog):
         pair = self.m.pair
