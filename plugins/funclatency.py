@@ -8,7 +8,9 @@
                   (plugins/funcspec.py expands it).
     pair          entry -> return on the same thread (key tid), nested:
                   recursive calls pair innermost first, the outermost -l
-                  LEVEL levels (default 64) measured
+                  LEVEL levels (default 64) measured; abandoned at the
+                  thread's exit (sched:sched_process_exit): calls it exited
+                  inside count as dropped starts, not kept forever
     aggregate     Histogram(latency, LOG2) in nsecs (default), usecs (-u)
                   or msecs (-m); -F: one histogram under "Function = NAME"
     filters       -p PID
@@ -19,12 +21,13 @@
 Differences from bcc, on purpose: the banner goes to stderr; a pattern
 naming several functions is refused (bcc sums them in one histogram);
 nesting is always on (bcc, without -l, lets an inner call replace the
-outer one); calls deeper than LEVEL are reported as dropped starts.
+outer one); calls deeper than LEVEL, and calls a thread exited inside
+(they never return), are reported as dropped starts.
 """
 
 from kerntrace.core.api import (EVENT_NAME, LATENCY, LOG2, BccHistogramPrinter, Event, Filter,
-                                Histogram, Measurement, Pair, Tool, UsageError, hookimpl,
-                                pid_value, report_every, seconds_value)
+                                Histogram, Measurement, Pair, Tool, Tracepoint, UsageError,
+                                hookimpl, pid_value, report_every, seconds_value)
 
 from . import funcspec
 
@@ -41,6 +44,11 @@ def level_value(text):
     if not 1 <= value <= MAX_LEVEL:
         raise UsageError("-l takes a level from 1 to %d, got %r" % (MAX_LEVEL, text))
     return value
+
+
+def exit_event():
+    """A thread's exit: the calls it has pending never return (Pair.abandon)."""
+    return Event("exit", Tracepoint("sched", "sched_process_exit"))
 
 
 class FuncLatency(Tool):
@@ -102,8 +110,8 @@ class FuncLatency(Tool):
         if interval is None and args.duration is not None:
             interval = args.duration
         return Measurement(
-            events=[Event("entry", t.entry()), Event("ret", t.exit())],
-            pair=Pair("entry", "ret", key=("tid",), nested=args.level),
+            events=[Event("entry", t.entry()), Event("ret", t.exit()), exit_event()],
+            pair=Pair("entry", "ret", key=("tid",), nested=args.level, abandon="exit"),
             aggregate=Histogram(LATENCY, scale=LOG2, unit=self.unit(args),
                                 keys=(EVENT_NAME,) if args.function else ()),
             filters=filters,

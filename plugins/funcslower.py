@@ -9,7 +9,8 @@ arguments and return value (bcc-compatible).
                   one function: plugins/funcspec.py)
     pair          entry -> return on the same thread, nested (recursive
                   calls pair innermost first), min_latency = the threshold:
-                  faster calls are dropped where the pair is measured
+                  faster calls are dropped where the pair is measured;
+                  calls a thread exits inside are given up at its exit
     aggregate     Records(comm, pid, latency, retval, args...)
     filters       -p PID
     output        bcc's COMM PID LAT RVAL FUNC [ARGS] table
@@ -25,7 +26,7 @@ from kerntrace.core.api import (LATENCY, Column, EventTablePrinter, Event, Field
                                 pid_value, report_every, seconds_since_first,
                                 seconds_value)
 
-from . import funcspec
+from . import funclatency, funcspec
 
 KERNTRACE_API_VERSION = "1.0"
 
@@ -118,9 +119,9 @@ class FuncSlower(Tool):
         ret = Event("ret", t.exit(), fields=[Field("retval")])
         filters = [Filter("pid", "==", args.pid)] if args.pid is not None else []
         return Measurement(
-            events=[entry, ret],
+            events=[entry, ret, funclatency.exit_event()],
             pair=Pair("entry", "ret", key=("tid",), carry=tuple(names), nested=NESTING,
-                      min_latency=self.threshold(args)[2]),
+                      min_latency=self.threshold(args)[2], abandon="exit"),
             aggregate=Records(fields=("comm", "pid", LATENCY, "retval") + tuple(names)),
             filters=filters, schedule=report_every(None, duration=args.duration))
 

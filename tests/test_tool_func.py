@@ -238,6 +238,9 @@ def test_funclatency_is_a_nested_tid_pair(funcwork):
     tool = funclatency.FuncLatency()
     m = tool.measurement(_args(tool, ["-m", "-l", "3", funcwork + ":kt_recurse"]))
     assert m.pair.key == ("tid",) and m.pair.nested == 3
+    # a thread's exit gives up the calls it exited inside
+    assert m.pair.abandon == "exit" and m.event("exit").probes[0].describe() == (
+        "t:sched:sched_process_exit")
     assert (m.aggregate.value, m.aggregate.unit) == (LATENCY, "msecs")
     assert m.events[1].probes[0].ret
 

@@ -7,12 +7,39 @@ host that cannot trace a kernel function gets."""
 
 import pytest
 
+import fake_tracefs
 from fake_tracefs import ERAS
 from test_ftrace_era_tools import host_of, run  # noqa: F401  (host_of: a fixture)
 
 KALLSYMS = ("ffffffff81000000 T vfs_read\nffffffff81000100 T vfs_write\n"
             "ffffffff81000200 t vfs_notraced\nffffffff81000300 T do_nanosleep\n")
 TRACEABLE = "vfs_read\nvfs_write\ndo_nanosleep\n"
+
+
+@pytest.fixture(autouse=True)
+def exit_tracepoint(monkeypatch):
+    """sched:sched_process_exit (in every era: funclatency gives up the
+    calls of exiting threads there), laid out after the era's common
+    fields as the era's kernels lay out sched_process_exec's neighbours."""
+    extra = fake_tracefs._extra_formats
+
+    def with_exit(formats_era):
+        out = extra(formats_era)
+        getppid = out[("syscalls", "sys_enter_getppid")]
+        common = getppid[getppid.index("format:\n") + 8:getppid.index("\n\n")] + "\n"
+        signed = "signed:" in common
+        base = 12 if ("common_lock_depth" in common or "common_padding" in common) else 8
+
+        def field(decl, off, size, sign):
+            return "\tfield:%s;\toffset:%d;\tsize:%d;%s\n" % (
+                decl, off, size, "\tsigned:%d;" % sign if signed else "")
+        out[("sched", "sched_process_exit")] = (
+            "name: sched_process_exit\nID: 302\nformat:\n%s\n%s%s%s\nprint fmt: "
+            "\"comm=%%s pid=%%d prio=%%d\", REC->comm, REC->pid, REC->prio\n"
+            % (common, field("char comm[16]", base, 16, 0), field("pid_t pid", base + 16, 4, 1),
+               field("int prio", base + 20, 4, 1)))
+        return out
+    monkeypatch.setattr(fake_tracefs, "_extra_formats", with_exit)
 
 
 def kernel(host_of, fs, era, writable_filter=False):  # noqa: F811
@@ -53,6 +80,9 @@ def test_funclatency_defines_entry_and_return_probes(host_of, fs, era):  # noqa:
     defs = sorted(w.split()[0][0] + " " + w.split()[1]
                   for w in probe_writes(t, "kprobe_events") if w[:2] in ("p:", "r:"))
     assert defs == ["p do_nanosleep", "r do_nanosleep"]
+    # a thread's exit ends the calls it has pending
+    assert any(p.endswith("events/sched/sched_process_exit/enable") and text.strip() == "1"
+               for p, text, _a in t.writes)
     assert t.read("kprobe_events") == ""
 
 

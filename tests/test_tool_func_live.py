@@ -81,13 +81,14 @@ class Run(object):
 
     def stop(self):
         self.p.send_signal(signal.SIGINT)
-        out, err = self.p.communicate(timeout=60)
-        assert self.p.returncode == 0, err
+        out, self.err = self.p.communicate(timeout=60)
+        assert self.p.returncode == 0, self.err
         return out
 
 
-def run_all(exe, runs):
-    """Start every tool, run the workload, stop them; their outputs."""
+def run_all(exe, runs, errors=None):
+    """Start every tool, run the workload, stop them; their outputs (and
+    in `errors`, a list, what they printed on stderr)."""
     started = []
     try:
         for argv, banner, reference in runs:
@@ -95,7 +96,10 @@ def run_all(exe, runs):
         w = workload(exe)
         assert w.release() == 0
         time.sleep(0.5)             # let the last returns reach the readers
-        return [r.stop() for r in started]
+        outs = [r.stop() for r in started]
+        if errors is not None:
+            errors += [r.err for r in started]
+        return outs
     finally:
         for r in started:
             if r.p.poll() is None:
@@ -286,3 +290,17 @@ def test_replay_of_a_tracepoint_recording_counts_what_happened(caller_exe, tmp_p
     rc, out, err = clirun.run(argv[:1] + ["--input", str(rec)] + argv[1:])
     assert rc == 0, err
     assert re.findall(r"^syscalls:sys_enter_getppid\s+(\d+)$", out, re.M) == [str(n)], out
+
+
+def test_a_call_its_thread_exits_inside_is_given_up_and_counted(funcwork):
+    """kt_vanish() calls pthread_exit(): its entry never returns.  The
+    thread's exit gives it up, reported as a dropped start; nothing of it
+    stays in the start table."""
+    runs = [(["funclatency", "-u", "--backend", b, funcwork + ":kt_vanish"],
+             "Tracing 1 functions", False) for b in backends()]
+    errors = []
+    outs = run_all(funcwork, runs, errors)
+    for out, err in zip(outs, errors):
+        assert "count:" not in out or "count: 0" in out, out
+        assert "WARNING: 1 starts dropped in this interval" in err, err
+    assert our_probes(funcwork) == []

@@ -24,7 +24,7 @@ rules; tests/scenarios.py checks the C against them).
 from kerntrace.core.model import EVENT_NAME, LATENCY, QUEUED
 
 from . import cfilters
-from .cmaps import DEPTH_MAP, MAP_ENTRIES, START_MAP
+from .cmaps import DEPTH_MAP, MAP_ENTRIES, START_MAP, STATS_MAP
 from .cvalues import src_kind
 from .layout import S64, U64, Layout, Member, field_member
 
@@ -154,20 +154,29 @@ class PairCode(object):
                      "if (kt_s) {"] + drop + ["}"]
             return
         n = self.pair.nested
+        # Every level's branches end in the same state (the count goes
+        # straight to the stats slot, not into a variable), so the verifier
+        # prunes the loop instead of walking 2^levels paths.
         body += ["u64 *kt_d = %s.lookup(&kt_k);" % DEPTH_MAP,
                  "if (!kt_d)",
                  "    return 0;",
-                 "u64 kt_levels = *kt_d < %d ? *kt_d : %d;" % (n, n),
+                 "u32 kt_levels = *kt_d < %d ? *kt_d : %d;" % (n, n),
                  "%s.delete(&kt_k);" % DEPTH_MAP,
-                 "#pragma unroll",
-                 "for (u64 kt_i = 0; kt_i < %d; kt_i++) {" % n,
+                 "u32 kt_idx = KT_DROPPED_STARTS;",
+                 "u64 *kt_n = %s.lookup(&kt_idx);" % STATS_MAP,
+                 "if (!kt_n)",
+                 "    return 0;",
+                 "for (u32 kt_i = 0; kt_i < %d; kt_i++) {" % n,
                  "    if (kt_i >= kt_levels)",
                  "        break;",
                  "    kt_k.kt_depth = kt_i;",
                  "    struct kt_pair_val *kt_s = %s.lookup(&kt_k);" % START_MAP,
                  "    if (!kt_s)",
-                 "        continue;"] + ["    " + l[4:] if l.startswith("    ") else l
-                                         for l in drop] + ["}"]
+                 "        continue;",
+                 "    if (!kt_s->kt_drop)",
+                 "        __sync_fetch_and_add(kt_n, 1);",
+                 "    %s.delete(&kt_k);" % START_MAP,
+                 "}"]
 
     @staticmethod
     def _unmatched(body, deferred_expr):
