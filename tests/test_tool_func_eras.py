@@ -17,10 +17,11 @@ TRACEABLE = "vfs_read\nvfs_write\ndo_nanosleep\n"
 
 
 @pytest.fixture(autouse=True)
-def exit_tracepoint(monkeypatch):
+def exit_tracepoint(fs, monkeypatch):
     """sched:sched_process_exit (in every era: funclatency gives up the
     calls of exiting threads there), laid out after the era's common
-    fields as the era's kernels lay out sched_process_exec's neighbours."""
+    fields.  (fs first: monkeypatch must be undone before pyfakefs is, or
+    it would put pyfakefs's os module back into the modules it patched.)"""
     extra = fake_tracefs._extra_formats
 
     def with_exit(formats_era):
