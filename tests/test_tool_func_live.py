@@ -107,9 +107,11 @@ def run_all(exe, runs, errors=None):
                 r.p.communicate(timeout=60)
 
 
-# bcc's own funccount/funclatency cannot attach uprobes with the distro's
-# libbcc here (iovisor/bcc#5236, the bug backends/ebpf/bccfixes.py works
-# around), so the reference run at the same time is bpftrace's.
+# bcc's own funccount/funclatency, with the distro's libbcc, fail to attach
+# a uprobe where another tracer has one at the same address ("Failed to
+# attach BPF to uprobe": the ref_ctr_offset bug, iovisor/bcc#5236, that
+# backends/ebpf/bccfixes.py works around for kerntrace), so the reference
+# run at the same time as both backends is bpftrace's.
 BPFTRACE = shutil.which("bpftrace")
 
 
