@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -364,3 +365,26 @@ def test_aliases_are_one_function_named_once():
     assert set(offsets) == set(s.offset for n, s in funcs.items()
                                if n.startswith("str") and not s.is_ifunc
                                and is_identifier(n))
+
+
+def test_a_short_library_name_with_pid_is_the_library_that_process_maps(tmp_path):
+    """-p PID: "c" is the libc the process has mapped (/proc/PID/maps), even
+    where it is a copy of its own (here: libc copied and preloaded)."""
+    libc = symbols.resolve_binary("c")
+    own = tmp_path / "lib" / os.path.basename(libc)
+    own.parent.mkdir()
+    shutil.copy(libc, str(own))
+    p = subprocess.Popen(["sleep", "30"], env=dict(os.environ, LD_LIBRARY_PATH=str(own.parent)))
+    try:
+        for _ in range(100):
+            with open("/proc/%d/maps" % p.pid) as f:
+                if str(own) in f.read():
+                    break
+            time.sleep(0.05)
+        assert symbols.resolve_binary("c", pid=p.pid) == str(own)
+        assert symbols.resolve_binary("c") == libc      # ours: the system's
+        t = funcspec.expand("c:getppid", pid=p.pid)
+        assert t[0].entry() == UserFunction(str(own), "getppid")
+    finally:
+        p.kill()
+        p.wait()
