@@ -49,6 +49,10 @@ Whole ways of measuring, in order of preference
 Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
 
+Function and tracepoint patterns (core.symbols)
+    resolve_binary, user_functions, kernel_functions, tracepoints,
+    notrace_reason, tracing_root, SymbolError
+
 Errors (one line on stderr, never a traceback)
     KerntraceError, UsageError, OptionError, Unsupported, InvalidSpec,
     TracingUnavailable, LockHeld, FilterError, EnableError
@@ -80,6 +84,8 @@ from .testing import IntervalEnd, Lost, ReplayFailed, ReplayResult, TraceEvent, 
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
 from .rates import interval_seconds, per_second, report_seconds
+from .symbols import (SymbolError, kernel_functions, notrace_reason, resolve_binary,
+                      tracepoints, tracing_root, user_functions)
 from .tracefs import read_text
 from .tracepoints import format_text, list_tracepoints, parse_tracepoint, tracepoint_fields
 from .variants import Variant
@@ -112,6 +118,9 @@ __all__ = [
     "Variant",
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
+    # Function and tracepoint patterns
+    "resolve_binary", "user_functions", "kernel_functions", "tracepoints", "notrace_reason",
+    "tracing_root", "SymbolError",
     # Errors
     "KerntraceError", "UsageError", "OptionError", "Unsupported", "InvalidSpec",
     "TracingUnavailable", "LockHeld", "FilterError", "EnableError",

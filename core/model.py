@@ -371,6 +371,10 @@ class Event(object):
         return "Event(%r, %s)" % (self.name, ", ".join(p.describe() for p in self.probes))
 
 
+# The deepest stack of starts a nested Pair may keep per key.
+MAX_NESTING = 64
+
+
 class Pair(object):
     """Pair a start event with an end event sharing the same `key` fields
     (block issue -> completion by ("dev", "sector"); function entry -> return
@@ -401,9 +405,28 @@ class Pair(object):
     whose, so neither is measured: every end for it counts as unmatched
     until as many ends as starts were seen.  (Other keys are unique: a
     start that reuses a pending key replaces it, as a requeued request
-    does.)"""
+    does.)
 
-    def __init__(self, start, end, key, carry=(), mark=None, shared=None):
+    `nested` (an integer depth, 1 to MAX_NESTING) makes a key hold a stack
+    of starts instead of one: a function that calls itself, or is entered
+    again on the same thread before it returns, pairs each return with its
+    innermost pending entry (recursion), instead of the newer start
+    replacing the older.  A start deeper than `nested` levels is not
+    measured: it counts in dropped_starts and its end as unmatched.  Not
+    with a mark or shared key values.
+
+    `min_latency` (nanoseconds): a pair whose LATENCY is below it yields
+    nothing (funcslower's threshold); its end is not unmatched.
+
+    `abandon` names an event that ends its key's life (a thread's exit,
+    with key ("tid",)): the starts its key has pending will never see
+    their end (a function the thread exited inside) and are given up,
+    counted in dropped_starts, instead of waiting forever.  Only the pair
+    filters (core.semantics.pair_filters) apply to it.  Not with shared
+    key values."""
+
+    def __init__(self, start, end, key, carry=(), mark=None, shared=None, nested=None,
+                 min_latency=0, abandon=None):
         self.start = _ident("pair start", start)
         self.end = _ident("pair end", end)
         self.key = tuple(_ident("pair key", k) for k in key)
@@ -420,6 +443,23 @@ class Pair(object):
             if isinstance(v, bool) or not isinstance(v, int) or not _S64_MIN <= v <= _U64:
                 raise InvalidSpec("shared key value of %s must be a 64-bit integer" % k)
             self.shared[k] = v
+        if nested is not None:
+            if isinstance(nested, bool) or not isinstance(nested, int) or \
+                    not 1 <= nested <= MAX_NESTING:
+                raise InvalidSpec("nested must be a depth from 1 to %d" % MAX_NESTING)
+            if self.mark is not None or self.shared:
+                raise InvalidSpec("a nested pair has no mark and no shared key values")
+        self.nested = nested
+        if isinstance(min_latency, bool) or not isinstance(min_latency, int) or \
+                not 0 <= min_latency <= _U64:
+            raise InvalidSpec("min_latency must be a number of nanoseconds")
+        self.min_latency = min_latency
+        self.abandon = _ident("pair abandon event", abandon) if abandon is not None else None
+        if self.abandon is not None:
+            if self.abandon in (self.start, self.end, self.mark):
+                raise InvalidSpec("a pair's abandon event must be another event")
+            if self.shared:
+                raise InvalidSpec("a pair with shared key values has no abandon event")
 
 
 # ---------------------------------------------------------------------------
@@ -657,6 +697,12 @@ class Measurement(object):
                     raise InvalidSpec("shared key value for %r, which is not an integer" % k)
             if self.pair.mark is not None:
                 self._validate_mark(start)
+            if self.pair.abandon is not None:
+                gone = self.event(self.pair.abandon)
+                for k in self.pair.key:
+                    if gone.field_type(k) != start.field_type(k):
+                        raise InvalidSpec("pair key %r missing on abandon event %s"
+                                          % (k, gone.name))
         available = self.output_fields()
         agg = self.aggregate
         used = list(getattr(agg, "keys", ())) + list(getattr(agg, "fields", ()))

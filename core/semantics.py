@@ -112,12 +112,13 @@ def early_filters(measurement, event):
     """The filters that may reject `event` (a model Event) outright, before
     any pairing state is looked at, leaving no trace: every filter of an
     event outside a pair; for a pair's start, mark and end its pair filters
-    only.  A pair event's other filters decide later (see Evaluator): a
+    only (the abandon event's too).  A pair event's other filters decide
+    later (see Evaluator): a
     start they reject still takes its key, so that its end is dropped
     rather than counted unmatched, and an end they reject still retires
     its start."""
     pair = measurement.pair
-    if pair is None or event.name not in (pair.start, pair.mark, pair.end):
+    if pair is None or event.name not in (pair.start, pair.mark, pair.end, pair.abandon):
         return measurement.filters_for(event)
     return pair_filters(measurement)
 
@@ -192,6 +193,16 @@ class _Shared(object):
 REJECTED = _Rejected()
 
 
+class _TooDeep(object):
+    """A start of a nested pair beyond its depth: not measured (counted in
+    dropped_starts); it holds its level so that the ends pair right."""
+
+    __slots__ = ()
+
+
+TOO_DEEP = _TooDeep()
+
+
 class Evaluator(object):
     """Feed events, losses and boundaries one at a time; collect() makes the
     Report of the interval (starts still pending stay pending).
@@ -203,12 +214,15 @@ class Evaluator(object):
 
     def __init__(self, measurement):
         self.m = measurement
-        self.pending = {}              # key tuple -> _Start, REJECTED or _Shared
+        # key tuple -> _Start, REJECTED or _Shared; for a nested pair, a
+        # list of _Start, REJECTED or TOO_DEEP, innermost last
+        self.pending = {}
         self._reset()
 
     def _reset(self):
         self.lost = 0
         self.unmatched = 0
+        self.dropped_starts = 0
         self.hists = {}
         self.counts = {}
         self.records = []
@@ -244,12 +258,15 @@ class Evaluator(object):
             if passes(self.m.filters_for(spec), spec, ev):
                 self._aggregate(ev, lambda name: field_value(spec, ev, name))
             return
-        if ev.name not in (pair.start, pair.mark, pair.end):
+        if ev.name not in (pair.start, pair.mark, pair.end, pair.abandon):
             return
-        # Pair filters (early_filters) come first, for all three roles.
+        # Pair filters (early_filters) come first, for all four roles.
         if not passes(pair_filters(self.m), spec, ev):
             return
         key = tuple(field_value(spec, ev, k) for k in pair.key)
+        if ev.name == pair.abandon:
+            self._abandon(key)
+            return
         accepted = passes(late_filters(self.m, spec), spec, ev)
         if ev.name == pair.start:
             self._start(spec, ev, key, accepted)
@@ -277,6 +294,9 @@ class Evaluator(object):
         its filters reject takes its key as REJECTED; an accepted one is
         stored with its time and carried fields.  Either replaces what the
         key had pending (a requeued request reuses its key)."""
+        if self.m.pair.nested is not None:
+            self._push(spec, ev, key, accepted)
+            return
         if self._is_shared(key) and key in self.pending:
             held = self.pending[key]
             self.pending[key] = _Shared(held.ends + 1 if isinstance(held, _Shared) else 2)
@@ -285,6 +305,27 @@ class Evaluator(object):
             self.pending[key] = REJECTED
             return
         self.pending[key] = _Start(ev.ts, None, self._carried(spec, ev))
+
+    def _push(self, spec, ev, key, accepted):
+        """A nested pair's start is pushed on its key's stack (REJECTED if
+        its filters reject it); beyond the pair's depth it is TOO_DEEP,
+        counted in dropped_starts."""
+        stack = self.pending.setdefault(key, [])
+        if len(stack) >= self.m.pair.nested:
+            self.dropped_starts += 1
+            stack.append(TOO_DEEP)
+        elif not accepted:
+            stack.append(REJECTED)
+        else:
+            stack.append(_Start(ev.ts, None, self._carried(spec, ev)))
+
+    def _abandon(self, key):
+        """The key's life ended (its thread exited): what it has pending
+        is forgotten; each start that would have been measured counts in
+        dropped_starts (REJECTED and TOO_DEEP ones do not count again)."""
+        held = self.pending.pop(key, None)
+        entries = held if isinstance(held, list) else [held]
+        self.dropped_starts += sum(1 for s in entries if isinstance(s, _Start))
 
     def _mark(self, spec, ev, key, accepted):
         """A mark its filters reject ends its pair (REJECTED; a shared key
@@ -305,16 +346,28 @@ class Evaluator(object):
         self.pending[key] = _Start(ev.ts, ev.ts, self._carried(spec, ev))
 
     def _end(self, spec, ev, key, accepted):
-        """An end takes its key's pending entry, whatever its filters say.
+        """An end takes its key's pending entry, whatever its filters say
+        (a nested pair: the innermost one of the key's stack; the end of a
+        TOO_DEEP start is unmatched).
         A rejected end measures nothing and counts nothing (one of a shared
         key's ends is used up).  An accepted end: with nothing pending it
         is unmatched; with a shared key it is unmatched and one of the
         key's ends is used up; after a REJECTED start it is dropped; else
         the pair yields LATENCY = end - (mark, else start) and QUEUED =
         mark - start (0 without a mark), each at least 0 (clock skew
-        between CPUs), the carried fields of its start and every other
+        between CPUs) -- unless LATENCY is below the pair's min_latency:
+        then it yields nothing --, the carried fields of its start and every other
         value from the end."""
-        held = self.pending.pop(key, None)
+        if self.m.pair.nested is not None:
+            # the innermost pending start of the key is this end's
+            stack = self.pending.get(key)
+            held = stack.pop() if stack else None
+            if stack == []:
+                del self.pending[key]
+            if held is TOO_DEEP:
+                held = None         # not measured: the end counts as unmatched
+        else:
+            held = self.pending.pop(key, None)
         if isinstance(held, _Shared):
             if accepted:
                 self.unmatched += 1
@@ -332,6 +385,8 @@ class Evaluator(object):
             latency, queued = ev.ts - held.ts, 0
         else:
             latency, queued = ev.ts - held.mark, held.mark - held.ts
+        if max(0, latency) < self.m.pair.min_latency:
+            return                  # faster than the pair's threshold
         values = {LATENCY: max(0, latency), QUEUED: max(0, queued)}
         values.update(held.carried)
 
@@ -374,7 +429,8 @@ class Evaluator(object):
             data = CountSet(agg.keys, self.counts)
         else:
             data = self.records
-        report = Report(data, lost=self.lost, unmatched=self.unmatched)
+        report = Report(data, lost=self.lost, unmatched=self.unmatched,
+                        dropped_starts=self.dropped_starts)
         self._reset()
         return report
 

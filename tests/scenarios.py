@@ -26,12 +26,14 @@ FLUSH = (1 << 64) - 1
 
 class Interval(object):
     """What one interval must report.  data: list of record field dicts,
-    {key tuple: count}, or {key tuple: ({bucket: count}, sum)}."""
+    {key tuple: count}, or {key tuple: ({bucket: count}, sum)};
+    dropped_starts: starts of a nested pair beyond its depth."""
 
-    def __init__(self, data, unmatched=0, lost=0):
+    def __init__(self, data, unmatched=0, lost=0, dropped_starts=0):
         self.data = data
         self.unmatched = unmatched
         self.lost = lost
+        self.dropped_starts = dropped_starts
 
 
 class Scenario(object):
@@ -423,6 +425,87 @@ scenario("a linear histogram of a field",
          plain(Histogram("bytes", scale=LINEAR, step=4096, unit="bytes")),
          [issue(i, i, nbytes=b) for i, b in enumerate([0, 4095, 4096, 8191, 65536])],
          [Interval({(): ({0: 2, 1: 2, 16: 1}, 81918)})])
+
+# ---------------------------------------------------------------------------
+# Nested pairs (Pair.nested): a function entered again on its thread before
+# it returns (recursion).  issue stands for the entry and done, here run by
+# the same thread, for the return: the key is the thread.
+def nested(depth, filters=()):
+    return Measurement([issue_event(), done_event()],
+                       Records(fields=("tid", "sector", LATENCY)), filters=list(filters),
+                       pair=Pair("issue", "done", key=("tid",), nested=depth))
+
+
+def ret(ts, sector, tid=4011, pid=4000):
+    return done(ts, sector, tid=tid, pid=pid, comm="dd")
+
+
+def call(tid, sector, latency):
+    return {"tid": tid, "sector": sector, LATENCY: latency}
+
+
+scenario("nested pair: each return pairs with its thread's innermost entry",
+         nested(8),
+         [issue(0, 8), issue(10, 16), issue(15, 99, tid=4012), issue(20, 24), ret(25, 24),
+          ret(40, 16), ret(50, 99, tid=4012), IntervalEnd(), ret(100, 8)],
+         [Interval([call(4011, 24, 5), call(4011, 16, 30), call(4012, 99, 35)]),
+          Interval([call(4011, 8, 100)])])
+
+scenario("nested pair: without nesting the newer entry replaces the older",
+         Measurement([issue_event(), done_event()], Records(fields=("sector", LATENCY)),
+                     pair=Pair("issue", "done", key=("tid",))),
+         [issue(0, 8), issue(10, 16), ret(40, 16), ret(100, 8)],
+         [Interval([{"sector": 16, LATENCY: 30}], unmatched=1)])
+
+scenario("nested pair: entries beyond the depth are dropped, their returns unmatched",
+         nested(2),
+         [issue(0, 8), issue(10, 16), issue(20, 24), issue(30, 32), ret(35, 32), ret(40, 24),
+          ret(60, 16), ret(100, 8), ret(110, 0)],
+         [Interval([call(4011, 16, 50), call(4011, 8, 100)], unmatched=3, dropped_starts=2)])
+
+scenario("nested pair: a rejected inner entry drops its own return only",
+         nested(8, filters=[Filter("bytes", ">=", 4096)]),
+         [issue(0, 8), issue(10, 16, nbytes=512), ret(20, 16), ret(50, 8)],
+         [Interval([call(4011, 8, 50)])])
+
+scenario("nested pair: a key filter drops another process's entries and returns",
+         nested(8, filters=[Filter("pid", "==", 4000)]),
+         [issue(0, 8), issue(5, 16, pid=77, tid=77), ret(9, 16, tid=77, pid=77), ret(10, 8)],
+         [Interval([call(4011, 8, 10)])])
+
+
+# Pair.abandon: block_rq_insert stands for the thread's exit (key tid).
+def abandoned(depth=None, filters=()):
+    return Measurement([issue_event(), done_event(), insert_event()],
+                       Records(fields=("tid", "sector", LATENCY)), filters=list(filters),
+                       pair=Pair("issue", "done", key=("tid",), nested=depth,
+                                 abandon="insert"))
+
+
+scenario("abandon: a thread's exit gives up its pending calls, counted as dropped",
+         abandoned(8),
+         [issue(0, 8), issue(10, 16), issue(12, 99, tid=4012), insert(20, 0), ret(30, 16),
+          ret(40, 99, tid=4012), insert(50, 0, tid=4012)],
+         [Interval([call(4012, 99, 28)], unmatched=1, dropped_starts=2)])
+
+scenario("abandon: without nesting the one pending call is given up",
+         abandoned(),
+         [issue(0, 8), insert(5, 0), issue(10, 16), ret(20, 16), insert(30, 0), ret(40, 8)],
+         [Interval([call(4011, 16, 10)], unmatched=1, dropped_starts=1)])
+
+scenario("abandon: a rejected or too deep call is not counted again",
+         abandoned(1, filters=[Filter("bytes", ">=", 4096)]),
+         [issue(0, 8, nbytes=512), insert(5, 0), issue(10, 16), issue(11, 24), insert(20, 0)],
+         [Interval([], dropped_starts=2)])
+
+
+scenario("a pair's minimum latency keeps only the slow pairs, its own included",
+         Measurement([issue_event(), done_event()], Records(fields=("sector", LATENCY)),
+                     pair=Pair("issue", "done", key=("tid",), nested=4, min_latency=30)),
+         [issue(0, 8), issue(10, 16), ret(39, 16), ret(40, 8), issue(50, 24), ret(80, 24),
+          ret(81, 32)],
+         [Interval([{"sector": 8, LATENCY: 40}, {"sector": 24, LATENCY: 30}], unmatched=1)])
+
 
 # ---------------------------------------------------------------------------
 # Counts and records

@@ -51,11 +51,11 @@ def comparable(report):
     else:
         assert all(type(r) is results.Record for r in d)
         data = [r.fields for r in d]
-    return (data, report.unmatched, report.lost)
+    return (data, report.unmatched, report.lost, report.dropped_starts)
 
 
 def expected(scenario):
-    return [(i.data, i.unmatched, i.lost) for i in scenario.expect]
+    return [(i.data, i.unmatched, i.lost, i.dropped_starts) for i in scenario.expect]
 
 
 # ---------------------------------------------------------------------------
@@ -269,8 +269,8 @@ def _reports(prog, measurement, words):
                 bytes.fromhex(next(it))[:8], sys.byteorder)
         elif w == "S":
             unmatched, lost, dropped = (int(next(it)) for _ in range(3))
-            assert dropped == 0
-            reports.append(results.Report(data, lost=lost, unmatched=unmatched))
+            reports.append(results.Report(data, lost=lost, unmatched=unmatched,
+                                          dropped_starts=dropped))
         elif w == "E":
             data = None
         else:

@@ -21,7 +21,7 @@ from kerntrace.plugins import opensnoop
 
 # Modules a run may import, imported before pyfakefs starts (it patches the
 # os module of the modules present when it starts).
-for _name in ("kerntrace.backends.ftrace.probes", "kerntrace.backends.ftrace.elfsym",
+for _name in ("kerntrace.backends.ftrace.probes", "kerntrace.core.elfsym",
               "kerntrace.backends.ftrace.kfilter", "kerntrace.backends.ftrace.tasks"):
     importlib.import_module(_name)
 

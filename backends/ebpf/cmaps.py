@@ -17,6 +17,7 @@ STAT_DROPPED_STARTS = 2  # pair starts the full start map refused
 STATS = 3
 
 START_MAP = "kt_start"
+DEPTH_MAP = "kt_depth"      # a nested pair's stack depth per key
 HIST_MAP = "kt_hist"
 COUNT_MAP = "kt_counts"
 EVENTS_MAP = "kt_events"

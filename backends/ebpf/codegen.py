@@ -134,9 +134,9 @@ class _Gen(PairCode, AggregateCode):
         if self.pair:
             # (every member of an Each alternative gets its own handler)
             roles = [(self.pair.start, "start"), (self.pair.mark, "mark"),
-                     (self.pair.end, "end")]
-            return [(pe, role) for name, role in roles for pe in self.plan.events
-                    if pe.name == name]
+                     (self.pair.end, "end"), (self.pair.abandon, "abandon")]
+            return [(pe, role) for name, role in roles if name is not None
+                    for pe in self.plan.events if pe.name == name]
         return [(pe, "event") for pe in self.plan.events]
 
     def _agg_fields(self):
@@ -154,6 +154,8 @@ class _Gen(PairCode, AggregateCode):
         tests them after taking its start out of the map."""
         if role == "event":
             return self.m.filters_for(pe.logical), []
+        if role == "abandon":
+            return semantics.early_filters(self.m, pe.logical), []   # the pair filters only
         return (semantics.early_filters(self.m, pe.logical),
                 semantics.late_filters(self.m, pe.logical))
 
@@ -162,6 +164,8 @@ class _Gen(PairCode, AggregateCode):
         names = [f.field for f in early + deferred]
         if role in ("start", "mark"):
             names += list(self.pair.key) + list(self.pair.carry)
+        elif role == "abandon":
+            names += list(self.pair.key)
         elif role == "end":
             names += list(self.pair.key)
             names += [n for n in self._agg_fields()
@@ -404,6 +408,8 @@ class _Gen(PairCode, AggregateCode):
             self._mark_body(body, pe, flayout, deferred_expr, lazy)
         elif role == "end":
             self._end_body(body, pe, flayout, deferred_expr, ctx)
+        elif role == "abandon":
+            self._abandon_body(body, pe, flayout)
         else:
             if deferred_expr:
                 body += ["if (!(%s))" % deferred_expr, "    return 0;"]

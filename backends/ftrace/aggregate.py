@@ -21,7 +21,7 @@ from kerntrace.core.results import (CountSet, Histogram as HistogramResult, Hist
                                     Record, Report)
 
 from .handlers import HandlerBuilder
-from .pending import REJECTED, PendingStarts, Shared
+from .pending import REJECTED, TOO_DEEP, PendingStarts, Shared, Stack
 from .tasks import TaskInfo
 
 # Pair starts kept while waiting for their end; beyond this the oldest are
@@ -97,6 +97,8 @@ class Aggregator(object):
             "_drop_oldest": pending.drop_oldest,
             "_reject_start": pending.reject,
             "_REJECTED": REJECTED,
+            "_TOO_DEEP": TOO_DEEP,
+            "_Stack": Stack,
             "_share": pending.share,
             "_end_shared": pending.end_shared,
             "_Shared": Shared,

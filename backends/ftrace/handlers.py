@@ -58,7 +58,7 @@ class _EventProgram(object):
         self.builder = builder
         self.resolved = resolved
         self.logical = resolved.logical
-        self.role = role                   # "plain", "start", "mark" or "end"
+        self.role = role                   # "plain", "start", "mark", "end" or "abandon"
         self.fmt = resolved.format
         self.names = []                    # format field names read, in v[1:] order
         self.ns = {}
@@ -218,6 +218,8 @@ class HandlerBuilder(object):
                 roles.append((1, resolved, "mark"))  # after the start: it writes its layout
             elif name == pair.end:
                 roles.append((2, resolved, "end"))   # after the start: it reads its layout
+            elif name == pair.abandon:
+                roles.append((3, resolved, "abandon"))
             # else: an event the pair does not use
         out = []
         for _order, resolved, role in sorted(roles, key=lambda r: r[0]):
@@ -246,6 +248,9 @@ class HandlerBuilder(object):
         # start's other filters
         prog.filters(early_filters(self.m, prog.logical))
         emit("k = %s" % _tuple_src([prog.load(k) for k in pair.key]))
+        if pair.nested is not None:
+            self.gen_push(prog)
+            return
         shared = self._shared_test(prog)
         if shared:
             # another request in flight with this key: whose end is whose
@@ -268,6 +273,25 @@ class HandlerBuilder(object):
         # (a reused key replaces the old start, which keeps its age rank)
         emit("if len(_pending) > _max_pending:")
         emit("_drop_oldest()", 2)
+
+    def gen_push(self, prog):
+        """A nested pair's start: pushed on its key's stack (a Stack,
+        innermost last); beyond the depth a _TOO_DEEP placeholder keeps the
+        level (core.semantics)."""
+        emit = prog.code.emit
+        emit("st = _pending_get(k)")
+        emit("if st is None:")
+        emit("st = _pending[k] = _Stack()", 2)
+        emit("if len(_pending) > _max_pending:", 2)
+        emit("_drop_oldest()", 3)
+        emit("if len(st) >= %d:" % self.m.pair.nested)
+        emit("_st.dropped_starts += 1", 2)
+        emit("st.append(_TOO_DEEP)", 2)
+        emit("return", 2)
+        prog.filters(late_filters(self.m, prog.logical), reject=("st.append(_REJECTED)",))
+        carried = self._carried(prog)
+        self.start_tuple = bool(carried)
+        emit("st.append(%s)" % (_tuple_src(["ts"] + carried) if carried else "ts"))
 
     def _shared_test(self, prog):
         """Python test of `k` for a shared key value (Pair.shared), or None."""
@@ -317,13 +341,37 @@ class HandlerBuilder(object):
         emit("if len(_pending) > _max_pending:")
         emit("_drop_oldest()", 2)
 
+    def gen_abandon(self, prog):
+        """The key's life ended: its pending starts are forgotten, each one
+        that would have been measured counted as dropped (core.semantics)."""
+        emit = prog.code.emit
+        prog.filters(early_filters(self.m, prog.logical))
+        emit("k = %s" % _tuple_src([prog.load(k) for k in self.m.pair.key]))
+        emit("s = _pending_pop(k, None)")
+        emit("if s is None or s is _REJECTED or s is _TOO_DEEP:")
+        emit("return", 2)
+        emit("if s.__class__ is _Stack:")
+        emit("_st.dropped_starts += sum(1 for x in s if x is not _REJECTED and "
+             "x is not _TOO_DEEP)", 2)
+        emit("else:")
+        emit("_st.dropped_starts += 1", 2)
+
     def gen_end(self, prog):
         pair = self.m.pair
         emit = prog.code.emit
         prog.filters(early_filters(self.m, prog.logical))
         key = _tuple_src([prog.load(k) for k in pair.key])
         emit("k = %s" % key)
-        emit("s = _pending_pop(k, None)")
+        if pair.nested is not None:
+            # the innermost start of the key's stack is this end's
+            emit("st = _pending_get(k)")
+            emit("s = st.pop() if st else None")
+            emit("if st is not None and not st:")
+            emit("del _pending[k]", 2)
+            emit("if s is _TOO_DEEP:")
+            emit("s = None", 2)
+        else:
+            emit("s = _pending_pop(k, None)")
         # an end its filters reject ends its pair (one of a shared key's)
         prog.filters(late_filters(self.m, prog.logical),
                      reject=("_end_shared(k, s, False)",) if pair.shared else ())
@@ -356,6 +404,9 @@ class HandlerBuilder(object):
         emit("if x_latency < 0:")
         # clock skew between CPUs: never a negative latency
         emit("x_latency = 0", 2)
+        if pair.min_latency:
+            emit("if x_latency < %s:" % prog.const(pair.min_latency))
+            emit("return", 2)
         prog.code.loaded.add(LATENCY)
         carried = {}
         for i, c in enumerate(pair.carry):

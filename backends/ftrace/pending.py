@@ -2,8 +2,9 @@
 
 Keys are pair key tuples; an entry is what handlers.py stores for a start
 (its time stamp, or a tuple or list with carried fields), REJECTED for a
-start its filters rejected, or a Shared for a shared key value that
-several starts hold (core.semantics states the rules).  Insertion order
+start its filters rejected, a Shared for a shared key value that
+several starts hold, or for a nested pair a Stack of those entries
+(innermost last, TOO_DEEP beyond the pair's depth) (core.semantics states the rules).  Insertion order
 is age: beyond max_pending the oldest entries are dropped (counted in
 dropped_starts), so that ends that never come cannot grow memory forever.
 """
@@ -21,6 +22,26 @@ class _Rejected(object):
 
 
 REJECTED = _Rejected()
+
+
+class _TooDeep(object):
+    """A nested pair's start beyond its depth (core.semantics): it holds
+    its level in the key's stack, unmeasured."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<start too deep>"
+
+
+TOO_DEEP = _TooDeep()
+
+
+class Stack(list):
+    """The pending entry of a nested pair's key: its starts, innermost
+    last (a class of its own: a pair with a mark stores lists)."""
+
+    __slots__ = ()
 
 
 class Shared(object):
@@ -86,9 +107,12 @@ class PendingStarts(object):
         if extra <= 0:
             return
         popitem = self.table.popitem
+        dropped = 0
         for _ in range(extra):
-            popitem(last=False)
-        self.counters.dropped_starts += extra
+            v = popitem(last=False)[1]
+            # a nested pair's key holds a stack: each start in it is dropped
+            dropped += len(v) if v.__class__ is Stack else 1
+        self.counters.dropped_starts += dropped
 
     def release_shared(self):
         """Forget every shared key (after lost events: the end it waits for

@@ -14,16 +14,13 @@ kernel function names (identifiers, from the model), argument names (the
 model's field names, identifiers) and fetch specs (built from fixed tables).
 """
 
-import glob
 import os
 import platform
 import re
-import shutil
-import subprocess
 
 from kerntrace.core.model import STR, USTR
 
-from . import elfsym
+from kerntrace.core import elfsym, symbols
 
 # Function arguments by position, per architecture (the kernel's register
 # names in fetch args; documented in Documentation/trace/uprobetracer.rst).
@@ -45,7 +42,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 # A path the uprobe_events parser takes verbatim: no blanks, no ':' (it
 # separates the offset), nothing but ordinary file name characters.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]{1,4000}\Z")
-_LIBNAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,200}\Z")
 _DEF_LINE = re.compile(r"^([prf])(?:\d*):([A-Za-z0-9_]+)/([A-Za-z0-9_]+)\s")
 
 _counter = [0]
@@ -92,92 +88,13 @@ def removal_line(group, event):
 
 # ---------------------------------------------------------------------------
 # Libraries
-def _is_elf(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == elfsym.ELF_MAGIC
-    except (IOError, OSError):
-        return False
-
-
-def _lib_pattern(name):
-    # "c" -> libc.so, libc.so.6, libc-2.31.so ; "pthread" -> libpthread.so.0
-    stem = name if name.startswith("lib") else "lib" + name
-    return re.compile(r"^%s(?:-[0-9.]+)?\.so(?:\.[0-9]+)*$" % re.escape(stem))
-
-
-def _from_maps(pattern, maps):
-    try:
-        with open(maps) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and parts[5].startswith("/"):
-                    if pattern.match(os.path.basename(parts[5])):
-                        return parts[5]
-    except (IOError, OSError):
-        pass
-    return None
-
-
-def _from_ldconfig(pattern):
-    exe = shutil.which("ldconfig") or next(
-        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
-    if not exe:
-        return None
-    try:
-        p = subprocess.Popen([exe, "-p"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             universal_newlines=True)
-        out, _ = p.communicate(timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    want64 = platform.architecture()[0] == "64bit"
-    fallback = None
-    for line in out.splitlines():
-        # "	libc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6"
-        m = re.match(r"^\s*(\S+)\s+\(([^)]*)\)\s+=>\s+(\S+)$", line)
-        if not m or not pattern.match(m.group(1)):
-            continue
-        is64 = "64" in m.group(2)
-        if is64 == want64:
-            return m.group(3)
-        fallback = fallback or m.group(3)
-    return fallback
-
-
-def _from_standard_dirs(pattern):
-    triplet = "%s-linux-gnu" % platform.machine()
-    for d in ("/lib64", "/usr/lib64", "/lib/" + triplet, "/usr/lib/" + triplet, "/lib", "/usr/lib"):
-        for p in sorted(glob.glob(os.path.join(d, "lib*.so*"))):
-            if pattern.match(os.path.basename(p)):
-                return p
-    return None
-
-
 def resolve_library(name, maps="/proc/self/maps"):
-    """Real path of a binary or library named by a tool: an absolute path,
-    or a short name ("c" -> libc from our own mappings, `ldconfig -p`, or
-    the standard library directories; otherwise a program on PATH)."""
-    if "/" in name:
-        if not name.startswith("/"):
-            raise ProbeError("library path %r must be absolute" % name)
-        found = name
-    else:
-        if not _LIBNAME.match(name):
-            raise ProbeError("invalid library name %r" % name)
-        pattern = _lib_pattern(name)
-        found = (_from_maps(pattern, maps) or _from_ldconfig(pattern)
-                 or _from_standard_dirs(pattern) or shutil.which(name))
-        if not found:
-            raise ProbeError("library %r not found (not mapped, not in ldconfig -p or the "
-                             "standard directories)" % name)
-    path = os.path.realpath(found)
-    if not os.path.isfile(path):
-        raise ProbeError("%s does not exist" % found)
-    if not _is_elf(path):
-        raise ProbeError("%s is not an ELF binary" % path)
-    if not _SAFE_PATH.match(path):
-        raise ProbeError("cannot probe %r: unusual characters in the path" % path)
-    return path
+    """Real path of a binary or library named by a tool (see
+    core.symbols.resolve_binary); raises ProbeError."""
+    try:
+        return symbols.resolve_binary(name, maps=maps)
+    except symbols.SymbolError as e:
+        raise ProbeError(str(e))
 
 
 def resolve_symbol(path, symbol):

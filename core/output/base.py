@@ -54,7 +54,8 @@ class Printer(object):
                            % report.lost)
         if report.dropped_starts:
             self.err.write("WARNING: %d starts dropped in this interval (too many waiting for "
-                           "their end)\n" % report.dropped_starts)
+                           "their end, nested too deep, or their thread exited)\n"
+                           % report.dropped_starts)
 
 
 class MachineReadablePrinter(Printer):

@@ -1,8 +1,10 @@
 """ELF symbol -> file offset, for uprobes (which attach at a file offset).
 
 Pure Python, no pyelftools: 32- and 64-bit, little- and big-endian objects,
-symbols from .symtab (unstripped binaries) and .dynsym (shared libraries,
-stripped binaries).  A symbol's virtual address is mapped to a file offset
+symbols from .symtab (unstripped binaries), .dynsym (shared libraries,
+stripped binaries) and the .symtab of the xz-compressed ELF in
+.gnu_debugdata (MiniDebugInfo: stripped distribution binaries keep their
+local function symbols there).  A symbol's virtual address is mapped to a file offset
 through the PT_LOAD program header that contains it, the way the kernel
 maps the file (section headers can lie about stripped debug data).
 
@@ -11,6 +13,11 @@ maps the file (section headers can lie about stripped debug data).
 """
 
 import struct
+
+try:
+    import lzma
+except ImportError:     # a Python built without liblzma: no MiniDebugInfo
+    lzma = None
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -76,9 +83,10 @@ class _Layout(object):
 
 
 class _Section(object):
-    __slots__ = ("type", "addr", "offset", "size", "link", "entsize")
+    __slots__ = ("name", "type", "addr", "offset", "size", "link", "entsize")
 
-    def __init__(self, type, addr, offset, size, link, entsize):
+    def __init__(self, type, addr, offset, size, link, entsize, name=0):
+        self.name = name        # offset in the section name table, then the name
         self.type = type
         self.addr = addr
         self.offset = offset
@@ -90,13 +98,15 @@ class _Section(object):
 class ElfFile(object):
     """A parsed ELF file: program headers, sections, symbols on demand."""
 
-    def __init__(self, path):
+    def __init__(self, path, data=None):
         self.path = path
-        try:
-            with open(path, "rb") as f:
-                self._data = f.read()
-        except (IOError, OSError) as e:
-            raise ElfError("cannot read %s: %s" % (path, e.strerror or e))
+        if data is None:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except (IOError, OSError) as e:
+                raise ElfError("cannot read %s: %s" % (path, e.strerror or e))
+        self._data = data
         d = self._data
         if len(d) < 52 or d[:4] != ELF_MAGIC:
             raise ElfError("%s is not an ELF file" % path)
@@ -108,9 +118,14 @@ class ElfFile(object):
         self.little_endian = data == ELFDATA2LSB
         hdr = self._unpack(self.layout.ehdr, 16)
         (self.e_type, self.e_machine, _version, self.e_entry, e_phoff, e_shoff, _flags,
-         _ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, _shstrndx) = hdr
+         _ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, shstrndx) = hdr
         self.segments = self._program_headers(e_phoff, e_phentsize, e_phnum)
         self.sections = self._section_headers(e_shoff, e_shentsize, e_shnum)
+        if shstrndx == SHN_XINDEX and self.sections:
+            shstrndx = self.sections[0].link
+        names = self.sections[shstrndx] if 0 < shstrndx < len(self.sections) else None
+        for sec in self.sections:
+            sec.name = self._cstring(names, sec.name)
 
     # -- raw access ----------------------------------------------------------
     def _unpack(self, st, offset):
@@ -146,9 +161,9 @@ class ElfFile(object):
             num = self._unpack(st, off)[5]
         out = []
         for i in range(num):
-            (_name, s_type, _flags, s_addr, s_offset, s_size, s_link, _info, _align,
+            (s_name, s_type, _flags, s_addr, s_offset, s_size, s_link, _info, _align,
              s_entsize) = self._unpack(st, off + i * entsize)
-            out.append(_Section(s_type, s_addr, s_offset, s_size, s_link, s_entsize))
+            out.append(_Section(s_type, s_addr, s_offset, s_size, s_link, s_entsize, s_name))
         return out
 
     def _cstring(self, table, index):
@@ -173,7 +188,48 @@ class ElfFile(object):
 
     # -- symbols -------------------------------------------------------------
     def symbols(self):
-        """Every defined symbol of .symtab and .dynsym (generator)."""
+        """Every defined symbol of .symtab and .dynsym, then of the
+        MiniDebugInfo .symtab (generator)."""
+        for sym in self._own_symbols():
+            yield sym
+        mini = self.debugdata()
+        if mini is not None:
+            for name, value, size, stype, bind, shndx, _table in mini._own_symbols():
+                yield name, value, size, stype, bind, shndx, ".gnu_debugdata"
+
+    def debugdata(self):
+        """The ELF embedded xz-compressed in .gnu_debugdata, or None (no such
+        section, no lzma module, or it does not decompress to an ELF)."""
+        sec = next((s for s in self.sections if s.name == ".gnu_debugdata"), None)
+        if sec is None or lzma is None:
+            return None
+        try:
+            raw = lzma.decompress(self._data[sec.offset:sec.offset + sec.size])
+            return ElfFile("%s[.gnu_debugdata]" % self.path, raw)
+        except (lzma.LZMAError, ElfError, EOFError):
+            return None
+
+    def functions(self):
+        """{name: Symbol} of every function defined in the file (names
+        without @version; a global or weak definition wins over a local
+        one).  Symbols in no loadable segment are left out."""
+        ranked = {}
+        for name, value, size, stype, bind, shndx, table in self.symbols():
+            if stype not in (STT_FUNC, STT_GNU_IFUNC) or (shndx >= SHN_LORESERVE
+                                                          and shndx != SHN_XINDEX):
+                continue
+            name = name.split("@", 1)[0]
+            rank = 0 if bind in (STB_GLOBAL, STB_WEAK) else 1
+            if name and (name not in ranked or rank < ranked[name][0]):
+                ranked[name] = (rank, value, size, stype, bind, table)
+        out = {}
+        for name, (_rank, value, size, stype, bind, table) in ranked.items():
+            offset = self.vaddr_to_offset(value)
+            if offset is not None:
+                out[name] = Symbol(name, value, size, stype, bind, offset, table)
+        return out
+
+    def _own_symbols(self):
         for sec in self.sections:
             if sec.type not in (SHT_SYMTAB, SHT_DYNSYM):
                 continue

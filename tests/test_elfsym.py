@@ -1,4 +1,4 @@
-"""ELF symbol -> file offset (backends/ftrace/elfsym.py), the address a
+"""ELF symbol -> file offset (core/elfsym.py), the address a
 uprobe needs.  Real binaries of this machine are checked against what
 binutils (readelf) computes at test time; synthetic files cover 32-bit and
 big-endian objects the machine does not have."""
@@ -13,7 +13,8 @@ import pytest
 import workloads
 from fake_tracefs import (STB_GLOBAL, STB_LOCAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC,
                           STT_OBJECT, make_elf)
-from kerntrace.backends.ftrace import elfsym, probes
+from kerntrace.backends.ftrace import probes
+from kerntrace.core import elfsym
 
 needs_readelf = pytest.mark.skipif(shutil.which("readelf") is None, reason="readelf not installed")
 

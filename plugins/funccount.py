@@ -1,0 +1,129 @@
+"""funccount: count calls of kernel functions, user functions and
+tracepoints (bcc-compatible).
+
+    command line  funccount [-h] [-p PID] [-i INTERVAL] [-d DURATION] [-T] [-r]
+                            [-c CPU] [--max-functions N] pattern
+    events        one Event per function (or tracepoint) the pattern names on
+                  this host, expanded in Python (plugins/funcspec.py): kernel
+                  functions (kprobe; the ftrace backend may use the function
+                  tracer), user functions (uprobe, at the ELF symbol's file
+                  offset), tracepoints
+    aggregate     Count per event, printed under the function's name
+    filters       -p PID (process id), -c CPU
+    schedule      every -i seconds; -d alone: one report after that long;
+                  neither: one report at Ctrl-C, as bcc
+    output        bcc's FUNC/COUNT table, ascending by count
+
+Differences from bcc, on purpose: the banner goes to stderr; a pattern
+matching more than --max-functions (default 1000) is refused, saying how
+many matched; USDT probes (u:) are not supported; bcc's -D (print the BPF
+program) is --print-program.
+"""
+
+from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter,
+                                Measurement, Tool, UsageError, hookimpl, pid_value,
+                                report_every, seconds_value)
+
+from . import funcspec
+
+KERNTRACE_API_VERSION = "1.0"
+
+
+def cpu_value(text):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = -1
+    if not 0 <= value < 65536:
+        raise UsageError("invalid CPU %r" % (text,))
+    return value
+
+
+class FuncCount(Tool):
+    name = "funccount"
+    summary = "Count functions, tracepoints (bcc funccount)."
+    examples = (
+        ("funccount 'vfs_*'", "count kernel fns starting with \"vfs\""),
+        ("funccount -r '^vfs.*'", "same as above, using regular expressions"),
+        ("funccount -Ti 5 'vfs_*'", "output every 5 seconds, with timestamps"),
+        ("funccount -d 10 'vfs_*'", "trace for 10 seconds only"),
+        ("funccount -p 185 'vfs_*'", "count vfs calls for PID 185 only"),
+        ("funccount t:sched:sched_fork", "count calls to the sched_fork tracepoint"),
+        ("funccount c:malloc", "count all malloc() calls in libc"),
+        ("funccount -p 185 'c:str*'", "count str* calls in the libc PID 185 maps"),
+        ("funccount /usr/bin/bash:readline", "count readline() calls of bash"),
+        ("funccount -c 1 'vfs_*'", "count vfs calls on CPU 1 only"),
+    )
+    sample_args = ("c:getppid",)
+
+    def add_arguments(self, p):
+        p.add_argument("-p", "--pid", type=pid_value, help="trace this PID only")
+        p.add_argument("-i", "--interval", type=seconds_value, help="summary interval, seconds")
+        p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
+                       help="total duration of trace, seconds")
+        p.add_argument("-T", "--timestamp", action="store_true",
+                       help="include timestamp on output")
+        p.add_argument("-r", "--regexp", action="store_true",
+                       help="use regular expressions. Default is \"*\" wildcards only.")
+        p.add_argument("-c", "--cpu", type=cpu_value, help="trace this CPU only")
+        p.add_argument("--max-functions", type=funcspec.max_functions_value,
+                       default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",
+                       help="refuse a pattern matching more than N functions "
+                            "(default %d)" % funcspec.DEFAULT_MAX_FUNCTIONS)
+        p.add_argument("pattern", help="search expression for events")
+
+    def targets(self, args):
+        """The expanded pattern, computed once per parsed command line."""
+        if getattr(args, "_targets", None) is None:
+            args._targets = funcspec.expand(args.pattern, args.regexp, args.pid,
+                                            args.max_functions)
+        return args._targets
+
+    def parse_args(self, argv, prog=None):
+        args = Tool.parse_args(self, argv, prog)
+        self.targets(args)      # every mistake before anything runs
+        return args
+
+    def event_names(self, args):
+        """The logical event name of each target: its function (or
+        tracepoint) name, which --json shows as the key; "f<N>" where two
+        targets share a name (tracepoints of two categories)."""
+        targets = self.targets(args)
+        names = [t.name for t in targets]
+        return [n if names.count(n) == 1 else "f%d" % i for i, n in enumerate(names)]
+
+    def measurement(self, args):
+        events = [Event(n, t.entry()) for n, t in zip(self.event_names(args),
+                                                       self.targets(args))]
+        filters = []
+        if args.pid is not None:
+            filters.append(Filter("pid", "==", args.pid))
+        if args.cpu is not None:
+            filters.append(Filter("cpu", "==", args.cpu))
+        interval = args.interval
+        if interval is None and args.duration is not None:
+            interval = args.duration        # bcc: -d alone is one interval
+        return Measurement(events=events, aggregate=Count(keys=(EVENT_NAME,)),
+                           filters=filters,
+                           schedule=report_every(interval, duration=args.duration))
+
+    def printer(self, args, out, err):
+        targets = self.targets(args)
+        return CountTablePrinter(
+            out, err, key_header="FUNC",
+            banner='Tracing %d functions for "%s"... Hit Ctrl-C to end.' % (
+                len(targets), args.pattern),
+            timestamps=args.timestamp)
+
+    def formatters(self, args):
+        # every output shows the function (or category:tracepoint)
+        labels = dict(zip(self.event_names(args), (t.label for t in self.targets(args))))
+        return {EVENT_NAME: lambda name: labels.get(name, name)}
+
+
+@hookimpl
+def kerntrace_tools():
+    return [FuncCount()]
+
+
+__all__ = ["FuncCount"]

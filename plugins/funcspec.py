@@ -1,0 +1,153 @@
+"""Function and tracepoint specs as bcc's funccount/funclatency take them,
+shared by funccount, funclatency and funcslower.
+
+    vfs_read   k:vfs_*   p::vfs_*        kernel functions
+    c:malloc   p:c:malloc*   /bin/x:f    user functions (library or binary)
+    t:block:block_rq_*                   tracepoints (funccount only)
+
+A spec is expanded here, in Python, into plain names (core.symbols), so
+both backends trace exactly the same functions; the model receives only
+identifiers and a resolved, checked path.  Nothing of the user's text
+reaches a probe definition or generated code unexpanded.
+"""
+
+import re
+
+from kerntrace.core.api import (KernelFunction, SymbolError, Tracepoint, UsageError,
+                                UserFunction, kernel_functions, notrace_reason, resolve_binary,
+                                tracepoints, tracing_root, user_functions)
+
+# How many functions a pattern may expand to unless the user raises the
+# limit (bcc's probe limit is 1000 too: BPF.get_probe_limit()).
+DEFAULT_MAX_FUNCTIONS = 1000
+
+# What a wildcard function or tracepoint pattern may contain: identifier
+# characters and '*'.  Regular expressions (-r) are checked by re.compile.
+_GLOB = re.compile(r"^[A-Za-z0-9_*.]{1,256}\Z")
+_REGEX_MAX = 256
+
+
+class Target(object):
+    """One traced thing: `label` as printed (FUNC column), and how to probe
+    its entry (and return)."""
+
+    def __init__(self, label, kind, library=None, name=None, category=None):
+        self.label = label
+        self.kind = kind            # "kernel", "user" or "tracepoint"
+        self.library = library      # resolved path (user)
+        self.name = name            # function or tracepoint name
+        self.category = category    # tracepoint category
+
+    def entry(self):
+        if self.kind == "kernel":
+            return KernelFunction(self.name)
+        if self.kind == "user":
+            return UserFunction(self.library, self.name)
+        return Tracepoint(self.category, self.name)
+
+    def exit(self):
+        if self.kind == "kernel":
+            return KernelFunction(self.name, ret=True)
+        if self.kind == "user":
+            return UserFunction(self.library, self.name, ret=True)
+        raise UsageError("%s is a tracepoint: it has no return" % self.label)
+
+
+def split_spec(spec):
+    """(kind, library, pattern or (category, pattern)) of a spec, bcc's
+    grammar; raises UsageError."""
+    if not spec or "\n" in spec or len(spec) > 4096:
+        raise UsageError("invalid pattern %r" % spec)
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return "kernel", None, parts[0]
+    if len(parts) == 2:
+        if parts[0] == "k":
+            return "kernel", None, parts[1]
+        if parts[0] in ("t", "u", "p"):
+            raise UsageError("invalid pattern %r: %s: needs more parts" % (spec, parts[0]))
+        return ("user", parts[0], parts[1]) if parts[0] else ("kernel", None, parts[1])
+    if len(parts) == 3:
+        kind, lib, pat = parts
+        if kind == "t":
+            return "tracepoint", None, (lib, pat)
+        if kind == "u":
+            raise UsageError("USDT probes (%s) are not supported" % spec)
+        if kind == "p":
+            return ("user", lib, pat) if lib else ("kernel", None, pat)
+    raise UsageError("invalid pattern %r (expected FUNC, LIB:FUNC, p:LIB:FUNC or t:CAT:EVENT)"
+                     % spec)
+
+
+def _check_pattern(text, regex, spec):
+    if regex:
+        if not text or len(text) > _REGEX_MAX or any(c.isspace() for c in text):
+            raise UsageError("invalid regular expression in %r" % spec)
+    elif not _GLOB.match(text):
+        raise UsageError("invalid pattern %r: function and event names are letters, digits, "
+                         "_ and . with * as the only wildcard" % spec)
+
+
+def expand(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS,
+           allow_tracepoints=True):
+    """[Target] the spec names on this host, sorted by label; raises
+    UsageError with one line when it names nothing or more than
+    max_functions."""
+    kind, library, pattern = split_spec(spec)
+    try:
+        if kind == "tracepoint":
+            if not allow_tracepoints:
+                raise UsageError("%s is a tracepoint; this tool measures functions" % spec)
+            category, name = pattern
+            _check_pattern(category, regex, spec)
+            _check_pattern(name, regex, spec)
+            found = [Target("%s:%s" % (c, n), "tracepoint", name=n, category=c)
+                     for c, n in tracepoints(category, name, regex, tracing_root())]
+            where = "no tracepoint"
+        elif kind == "user":
+            _check_pattern(pattern, regex, spec)
+            path = resolve_binary(library, pid=pid)
+            found = [Target(n, "user", library=path, name=n)
+                     for n in user_functions(path, pattern, regex)]
+            where = "no function in %s" % path
+        else:
+            _check_pattern(pattern, regex, spec)
+            root = tracing_root()
+            names = kernel_functions(pattern, regex, tracing_root=root)
+            if not names and not regex and "*" not in pattern:
+                why = notrace_reason(pattern, tracing_root=root)
+                if why:
+                    raise UsageError(why)
+            found = [Target(n, "kernel", name=n) for n in names]
+            where = "no kernel function"
+    except SymbolError as e:
+        raise UsageError(str(e))
+    if not found:
+        raise UsageError("%s matches %s" % (spec, where))
+    if len(found) > max_functions:
+        raise UsageError("%s matches %d %s, more than the limit of %d (raise it with "
+                         "--max-functions %d)" % (spec, len(found), "tracepoints"
+                                                  if kind == "tracepoint" else "functions",
+                                                  max_functions, len(found)))
+    return found
+
+
+def expand_one(spec, regex=False, pid=None):
+    """The single function a spec names (funclatency, funcslower)."""
+    found = expand(spec, regex, pid, allow_tracepoints=False)
+    if len(found) > 1:
+        shown = ", ".join(t.label for t in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise UsageError("%s matches %d functions (%s); name exactly one" % (spec, len(found),
+                                                                            shown))
+    return found[0]
+
+
+def max_functions_value(text):
+    """argparse type of --max-functions."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise UsageError("--max-functions must be a positive integer, got %r" % text)
+    return value

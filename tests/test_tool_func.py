@@ -1,0 +1,390 @@
+"""funccount, funclatency, funcslower without a live kernel: the pattern
+grammar and its expansion (plugins/funcspec.py, core/symbols.py), bad
+input (one line, non-zero exit, nothing written anywhere), the kernel
+function paths in fake kernel eras (kprobe_events, the function tracer)
+and in generated BPF C, and the model pieces they brought (nested pairs,
+min_latency)."""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import clirun
+import funcworkload
+from kerntrace.core import elfsym, symbols
+from kerntrace.core.errors import InvalidSpec, UsageError
+from kerntrace.core.model import (EVENT_NAME, LATENCY, MAX_NESTING, Count, Event, Histogram,
+                                  KernelFunction, Measurement, Pair, UserFunction,
+                                  is_identifier)
+from kerntrace.plugins import funccount, funclatency, funcslower, funcspec
+
+
+@pytest.fixture(scope="module")
+def funcwork(tmp_path_factory):
+    exe = funcworkload.build(tmp_path_factory.mktemp("funcwork"))
+    if exe is None:
+        pytest.skip("no C compiler to build the function workload")
+    return exe
+
+
+# ---------------------------------------------------------------------------
+# The spec grammar (bcc's)
+@pytest.mark.parametrize("spec,expected", [
+    ("vfs_read", ("kernel", None, "vfs_read")),
+    ("k:vfs_*", ("kernel", None, "vfs_*")),
+    ("p::vfs_*", ("kernel", None, "vfs_*")),
+    (":vfs_read", ("kernel", None, "vfs_read")),
+    ("c:malloc", ("user", "c", "malloc")),
+    ("p:c:str*", ("user", "c", "str*")),
+    ("/usr/bin/bash:readline", ("user", "/usr/bin/bash", "readline")),
+    ("t:block:block_rq_*", ("tracepoint", None, ("block", "block_rq_*"))),
+])
+def test_spec_grammar(spec, expected):
+    assert funcspec.split_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("u:node:gc*", "USDT probes"),
+    ("a:b:c:d", "invalid pattern"),
+    ("t:block", "needs more parts"),
+    ("vfs_read\nvfs_write", "invalid pattern"),
+    ("", "invalid pattern"),
+])
+def test_spec_grammar_errors(spec, message):
+    with pytest.raises(UsageError, match=message):
+        funcspec.split_spec(spec)
+
+
+def test_user_functions_glob_and_regex(funcwork):
+    assert symbols.user_functions(funcwork, "kt_*") == ["kt_leaf", "kt_recurse", "kt_vanish"]
+    assert symbols.user_functions(funcwork, "kt_(leaf|vanish)", regex=True) == [
+        "kt_leaf", "kt_vanish"]
+    # a regular expression matches whole names, a glob is no regex
+    assert symbols.user_functions(funcwork, "kt_lea", regex=True) == []
+    assert symbols.user_functions(funcwork, "kt_.*") == []
+
+
+def test_expand_user_pattern_resolves_the_binary_once(funcwork):
+    targets = funcspec.expand(funcwork + ":kt_*")
+    assert [t.label for t in targets] == ["kt_leaf", "kt_recurse", "kt_vanish"]
+    assert targets[0].entry() == UserFunction(os.path.realpath(funcwork), "kt_leaf")
+    assert targets[0].exit() == UserFunction(os.path.realpath(funcwork), "kt_leaf", ret=True)
+
+
+def test_libc_pattern_limit_says_how_many_matched():
+    n = len(symbols.user_functions(symbols.resolve_binary("c"), "str*"))
+    assert n > 3
+    with pytest.raises(UsageError) as e:
+        funcspec.expand("c:str*", max_functions=3)
+    assert str(e.value) == ("c:str* matches %d functions, more than the limit of 3 "
+                            "(raise it with --max-functions %d)" % (n, n))
+    assert len(funcspec.expand("c:str*", max_functions=n)) == n
+
+
+def test_kernel_functions_from_available_filter_functions(tmp_path):
+    root = tmp_path / "tracing"
+    root.mkdir()
+    (root / "available_filter_functions").write_text(
+        "vfs_read\nvfs_write\nvfs_fsync [ext4]\nfoo.cold\n")
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text("ffffffff81000000 T vfs_read\nffffffff81000100 T vfs_write\n"
+                        "ffffffff81000200 t vfs_notraced\nffffffff81000300 D vfs_data\n")
+    assert symbols.kernel_functions("vfs_*", tracing_root=str(root),
+                                    kallsyms=str(kallsyms)) == ["vfs_fsync", "vfs_read",
+                                                                "vfs_write"]
+    # without available_filter_functions: kallsyms text symbols
+    assert symbols.kernel_functions("vfs_*", kallsyms=str(kallsyms)) == [
+        "vfs_notraced", "vfs_read", "vfs_write"]
+    assert symbols.notrace_reason("vfs_notraced", str(root), str(kallsyms)) == (
+        "kernel function vfs_notraced is not traceable (notrace or inlined: not in %s)"
+        % (root / "available_filter_functions"))
+    assert symbols.notrace_reason("nosuch", str(root), str(kallsyms)) == (
+        "no kernel function nosuch (not in %s)" % kallsyms)
+    assert symbols.notrace_reason("vfs_read", str(root), str(kallsyms)) is None
+
+
+def test_tracepoint_patterns(tmp_path):
+    for cat, ev in (("block", "block_rq_issue"), ("block", "block_rq_complete"),
+                    ("sched", "sched_switch"), ("ftrace", "function")):
+        d = tmp_path / "events" / cat / ev
+        d.mkdir(parents=True)
+        (d / "format").write_text("name: %s\n" % ev)
+    (tmp_path / "events" / "block" / "enable").write_text("0\n")
+    assert symbols.tracepoints("block", "block_rq_*", tracing_root=str(tmp_path)) == [
+        ("block", "block_rq_complete"), ("block", "block_rq_issue")]
+    # ftrace's own record formats are not tracepoints
+    assert symbols.tracepoints("*", "*", tracing_root=str(tmp_path)) == [
+        ("block", "block_rq_complete"), ("block", "block_rq_issue"), ("sched", "sched_switch")]
+
+
+# ---------------------------------------------------------------------------
+# .gnu_debugdata (MiniDebugInfo): stripped binaries keep local symbols there
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("objcopy", "xz", "nm", "strip")),
+                    reason="needs binutils (objcopy, nm, strip) and xz")
+def test_minidebuginfo_symbols_of_a_stripped_binary(funcwork, tmp_path):
+    exe = str(tmp_path / "stripped")
+    shutil.copy(funcwork, exe)
+    # the recipe of Fedora's find-debuginfo (gdb's "MiniDebugInfo" manual page)
+    subprocess.check_call(["objcopy", "--only-keep-debug", exe, exe + ".debug"])
+    subprocess.check_call(["objcopy", "-S", "--remove-section", ".gdb_index",
+                           "--remove-section", ".comment", "--keep-symbol", "sleep_usec",
+                           exe + ".debug", exe + ".mini"])
+    subprocess.check_call(["xz", "-f", exe + ".mini"])
+    subprocess.check_call(["strip", "--strip-all", exe])
+    subprocess.check_call(["objcopy", "--add-section", ".gnu_debugdata=%s.mini.xz" % exe, exe])
+    original = elfsym.ElfFile(funcwork).functions()
+    stripped = elfsym.ElfFile(exe)
+    assert [s.name for s in stripped.sections if s.name in (".symtab", ".gnu_debugdata")] == [
+        ".gnu_debugdata"]
+    # sleep_usec is static: in no .dynsym, only in the MiniDebugInfo
+    sym = elfsym.find_symbol(exe, "sleep_usec")
+    assert sym.table == ".gnu_debugdata"
+    assert sym.offset == original["sleep_usec"].offset
+    assert "sleep_usec" in symbols.user_functions(exe, "sleep_*")
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line, non-zero exit, no traceback, nothing left behind
+def _probe_lines(path):
+    lines = []
+    for f in ("uprobe_events", "kprobe_events"):
+        p = os.path.join(symbols.tracing_root() or "/nonexistent", f)
+        try:
+            with open(p) as fh:
+                lines += [l for l in fh if path in l]
+        except (IOError, OSError):
+            pass
+    return lines
+
+
+BAD = [
+    (["funccount", "{exe}:nosuch_*"], "{exe}:nosuch_* matches no function in {real}"),
+    (["funccount", "{exe}:nosuch"], "{exe}:nosuch matches no function in {real}"),
+    (["funccount", "--max-functions", "2", "{exe}:kt_*"],
+     "{exe}:kt_* matches 3 functions, more than the limit of 2 (raise it with "
+     "--max-functions 3)"),
+    (["funccount", "/nonexistent/bin:f"], "/nonexistent/bin does not exist"),
+    (["funccount", "{notelf}:f"], "{notelf} is not an ELF binary"),
+    (["funccount", "vfs_read:traceoff"], "library 'vfs_read' not found"),
+    (["funccount", "!vfs_read"], "invalid pattern '!vfs_read'"),
+    (["funccount", "--", "-:kerntrace_1/x"], "invalid pattern '-:kerntrace_1/x'"),
+    (["funccount", "{exe}:kt_leaf\nkt_x"], "invalid pattern"),
+    (["funccount", "u:{exe}:probe"], "USDT probes"),
+    (["funccount", "-r", "{exe}:kt_(", ], "invalid regular expression"),
+    (["funclatency", "{exe}:kt_*"], "{exe}:kt_* matches 3 functions (kt_leaf, kt_recurse, "
+                                    "kt_vanish); name exactly one"),
+    (["funclatency", "-u", "-m", "{exe}:kt_leaf"], "-u and -m are mutually exclusive"),
+    (["funclatency", "t:sched:sched_switch"], "is a tracepoint; this tool measures functions"),
+    (["funclatency", "-l", "0", "{exe}:kt_leaf"], "-l takes a level from 1 to 64"),
+    (["funcslower", "-a", "7", "{exe}:kt_leaf"], "-a takes 0 to 6 arguments"),
+    (["funcslower", "-m", "1", "-u", "5", "{exe}:kt_leaf"], "-m and -u are mutually exclusive"),
+    (["funcslower", "-m", "nan", "{exe}:kt_leaf"], "invalid minimum duration"),
+    (["funccount", "kerntrace_no_such_kernel_function"],
+     "no kernel function kerntrace_no_such_kernel_function"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_one_line(funcwork, tmp_path, argv, message):
+    notelf = tmp_path / "script"
+    notelf.write_text("#!/bin/sh\n")
+    subst = {"exe": funcwork, "real": os.path.realpath(funcwork), "notelf": str(notelf)}
+    argv = [a.format(**subst) for a in argv]
+    rc, out, err = clirun.run(argv[:1] + ["-d", "1"] + argv[1:])
+    assert rc != 0 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert message.format(**subst) in lines[0], lines[0]
+    assert _probe_lines(funcwork) == [] and _probe_lines(str(notelf)) == []
+
+
+# ---------------------------------------------------------------------------
+# What the tools declare
+def _args(tool, argv):
+    return tool.parse_args(argv)
+
+
+def test_funccount_declares_one_counted_event_per_function(funcwork):
+    tool = funccount.FuncCount()
+    args = _args(tool, ["-p", "42", "-c", "1", "-d", "3", funcwork + ":kt_*"])
+    m = tool.measurement(args)
+    assert [e.probes[0] for e in m.events] == [
+        UserFunction(os.path.realpath(funcwork), n) for n in ("kt_leaf", "kt_recurse",
+                                                              "kt_vanish")]
+    assert m.aggregate.keys == (EVENT_NAME,)
+    assert [(f.field, f.op, f.value) for f in m.filters] == [("pid", "==", 42), ("cpu", "==", 1)]
+    assert m.schedule.interval == 3 and m.schedule.duration == 3
+    assert [e.name for e in m.events] == ["kt_leaf", "kt_recurse", "kt_vanish"]
+    assert tool.formatters(args)[EVENT_NAME]("kt_recurse") == "kt_recurse"
+
+
+def test_funccount_names_tracepoints_of_two_categories_apart(monkeypatch):
+    tool = funccount.FuncCount()
+    targets = [funcspec.Target("a:x", "tracepoint", name="x", category="a"),
+               funcspec.Target("b:x", "tracepoint", name="x", category="b"),
+               funcspec.Target("b:y", "tracepoint", name="y", category="b")]
+    monkeypatch.setattr(funcspec, "expand", lambda *a: targets)
+    args = _args(tool, ["t:*:*"])
+    m = tool.measurement(args)
+    assert [e.name for e in m.events] == ["f0", "f1", "y"]
+    label = tool.formatters(args)[EVENT_NAME]
+    assert [label(e.name) for e in m.events] == ["a:x", "b:x", "b:y"]
+
+
+def test_funclatency_is_a_nested_tid_pair(funcwork):
+    tool = funclatency.FuncLatency()
+    m = tool.measurement(_args(tool, ["-m", "-l", "3", funcwork + ":kt_recurse"]))
+    assert m.pair.key == ("tid",) and m.pair.nested == 3
+    # a thread's exit gives up the calls it exited inside
+    assert m.pair.abandon == "exit" and m.event("exit").probes[0].describe() == (
+        "t:sched:sched_process_exit")
+    assert (m.aggregate.value, m.aggregate.unit) == (LATENCY, "msecs")
+    assert m.events[1].probes[0].ret
+
+
+def test_funcslower_threshold_is_the_pairs_min_latency(funcwork):
+    tool = funcslower.FuncSlower()
+    m = tool.measurement(_args(tool, ["-u", "2.5", "-a", "2", funcwork + ":kt_leaf"]))
+    assert m.pair.min_latency == 2500
+    assert m.pair.carry == ("arg0", "arg1")
+    assert m.aggregate.fields == ("comm", "pid", LATENCY, "retval", "arg0", "arg1")
+    m = tool.measurement(_args(tool, [funcwork + ":kt_leaf"]))
+    assert m.pair.min_latency == 1000000          # bcc's default: 1 ms
+
+
+def test_funcslower_prints_bcc_columns(funcwork):
+    import io
+    from kerntrace.core.output.base import RunContext
+    from kerntrace.core.results import Record
+    tool = funcslower.FuncSlower()
+    args = _args(tool, ["-a", "1", funcwork + ":kt_leaf"])
+    out, err = io.StringIO(), io.StringIO()
+    p = tool.printer(args, out, err)
+    ctx = RunContext("funcslower", "ftrace", None)
+    p.start(ctx)
+    from kerntrace.core.results import Report
+    p.report(Report([Record(1, {"comm": "kerntrace_funcwork", "pid": 7, LATENCY: 30123456,
+                                "retval": -1, "arg0": 30000})]), ctx)
+    assert err.getvalue() == "Tracing function calls slower than 1 ms... Ctrl+C to quit.\n"
+    assert out.getvalue().splitlines() == [
+        "COMM           PID    LAT(ms)             RVAL FUNC ARGS",
+        "kerntrace_func 7        30.12 ffffffffffffffff kt_leaf 0x7530"]
+
+
+# ---------------------------------------------------------------------------
+# Model pieces
+def _pair(**kw):
+    return Pair("a", "b", key=("tid",), **kw)
+
+
+def test_nested_and_min_latency_are_validated():
+    assert _pair(nested=MAX_NESTING).nested == MAX_NESTING
+    for bad in (0, MAX_NESTING + 1, True, "2"):
+        with pytest.raises(InvalidSpec):
+            _pair(nested=bad)
+    with pytest.raises(InvalidSpec):
+        Pair("a", "b", key=("tid",), mark="c", nested=2)
+    with pytest.raises(InvalidSpec):
+        Pair("a", "b", key=("tid",), shared={"tid": 0}, nested=2)
+    for bad in (-1, 1.5, True, 1 << 64):
+        with pytest.raises(InvalidSpec):
+            _pair(min_latency=bad)
+
+
+def test_ftrace_drops_each_start_of_a_nested_key_it_gives_up():
+    from kerntrace.backends.ftrace.aggregate import Counters
+    from kerntrace.backends.ftrace.pending import PendingStarts, Stack
+    c = Counters()
+    p = PendingStarts(1, c)
+    p.table[(1,)] = Stack([10, 20, 30])
+    p.table[(2,)] = Stack([40])
+    p.drop_oldest()
+    assert list(p.table) == [(2,)] and c.dropped_starts == 3
+
+
+# ---------------------------------------------------------------------------
+# Generated BPF C for the kernel-function paths
+def _kernel_latency():
+    return Measurement([Event("entry", KernelFunction("vfs_read")),
+                        Event("ret", KernelFunction("vfs_read", ret=True))],
+                       Histogram(LATENCY, unit="usecs"),
+                       pair=Pair("entry", "ret", key=("tid",), nested=4, min_latency=1000))
+
+
+def test_bpf_nested_pair_keeps_a_depth_per_key(tmp_path):
+    from test_ebpf_codegen import CC, make_plan, syntax_check
+    from kerntrace.backends.ebpf import codegen
+    m = _kernel_latency()
+    prog = codegen.generate(m, make_plan(m))
+    t = prog.text
+    assert [(a.kind, a.event.probe.function) for a in prog.attachments] == [
+        ("kprobe", "vfs_read"), ("kretprobe", "vfs_read")]
+    assert "BPF_HASH(kt_depth, struct kt_pair_key, u64, 10240);" in t
+    assert "u64 kt_depth;" in t                       # the level in the start map's key
+    assert "if (kt_depth.update(&kt_k, &kt_next) != 0 || kt_level >= 4) {" in t
+    assert "kt_k.kt_depth = kt_level;" in t
+    assert "if (kt_latency < 1000ULL)" in t
+    if CC is not None:
+        syntax_check(tmp_path, prog, m)
+
+
+def test_bpf_funccount_of_kernel_functions_attaches_a_kprobe_each():
+    from test_ebpf_codegen import make_plan
+    from kerntrace.backends.ebpf import codegen
+    m = Measurement([Event("f0", KernelFunction("vfs_read")),
+                     Event("f1", KernelFunction("vfs_write"))], Count(keys=(EVENT_NAME,)))
+    prog = codegen.generate(m, make_plan(m))
+    assert [(a.kind, a.event.logical.name) for a in prog.attachments] == [("kprobe", "f0"),
+                                                                   ("kprobe", "f1")]
+
+
+def test_ftrace_nested_handler_source():
+    from kerntrace.backends.ftrace.aggregate import Aggregator
+    from kerntrace.backends.ftrace.plan import Plan, ResolvedEvent
+    m = _kernel_latency()
+    events = [ResolvedEvent(e, e.probes[0], "kerntrace_1", "kerntrace_1_%d" % i, None, {},
+                            probe_def="p:x") for i, e in enumerate(m.events)]
+    agg = Aggregator(m, Plan(events))
+    assert "st.append(ts)" in agg.sources["entry"]
+    assert "if len(st) >= 4:" in agg.sources["entry"]
+    assert "s = st.pop() if st else None" in agg.sources["ret"]
+    assert re.search(r"if x_latency < \w+:", agg.sources["ret"])
+
+
+def test_aliases_are_one_function_named_once():
+    libc = symbols.resolve_binary("c")
+    funcs = elfsym.ElfFile(libc).functions()
+    names = symbols.user_functions(libc, "str*")
+    offsets = [funcs[n].offset for n in names]
+    assert len(set(offsets)) == len(offsets)       # one probe per address
+    # every matching function's address is covered
+    assert set(offsets) == set(s.offset for n, s in funcs.items()
+                               if n.startswith("str") and not s.is_ifunc
+                               and is_identifier(n))
+
+
+def test_a_short_library_name_with_pid_is_the_library_that_process_maps(tmp_path):
+    """-p PID: "c" is the libc the process has mapped (/proc/PID/maps), even
+    where it is a copy of its own (here: libc copied and preloaded)."""
+    libc = symbols.resolve_binary("c")
+    own = tmp_path / "lib" / os.path.basename(libc)
+    own.parent.mkdir()
+    shutil.copy(libc, str(own))
+    p = subprocess.Popen(["sleep", "30"], env=dict(os.environ, LD_LIBRARY_PATH=str(own.parent)))
+    try:
+        for _ in range(100):
+            with open("/proc/%d/maps" % p.pid) as f:
+                if str(own) in f.read():
+                    break
+            time.sleep(0.05)
+        assert symbols.resolve_binary("c", pid=p.pid) == str(own)
+        assert symbols.resolve_binary("c") == libc      # ours: the system's
+        t = funcspec.expand("c:getppid", pid=p.pid)
+        assert t[0].entry() == UserFunction(str(own), "getppid")
+    finally:
+        p.kill()
+        p.wait()
