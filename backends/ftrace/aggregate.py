@@ -189,7 +189,10 @@ class Aggregator(object):
             data = list(self._records)
             del self._records[:]
         c = self.counters
-        report = Report(data, lost=c.lost, unmatched=c.unmatched,
+        # An event whose fields the trace does not show (a text line whose
+        # print fmt leaves a field out) is lost to the measurement: said as
+        # lost, never dropped without a word.
+        report = Report(data, lost=c.lost + c.incomplete, unmatched=c.unmatched,
                         dropped_starts=c.dropped_starts)
         self.last = Counters()
         self.last.add(c)
