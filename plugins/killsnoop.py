@@ -51,6 +51,14 @@ def signal_value(text):
                      "TERM or SIGKILL" % (shown, MAX_SIGNAL))
 
 
+def target_text(value):
+    """kill()'s pid argument is an int the syscall tracepoint records as an
+    unsigned long: -1 (every process) and -PGID (a process group) show
+    signed, as bcc's `int tpid` does."""
+    value = int(value) & 0xFFFFFFFF
+    return "%d" % (value - (1 << 32) if value >= 1 << 31 else value)
+
+
 def pid_width():
     """bcc's PID column width: the digits of pid_max, plus one."""
     try:
@@ -123,6 +131,9 @@ class KillSnoop(Tool):
             pair=Pair(ENTER, EXIT, key=("tid",), carry=("comm", "pid", "tpid", "sig")),
             aggregate=Records(("pid", "comm", "sig", "tpid", "ret")),
             filters=filters, schedule=Schedule(duration=args.duration))
+
+    def formatters(self, args):
+        return {"tpid": target_text}
 
     def printer(self, args, out, err):
         return EventTablePrinter(out, err, killsnoop_columns(pid_width()),

@@ -1,0 +1,183 @@
+"""killsnoop live on both backends at once, and a bpftrace one-liner beside
+them, over one workload that sends known signals with kill() (one of them
+to a process that no longer exists: ESRCH): each reports exactly those."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import clirun
+from kernstate import ebpf_skip_reason
+
+pytestmark = pytest.mark.live
+
+ESRCH = 3
+
+# Prints its pid and the pid of a child it has reaped (so no process has
+# it, barring reuse), waits for a line on stdin, then: SIGUSR1 (ignored)
+# to itself 3 times, signal 0 to itself twice, SIGTERM to the reaped
+# child once (fails: ESRCH), SIGUSR2 (ignored) to itself once.
+_WORKLOAD = """
+import os, signal, sys
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+child = os.fork()
+if child == 0:
+    os._exit(0)
+os.waitpid(child, 0)
+print(os.getpid(), child, flush=True)
+sys.stdin.readline()
+me = os.getpid()
+for _ in range(3):
+    os.kill(me, signal.SIGUSR1)
+for _ in range(2):
+    os.kill(me, 0)
+try:
+    os.kill(child, signal.SIGTERM)
+except ProcessLookupError:
+    pass
+os.kill(me, signal.SIGUSR2)
+"""
+
+
+def expected(pid, dead):
+    return sorted([(pid, signal.SIGUSR1, pid, 0)] * 3 + [(pid, 0, pid, 0)] * 2
+                  + [(pid, signal.SIGTERM, dead, -ESRCH), (pid, signal.SIGUSR2, pid, 0)])
+
+
+class Workload(object):
+    def __init__(self):
+        self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid, self.dead = [int(x) for x in self.p.stdout.readline().split()]
+
+    def release(self):
+        self.p.stdin.write(b"go\n")
+        self.p.stdin.flush()
+        return self.p.wait(timeout=60)
+
+
+def wait_for(stream, needle, p, timeout=180):
+    import select
+    fd = stream.fileno()
+    text = ""
+    end = time.time() + timeout
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            chunk = os.read(fd, 65536).decode(errors="replace")
+            if not chunk:
+                break
+            text += chunk
+            if needle in text and text.endswith("\n"):
+                return text
+        elif p.poll() is not None:
+            break
+    raise AssertionError("no %r; got %r (rc=%r)" % (needle, text, p.poll()))
+
+
+def backends():
+    return ([] if ebpf_skip_reason() else ["ebpf"]) + ["ftrace"]
+
+
+# BEGIN runs once every probe is attached.
+BPFTRACE = """
+BEGIN { printf("READY\\n"); }
+tracepoint:syscalls:sys_enter_kill /pid == %(pid)d/ { @sig[tid] = args->sig; @tp[tid] = args->pid; }
+tracepoint:syscalls:sys_exit_kill /pid == %(pid)d/ {
+    printf("K %%d %%d %%d %%d\\n", pid, @sig[tid], @tp[tid], args->ret);
+    delete(@sig[tid]); delete(@tp[tid]);
+}
+"""
+
+
+def run_all(args, json_out=True, with_bpftrace=False):
+    w = Workload()
+    procs = []
+    try:
+        for b in backends():
+            p = clirun.start(["killsnoop", "--backend", b, "-p", str(w.pid)]
+                             + (["--json"] if json_out else [])
+                             + list(args(w) if callable(args) else args))
+            procs.append((b, p, wait_for(p.stderr, "Tracing", p)))
+        bt = shutil.which("bpftrace") if with_bpftrace and not ebpf_skip_reason() else None
+        if bt:
+            p = subprocess.Popen([bt, "-B", "line", "-e", BPFTRACE % {"pid": w.pid}],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            procs.append(("bpftrace", p, wait_for(p.stdout, "READY", p)))
+        assert w.release() == 0
+        time.sleep(0.5)
+    finally:
+        if w.p.poll() is None:
+            w.p.kill()
+    out = {}
+    for b, p, first in procs:
+        p.send_signal(signal.SIGINT)
+        stdout, err = p.communicate(timeout=60)
+        if isinstance(stdout, bytes):
+            stdout, err = first + stdout.decode(), err.decode()
+        else:
+            err = first + err
+        assert p.returncode == 0, (b, err)
+        out[b] = (stdout, err)
+    return w, out
+
+
+def json_kills(stdout):
+    rows = []
+    for line in stdout.splitlines():
+        rec = json.loads(line)
+        if rec.get("type") == "record" or "fields" in rec:
+            f = rec.get("fields", rec)
+            labels = rec.get("labels", {})
+            rows.append((f["pid"], f["sig"], int(labels.get("tpid", f["tpid"])), f["ret"]))
+    return sorted(rows)
+
+
+def test_every_kill_on_both_backends_and_bpftrace(tmp_path):
+    w, out = run_all([], with_bpftrace=True)
+    want = expected(w.pid, w.dead)
+    for b, (stdout, err) in out.items():
+        if b == "bpftrace":
+            got = sorted(tuple(int(x) for x in line.split()[1:])
+                         for line in stdout.splitlines() if line.startswith("K "))
+        else:
+            got = json_kills(stdout)
+        assert got == want, (b, got, want, err)
+
+
+def test_failed_only(tmp_path):
+    w, out = run_all(["-x"])
+    for b, (stdout, err) in out.items():
+        assert json_kills(stdout) == [(w.pid, signal.SIGTERM, w.dead, -ESRCH)], (b, stdout, err)
+
+
+def test_signal_by_name(tmp_path):
+    w, out = run_all(["-s", "USR1"])
+    for b, (stdout, err) in out.items():
+        assert json_kills(stdout) == [(w.pid, signal.SIGUSR1, w.pid, 0)] * 3, (b, stdout)
+
+
+def test_target_pid(tmp_path):
+    w, out = run_all(lambda w: ["-T", str(w.dead)])
+    for b, (stdout, err) in out.items():
+        assert json_kills(stdout) == [(w.pid, signal.SIGTERM, w.dead, -ESRCH)], (b, stdout)
+
+
+def test_text_columns(tmp_path):
+    w, out = run_all(["-s", "TERM"], json_out=False)
+    for b, (stdout, err) in out.items():
+        lines = stdout.splitlines()
+        width = len(open("/proc/sys/kernel/pid_max").read().strip()) + 1
+        assert lines[0] == "%-9s %-*s %-16s %-4s %-*s %s" % (
+            "TIME", width, "PID", "COMM", "SIG", width, "TPID", "RESULT"), stdout
+        assert len(lines) == 2, stdout
+        m = re.match(r"^\d\d:\d\d:\d\d  (\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(-?\d+)$", lines[1])
+        assert m and m.groups() == (str(w.pid), m.group(2), "15", str(w.dead), "-3"), lines[1]
