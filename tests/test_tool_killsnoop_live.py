@@ -181,3 +181,33 @@ def test_text_columns(tmp_path):
         assert len(lines) == 2, stdout
         m = re.match(r"^\d\d:\d\d:\d\d  (\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(-?\d+)$", lines[1])
         assert m and m.groups() == (str(w.pid), m.group(2), "15", str(w.dead), "-3"), lines[1]
+
+
+def test_replay_of_a_recording_lists_the_same_kills(tmp_path):
+    w = Workload()
+    rec = str(tmp_path / "killsnoop.rec")
+    p = clirun.start(["record", "-o", rec, "killsnoop", "-p", str(w.pid)])
+    try:
+        wait_for(p.stderr, "recording", p)
+        assert w.release() == 0
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if w.p.poll() is None:
+            w.p.kill()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    rc, out, err = clirun.run(["killsnoop", "--input", rec, "--json", "-p", str(w.pid)])
+    assert rc == 0, err
+    assert json_kills(out) == expected(w.pid, w.dead), out
+
+
+@pytest.mark.parametrize("argv", [["-s", "NOPE"], ["-s", "TERM:traceoff"],
+                                  ["-p", "4194303"], ["-s", "9\n"]])
+def test_bad_input_leaves_nothing_behind(argv):
+    for b in backends():
+        rc, out, err = clirun.run(["killsnoop", "--backend", b] + argv)
+        assert rc == 2 and out == "" and len(err.splitlines()) == 1, err

@@ -206,3 +206,35 @@ def test_text_output_names_the_syscalls(tmp_path):
         rows = [re.match(r"^(\S+)\s+(\d+)\s+(\d+\.\d{6})$", line) for line in lines[2:] if line]
         assert rows and all(rows) and len(rows) <= 3, stdout
         assert "Detaching..." in err
+
+
+def test_replay_of_a_recording_counts_what_ran(tmp_path):
+    w = Workload(tmp_path)
+    rec = str(tmp_path / "syscount.rec")
+    p = clirun.start(["record", "-o", rec, "syscount", "-p", str(w.pid), "--syscall",
+                      "getppid"])
+    try:
+        wait_for(p.stderr, "recording", p)
+        assert w.release() == 0
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if w.p.poll() is None:
+            w.p.kill()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    rc, out, err = clirun.run(["syscount", "--input", rec, "--json", "-p", str(w.pid)])
+    assert rc == 0, err
+    assert counts_by_name(out) == {"getppid": N}, out
+
+
+@pytest.mark.parametrize("argv", [["--syscall", "nosuchcall"], ["-e", "ENOENT:traceoff"],
+                                  ["-p", "4194303"], ["--syscall", "read\n"]])
+def test_bad_input_leaves_nothing_behind(argv):
+    # the autouse leak check (conftest) fails the test if anything is left
+    for b in backends():
+        rc, out, err = clirun.run(["syscount", "--backend", b] + argv)
+        assert rc == 2 and out == "" and len(err.splitlines()) == 1, err
