@@ -1,14 +1,16 @@
 """killsnoop: one line per kill() with sender, signal, target and result
 (bcc's killsnoop columns and options).
 
-    command line  killsnoop [-h] [-x] [-p PID] [-T TPID] [-s SIGNAL]
+    command line  killsnoop [-h] [-x] [-p PID] [-T TPID] [-s SIGNAL] [-n NAME]
+                            [-d DURATION]   (-n, -d: perf-tools' killsnoop)
     events        enter: syscalls:sys_enter_kill (target pid, sig)
                   exit:  syscalls:sys_exit_kill (ret)
     pair          enter -> exit of the same thread, carrying the sender's
                   comm and pid, the target and the signal
     aggregate     Records: pid, comm, sig, tpid, ret
-    filters       -p PID (sender) on both events, -T TPID and -s SIGNAL on
-                  the enter, -x (ret < 0) on the exit
+    filters       -p PID (sender) on both events, -T TPID, -s SIGNAL and
+                  -n NAME (sender's name contains) on the enter, -x (ret < 0)
+                  on the exit
     output        bcc's layout: "%-9s %-*s %-16s %-4s %-*s %s"
                   TIME PID COMM SIG TPID RESULT (PID width from pid_max)
 
@@ -17,6 +19,7 @@ tgkill(2) (what raise(3) and pthread_kill(3) use) are other system calls.
 """
 
 import os
+import re
 import signal
 import time
 
@@ -49,6 +52,20 @@ def signal_value(text):
     shown = "".join(c if c.isprintable() else "?" for c in str(text))[:64]
     raise UsageError("invalid signal %r: expected a number from 0 to %d or a name such as "
                      "TERM or SIGKILL" % (shown, MAX_SIGNAL))
+
+
+# A task name is at most 15 characters (TASK_COMM_LEN 16, with its NUL).
+_NAME = re.compile(r"^[A-Za-z0-9_.+][A-Za-z0-9_.+-]{0,14}\Z")
+
+
+def name_value(text):
+    """-n NAME: a part of the sender's task name.  Only what a string filter
+    may carry, and never tracefs command syntax (':traceoff', '!', '-:')."""
+    if not isinstance(text, str) or not _NAME.match(text):
+        shown = "".join(c if c.isprintable() else "?" for c in str(text))[:64]
+        raise UsageError("invalid process name %r (letters, digits and _.+- only, at most "
+                         "15)" % shown)
+    return text
 
 
 def target_text(value):
@@ -94,6 +111,7 @@ class KillSnoop(Tool):
         ("killsnoop -T 189", "only trace target PID 189"),
         ("killsnoop -s 9", "only trace signal 9"),
         ("killsnoop -s TERM", "only trace SIGTERM"),
+        ("killsnoop -n bash", "only senders whose name contains \"bash\""),
     )
 
     def add_arguments(self, p):
@@ -105,6 +123,8 @@ class KillSnoop(Tool):
                        help="trace this target PID only which is the receiver of signal")
         p.add_argument("-s", "--signal", type=signal_value,
                        help="trace this signal only (number or name)")
+        p.add_argument("-n", "--name", type=name_value,
+                       help="only senders whose task name contains NAME")
         p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
                        help="total duration of trace in seconds")
 
@@ -119,6 +139,8 @@ class KillSnoop(Tool):
             filters.append(Filter("tpid", "==", args.tpid, events=(ENTER,)))
         if args.signal is not None:
             filters.append(Filter("sig", "==", args.signal, events=(ENTER,)))
+        if args.name is not None:
+            filters.append(Filter("comm", "glob", "*%s*" % args.name, events=(ENTER,)))
         if args.failed:
             filters.append(Filter("ret", "<", 0, events=(EXIT,)))
         # kill(pid, sig): the target is the syscall's "pid" argument, a name

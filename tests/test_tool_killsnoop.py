@@ -33,10 +33,11 @@ def test_kill_entry_and_return_paired_per_thread():
 
 
 def test_filters():
-    m = measure(["-x", "-p", str(os.getpid()), "-T", "42", "-s", "SIGKILL"])
+    m = measure(["-x", "-p", str(os.getpid()), "-T", "42", "-s", "SIGKILL", "-n", "ba.sh"])
     assert [(f.field, f.op, f.value, f.events) for f in m.filters] == [
         ("pid", "==", os.getpid(), None), ("tpid", "==", 42, ("enter",)),
-        ("sig", "==", 9, ("enter",)), ("ret", "<", 0, ("exit",))]
+        ("sig", "==", 9, ("enter",)), ("comm", "glob", "*ba.sh*", ("enter",)),
+        ("ret", "<", 0, ("exit",))]
 
 
 @pytest.mark.parametrize("text, number", [("9", 9), ("0", 0), ("KILL", 9), ("SIGTERM", 15),
@@ -58,6 +59,11 @@ def test_signal_names_and_numbers(text, number):
     (["-T", "1:traceoff"], "invalid PID"),
     (["-p", "abc"], "invalid PID"),
     (["-d", "0"], "invalid duration"),
+    (["-n", "bash:traceoff"], "invalid process name"),
+    (["-n", "!bash"], "invalid process name"),
+    (["-n", "ba\nsh"], "invalid process name"),
+    (["-n=-:syscalls/sys_exit_kill"], "invalid process name"),
+    (["-n", "a" * 16], "invalid process name"),
 ])
 def test_bad_input_is_one_line(argv, words):
     rc, out, err = run(["killsnoop"] + argv)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -26,6 +27,8 @@ ESRCH = 3
 # child once (fails: ESRCH), SIGUSR2 (ignored) to itself once.
 _WORKLOAD = """
 import os, signal, sys
+with open("/proc/self/comm", "w") as f:
+    f.write(sys.argv[1])
 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 child = os.fork()
@@ -54,7 +57,8 @@ def expected(pid, dead):
 
 class Workload(object):
     def __init__(self):
-        self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD],
+        self.comm = "ktkill" + uuid.uuid4().hex[:8]
+        self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, self.comm],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid, self.dead = [int(x) for x in self.p.stdout.readline().split()]
 
@@ -163,6 +167,17 @@ def test_signal_by_name(tmp_path):
     w, out = run_all(["-s", "USR1"])
     for b, (stdout, err) in out.items():
         assert json_kills(stdout) == [(w.pid, signal.SIGUSR1, w.pid, 0)] * 3, (b, stdout)
+
+
+def test_sender_name(tmp_path):
+    w, out = run_all(lambda w: ["-n", w.comm[2:12]])
+    for b, (stdout, err) in out.items():
+        assert json_kills(stdout) == expected(w.pid, w.dead), (b, stdout)
+        assert all(json.loads(line)["fields"]["comm"] == w.comm
+                   for line in stdout.splitlines()), stdout
+    w, out = run_all(lambda w: ["-n", w.comm[::-1][:10]])
+    for b, (stdout, err) in out.items():
+        assert json_kills(stdout) == [], (b, stdout)
 
 
 def test_target_pid(tmp_path):
