@@ -37,7 +37,7 @@ tracer's, plus the workload's extra); then the ratios the issue sets goals for: 
 perf-tools / kerntrace-ftrace (>= 3).
 
     sudo .venv/bin/python bench/syscount_load.py [--rate 1000000] [--seconds 5]
-        [--only kerntrace-ebpf,bcc,...] [--warmup 15]
+        [--only kerntrace-ebpf,bcc,...] [--warmup 15] [--rounds 3]
 """
 
 import argparse
@@ -272,6 +272,16 @@ def run_one(name, argv, stream, ready, parse, exe, rate, total, workdir):
             group.close()
 
 
+def median_result(runs):
+    """One result of several rounds: the median of each figure."""
+    out = dict(runs[0])
+    for key in ("wall", "wcpu", "tcpu", "getppid", "events", "lost"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = sorted(values)[len(values) // 2]
+    return out
+
+
 def build(workdir):
     src = os.path.join(workdir, "paced.c")
     exe = os.path.join(workdir, "sk-getppid")
@@ -286,6 +296,7 @@ def main():
     ap.add_argument("--rate", type=int, default=1000000, help="getppid() calls per second")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--only", help="comma-separated tracer names")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (medians printed)")
     ap.add_argument("--warmup", type=float, default=15.0,
                     help="seconds perf-tools gets to open its events before the workload "
                          "starts (it says nothing when ready; default 15)")
@@ -298,14 +309,21 @@ def main():
     workdir = tempfile.mkdtemp(prefix="kerntrace-syscount-bench-")
     try:
         exe = build(workdir)
-        base = run_one("none", None, None, None, None, exe, a.rate, total, workdir)
-        results = [base]
-        for t in tracers(only, a.seconds, a.warmup):
-            results.append(run_one(t[0], t[1], t[2], t[3], t[4], exe, a.rate, total, workdir))
+        rounds = {}
+        # Rounds interleave the tracers, so a burst of load from elsewhere
+        # on the host falls on all of them; each figure is the median.
+        for _ in range(a.rounds):
+            rounds.setdefault("none", []).append(
+                run_one("none", None, None, None, None, exe, a.rate, total, workdir))
+            for t in tracers(only, a.seconds, a.warmup):
+                rounds.setdefault(t[0], []).append(
+                    run_one(t[0], t[1], t[2], t[3], t[4], exe, a.rate, total, workdir))
+        results = [median_result(runs) for runs in rounds.values()]
+        base = results[0]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("workload: %d getppid() calls paced at %d/s (%.1f s); load average %.2f"
-          % (total, a.rate, a.seconds, os.getloadavg()[0]))
+    print("workload: %d getppid() calls paced at %d/s (%.1f s); medians of %d rounds; "
+          "load average %.2f" % (total, a.rate, a.seconds, a.rounds, os.getloadavg()[0]))
     print("%-17s %11s %11s %10s %10s %12s %11s %9s %10s" % (
         "TRACER", "GETPPID", "EVENTS", "LOST", "RATE/s", "CPU ns/evt", "WL ns/call",
         "SLOWDOWN", "ns/call"))
