@@ -95,14 +95,14 @@ def bcc_syscount():
     return exe
 
 
-def run_all(tmp_path, args, with_bcc=False):
+def run_all(tmp_path, args, with_bcc=False, fmt="--json"):
     """syscount ARGS -p PID on each backend (and bcc's) at once over one
     workload: its pid, {backend: (stdout, stderr)}."""
     w = Workload(tmp_path)
     procs = []
     try:
         for b in backends():
-            p = clirun.start(["syscount", "--backend", b, "--json", "-p", str(w.pid)] + args)
+            p = clirun.start(["syscount", "--backend", b, fmt, "-p", str(w.pid)] + args)
             procs.append((b, p, wait_for(p.stderr, "Tracing", p)))
         bcc = bcc_syscount() if with_bcc else None
         if bcc:
@@ -181,6 +181,12 @@ def test_latency_counts_and_times_each_call(tmp_path):
         assert hists[0]["labels"] == {"id": "getppid"}
         assert sum(x["count"] for x in hists[0]["buckets"]) == N
         assert hists[0]["sum"] > 0
+
+
+def test_prometheus_counter_per_syscall_name(tmp_path):
+    pid, out = run_all(tmp_path, ["--syscall", "getppid"], fmt="--prometheus")
+    for b, (stdout, err) in out.items():
+        assert 'kerntrace_syscount_events_total{id="getppid"} %d\n' % N in stdout, (b, stdout)
 
 
 def test_text_output_names_the_syscalls(tmp_path):
