@@ -3,8 +3,10 @@
 
     command line  killsnoop [-h] [-x] [-p PID] [-T TPID] [-s SIGNAL] [-n NAME]
                             [-d DURATION]   (-n, -d: perf-tools' killsnoop)
-    events        enter: syscalls:sys_enter_kill (target pid, sig)
-                  exit:  syscalls:sys_exit_kill (ret)
+                            [--syscall kill|tkill|tgkill]
+    events        enter: syscalls:sys_enter_kill (target pid, sig) (or of
+                  tkill: target thread; tgkill: target tgid)
+                  exit:  syscalls:sys_exit_kill (ret) (or of tkill, tgkill)
     pair          enter -> exit of the same thread, carrying the sender's
                   comm and pid, the target and the signal
     aggregate     Records: pid, comm, sig, tpid, ret
@@ -14,8 +16,9 @@
     output        bcc's layout: "%-9s %-*s %-16s %-4s %-*s %s"
                   TIME PID COMM SIG TPID RESULT (PID width from pid_max)
 
-Like bcc's and perf-tools' killsnoop it traces kill(2); tkill(2) and
-tgkill(2) (what raise(3) and pthread_kill(3) use) are other system calls.
+Like bcc's and perf-tools' killsnoop it traces kill(2); --syscall traces
+tkill(2) or tgkill(2) (what raise(3) and pthread_kill(3) use) instead, one
+system call per run.
 """
 
 import os
@@ -31,7 +34,7 @@ KERNTRACE_API_VERSION = "1.0"
 
 ENTER = "enter"
 EXIT = "exit"
-SYSCALL = "kill"
+SYSCALLS = ("kill", "tkill", "tgkill")
 
 # Linux has signals 1..64 (_NSIG, include/uapi/asm-generic/signal.h); 0
 # checks that the target exists without sending anything.
@@ -112,6 +115,7 @@ class KillSnoop(Tool):
         ("killsnoop -s 9", "only trace signal 9"),
         ("killsnoop -s TERM", "only trace SIGTERM"),
         ("killsnoop -n bash", "only senders whose name contains \"bash\""),
+        ("killsnoop --syscall tgkill", "trace tgkill() (pthread_kill, raise) instead"),
     )
 
     def add_arguments(self, p):
@@ -125,6 +129,9 @@ class KillSnoop(Tool):
                        help="trace this signal only (number or name)")
         p.add_argument("-n", "--name", type=name_value,
                        help="only senders whose task name contains NAME")
+        p.add_argument("--syscall", choices=SYSCALLS, default="kill",
+                       help="trace this system call (default kill; tkill, tgkill: TPID is "
+                            "the target thread, or for tgkill the target process)")
         p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
                        help="total duration of trace in seconds")
 
@@ -143,11 +150,12 @@ class KillSnoop(Tool):
             filters.append(Filter("comm", "glob", "*%s*" % args.name, events=(ENTER,)))
         if args.failed:
             filters.append(Filter("ret", "<", 0, events=(EXIT,)))
-        # kill(pid, sig): the target is the syscall's "pid" argument, a name
-        # the sender's own pid (a context field) already has.
-        enter = Event(ENTER, SyscallEntry(SYSCALL),
-                      fields=[Field("tpid", sources=("pid",)), Field("sig")])
-        exit_ = Event(EXIT, SyscallExit(SYSCALL), fields=[Field("ret")])
+        # kill(pid, sig), tkill(pid, sig), tgkill(tgid, pid, sig): the target
+        # is tgkill's "tgid", else the "pid" argument (a name the sender's
+        # own pid, a context field, already has).
+        enter = Event(ENTER, SyscallEntry(args.syscall),
+                      fields=[Field("tpid", sources=("tgid", "pid")), Field("sig")])
+        exit_ = Event(EXIT, SyscallExit(args.syscall), fields=[Field("ret")])
         return Measurement(
             events=[enter, exit_],
             pair=Pair(ENTER, EXIT, key=("tid",), carry=("comm", "pid", "tpid", "sig")),
@@ -159,7 +167,7 @@ class KillSnoop(Tool):
 
     def printer(self, args, out, err):
         return EventTablePrinter(out, err, killsnoop_columns(pid_width()),
-                                 banner="Tracing kill() signals... Ctrl-C to end.")
+                                 banner="Tracing %s() signals... Ctrl-C to end." % args.syscall)
 
 
 @hookimpl

@@ -27,9 +27,18 @@ def test_kill_entry_and_return_paired_per_thread():
     assert m.pair.key == ("tid",)
     assert set(m.pair.carry) == {"comm", "pid", "tpid", "sig"}
     # the target is kill()'s own "pid" argument
-    assert m.event("enter").field("tpid").sources == ("pid",)
+    assert m.event("enter").field("tpid").sources == ("tgid", "pid")
     assert m.aggregate.fields == ("pid", "comm", "sig", "tpid", "ret")
     assert m.filters == ()
+
+
+@pytest.mark.parametrize("syscall", ["tkill", "tgkill"])
+def test_other_signal_syscalls(syscall):
+    m = measure(["--syscall", syscall])
+    assert [e.probes[0].describe() for e in m.events] == [
+        "t:syscalls:sys_enter_%s" % syscall, "t:syscalls:sys_exit_%s" % syscall]
+    # tgkill(tgid, pid, sig): the target process; tkill(pid, sig): the thread
+    assert m.event("enter").field("tpid").sources == ("tgid", "pid")
 
 
 def test_filters():
@@ -64,6 +73,8 @@ def test_signal_names_and_numbers(text, number):
     (["-n", "ba\nsh"], "invalid process name"),
     (["-n=-:syscalls/sys_exit_kill"], "invalid process name"),
     (["-n", "a" * 16], "invalid process name"),
+    (["--syscall", "rt_sigqueueinfo"], "invalid choice"),
+    (["--syscall", "kill:traceoff"], "invalid choice"),
 ])
 def test_bad_input_is_one_line(argv, words):
     rc, out, err = run(["killsnoop"] + argv)

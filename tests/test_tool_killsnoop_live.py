@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 import clirun
+from kerntrace.core.api import syscall_number
 from kernstate import ebpf_skip_reason
 
 pytestmark = pytest.mark.live
@@ -24,9 +25,11 @@ ESRCH = 3
 # Prints its pid and the pid of a child it has reaped (so no process has
 # it, barring reuse), waits for a line on stdin, then: SIGUSR1 (ignored)
 # to itself 3 times, signal 0 to itself twice, SIGTERM to the reaped
-# child once (fails: ESRCH), SIGUSR2 (ignored) to itself once.
+# child once (fails: ESRCH), SIGUSR2 (ignored) to itself once; then with
+# the other system calls: SIGUSR1 to its main thread with tgkill()
+# (pthread_kill) and SIGUSR2 with tkill().
 _WORKLOAD = """
-import os, signal, sys
+import ctypes, os, signal, sys, threading
 with open("/proc/self/comm", "w") as f:
     f.write(sys.argv[1])
 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -47,6 +50,8 @@ try:
 except ProcessLookupError:
     pass
 os.kill(me, signal.SIGUSR2)
+signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+ctypes.CDLL(None).syscall(int(sys.argv[2]), me, signal.SIGUSR2)
 """
 
 
@@ -58,7 +63,8 @@ def expected(pid, dead):
 class Workload(object):
     def __init__(self):
         self.comm = "ktkill" + uuid.uuid4().hex[:8]
-        self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, self.comm],
+        tkill = syscall_number("tkill")
+        self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, self.comm, str(tkill)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid, self.dead = [int(x) for x in self.p.stdout.readline().split()]
 
@@ -178,6 +184,15 @@ def test_sender_name(tmp_path):
     w, out = run_all(lambda w: ["-n", w.comm[::-1][:10]])
     for b, (stdout, err) in out.items():
         assert json_kills(stdout) == [], (b, stdout)
+
+
+@pytest.mark.parametrize("syscall, sig", [("tgkill", signal.SIGUSR1),
+                                          ("tkill", signal.SIGUSR2)])
+def test_tkill_and_tgkill(syscall, sig):
+    w, out = run_all(["--syscall", syscall])
+    for b, (stdout, err) in out.items():
+        # the main thread's id is the process id
+        assert json_kills(stdout) == [(w.pid, sig, w.pid, 0)], (b, syscall, stdout, err)
 
 
 def test_target_pid(tmp_path):
