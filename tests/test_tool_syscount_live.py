@@ -244,3 +244,18 @@ def test_bad_input_leaves_nothing_behind(argv):
     for b in backends():
         rc, out, err = clirun.run(["syscount", "--backend", b] + argv)
         assert rc == 2 and out == "" and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_run_is_cleaned_up_by_the_next(sig):
+    """SIGTERM: syscount removes what it made; SIGKILL: the next run does
+    (the autouse leak check fails the test if anything stays behind)."""
+    for b in backends():
+        p = clirun.start(["syscount", "--backend", b, "-i", "1"])
+        wait_for(p.stderr, "Tracing", p)
+        p.send_signal(sig)
+        p.communicate(timeout=60)
+        assert p.returncode in (0, -sig), p.returncode
+        rc, out, err = clirun.run(["syscount", "--backend", b, "-d", "1", "--syscall",
+                                   "getppid"])
+        assert rc == 0, err
