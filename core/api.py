@@ -25,6 +25,9 @@ The tool and its command line
     Tool, ArgumentParser, seconds_value, count_value, pid_value,
     PID_MAX_LIMIT, FOREVER, report_every, report_at_end
 
+System calls (numbers and names of this host's architecture)
+    SyscallTable, syscall_table, syscall_name, syscall_number
+
 perf-tools command lines (getopts) and ERROR lines
     getopts, parse_options, UsageShown, perf_tools_error_lines,
     perf_tools_exit_status, LONG_OPTIONS_HELP
@@ -81,6 +84,7 @@ from .perftools import (LONG_OPTIONS_HELP, UsageShown, getopts, parse_options,
                         perf_tools_error_lines, perf_tools_exit_status)
 from .results import CountSet, HistogramSet, Record, Report
 from .testing import IntervalEnd, Lost, ReplayFailed, ReplayResult, TraceEvent, evaluate, replay
+from .syscalls import SyscallTable, syscall_name, syscall_number, syscall_table
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
                    report_at_end, report_every, seconds_value)
 from .rates import interval_seconds, per_second, report_seconds
@@ -102,6 +106,8 @@ __all__ = [
     # The tool and its command line
     "Tool", "ArgumentParser", "seconds_value", "count_value", "pid_value",
     "PID_MAX_LIMIT", "FOREVER", "report_every", "report_at_end",
+    # System calls
+    "SyscallTable", "syscall_table", "syscall_name", "syscall_number",
     # perf-tools command lines and ERROR lines
     "getopts", "parse_options", "UsageShown", "perf_tools_error_lines",
     "perf_tools_exit_status", "LONG_OPTIONS_HELP",
