@@ -6,7 +6,7 @@ from kerntrace.core.errors import one_line
 
 from . import bccfind
 from . import plan as eplan
-from . import buffers, codegen, probes, tracefs_probes
+from . import buffers, codegen, crawblock, probes, tracefs_probes
 from .session import EbpfSession
 
 _PROBE_KINDS = ("tracepoint", "raw_tracepoint", "kprobe", "uprobe")
@@ -100,11 +100,19 @@ class EbpfBackend(Backend):
         if not p.skip_counter().ok:
             notes.append("lost counts miss the events the kernel skips: %s"
                          % p.skip_counter().detail)
+        raw_reads = {}
+        for name, r in sorted(crawblock.reads_for(
+                [pe.probe.name for pe in planned if pe.kind == "tracepoint" and pe.raw_ok
+                 and pe.probe.category == "block"]).items()):
+            if isinstance(r, str):
+                notes.append("%s: tracepoint program, not raw: %s" % (name, r))
+            else:
+                raw_reads[name] = r
         ep = eplan.EbpfPlan(planned, output="ringbuf" if p.ringbuf().ok else "perf",
                             helpers=eplan.MODERN_HELPERS if p.read_kernel_helper().ok
                             else eplan.LEGACY_HELPERS, notes=notes,
                             atomic_fetch=bool(measurement.pair and measurement.pair.shared)
-                            and p.atomic_fetch().ok)
+                            and p.atomic_fetch().ok, raw_reads=raw_reads)
         try:
             # Where bcc's leftover probe definitions are removed and
             # tracepoint ids read; never a reason not to run.
@@ -117,8 +125,12 @@ class EbpfBackend(Backend):
             return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
         raw = [a.event.probe.name for a in plan.program.attachments if a.raw]
         if raw:
-            notes.append("raw tracepoint%s %s (no event fields read)"
-                         % ("s" if len(raw) > 1 else "", ", ".join(raw)))
+            # Skipped only when itself running, not whenever another BPF
+            # program runs on the CPU (crawblock.py).
+            notes.append("raw tracepoint%s %s (%s)" % (
+                "s" if len(raw) > 1 else "", ", ".join(raw),
+                "fields from struct request at kernel BTF offsets"
+                if any(n in raw_reads for n in raw) else "no event fields read"))
         return Verdict(self.name, True, notes, plan)
 
     # -- run it ----------------------------------------------------------------------
