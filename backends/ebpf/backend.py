@@ -18,6 +18,19 @@ def _lockdown_blocks(lock):
     return lock == "confidentiality"
 
 
+def _btf_block_fields():
+    """Whether block tracepoints that read fields can be raw tracepoint
+    programs here (crawblock.py), or why they stay tracepoint programs."""
+    reads = crawblock.reads_for(["block_rq_issue", "block_rq_complete"])
+    bad = ["%s: %s" % (n, r) for n, r in sorted(reads.items()) if isinstance(r, str)]
+    if bad:
+        return Capability("btf_block_fields", False, "block tracepoint programs read the "
+                          "format-file record (the kernel may skip them while another BPF "
+                          "program runs): " + "; ".join(bad))
+    return Capability("btf_block_fields", True, "block fields read in raw tracepoint "
+                      "programs at kernel BTF offsets (skipped only on self-recursion)")
+
+
 class EbpfBackend(Backend):
     name = "ebpf"
     preference = 10
@@ -46,6 +59,7 @@ class EbpfBackend(Backend):
         caps.append(Capability("ring_buffer", ring.ok, ring.detail))
         skips = p.skips_counted()
         caps.append(Capability("skipped_runs", skips.ok, skips.detail))
+        caps.append(_btf_block_fields())
         return caps
 
     # -- can it run this measurement here? -----------------------------------------
