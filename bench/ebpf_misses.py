@@ -64,15 +64,17 @@ static __always_inline int kt_spin(u64 dev)
 TRACEPOINT_PROBE(block, block_rq_issue) { return kt_spin(args->dev); }
 TRACEPOINT_PROBE(block, block_rq_complete) { return kt_spin(args->dev); }
 """
+# Waits for the signal itself (sigwait): whatever handlers importing bcc
+# installs, SIGINT or SIGTERM ends it and detaches its program.
 SPINNER_PY = """
 import signal, sys
+stop = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, stop)
 from kerntrace.backends.ebpf import bccfind
 b = bccfind.import_bcc().BPF(text=sys.argv[1].encode())
 print("ready", flush=True)
-try:
-    signal.pause()
-except KeyboardInterrupt:
-    b.cleanup()
+signal.sigwait(stop)
+b.cleanup()
 """
 
 
