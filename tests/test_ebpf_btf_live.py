@@ -120,7 +120,7 @@ def iolatency_run(argv, path, majmin):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True, env=clirun.env())
     try:
-        clirun.wait_for_stderr_line(tool, "Ctrl-C to end.")
+        first = "".join(clirun.wait_for_stderr_line(tool, "Ctrl-C to end."))
         before = reads_completed(name)
         fio_reads(path)
         issued = reads_completed(name) - before
@@ -137,7 +137,7 @@ def iolatency_run(argv, path, majmin):
         obj = json.loads(line)
         lost += obj["lost"]
         counted += sum(h["count"] for h in obj["histograms"])
-    return issued, counted, lost, err
+    return issued, counted, lost, first + err
 
 
 @pytest.mark.slow
