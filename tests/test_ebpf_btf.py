@@ -87,7 +87,8 @@ FLAGS = [("__REQ_FAILFAST_DEV", 8), ("__REQ_SYNC", 11), ("__REQ_META", 12), ("__
          ("__REQ_PREFLUSH", 18), ("__REQ_RAHEAD", 19)]
 
 
-def kernel_btf(omit=(), ops=OPS, complete_args=("request", "status", "nr_bytes")):
+def kernel_btf(omit=(), ops=OPS, complete_args=("request", "status", "nr_bytes"),
+               rq_disk=False):
     b = BtfBuilder()
     u32 = b.int_("unsigned int", 4)
     u64 = b.int_("long long unsigned int", 8)
@@ -103,6 +104,8 @@ def kernel_btf(omit=(), ops=OPS, complete_args=("request", "status", "nr_bytes")
                (None, anon, 8 * OFF["request.__sector"]),
                ("__data_len", u32, 8 * OFF["request.__data_len"]),
                ("bits", u32, 8 * 60, 3)]
+    if rq_disk:     # the era whose tracepoints read rq->rq_disk
+        members.append(("rq_disk", b.ptr(gendisk), 8 * 64))
     request = b.struct_("request", 128, [m for m in members if m[0] not in omit])
     if ops is not None:
         b.enum("req_op", ops)
@@ -176,6 +179,7 @@ def test_reads_come_from_the_raw_arguments_the_prototype_names():
     (dict(omit=("__data_len",)), "no member __data_len of struct request"),
     (dict(ops=None), "no enum req_op"),
     (dict(ops=OPS[:-1]), "req_op has no REQ_OP_DRV_OUT"),
+    (dict(rq_disk=True), "struct request has rq_disk"),
 ])
 def test_a_kernel_without_what_the_reads_need_keeps_tracepoint_programs(kernel, why):
     reads = crawblock.reads_for(["block_rq_issue", "block_rq_complete", "sched_switch"],

@@ -137,6 +137,13 @@ class EbpfBackend(Backend):
             plan = run_plan(measurement, ep, options, tracefs_path)
         except (ValueError, KeyError, TypeError) as e:
             return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
+        for a in plan.program.attachments:
+            reads = raw_reads.get(a.event.probe.name)
+            if reads is not None and not a.raw:
+                notes.append("%s: tracepoint program: %s not computed in raw programs" % (
+                    a.event.probe.name, ", ".join(sorted(
+                        n for n, fs in a.event.fields.items() if fs.member not in reads.fields))
+                    or "a second handler"))
         raw = [a.event.probe.name for a in plan.program.attachments if a.raw]
         if raw:
             # Skipped only when itself running, not whenever another BPF

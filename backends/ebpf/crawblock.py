@@ -27,12 +27,15 @@ What is recomputed, per tracepoint class (include/trace/events/block.h):
 Anything else (error: blk_status_to_errno()'s table; ioprio; cmd) is not
 recomputed: a handler that reads it stays a tracepoint program.
 
-Which kernels: the era with enum req_op and blk_opf_t (v6.0, "block:
-Introduce the type blk_opf_t" and the REQ_OP_ enum conversion) and struct
-request_queue.disk (v5.17/5.18 era: the block layer's removal of
-request.rq_disk, "block: remove rq_disk").  Each of those is detected in BTF,
-not by version: where one is missing, Reads.build() says which and the
-tracepoint program is used.
+Which kernels: those whose BTF has enum req_op and enum req_flag_bits
+(the v6.0 request-flag types, "block: Introduce the type blk_opf_t": the
+blk_fill_rwbs(rwbs, opf) above), struct request_queue.disk and no
+request.rq_disk (before "block: remove the ->rq_disk field in struct
+request" the tracepoints took the disk from rq->rq_disk), and the raw
+prototype btf_trace_<name>.  Each is detected in BTF, never by version:
+where one is missing, layout()/Reads.build() say which, and the tracepoint
+program is used.  Hashes are not cited: the titles above are as recalled,
+not verified against the kernel tree.
 """
 
 from . import btf as kbtf
@@ -103,6 +106,8 @@ def layout(b):
             sizes[key] = size
         elif b.pointee(tid) is None:
             return "struct %s member %s is not a pointer" % (st, name)
+    if b.member("request", "rq_disk") is not None:
+        return "struct request has rq_disk (its tracepoints read the device from it)"
     ops = b.enum_values("req_op")
     if ops is None:
         return "BTF has no enum req_op (request flags before v6.0 are not decoded)"
