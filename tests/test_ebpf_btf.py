@@ -82,9 +82,12 @@ OFF = {"request.q": 8, "request.cmd_flags": 20, "request.__sector": 32,
        "request.__data_len": 56, "request_queue.disk": 40, "gendisk.major": 12,
        "gendisk.first_minor": 16}
 OPS = [("REQ_OP_READ", 0), ("REQ_OP_WRITE", 1), ("REQ_OP_FLUSH", 2), ("REQ_OP_DISCARD", 3),
-       ("REQ_OP_SECURE_ERASE", 5), ("REQ_OP_DRV_IN", 34), ("REQ_OP_DRV_OUT", 35)]
+       ("REQ_OP_SECURE_ERASE", 5), ("REQ_OP_ZONE_APPEND", 7), ("REQ_OP_WRITE_ZEROES", 9),
+       ("REQ_OP_ZONE_OPEN", 11), ("REQ_OP_ZONE_CLOSE", 13), ("REQ_OP_ZONE_FINISH", 15),
+       ("REQ_OP_ZONE_RESET", 17), ("REQ_OP_ZONE_RESET_ALL", 19),
+       ("REQ_OP_DRV_IN", 34), ("REQ_OP_DRV_OUT", 35)]
 FLAGS = [("__REQ_FAILFAST_DEV", 8), ("__REQ_SYNC", 11), ("__REQ_META", 12), ("__REQ_FUA", 17),
-         ("__REQ_PREFLUSH", 18), ("__REQ_RAHEAD", 19)]
+         ("__REQ_PREFLUSH", 18), ("__REQ_RAHEAD", 19), ("__REQ_ATOMIC", 27)]
 
 
 def kernel_btf(omit=(), ops=OPS, complete_args=("request", "status", "nr_bytes"),
@@ -189,6 +192,14 @@ def test_a_kernel_without_what_the_reads_need_keeps_tracepoint_programs(kernel, 
         assert isinstance(r, str) and why in r
 
 
+@pytest.mark.parametrize("rwbs_len", [6, 11])
+def test_an_rwbs_of_an_unknown_length_keeps_the_tracepoint_program(rwbs_len):
+    b = kbtf.Btf(kernel_btf())
+    reads = crawblock.Reads.build(b, "block_rq_issue", crawblock.layout(b))
+    assert reads.can_read("rwbs", 9) and not reads.can_read("rwbs", rwbs_len + 1)
+    assert reads.can_read("dev", 8)
+
+
 def test_a_completion_prototype_of_another_era_keeps_its_tracepoint_program():
     # v4.x: TP_PROTO(struct request_queue *q, struct request *rq) (no nr_bytes)
     b = kbtf.Btf(kernel_btf(complete_args=("status", "request")))
@@ -255,7 +266,7 @@ int main(void)
         put(kt_mem_disk, %(major)d, major, 4);
         put(kt_mem_disk, %(first_minor)d, minor, 4);
         u64 dev, sector, nr_sector, bytes, csector, cnr;
-        char rwbs[11] = {0};
+        char rwbs[RWBS_SIZE] = {0};
 %(reads)s
         printf("%%llu %%llu %%llu %%llu %%s %%llu %%llu\n", dev, sector, nr_sector, bytes,
                rwbs[0] ? rwbs : "-", csector, cnr);
@@ -265,20 +276,25 @@ int main(void)
 """
 
 
-def blk_fill_rwbs(opf):
-    """The kernel's blk_fill_rwbs() (v6.x), written out for the test."""
+def blk_fill_rwbs(opf, length):
+    """The kernel's blk_fill_rwbs() (v6.x) whose rwbs is `length` bytes,
+    written out for the test."""
     op, flag = opf & 0xFF, lambda name: opf & (1 << dict(FLAGS)[name])
     s = "F" if flag("__REQ_PREFLUSH") else ""
-    s += {1: "W", 3: "D", 5: "DE", 2: "F", 0: "R"}.get(op, "N")
-    for name, letter in (("__REQ_FUA", "F"), ("__REQ_RAHEAD", "A"), ("__REQ_SYNC", "S"),
-                         ("__REQ_META", "M")):
+    letters = {1: "W", 3: "D", 5: "DE", 2: "F", 0: "R"}
+    if length >= 10:
+        letters.update({7: "ZA", 17: "ZR", 19: "ZRA", 15: "ZF", 11: "ZO", 13: "ZC"})
+    s += letters.get(op, "N")
+    flags = [("__REQ_FUA", "F"), ("__REQ_RAHEAD", "A"), ("__REQ_SYNC", "S"), ("__REQ_META", "M")]
+    for name, letter in flags + ([("__REQ_ATOMIC", "U")] if length >= 9 else []):
         if flag(name):
             s += letter
-    return s
+    return s[:length - 1]
 
 
 @needs_cc
-def test_generated_reads_compute_what_the_tracepoints_record(tmp_path):
+@pytest.mark.parametrize("rwbs_len", [8, 9, 10])
+def test_generated_reads_compute_what_the_tracepoints_record(tmp_path, rwbs_len):
     b = kbtf.Btf(kernel_btf())
     lay = crawblock.layout(b)
     issue = crawblock.Reads.build(b, "block_rq_issue", lay)
@@ -289,8 +305,8 @@ def test_generated_reads_compute_what_the_tracepoints_record(tmp_path):
                            (issue, "nr_sector", "nr_sector"), (issue, "bytes", "bytes"),
                            (issue, "rwbs", "rwbs"), (done, "sector", "csector"),
                            (done, "nr_sector", "cnr")):
-        reads += r.read(member, dst, 11, helpers)
-    text = STUB_HEADER + HARNESS % dict(
+        reads += r.read(member, dst, rwbs_len + 1, helpers)
+    text = STUB_HEADER + "#define RWBS_SIZE %d\n" % (rwbs_len + 1) + HARNESS % dict(
         byte_shift=crawblock.BYTE_SHIFT_C, reads="\n".join("        " + l for l in reads),
         q=OFF["request.q"], disk=OFF["request_queue.disk"],
         cmd_flags=OFF["request.cmd_flags"], sector=OFF["request.__sector"],
@@ -307,7 +323,13 @@ def test_generated_reads_compute_what_the_tracepoints_record(tmp_path):
         (1 | 1 << f["__REQ_PREFLUSH"] | 1 << f["__REQ_META"], 64, 4096, 7, 0, 4096, 1),
         (5, 100, 8192, 7, 0, 8192, 0),                                    # DE, no disk
         (34, 100, 4096, 7, 0, 4096, 1),                                   # passthrough
-        (9, 100, 4096, 7, 0, 2048, 1),                                    # N
+        (9, 100, 4096, 7, 0, 2048, 1),                                    # N (zeroes)
+        (7 | 1 << f["__REQ_ATOMIC"], 8, 4096, 7, 0, 4096, 1),             # ZA, U
+        (19 | 1 << f["__REQ_PREFLUSH"] | 1 << f["__REQ_FUA"] | 1 << f["__REQ_RAHEAD"]
+         | 1 << f["__REQ_SYNC"] | 1 << f["__REQ_META"] | 1 << f["__REQ_ATOMIC"],
+         0, 0, 7, 0, 0, 1),                                               # longest
+        (13, 0, 0, 7, 0, 0, 1), (11, 0, 0, 7, 0, 0, 1), (15, 0, 0, 7, 0, 0, 1),
+        (17, 0, 0, 7, 0, 0, 1),
     ]
     out = compile_c(tmp_path, text, "".join("%d %d %d %d %d %d %d\n" % c for c in cases),
                     name="rawblock")
@@ -319,7 +341,7 @@ def test_generated_reads_compute_what_the_tracepoints_record(tmp_path):
             0 if passthrough or pos == ALL else pos,                     # blk_rq_trace_sector
             0 if passthrough else ln >> 9,                               # .._nr_sectors
             ln,                                                          # blk_rq_bytes
-            blk_fill_rwbs(opf),
+            blk_fill_rwbs(opf, rwbs_len) or "-",
             pos,                                                         # completion: pos
             nr_bytes >> 9]
         assert [int(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4], int(row[5]),

@@ -142,7 +142,8 @@ class EbpfBackend(Backend):
             if reads is not None and not a.raw:
                 notes.append("%s: tracepoint program: %s not computed in raw programs" % (
                     a.event.probe.name, ", ".join(sorted(
-                        n for n, fs in a.event.fields.items() if fs.member not in reads.fields))
+                        n for n, fs in a.event.fields.items()
+                        if not reads.can_read(fs.member, fs.size)))
                     or "a second handler"))
         raw = [a.event.probe.name for a in plan.program.attachments if a.raw]
         if raw:

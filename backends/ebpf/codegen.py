@@ -353,7 +353,7 @@ class _Gen(PairCode, AggregateCode):
         reads = self.plan.raw_reads.get(pe.probe.name) if pe.kind == "tracepoint" else None
         fs = pe.fields.get(name)
         return (reads is not None and fs is not None and fs.kind in ("tp", "tp_array")
-                and fs.member in reads.fields)
+                and reads.can_read(fs.member, fs.size))
 
     def _handler(self, pe, role, fn, raw=False):
         self.stack = STACK_OVERHEAD

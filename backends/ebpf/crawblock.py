@@ -47,18 +47,24 @@ _FIELDS = {"rq": ("dev", "sector", "nr_sector", "bytes", "rwbs", "comm"),
            "completion": ("dev", "sector", "nr_sector", "rwbs")}
 
 # blk_fill_rwbs() (kernel/trace/blktrace.c), v6.x: an optional leading F for
-# a pre-flush, one or two letters for the operation, then the flag letters.
+# a pre-flush, one to three letters for the operation, then the flag letters.
+# Which letters a kernel writes is told by its format file's rwbs length
+# (RWBS_LEN grew with the letters): 8 the letters below; 9 also 'U' for an
+# atomic write (the atomic-write rwbs patch, RWBS_LEN 8 -> 9); 10 also the
+# zone operations ("Add zoned block commands to blk_fill_rwbs", RWBS_LEN
+# 9 -> 10).  Any other length keeps the tracepoint program.
 _OP_LETTERS = (("REQ_OP_WRITE", "W"), ("REQ_OP_DISCARD", "D"), ("REQ_OP_SECURE_ERASE", "DE"),
                ("REQ_OP_FLUSH", "F"), ("REQ_OP_READ", "R"))
+_ZONE_LETTERS = (("REQ_OP_ZONE_APPEND", "ZA"), ("REQ_OP_ZONE_RESET", "ZR"),
+                 ("REQ_OP_ZONE_RESET_ALL", "ZRA"), ("REQ_OP_ZONE_FINISH", "ZF"),
+                 ("REQ_OP_ZONE_OPEN", "ZO"), ("REQ_OP_ZONE_CLOSE", "ZC"))
 _FLAG_LETTERS = (("__REQ_FUA", "F"), ("__REQ_RAHEAD", "A"), ("__REQ_SYNC", "S"),
-                 ("__REQ_META", "M"),
-                 # Since "block: Add core atomic write support" (v6.10, the
-                 # atomic write series): 'U' for an atomic write.
-                 ("__REQ_ATOMIC", "U"))
+                 ("__REQ_META", "M"))
+_ATOMIC_LETTER = ("__REQ_ATOMIC", "U")
+RWBS_LENGTHS = (8, 9, 10)
 _NEEDED_OPS = ("REQ_OP_READ", "REQ_OP_WRITE", "REQ_OP_FLUSH", "REQ_OP_DISCARD",
                "REQ_OP_SECURE_ERASE", "REQ_OP_DRV_IN", "REQ_OP_DRV_OUT")
 _NEEDED_FLAGS = ("__REQ_PREFLUSH", "__REQ_FUA", "__REQ_RAHEAD", "__REQ_SYNC", "__REQ_META")
-RWBS_MAX = 8     # letters packed into one u64 (blk_fill_rwbs writes at most 8)
 
 
 # Where byte n of a u64 lies, for the target's byte order.
@@ -162,6 +168,13 @@ class Reads(object):
             nr_bytes = len(args) - 1
         return cls(tracepoint, lay, rq[0], nr_bytes)
 
+    def can_read(self, member, size):
+        """Whether format field `member`, read into `size` bytes (for
+        rwbs: its format length + 1), is computed here."""
+        if member == "rwbs":
+            return size - 1 in RWBS_LENGTHS
+        return member in self.fields
+
     def describe(self):
         return "%s: raw tracepoint, %s from struct request at BTF offsets" % (
             self.tracepoint, "/".join(sorted(self.fields)))
@@ -180,7 +193,7 @@ class Reads(object):
     def read(self, member, dst, size, helpers):
         """C statements (a block of their own) computing format field
         `member` into dst (a u64, or a zeroed char array of `size` bytes)."""
-        if member not in self.fields:
+        if not self.can_read(member, size):
             raise ValueError("%s: %s is not read from a raw tracepoint" % (self.tracepoint,
                                                                            member))
         h = helpers["kernel"]
@@ -222,11 +235,13 @@ class Reads(object):
             body += self._load("kt_len", "request.__data_len", rq, h)
             body.append("%s = kt_len;" % dst)
         elif member == "rwbs":
-            if size < RWBS_MAX + 1:
-                raise ValueError("rwbs buffer of %d bytes is too small" % size)
+            length = size - 1
             body += self._load("kt_opf", "request.cmd_flags", rq, h)
-            body += self._rwbs("kt_opf")
+            body += self._rwbs("kt_opf", length)
             body.append("__builtin_memcpy(%s, &kt_rwbs, 8);" % dst)
+            if length > 8:
+                body.append("__builtin_memcpy((char *)%s + 8, &kt_rwbs2, %d);"
+                            % (dst, length - 8))
         elif member == "comm":
             body.append("bpf_get_current_comm(%s, sizeof(%s));" % (dst, dst))
         return ["{"] + ["    " + l for l in body] + ["}"]
@@ -238,26 +253,38 @@ class Reads(object):
             opf, self.layout.op_mask, ops["REQ_OP_DRV_IN"],
             opf, self.layout.op_mask, ops["REQ_OP_DRV_OUT"])
 
-    def _rwbs(self, opf):
-        """blk_fill_rwbs() into u64 kt_rwbs, letter n in byte n of its
-        memory (shifts, not indexed stores: older verifiers refuse a stack
-        store at a variable offset)."""
+    def _rwbs(self, opf, length):
+        """blk_fill_rwbs() of a kernel whose rwbs is `length` bytes, into
+        u64 kt_rwbs (letters 0-7) and kt_rwbs2 (8-), letter n in byte n
+        of their memory (shifts, not indexed stores: older verifiers refuse
+        a stack store at a variable offset).  At most length - 1 letters:
+        a NUL always ends it."""
         lay = self.layout
-        out = ["u64 kt_rwbs = 0;", "u32 kt_n = 0;",
+        out = ["u64 kt_rwbs = 0, kt_rwbs2 = 0;", "u32 kt_n = 0;",
                "u32 kt_op = %s & %d;" % (opf, lay.op_mask)]
 
         def put(letters, indent=""):
-            return [indent + "if (kt_n < %d) kt_rwbs |= (u64)'%s' << KT_BYTE_SHIFT(kt_n++);"
-                    % (RWBS_MAX, c) for c in letters]
+            lines = []
+            for c in letters:
+                lines += [indent + "if (kt_n < 8)",
+                          indent + "    kt_rwbs |= (u64)'%s' << KT_BYTE_SHIFT(kt_n);" % c,
+                          indent + "else if (kt_n < %d)" % (length - 1),
+                          indent + "    kt_rwbs2 |= (u64)'%s' << KT_BYTE_SHIFT(kt_n - 8);" % c,
+                          indent + "kt_n++;"]
+            return lines
         out.append("if (%s & (1U << %d)) {" % (opf, lay.flags["__REQ_PREFLUSH"]))
         out += put("F", "    ") + ["}"]
+        ops = list(_OP_LETTERS) + (list(_ZONE_LETTERS) if length >= 10 else [])
         first = True
-        for op, letters in _OP_LETTERS:
+        for op, letters in ops:
+            if op not in lay.ops:
+                continue
             out.append("%sif (kt_op == %d) {" % ("" if first else "} else ", lay.ops[op]))
             out += put(letters, "    ")
             first = False
         out += ["} else {"] + put("N", "    ") + ["}"]
-        for flag, letter in _FLAG_LETTERS:
+        flags = list(_FLAG_LETTERS) + ([_ATOMIC_LETTER] if length >= 9 else [])
+        for flag, letter in flags:
             if flag in lay.flags:
                 out.append("if (%s & (1U << %d)) {" % (opf, lay.flags[flag]))
                 out += put(letter, "    ") + ["}"]
