@@ -155,14 +155,28 @@ class Btf(object):
     def find(self, kind, name):
         """The first type id of this kind and name, or None."""
         if self._names is None:
+            # (kind, name offset) -> first id; names are compared by their
+            # offset in the string section (BTF stores each string once).
             names = {}
             get = self._record
             for tid in range(1, len(self._offsets)):
                 name_off, k, _vlen, _kf, _size, _pos = get(tid)
                 if name_off and k in (STRUCT, UNION, ENUM, ENUM64, TYPEDEF, FUNC):
                     names.setdefault((k, name_off), tid)
-            self._names = dict(((k, self._str(off)), tid) for (k, off), tid in names.items())
-        return self._names.get((kind, name))
+            self._names = names
+        off = self._string_offset(name)
+        return None if off is None else self._names.get((kind, off))
+
+    def _string_offset(self, name):
+        needle = b"\0" + name.encode("ascii", "replace") + b"\0"
+        # The section starts with the empty string's NUL.
+        at = self._data.find(needle, self._str_start, self._str_end)
+        while at >= 0:
+            off = at + 1 - self._str_start
+            if self._str(off) == name:
+                return off
+            at = self._data.find(needle, at + 1, self._str_end)
+        return None
 
     # -- types ------------------------------------------------------------------------
     def resolve(self, type_id):
