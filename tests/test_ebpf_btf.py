@@ -357,3 +357,16 @@ def test_real_kernel_btf_is_read_when_there_is_one():
     assert b.count > 1000
     off = b.member("task_struct", "pid")
     assert off is not None and off[0] > 0
+
+
+def test_doctor_says_why_block_programs_are_not_raw(monkeypatch):
+    from kerntrace.backends.ebpf import backend
+
+    def no_btf(path=kbtf.VMLINUX):
+        raise IOError(2, "No such file or directory")
+    monkeypatch.setattr(kbtf.Btf, "load", staticmethod(no_btf))
+    cap = backend._btf_block_fields()
+    assert cap.name == "btf_block_fields" and not cap.ok
+    assert "block_rq_complete: no kernel BTF (No such file or directory)" in cap.detail
+    monkeypatch.setattr(kbtf.Btf, "load", staticmethod(lambda path=None: kbtf.Btf(kernel_btf())))
+    assert backend._btf_block_fields().ok
