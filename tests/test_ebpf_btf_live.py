@@ -173,3 +173,39 @@ def test_a_second_bpf_tracer_costs_raw_programs_no_events(programs, fast_disk): 
                 assert counted + lost >= issued, (issued, counted, lost)
     finally:
         second.close()
+
+
+def test_raw_block_io_start_pairs_every_request_with_its_completion(disk):
+    """biolatency -Q starts at block_io_start (where the kernel has it): its
+    raw dev and sector must be those block_rq_complete records, or no
+    request pairs."""
+    path, major, minor = disk
+    majmin = "%d,%d" % (major, minor)
+    skip_unless_backend_runs("ebpf", majmin)
+    skip_unless_raw_block_reads()
+    from kernstate import ensure_tracefs
+    if not os.path.isdir(os.path.join(ensure_tracefs(), "events", "block", "block_io_start")):
+        pytest.skip("this kernel has no block:block_io_start (v6.5+)")
+    tool = LiveTool(["biolatency", "--backend", "ebpf", "-Q", "-d", majmin, "--json",
+                     "--explain"], "Ctrl-C to end.", "stderr")
+    try:
+        name = os.path.basename(path)
+        with open("/sys/block/%s/stat" % name) as f:
+            before = [int(x) for x in f.read().split()]
+        workloads.direct_writes(path, 120)
+        workloads.direct_reads(path, 80, bs=8192)
+        with open("/sys/block/%s/stat" % name) as f:
+            after = [int(x) for x in f.read().split()]
+        rc, out, err = tool.stop()
+    finally:
+        tool.kill()
+    assert rc == 0, err
+    assert "block_io_start" in err and RAW_NOTE in err, err
+    done = (after[0] - before[0]) + (after[4] - before[4])     # reads + writes completed
+    counted = unmatched = 0
+    for line in out.splitlines():
+        obj = json.loads(line)
+        unmatched += obj["unmatched"]
+        counted += sum(h["count"] for h in obj["histograms"])
+    assert (counted, unmatched) == (done, 0)
+    assert done >= 200
