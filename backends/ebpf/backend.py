@@ -7,7 +7,7 @@ from kerntrace.core.errors import one_line
 
 from . import bccfind
 from . import plan as eplan
-from . import buffers, codegen, probes, tracefs_probes
+from . import buffers, codegen, crawblock, probes, tracefs_probes
 from .session import EbpfSession
 
 _PROBE_KINDS = ("tracepoint", "raw_tracepoint", "kprobe", "uprobe")
@@ -17,6 +17,19 @@ def _lockdown_blocks(lock):
     # lockdown=confidentiality forbids reading kernel memory from BPF
     # (bpf_probe_read_kernel and friends); integrity only forbids writes.
     return lock == "confidentiality"
+
+
+def _btf_block_fields():
+    """Whether block tracepoints that read fields can be raw tracepoint
+    programs here (crawblock.py), or why they stay tracepoint programs."""
+    reads = crawblock.reads_for(["block_rq_issue", "block_rq_complete"])
+    bad = ["%s: %s" % (n, r) for n, r in sorted(reads.items()) if isinstance(r, str)]
+    if bad:
+        return Capability("btf_block_fields", False, "block tracepoint programs read the "
+                          "format-file record (the kernel may skip them while another BPF "
+                          "program runs): " + "; ".join(bad))
+    return Capability("btf_block_fields", True, "block fields read in raw tracepoint "
+                      "programs at kernel BTF offsets (skipped only on self-recursion)")
 
 
 class EbpfBackend(Backend):
@@ -47,6 +60,7 @@ class EbpfBackend(Backend):
         caps.append(Capability("ring_buffer", ring.ok, ring.detail))
         skips = p.skips_counted()
         caps.append(Capability("skipped_runs", skips.ok, skips.detail))
+        caps.append(_btf_block_fields())
         return caps
 
     # -- can it run this measurement here? -----------------------------------------
@@ -104,11 +118,19 @@ class EbpfBackend(Backend):
         if not p.skip_counter().ok:
             notes.append("lost counts miss the events the kernel skips: %s"
                          % p.skip_counter().detail)
+        raw_reads = {}
+        for name, r in sorted(crawblock.reads_for(
+                [pe.probe.name for pe in planned if pe.kind == "tracepoint" and pe.raw_ok
+                 and pe.probe.category == "block"]).items()):
+            if isinstance(r, str):
+                notes.append("%s: tracepoint program, not raw: %s" % (name, r))
+            else:
+                raw_reads[name] = r
         ep = eplan.EbpfPlan(planned, output="ringbuf" if p.ringbuf().ok else "perf",
                             helpers=eplan.MODERN_HELPERS if p.read_kernel_helper().ok
                             else eplan.LEGACY_HELPERS, notes=notes,
                             atomic_fetch=bool(measurement.pair and measurement.pair.shared)
-                            and p.atomic_fetch().ok)
+                            and p.atomic_fetch().ok, raw_reads=raw_reads)
         try:
             # Where bcc's leftover probe definitions are removed and
             # tracepoint ids read; never a reason not to run.
@@ -119,10 +141,22 @@ class EbpfBackend(Backend):
             plan = run_plan(measurement, ep, options, tracefs_path)
         except (ValueError, KeyError, TypeError) as e:
             return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
+        for a in plan.program.attachments:
+            reads = raw_reads.get(a.event.probe.name)
+            if reads is not None and not a.raw:
+                notes.append("%s: tracepoint program: %s not computed in raw programs" % (
+                    a.event.probe.name, ", ".join(sorted(
+                        n for n, fs in a.event.fields.items()
+                        if not reads.can_read(fs.member, fs.size)))
+                    or "a second handler"))
         raw = [a.event.probe.name for a in plan.program.attachments if a.raw]
         if raw:
-            notes.append("raw tracepoint%s %s (no event fields read)"
-                         % ("s" if len(raw) > 1 else "", ", ".join(raw)))
+            # Skipped only when itself running, not whenever another BPF
+            # program runs on the CPU (crawblock.py).
+            notes.append("raw tracepoint%s %s (%s)" % (
+                "s" if len(raw) > 1 else "", ", ".join(raw),
+                "fields from struct request at kernel BTF offsets"
+                if any(n in raw_reads for n in raw) else "no event fields read"))
         return Verdict(self.name, True, notes, plan, choices=choices)
 
     # -- run it ----------------------------------------------------------------------

@@ -43,7 +43,7 @@ string filter values appear only as byte comparisons.
 from kerntrace.core import semantics
 from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, QUEUED
 
-from . import buffers, cfilters
+from . import buffers, cfilters, crawblock
 from .caggregate import AggregateCode
 from .cbuckets import BUCKET_C
 from .cmaps import (COUNT_MAP, EVENTS_MAP, HIST_MAP, MAP_ENTRIES, SCRATCH_OVER, STACK_BUDGET,
@@ -128,6 +128,7 @@ class _Gen(PairCode, AggregateCode):
         self.n_match = 0
         self.func_probes = any(pe.kind != "tracepoint" for pe in plan.events)
         self.stack = 0         # bytes of BPF stack the current handler uses
+        self._raw = None       # crawblock.Reads of the current raw handler
 
     # -- which events get handlers, and what each reads --------------------
     def handlers(self):
@@ -233,6 +234,9 @@ class _Gen(PairCode, AggregateCode):
             return ["bpf_get_current_comm(%s, sizeof(%s));" % (dst, dst)]
         fs = pe.fields[name]
         k = fs.kind
+        if self._raw is not None:
+            return self._raw.read(fs.member, dst, fs.size, h) + (
+                self._derive(pe, name, dst) if k == "tp" else [])
         if k == "tp":
             return ["%s = args->%s;" % (dst, fs.member)] + self._derive(pe, name, dst)
         if k == "tp_array":
@@ -345,19 +349,30 @@ class _Gen(PairCode, AggregateCode):
             fn = "kt_ev%s_%s" % (_event_tag(pe), pe.name)
             # bcc keys raw attachments by tracepoint name: one handler each.
             raw = (pe.kind == "tracepoint" and pe.raw_ok and pe.probe.name not in raw_names
-                   and all(n in CONTEXT_FIELDS for n in self._needs(pe, role)))
+                   and all(n in CONTEXT_FIELDS or self._raw_field(pe, n)
+                           for n in self._needs(pe, role)))
             if raw:
                 raw_names.add(pe.probe.name)
             self.funcs.append(self._handler(pe, role, fn, raw))
             attachments.append(Attachment(pe, fn, raw))
+        self.attachments_made = attachments
         text = self._assemble()
         return Program(text, a.kind, tuple(getattr(a, "keys", ())), key_layout, value_layout,
                        record_layout, attachments,
                        dict((pe.index, pe.name) for pe in self.plan.events),
                        self.plan.output if a.kind == "records" else None)
 
+    def _raw_field(self, pe, name):
+        """Whether field `name` of pe can be computed in a raw tracepoint
+        program (crawblock: from BTF offsets)."""
+        reads = self.plan.raw_reads.get(pe.probe.name) if pe.kind == "tracepoint" else None
+        fs = pe.fields.get(name)
+        return (reads is not None and fs is not None and fs.kind in ("tp", "tp_array")
+                and reads.can_read(fs.member, fs.size))
+
     def _handler(self, pe, role, fn, raw=False):
         self.stack = STACK_OVERHEAD
+        self._raw = self.plan.raw_reads.get(pe.probe.name) if raw else None
         needs = self._needs(pe, role)
         flayout = Layout("kt_ev%s_f" % _event_tag(pe), [field_member(n, *src_kind(pe, n))
                                                        for n in needs])
@@ -365,8 +380,11 @@ class _Gen(PairCode, AggregateCode):
         if not flayout.empty:
             self.decls.append(flayout.c_decl())
         if raw:
-            sig = "/* raw tracepoint %s: reads no event fields */\n" \
-                  "int %s(struct bpf_raw_tracepoint_args *ctx)" % (pe.probe.name, fn)
+            sig = "/* raw tracepoint %s: %s */\n" \
+                  "int %s(struct bpf_raw_tracepoint_args *ctx)" % (
+                      pe.probe.name, "fields from struct request at BTF offsets"
+                      if any(n not in CONTEXT_FIELDS for n in needs) else "reads no event fields",
+                      fn)
             ctx = "ctx"
         elif pe.kind == "tracepoint":
             sig = "int %s(struct tracepoint__%s__%s *args)" % (fn, pe.probe.category,
@@ -443,6 +461,8 @@ class _Gen(PairCode, AggregateCode):
         parts.append("static __always_inline void kt_stat(u32 idx)\n{\n"
                      "    u64 *p = %s.lookup(&idx);\n    if (p)\n"
                      "        __sync_fetch_and_add(p, 1);\n}" % STATS_MAP)
+        if any(a.raw for a in self.attachments_made) and self.plan.raw_reads:
+            parts.append(crawblock.BYTE_SHIFT_C)
         if self.agg.kind == "histogram":
             parts.append(BUCKET_C.strip("\n"))
         parts.extend(self.helpers)

@@ -121,21 +121,25 @@ class EbpfPlan(Frozen):
                 "user_str"} -> name), chosen by what the kernel has
     notes       lines worth telling the user (mismatched headers, ...)
     atomic_fetch  the kernel's BPF atomics can return the old value
+    raw_reads   tracepoint name -> crawblock.Reads: fields a raw tracepoint
+                program of that tracepoint can compute (from BTF offsets)
     """
 
-    def __init__(self, events, output="perf", helpers=None, notes=(), atomic_fetch=False):
+    def __init__(self, events, output="perf", helpers=None, notes=(), atomic_fetch=False,
+                 raw_reads=None):
         self.events = tuple(events)
         self.output = output
         self.helpers = types.MappingProxyType(dict(helpers or MODERN_HELPERS))
         self.notes = tuple(notes)
         self.atomic_fetch = bool(atomic_fetch)
+        self.raw_reads = types.MappingProxyType(dict(raw_reads or {}))
         self.freeze()
 
     def replace(self, **changes):
         """A new EbpfPlan with some choices changed (tests force the code
         other kernels get); this one stays as it is."""
         args = dict(events=self.events, output=self.output, helpers=self.helpers,
-                    notes=self.notes, atomic_fetch=self.atomic_fetch)
+                    notes=self.notes, atomic_fetch=self.atomic_fetch, raw_reads=self.raw_reads)
         args.update(changes)
         return EbpfPlan(**args)
 
