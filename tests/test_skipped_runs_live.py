@@ -164,5 +164,8 @@ def test_counted_plus_lost_is_every_io_with_a_second_bpf_tracer(backend, fast_di
                 return      # the kernel skipped our program, and we said so
     finally:
         second.close()
-    pytest.skip("a second BPF tracer made the kernel skip none of iolatency's runs in %d"
-                " runs of %d reads at depth %d: %r" % (ATTEMPTS, IOS, DEPTH, runs))
+    # Every run counted every read: where BTF gives the block fields the
+    # handlers are raw tracepoint programs, which another program on the
+    # CPU does not make the kernel skip (test_ebpf_btf_live.py forces the
+    # tracepoint programs other hosts get, and checks their lost count).
+    assert all(c == i for i, c, _l, _u, _o in runs), runs

@@ -4,6 +4,7 @@ kernel.  Preferred over ftrace wherever check() says it can run."""
 from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, check_plan_options,
                                     members_left_out, probe_choice)
 from kerntrace.core.errors import one_line
+from kerntrace.core.model import Tracepoint
 
 from . import bccfind
 from . import plan as eplan
@@ -142,7 +143,8 @@ class EbpfBackend(Backend):
         except (ValueError, KeyError, TypeError) as e:
             return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
         for a in plan.program.attachments:
-            reads = raw_reads.get(a.event.probe.name)
+            reads = (raw_reads.get(a.event.probe.name)
+                     if isinstance(a.event.probe, Tracepoint) else None)
             if reads is not None and not a.raw:
                 notes.append("%s: tracepoint program: %s not computed in raw programs" % (
                     a.event.probe.name, ", ".join(sorted(
