@@ -110,7 +110,7 @@ def test_record_for_a_duration_stops_by_itself_and_leaves_nothing(tmp_path):
 # -- a third-party tool --------------------------------------------------------
 FORKCOUNT = '''
 from kerntrace.core.hookspecs import hookimpl
-from kerntrace.core.model import Count, Event, Field, Measurement, SyscallExit, Tracepoint
+from kerntrace.core.model import Count, Each, Event, Field, Measurement, SyscallExit, Tracepoint
 from kerntrace.core.output.table import CountTablePrinter
 from kerntrace.core.tool import Tool
 
@@ -133,9 +133,19 @@ class ParentAsked(Tool):
     def printer(self, args, out, err):
         return CountTablePrinter(out, err, key_header="PARENT")
 
+class IdsAsked(Tool):
+    name = "idsasked"
+    summary = "getppid() and getpid() calls per answer (an Each of two syscalls)."
+    def measurement(self, args):
+        ret = Event("ret", Each(SyscallExit("getppid"), SyscallExit("getpid")),
+                    fields=[Field("ret")])
+        return Measurement([ret], Count(keys=("ret",)))
+    def printer(self, args, out, err):
+        return CountTablePrinter(out, err, key_header="ANSWER")
+
 @hookimpl
 def kerntrace_tools():
-    return [ForkCount(), ParentAsked()]
+    return [ForkCount(), ParentAsked(), IdsAsked()]
 '''
 
 
@@ -283,3 +293,55 @@ def test_third_party_syscall_tool_replays_its_recording(tmp_path, plugin_env, ca
     assert r.returncode == 0, r.stderr
     # the caller's parent is this test process: its getppid() answers are ours
     assert _counts(r.stdout).get(os.getpid()) == n, r.stdout
+
+
+_ASKER = """
+import os, sys
+n, m = int(sys.argv[1]), int(sys.argv[2])
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for _ in range(n):
+    os.getppid()
+for _ in range(m):
+    os.getpid()
+"""
+
+
+def test_a_tool_with_an_each_alternative_replays_every_member(tmp_path, plugin_env):
+    """Each(sys_exit_getppid, sys_exit_getpid): a recording carries both
+    members' formats and the replay counts the events of both."""
+    if kernstate.live_skip_reason():
+        pytest.skip(kernstate.live_skip_reason())
+    n, m = 30, 17
+    rec = tmp_path / "ids.rec"
+    asker = subprocess.Popen([sys.executable, "-c", _ASKER, str(n), str(m)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    asker_pid = int(asker.stdout.readline())
+    p = subprocess.Popen(clirun.KERNTRACE + ["record", "-o", str(rec), "idsasked"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, env=plugin_env)
+    try:
+        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
+        asker.stdin.write(b"go\n")
+        asker.stdin.flush()
+        asker.wait()
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    finally:
+        if asker.poll() is None:
+            asker.kill()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    carried = open_saved_trace(str(rec)).formats
+    assert ("syscalls", "sys_exit_getppid") in carried and \
+        ("syscalls", "sys_exit_getpid") in carried
+    r = subprocess.run(clirun.KERNTRACE + ["idsasked", "--input", str(rec)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, env=plugin_env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    counts = _counts(r.stdout)
+    # getppid() answers the parent (this test), getpid() the asker itself
+    assert counts.get(os.getpid()) == n and counts.get(asker_pid) == m, r.stdout

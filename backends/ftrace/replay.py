@@ -19,7 +19,7 @@ nothing about the traced one.
 from kerntrace.core import known_formats
 from kerntrace.core.backend import Session
 from kerntrace.core.errors import KerntraceError, Unsupported
-from kerntrace.core.model import Tracepoint
+from kerntrace.core.model import Each, Tracepoint
 from kerntrace.core.recording import SavedTrace, open_saved_trace
 from kerntrace.core.results import CountSet, HistogramSet, Report
 
@@ -30,16 +30,19 @@ from .textlines import LineSplitter, file_lines
 from .textparse import TextDecoder
 
 
-def resolve_fields(logical, formats):
+def resolve_fields(logical, formats, probe=None):
     """logical field name -> format field name: for each declared Field the
-    first of its sources that one of `formats` has, of the right kind
-    (plan.field_source).  Returns (mapping, names of fields no format has)."""
+    first of its sources (`probe`'s own for it, if it names some) that one
+    of `formats` has, of the right kind (plan.field_source).  Returns
+    (mapping, names of fields no format has)."""
     mapping = {}
     missing = []
     for f in logical.fields:
-        found = [src for src in (field_source(fmt, f) for fmt in formats) if src is not None]
+        order = probe.sources_for(f) if probe is not None else f.sources
+        found = [src for src in (field_source(fmt, f, probe) for fmt in formats)
+                 if src is not None]
         if found:
-            mapping[f.name] = min(found, key=f.sources.index)
+            mapping[f.name] = min(found, key=order.index)
         else:
             missing.append(f.name)
     return mapping, missing
@@ -71,34 +74,48 @@ def replay_plan(measurement, saved=None):
     exist in another host's trace).  Raises Unsupported."""
     events = []
     for ev in measurement.events:
-        chosen = None
-        why = "no tracepoint probe"
+        chosen, why = None, "no tracepoint probe"
         for probe in ev.probes:
+            if isinstance(probe, Each):
+                # Every member the trace has an event of: those of a
+                # recording (or, for plain text, those with a known format).
+                members = [_replayed(saved, ev, m) for m in probe.probes
+                           if isinstance(m, Tracepoint)]
+                found = [r for r, _why in members if r is not None]
+                if found:
+                    chosen = found
+                    break
+                why = "; ".join(w for _r, w in members) or why
+                continue
             if not isinstance(probe, Tracepoint):
                 continue
-            formats = _formats_of(saved, probe.category, probe.name)
-            if saved is not None and saved.recorded and not formats:
-                # a recording holds the events it enabled, and only those
-                why = "the recording has no %s:%s (it recorded %s)" % (
-                    probe.category, probe.name,
-                    ", ".join(sorted("%s:%s" % k for k in saved.formats)) or "nothing")
-                continue
-            if not formats and ev.fields:
-                why = ("no known format for %s:%s (a recording made with `kerntrace record` "
-                       "carries its formats)" % (probe.category, probe.name))
-                continue
-            fields, missing = resolve_fields(ev, formats)
-            if missing:
-                why = "%s:%s has no field %s" % (probe.category, probe.name, ", ".join(missing))
-                continue
-            fmt = formats[0] if len(formats) == 1 and saved is not None and saved.recorded \
-                else None
-            chosen = ResolvedEvent(ev, probe, probe.category, probe.name, fmt, fields)
-            break
+            resolved, why = _replayed(saved, ev, probe)
+            if resolved is not None:
+                chosen = [resolved]
+                break
         if chosen is None:
             raise Unsupported("event %s cannot be replayed from a saved trace: %s" % (ev.name, why))
-        events.append(chosen)
+        events.extend(chosen)
     return ReplayPlan(events, saved)
+
+
+def _replayed(saved, ev, probe):
+    """(ResolvedEvent, None) for tracepoint `probe` of logical event `ev`
+    in the saved trace, or (None, why not)."""
+    formats = _formats_of(saved, probe.category, probe.name)
+    if saved is not None and saved.recorded and not formats:
+        # a recording holds the events it enabled, and only those
+        return None, "the recording has no %s:%s (it recorded %s)" % (
+            probe.category, probe.name,
+            ", ".join(sorted("%s:%s" % k for k in saved.formats)) or "nothing")
+    if not formats and ev.fields:
+        return None, ("no known format for %s:%s (a recording made with `kerntrace record` "
+                      "carries its formats)" % (probe.category, probe.name))
+    fields, missing = resolve_fields(ev, formats, probe)
+    if missing:
+        return None, "%s:%s has no field %s" % (probe.category, probe.name, ", ".join(missing))
+    fmt = formats[0] if len(formats) == 1 and saved is not None and saved.recorded else None
+    return ResolvedEvent(ev, probe, probe.category, probe.name, fmt, fields), None
 
 
 def empty_data(aggregate):
