@@ -104,10 +104,17 @@ def project_files():
             if os.path.isfile(os.path.join(ROOT, name))]
 
 
+# Folders every Linux machine has (the FHS): a checkout under /tmp does not
+# make "/tmp/x" in a test or an example this machine's path.
+SHARED_FOLDERS = frozenset(("/tmp/", "/var/", "/var/tmp/", "/usr/", "/usr/local/", "/usr/lib/",
+                            "/usr/share/", "/opt/", "/srv/", "/home/", "/mnt/", "/media/",
+                            "/run/", "/dev/", "/dev/shm/"))
+
+
 def machine_paths():
     """Absolute paths of this machine a file could have quoted: the
-    checkout, the folders above it (the root itself aside), the home
-    directory and the Pythons' prefixes."""
+    checkout, the folders above it (the root itself and the folders every
+    machine has aside), the home directory and the Pythons' prefixes."""
     paths = set()
     here = ROOT
     while os.path.dirname(here) != here:
@@ -117,7 +124,7 @@ def machine_paths():
     for p in (home, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))):
         if p and p != "/":
             paths.add(p.rstrip("/") + "/")
-    return sorted(p for p in paths if p.count("/") >= 2)
+    return sorted(p for p in paths if p.count("/") >= 2 and p not in SHARED_FOLDERS)
 
 
 def test_no_absolute_path_of_this_machine_in_the_project():
