@@ -361,6 +361,10 @@ def test_real_kernel_btf_is_read_when_there_is_one():
 
 def test_doctor_says_why_block_programs_are_not_raw(monkeypatch):
     from kerntrace.backends.ebpf import backend
+    monkeypatch.delenv(backend.RAW_BLOCK_READS_ENV, raising=False)
+    cap = backend._btf_block_fields()
+    assert not cap.ok and backend.RAW_BLOCK_READS_OFF in cap.detail     # opt-in
+    monkeypatch.setenv(backend.RAW_BLOCK_READS_ENV, "1")
 
     def no_btf(path=kbtf.VMLINUX):
         raise IOError(2, "No such file or directory")
