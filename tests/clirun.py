@@ -28,25 +28,38 @@ def start(args, **kw):
                             stderr=subprocess.PIPE, universal_newlines=True, env=env(), **kw)
 
 
-def wait_for_stderr_line(p, needle, timeout=60):
-    """Read p's stderr until a line containing needle (the tool's banner:
-    printed once tracing is live).  Returns the lines read."""
+def wait_for_text(stream, needle, p, timeout=180):
+    """What `stream` (p's stdout or stderr) printed up to and with the line
+    holding `needle`, read straight from the descriptor: reading through
+    the file's buffer would leave a line that arrived in the same chunk as
+    the one before it unseen while select() waits."""
     import select
     import time
-    lines = []
+    fd = stream.fileno()
+    text = ""
     end = time.time() + timeout
     while time.time() < end:
-        r, _, _ = select.select([p.stderr], [], [], 0.2)
+        r, _, _ = select.select([fd], [], [], 0.2)
         if r:
-            line = p.stderr.readline()
-            if not line:
+            chunk = os.read(fd, 65536).decode(errors="replace")
+            if not chunk:
                 break
-            lines.append(line)
-            if needle in line:
-                return lines
+            text += chunk
+            if needle in text and text.endswith("\n"):
+                return text
         elif p.poll() is not None:
             break
-    raise AssertionError("no %r on stderr; got %r (rc=%r)" % (needle, lines, p.poll()))
+    raise AssertionError("no %r; got %r (rc=%r)" % (needle, text, p.poll()))
+
+
+def wait_for_stderr_line(p, needle, timeout=60):
+    """Read p's stderr until a line containing needle (the tool's banner:
+    printed once tracing is live).  Returns the lines read, the one with
+    needle last."""
+    lines = wait_for_text(p.stderr, needle, p, timeout).splitlines(True)
+    while needle not in lines[-1]:
+        lines.pop()
+    return lines
 
 
 def run_as_nobody(args, timeout=120):

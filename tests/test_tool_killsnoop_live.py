@@ -3,7 +3,6 @@ them, over one workload that sends known signals with kill() (one of them
 to a process that no longer exists: ESRCH): each reports exactly those."""
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -74,25 +73,6 @@ class Workload(object):
         return self.p.wait(timeout=60)
 
 
-def wait_for(stream, needle, p, timeout=180):
-    import select
-    fd = stream.fileno()
-    text = ""
-    end = time.time() + timeout
-    while time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            chunk = os.read(fd, 65536).decode(errors="replace")
-            if not chunk:
-                break
-            text += chunk
-            if needle in text and text.endswith("\n"):
-                return text
-        elif p.poll() is not None:
-            break
-    raise AssertionError("no %r; got %r (rc=%r)" % (needle, text, p.poll()))
-
-
 def backends():
     return ([] if ebpf_skip_reason() else ["ebpf"]) + ["ftrace"]
 
@@ -116,12 +96,12 @@ def run_all(args, json_out=True, with_bpftrace=False):
             p = clirun.start(["killsnoop", "--backend", b, "-p", str(w.pid)]
                              + (["--json"] if json_out else [])
                              + list(args(w) if callable(args) else args))
-            procs.append((b, p, wait_for(p.stderr, "Tracing", p)))
+            procs.append((b, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
         bt = shutil.which("bpftrace") if with_bpftrace and not ebpf_skip_reason() else None
         if bt:
             p = subprocess.Popen([bt, "-B", "line", "-e", BPFTRACE % {"pid": w.pid}],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            procs.append(("bpftrace", p, wait_for(p.stdout, "READY", p)))
+            procs.append(("bpftrace", p, clirun.wait_for_text(p.stdout, "READY", p)))
         assert w.release() == 0
         time.sleep(0.5)
     finally:
@@ -218,7 +198,7 @@ def test_replay_of_a_recording_lists_the_same_kills(tmp_path):
     rec = str(tmp_path / "killsnoop.rec")
     p = clirun.start(["record", "-o", rec, "killsnoop", "-p", str(w.pid)])
     try:
-        wait_for(p.stderr, "recording", p)
+        clirun.wait_for_text(p.stderr, "recording", p)
         assert w.release() == 0
         time.sleep(0.5)
         p.send_signal(signal.SIGINT)

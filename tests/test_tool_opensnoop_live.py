@@ -70,29 +70,6 @@ class Opener(object):
         return self.p.wait(timeout=60)
 
 
-def wait_for_banner(p, needle="Tracing ", timeout=180):
-    """stderr up to and with the line holding `needle`, read straight from
-    the descriptor: clirun.wait_for_stderr_line selects on the descriptor
-    but reads through the file's buffer, so a line that arrived in the same
-    chunk as the one before it waits there unseen."""
-    import select
-    fd = p.stderr.fileno()
-    text = ""
-    end = time.time() + timeout
-    while time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            chunk = os.read(fd, 65536).decode(errors="replace")
-            if not chunk:
-                break
-            text += chunk
-            if needle in text and text.endswith("\n"):
-                return text
-        elif p.poll() is not None:
-            break
-    raise AssertionError("no %r on stderr; got %r (rc=%r)" % (needle, text, p.poll()))
-
-
 def backends():
     why = ebpf_skip_reason()
     return ([] if why else ["ebpf"]) + ["ftrace"]
@@ -104,7 +81,7 @@ def run_on(opener, args, expect_exit=True):
     procs = []
     for b in backends():
         p = clirun.start(["opensnoop", "--backend", b, "--explain"] + list(args))
-        procs.append((b, p, wait_for_banner(p)))
+        procs.append((b, p, clirun.wait_for_text(p.stderr, "Tracing ", p)))
     assert opener.release() == 0
     time.sleep(0.5)
     out = []
@@ -347,7 +324,7 @@ def test_sigkill_leaves_probes_the_next_run_removes():
     from kernstate import tracefs
     root = tracefs()
     p = clirun.start(["opensnoop", "--backend", "ftrace"])
-    wait_for_banner(p)
+    clirun.wait_for_text(p.stderr, "Tracing ", p)
     tag = "kerntrace_%d/" % p.pid
 
     def probes():

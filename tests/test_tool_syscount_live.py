@@ -52,26 +52,6 @@ class Workload(object):
         return self.p.wait(timeout=60)
 
 
-def wait_for(fd_stream, needle, p, timeout=180):
-    """Output read straight from the descriptor up to a line with `needle`."""
-    import select
-    fd = fd_stream.fileno()
-    text = ""
-    end = time.time() + timeout
-    while time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            chunk = os.read(fd, 65536).decode(errors="replace")
-            if not chunk:
-                break
-            text += chunk
-            if needle in text and text.endswith("\n"):
-                return text
-        elif p.poll() is not None:
-            break
-    raise AssertionError("no %r; got %r (rc=%r)" % (needle, text, p.poll()))
-
-
 def backends():
     return ([] if ebpf_skip_reason() else ["ebpf"]) + ["ftrace"]
 
@@ -103,13 +83,13 @@ def run_all(tmp_path, args, with_bcc=False, fmt="--json"):
     try:
         for b in backends():
             p = clirun.start(["syscount", "--backend", b, fmt, "-p", str(w.pid)] + args)
-            procs.append((b, p, wait_for(p.stderr, "Tracing", p)))
+            procs.append((b, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
         bcc = bcc_syscount() if with_bcc else None
         if bcc:
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             p = subprocess.Popen([bcc, "-p", str(w.pid), "-T", "1000"] + args,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-            procs.append(("bcc", p, wait_for(p.stdout, "Tracing", p)))
+            procs.append(("bcc", p, clirun.wait_for_text(p.stdout, "Tracing", p)))
         assert w.release() == 0
         time.sleep(0.5)
     finally:
@@ -196,7 +176,7 @@ def test_text_output_names_the_syscalls(tmp_path):
         for b in backends():
             p = clirun.start(["syscount", "--backend", b, "-p", str(w.pid), "-T", "3",
                               "-L", "-m"])
-            procs.append((b, p, wait_for(p.stderr, "Tracing", p)))
+            procs.append((b, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
         assert w.release() == 0
         time.sleep(0.5)
     finally:
@@ -220,7 +200,7 @@ def test_replay_of_a_recording_counts_what_ran(tmp_path):
     p = clirun.start(["record", "-o", rec, "syscount", "-p", str(w.pid), "--syscall",
                       "getppid"])
     try:
-        wait_for(p.stderr, "recording", p)
+        clirun.wait_for_text(p.stderr, "recording", p)
         assert w.release() == 0
         time.sleep(0.5)
         p.send_signal(signal.SIGINT)
@@ -252,7 +232,7 @@ def test_killed_run_is_cleaned_up_by_the_next(sig):
     (the autouse leak check fails the test if anything stays behind)."""
     for b in backends():
         p = clirun.start(["syscount", "--backend", b, "-i", "1"])
-        wait_for(p.stderr, "Tracing", p)
+        clirun.wait_for_text(p.stderr, "Tracing", p)
         p.send_signal(sig)
         p.communicate(timeout=60)
         assert p.returncode in (0, -sig), p.returncode
