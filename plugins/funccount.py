@@ -21,8 +21,7 @@ program) is --print-program.
 """
 
 from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter,
-                                Measurement, Tool, UsageError, hookimpl, pid_value,
-                                report_every, seconds_value)
+                                Measurement, Tool, UsageError, hookimpl, report_every)
 
 from . import funcspec
 
@@ -57,14 +56,7 @@ class FuncCount(Tool):
     sample_args = ("c:getppid",)
 
     def add_arguments(self, p):
-        p.add_argument("-p", "--pid", type=pid_value, help="trace this PID only")
-        p.add_argument("-i", "--interval", type=seconds_value, help="summary interval, seconds")
-        p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
-                       help="total duration of trace, seconds")
-        p.add_argument("-T", "--timestamp", action="store_true",
-                       help="include timestamp on output")
-        p.add_argument("-r", "--regexp", action="store_true",
-                       help="use regular expressions. Default is \"*\" wildcards only.")
+        funcspec.add_summary_options(p)
         p.add_argument("-c", "--cpu", type=cpu_value, help="trace this CPU only")
         p.add_argument("--max-functions", type=funcspec.max_functions_value,
                        default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",

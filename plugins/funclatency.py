@@ -27,7 +27,7 @@ outer one); calls deeper than LEVEL, and calls a thread exited inside
 
 from kerntrace.core.api import (EVENT_NAME, LATENCY, LOG2, BccHistogramPrinter, Event, Filter,
                                 Histogram, Measurement, Pair, Tool, Tracepoint, UsageError,
-                                hookimpl, pid_value, report_every, seconds_value)
+                                hookimpl, report_every)
 
 from . import funcspec
 
@@ -69,20 +69,13 @@ class FuncLatency(Tool):
     sample_args = ("c:getppid",)
 
     def add_arguments(self, p):
-        p.add_argument("-p", "--pid", type=pid_value, help="trace this PID only")
-        p.add_argument("-i", "--interval", type=seconds_value, help="summary interval, seconds")
-        p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
-                       help="total duration of trace, seconds")
-        p.add_argument("-T", "--timestamp", action="store_true",
-                       help="include timestamp on output")
+        funcspec.add_summary_options(p)
         p.add_argument("-u", "--microseconds", action="store_true",
                        help="microsecond histogram")
         p.add_argument("-m", "--milliseconds", action="store_true",
                        help="millisecond histogram")
         p.add_argument("-F", "--function", action="store_true",
                        help="show a separate histogram per function")
-        p.add_argument("-r", "--regexp", action="store_true",
-                       help="use regular expressions. Default is \"*\" wildcards only.")
         p.add_argument("-l", "--level", type=level_value, default=MAX_LEVEL,
                        help="set the level of nested or recursive functions "
                             "(default %d)" % MAX_LEVEL)

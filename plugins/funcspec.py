@@ -15,7 +15,8 @@ import re
 
 from kerntrace.core.api import (KernelFunction, SymbolError, Tracepoint, UsageError,
                                 UserFunction, kernel_functions, notrace_reason, resolve_binary,
-                                tracepoints, tracing_root, user_functions)
+                                pid_value, seconds_value, tracepoints, tracing_root,
+                                user_functions)
 
 # How many functions a pattern may expand to unless the user raises the
 # limit (bcc's probe limit is 1000 too: BPF.get_probe_limit()).
@@ -151,3 +152,15 @@ def max_functions_value(text):
     if value < 1:
         raise UsageError("--max-functions must be a positive integer, got %r" % text)
     return value
+
+
+def add_summary_options(p):
+    """-p -i -d -T -r, as bcc's funccount and funclatency both take them."""
+    p.add_argument("-p", "--pid", type=pid_value, help="trace this PID only")
+    p.add_argument("-i", "--interval", type=seconds_value, help="summary interval, seconds")
+    p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
+                   help="total duration of trace, seconds")
+    p.add_argument("-T", "--timestamp", action="store_true",
+                   help="include timestamp on output")
+    p.add_argument("-r", "--regexp", action="store_true",
+                   help="use regular expressions. Default is \"*\" wildcards only.")
