@@ -22,6 +22,22 @@ def run(args, timeout=120, **kw):
     return p.returncode, p.stdout, p.stderr
 
 
+def finish_interrupted(p, grace=30):
+    """(stdout, stderr) of `p`, already sent SIGINT: waits `grace` seconds,
+    then sends SIGTERM, then SIGKILL.  A reference tool that hangs on its way
+    out (bpftrace 0.17 once did not exit within 60 s of SIGINT on a CI
+    machine, after printing every line) still gives what it printed; a
+    kerntrace run ended this way fails on its return code."""
+    import signal
+    for then in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            return p.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            p.send_signal(then)
+            grace = 10
+    return p.communicate()
+
+
 def start(args, **kw):
     """Start a tool; returns the Popen (text mode, pipes)."""
     return subprocess.Popen(KERNTRACE + list(args), stdout=subprocess.PIPE,

@@ -114,6 +114,7 @@ def run_tracers(kids, tracers):
     import signal
     import time
 
+    import clirun
     import kernstate
     before = kernstate.snapshot()
     env = dict(os.environ, PYTHONUNBUFFERED="1", KERNTRACE_DISABLE_PLUGINS="1")
@@ -132,7 +133,7 @@ def run_tracers(kids, tracers):
         for name, p, stream, needle in procs:
             p.send_signal(signal.SIGINT)
         for name, p, stream, needle in procs:
-            stdout, stderr = p.communicate(timeout=60)
+            stdout, stderr = clirun.finish_interrupted(p)
             stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
             if stream == "stdout":
                 stdout = early[name] + stdout

@@ -331,7 +331,7 @@ def test_same_count_as_a_bpftrace_one_liner(disk):
         out, err = run_with(["iolatency", "--backend", "ftrace", "-d", disk.majmin],
                             "Tracing block I/O.", "stdout", disk)
         bt.send_signal(signal.SIGINT)
-        bt_out, bt_err = bt.communicate(timeout=60)
+        bt_out, bt_err = clirun.finish_interrupted(bt)
     finally:
         if bt.poll() is None:
             bt.kill()

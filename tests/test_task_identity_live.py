@@ -89,7 +89,7 @@ def start_bpftrace(program):
 def stop_bpftrace(bt):
     """SIGINT: bpftrace prints its maps; returns {key: count} of @[key]."""
     bt.send_signal(signal.SIGINT)
-    out, _err = bt.communicate(timeout=60)
+    out, _err = clirun.finish_interrupted(bt)
     return {k: int(n) for k, n in re.findall(r"^@\[(.*)\]: (\d+)$", out, re.M)}
 
 

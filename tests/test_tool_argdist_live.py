@@ -114,8 +114,7 @@ class Bpftrace(object):
 
     def stop(self):
         self.p.send_signal(signal.SIGINT)
-        out, err = self.p.communicate(timeout=60)
-        return out, err
+        return clirun.finish_interrupted(self.p)
 
     def kill(self):
         if self.p.poll() is None:
