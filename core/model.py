@@ -180,6 +180,34 @@ class UserFunction(Probe):
         return "%s:%s:%s" % ("ur" if self.ret else "u", self.library, self.symbol)
 
 
+class Usdt(Probe):
+    """A USDT (SystemTap SDT, sys/sdt.h) probe `provider:name` in a
+    user-space binary or library (an absolute path, or a short name as for
+    UserFunction).  A probe used in several places of the code has several
+    sites, in the order of the file's .note.stapsdt notes: `site` picks one,
+    and an Each of all of them counts every use.  A semaphore the probe
+    guards its arguments' computation with is raised while it is attached
+    (the uprobe's reference counter), so the program's guarded code runs.
+    Reads no fields: its arguments are not described by the model."""
+
+    kind = "usdt"
+
+    def __init__(self, library, provider, name, site=0):
+        self.sources = {}
+        if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
+            raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
+        self.library = library
+        self.provider = _ident("USDT provider", provider)
+        self.name = _ident("USDT probe name", name)
+        if not isinstance(site, int) or isinstance(site, bool) or not 0 <= site < 65536:
+            raise InvalidSpec("USDT site must be an integer 0..65535, got %r" % (site,))
+        self.site = site
+
+    def describe(self):
+        return "usdt:%s:%s:%s%s" % (self.library, self.provider, self.name,
+                                    "#%d" % self.site if self.site else "")
+
+
 class Each(Probe):
     """One alternative made of several probes, all attached, as one logical
     event: every member this host has (at least one), e.g. the entries of

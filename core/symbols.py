@@ -171,6 +171,41 @@ def user_functions(path, pattern, regex=False):
     return sorted(s.name for s in by_offset.values())
 
 
+def usdt_probes(path, pattern, regex=False, provider=None):
+    """Sorted [(provider, name, sites)] of the USDT probes of ELF file
+    `path` whose name matches `pattern` (and whose provider matches
+    `provider`, a second pattern, when given); `sites` is how many places
+    use the probe.  Probes whose names the model cannot take are skipped."""
+    rx = compile_pattern(pattern, regex)
+    prx = compile_pattern(provider, regex) if provider is not None else None
+    sites = {}
+    for p in _usdt_notes(path):
+        if rx.match(p.name) and (prx is None or prx.match(p.provider)) and \
+                is_identifier(p.name) and is_identifier(p.provider):
+            key = (p.provider, p.name)
+            sites[key] = sites.get(key, 0) + 1
+    return sorted((prov, name, n) for (prov, name), n in sites.items())
+
+
+def usdt_site(path, provider, name, site=0):
+    """The elfsym.UsdtProbe of site `site` of probe provider:name of ELF
+    file `path` (its offset and semaphore offset); raises SymbolError."""
+    found = [p for p in _usdt_notes(path) if p.provider == provider and p.name == name]
+    if not found:
+        raise SymbolError("%s has no USDT probe %s:%s" % (path, provider, name))
+    if site >= len(found):
+        raise SymbolError("USDT probe %s:%s of %s has %d sites, not %d" % (
+            provider, name, path, len(found), site + 1))
+    return found[site]
+
+
+def _usdt_notes(path):
+    try:
+        return elfsym.ElfFile(path).usdt_probes()
+    except elfsym.ElfError as e:
+        raise SymbolError(str(e))
+
+
 # ---------------------------------------------------------------------------
 # Kernel functions and tracepoints
 def _kernel_names(tracing_root, kallsyms):

@@ -108,6 +108,8 @@ def _probe_ident(pe):
     """What a probe attaches to, from identifiers only (a library path,
     although validated, is no C identifier and stays out of the C text)."""
     p = pe.probe
+    if getattr(p, "provider", None):            # a USDT probe
+        return "%s:%s#%d" % (p.provider, p.name, p.site)
     return getattr(p, "symbol", None) or getattr(p, "function", None) or \
         "%s:%s" % (p.category, p.name)
 

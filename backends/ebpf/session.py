@@ -18,6 +18,7 @@
 """
 
 import ctypes
+import re
 import sys
 import time
 
@@ -30,6 +31,9 @@ from kerntrace.core.stopsignals import SignalsLatched
 from . import bpfobject, codegen, perfhook, progstats, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedOutput, first_error
+
+
+_NON_IDENT = re.compile(b"[^a-zA-Z0-9_]")
 
 
 class EbpfSession(Session):
@@ -99,7 +103,8 @@ class EbpfSession(Session):
         counter = {"tracepoint": b.num_open_tracepoints,
                    "raw_tracepoint": lambda: len(b.raw_tracepoint_fds),
                    "kprobe": b.num_open_kprobes, "kretprobe": b.num_open_kprobes,
-                   "uprobe": b.num_open_uprobes, "uretprobe": b.num_open_uprobes}[kind]
+                   "uprobe": b.num_open_uprobes, "uretprobe": b.num_open_uprobes,
+                   "usdt": b.num_open_uprobes}[kind]
         before = counter()
         known = set(b.kprobe_fds) | set(b.uprobe_fds)
         cap = CapturedOutput()
@@ -114,6 +119,8 @@ class EbpfSession(Session):
                     b.attach_kprobe(event=probe.function.encode(), fn_name=fn)
                 elif kind == "kretprobe":
                     b.attach_kretprobe(event=probe.function.encode(), fn_name=fn)
+                elif kind == "usdt":
+                    self._attach_usdt(pe, fn)
                 elif kind == "uprobe":
                     b.attach_uprobe(name=pe.target.encode(), sym=probe.symbol.encode(),
                                     fn_name=fn)
@@ -128,6 +135,26 @@ class EbpfSession(Session):
             self._probe_names.extend(n.decode() if isinstance(n, bytes) else n for n in new)
         if counter() != before + 1:
             raise EnableError("ebpf: %s (event %s) did not attach" % (probe.describe(), pe.name))
+
+    def _attach_usdt(self, pe, fn_name):
+        """A uprobe at a USDT site with its semaphore as the uprobe's
+        reference counter, so the kernel raises it in every process mapping
+        the file while attached (how bcc's C++ BPF::attach_usdt does it):
+        BPF.attach_uprobe() has no ref_ctr_offset, so libbcc's
+        bpf_attach_uprobe() is called as it does, with the seventh argument
+        (backends/ebpf/bccfixes.py declares it)."""
+        b = self._bpf
+        path = pe.target.encode()
+        offset, ref_ctr = pe.location
+        fn = b.load_func(fn_name, self.bcc.BPF.KPROBE)
+        # bcc's own name for a uprobe at that offset (BPF._get_uprobe_evname)
+        ev_name = b"p_%s_0x%x" % (_NON_IDENT.sub(b"_", path), offset)
+        fd = self.bcc.lib.bpf_attach_uprobe(fn.fd, 0, ev_name, path, offset, -1, ref_ctr)
+        if fd < 0:
+            raise EnableError("uprobe at %s:0x%x (ref_ctr_offset 0x%x) did not attach"
+                              % (pe.target, offset, ref_ctr))
+        # registered as BPF.attach_uprobe() does: cleanup() detaches it
+        b._add_uprobe_fd(ev_name, fd)
 
     def _table(self, name):
         return self._bpf[name.encode()]

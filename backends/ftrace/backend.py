@@ -48,6 +48,10 @@ class Features(object):
         # Since Linux commit 88903c464321 ("tracing/probe: Add ustring type
         # for user-space string") (v5.5) the README lists the ustring type.
         self.ustring = "ustring" in self.readme
+        # Since Linux commit "trace_uprobe: Support SDT markers having
+        # reference count (semaphore)" (v4.20) the README shows
+        # "<path>:<offset>[%return][(ref_ctr_offset)]".
+        self.uprobe_ref_ctr = "ref_ctr_offset" in self.readme
         tracers = (tracefs.read_text(os.path.join(root, "available_tracers")) or "").split()
         self.function_tracer = "function" in tracers
         text = tracefs.read_text(os.path.join(root, "tracing_on"))
@@ -299,6 +303,8 @@ class FtraceBackend(Backend):
                 ev, reason = self._tracepoint(event, probe, host, lookups)
             elif kind in ("uprobe", "uretprobe"):
                 ev, reason = self._uprobe(event, probe, feats)
+            elif kind == "usdt":
+                ev, reason = self._usdt(event, probe, feats)
             elif kind in ("kprobe", "kretprobe"):
                 ev, reason = self._kprobe(event, probe, host, feats)
             else:
@@ -339,6 +345,24 @@ class FtraceBackend(Backend):
         line = probes.uprobe_definition(group, name, path, offset, probe.ret, args)
         return ResolvedEvent(event, probe, group, name, None, {n: n for n, _ in args},
                              probe_def=line), None
+
+    def _usdt(self, event, probe, feats):
+        if not feats.uprobe_events:
+            return None, "no uprobe support (uprobe_events missing)"
+        if event.fields:
+            return None, "%s: USDT probe arguments are not read (fields %s)" % (
+                probe.describe(), ", ".join(f.name for f in event.fields))
+        try:
+            path = probes.resolve_library(probe.library)
+            offset, semaphore = probes.usdt_site(path, probe.provider, probe.name, probe.site)
+        except probes.ProbeError as e:
+            return None, "%s: %s" % (probe.describe(), e)
+        if semaphore and not feats.uprobe_ref_ctr:
+            return None, ("%s: the probe has a semaphore and this kernel's uprobe_events "
+                          "takes no reference counter (ref_ctr_offset)" % probe.describe())
+        group, name = probes.next_name()
+        line = probes.uprobe_definition(group, name, path, offset, False, [], semaphore)
+        return ResolvedEvent(event, probe, group, name, None, {}, probe_def=line), None
 
     def _kprobe(self, event, probe, host, feats):
         exists = probes.kernel_function_exists(probe.function)
