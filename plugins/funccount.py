@@ -1,5 +1,5 @@
-"""funccount: count calls of kernel functions, user functions and
-tracepoints (bcc-compatible).
+"""funccount: count calls of kernel functions, user functions,
+tracepoints and USDT probes (bcc-compatible).
 
     command line  funccount [-h] [-p PID] [-i INTERVAL] [-d DURATION] [-T] [-r]
                             [-c CPU] [--max-functions N] pattern
@@ -7,7 +7,9 @@ tracepoints (bcc-compatible).
                   this host, expanded in Python (plugins/funcspec.py): kernel
                   functions (kprobe; the ftrace backend may use the function
                   tracer), user functions (uprobe, at the ELF symbol's file
-                  offset), tracepoints
+                  offset), tracepoints, USDT probes (u:LIB:PROBE: a uprobe at
+                  each site of the probe, its semaphore as the uprobe's
+                  reference counter)
     aggregate     Count per event, printed under the function's name
     filters       -p PID (process id), -c CPU
     schedule      every -i seconds; -d alone: one report after that long;
@@ -16,8 +18,9 @@ tracepoints (bcc-compatible).
 
 Differences from bcc, on purpose: the banner goes to stderr; a pattern
 matching more than --max-functions (default 1000) is refused, saying how
-many matched; USDT probes (u:) are not supported; bcc's -D (print the BPF
-program) is --print-program.
+many matched; USDT probes also take bpftrace's u:LIB:PROVIDER:PROBE and are
+printed by name (provider:name where two providers share one); bcc's -D
+(print the BPF program) is --print-program.
 """
 
 from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter,
@@ -40,7 +43,7 @@ def cpu_value(text):
 
 class FuncCount(Tool):
     name = "funccount"
-    summary = "Count functions, tracepoints (bcc funccount)."
+    summary = "Count functions, tracepoints, USDT probes (bcc funccount)."
     examples = (
         ("funccount 'vfs_*'", "count kernel fns starting with \"vfs\""),
         ("funccount -r '^vfs.*'", "same as above, using regular expressions"),
@@ -51,6 +54,8 @@ class FuncCount(Tool):
         ("funccount c:malloc", "count all malloc() calls in libc"),
         ("funccount -p 185 'c:str*'", "count str* calls in the libc PID 185 maps"),
         ("funccount /usr/bin/bash:readline", "count readline() calls of bash"),
+        ("funccount 'u:/usr/bin/python3:gc__*'", "count Python's gc USDT probes"),
+        ("funccount -p 185 'u:/opt/app:prov:*'", "count USDT probes of provider prov, PID 185"),
         ("funccount -c 1 'vfs_*'", "count vfs calls on CPU 1 only"),
     )
     sample_args = ("c:getppid",)
