@@ -76,6 +76,7 @@ class Probe(object):
 
     kind = None
     sources = {}
+    values = {}
 
     def _set_sources(self, sources):
         out = {}
@@ -84,6 +85,16 @@ class Probe(object):
                 srcs = (srcs,)
             out[_ident("field name", name)] = tuple(_ident("field source", s) for s in srcs)
         self.sources = out
+
+    def _set_values(self, values):
+        out = {}
+        for name, value in sorted((values or {}).items()):
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    not -(1 << 63) <= value < (1 << 63):
+                raise InvalidSpec("value of field %r must be a 64-bit integer, got %r"
+                                  % (name, value))
+            out[_ident("field name", name)] = value
+        self.values = out
 
     def sources_for(self, field):
         """Where this probe reads model Field `field`, in order."""
@@ -145,10 +156,14 @@ class SyscallExit(Tracepoint):
 
 
 class KernelFunction(Probe):
-    """Entry (or return, with ret=True) of a kernel function (kprobe)."""
+    """Entry (or return, with ret=True) of a kernel function (kprobe).
+    `values` ({field: int}) are INT fields this probe sets itself instead of
+    reading them: the members of an Each of several functions tell which of
+    them fired (funclatency -F of a pattern naming several)."""
 
-    def __init__(self, function, ret=False, sources=None):
+    def __init__(self, function, ret=False, sources=None, values=None):
         self._set_sources(sources)
+        self._set_values(values)
         self.function = _ident("kernel function", function)
         self.ret = bool(ret)
 
@@ -162,10 +177,12 @@ class KernelFunction(Probe):
 
 class UserFunction(Probe):
     """Entry (or return) of a function in a user-space binary or library
-    (uprobe).  `library` is a path or a short name such as "c" for libc."""
+    (uprobe).  `library` is a path or a short name such as "c" for libc.
+    `values` as for KernelFunction."""
 
-    def __init__(self, library, symbol, ret=False, sources=None):
+    def __init__(self, library, symbol, ret=False, sources=None, values=None):
         self._set_sources(sources)
+        self._set_values(values)
         if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
             raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
         self.library = library

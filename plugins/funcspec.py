@@ -41,11 +41,13 @@ class Target(object):
         self.category = category    # tracepoint category, USDT provider
         self.sites = sites          # places a USDT probe is used in
 
-    def entry(self):
+    def entry(self, values=None):
+        """The entry probe; `values` ({field: int}) the INT fields it sets
+        itself (which of several functions this is)."""
         if self.kind == "kernel":
-            return KernelFunction(self.name)
+            return KernelFunction(self.name, values=values)
         if self.kind == "user":
-            return UserFunction(self.library, self.name)
+            return UserFunction(self.library, self.name, values=values)
         if self.kind == "usdt":
             sites = [Usdt(self.library, self.category, self.name, site=i)
                      for i in range(self.sites)]
@@ -161,6 +163,12 @@ def expand(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS,
                                                   if kind == "usdt" else "functions",
                                                   max_functions, len(found)))
     return found
+
+
+def expand_functions(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS):
+    """The functions a spec names (funclatency), no tracepoints or USDT
+    probes: those have no return."""
+    return expand(spec, regex, pid, max_functions, allow_tracepoints=False)
 
 
 def expand_one(spec, regex=False, pid=None):

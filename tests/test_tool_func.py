@@ -184,8 +184,10 @@ BAD = [
     (["funccount", "{exe}:kt_leaf\nkt_x"], "invalid pattern"),
     (["funccount", "u:{exe}:probe"], "u:{exe}:probe matches no USDT probe in {real}"),
     (["funccount", "-r", "{exe}:kt_(", ], "invalid regular expression"),
-    (["funclatency", "{exe}:kt_*"], "{exe}:kt_* matches 3 functions (kt_leaf, kt_recurse, "
-                                    "kt_vanish); name exactly one"),
+    (["funclatency", "--max-functions", "2", "{exe}:kt_*"],
+     "{exe}:kt_* matches 3 functions, more than the limit of 2"),
+    (["funcslower", "{exe}:kt_*"], "{exe}:kt_* matches 3 functions (kt_leaf, kt_recurse, "
+                                   "kt_vanish); name exactly one"),
     (["funclatency", "-u", "-m", "{exe}:kt_leaf"], "-u and -m are mutually exclusive"),
     (["funclatency", "t:sched:sched_switch"], "is a tracepoint; this tool measures functions"),
     (["funclatency", "-l", "0", "{exe}:kt_leaf"], "-l takes a level from 1 to 64"),
@@ -488,3 +490,53 @@ def test_bpf_usdt_plan_carries_the_site_and_semaphore(usdtwork):
     prog = codegen.generate(m, make_plan(m))
     assert [a.kind for a in prog.attachments] == ["usdt"]
     assert path not in prog.text         # paths stay out of the C text
+
+
+# ---------------------------------------------------------------------------
+# funclatency of several functions
+def test_funclatency_of_several_functions_tags_each_entry(funcwork):
+    from kerntrace.core.model import Each, Field
+    tool = funclatency.FuncLatency()
+    path = os.path.realpath(funcwork)
+    args = _args(tool, ["-F", "-u", funcwork + ":kt_*"])
+    m = tool.measurement(args)
+    names = ("kt_leaf", "kt_recurse", "kt_vanish")
+    entry, ret = m.event("entry"), m.event("ret")
+    # one stack per thread for all of them: their calls nest on a thread
+    assert entry.probes == (Each(*[UserFunction(path, n, values={"func": i})
+                                   for i, n in enumerate(names)]),)
+    assert ret.probes == (Each(*[UserFunction(path, n, ret=True) for n in names]),)
+    assert [f.name for f in entry.fields] == ["func"]
+    assert m.pair.key == ("tid",) and m.pair.carry == ("func",) and m.pair.nested == 64
+    assert m.aggregate.keys == ("func",)
+    label = tool.formatters(args)["func"]
+    assert [label(i) for i in range(3)] == list(names)
+    # without -F: one histogram, nothing carried
+    m = tool.measurement(_args(tool, ["-u", funcwork + ":kt_*"]))
+    assert m.aggregate.keys == () and m.pair.carry == ()
+
+
+def test_probe_values_are_validated_integers():
+    for bad in ({"func": "1"}, {"func": True}, {"func": 1 << 63}, {"no such": 1}):
+        with pytest.raises(InvalidSpec):
+            UserFunction("/bin/x", "f", values=bad)
+    assert UserFunction("/bin/x", "f", values={"func": 2}).values == {"func": 2}
+    assert UserFunction("/bin/x", "f", values={"func": 2}) != UserFunction("/bin/x", "f")
+
+
+def test_probe_values_on_both_backends():
+    """A probe's own value: a constant in the BPF C, no fetch argument on
+    ftrace (the handler sets it)."""
+    from test_ebpf_codegen import make_plan
+    from kerntrace.backends.ebpf import codegen
+    from kerntrace.backends.ebpf import plan as eplan
+    from kerntrace.backends.ftrace import probes as fprobes
+    from kerntrace.core.model import Field
+    probe = KernelFunction("vfs_read", values={"func": 7})
+    ev = Event("entry", probe, fields=[Field("func"), Field("count", sources=("arg2",))])
+    fs = eplan._function_field(ev.field("func"), probe)
+    assert (fs.kind, fs.member) == ("const", 7)
+    m = Measurement([ev], Count(keys=("func",)))
+    assert "= 7LL;" in codegen.generate(m, make_plan(m)).text
+    args = fprobes.fetch_args(ev.fields, False, arch="x86_64", probe=probe)
+    assert args == [("count", "%dx:s64")]

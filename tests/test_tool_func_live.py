@@ -211,6 +211,58 @@ def test_funclatency_counts_every_call_on_both_backends_and_bpftrace(funcwork):
     assert our_probes(funcwork) == []
 
 
+def sections(out):
+    """{function: text of its -F section} of funclatency -F output."""
+    parts = re.split(r"^Function = (\w+)$", out, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def recursion_buckets():
+    """One call per recursion level, in the log2 bucket of its sleep (level
+    d: d x DEPTH_USEC, far from a bucket's bounds)."""
+    want = {}
+    for d in range(1, DEPTH + 1):
+        low = 1 << ((d * DEPTH_USEC).bit_length() - 1)
+        want[(low, 2 * low - 1)] = want.get((low, 2 * low - 1), 0) + 1
+    return want
+
+
+def test_funclatency_of_several_functions_per_function_and_combined(funcwork):
+    """A pattern naming three functions: -F prints a histogram per function,
+    without -F one for all, on both backends, with bpftrace counting the
+    returns per function at the same time.  kt_vanish never returns (its
+    thread exits inside): no histogram, one dropped start."""
+    spec = funcwork + ":kt_*"
+    bs = backends()
+    runs = [(["funclatency", "-u", "-F", "--backend", b, spec], "Tracing 3 functions", False)
+            for b in bs]
+    runs += [(["funclatency", "-u", "--backend", bs[-1], spec], "Tracing 3 functions", False)]
+    if BPFTRACE:
+        runs.append(bpftrace("uretprobe:%s { @[probe] = count(); }" % spec))
+    errors = []
+    outs = run_all(funcwork, runs, errors)
+    leaf = THREADS * CALLS + SLOW
+    for out, err in zip(outs[:len(bs)], errors):
+        per = sections(out)
+        assert sorted(per) == ["kt_leaf", "kt_recurse"], out
+        assert average_line(per["kt_leaf"])[2] == leaf, out
+        slow = sum(n for (low, high), n in histogram(per["kt_leaf"]).items() if low >= 131072)
+        assert slow == SLOW, out
+        assert average_line(per["kt_recurse"])[2] == DEPTH, out
+        assert histogram(per["kt_recurse"]) == recursion_buckets(), out
+        assert "WARNING: 1 starts dropped in this interval" in err, err
+    combined = outs[len(bs)]
+    assert "Function =" not in combined
+    assert average_line(combined)[2] == leaf + DEPTH, combined
+    rows = histogram(combined)
+    for bucket, n in recursion_buckets().items():
+        assert rows.get(bucket, 0) >= n, combined
+    if BPFTRACE:
+        ref = dict((k.rsplit(":", 1)[1], n) for k, n in bpftrace_map(outs[-1]).items())
+        assert ref == {"kt_leaf": leaf, "kt_recurse": DEPTH}, outs[-1]
+    assert our_probes(funcwork) == []
+
+
 def test_funcslower_prints_exactly_the_slow_calls(funcwork):
     runs = [(["funcslower", "-m", "100", "-a", "1", "--backend", b, funcwork + ":kt_leaf"],
              "Tracing function calls slower than 100 ms", False) for b in backends()]

@@ -252,6 +252,8 @@ class _Gen(PairCode, AggregateCode):
         if k in ("tp_ustr", "tp_kstr"):
             fn = h["user_str"] if k == "tp_ustr" else h["kernel_str"]
             return ["%s(%s, %d, (void *)args->%s);" % (fn, dst, fs.size, fs.member)]
+        if k == "const":
+            return ["%s = %s;" % (dst, cfilters.int_literal(fs.member, True))]
         if k in ("arg", "retval"):
             reg = "PT_REGS_PARM%d(ctx)" % (fs.member + 1) if k == "arg" else "PT_REGS_RC(ctx)"
             if fs.size < 8:

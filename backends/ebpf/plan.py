@@ -43,6 +43,7 @@ class FieldSource(Frozen):
             "arg"         function argument N           member = N
             "retval"      function return value
             "arg_kstr"/"arg_ustr"  string at argument N (kernel / user memory)
+            "const"       a value the probe sets itself     member = the value
     signed  for integers: sign-extend (the format's signed flag)
     """
 
@@ -252,6 +253,10 @@ def _int_source(field, kind, member, signed):
 
 def _function_field(field, probe):
     user = isinstance(probe, UserFunction)
+    if field.name in probe.values:
+        if field.type != INT:
+            return "field %s: a probe's own value is an integer" % field.name
+        return FieldSource(field.name, INT, "const", probe.values[field.name], 8, True)
     sources = probe.sources_for(field)
     for src in sources:
         if src == "retval":

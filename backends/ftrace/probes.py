@@ -130,6 +130,8 @@ def fetch_args(fields, ret, arch=None, ustring=False, probe=None):
     for f in fields:
         if not _IDENT.match(f.name):
             raise ProbeError("invalid field name %r" % f.name)
+        if probe is not None and f.name in probe.values:
+            continue            # a value the probe sets itself (handlers.py)
         spec = None
         sources = probe.sources_for(f) if probe is not None else f.sources
         for src in sources:
