@@ -189,6 +189,12 @@ BAD = [
     (["funcslower", "{exe}:kt_*"], "{exe}:kt_* matches 3 functions (kt_leaf, kt_recurse, "
                                    "kt_vanish); name exactly one"),
     (["funclatency", "-u", "-m", "{exe}:kt_leaf"], "-u and -m are mutually exclusive"),
+    (["funccount", "-t", "0", "{exe}:kt_*"], "-t takes a number of functions of at least 1"),
+    (["funcslower", "-C", "{exe}:kt_leaf", "100"], "-C (on-CPU time only) is not supported"),
+    (["funcslower", "-u", "5", "{exe}:kt_leaf", "100"], "give the minimum duration once"),
+    (["funcslower", "-p", "1", "-L", "1", "{exe}:kt_leaf", "100"],
+     "You can use -p or -L but not both"),
+    (["funcslower", "{exe}:kt_leaf", "soon"], "invalid minimum duration 'soon' us"),
     (["funclatency", "t:sched:sched_switch"], "is a tracepoint; this tool measures functions"),
     (["funclatency", "-l", "0", "{exe}:kt_leaf"], "-l takes a level from 1 to 64"),
     (["funcslower", "-a", "7", "{exe}:kt_leaf"], "-a takes 0 to 6 arguments"),
@@ -540,3 +546,27 @@ def test_probe_values_on_both_backends():
     assert "= 7LL;" in codegen.generate(m, make_plan(m)).text
     args = fprobes.fetch_args(ev.fields, False, arch="x86_64", probe=probe)
     assert args == [("count", "%dx:s64")]
+
+
+# ---------------------------------------------------------------------------
+# perf-tools' option forms
+def test_funcslower_perf_tools_form_threshold_and_thread(funcwork):
+    tool = funcslower.FuncSlower()
+    args = _args(tool, ["-H", "-P", "-L", "77", "-d", "2", funcwork + ":kt_leaf", "2500"])
+    m = tool.measurement(args)
+    assert m.pair.min_latency == 2500 * 1000
+    assert [(f.field, f.op, f.value) for f in m.filters] == [("tid", "==", 77)]
+    assert tool.threshold(args)[:2] == ("2500", "us")
+
+
+def test_funccount_top_keeps_the_largest_counts(funcwork):
+    import io
+    from kerntrace.core.results import CountSet, Report
+    tool = funccount.FuncCount()
+    args = _args(tool, ["-t", "2", funcwork + ":kt_*"])
+    out, err = io.StringIO(), io.StringIO()
+    printer = tool.printer(args, out, err)
+    counts = CountSet((EVENT_NAME,), {("kt_leaf",): 9, ("kt_recurse",): 5, ("kt_vanish",): 1})
+    printer.report(Report(counts), None)
+    rows = [l.split() for l in out.getvalue().splitlines()[2:]]
+    assert rows == [["kt_recurse", "5"], ["kt_leaf", "9"]]

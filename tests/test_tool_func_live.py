@@ -263,6 +263,35 @@ def test_funclatency_of_several_functions_per_function_and_combined(funcwork):
     assert our_probes(funcwork) == []
 
 
+def test_funccount_top_prints_the_most_called_only(funcwork):
+    """perf-tools' -t TOP on both backends."""
+    runs = [(["funccount", "-t", "2", "--backend", b, funcwork + ":kt_*"],
+             "Tracing 3 functions", False) for b in backends()]
+    for out in run_all(funcwork, runs):
+        assert counts(out) == {"kt_leaf": THREADS * CALLS + SLOW, "kt_recurse": DEPTH}, out
+    assert our_probes(funcwork) == []
+
+
+def test_funcslower_perf_tools_form_one_thread_by_tid(funcwork):
+    """`funcslower -L TID funcstring latency_us`: the main thread's calls
+    only (its slow ones), not the caller threads' fast ones, with a 0 us
+    threshold that would print all of them."""
+    for b in backends():
+        w = workload(funcwork)
+        run = Run(["funcslower", "-H", "-P", "-L", str(w.pid), "--backend", b,
+                   funcwork + ":kt_leaf", "0"],
+                  "Tracing function calls slower than 0 us", False)
+        try:
+            assert w.release() == 0
+            time.sleep(0.5)
+        finally:
+            out = run.stop()
+        rows = [l.split() for l in out.splitlines()[1:]]
+        assert len(rows) == SLOW, out
+        assert all(int(r[1]) == w.pid and r[3] == "%x" % SLOW_USEC for r in rows), out
+    assert our_probes(funcwork) == []
+
+
 def test_funcslower_prints_exactly_the_slow_calls(funcwork):
     runs = [(["funcslower", "-m", "100", "-a", "1", "--backend", b, funcwork + ":kt_leaf"],
              "Tracing function calls slower than 100 ms", False) for b in backends()]
