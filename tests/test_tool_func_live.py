@@ -354,8 +354,7 @@ def test_json_and_prometheus_carry_the_same_counts(funcwork):
 
 
 def test_replay_of_a_tracepoint_recording_counts_what_happened(caller_exe, tmp_path):
-    """--input replays a `kerntrace record` recording (tracepoints only: a
-    recording does not hold uprobe events)."""
+    """--input replays a `kerntrace record` recording of tracepoints."""
     import workloads
     n = 300
     rec = tmp_path / "getppid.rec"
@@ -373,6 +372,37 @@ def test_replay_of_a_tracepoint_recording_counts_what_happened(caller_exe, tmp_p
     rc, out, err = clirun.run(argv[:1] + ["--input", str(rec)] + argv[1:])
     assert rc == 0, err
     assert re.findall(r"^syscalls:sys_enter_getppid\s+(\d+)$", out, re.M) == [str(n)], out
+
+
+def test_replay_of_a_uprobe_recording_measures_what_happened(funcwork, tmp_path):
+    """A recording of a run on uprobes holds its probe events and what each
+    probes: funclatency -F and funccount replay it with the live counts."""
+    rec = tmp_path / "funcwork.rec"
+    spec = funcwork + ":kt_*"
+    w = workload(funcwork)
+    p = clirun.start(["record", "-o", str(rec), "funclatency", "-F", "-u", spec])
+    try:
+        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
+        assert w.release() == 0
+        time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert our_probes(funcwork) == []
+    rc, out, err = clirun.run(["funclatency", "-F", "-u", "--input", str(rec), spec])
+    assert rc == 0, err
+    per = sections(out)
+    assert average_line(per["kt_leaf"])[2] == THREADS * CALLS + SLOW, out
+    assert histogram(per["kt_recurse"]) == recursion_buckets(), out
+    assert "WARNING: 1 starts dropped in this interval" in err, err
+    rc, out, err = clirun.run(["funccount", "--input", str(rec), spec])
+    assert rc == 0, err
+    assert counts(out) == {"kt_leaf": THREADS * CALLS + SLOW, "kt_recurse": DEPTH,
+                           "kt_vanish": 1}, out
+    # a function the recording did not probe: one line, status 1
+    rc, out, err = clirun.run(["funccount", "--input", str(rec), "c:getppid"])
+    assert rc == 1 and "the recording did not probe it" in err and err.count("\n") == 1, err
 
 
 def test_a_call_its_thread_exits_inside_is_given_up_and_counted(funcwork):

@@ -102,3 +102,26 @@ def test_without_a_tracer_the_semaphore_stays_down(usdtwork):
     w = usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED)
     assert w.release() == 0
     assert w.guarded_fired == 0
+
+
+def test_a_recording_of_usdt_probes_replays_every_site(usdtwork, tmp_path):
+    import signal
+    import time
+    import clirun
+    rec = tmp_path / "usdt.rec"
+    spec = "u:%s:*" % usdtwork
+    w = usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED)
+    p = clirun.start(["record", "-o", str(rec), "funccount", "-p", str(w.pid), spec])
+    try:
+        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
+        assert w.release() == 0
+        time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert w.guarded_fired == GUARDED          # the recording raised the semaphore
+    rc, out, err = clirun.run(["funccount", "--input", str(rec), spec])
+    assert rc == 0, err
+    assert counts(out) == {"tick": 2 * TICKS, "guarded": GUARDED}, out
+    assert our_probes(usdtwork) == []
