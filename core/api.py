@@ -17,7 +17,7 @@ Plugins and hooks
 The model (what a tool measures)
     Tracepoint, SyscallEntry, SyscallExit, KernelFunction, UserFunction,
     Usdt, Field, Event, Pair, Filter, Histogram, Count, Records, Schedule,
-    Measurement, INT, STR, USTR, LATENCY, QUEUED, EVENT_NAME,
+    Measurement, INT, STR, USTR, LATENCY, QUEUED, EVENT_NAME, KSTACK,
     CONTEXT_FIELDS, TRACER_RECORDS, LOG2, LINEAR, POW2_MS, is_identifier,
     Each, ProcFdPath
 
@@ -69,9 +69,9 @@ from . import results
 from .errors import (EnableError, FilterError, InvalidSpec, KerntraceError, LockHeld,
                      OptionError, TracingUnavailable, Unsupported, UsageError)
 from .hookspecs import API_VERSION, ENTRY_POINT_GROUP, hookimpl, hookspec
-from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED,
-                    STR, TRACER_RECORDS, USTR, Count, Each, Event, Field, Filter, Histogram,
-                    KernelFunction, Measurement, Pair, ProcFdPath, Records, Schedule,
+from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, KSTACK, LATENCY, LINEAR, LOG2, POW2_MS,
+                    QUEUED, STR, TRACER_RECORDS, USTR, Count, Each, Event, Field, Filter,
+                    Histogram, KernelFunction, Measurement, Pair, ProcFdPath, Records, Schedule,
                     SyscallEntry, SyscallExit, Tracepoint, UserFunction, Usdt,
                     is_identifier)
 from .expr import parse_comparisons, parse_filter
@@ -101,7 +101,7 @@ __all__ = [
     # The model
     "Tracepoint", "SyscallEntry", "SyscallExit", "KernelFunction", "UserFunction",
     "Usdt", "Field", "Event", "Pair", "Filter", "Histogram", "Count", "Records", "Schedule",
-    "Measurement", "INT", "STR", "USTR", "LATENCY", "QUEUED", "EVENT_NAME",
+    "Measurement", "INT", "STR", "USTR", "LATENCY", "QUEUED", "EVENT_NAME", "KSTACK",
     "CONTEXT_FIELDS", "TRACER_RECORDS", "LOG2", "LINEAR", "POW2_MS", "is_identifier",
     "Each", "ProcFdPath",
     # The tool and its command line

@@ -46,6 +46,12 @@ LATENCY = "latency"
 # What a Pair with a mark also produces: mark.ts - start.ts in nanoseconds
 # (0 when the start or the mark was not seen).
 QUEUED = "queued"
+# The kernel stack where an event fired: a tuple of kernel function names,
+# innermost first (() when the backend could not take it).  Only in Records
+# of a measurement without a pair; a backend that cannot take kernel stacks
+# refuses the measurement.
+KSTACK = "kstack"
+STACK = "stack"         # its type
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}\Z")
@@ -720,6 +726,8 @@ class Measurement(object):
             for f in self.events[0].fields:
                 if f.name in (common or ()):
                     out[f.name] = f.type
+            if self.aggregate is not None and self.aggregate.kind == "records":
+                out[KSTACK] = STACK
         out[EVENT_NAME] = STR
         return out
 

@@ -41,7 +41,7 @@ string filter values appear only as byte comparisons.
 """
 
 from kerntrace.core import semantics
-from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, QUEUED
+from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, KSTACK, LATENCY, QUEUED
 
 from . import buffers, cfilters, crawblock
 from .caggregate import AggregateCode
@@ -96,6 +96,12 @@ class Program(object):
         self.attachments = attachments
         self.event_names = event_names
         self.output = output
+
+
+# Kernel stacks (model.KSTACK): a record carries the stack's id in this map,
+# the session turns it into function names.  Distinct stacks it can hold:
+KSTACK_MAP = "kt_kstacks"
+KSTACK_ENTRIES = 16384
 
 
 def _event_tag(pe):
@@ -234,6 +240,13 @@ class _Gen(PairCode, AggregateCode):
             return ["%s = bpf_get_smp_processor_id();" % dst]
         if name == "comm":
             return ["bpf_get_current_comm(%s, sizeof(%s));" % (dst, dst)]
+        if name == KSTACK:
+            decl = "BPF_STACK_TRACE(%s, %d);" % (KSTACK_MAP, KSTACK_ENTRIES)
+            if decl not in self.decls:
+                self.decls.append(decl)
+            # a negative id (no room, or a collision in the map) is kept:
+            # the record says its stack was not taken
+            return ["%s = %s.get_stackid(%s, 0);" % (dst, KSTACK_MAP, self._ctx)]
         fs = pe.fields[name]
         k = fs.kind
         if self._raw is not None:
@@ -397,6 +410,7 @@ class _Gen(PairCode, AggregateCode):
         else:
             sig = "int %s(struct pt_regs *ctx)" % fn
             ctx = "ctx"
+        self._ctx = ctx
         body = []
         if any(n in ("pid", "tid") for n in needs):
             body.append("u64 kt_pid_tgid = bpf_get_current_pid_tgid();")

@@ -25,7 +25,7 @@ import time
 from kerntrace.core import results
 from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, KerntraceError, one_line
-from kerntrace.core.model import EVENT_NAME
+from kerntrace.core.model import EVENT_NAME, KSTACK
 from kerntrace.core.stopsignals import SignalsLatched
 
 from . import bpfobject, codegen, perfhook, progstats, tracefs_probes
@@ -55,6 +55,7 @@ class EbpfSession(Session):
         self._deferred = None
         self._buffer = None
         self._probe_names = []
+        self._stacks = {}
         self._closed = False
 
     def program_text(self):
@@ -220,11 +221,31 @@ class EbpfSession(Session):
                 self.program.output, first_error(cap.text, one_line(e))))
 
     def _named(self, fields):
-        """Decoded member values -> model values (event index -> name)."""
+        """Decoded member values -> model values (event index -> name,
+        kernel stack id -> function names)."""
         ev = fields.get(EVENT_NAME)
         if ev is not None:
             fields[EVENT_NAME] = self.program.event_names.get(ev, str(ev))
+        if KSTACK in fields:
+            fields[KSTACK] = self._kernel_stack(fields[KSTACK])
         return fields
+
+    def _kernel_stack(self, stack_id):
+        """Function names of a stack in the stack map, innermost first; ()
+        when the program could not take it (a negative id).  A stack id
+        names one stack for the whole run (entries are never replaced), so
+        each is read and symbolized once, from /proc/kallsyms (bcc's ksym)."""
+        if stack_id < 0:
+            return ()
+        names = self._stacks.get(stack_id)
+        if names is None:
+            try:
+                addrs = list(self._table(codegen.KSTACK_MAP).walk(stack_id))
+            except (KeyError, ValueError, OSError):
+                addrs = []
+            names = tuple(self._bpf.ksym(a).decode("utf-8", "replace") for a in addrs)
+            self._stacks[stack_id] = names
+        return names
 
     # -- wait / collect --------------------------------------------------------
     def wait(self, timeout):

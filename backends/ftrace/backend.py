@@ -17,7 +17,7 @@ from kerntrace.core import tracefs
 from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, check_plan_options,
                                     members_left_out, probe_choice)
 from kerntrace.core.errors import Unsupported
-from kerntrace.core.model import STR, USTR, Each
+from kerntrace.core.model import KSTACK, STR, USTR, Each
 
 from . import instance as inst
 from . import kfilter, probes, stale, tasks
@@ -205,6 +205,10 @@ class FtraceBackend(Backend):
     # -- check ---------------------------------------------------------------
     def check(self, measurement, host, options=None):
         options = options or RunOptions()
+        if KSTACK in getattr(measurement.aggregate, "fields", ()):
+            # The kernel would write each stack as a record of its own after
+            # the event's (options/stacktrace); this backend does not pair them.
+            return Verdict(NAME, False, ["kernel stacks are not taken by the ftrace backend"])
         saved = getattr(host, "saved_trace", None)
         if saved is not None:
             # Replaying a saved trace (--input): no kernel involved at all.
