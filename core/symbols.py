@@ -80,6 +80,20 @@ def _from_maps(pattern, maps):
     return None
 
 
+def _program_of(name, pid):
+    """The program process `pid` runs when `name` names it ("python3" for
+    /usr/bin/python3.11: a version suffix may follow), as bcc finds a
+    binary for -p; else None."""
+    try:
+        exe = os.path.realpath("/proc/%d/exe" % pid)
+    except (IOError, OSError):
+        return None
+    base = os.path.basename(exe)
+    if base == name or re.match(r"^%s[0-9.]+\Z" % re.escape(name), base):
+        return exe
+    return None
+
+
 def _from_ldconfig(pattern):
     exe = shutil.which("ldconfig") or next(
         (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
@@ -117,7 +131,8 @@ def _from_standard_dirs(pattern):
 def resolve_binary(name, maps="/proc/self/maps", pid=None):
     """Real path of a binary or library named by a tool: an absolute path,
     or a short name ("c" -> libc: from the mappings of process `pid` when
-    given, else our own, `ldconfig -p`, the standard library directories,
+    given, else our own; the program `pid` runs, "python3" naming
+    /usr/bin/python3.11; `ldconfig -p`, the standard library directories,
     or a program on PATH).  Raises SymbolError."""
     if pid is not None:
         maps = "/proc/%d/maps" % pid
@@ -129,8 +144,10 @@ def resolve_binary(name, maps="/proc/self/maps", pid=None):
         if not _LIBNAME.match(name):
             raise SymbolError("invalid library name %r" % name)
         pattern = _lib_pattern(name)
-        found = (_from_maps(pattern, maps) or _from_ldconfig(pattern)
-                 or _from_standard_dirs(pattern) or shutil.which(name))
+        found = (_from_maps(pattern, maps) or (_program_of(name, pid) if pid is not None
+                                                else None)
+                 or _from_ldconfig(pattern) or _from_standard_dirs(pattern)
+                 or shutil.which(name))
         if not found:
             raise SymbolError("library %r not found (not mapped, not in ldconfig -p or the "
                               "standard directories)" % name)

@@ -570,3 +570,17 @@ def test_funccount_top_keeps_the_largest_counts(funcwork):
     printer.report(Report(counts), None)
     rows = [l.split() for l in out.getvalue().splitlines()[2:]]
     assert rows == [["kt_recurse", "5"], ["kt_leaf", "9"]]
+
+
+def test_with_pid_a_short_name_is_the_program_that_process_runs(usdtwork):
+    import usdtworkload
+    w = usdtworkload.UsdtWorkload(usdtwork, 0, 0)
+    try:
+        # as bcc's -p: "kt_usdtwork" (not on PATH, no library) is the process's program
+        assert symbols.resolve_binary("kt_usdtwork", pid=w.pid) == os.path.realpath(usdtwork)
+        assert [t.label for t in funcspec.expand("u:kt_usdtwork:*", pid=w.pid)] == [
+            "guarded", "tick"]
+        with pytest.raises(UsageError, match="library 'kt_usdtwork' not found"):
+            symbols.resolve_binary("kt_usdtwork")
+    finally:
+        assert w.release() == 0
