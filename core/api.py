@@ -126,8 +126,8 @@ __all__ = [
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
     # Function and tracepoint patterns
-    "resolve_binary", "user_functions", "usdt_probes", "kernel_functions", "tracepoints", "notrace_reason",
-    "tracing_root", "SymbolError",
+    "resolve_binary", "user_functions", "usdt_probes", "kernel_functions", "tracepoints",
+    "notrace_reason", "tracing_root", "SymbolError",
     # Errors
     "KerntraceError", "UsageError", "OptionError", "Unsupported", "InvalidSpec",
     "TracingUnavailable", "LockHeld", "FilterError", "EnableError",
