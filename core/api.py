@@ -16,8 +16,8 @@ Plugins and hooks
 
 The model (what a tool measures)
     Tracepoint, SyscallEntry, SyscallExit, KernelFunction, UserFunction,
-    Field, Event, Pair, Filter, Histogram, Count, Records, Schedule,
-    Measurement, INT, STR, USTR, LATENCY, QUEUED, EVENT_NAME,
+    Usdt, Field, Event, Pair, Filter, Histogram, Count, Records, Schedule,
+    Measurement, INT, STR, USTR, LATENCY, QUEUED, EVENT_NAME, KSTACK,
     CONTEXT_FIELDS, TRACER_RECORDS, LOG2, LINEAR, POW2_MS, is_identifier,
     Each, ProcFdPath
 
@@ -53,8 +53,8 @@ Result types (what a printer receives)
     Report, HistogramSet, CountSet, Record, results
 
 Function and tracepoint patterns (core.symbols)
-    resolve_binary, user_functions, kernel_functions, tracepoints,
-    notrace_reason, tracing_root, SymbolError
+    resolve_binary, user_functions, usdt_probes, kernel_functions,
+    tracepoints, notrace_reason, tracing_root, SymbolError
 
 Errors (one line on stderr, never a traceback)
     KerntraceError, UsageError, OptionError, Unsupported, InvalidSpec,
@@ -69,10 +69,11 @@ from . import results
 from .errors import (EnableError, FilterError, InvalidSpec, KerntraceError, LockHeld,
                      OptionError, TracingUnavailable, Unsupported, UsageError)
 from .hookspecs import API_VERSION, ENTRY_POINT_GROUP, hookimpl, hookspec
-from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, LINEAR, LOG2, POW2_MS, QUEUED,
-                    STR, TRACER_RECORDS, USTR, Count, Each, Event, Field, Filter, Histogram,
-                    KernelFunction, Measurement, Pair, ProcFdPath, Records, Schedule,
-                    SyscallEntry, SyscallExit, Tracepoint, UserFunction, is_identifier)
+from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, KSTACK, LATENCY, LINEAR, LOG2, POW2_MS,
+                    QUEUED, STR, TRACER_RECORDS, USTR, Count, Each, Event, Field, Filter,
+                    Histogram, KernelFunction, Measurement, Pair, ProcFdPath, Records, Schedule,
+                    SyscallEntry, SyscallExit, Tracepoint, UserFunction, Usdt,
+                    is_identifier)
 from .expr import parse_comparisons, parse_filter
 from .output.base import Printer, RunContext, terminal_text
 from .output.histograms import BccHistogramPrinter, PerfToolsHistogramPrinter, format_histogram
@@ -89,7 +90,7 @@ from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pi
                    report_at_end, report_every, seconds_value)
 from .rates import interval_seconds, per_second, report_seconds
 from .symbols import (SymbolError, kernel_functions, notrace_reason, resolve_binary,
-                      tracepoints, tracing_root, user_functions)
+                      tracepoints, tracing_root, usdt_probes, user_functions)
 from .tracefs import read_text
 from .tracepoints import format_text, list_tracepoints, parse_tracepoint, tracepoint_fields
 from .variants import Variant
@@ -99,8 +100,8 @@ __all__ = [
     "API_VERSION", "ENTRY_POINT_GROUP", "hookimpl", "hookspec",
     # The model
     "Tracepoint", "SyscallEntry", "SyscallExit", "KernelFunction", "UserFunction",
-    "Field", "Event", "Pair", "Filter", "Histogram", "Count", "Records", "Schedule",
-    "Measurement", "INT", "STR", "USTR", "LATENCY", "QUEUED", "EVENT_NAME",
+    "Usdt", "Field", "Event", "Pair", "Filter", "Histogram", "Count", "Records", "Schedule",
+    "Measurement", "INT", "STR", "USTR", "LATENCY", "QUEUED", "EVENT_NAME", "KSTACK",
     "CONTEXT_FIELDS", "TRACER_RECORDS", "LOG2", "LINEAR", "POW2_MS", "is_identifier",
     "Each", "ProcFdPath",
     # The tool and its command line
@@ -125,8 +126,8 @@ __all__ = [
     # Result types
     "Report", "HistogramSet", "CountSet", "Record", "results",
     # Function and tracepoint patterns
-    "resolve_binary", "user_functions", "kernel_functions", "tracepoints", "notrace_reason",
-    "tracing_root", "SymbolError",
+    "resolve_binary", "user_functions", "usdt_probes", "kernel_functions", "tracepoints",
+    "notrace_reason", "tracing_root", "SymbolError",
     # Errors
     "KerntraceError", "UsageError", "OptionError", "Unsupported", "InvalidSpec",
     "TracingUnavailable", "LockHeld", "FilterError", "EnableError",

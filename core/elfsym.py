@@ -25,7 +25,7 @@ ELF_MAGIC = b"\x7fELF"
 ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB, ELFDATA2MSB = 1, 2
 
-SHT_SYMTAB, SHT_DYNSYM = 2, 11
+SHT_SYMTAB, SHT_NOTE, SHT_DYNSYM = 2, 7, 11
 PT_LOAD = 1
 PF_X = 1
 SHN_UNDEF = 0
@@ -34,6 +34,10 @@ SHN_XINDEX = 0xffff
 
 STT_FUNC, STT_GNU_IFUNC = 2, 10
 STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+
+# SystemTap SDT (USDT) probe notes: section .note.stapsdt, owner "stapsdt",
+# type 3 (sys/sdt.h: _SDT_NOTE_NAME, _SDT_NOTE_TYPE).
+STAPSDT_SECTION, STAPSDT_OWNER, NT_STAPSDT = ".note.stapsdt", b"stapsdt", 3
 
 # Sanity bounds: a symbol table larger than this is not an ELF we trust.
 _MAX_SYMBOLS = 50 * 1000 * 1000
@@ -61,6 +65,29 @@ class Symbol(object):
 
     def __repr__(self):
         return "Symbol(%s @0x%x off=0x%x %s)" % (self.name, self.value, self.offset, self.table)
+
+
+class UsdtProbe(object):
+    """One site of a USDT probe: sys/sdt.h puts a note per use of a probe
+    macro, so a probe used in two places has two sites (and two uprobes).
+
+    offset     file offset of the probe's nop, for uprobes
+    semaphore  file offset of its semaphore (the kernel's ref_ctr_offset),
+               0 when the probe has none
+    """
+    __slots__ = ("provider", "name", "pc", "offset", "semaphore", "arguments")
+
+    def __init__(self, provider, name, pc, offset, semaphore, arguments):
+        self.provider = provider
+        self.name = name
+        self.pc = pc
+        self.offset = offset
+        self.semaphore = semaphore
+        self.arguments = arguments
+
+    def __repr__(self):
+        return "UsdtProbe(%s:%s off=0x%x sem=0x%x)" % (self.provider, self.name, self.offset,
+                                                       self.semaphore)
 
 
 class _Layout(object):
@@ -229,6 +256,50 @@ class ElfFile(object):
                 out[name] = Symbol(name, value, size, stype, bind, offset, table)
         return out
 
+    # -- USDT probes ---------------------------------------------------------
+    def usdt_probes(self):
+        """[UsdtProbe] of the file's .note.stapsdt section, in note order
+        (sites of one probe in the order the linker placed them)."""
+        sec = next((s for s in self.sections if s.name == STAPSDT_SECTION), None)
+        if sec is None:
+            return []
+        # A prelinked file moved its sections after the notes were written:
+        # the note holds the address .stapsdt.base had at link time, the
+        # section header the current one (sys/sdt.h, "_.stapsdt.base").
+        base_sec = next((s for s in self.sections if s.name == ".stapsdt.base"), None)
+        e = "<" if self.little_endian else ">"
+        header = struct.Struct(e + "III")
+        addrs = struct.Struct(e + ("QQQ" if self.is64 else "III"))
+        out = []
+        pos, end = sec.offset, min(sec.offset + sec.size, len(self._data))
+        while pos + header.size <= end:
+            namesz, descsz, ntype = header.unpack_from(self._data, pos)
+            name_at = pos + header.size
+            desc_at = name_at + _align4(namesz)
+            pos = desc_at + _align4(descsz)
+            if pos > end:
+                raise ElfError("%s: truncated %s" % (self.path, STAPSDT_SECTION))
+            owner = self._data[name_at:name_at + namesz].rstrip(b"\0")
+            if ntype != NT_STAPSDT or owner != STAPSDT_OWNER or descsz < addrs.size:
+                continue
+            pc, base, semaphore = addrs.unpack_from(self._data, desc_at)
+            strings = self._data[desc_at + addrs.size:desc_at + descsz].split(b"\0")
+            if len(strings) < 3:
+                continue
+            provider, name, arguments = (x.decode("ascii", "replace") for x in strings[:3])
+            if base_sec is not None and base:
+                pc += base_sec.addr - base
+                if semaphore:
+                    semaphore += base_sec.addr - base
+            offset = self.vaddr_to_offset(pc)
+            if offset is None:
+                continue
+            sem_offset = self.vaddr_to_offset(semaphore) if semaphore else 0
+            if semaphore and sem_offset is None:
+                continue
+            out.append(UsdtProbe(provider, name, pc, offset, sem_offset, arguments))
+        return out
+
     def _own_symbols(self):
         for sec in self.sections:
             if sec.type not in (SHT_SYMTAB, SHT_DYNSYM):
@@ -274,6 +345,10 @@ class ElfFile(object):
             raise ElfError("%s: symbol %r at 0x%x is in no loadable segment"
                            % (self.path, symbol, value))
         return Symbol(symbol, value, size, stype, bind, offset, table)
+
+
+def _align4(n):
+    return (n + 3) & ~3
 
 
 def find_symbol(path, symbol):

@@ -46,6 +46,12 @@ LATENCY = "latency"
 # What a Pair with a mark also produces: mark.ts - start.ts in nanoseconds
 # (0 when the start or the mark was not seen).
 QUEUED = "queued"
+# The kernel stack where an event fired: a tuple of kernel function names,
+# innermost first (() when the backend could not take it).  Only in Records
+# of a measurement without a pair; a backend that cannot take kernel stacks
+# refuses the measurement.
+KSTACK = "kstack"
+STACK = "stack"         # its type
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _LIB = re.compile(r"^[A-Za-z0-9_./+-]{1,255}\Z")
@@ -76,6 +82,7 @@ class Probe(object):
 
     kind = None
     sources = {}
+    values = {}
 
     def _set_sources(self, sources):
         out = {}
@@ -84,6 +91,16 @@ class Probe(object):
                 srcs = (srcs,)
             out[_ident("field name", name)] = tuple(_ident("field source", s) for s in srcs)
         self.sources = out
+
+    def _set_values(self, values):
+        out = {}
+        for name, value in sorted((values or {}).items()):
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    not -(1 << 63) <= value < (1 << 63):
+                raise InvalidSpec("value of field %r must be a 64-bit integer, got %r"
+                                  % (name, value))
+            out[_ident("field name", name)] = value
+        self.values = out
 
     def sources_for(self, field):
         """Where this probe reads model Field `field`, in order."""
@@ -145,10 +162,14 @@ class SyscallExit(Tracepoint):
 
 
 class KernelFunction(Probe):
-    """Entry (or return, with ret=True) of a kernel function (kprobe)."""
+    """Entry (or return, with ret=True) of a kernel function (kprobe).
+    `values` ({field: int}) are INT fields this probe sets itself instead of
+    reading them: the members of an Each of several functions tell which of
+    them fired (funclatency -F of a pattern naming several)."""
 
-    def __init__(self, function, ret=False, sources=None):
+    def __init__(self, function, ret=False, sources=None, values=None):
         self._set_sources(sources)
+        self._set_values(values)
         self.function = _ident("kernel function", function)
         self.ret = bool(ret)
 
@@ -162,10 +183,12 @@ class KernelFunction(Probe):
 
 class UserFunction(Probe):
     """Entry (or return) of a function in a user-space binary or library
-    (uprobe).  `library` is a path or a short name such as "c" for libc."""
+    (uprobe).  `library` is a path or a short name such as "c" for libc.
+    `values` as for KernelFunction."""
 
-    def __init__(self, library, symbol, ret=False, sources=None):
+    def __init__(self, library, symbol, ret=False, sources=None, values=None):
         self._set_sources(sources)
+        self._set_values(values)
         if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
             raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
         self.library = library
@@ -178,6 +201,34 @@ class UserFunction(Probe):
 
     def describe(self):
         return "%s:%s:%s" % ("ur" if self.ret else "u", self.library, self.symbol)
+
+
+class Usdt(Probe):
+    """A USDT (SystemTap SDT, sys/sdt.h) probe `provider:name` in a
+    user-space binary or library (an absolute path, or a short name as for
+    UserFunction).  A probe used in several places of the code has several
+    sites, in the order of the file's .note.stapsdt notes: `site` picks one,
+    and an Each of all of them counts every use.  A semaphore the probe
+    guards its arguments' computation with is raised while it is attached
+    (the uprobe's reference counter), so the program's guarded code runs.
+    Reads no fields: its arguments are not described by the model."""
+
+    kind = "usdt"
+
+    def __init__(self, library, provider, name, site=0):
+        self.sources = {}
+        if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
+            raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
+        self.library = library
+        self.provider = _ident("USDT provider", provider)
+        self.name = _ident("USDT probe name", name)
+        if not isinstance(site, int) or isinstance(site, bool) or not 0 <= site < 65536:
+            raise InvalidSpec("USDT site must be an integer 0..65535, got %r" % (site,))
+        self.site = site
+
+    def describe(self):
+        return "usdt:%s:%s:%s%s" % (self.library, self.provider, self.name,
+                                    "#%d" % self.site if self.site else "")
 
 
 class Each(Probe):
@@ -675,6 +726,8 @@ class Measurement(object):
             for f in self.events[0].fields:
                 if f.name in (common or ()):
                     out[f.name] = f.type
+            if self.aggregate is not None and self.aggregate.kind == "records":
+                out[KSTACK] = STACK
         out[EVENT_NAME] = STR
         return out
 

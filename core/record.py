@@ -16,7 +16,7 @@ from . import __version__
 from .backend import RunOptions
 from .errors import KerntraceError, Unsupported, UsageError
 from .host import Host
-from .recording import header_text
+from .recording import header_text, probe_meta
 from .stopsignals import SignalsAsStop, SignalsIgnored, Stop
 from .tool import buffer_kb
 from .variants import choose, variants
@@ -97,6 +97,7 @@ def record(plugins, argv, err):
                 session.__enter__()
                 clock, formats, header_page, header_event = session.header()
                 meta["clock"] = clock
+                meta.update(probe_meta(session.probes()))
                 out = _create(opts.output)
                 out.write(header_text(meta, formats, header_page, header_event).encode("utf-8"))
                 err.write("kerntrace: recording %s to %s; %s\n" % (

@@ -21,7 +21,11 @@ The file format, version 1 (line-oriented, UTF-8, lines end in "\\n"):
 
 Metadata keys written: kerntrace (its version), release (uname -r of the
 recording host), hostname, clock (the trace clock), tool, args (the tool's
-arguments as a JSON list of strings), started (UTC, ISO 8601).  A reader
+arguments as a JSON list of strings), started (UTC, ISO 8601), and for each
+probe event the run defined (a uprobe, kprobe, USDT probe: its events are
+named after the recording process) probe_<n> "<system> <event> <probe>",
+<probe> the model probe's describe() text (u:/usr/bin/x:f, k:vfs_read, ...)
+that a replay matches its tool's probes against.  A reader
 ignores keys it does not know (a later version 1 writer may add some); a
 file of a higher version is refused.  Values are read with every
 non-printable character as "?".
@@ -53,10 +57,15 @@ MAX_LINE_BYTES = 64 * 1024
 MAX_FIELD_LINE_BYTES = 1024
 MAX_SECTION_LINES = 4096
 MAX_FORMATS = 1024
-MAX_META = 64
+MAX_META = 64 + MAX_FORMATS        # (a probe_<n> line per probe event)
 MAX_VALUE_BYTES = 4096
 
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+_PROBE_KEY = re.compile(r"^probe_([0-9]{1,4})$")
+# "<system> <event> <probe>": a probe's describe() holds a resolved path of
+# ordinary file name characters (core.symbols.SAFE_PATH) and identifiers.
+_PROBE_VALUE = re.compile(r"^([A-Za-z0-9_]{1,255}) ([A-Za-z0-9_]{1,255}) "
+                          r"([A-Za-z]{1,8}:[A-Za-z0-9_./+:#-]{1,4000})$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _COUNT = re.compile(r"^[0-9]{1,9}$")
 
@@ -89,6 +98,17 @@ class SavedTrace(object):
         self.formats = {}
         for (system, event), text in self.format_texts.items():
             self.formats[(system, event)] = parse_format(text, system)
+
+    @property
+    def probes(self):
+        """probe describe() text -> (system, event) of the probe events the
+        recording holds (metadata probe_<n>); malformed entries are left out."""
+        out = {}
+        for key, value in self.meta.items():
+            m = _PROBE_VALUE.match(value) if _PROBE_KEY.match(key) else None
+            if m:
+                out[m.group(3)] = (m.group(1), m.group(2))
+        return out
 
     def describe(self):
         if not self.recorded:
@@ -264,6 +284,19 @@ def header_text(meta, formats, header_page=None, header_event=None):
             out.append("%s %d\n%s" % (key, n, body))
     out.append("trace\n")
     return "".join(out)
+
+
+def probe_meta(probes):
+    """Metadata {probe_<n>: "<system> <event> <probe>"} of a run's probe
+    events [(system, event, probe describe() text)]."""
+    out = {}
+    for n, (system, event, probe) in enumerate(probes):
+        value = "%s %s %s" % (system, event, probe)
+        if n >= MAX_FORMATS or not _PROBE_VALUE.match(value):
+            raise KerntraceError("cannot record probe %s (more than %d probes, or a name a "
+                                 "recording cannot hold)" % (probe, MAX_FORMATS))
+        out["probe_%d" % n] = value
+    return out
 
 
 def recorded_args(saved):

@@ -80,6 +80,20 @@ def _from_maps(pattern, maps):
     return None
 
 
+def _program_of(name, pid):
+    """The program process `pid` runs when `name` names it ("python3" for
+    /usr/bin/python3.11: a version suffix may follow), as bcc finds a
+    binary for -p; else None."""
+    try:
+        exe = os.path.realpath("/proc/%d/exe" % pid)
+    except (IOError, OSError):
+        return None
+    base = os.path.basename(exe)
+    if base == name or re.match(r"^%s[0-9.]+\Z" % re.escape(name), base):
+        return exe
+    return None
+
+
 def _from_ldconfig(pattern):
     exe = shutil.which("ldconfig") or next(
         (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
@@ -117,7 +131,8 @@ def _from_standard_dirs(pattern):
 def resolve_binary(name, maps="/proc/self/maps", pid=None):
     """Real path of a binary or library named by a tool: an absolute path,
     or a short name ("c" -> libc: from the mappings of process `pid` when
-    given, else our own, `ldconfig -p`, the standard library directories,
+    given, else our own; the program `pid` runs, "python3" naming
+    /usr/bin/python3.11; `ldconfig -p`, the standard library directories,
     or a program on PATH).  Raises SymbolError."""
     if pid is not None:
         maps = "/proc/%d/maps" % pid
@@ -129,8 +144,10 @@ def resolve_binary(name, maps="/proc/self/maps", pid=None):
         if not _LIBNAME.match(name):
             raise SymbolError("invalid library name %r" % name)
         pattern = _lib_pattern(name)
-        found = (_from_maps(pattern, maps) or _from_ldconfig(pattern)
-                 or _from_standard_dirs(pattern) or shutil.which(name))
+        found = (_from_maps(pattern, maps) or (_program_of(name, pid) if pid is not None
+                                                else None)
+                 or _from_ldconfig(pattern) or _from_standard_dirs(pattern)
+                 or shutil.which(name))
         if not found:
             raise SymbolError("library %r not found (not mapped, not in ldconfig -p or the "
                               "standard directories)" % name)
@@ -169,6 +186,41 @@ def user_functions(path, pattern, regex=False):
             if best is None or _alias_rank(s) < _alias_rank(best):
                 by_offset[s.offset] = s
     return sorted(s.name for s in by_offset.values())
+
+
+def usdt_probes(path, pattern, regex=False, provider=None):
+    """Sorted [(provider, name, sites)] of the USDT probes of ELF file
+    `path` whose name matches `pattern` (and whose provider matches
+    `provider`, a second pattern, when given); `sites` is how many places
+    use the probe.  Probes whose names the model cannot take are skipped."""
+    rx = compile_pattern(pattern, regex)
+    prx = compile_pattern(provider, regex) if provider is not None else None
+    sites = {}
+    for p in _usdt_notes(path):
+        if rx.match(p.name) and (prx is None or prx.match(p.provider)) and \
+                is_identifier(p.name) and is_identifier(p.provider):
+            key = (p.provider, p.name)
+            sites[key] = sites.get(key, 0) + 1
+    return sorted((prov, name, n) for (prov, name), n in sites.items())
+
+
+def usdt_site(path, provider, name, site=0):
+    """The elfsym.UsdtProbe of site `site` of probe provider:name of ELF
+    file `path` (its offset and semaphore offset); raises SymbolError."""
+    found = [p for p in _usdt_notes(path) if p.provider == provider and p.name == name]
+    if not found:
+        raise SymbolError("%s has no USDT probe %s:%s" % (path, provider, name))
+    if site >= len(found):
+        raise SymbolError("USDT probe %s:%s of %s has %d sites, not %d" % (
+            provider, name, path, len(found), site + 1))
+    return found[site]
+
+
+def _usdt_notes(path):
+    try:
+        return elfsym.ElfFile(path).usdt_probes()
+    except elfsym.ElfError as e:
+        raise SymbolError(str(e))
 
 
 # ---------------------------------------------------------------------------

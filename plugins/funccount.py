@@ -1,23 +1,29 @@
-"""funccount: count calls of kernel functions, user functions and
-tracepoints (bcc-compatible).
+"""funccount: count calls of kernel functions, user functions,
+tracepoints and USDT probes (bcc-compatible).
 
     command line  funccount [-h] [-p PID] [-i INTERVAL] [-d DURATION] [-T] [-r]
-                            [-c CPU] [--max-functions N] pattern
+                            [-c CPU] [-t TOP] [--max-functions N] pattern
+                  (perf-tools' `funccount [-hT] [-i secs] [-d secs] [-t top]
+                  funcstring` is a subset: the options mean the same)
     events        one Event per function (or tracepoint) the pattern names on
                   this host, expanded in Python (plugins/funcspec.py): kernel
                   functions (kprobe; the ftrace backend may use the function
                   tracer), user functions (uprobe, at the ELF symbol's file
-                  offset), tracepoints
+                  offset), tracepoints, USDT probes (u:LIB:PROBE: a uprobe at
+                  each site of the probe, its semaphore as the uprobe's
+                  reference counter)
     aggregate     Count per event, printed under the function's name
     filters       -p PID (process id), -c CPU
     schedule      every -i seconds; -d alone: one report after that long;
                   neither: one report at Ctrl-C, as bcc
-    output        bcc's FUNC/COUNT table, ascending by count
+    output        bcc's FUNC/COUNT table, ascending by count; -t TOP: the
+                  TOP largest counts only (perf-tools)
 
 Differences from bcc, on purpose: the banner goes to stderr; a pattern
 matching more than --max-functions (default 1000) is refused, saying how
-many matched; USDT probes (u:) are not supported; bcc's -D (print the BPF
-program) is --print-program.
+many matched; USDT probes also take bpftrace's u:LIB:PROVIDER:PROBE and are
+printed by name (provider:name where two providers share one); bcc's -D
+(print the BPF program) is --print-program.
 """
 
 from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter,
@@ -38,9 +44,19 @@ def cpu_value(text):
     return value
 
 
+def top_value(text):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise UsageError("-t takes a number of functions of at least 1, got %r" % (text,))
+    return value
+
+
 class FuncCount(Tool):
     name = "funccount"
-    summary = "Count functions, tracepoints (bcc funccount)."
+    summary = "Count functions, tracepoints, USDT probes (bcc funccount)."
     examples = (
         ("funccount 'vfs_*'", "count kernel fns starting with \"vfs\""),
         ("funccount -r '^vfs.*'", "same as above, using regular expressions"),
@@ -51,13 +67,18 @@ class FuncCount(Tool):
         ("funccount c:malloc", "count all malloc() calls in libc"),
         ("funccount -p 185 'c:str*'", "count str* calls in the libc PID 185 maps"),
         ("funccount /usr/bin/bash:readline", "count readline() calls of bash"),
+        ("funccount 'u:/usr/bin/python3:gc__*'", "count Python's gc USDT probes"),
+        ("funccount -p 185 'u:/opt/app:prov:*'", "count USDT probes of provider prov, PID 185"),
         ("funccount -c 1 'vfs_*'", "count vfs calls on CPU 1 only"),
+        ("funccount -t 5 -i 1 'vfs_*'", "the 5 most called only, every second"),
     )
     sample_args = ("c:getppid",)
 
     def add_arguments(self, p):
         funcspec.add_summary_options(p)
         p.add_argument("-c", "--cpu", type=cpu_value, help="trace this CPU only")
+        p.add_argument("-t", "--top", type=top_value, metavar="TOP",
+                       help="show the TOP most frequent functions only (perf-tools)")
         p.add_argument("--max-functions", type=funcspec.max_functions_value,
                        default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",
                        help="refuse a pattern matching more than N functions "
@@ -105,7 +126,7 @@ class FuncCount(Tool):
             out, err, key_header="FUNC",
             banner='Tracing %d functions for "%s"... Hit Ctrl-C to end.' % (
                 len(targets), args.pattern),
-            timestamps=args.timestamp)
+            timestamps=args.timestamp, top=args.top)
 
     def formatters(self, args):
         # every output shows the function (or category:tracepoint)

@@ -4,36 +4,47 @@
                               [-u] [-m] [-F] [-r] pattern
     events        entry:  the function's entry (kprobe / uprobe)
                   return: its return (kretprobe / uretprobe)
-                  The pattern must name exactly one function on this host
-                  (plugins/funcspec.py expands it).
+                  A pattern naming several functions on this host
+                  (plugins/funcspec.py expands it) makes each an Each of
+                  every function's probes, the entries setting INT field
+                  "func" to the function's number (Probe values).
     pair          entry -> return on the same thread (key tid), nested:
                   recursive calls pair innermost first, the outermost -l
                   LEVEL levels (default 64) measured; abandoned at the
                   thread's exit (sched:sched_process_exit): calls it exited
                   inside count as dropped starts, not kept forever
     aggregate     Histogram(latency, LOG2) in nsecs (default), usecs (-u)
-                  or msecs (-m); -F: one histogram under "Function = NAME"
+                  or msecs (-m): one for all functions, as bcc; -F: one per
+                  function under "Function = NAME" (the pair carries "func")
     filters       -p PID
     schedule      every -i seconds; -d alone: one report after that long;
                   neither: one report at Ctrl-C, as bcc
     output        bcc's histogram and its avg/total/count line
 
+Several functions pair on one stack per thread: calls of different traced
+functions nest (f calls g: g's return pairs with g's entry), so each call
+is measured whichever function it is.
+
 Differences from bcc, on purpose: the banner goes to stderr; a pattern
-naming several functions is refused (bcc sums them in one histogram);
-nesting is always on (bcc, without -l, lets an inner call replace the
+matching more than --max-functions (default 1000) is refused; nesting is
+always on (bcc, without -l, lets an inner call replace the
 outer one); calls deeper than LEVEL, and calls a thread exited inside
 (they never return), are reported as dropped starts.
 """
 
-from kerntrace.core.api import (EVENT_NAME, LATENCY, LOG2, BccHistogramPrinter, Event, Filter,
-                                Histogram, Measurement, Pair, Tool, Tracepoint, UsageError,
-                                hookimpl, report_every)
+from kerntrace.core.api import (EVENT_NAME, INT, LATENCY, LOG2, BccHistogramPrinter, Each,
+                                Event, Field, Filter, Histogram, Measurement, Pair, Tool,
+                                Tracepoint, UsageError, hookimpl, report_every)
 
 from . import funcspec
 
 KERNTRACE_API_VERSION = "1.0"
 
 MAX_LEVEL = 64          # core.model.MAX_NESTING
+
+# The INT field each entry sets to its function's number when the pattern
+# names several functions.
+FUNC = "func"
 
 
 def level_value(text):
@@ -63,7 +74,8 @@ class FuncLatency(Tool):
         ("funclatency -mTi 5 vfs_read", "output every 5 seconds, with timestamps"),
         ("funclatency -p 181 vfs_read", "time process 181 only"),
         ("funclatency -u -r '^vfs_rea.$'", "a regular expression naming one function"),
-        ("funclatency -F -u c:malloc", "show the function's name above its histogram"),
+        ("funclatency 'vfs_fstat*'", "time vfs_fstat* calls, one histogram"),
+        ("funclatency -F 'c:str*cmp'", "a histogram per str*cmp function"),
         ("funclatency -l 2 -u /bin/x:walk", "recursive walk(): the outer 2 levels only"),
     )
     sample_args = ("c:getppid",)
@@ -79,47 +91,75 @@ class FuncLatency(Tool):
         p.add_argument("-l", "--level", type=level_value, default=MAX_LEVEL,
                        help="set the level of nested or recursive functions "
                             "(default %d)" % MAX_LEVEL)
+        p.add_argument("--max-functions", type=funcspec.max_functions_value,
+                       default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",
+                       help="refuse a pattern matching more than N functions "
+                            "(default %d)" % funcspec.DEFAULT_MAX_FUNCTIONS)
         p.add_argument("pattern", help="search expression for functions")
 
-    def target(self, args):
-        if getattr(args, "_target", None) is None:
-            args._target = funcspec.expand_one(args.pattern, args.regexp, args.pid)
-        return args._target
+    def targets(self, args):
+        """The functions the pattern names, expanded once per command line."""
+        if getattr(args, "_targets", None) is None:
+            args._targets = funcspec.expand_functions(args.pattern, args.regexp, args.pid,
+                                                      args.max_functions)
+        return args._targets
 
     def parse_args(self, argv, prog=None):
         args = Tool.parse_args(self, argv, prog)
         if args.microseconds and args.milliseconds:
             raise UsageError("-u and -m are mutually exclusive")
-        self.target(args)
+        self.targets(args)
         return args
 
     def unit(self, args):
         return "msecs" if args.milliseconds else "usecs" if args.microseconds else "nsecs"
 
+    def _events(self, args):
+        """(entry, return) events and the histogram key of -F."""
+        targets = self.targets(args)
+        if len(targets) == 1:
+            t = targets[0]
+            return Event("entry", t.entry()), Event("ret", t.exit()), EVENT_NAME
+        entries = Each(*[t.entry(values={FUNC: i}) for i, t in enumerate(targets)])
+        returns = Each(*[t.exit() for t in targets])
+        return (Event("entry", entries, fields=[Field(FUNC, INT)]), Event("ret", returns),
+                FUNC)
+
     def measurement(self, args):
-        t = self.target(args)
+        entry, ret, key = self._events(args)
         filters = [Filter("pid", "==", args.pid)] if args.pid is not None else []
         interval = args.interval
         if interval is None and args.duration is not None:
             interval = args.duration
+        carry = (FUNC,) if args.function and key == FUNC else ()
         return Measurement(
-            events=[Event("entry", t.entry()), Event("ret", t.exit()), exit_event()],
-            pair=Pair("entry", "ret", key=("tid",), nested=args.level, abandon="exit"),
+            events=[entry, ret, exit_event()],
+            pair=Pair("entry", "ret", key=("tid",), carry=carry, nested=args.level,
+                      abandon="exit"),
             aggregate=Histogram(LATENCY, scale=LOG2, unit=self.unit(args),
-                                keys=(EVENT_NAME,) if args.function else ()),
+                                keys=(key,) if args.function else ()),
             filters=filters,
             schedule=report_every(interval, duration=args.duration))
 
+    def _label(self, args):
+        """The function name of a -F histogram key value."""
+        labels = [t.label for t in self.targets(args)]
+        if len(labels) == 1:
+            return lambda value: labels[0]
+        return lambda value: labels[value] if isinstance(value, int) and \
+            0 <= value < len(labels) else str(value)
+
     def printer(self, args, out, err):
-        label = self.target(args).label
+        label = self._label(args)
         return BccHistogramPrinter(
-            out, err, banner='Tracing 1 functions for "%s"... Hit Ctrl-C to end.' % args.pattern,
-            section=(lambda key: "Function = %s" % label) if args.function else None,
+            out, err, banner='Tracing %d functions for "%s"... Hit Ctrl-C to end.' % (
+                len(self.targets(args)), args.pattern),
+            section=(lambda key: "Function = %s" % label(key[0])) if args.function else None,
             timestamps=args.timestamp, average=True)
 
     def formatters(self, args):
-        label = self.target(args).label
-        return {EVENT_NAME: lambda name: label}
+        label = self._label(args)
+        return {EVENT_NAME: label, FUNC: label}
 
 
 @hookimpl

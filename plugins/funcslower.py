@@ -2,7 +2,10 @@
 arguments and return value (bcc-compatible).
 
     command line  funcslower [-h] [-p PID] [-m MIN_MS | -u MIN_US] [-a N] [-T | -t]
-                             [-d DURATION] function
+                             [-d DURATION] [-L TID] [-HP] function [latency_us]
+                  (perf-tools' `funcslower [-HP] [-p PID] [-L TID] [-d secs]
+                  funcstring latency_us` too: where its options mean other
+                  things in bcc's, -a and -t, bcc's meaning holds)
     events        entry:  the function's entry, with its first N arguments
                   return: its return, with the return value
                   (the function spec as funccount takes it, naming exactly
@@ -12,13 +15,16 @@ arguments and return value (bcc-compatible).
                   faster calls are dropped where the pair is measured;
                   calls a thread exits inside are given up at its exit
     aggregate     Records(comm, pid, latency, retval, args...)
-    filters       -p PID
+    filters       -p PID, -L TID
     output        bcc's COMM PID LAT RVAL FUNC [ARGS] table
 
 Differences from bcc, on purpose: the banner goes to stderr; one function
 per run (bcc takes several); -t counts seconds from the first call printed
 at its return (bcc: at its entry); no stack traces (-U/-K/-f); -d
-DURATION ends the run (bcc runs until Ctrl-C).
+DURATION ends the run (bcc runs until Ctrl-C).  perf-tools' forms print
+bcc's table, not the function_graph tracer's text: -H and -P (headers,
+process names and PIDs) are what the table always shows; -C (on-CPU time
+only) is refused, the pair measures wall time.
 """
 
 from kerntrace.core.api import (LATENCY, Column, EventTablePrinter, Event, Field, Filter,
@@ -70,6 +76,8 @@ class FuncSlower(Tool):
         ("funcslower -p 135 c:open", "trace pid 135 only"),
         ("funcslower -a 2 c:open", "show first two arguments to open"),
         ("funcslower -T -u 500 /usr/bin/bash:readline", "slow readline() calls, with times"),
+        ("funcslower vfs_read 10000", "perf-tools form: vfs_read slower than 10000 us"),
+        ("funcslower -L 1234 c:open 100", "perf-tools form: thread 1234, slower than 100 us"),
     )
     sample_args = ("-u", "1", "c:getppid")
 
@@ -86,7 +94,17 @@ class FuncSlower(Tool):
                        help="show timestamp in seconds at us resolution")
         p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
                        help="total duration of trace, seconds (not in bcc)")
+        p.add_argument("-L", "--tid", type=pid_value,
+                       help="trace this thread only (perf-tools)")
+        p.add_argument("-H", "--headers", action="store_true",
+                       help="include column headers (perf-tools; always)")
+        p.add_argument("-P", "--processes", action="store_true",
+                       help="show process names and PIDs (perf-tools; always)")
+        p.add_argument("-C", "--on-cpu", action="store_true",
+                       help="on-CPU time only (perf-tools; refused: wall time is measured)")
         p.add_argument("function", help="function to trace")
+        p.add_argument("latency_us", nargs="?", type=lambda t: threshold_value(t, "us"),
+                       help="minimum duration to trace, us (perf-tools form)")
 
     def target(self, args):
         if getattr(args, "_target", None) is None:
@@ -99,6 +117,15 @@ class FuncSlower(Tool):
             raise UsageError("-m and -u are mutually exclusive")
         if args.time and args.timestamp:
             raise UsageError("-T and -t are mutually exclusive")
+        if args.latency_us is not None:
+            if args.min_ms is not None or args.min_us is not None:
+                raise UsageError("give the minimum duration once: -m, -u or latency_us")
+            args.min_us = args.latency_us
+        if args.on_cpu:
+            raise UsageError("-C (on-CPU time only) is not supported: funcslower measures a "
+                             "call's wall time, from entry to return")
+        if args.pid is not None and args.tid is not None:
+            raise UsageError("You can use -p or -L but not both")
         self.target(args)
         return args
 
@@ -118,6 +145,8 @@ class FuncSlower(Tool):
         entry = Event("entry", t.entry(), fields=[Field(n) for n in names])
         ret = Event("ret", t.exit(), fields=[Field("retval")])
         filters = [Filter("pid", "==", args.pid)] if args.pid is not None else []
+        if args.tid is not None:
+            filters.append(Filter("tid", "==", args.tid))
         return Measurement(
             events=[entry, ret, funclatency.exit_event()],
             pair=Pair("entry", "ret", key=("tid",), carry=tuple(names), nested=NESTING,

@@ -4,6 +4,7 @@ shared by funccount, funclatency and funcslower.
     vfs_read   k:vfs_*   p::vfs_*        kernel functions
     c:malloc   p:c:malloc*   /bin/x:f    user functions (library or binary)
     t:block:block_rq_*                   tracepoints (funccount only)
+    u:python:gc__*   u:/bin/x:prov:probe  USDT probes (funccount only)
 
 A spec is expanded here, in Python, into plain names (core.symbols), so
 both backends trace exactly the same functions; the model receives only
@@ -13,10 +14,10 @@ reaches a probe definition or generated code unexpanded.
 
 import re
 
-from kerntrace.core.api import (KernelFunction, SymbolError, Tracepoint, UsageError,
-                                UserFunction, kernel_functions, notrace_reason, resolve_binary,
-                                pid_value, seconds_value, tracepoints, tracing_root,
-                                user_functions)
+from kerntrace.core.api import (Each, KernelFunction, SymbolError, Tracepoint, UsageError,
+                                Usdt, UserFunction, kernel_functions, notrace_reason,
+                                resolve_binary, pid_value, seconds_value, tracepoints,
+                                tracing_root, usdt_probes, user_functions)
 
 # How many functions a pattern may expand to unless the user raises the
 # limit (bcc's probe limit is 1000 too: BPF.get_probe_limit()).
@@ -32,18 +33,25 @@ class Target(object):
     """One traced thing: `label` as printed (FUNC column), and how to probe
     its entry (and return)."""
 
-    def __init__(self, label, kind, library=None, name=None, category=None):
+    def __init__(self, label, kind, library=None, name=None, category=None, sites=1):
         self.label = label
-        self.kind = kind            # "kernel", "user" or "tracepoint"
-        self.library = library      # resolved path (user)
-        self.name = name            # function or tracepoint name
-        self.category = category    # tracepoint category
+        self.kind = kind            # "kernel", "user", "tracepoint" or "usdt"
+        self.library = library      # resolved path (user, usdt)
+        self.name = name            # function, tracepoint or USDT probe name
+        self.category = category    # tracepoint category, USDT provider
+        self.sites = sites          # places a USDT probe is used in
 
-    def entry(self):
+    def entry(self, values=None):
+        """The entry probe; `values` ({field: int}) the INT fields it sets
+        itself (which of several functions this is)."""
         if self.kind == "kernel":
-            return KernelFunction(self.name)
+            return KernelFunction(self.name, values=values)
         if self.kind == "user":
-            return UserFunction(self.library, self.name)
+            return UserFunction(self.library, self.name, values=values)
+        if self.kind == "usdt":
+            sites = [Usdt(self.library, self.category, self.name, site=i)
+                     for i in range(self.sites)]
+            return sites[0] if len(sites) == 1 else Each(*sites)
         return Tracepoint(self.category, self.name)
 
     def exit(self):
@@ -51,7 +59,8 @@ class Target(object):
             return KernelFunction(self.name, ret=True)
         if self.kind == "user":
             return UserFunction(self.library, self.name, ret=True)
-        raise UsageError("%s is a tracepoint: it has no return" % self.label)
+        raise UsageError("%s is a %s: it has no return" % (
+            self.label, "USDT probe" if self.kind == "usdt" else "tracepoint"))
 
 
 def split_spec(spec):
@@ -60,6 +69,12 @@ def split_spec(spec):
     if not spec or "\n" in spec or len(spec) > 4096:
         raise UsageError("invalid pattern %r" % spec)
     parts = spec.split(":")
+    if parts[0] == "u":
+        # u:LIB:PROBE (any provider, as bcc) or u:LIB:PROVIDER:PROBE (bpftrace)
+        if len(parts) not in (3, 4) or not parts[1]:
+            raise UsageError("invalid pattern %r (expected u:LIB:PROBE or "
+                             "u:LIB:PROVIDER:PROBE)" % spec)
+        return "usdt", parts[1], tuple(parts[2:]) if len(parts) == 4 else (None, parts[2])
     if len(parts) == 1:
         return "kernel", None, parts[0]
     if len(parts) == 2:
@@ -72,11 +87,10 @@ def split_spec(spec):
         kind, lib, pat = parts
         if kind == "t":
             return "tracepoint", None, (lib, pat)
-        if kind == "u":
-            raise UsageError("USDT probes (%s) are not supported" % spec)
         if kind == "p":
             return ("user", lib, pat) if lib else ("kernel", None, pat)
-    raise UsageError("invalid pattern %r (expected FUNC, LIB:FUNC, p:LIB:FUNC or t:CAT:EVENT)"
+    raise UsageError("invalid pattern %r (expected FUNC, LIB:FUNC, p:LIB:FUNC, t:CAT:EVENT "
+                     "or u:LIB:PROBE)"
                      % spec)
 
 
@@ -89,6 +103,19 @@ def _check_pattern(text, regex, spec):
                          "_ and . with * as the only wildcard" % spec)
 
 
+def _usdt_targets(spec, library, pattern, regex, pid):
+    provider, name = pattern
+    if provider is not None:
+        _check_pattern(provider, regex, spec)
+    _check_pattern(name, regex, spec)
+    path = resolve_binary(library, pid=pid)
+    found = usdt_probes(path, name, regex, provider)
+    names = [n for _p, n, _s in found]
+    # bcc prints a USDT probe by its name; provider:name where two share it
+    return [Target(n if names.count(n) == 1 else "%s:%s" % (p, n), "usdt", library=path,
+                   name=n, category=p, sites=sites) for p, n, sites in found], path
+
+
 def expand(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS,
            allow_tracepoints=True):
     """[Target] the spec names on this host, sorted by label; raises
@@ -96,9 +123,13 @@ def expand(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS,
     max_functions."""
     kind, library, pattern = split_spec(spec)
     try:
-        if kind == "tracepoint":
-            if not allow_tracepoints:
-                raise UsageError("%s is a tracepoint; this tool measures functions" % spec)
+        if kind in ("tracepoint", "usdt") and not allow_tracepoints:
+            raise UsageError("%s is a %s; this tool measures functions" % (
+                spec, "tracepoint" if kind == "tracepoint" else "USDT probe"))
+        if kind == "usdt":
+            found, path = _usdt_targets(spec, library, pattern, regex, pid)
+            where = "no USDT probe in %s" % path
+        elif kind == "tracepoint":
             category, name = pattern
             _check_pattern(category, regex, spec)
             _check_pattern(name, regex, spec)
@@ -128,9 +159,16 @@ def expand(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS,
     if len(found) > max_functions:
         raise UsageError("%s matches %d %s, more than the limit of %d (raise it with "
                          "--max-functions %d)" % (spec, len(found), "tracepoints"
-                                                  if kind == "tracepoint" else "functions",
+                                                  if kind == "tracepoint" else "USDT probes"
+                                                  if kind == "usdt" else "functions",
                                                   max_functions, len(found)))
     return found
+
+
+def expand_functions(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS):
+    """The functions a spec names (funclatency), no tracepoints or USDT
+    probes: those have no return."""
+    return expand(spec, regex, pid, max_functions, allow_tracepoints=False)
 
 
 def expand_one(spec, regex=False, pid=None):

@@ -16,11 +16,14 @@ Differences from perf-tools' tpoint, which prints the kernel's own text:
 the payload is every field as name=value in format-file order (the
 kernel's `print fmt` is C; kerntrace does not evaluate it, so the line is
 the same whichever backend ran), there is no irq-flags column, -p, -L
-and a filter may be combined, -d streams lines too, and -s (kernel stack
-traces) is refused: stacks are not in kerntrace's model on either backend.
+and a filter may be combined, -d streams lines too.  -s (kernel stack
+traces) needs a backend that takes kernel stacks (eBPF: a stack map,
+symbolized from /proc/kallsyms); each event's stack follows its line as
+ftrace's stacktrace option prints it ("<stack trace>", " => function").
 """
 
-from kerntrace.core.api import (INT, STR, Event, Filter, Measurement, Printer, Records, Schedule,
+from kerntrace.core.api import (INT, KSTACK, STR, Event, Filter, Measurement, Printer, Records,
+                                Schedule,
                                 Tool, Tracepoint, UsageError, format_text, hookimpl,
                                 list_tracepoints, parse_filter, parse_options, parse_tracepoint,
                                 perf_tools_error_lines, perf_tools_exit_status, pid_value,
@@ -36,7 +39,7 @@ USAGE = """USAGE: tpoint [-hHsv] [-d secs] [-p PID] [-L TID] tracepoint [filter]
                  -v              # view format file (don't trace)
                  -H              # include column headers
                  -l              # list all tracepoints (matching glob)
-                 -s              # show kernel stack traces (not supported)
+                 -s              # show kernel stack traces
                  -h              # this usage message
    eg,
        tpoint -l | grep open
@@ -49,6 +52,8 @@ USAGE = """USAGE: tpoint [-hHsv] [-d secs] [-p PID] [-L TID] tracepoint [filter]
                                  # trace block I/O issue
        tpoint block:block_rq_issue 'bytes >= 65536 && comm == "dd"'
                                  # only large I/O issued by dd
+       tpoint -s block:block_rq_issue
+                                 # show kernel stack traces of I/O issue
 
 See the man page and example file for more info.
 """
@@ -80,10 +85,11 @@ class TracepointPrinter(Printer):
     """perf-tools tpoint's output: the banner on stdout, one line per event,
     "Ending tracing..." at the end."""
 
-    def __init__(self, out, err, banner, fields, headers=False):
+    def __init__(self, out, err, banner, fields, headers=False, stacks=False):
         Printer.__init__(self, out, err)
         self.banner = banner
         self.headers = headers
+        self.stacks = stacks
         self.event = fields.name
         # (format name, declared name, how to show the value)
         self.payload = [(src, decl, ("0x%x" if decl in fields.pointers else None))
@@ -104,8 +110,15 @@ class TracepointPrinter(Printer):
         comm = r.get("comm")
         if isinstance(comm, bytes):
             comm = comm.decode("utf-8", "replace")
-        return "%16s-%-7d [%03d] %5s: %s: %s" % (terminal_text(str(comm)), r["tid"], r["cpu"],
-                                                 trace_seconds(r.ts), self.event, " ".join(parts))
+        head = "%16s-%-7d [%03d] %5s: " % (terminal_text(str(comm)), r["tid"], r["cpu"],
+                                          trace_seconds(r.ts))
+        text = head + "%s: %s" % (self.event, " ".join(parts))
+        if self.stacks:
+            # as ftrace's stacktrace option prints it, after the event
+            frames = r.get(KSTACK) or ("[stack not taken]",)
+            text += "\n" + head + "<stack trace>" + "".join(
+                "\n => " + terminal_text(str(f)) for f in frames)
+        return text
 
     def report(self, report, ctx):
         self.lost(report, ctx)
@@ -128,6 +141,7 @@ class TPoint(Tool):
         ("tpoint block:block_rq_issue 'dev == 8388608 && nr_sector > 8'",
          "only I/O of more than 8 sectors on device 8,0"),
         ("tpoint -p 181 syscalls:sys_enter_read", "read() calls of PID 181"),
+        ("tpoint -s -p 181 syscalls:sys_enter_read", "the same, with kernel stacks"),
     )
     sample_args = ("block:block_rq_issue",)
 
@@ -150,9 +164,6 @@ class TPoint(Tool):
                              % " ".join(operands[2:]))
         args.tracepoint = parse_tracepoint(operands[0])
         args.filter = operands[1] if len(operands) == 2 else None
-        if args.stacks:
-            raise UsageError("-s: kernel stack traces are not in kerntrace's model, on "
-                             "either backend; use perf-tools' tpoint -s")
         if args.duration is not None and args.view:
             raise UsageError("ERROR: use either -d or -v.")
         if args.duration is not None:
@@ -205,7 +216,8 @@ class TPoint(Tool):
         fields = self.fields(args)
         return Measurement(
             events=[tracepoint_event(fields)],
-            aggregate=Records(("comm", "tid", "cpu") + tuple(f.name for f in fields.fields)),
+            aggregate=Records(("comm", "tid", "cpu") + tuple(f.name for f in fields.fields)
+                              + ((KSTACK,) if args.stacks else ())),
             filters=self.filters(args),
             schedule=Schedule(duration=args.duration))
 
@@ -214,7 +226,8 @@ class TPoint(Tool):
         spec = "%s:%s" % (cat, name)
         banner = ("Tracing %s for %s seconds..." % (spec, _seconds_text(args.duration))
                   if args.duration is not None else "Tracing %s. Ctrl-C to end." % spec)
-        return TracepointPrinter(out, err, banner, self.fields(args), headers=args.headers)
+        return TracepointPrinter(out, err, banner, self.fields(args), headers=args.headers,
+                                 stacks=args.stacks)
 
 
 def _seconds_text(value):

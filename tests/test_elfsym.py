@@ -200,3 +200,59 @@ def test_unsafe_path_is_refused(tmp_path):
     p.write_bytes(make_elf([("f", 0x10, STT_FUNC, STB_GLOBAL)]))
     with pytest.raises(probes.ProbeError, match="unusual characters"):
         probes.resolve_library(str(p))
+
+
+# ---------------------------------------------------------------------------
+# USDT probe notes (.note.stapsdt)
+def _readelf_usdt(path):
+    """[(provider, name, pc, semaphore vaddr)] per readelf -nW."""
+    text = subprocess.check_output(["readelf", "-nW", path], universal_newlines=True)
+    return [(m.group(1), m.group(2), int(m.group(3), 16), int(m.group(4), 16))
+            for m in re.finditer(r"Provider: (\S+)\s+Name: (\S+)\s+Location: (0x[0-9a-f]+), "
+                                 r"Base: 0x[0-9a-f]+, Semaphore: (0x[0-9a-f]+)", text)]
+
+
+def _check_usdt_against_readelf(path):
+    ref = _readelf_usdt(path)
+    elf = elfsym.ElfFile(path)
+    ours = elf.usdt_probes()
+    assert [(p.provider, p.name, p.pc) for p in ours] == [r[:3] for r in ref]
+    loads = _readelf_loads(path)
+
+    def offset(vaddr):
+        return next(off + vaddr - va for off, va, size in loads if va <= vaddr < va + size)
+    for p, (_prov, _name, pc, sem) in zip(ours, ref):
+        assert p.offset == offset(pc)
+        assert p.semaphore == (offset(sem) if sem else 0)
+    return ours
+
+
+@needs_readelf
+def test_usdt_sites_and_semaphores_of_a_compiled_program_match_readelf(tmp_path):
+    import usdtworkload
+    exe, why = usdtworkload.build(tmp_path)
+    if exe is None:
+        pytest.skip("cannot build the USDT workload: %s" % why)
+    ours = _check_usdt_against_readelf(exe)
+    # kt:tick at two places, kt:guarded once and with a semaphore
+    assert [(p.name, bool(p.semaphore)) for p in ours] == [
+        ("tick", False), ("tick", False), ("guarded", True)]
+
+
+@needs_readelf
+def test_usdt_probes_of_this_machines_binaries_match_readelf():
+    checked = 0
+    for path in ("/usr/bin/python3", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
+                 "/usr/lib/aarch64-linux-gnu/libstdc++.so.6"):
+        path = os.path.realpath(path)
+        if os.path.isfile(path) and _readelf_usdt(path):
+            _check_usdt_against_readelf(path)
+            checked += 1
+    if not checked:
+        pytest.skip("no binary with USDT probes among python3 and libstdc++")
+
+
+def test_a_file_without_usdt_notes_has_no_probes(tmp_path):
+    path = tmp_path / "plain.so"
+    path.write_bytes(make_elf([("f", 0x1000, STT_FUNC, STB_GLOBAL)]))
+    assert elfsym.ElfFile(str(path)).usdt_probes() == []

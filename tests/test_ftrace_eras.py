@@ -653,14 +653,17 @@ def test_replay_needs_no_tracefs(fs, monkeypatch, mounts):
     assert mounts["calls"] == 0
 
 
-def test_replay_of_probes_we_would_define_is_refused(fs, monkeypatch, mounts):
+def test_replay_of_probes_we_would_define_needs_a_recording_naming_them(fs, monkeypatch,
+                                                                        mounts):
     tree(fs, monkeypatch, mounts, "6.11")
     host = Host()
     host.saved_trace = SavedTrace("/x.trace")
     m = Measurement([Event("call", UserFunction("/usr/lib/libfake.so.1", "fake_fn"))], Count())
     v = FtraceBackend().check(m, host)
     assert not v.ok and v.reasons == [
-        "event call cannot be replayed from a saved trace: no tracepoint probe"]
+        "event call cannot be replayed from a saved trace: u:/usr/lib/libfake.so.1:fake_fn: "
+        "a plain trace file does not say what its probe events probed (a recording made "
+        "with `kerntrace record` does)"]
 
 
 def test_leftovers_of_an_earlier_process_with_our_pid_are_stale(fs, monkeypatch, mounts):

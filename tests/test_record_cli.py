@@ -11,7 +11,7 @@ import kernstate
 from kerntrace.backends.ftrace.plan import Plan, ResolvedEvent
 from kerntrace.backends.ftrace.record import recording_plan
 from kerntrace.core.errors import Unsupported
-from kerntrace.core.model import Event, Tracepoint, UserFunction
+from kerntrace.core.model import Event, KernelFunction, Tracepoint, UserFunction
 
 
 @pytest.mark.parametrize("argv, status, words", [
@@ -49,13 +49,17 @@ def test_without_root_it_says_why_in_one_line(tmp_path):
         and "root" in err, err
 
 
-def test_events_this_host_provides_only_through_our_probes_are_refused():
+def test_events_of_the_function_tracer_are_refused_probe_events_recorded():
+    probe = KernelFunction("vfs_read")
+    ev = ResolvedEvent(Event("call", probe), probe, "ftrace", "function")
+    with pytest.raises(Unsupported, match="event call: this host provides it as k:vfs_read "
+                                          "through the function tracer; a recording holds "
+                                          "tracepoints and probe events only"):
+        recording_plan(Plan([ev]))
     probe = UserFunction("/usr/lib/libfake.so.1", "fake_fn")
     ev = ResolvedEvent(Event("call", probe), probe, "kerntrace_1", "kerntrace_1_0",
                        probe_def="p:kerntrace_1/kerntrace_1_0 /usr/lib/libfake.so.1:0x10")
-    with pytest.raises(Unsupported, match="event call: this host provides it as .*, not a "
-                                          "tracepoint; a recording holds tracepoints only"):
-        recording_plan(Plan([ev]))
+    assert list(recording_plan(Plan([ev])).events) == [ev]
     tp = Tracepoint("block", "block_rq_issue")
     plan = recording_plan(Plan([ResolvedEvent(Event("issue", tp), tp, "block",
                                               "block_rq_issue")], task_events=[]))

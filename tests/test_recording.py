@@ -14,7 +14,7 @@ from kerntrace.core import known_formats
 from kerntrace.core.errors import KerntraceError, Unsupported
 from kerntrace.core.model import Count, Event, Field, Measurement, Tracepoint
 from kerntrace.core.recording import (MAX_FIELD_LINE_BYTES, MAX_FORMATS, MAX_HEADER_BYTES,
-                                      MAX_LINE_BYTES, RecordingError, header_text,
+                                      MAX_LINE_BYTES, MAX_META, RecordingError, header_text,
                                       open_saved_trace, recorded_args)
 from timelimit import alarm
 
@@ -190,9 +190,9 @@ def test_header_counts_and_size_are_bounded(tmp_path):
     path = write(tmp_path / "many.rec", "kerntrace-recording 1\n" + many + "trace\n")
     with pytest.raises(RecordingError, match="more than %d format sections" % MAX_FORMATS):
         open_saved_trace(path)
-    lines = ("k%d v\n" % i for i in range(100))
+    lines = ("k%d v\n" % i for i in range(MAX_META + 1))
     path = write(tmp_path / "meta.rec", "kerntrace-recording 1\n" + "".join(lines) + "trace\n")
-    with pytest.raises(RecordingError, match="more than 64 metadata lines"):
+    with pytest.raises(RecordingError, match="more than %d metadata lines" % MAX_META):
         open_saved_trace(path)
     body = ("format s big 4000\nname: big\n" + ("x" * 4000 + "\n") * 3999) * 2
     path = write(tmp_path / "big.rec", "kerntrace-recording 1\n" + body + "trace\n")
@@ -274,3 +274,57 @@ def test_print_program_says_where_each_events_format_comes_from(tmp_path):
     text = ReplaySession(m, replay_plan(m, plain), plain).program_text()
     assert text.splitlines()[1].endswith("format of a stored kernel era that decodes its "
                                          "first line")
+
+
+# -- probe events (uprobes, kprobes, USDT probes) ------------------------------
+UPROBE_FORMAT = """\
+name: kerntrace_9_0
+ID: 2326
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:unsigned long __probe_ip;\toffset:8;\tsize:8;\tsigned:0;
+
+print fmt: "(%lx)", REC->__probe_ip
+"""
+UPROBE_LINE = "         kt_work-%d    [001] ..... %d.%06d: kerntrace_9_0: (0x401136)\n"
+
+
+def leafcount():
+    from kerntrace.core.model import EVENT_NAME, UserFunction
+    ev = Event("kt_leaf", UserFunction("/opt/kt/bin/kt_work", "kt_leaf"))
+    return Measurement([ev], Count(keys=(EVENT_NAME,)))
+
+
+def test_a_recording_says_which_of_its_events_each_probe_is(tmp_path):
+    from kerntrace.core.recording import probe_meta
+    trace = "# tracer: nop\n" + "".join(UPROBE_LINE % (4011, 100, i) for i in range(9))
+    m = leafcount()
+    meta = dict(META, **probe_meta([("kerntrace_9", "kerntrace_9_0",
+                                     "u:/opt/kt/bin/kt_work:kt_leaf")]))
+    saved = open_saved_trace(write(tmp_path / "u.rec", header_text(
+        meta, [("kerntrace_9", "kerntrace_9_0", UPROBE_FORMAT)]), trace))
+    assert saved.probes == {"u:/opt/kt/bin/kt_work:kt_leaf": ("kerntrace_9", "kerntrace_9_0")}
+    s, reports = replay(m, saved)
+    assert counts(reports) == {("kt_leaf",): 9} and s.undecodable == 0
+    # without the probe lines, or as plain text, nothing says what it probed
+    bare = open_saved_trace(write(tmp_path / "bare.rec", header_text(
+        META, [("kerntrace_9", "kerntrace_9_0", UPROBE_FORMAT)]), trace))
+    with pytest.raises(Unsupported, match="the recording did not probe it"):
+        replay_plan(m, bare)
+    with pytest.raises(Unsupported, match="a plain trace file does not say"):
+        replay_plan(m, open_saved_trace(write(tmp_path / "plain.txt", trace)))
+
+
+def test_probe_lines_are_checked_both_ways(tmp_path):
+    from kerntrace.core.recording import probe_meta
+    with pytest.raises(KerntraceError, match="cannot record probe"):
+        probe_meta([("kerntrace_9", "kerntrace_9_0", "u:/opt/a b:f")])
+    # a malformed probe line in a file is ignored, not trusted
+    header = header_text(dict(META, probe_0="kerntrace_9 x; u:/bin/x:f",
+                              probe_1="kerntrace_9 kerntrace_9_1 u:/bin/x:g"), [])
+    saved = open_saved_trace(write(tmp_path / "m.rec", header))
+    assert saved.probes == {"u:/bin/x:g": ("kerntrace_9", "kerntrace_9_1")}

@@ -42,13 +42,17 @@ def funcwork(tmp_path_factory):
     ("p:c:str*", ("user", "c", "str*")),
     ("/usr/bin/bash:readline", ("user", "/usr/bin/bash", "readline")),
     ("t:block:block_rq_*", ("tracepoint", None, ("block", "block_rq_*"))),
+    ("u:node:gc*", ("usdt", "node", (None, "gc*"))),
+    ("u:/usr/bin/python3:python:gc__*", ("usdt", "/usr/bin/python3", ("python", "gc__*"))),
 ])
 def test_spec_grammar(spec, expected):
     assert funcspec.split_spec(spec) == expected
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("u:node:gc*", "USDT probes"),
+    ("u:node", "expected u:LIB:PROBE"),
+    ("u::gc*", "expected u:LIB:PROBE"),
+    ("u:a:b:c:d", "expected u:LIB:PROBE"),
     ("a:b:c:d", "invalid pattern"),
     ("t:block", "needs more parts"),
     ("vfs_read\nvfs_write", "invalid pattern"),
@@ -168,16 +172,29 @@ BAD = [
      "{exe}:kt_* matches 3 functions, more than the limit of 2 (raise it with "
      "--max-functions 3)"),
     (["funccount", "/nonexistent/bin:f"], "/nonexistent/bin does not exist"),
+    (["funccount", "u:{exe}:nosuch*"], "u:{exe}:nosuch* matches no USDT probe in {real}"),
+    (["funccount", "u:{notelf}:p"], "{notelf} is not an ELF binary"),
+    (["funccount", "u:{exe}:a:traceoff"], "matches no USDT probe"),
+    (["funccount", "u:{exe}:-:x"], "invalid pattern"),
+    (["funclatency", "u:{exe}:tick"], "is a USDT probe; this tool measures functions"),
     (["funccount", "{notelf}:f"], "{notelf} is not an ELF binary"),
     (["funccount", "vfs_read:traceoff"], "library 'vfs_read' not found"),
     (["funccount", "!vfs_read"], "invalid pattern '!vfs_read'"),
     (["funccount", "--", "-:kerntrace_1/x"], "invalid pattern '-:kerntrace_1/x'"),
     (["funccount", "{exe}:kt_leaf\nkt_x"], "invalid pattern"),
-    (["funccount", "u:{exe}:probe"], "USDT probes"),
+    (["funccount", "u:{exe}:probe"], "u:{exe}:probe matches no USDT probe in {real}"),
     (["funccount", "-r", "{exe}:kt_(", ], "invalid regular expression"),
-    (["funclatency", "{exe}:kt_*"], "{exe}:kt_* matches 3 functions (kt_leaf, kt_recurse, "
-                                    "kt_vanish); name exactly one"),
+    (["funclatency", "--max-functions", "2", "{exe}:kt_*"],
+     "{exe}:kt_* matches 3 functions, more than the limit of 2"),
+    (["funcslower", "{exe}:kt_*"], "{exe}:kt_* matches 3 functions (kt_leaf, kt_recurse, "
+                                   "kt_vanish); name exactly one"),
     (["funclatency", "-u", "-m", "{exe}:kt_leaf"], "-u and -m are mutually exclusive"),
+    (["funccount", "-t", "0", "{exe}:kt_*"], "-t takes a number of functions of at least 1"),
+    (["funcslower", "-C", "{exe}:kt_leaf", "100"], "-C (on-CPU time only) is not supported"),
+    (["funcslower", "-u", "5", "{exe}:kt_leaf", "100"], "give the minimum duration once"),
+    (["funcslower", "-p", "1", "-L", "1", "{exe}:kt_leaf", "100"],
+     "You can use -p or -L but not both"),
+    (["funcslower", "{exe}:kt_leaf", "soon"], "invalid minimum duration 'soon' us"),
     (["funclatency", "t:sched:sched_switch"], "is a tracepoint; this tool measures functions"),
     (["funclatency", "-l", "0", "{exe}:kt_leaf"], "-l takes a level from 1 to 64"),
     (["funcslower", "-a", "7", "{exe}:kt_leaf"], "-a takes 0 to 6 arguments"),
@@ -388,3 +405,182 @@ def test_a_short_library_name_with_pid_is_the_library_that_process_maps(tmp_path
     finally:
         p.kill()
         p.wait()
+
+
+# ---------------------------------------------------------------------------
+# USDT probes (u:LIB:PROBE)
+@pytest.fixture(scope="module")
+def usdtwork(tmp_path_factory):
+    import usdtworkload
+    exe, why = usdtworkload.build(tmp_path_factory.mktemp("usdtwork"))
+    if exe is None:
+        pytest.skip("cannot build the USDT workload: %s" % why)
+    return exe
+
+
+def test_funccount_of_usdt_probes_declares_every_site(usdtwork):
+    from kerntrace.core.model import Each, Usdt
+    tool = funccount.FuncCount()
+    path = os.path.realpath(usdtwork)
+    args = _args(tool, ["-p", "42", "u:%s:*" % usdtwork])
+    m = tool.measurement(args)
+    assert [e.name for e in m.events] == ["guarded", "tick"]
+    # kt:tick is used at two places: one Each of both sites, one count
+    assert m.events[0].probes == (Usdt(path, "kt", "guarded"),)
+    assert m.events[1].probes == (Each(Usdt(path, "kt", "tick", site=0),
+                                       Usdt(path, "kt", "tick", site=1)),)
+    assert [(f.field, f.value) for f in m.filters] == [("pid", 42)]
+    # u:LIB:PROVIDER:PROBE narrows by provider too, with wildcards in both
+    assert [t.label for t in funcspec.expand("u:%s:k*:t*" % usdtwork)] == ["tick"]
+    assert [t.label for t in funcspec.expand("u:%s:kt:g.*" % usdtwork, regex=True)] == [
+        "guarded"]
+    with pytest.raises(UsageError, match="matches no USDT probe"):
+        funcspec.expand("u:%s:other:*" % usdtwork)
+
+
+def test_usdt_model_validates_its_names():
+    from kerntrace.core.model import Usdt
+    for bad in (("/bin/x", "kt", "a:traceoff"), ("/bin/x", "k t", "a"), ("/bin/x y", "kt", "a"),
+                ("/bin/x", "kt", "tick", -1)):
+        with pytest.raises(InvalidSpec):
+            Usdt(*bad)
+    assert Usdt("/bin/x", "kt", "tick", 1).describe() == "usdt:/bin/x:kt:tick#1"
+
+
+def test_ftrace_defines_a_usdt_semaphore_as_the_reference_counter(usdtwork):
+    from kerntrace.backends.ftrace import backend as fbackend
+    from kerntrace.backends.ftrace import probes as fprobes
+    from kerntrace.core.model import Event, Usdt
+    path = os.path.realpath(usdtwork)
+    sites = elfsym.ElfFile(path).usdt_probes()
+    guarded = next(p for p in sites if p.name == "guarded")
+
+    class Feats(object):
+        uprobe_events = True
+        uprobe_ref_ctr = True
+    b = fbackend.FtraceBackend.__new__(fbackend.FtraceBackend)
+    ev, why = b._usdt(Event("guarded", Usdt(path, "kt", "guarded")),
+                      Usdt(path, "kt", "guarded"), Feats())
+    assert why is None
+    assert ev.probe_def.split()[1] == "%s:0x%x(0x%x)" % (path, guarded.offset,
+                                                         guarded.semaphore)
+    tick, why = b._usdt(Event("tick", Usdt(path, "kt", "tick", 1)),
+                        Usdt(path, "kt", "tick", 1), Feats())
+    assert tick.probe_def.split()[1] == "%s:0x%x" % (path, sites[1].offset)
+    # a kernel before ref_ctr_offset (v4.20) cannot raise the semaphore:
+    # refused with the reason, not counted as zero
+    Feats.uprobe_ref_ctr = False
+    ev, why = b._usdt(Event("guarded", Usdt(path, "kt", "guarded")),
+                      Usdt(path, "kt", "guarded"), Feats())
+    assert ev is None and "takes no reference counter (ref_ctr_offset)" in why
+    assert fprobes.uprobe_definition("g", "e", "/bin/x", 0x10, False, [], 0x20) == \
+        "p:g/e /bin/x:0x10(0x20)\n"
+
+
+def test_bpf_usdt_plan_carries_the_site_and_semaphore(usdtwork):
+    from test_ebpf_codegen import make_plan
+    from kerntrace.backends.ebpf import codegen, plan as eplan
+    from kerntrace.core.model import Event, Usdt
+    path = os.path.realpath(usdtwork)
+    guarded = next(p for p in elfsym.ElfFile(path).usdt_probes() if p.name == "guarded")
+
+    class Probes(object):
+        def attach(self, kind):
+            class Yes(object):
+                ok, detail = True, ""
+            return Yes()
+    ev = Event("guarded", Usdt(path, "kt", "guarded"))
+    target, location, why = eplan.resolve_usdt(ev, ev.probes[0], Probes())
+    assert (target, location, why) == (path, (guarded.offset, guarded.semaphore), None)
+    m = Measurement([ev], Count(keys=(EVENT_NAME,)))
+    prog = codegen.generate(m, make_plan(m))
+    assert [a.kind for a in prog.attachments] == ["usdt"]
+    assert path not in prog.text         # paths stay out of the C text
+
+
+# ---------------------------------------------------------------------------
+# funclatency of several functions
+def test_funclatency_of_several_functions_tags_each_entry(funcwork):
+    from kerntrace.core.model import Each, Field
+    tool = funclatency.FuncLatency()
+    path = os.path.realpath(funcwork)
+    args = _args(tool, ["-F", "-u", funcwork + ":kt_*"])
+    m = tool.measurement(args)
+    names = ("kt_leaf", "kt_recurse", "kt_vanish")
+    entry, ret = m.event("entry"), m.event("ret")
+    # one stack per thread for all of them: their calls nest on a thread
+    assert entry.probes == (Each(*[UserFunction(path, n, values={"func": i})
+                                   for i, n in enumerate(names)]),)
+    assert ret.probes == (Each(*[UserFunction(path, n, ret=True) for n in names]),)
+    assert [f.name for f in entry.fields] == ["func"]
+    assert m.pair.key == ("tid",) and m.pair.carry == ("func",) and m.pair.nested == 64
+    assert m.aggregate.keys == ("func",)
+    label = tool.formatters(args)["func"]
+    assert [label(i) for i in range(3)] == list(names)
+    # without -F: one histogram, nothing carried
+    m = tool.measurement(_args(tool, ["-u", funcwork + ":kt_*"]))
+    assert m.aggregate.keys == () and m.pair.carry == ()
+
+
+def test_probe_values_are_validated_integers():
+    for bad in ({"func": "1"}, {"func": True}, {"func": 1 << 63}, {"no such": 1}):
+        with pytest.raises(InvalidSpec):
+            UserFunction("/bin/x", "f", values=bad)
+    assert UserFunction("/bin/x", "f", values={"func": 2}).values == {"func": 2}
+    assert UserFunction("/bin/x", "f", values={"func": 2}) != UserFunction("/bin/x", "f")
+
+
+def test_probe_values_on_both_backends():
+    """A probe's own value: a constant in the BPF C, no fetch argument on
+    ftrace (the handler sets it)."""
+    from test_ebpf_codegen import make_plan
+    from kerntrace.backends.ebpf import codegen
+    from kerntrace.backends.ebpf import plan as eplan
+    from kerntrace.backends.ftrace import probes as fprobes
+    from kerntrace.core.model import Field
+    probe = KernelFunction("vfs_read", values={"func": 7})
+    ev = Event("entry", probe, fields=[Field("func"), Field("count", sources=("arg2",))])
+    fs = eplan._function_field(ev.field("func"), probe)
+    assert (fs.kind, fs.member) == ("const", 7)
+    m = Measurement([ev], Count(keys=("func",)))
+    assert "= 7LL;" in codegen.generate(m, make_plan(m)).text
+    args = fprobes.fetch_args(ev.fields, False, arch="x86_64", probe=probe)
+    assert args == [("count", "%dx:s64")]
+
+
+# ---------------------------------------------------------------------------
+# perf-tools' option forms
+def test_funcslower_perf_tools_form_threshold_and_thread(funcwork):
+    tool = funcslower.FuncSlower()
+    args = _args(tool, ["-H", "-P", "-L", "77", "-d", "2", funcwork + ":kt_leaf", "2500"])
+    m = tool.measurement(args)
+    assert m.pair.min_latency == 2500 * 1000
+    assert [(f.field, f.op, f.value) for f in m.filters] == [("tid", "==", 77)]
+    assert tool.threshold(args)[:2] == ("2500", "us")
+
+
+def test_funccount_top_keeps_the_largest_counts(funcwork):
+    import io
+    from kerntrace.core.results import CountSet, Report
+    tool = funccount.FuncCount()
+    args = _args(tool, ["-t", "2", funcwork + ":kt_*"])
+    out, err = io.StringIO(), io.StringIO()
+    printer = tool.printer(args, out, err)
+    counts = CountSet((EVENT_NAME,), {("kt_leaf",): 9, ("kt_recurse",): 5, ("kt_vanish",): 1})
+    printer.report(Report(counts), None)
+    rows = [l.split() for l in out.getvalue().splitlines()[2:]]
+    assert rows == [["kt_recurse", "5"], ["kt_leaf", "9"]]
+
+
+def test_with_pid_a_short_name_is_the_program_that_process_runs(usdtwork):
+    import usdtworkload
+    w = usdtworkload.UsdtWorkload(usdtwork, 0, 0)
+    try:
+        # as bcc's -p: "kt_usdtwork" (not on PATH, no library) is the process's program
+        assert symbols.resolve_binary("kt_usdtwork", pid=w.pid) == os.path.realpath(usdtwork)
+        assert [t.label for t in funcspec.expand("u:kt_usdtwork:*", pid=w.pid)] == [
+            "guarded", "tick"]
+        with pytest.raises(UsageError, match="library 'kt_usdtwork' not found"):
+            symbols.resolve_binary("kt_usdtwork")
+    finally:
+        assert w.release() == 0

@@ -211,6 +211,87 @@ def test_funclatency_counts_every_call_on_both_backends_and_bpftrace(funcwork):
     assert our_probes(funcwork) == []
 
 
+def sections(out):
+    """{function: text of its -F section} of funclatency -F output."""
+    parts = re.split(r"^Function = (\w+)$", out, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def recursion_buckets():
+    """One call per recursion level, in the log2 bucket of its sleep (level
+    d: d x DEPTH_USEC, far from a bucket's bounds)."""
+    want = {}
+    for d in range(1, DEPTH + 1):
+        low = 1 << ((d * DEPTH_USEC).bit_length() - 1)
+        want[(low, 2 * low - 1)] = want.get((low, 2 * low - 1), 0) + 1
+    return want
+
+
+def test_funclatency_of_several_functions_per_function_and_combined(funcwork):
+    """A pattern naming three functions: -F prints a histogram per function,
+    without -F one for all, on both backends, with bpftrace counting the
+    returns per function at the same time.  kt_vanish never returns (its
+    thread exits inside): no histogram, one dropped start."""
+    spec = funcwork + ":kt_*"
+    bs = backends()
+    runs = [(["funclatency", "-u", "-F", "--backend", b, spec], "Tracing 3 functions", False)
+            for b in bs]
+    runs += [(["funclatency", "-u", "--backend", bs[-1], spec], "Tracing 3 functions", False)]
+    if BPFTRACE:
+        runs.append(bpftrace("uretprobe:%s { @[probe] = count(); }" % spec))
+    errors = []
+    outs = run_all(funcwork, runs, errors)
+    leaf = THREADS * CALLS + SLOW
+    for out, err in zip(outs[:len(bs)], errors):
+        per = sections(out)
+        assert sorted(per) == ["kt_leaf", "kt_recurse"], out
+        assert average_line(per["kt_leaf"])[2] == leaf, out
+        slow = sum(n for (low, high), n in histogram(per["kt_leaf"]).items() if low >= 131072)
+        assert slow == SLOW, out
+        assert average_line(per["kt_recurse"])[2] == DEPTH, out
+        assert histogram(per["kt_recurse"]) == recursion_buckets(), out
+        assert "WARNING: 1 starts dropped in this interval" in err, err
+    combined = outs[len(bs)]
+    assert "Function =" not in combined
+    assert average_line(combined)[2] == leaf + DEPTH, combined
+    rows = histogram(combined)
+    for bucket, n in recursion_buckets().items():
+        assert rows.get(bucket, 0) >= n, combined
+    if BPFTRACE:
+        ref = dict((k.rsplit(":", 1)[1], n) for k, n in bpftrace_map(outs[-1]).items())
+        assert ref == {"kt_leaf": leaf, "kt_recurse": DEPTH}, outs[-1]
+    assert our_probes(funcwork) == []
+
+
+def test_funccount_top_prints_the_most_called_only(funcwork):
+    """perf-tools' -t TOP on both backends."""
+    runs = [(["funccount", "-t", "2", "--backend", b, funcwork + ":kt_*"],
+             "Tracing 3 functions", False) for b in backends()]
+    for out in run_all(funcwork, runs):
+        assert counts(out) == {"kt_leaf": THREADS * CALLS + SLOW, "kt_recurse": DEPTH}, out
+    assert our_probes(funcwork) == []
+
+
+def test_funcslower_perf_tools_form_one_thread_by_tid(funcwork):
+    """`funcslower -L TID funcstring latency_us`: the main thread's calls
+    only (its slow ones), not the caller threads' fast ones, with a 0 us
+    threshold that would print all of them."""
+    for b in backends():
+        w = workload(funcwork)
+        run = Run(["funcslower", "-H", "-P", "-L", str(w.pid), "--backend", b,
+                   funcwork + ":kt_leaf", "0"],
+                  "Tracing function calls slower than 0 us", False)
+        try:
+            assert w.release() == 0
+            time.sleep(0.5)
+        finally:
+            out = run.stop()
+        rows = [l.split() for l in out.splitlines()[1:]]
+        assert len(rows) == SLOW, out
+        assert all(int(r[1]) == w.pid and r[3] == "%x" % SLOW_USEC for r in rows), out
+    assert our_probes(funcwork) == []
+
+
 def test_funcslower_prints_exactly_the_slow_calls(funcwork):
     runs = [(["funcslower", "-m", "100", "-a", "1", "--backend", b, funcwork + ":kt_leaf"],
              "Tracing function calls slower than 100 ms", False) for b in backends()]
@@ -273,8 +354,7 @@ def test_json_and_prometheus_carry_the_same_counts(funcwork):
 
 
 def test_replay_of_a_tracepoint_recording_counts_what_happened(caller_exe, tmp_path):
-    """--input replays a `kerntrace record` recording (tracepoints only: a
-    recording does not hold uprobe events)."""
+    """--input replays a `kerntrace record` recording of tracepoints."""
     import workloads
     n = 300
     rec = tmp_path / "getppid.rec"
@@ -292,6 +372,37 @@ def test_replay_of_a_tracepoint_recording_counts_what_happened(caller_exe, tmp_p
     rc, out, err = clirun.run(argv[:1] + ["--input", str(rec)] + argv[1:])
     assert rc == 0, err
     assert re.findall(r"^syscalls:sys_enter_getppid\s+(\d+)$", out, re.M) == [str(n)], out
+
+
+def test_replay_of_a_uprobe_recording_measures_what_happened(funcwork, tmp_path):
+    """A recording of a run on uprobes holds its probe events and what each
+    probes: funclatency -F and funccount replay it with the live counts."""
+    rec = tmp_path / "funcwork.rec"
+    spec = funcwork + ":kt_*"
+    w = workload(funcwork)
+    p = clirun.start(["record", "-o", str(rec), "funclatency", "-F", "-u", spec])
+    try:
+        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
+        assert w.release() == 0
+        time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert our_probes(funcwork) == []
+    rc, out, err = clirun.run(["funclatency", "-F", "-u", "--input", str(rec), spec])
+    assert rc == 0, err
+    per = sections(out)
+    assert average_line(per["kt_leaf"])[2] == THREADS * CALLS + SLOW, out
+    assert histogram(per["kt_recurse"]) == recursion_buckets(), out
+    assert "WARNING: 1 starts dropped in this interval" in err, err
+    rc, out, err = clirun.run(["funccount", "--input", str(rec), spec])
+    assert rc == 0, err
+    assert counts(out) == {"kt_leaf": THREADS * CALLS + SLOW, "kt_recurse": DEPTH,
+                           "kt_vanish": 1}, out
+    # a function the recording did not probe: one line, status 1
+    rc, out, err = clirun.run(["funccount", "--input", str(rec), "c:getppid"])
+    assert rc == 1 and "the recording did not probe it" in err and err.count("\n") == 1, err
 
 
 def test_a_call_its_thread_exits_inside_is_given_up_and_counted(funcwork):

@@ -119,7 +119,6 @@ def test_line_is_trace_pipe_style():
     (["block:block_rq_issue", "dev == \"x\""], "integer field"),
     (["block:block_rq_issue", "comm == \"a'b\""], "not supported|invalid value"),
     (["block:block_rq_issue", "dev == 1", "extra"], "too many arguments"),
-    (["-s", "block:block_rq_issue"], "stack traces are not in kerntrace's model"),
     (["-d", "1", "-v", "block:block_rq_issue"], "use either -d or -v"),
     (["-d", "x", "block:block_rq_issue"], "invalid duration"),
     (["-p", "0", "block:block_rq_issue"], "invalid PID"),
@@ -146,3 +145,58 @@ def test_fields_of_a_format_the_model_cannot_carry(host):
     assert tf.skipped == [] and tf.by_source["comm"] == "comm_"
     with pytest.raises(UsageError, match="not found"):
         tracepoint_fields("block", "nope")
+
+
+# ---------------------------------------------------------------------------
+# -s: kernel stacks (eBPF: a stack map; ftrace: refused)
+def test_stacks_are_a_records_field_the_ebpf_program_takes():
+    from test_ebpf_codegen import make_plan
+    from kerntrace.backends.ebpf import codegen
+    from kerntrace.core.model import KSTACK, Event, Measurement, Records, Tracepoint
+    m = Measurement([Event("e", Tracepoint("block", "block_rq_issue"))],
+                    Records(("comm", "tid", KSTACK)))
+    prog = codegen.generate(m, make_plan(m))
+    assert "BPF_STACK_TRACE(kt_kstacks, 16384);" in prog.text
+    assert ".get_stackid(args, 0);" in prog.text
+    assert [a.kind for a in prog.attachments] == ["tracepoint"]      # not raw: args is ctx
+
+
+def test_stacks_only_in_records():
+    from kerntrace.core.errors import InvalidSpec
+    from kerntrace.core.model import EVENT_NAME, KSTACK, Count, Event, Measurement, Tracepoint
+    with pytest.raises(InvalidSpec, match="unknown field 'kstack'"):
+        Measurement([Event("e", Tracepoint("sched", "sched_process_fork"))],
+                    Count(keys=(EVENT_NAME, KSTACK)))
+
+
+def test_the_ftrace_backend_refuses_stacks_saying_so():
+    from kerntrace.backends.ftrace.backend import FtraceBackend
+    from kerntrace.core.model import KSTACK, Event, Measurement, Records, Tracepoint
+    m = Measurement([Event("e", Tracepoint("sched", "sched_process_fork"))],
+                    Records(("comm", KSTACK)))
+    verdict = FtraceBackend().check(m, object())
+    assert not verdict.ok and verdict.reasons == [
+        "kernel stacks are not taken by the ftrace backend"]
+
+
+def test_stack_lines_follow_the_event_as_ftrace_prints_them():
+    import io
+    from kerntrace.core.results import Record
+    from kerntrace.plugins.tpoint import TracepointPrinter
+    from kerntrace.core.model import KSTACK
+
+    class Fields(object):
+        name = "sys_enter_getppid"
+        by_source = {"__syscall_nr": "__syscall_nr"}
+        pointers = set()
+    out = io.StringIO()
+    p = TracepointPrinter(out, io.StringIO(), "Tracing", Fields(), stacks=True)
+    rec = Record(12345678000, {"comm": "sh", "tid": 7, "cpu": 1, "__syscall_nr": 110,
+                               KSTACK: ("do_syscall_64", "entry_SYSCALL_64_after_hwframe")})
+    lost = Record(12345679000, {"comm": "sh", "tid": 7, "cpu": 1, "__syscall_nr": 110,
+                                KSTACK: ()})
+    assert p.line(rec).splitlines() == [
+        "              sh-7       [001] 12.345678: sys_enter_getppid: __syscall_nr=110",
+        "              sh-7       [001] 12.345678: <stack trace>",
+        " => do_syscall_64", " => entry_SYSCALL_64_after_hwframe"]
+    assert p.line(lost).splitlines()[-1] == " => [stack not taken]"

@@ -192,3 +192,48 @@ def test_replay_of_a_block_recording_counts_the_same_bytes(disk, tmp_path):
                                "t:block:block_rq_issue():u32:bytes:dev == %d" % dev])
     assert rc == 0, err
     assert re.findall(r"^\t(\d+)\s+bytes = (\d+)$", out, re.M) == [(str(WRITES), "4096")], out
+
+
+@pytest.mark.live
+def test_stacks_on_ebpf_are_bpftraces_kstack(caller_exe):
+    """tpoint -s: every event's kernel stack follows its line, the same
+    frames bpftrace's kstack shows for the same events at the same time;
+    the syscall entry path is in it (do_syscall_64 on x86-64)."""
+    from kernstate import ebpf_skip_reason
+    why = ebpf_skip_reason()
+    if why:
+        pytest.skip(why)
+    n = 7
+    c = workloads.Caller(caller_exe, n)
+    bt = None
+    if shutil.which("bpftrace"):
+        bt = Bpftrace('tracepoint:syscalls:sys_enter_getppid /pid == %d/ { @[kstack] = count(); }'
+                      % c.pid)
+    try:
+        procs = [start(["-s", "-p", str(c.pid), "syscalls:sys_enter_getppid"])]
+        assert c.release() == 0
+        out, = stop(procs)
+        bt_out = bt.stop()[0] if bt else ""
+    finally:
+        if bt:
+            bt.kill()
+    lines = out.splitlines()
+    heads = [i for i, l in enumerate(lines) if l.endswith("<stack trace>")]
+    assert len(heads) == n and len(events(out)) == n, out
+    stacks = set()
+    for i in heads:
+        frames = []
+        for l in lines[i + 1:]:
+            if not l.startswith(" => "):
+                break
+            frames.append(l[4:])
+        stacks.add(tuple(frames))
+    assert len(stacks) == 1, stacks         # one call site: one stack
+    frames = stacks.pop()
+    import platform
+    if platform.machine() == "x86_64":
+        assert "do_syscall_64" in frames, frames
+    if bt:
+        m = re.search(r"@\[\n(.*?)\n\]: (\d+)", bt_out, re.S)
+        assert m and int(m.group(2)) == n, bt_out
+        assert tuple(f.strip().split("+")[0] for f in m.group(1).splitlines()) == frames

@@ -41,7 +41,7 @@ string filter values appear only as byte comparisons.
 """
 
 from kerntrace.core import semantics
-from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, LATENCY, QUEUED
+from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, KSTACK, LATENCY, QUEUED
 
 from . import buffers, cfilters, crawblock
 from .caggregate import AggregateCode
@@ -98,6 +98,12 @@ class Program(object):
         self.output = output
 
 
+# Kernel stacks (model.KSTACK): a record carries the stack's id in this map,
+# the session turns it into function names.  Distinct stacks it can hold:
+KSTACK_MAP = "kt_kstacks"
+KSTACK_ENTRIES = 16384
+
+
 def _event_tag(pe):
     """What names a planned event's C symbols: its index, and its member
     number for the members of an Each alternative after the first."""
@@ -108,6 +114,8 @@ def _probe_ident(pe):
     """What a probe attaches to, from identifiers only (a library path,
     although validated, is no C identifier and stays out of the C text)."""
     p = pe.probe
+    if getattr(p, "provider", None):            # a USDT probe
+        return "%s:%s#%d" % (p.provider, p.name, p.site)
     return getattr(p, "symbol", None) or getattr(p, "function", None) or \
         "%s:%s" % (p.category, p.name)
 
@@ -232,6 +240,13 @@ class _Gen(PairCode, AggregateCode):
             return ["%s = bpf_get_smp_processor_id();" % dst]
         if name == "comm":
             return ["bpf_get_current_comm(%s, sizeof(%s));" % (dst, dst)]
+        if name == KSTACK:
+            decl = "BPF_STACK_TRACE(%s, %d);" % (KSTACK_MAP, KSTACK_ENTRIES)
+            if decl not in self.decls:
+                self.decls.append(decl)
+            # a negative id (no room, or a collision in the map) is kept:
+            # the record says its stack was not taken
+            return ["%s = %s.get_stackid(%s, 0);" % (dst, KSTACK_MAP, self._ctx)]
         fs = pe.fields[name]
         k = fs.kind
         if self._raw is not None:
@@ -250,6 +265,8 @@ class _Gen(PairCode, AggregateCode):
         if k in ("tp_ustr", "tp_kstr"):
             fn = h["user_str"] if k == "tp_ustr" else h["kernel_str"]
             return ["%s(%s, %d, (void *)args->%s);" % (fn, dst, fs.size, fs.member)]
+        if k == "const":
+            return ["%s = %s;" % (dst, cfilters.int_literal(fs.member, True))]
         if k in ("arg", "retval"):
             reg = "PT_REGS_PARM%d(ctx)" % (fs.member + 1) if k == "arg" else "PT_REGS_RC(ctx)"
             if fs.size < 8:
@@ -393,6 +410,7 @@ class _Gen(PairCode, AggregateCode):
         else:
             sig = "int %s(struct pt_regs *ctx)" % fn
             ctx = "ctx"
+        self._ctx = ctx
         body = []
         if any(n in ("pid", "tid") for n in needs):
             body.append("u64 kt_pid_tgid = bpf_get_current_pid_tgid();")

@@ -11,6 +11,8 @@ Resolution rules (feature detection only):
   kprobe      kprobes really attach on this host and the function is a
               traceable kernel symbol; fields are argN / retval
   uprobe      uprobes attach, the library resolves and has the symbol
+  usdt        uprobes attach, the library resolves and has the USDT probe
+              site (core.symbols, from its .note.stapsdt); no fields
 """
 
 import os
@@ -18,7 +20,8 @@ import re
 import types
 
 from kerntrace.core.backend import Frozen
-from kerntrace.core.model import (INT, STR, USTR, Each, KernelFunction, Tracepoint,
+from kerntrace.core import symbols
+from kerntrace.core.model import (INT, STR, USTR, Each, KernelFunction, Tracepoint, Usdt,
                                   UserFunction, width_bits)
 
 # Size of string buffers we read into (bytes, including the NUL): in-record
@@ -40,6 +43,7 @@ class FieldSource(Frozen):
             "arg"         function argument N           member = N
             "retval"      function return value
             "arg_kstr"/"arg_ustr"  string at argument N (kernel / user memory)
+            "const"       a value the probe sets itself     member = the value
     signed  for integers: sign-extend (the format's signed flag)
     """
 
@@ -72,6 +76,7 @@ class PlannedEvent(Frozen):
     fields    logical field name -> FieldSource (declared fields only;
               context fields are read the same way for every probe)
     target    for uprobes: the resolved path of the library or binary
+    location  for USDT probes: (file offset, semaphore file offset or 0)
     raw_ok    for tracepoints: a raw tracepoint of that name attaches here,
               so a handler that reads none of the event's fields can use it
     member    0, or for the members of an Each alternative their number
@@ -79,9 +84,10 @@ class PlannedEvent(Frozen):
     """
 
     __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok", "member",
-                 "_frozen")
+                 "location", "_frozen")
 
-    def __init__(self, index, logical, probe, fields, target=None, raw_ok=False, member=0):
+    def __init__(self, index, logical, probe, fields, target=None, raw_ok=False, member=0,
+                 location=None):
         self.index = index
         self.member = member     # which member of an Each alternative (model.Each)
         self.logical = logical
@@ -89,13 +95,14 @@ class PlannedEvent(Frozen):
         self.fields = types.MappingProxyType(dict(fields))
         self.target = target
         self.raw_ok = raw_ok
+        self.location = location
         self.freeze()
 
     def replace(self, **changes):
         """A copy with some attributes changed."""
         args = dict(index=self.index, logical=self.logical, probe=self.probe,
                     fields=self.fields, target=self.target, raw_ok=self.raw_ok,
-                    member=self.member)
+                    member=self.member, location=self.location)
         args.update(changes)
         return PlannedEvent(**args)
 
@@ -105,7 +112,7 @@ class PlannedEvent(Frozen):
 
     @property
     def kind(self):
-        """tracepoint, kprobe, kretprobe, uprobe or uretprobe."""
+        """tracepoint, kprobe, kretprobe, uprobe, uretprobe or usdt."""
         if isinstance(self.probe, Tracepoint):
             return "tracepoint"
         return self.probe.kind
@@ -246,6 +253,10 @@ def _int_source(field, kind, member, signed):
 
 def _function_field(field, probe):
     user = isinstance(probe, UserFunction)
+    if field.name in probe.values:
+        if field.type != INT:
+            return "field %s: a probe's own value is an integer" % field.name
+        return FieldSource(field.name, INT, "const", probe.values[field.name], 8, True)
     sources = probe.sources_for(field)
     for src in sources:
         if src == "retval":
@@ -333,9 +344,25 @@ def resolve_uprobe(event, probe, probes):
     return fields, path, why
 
 
+def resolve_usdt(event, probe, probes):
+    """(path, (offset, semaphore offset), None) or (None, None, why not)."""
+    attach = probes.attach("uprobe")
+    if not attach.ok:
+        return None, None, attach.detail
+    if event.fields:
+        return None, None, "USDT probe arguments are not read (fields %s)" % ", ".join(
+            f.name for f in event.fields)
+    try:
+        path = symbols.resolve_binary(probe.library)
+        site = symbols.usdt_site(path, probe.provider, probe.name, probe.site)
+    except symbols.SymbolError as e:
+        return None, None, str(e)
+    return path, (site.offset, site.semaphore), None
+
+
 def _resolve_plain(index, event, probe, host, probes):
     """(PlannedEvent, None) for plain probe `probe` of `event`, or (None, why not)."""
-    target = None
+    target = location = None
     if isinstance(probe, Tracepoint):
         if not probes.attach("tracepoint").ok:
             fields, why = None, probes.attach("tracepoint").detail
@@ -345,11 +372,15 @@ def _resolve_plain(index, event, probe, host, probes):
         fields, why = resolve_kprobe(event, probe, probes)
     elif isinstance(probe, UserFunction):
         fields, target, why = resolve_uprobe(event, probe, probes)
+    elif isinstance(probe, Usdt):
+        target, location, why = resolve_usdt(event, probe, probes)
+        fields = {} if why is None else None
     else:
         fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
     if fields is not None and why is None:
         raw_ok = isinstance(probe, Tracepoint) and probes.raw_tracepoint(probe.name).ok
-        return PlannedEvent(index, event, probe, fields, target, raw_ok), None
+        return PlannedEvent(index, event, probe, fields, target, raw_ok,
+                            location=location), None
     return None, "%s: %s" % (probe.describe(), why)
 
 

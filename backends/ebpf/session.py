@@ -18,18 +18,22 @@
 """
 
 import ctypes
+import re
 import sys
 import time
 
 from kerntrace.core import results
 from kerntrace.core.backend import Session
 from kerntrace.core.errors import EnableError, KerntraceError, one_line
-from kerntrace.core.model import EVENT_NAME
+from kerntrace.core.model import EVENT_NAME, KSTACK
 from kerntrace.core.stopsignals import SignalsLatched
 
 from . import bpfobject, codegen, perfhook, progstats, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedOutput, first_error
+
+
+_NON_IDENT = re.compile(b"[^a-zA-Z0-9_]")
 
 
 class EbpfSession(Session):
@@ -51,6 +55,7 @@ class EbpfSession(Session):
         self._deferred = None
         self._buffer = None
         self._probe_names = []
+        self._stacks = {}
         self._closed = False
 
     def program_text(self):
@@ -99,7 +104,8 @@ class EbpfSession(Session):
         counter = {"tracepoint": b.num_open_tracepoints,
                    "raw_tracepoint": lambda: len(b.raw_tracepoint_fds),
                    "kprobe": b.num_open_kprobes, "kretprobe": b.num_open_kprobes,
-                   "uprobe": b.num_open_uprobes, "uretprobe": b.num_open_uprobes}[kind]
+                   "uprobe": b.num_open_uprobes, "uretprobe": b.num_open_uprobes,
+                   "usdt": b.num_open_uprobes}[kind]
         before = counter()
         known = set(b.kprobe_fds) | set(b.uprobe_fds)
         cap = CapturedOutput()
@@ -114,6 +120,8 @@ class EbpfSession(Session):
                     b.attach_kprobe(event=probe.function.encode(), fn_name=fn)
                 elif kind == "kretprobe":
                     b.attach_kretprobe(event=probe.function.encode(), fn_name=fn)
+                elif kind == "usdt":
+                    self._attach_usdt(pe, fn)
                 elif kind == "uprobe":
                     b.attach_uprobe(name=pe.target.encode(), sym=probe.symbol.encode(),
                                     fn_name=fn)
@@ -128,6 +136,26 @@ class EbpfSession(Session):
             self._probe_names.extend(n.decode() if isinstance(n, bytes) else n for n in new)
         if counter() != before + 1:
             raise EnableError("ebpf: %s (event %s) did not attach" % (probe.describe(), pe.name))
+
+    def _attach_usdt(self, pe, fn_name):
+        """A uprobe at a USDT site with its semaphore as the uprobe's
+        reference counter, so the kernel raises it in every process mapping
+        the file while attached (how bcc's C++ BPF::attach_usdt does it):
+        BPF.attach_uprobe() has no ref_ctr_offset, so libbcc's
+        bpf_attach_uprobe() is called as it does, with the seventh argument
+        (backends/ebpf/bccfixes.py declares it)."""
+        b = self._bpf
+        path = pe.target.encode()
+        offset, ref_ctr = pe.location
+        fn = b.load_func(fn_name, self.bcc.BPF.KPROBE)
+        # bcc's own name for a uprobe at that offset (BPF._get_uprobe_evname)
+        ev_name = b"p_%s_0x%x" % (_NON_IDENT.sub(b"_", path), offset)
+        fd = self.bcc.lib.bpf_attach_uprobe(fn.fd, 0, ev_name, path, offset, -1, ref_ctr)
+        if fd < 0:
+            raise EnableError("uprobe at %s:0x%x (ref_ctr_offset 0x%x) did not attach"
+                              % (pe.target, offset, ref_ctr))
+        # registered as BPF.attach_uprobe() does: cleanup() detaches it
+        b._add_uprobe_fd(ev_name, fd)
 
     def _table(self, name):
         return self._bpf[name.encode()]
@@ -193,11 +221,31 @@ class EbpfSession(Session):
                 self.program.output, first_error(cap.text, one_line(e))))
 
     def _named(self, fields):
-        """Decoded member values -> model values (event index -> name)."""
+        """Decoded member values -> model values (event index -> name,
+        kernel stack id -> function names)."""
         ev = fields.get(EVENT_NAME)
         if ev is not None:
             fields[EVENT_NAME] = self.program.event_names.get(ev, str(ev))
+        if KSTACK in fields:
+            fields[KSTACK] = self._kernel_stack(fields[KSTACK])
         return fields
+
+    def _kernel_stack(self, stack_id):
+        """Function names of a stack in the stack map, innermost first; ()
+        when the program could not take it (a negative id).  A stack id
+        names one stack for the whole run (entries are never replaced), so
+        each is read and symbolized once, from /proc/kallsyms (bcc's ksym)."""
+        if stack_id < 0:
+            return ()
+        names = self._stacks.get(stack_id)
+        if names is None:
+            try:
+                addrs = list(self._table(codegen.KSTACK_MAP).walk(stack_id))
+            except (KeyError, ValueError, OSError):
+                addrs = []
+            names = tuple(self._bpf.ksym(a).decode("utf-8", "replace") for a in addrs)
+            self._stacks[stack_id] = names
+        return names
 
     # -- wait / collect --------------------------------------------------------
     def wait(self, timeout):

@@ -17,7 +17,7 @@ from kerntrace.core import tracefs
 from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, check_plan_options,
                                     members_left_out, probe_choice)
 from kerntrace.core.errors import Unsupported
-from kerntrace.core.model import STR, USTR, Each
+from kerntrace.core.model import KSTACK, STR, USTR, Each
 
 from . import instance as inst
 from . import kfilter, probes, stale, tasks
@@ -48,6 +48,10 @@ class Features(object):
         # Since Linux commit 88903c464321 ("tracing/probe: Add ustring type
         # for user-space string") (v5.5) the README lists the ustring type.
         self.ustring = "ustring" in self.readme
+        # Since Linux commit "trace_uprobe: Support SDT markers having
+        # reference count (semaphore)" (v4.20) the README shows
+        # "<path>:<offset>[%return][(ref_ctr_offset)]".
+        self.uprobe_ref_ctr = "ref_ctr_offset" in self.readme
         tracers = (tracefs.read_text(os.path.join(root, "available_tracers")) or "").split()
         self.function_tracer = "function" in tracers
         text = tracefs.read_text(os.path.join(root, "tracing_on"))
@@ -201,6 +205,10 @@ class FtraceBackend(Backend):
     # -- check ---------------------------------------------------------------
     def check(self, measurement, host, options=None):
         options = options or RunOptions()
+        if KSTACK in getattr(measurement.aggregate, "fields", ()):
+            # The kernel would write each stack as a record of its own after
+            # the event's (options/stacktrace); this backend does not pair them.
+            return Verdict(NAME, False, ["kernel stacks are not taken by the ftrace backend"])
         saved = getattr(host, "saved_trace", None)
         if saved is not None:
             # Replaying a saved trace (--input): no kernel involved at all.
@@ -299,6 +307,8 @@ class FtraceBackend(Backend):
                 ev, reason = self._tracepoint(event, probe, host, lookups)
             elif kind in ("uprobe", "uretprobe"):
                 ev, reason = self._uprobe(event, probe, feats)
+            elif kind == "usdt":
+                ev, reason = self._usdt(event, probe, feats)
             elif kind in ("kprobe", "kretprobe"):
                 ev, reason = self._kprobe(event, probe, host, feats)
             else:
@@ -339,6 +349,24 @@ class FtraceBackend(Backend):
         line = probes.uprobe_definition(group, name, path, offset, probe.ret, args)
         return ResolvedEvent(event, probe, group, name, None, {n: n for n, _ in args},
                              probe_def=line), None
+
+    def _usdt(self, event, probe, feats):
+        if not feats.uprobe_events:
+            return None, "no uprobe support (uprobe_events missing)"
+        if event.fields:
+            return None, "%s: USDT probe arguments are not read (fields %s)" % (
+                probe.describe(), ", ".join(f.name for f in event.fields))
+        try:
+            path = probes.resolve_library(probe.library)
+            offset, semaphore = probes.usdt_site(path, probe.provider, probe.name, probe.site)
+        except probes.ProbeError as e:
+            return None, "%s: %s" % (probe.describe(), e)
+        if semaphore and not feats.uprobe_ref_ctr:
+            return None, ("%s: the probe has a semaphore and this kernel's uprobe_events "
+                          "takes no reference counter (ref_ctr_offset)" % probe.describe())
+        group, name = probes.next_name()
+        line = probes.uprobe_definition(group, name, path, offset, False, [], semaphore)
+        return ResolvedEvent(event, probe, group, name, None, {}, probe_def=line), None
 
     def _kprobe(self, event, probe, host, feats):
         exists = probes.kernel_function_exists(probe.function)

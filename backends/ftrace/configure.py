@@ -136,7 +136,8 @@ class _Configurer(object):
         if ev is not planned:
             self.explain("probe %s/%s is another run's: using %s/%s"
                          % (planned.system, planned.event, ev.system, ev.event))
-        fname = "uprobe_events" if ev.probe.kind in ("uprobe", "uretprobe") else "kprobe_events"
+        fname = "uprobe_events" if ev.probe.kind in ("uprobe", "uretprobe", "usdt") \
+            else "kprobe_events"
         ops.append_definition(os.path.join(self.root, fname), ev.probe_def,
                               probes.removal_line(ev.system, ev.event),
                               "event %s (%s)" % (ev.name, ev.probe.describe()))

@@ -107,6 +107,10 @@ class _EventProgram(object):
                 emit("%s = comm if comm is not None else _comm_of(v[0])" % var)
                 # (the kernel's task events name it at the event, if followed)
                 self.comm_after_the_fact = not self.builder.tasks.follows_events
+        elif name in self.resolved.probe.values:
+            # an INT the probe sets itself (model.KernelFunction values)
+            emit("%s = %s" % (var, self.const(self.resolved.probe.values[name])))
+            self._derive(name, var)
         else:
             fname = self.resolved.fields.get(name)
             if fname is None or not self._format_has(fname):

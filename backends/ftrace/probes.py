@@ -130,6 +130,8 @@ def fetch_args(fields, ret, arch=None, ustring=False, probe=None):
     for f in fields:
         if not _IDENT.match(f.name):
             raise ProbeError("invalid field name %r" % f.name)
+        if probe is not None and f.name in probe.values:
+            continue            # a value the probe sets itself (handlers.py)
         spec = None
         sources = probe.sources_for(f) if probe is not None else f.sources
         for src in sources:
@@ -159,11 +161,24 @@ def _args_text(args):
     return "".join(" %s=%s" % (name, spec) for name, spec in args)
 
 
-def uprobe_definition(group, event, path, offset, ret, args):
+def uprobe_definition(group, event, path, offset, ret, args, ref_ctr_offset=0):
+    """A uprobe_events line; `ref_ctr_offset` (a USDT semaphore's file
+    offset) makes the kernel raise that counter while the probe is on."""
     if not (_IDENT.match(group) and _IDENT.match(event) and _SAFE_PATH.match(path)):
         raise ProbeError("refusing an unsafe probe definition")
-    return "%s:%s/%s %s:0x%x%s\n" % ("r" if ret else "p", group, event, path, int(offset),
-                                     _args_text(args))
+    ref_ctr = "(0x%x)" % int(ref_ctr_offset) if ref_ctr_offset else ""
+    return "%s:%s/%s %s:0x%x%s%s\n" % ("r" if ret else "p", group, event, path, int(offset),
+                                       ref_ctr, _args_text(args))
+
+
+def usdt_site(path, provider, name, site):
+    """(file offset, semaphore file offset or 0) of a USDT probe site;
+    raises ProbeError."""
+    try:
+        found = symbols.usdt_site(path, provider, name, site)
+    except symbols.SymbolError as e:
+        raise ProbeError(str(e))
+    return found.offset, found.semaphore
 
 
 def kprobe_definition(group, event, function, ret, args):

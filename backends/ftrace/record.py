@@ -23,11 +23,14 @@ _CURRENT_CLOCK = re.compile(r"\[([A-Za-z0-9_-]+)\]")
 
 def recording_plan(plan):
     """The live plan, read as text (the file holds trace text) and without
-    the task-name events (every text line names its task)."""
+    the task-name events (every text line names its task).  Probes we
+    define (uprobes, kprobes) are recorded as the events they are, with
+    what each probes (RecordingSession.probes()); the function tracer's
+    records are not events of a format a replay could tell apart."""
     for ev in plan.events:
-        if ev.probe_def or ev.system == "ftrace":
-            raise Unsupported("event %s: this host provides it as %s, not a tracepoint; "
-                              "a recording holds tracepoints only"
+        if ev.system == "ftrace":
+            raise Unsupported("event %s: this host provides it as %s through the function "
+                              "tracer; a recording holds tracepoints and probe events only"
                               % (ev.name, ev.probe.describe()))
     return plan.replace(read_path="text", task_events=None)
 
@@ -44,7 +47,7 @@ class RecordingSession(LiveSession):
         """(clock, [(system, event, format text)], header_page, header_event)
         of what start() enabled, as tracefs shows them."""
         formats = []
-        for ev in self.plan.events:
+        for ev in self._events():
             text = tracefs.read_text(os.path.join(self.root, "events", ev.system, ev.event,
                                                   "format"))
             if text:
@@ -54,6 +57,18 @@ class RecordingSession(LiveSession):
         hp = tracefs.read_text(os.path.join(self.root, "events", "header_page"))
         he = tracefs.read_text(os.path.join(self.root, "events", "header_event"))
         return (m.group(1) if m else "unknown"), formats, hp, he
+
+    def _events(self):
+        """The events as start() set them up (a probe under the name it
+        got, when another run held the planned one)."""
+        return self.configured.events if self.configured is not None else self.plan.events
+
+    def probes(self):
+        """[(system, event, what it probes)] of the probe events we defined:
+        what a replay matches its tool's probes against (the names are
+        this run's own)."""
+        return [(ev.system, ev.event, ev.probe.describe()) for ev in self._events()
+                if ev.probe_def]
 
     def _pump_round(self, out):
         n = 0

@@ -69,9 +69,10 @@ def _formats_of(saved, system, event):
 
 def replay_plan(measurement, saved=None):
     """A ReplayPlan for replaying `saved` (a SavedTrace; None: plain trace
-    text, path given to the session), built without a live kernel.  Only
-    tracepoint probes can be replayed (probes we define ourselves do not
-    exist in another host's trace).  Raises Unsupported."""
+    text, path given to the session), built without a live kernel.
+    Tracepoint probes replay from any trace; probes we define ourselves
+    (uprobes, kprobes, USDT probes) only from a recording that says which
+    of its events each one is (SavedTrace.probes).  Raises Unsupported."""
     events = []
     for ev in measurement.events:
         chosen, why = None, "no tracepoint probe"
@@ -79,8 +80,8 @@ def replay_plan(measurement, saved=None):
             if isinstance(probe, Each):
                 # Every member the trace has an event of: those of a
                 # recording (or, for plain text, those with a known format).
-                members = [_replayed(saved, ev, m) for m in probe.probes
-                           if isinstance(m, Tracepoint)]
+                members = [_replayed(saved, ev, m) if isinstance(m, Tracepoint)
+                           else _replayed_probe(saved, ev, m) for m in probe.probes]
                 found = [r for r, _why in members if r is not None]
                 if found:
                     chosen = found
@@ -88,6 +89,11 @@ def replay_plan(measurement, saved=None):
                 why = "; ".join(w for _r, w in members) or why
                 continue
             if not isinstance(probe, Tracepoint):
+                resolved, probe_why = _replayed_probe(saved, ev, probe)
+                if resolved is not None:
+                    chosen = [resolved]
+                    break
+                why = probe_why
                 continue
             resolved, why = _replayed(saved, ev, probe)
             if resolved is not None:
@@ -116,6 +122,32 @@ def _replayed(saved, ev, probe):
         return None, "%s:%s has no field %s" % (probe.category, probe.name, ", ".join(missing))
     fmt = formats[0] if len(formats) == 1 and saved is not None and saved.recorded else None
     return ResolvedEvent(ev, probe, probe.category, probe.name, fmt, fields), None
+
+
+def _replayed_probe(saved, ev, probe):
+    """(ResolvedEvent, None) for a probe we define (uprobe, kprobe, USDT)
+    that the recording holds as one of its events, or (None, why not).  Its
+    fields are the probe's fetch arguments, named after the model fields
+    (backends/ftrace/probes.py), and the values the probe sets itself."""
+    recorded = saved.probes if saved is not None and saved.recorded else {}
+    where = recorded.get(probe.describe())
+    if where is None:
+        return None, ("%s: %s" % (probe.describe(), "the recording did not probe it"
+                                  if saved is not None and saved.recorded else
+                                  "a plain trace file does not say what its probe events "
+                                  "probed (a recording made with `kerntrace record` does)"))
+    fmt = saved.formats.get(where)
+    if fmt is None:
+        return None, "%s: the recording has no format of %s:%s" % ((probe.describe(),) + where)
+    fields = {}
+    for f in ev.fields:
+        if f.name in probe.values:
+            continue
+        if fmt.field(f.name) is None:
+            return None, "%s: the recorded %s:%s has no field %s" % (
+                (probe.describe(),) + where + (f.name,))
+        fields[f.name] = f.name
+    return ResolvedEvent(ev, probe, where[0], where[1], fmt, fields), None
 
 
 def empty_data(aggregate):
