@@ -119,6 +119,16 @@ class JsonLinesPrinter(MachineReadablePrinter):
     def __init__(self, out, err):
         MachineReadablePrinter.__init__(self, out, err)
 
+    def write(self, obj):
+        """Write one object as a line (a merged result, say)."""
+        self._emit(obj)
+
+    def interval_object(self, report, ctx):
+        """The object of a histogram or counts report, not yet written."""
+        if isinstance(report.data, HistogramSet):
+            return self._histograms(report, report.data, ctx)
+        return self._counts(report, report.data, ctx)
+
     def _emit(self, obj):
         self.out.write(json.dumps(obj, sort_keys=True, ensure_ascii=True) + "\n")
         self.out.flush()
