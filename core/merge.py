@@ -215,8 +215,11 @@ def merge(plugins, argv, out, err):
     (one line for the user)."""
     opts = parser().parse_args(argv)
     merged = Merged()
-    for path in opts.files:
-        read_into(merged, path)
+    try:
+        for path in opts.files:
+            read_into(merged, path)
+    except KeyboardInterrupt:
+        return 130              # nothing printed yet: nothing half-written
     seconds = merged.seconds if merged.type == "counts" else None
     report = Report(merged.data(), lost=merged.lost, unmatched=merged.unmatched,
                     dropped_starts=merged.dropped_starts, tool=merged.tool,
