@@ -162,3 +162,53 @@ def test_mismatches_are_refused_with_one_line(tmp_path):
 def test_bad_command_line(argv):
     rc, out, err = run(["merge"] + argv)
     assert rc == 2 and out == "" and len(err.splitlines()) == 1
+
+
+@pytest.mark.live
+def test_live_recording_of_two_disks_merges_to_their_union(tmp_path):
+    """Two workloads on two loop devices of our own, recorded live once;
+    host A's file is the replay of one disk, host B's of the other; their
+    merge is the union's (the replay of every disk) histogram of both."""
+    import signal
+    import kernstate
+    import workloads
+    from clirun import finish_interrupted, start, wait_for_stderr_line
+    reason = kernstate.live_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    rec = str(tmp_path / "two-disks.rec")
+    with workloads.loop_device(size_mb=8) as (dev_a, _, _), \
+            workloads.loop_device(size_mb=8) as (dev_b, _, _):
+        p = start(["record", "-o", rec, "biolatency"])
+        wait_for_stderr_line(p, "recording")
+        workloads.direct_writes(dev_a, 12)
+        workloads.direct_reads(dev_b, 7, bs=16384)
+        p.send_signal(signal.SIGINT)
+        _, err = finish_interrupted(p)
+        assert p.returncode == 0, err
+        name_a, name_b = os.path.basename(dev_a), os.path.basename(dev_b)
+        a = json_of(tmp_path, "a.json", ["biolatency", "-D", "-d", name_a, "--input", rec])
+        b = json_of(tmp_path, "b.json", ["biolatency", "-D", "-d", name_b, "--input", rec])
+        union = json_of(tmp_path, "union.json", ["biolatency", "-D", "--input", rec])
+    out, _ = merged(["--json", a, b])
+    (obj,) = objects(out)
+    got = {h["labels"]["dev"]: ({(x["low"], x["high"]): x["count"] for x in h["buckets"]
+                                 if x["count"]}, h["sum"], h["count"])
+           for h in obj["histograms"]}
+    want = {}
+    with open(union) as f:
+        for o in objects(f.read()):
+            for h in o["histograms"]:
+                dev = h["labels"]["dev"]
+                if dev not in (name_a, name_b):
+                    continue        # another process's I/O on another disk
+                buckets, total, count = want.setdefault(dev, ({}, [0], [0]))
+                for x in h["buckets"]:
+                    if x["count"]:
+                        buckets[(x["low"], x["high"])] = buckets.get((x["low"], x["high"]),
+                                                                     0) + x["count"]
+                total[0] += h["sum"]
+                count[0] += h["count"]
+    want = {dev: (b, t[0], c[0]) for dev, (b, t, c) in want.items()}
+    assert got == want
+    assert (got[name_a][2], got[name_b][2]) == (12, 7)
