@@ -16,12 +16,14 @@ per-host totals stay in memory, however many files there are.
 """
 
 import argparse
+import io
 import json
 
 from .buckets import bucket_index
 from .errors import KerntraceError, UsageError
 from .model import LINEAR, POW2_MS
 from .output.base import RunContext, as_text
+from .output.jsonlines import SCHEMA_VERSION
 from .results import CountSet, Histogram, HistogramSet, Report
 
 # A line longer than this is no kerntrace output (a histogram of 64 log2
@@ -64,6 +66,7 @@ class Merged(object):
         self.first = None         # where the kind above was first seen (for errors)
         self.shape = None         # (unit, scale, step) of histograms
         self.values = {}          # label tuple -> Histogram or count
+        self.raw = {}             # label tuple -> the raw key first seen with it
         self.hosts = {}           # host -> [count, files]
         self.start = self.end = None
         self.lost = self.unmatched = self.dropped_starts = 0
@@ -78,6 +81,10 @@ class Merged(object):
     def add(self, obj, where):
         """Add one object; the number of values it adds (its histograms'
         counts or its counts)."""
+        version = obj.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise MergeError("%s: JSON schema version %s; this kerntrace merges version %d"
+                             % (where, _show(version), SCHEMA_VERSION))
         kind = obj.get("type")
         if kind == "lost":
             self._interval(obj)
@@ -104,10 +111,17 @@ class Merged(object):
             return self._histograms(obj, where)
         n = 0
         for item in obj["counts"]:
-            key = _labels(item, key_names)
+            key = self._key(item, key_names)
             self.values[key] = self.values.get(key, 0) + int(item["count"])
             n += int(item["count"])
         return n
+
+    def _key(self, item, key_names):
+        key = _labels(item, key_names)
+        if key not in self.raw:
+            raw = item.get("key") or {}
+            self.raw[key] = tuple(raw.get(name) for name in key_names)
+        return key
 
     def _interval(self, obj):
         for name in ("lost", "unmatched", "dropped_starts"):
@@ -130,7 +144,7 @@ class Merged(object):
                 self.refuse(where, "bucket scale", "%s/%d" % self.shape[1:],
                             "%s/%d" % shape[1:])
             unit, scale, step = shape
-            key = _labels(item, obj["key_names"])
+            key = self._key(item, obj["key_names"])
             hist = self.values.get(key)
             if hist is None:
                 # pow2ms bounds are given in ns; the histogram itself is in ms
@@ -150,11 +164,37 @@ class Merged(object):
             return HistogramSet(self.key_names, self.values)
         return CountSet(self.key_names, self.values)
 
+    def raw_data(self):
+        """(the merged data keyed by raw key values, {key name: raw value
+        -> label}) for a tool's printer, which may read raw values (a
+        syscall number) where the merge keys by label.  Each label tuple
+        goes back to the raw key it was first seen with; where hosts give
+        one raw value different labels (a syscall number of another
+        architecture) that cannot be done."""
+        labels = {name: {} for name in self.key_names}
+        values = {}
+        for key, value in self.values.items():
+            raw = self.raw[key]
+            for name, r, label in zip(self.key_names, raw, key):
+                if labels[name].setdefault(_hashable(r), label) != label:
+                    raise MergeError(
+                        "%s %s is %s on one host and %s on another: only kerntrace merge "
+                        "--json can show that (it merges by label)"
+                        % (name, _show(r), labels[name][_hashable(r)], label))
+            values[tuple(_hashable(r) for r in raw)] = value
+        data = HistogramSet(self.key_names, values) if self.type == "histogram" else \
+            CountSet(self.key_names, values)
+        return data, labels
+
     def add_file_seconds(self, seconds):
         if seconds is None or self.seconds is None:
             self.seconds = None
         else:
             self.seconds = max(self.seconds, seconds)
+
+
+def _hashable(value):
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
 
 def _labels(item, key_names):
@@ -267,9 +307,23 @@ def _write_text(plugins, merged, report, out, err):
     # (some tools need a positional one); no banner: nothing is traced.
     args = tool.parse_args(list(getattr(tool, "sample_args", ())), prog=tool.name)
     printer = tool.printer(args, out, err)
+    report.data, labels = merged.raw_data()
     ctx = _context(merged, tool, args)
+    # The labels the hosts gave, not this machine's formatters (its disks,
+    # its syscall table)
+    ctx.formatters = {name: _label_of(table) for name, table in labels.items()}
     printer.report(report, ctx)
+    # The end of the tool's output (iolatency's "Ending tracing..." on
+    # stdout), but not what it tells the user about tracing ("Detaching..."
+    # on stderr): nothing was traced.
+    printer.err = io.StringIO()
     printer.finish(ctx)
+
+
+def _label_of(table):
+    def label(value):
+        return table.get(_hashable(value), as_text(value))
+    return label
 
 
 def _write_hosts(merged, out):

@@ -16,7 +16,7 @@ import pytest
 
 import kernstate
 import workloads
-from clirun import finish_interrupted, start, wait_for_stderr_line
+from clirun import finish_interrupted, run, start, wait_for_stderr_line
 from kerntrace.core.output.jsonlines import schema
 from kerntrace.core.pluginhost import PluginHost
 
@@ -76,17 +76,40 @@ def backends():
 
 @pytest.mark.parametrize("backend", ["ftrace", "ebpf"])
 @pytest.mark.parametrize("tool", sorted(TOOLS))
-def test_every_tools_json_validates(tool, backend, loop):
+def test_every_tools_json_validates(tool, backend, loop, tmp_path):
     if backend not in backends():
         pytest.skip("eBPF: %s" % kernstate.ebpf_skip_reason())
     lines, err = traced_json(tool, backend, loop[0])
     if lines is None:
         pytest.skip("%s cannot run %s on this host: %s" % (backend, tool, err.strip()))
     assert lines, "%s on %s printed nothing: %s" % (tool, backend, err)
-    for line in lines:
-        obj = json.loads(line)
+    objs = [json.loads(line) for line in lines]
+    for obj in objs:
         VALIDATOR.validate(obj)
         assert obj["tool"] == tool and obj["backend"] == backend
+    if objs[0]["type"] in ("histogram", "counts"):
+        check_merge_of_two_copies(tool, objs, tmp_path)
+
+
+def check_merge_of_two_copies(tool, objs, tmp_path):
+    """The tool's real output, as two hosts' files, merges: printed by the
+    tool's own printer without an error, and as JSON with twice each total."""
+    path = tmp_path / "host.json"
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    rc, text, err = run(["merge", str(path), str(path)])
+    # (stderr: at most the lost-events warnings of the merged data)
+    assert rc == 0 and all(line.startswith("WARNING") for line in err.splitlines()), err
+    assert text.strip() or not any(o.get("histograms") or o.get("counts") for o in objs)
+    rc, out, err = run(["merge", "--json", str(path), str(path)])
+    assert rc == 0, err
+    (merged,) = [json.loads(line) for line in out.splitlines()]
+    VALIDATOR.validate(merged)
+    if merged["type"] == "counts":
+        total = sum(c["count"] for o in objs for c in o["counts"])
+        assert sum(c["count"] for c in merged["counts"]) == 2 * total
+    else:
+        total = sum(h["count"] for o in objs for h in o["histograms"])
+        assert sum(h["count"] for h in merged["histograms"]) == 2 * total
 
 
 def shape(value):

@@ -145,10 +145,13 @@ def test_mismatches_are_refused_with_one_line(tmp_path):
     pow2 = json_of(tmp_path, "io.json", ["iolatency", "--input", BLOCK_618])
     events = json_of(tmp_path, "ev.json", ["biosnoop", "--input", BLOCK_618])
     linear = _edited(tmp_path, usecs, "lin.json", scale="linear", step=10)
+    future = tmp_path / "future.json"
+    with open(usecs) as f:
+        future.write_text(json.dumps(dict(json.loads(f.readline()), schema_version=2)) + "\n")
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{\"type\": \"histogram\"\nnot json\n")
     cases = [([usecs, msecs], "unit"), ([usecs, pow2], "tool"), ([usecs, linear], "bucket scale"),
-             ([events], "events"), ([usecs, str(garbage)], "garbage.json:1"),
+             ([events], "events"), ([usecs, str(future)], "schema version 2"), ([usecs, str(garbage)], "garbage.json:1"),
              ([usecs, str(tmp_path / "missing.json")], "missing.json")]
     for files, words in cases:
         for argv in (files, ["--json"] + files):
@@ -212,3 +215,42 @@ def test_live_recording_of_two_disks_merges_to_their_union(tmp_path):
     want = {dev: (b, t[0], c[0]) for dev, (b, t, c) in want.items()}
     assert got == want
     assert (got[name_a][2], got[name_b][2]) == (12, 7)
+
+
+def _syscount_file(tmp_path, host, counts):
+    """syscount --json of one interval as a host of some architecture
+    writes it: {syscall number: (its name there, count)}."""
+    obj = {"schema_version": 1, "type": "counts", "tool": "syscount", "backend": "ftrace",
+           "host": host, "kernel": "6.1.0", "seq": 0, "interval_start": 100.0,
+           "interval_end": 101.0, "lost": 0, "unmatched": 0, "dropped_starts": 0,
+           "key_names": ["id"], "seconds": 1.0,
+           "counts": [{"key": {"id": nr}, "labels": {"id": name}, "count": n, "rate": float(n)}
+                      for nr, (name, n) in sorted(counts.items())]}
+    jsonschema.Draft7Validator(schema()).validate(obj)
+    path = tmp_path / (host + ".json")
+    path.write_text(json.dumps(obj) + "\n")
+    return str(path)
+
+
+def test_keys_merge_by_the_hosts_labels_and_print_through_the_tools_printer(tmp_path):
+    # x86_64 and arm64 number read differently (0 and 63): one row "read",
+    # named as the hosts named it, whatever this machine's syscall table says.
+    x86 = _syscount_file(tmp_path, "x86", {0: ("read", 5), 1: ("write", 2)})
+    arm = _syscount_file(tmp_path, "arm", {63: ("read", 4)})
+    for files in ([x86, arm], [arm, x86]):
+        out, _ = merged(["--json"] + files)
+        (obj,) = objects(out)
+        assert {c["labels"]["id"]: c["count"] for c in obj["counts"]} == {"read": 9, "write": 2}
+        text, err = merged(files)
+        rows = {line.split()[0]: line.split()[1] for line in text.splitlines()[2:]
+                if line.strip()}
+        assert rows == {"read": "9", "write": "2"}, text
+    # One number, two names (0 is read on x86_64, io_setup on arm64): the
+    # tool's printer, which reads numbers, cannot show it; JSON can.
+    arm2 = _syscount_file(tmp_path, "arm2", {0: ("io_setup", 1)})
+    rc, out, err = run(["merge", x86, arm2])
+    assert rc == 1 and out == "" and len(err.splitlines()) == 1 and "--json" in err
+    out, _ = merged(["--json", x86, arm2])
+    (obj,) = objects(out)
+    assert {c["labels"]["id"]: c["count"] for c in obj["counts"]} == \
+        {"read": 5, "write": 2, "io_setup": 1}
