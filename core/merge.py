@@ -6,7 +6,9 @@ or as one JSON object of the same schema (docs/json.md).
 
 Every interval of every file adds into one aggregate.  Keys are merged by
 their labels (what the text output shows: "vda", not the device number,
-which differs between hosts).  Files of different tools, key names, units,
+which differs between hosts).  The tool's printer gets each entry under the
+raw key first seen with it, and the hosts' labels as its formatters.
+Files of different tools, key names, units,
 bucket scales or bucket widths are refused, as are event (records) outputs,
 which have nothing to add up.
 

@@ -65,18 +65,40 @@ def check_fleet_view(results):
     assert [intervals[0]["host"], str(host_total)] in [line.split() for line in text.splitlines()]
 
 
-def test_venv_install_runs_and_merges(tmp_path):
-    results = playbook(tmp_path, kerntrace_install="venv", kerntrace_pip_package=ROOT,
-                       kerntrace_venv=str(tmp_path / "venv"))
-    assert os.path.exists(str(tmp_path / "venv" / "bin" / "kerntrace"))
+@pytest.fixture(scope="module")
+def pyz(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("dist") / "kerntrace.pyz")
+    subprocess.check_call([sys.executable, os.path.join(ROOT, "scripts", "build-zipapp"), out],
+                          stdout=subprocess.DEVNULL)
+    return out
+
+
+def host_python_makes_venvs():
+    """What the role's auto choice probes on the host (here: this one)."""
+    return subprocess.call(["python3", "-c", "import ensurepip, venv"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+
+
+def install_vars(tmp_path, pyz, method):
+    return dict(kerntrace_install=method, kerntrace_pip_package=ROOT,
+                kerntrace_venv=str(tmp_path / "venv"), kerntrace_zipapp_src=pyz,
+                kerntrace_zipapp=str(tmp_path / "opt" / "kerntrace.pyz"))
+
+
+def installed(tmp_path):
+    return {m for m, path in (("venv", tmp_path / "venv" / "bin" / "kerntrace"),
+                              ("zipapp", tmp_path / "opt" / "kerntrace.pyz"))
+            if os.path.exists(str(path))}
+
+
+def test_auto_install_picks_what_the_host_can_do_runs_and_merges(tmp_path, pyz):
+    results = playbook(tmp_path, **install_vars(tmp_path, pyz, "auto"))
+    assert installed(tmp_path) == {"venv" if host_python_makes_venvs() else "zipapp"}
     check_fleet_view(results)
 
 
-def test_single_file_install_runs_and_merges(tmp_path):
-    pyz = str(tmp_path / "kerntrace.pyz")
-    subprocess.check_call([sys.executable, os.path.join(ROOT, "scripts", "build-zipapp"), pyz],
-                          stdout=subprocess.DEVNULL)
-    results = playbook(tmp_path, kerntrace_install="zipapp", kerntrace_zipapp_src=pyz,
-                       kerntrace_zipapp=str(tmp_path / "opt" / "kerntrace.pyz"))
-    assert os.path.exists(str(tmp_path / "opt" / "kerntrace.pyz"))
+def test_the_other_install_method_runs_and_merges(tmp_path, pyz):
+    method = "zipapp" if host_python_makes_venvs() else "venv"
+    results = playbook(tmp_path, **install_vars(tmp_path, pyz, method))
+    assert installed(tmp_path) == {method}
     check_fleet_view(results)
