@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from . import __version__
-from .errors import InvalidSpec, KerntraceError, one_line
+from .errors import InvalidSpec, KerntraceError, UsageError, one_line
 from .host import Host
 from .pluginhost import BUILTIN_PREFIX, PluginHost
 
@@ -19,6 +19,10 @@ commands:
   record [-o FILE] [-d SECONDS] <tool> [args]
                     trace a tool's events into FILE (with their format files);
                     replay it anywhere with <tool> --input FILE
+  merge [--json] [--per-host] FILE...
+                    combine one tool's --json output from many hosts into one
+                    histogram or count table (a fleet view)
+  schema            print the JSON Schema of --json output (docs/json.md)
   list              list installed tools
   doctor [--json]   what this host can trace, and which backend runs each tool
   cleanup           remove tracing state left by kerntrace runs that were killed
@@ -144,7 +148,7 @@ def main(argv=None):
     if cmd in ("version", "--version"):
         out.write("kerntrace %s\n" % __version__)
         return 0
-    if cmd in ("list", "doctor", "cleanup", "record"):
+    if cmd in ("list", "doctor", "cleanup", "record", "merge", "schema"):
         try:
             return _run_command(cmd, rest, no_plugins, out, err)
         except BrokenPipeError:
@@ -169,6 +173,15 @@ def _run_command(cmd, rest, no_plugins, out, err):
     if cmd == "record":
         from .record import record
         return record(plugins, rest, err)
+    if cmd == "merge":
+        from .merge import merge
+        return merge(plugins, rest, out, err)
+    if cmd == "schema":
+        if rest:
+            raise UsageError("schema takes no arguments")
+        from .output.jsonlines import schema_text
+        out.write(schema_text())
+        return 0
     from .doctor import doctor
     return doctor(plugins, rest, out, err)
 

@@ -84,8 +84,9 @@ def run(tool, args, plugins, out=None, err=None, host=None):
             try:
                 backend = _start(selection, current, measurement, options, err)
                 session = current[0]
+                hostname, kernel = traced_host(host, input_file)
                 ctx = RunContext(tool.name, backend.name, measurement.schedule,
-                                 hostname=host.hostname, kernel=host.kernel_release, args=args,
+                                 hostname=hostname, kernel=kernel, args=args,
                                  formatters=tool.formatters(args), measurement=measurement,
                                  variant=choice.variant if choice.variant.name else None,
                                  replay=bool(input_file))
@@ -120,6 +121,17 @@ def run(tool, args, plugins, out=None, err=None, host=None):
 def _status(current):
     """0, or 1 when close() could not undo everything (it said what)."""
     return 1 if current[0].unrestored else 0
+
+
+def traced_host(host, input_file):
+    """(host name, kernel release) of the machine whose events are shown:
+    this one for a live run; for a replay what the recording says it was
+    made on, or ("", "") for a plain trace file, which does not say.  A
+    replay never passes the replaying machine off as the traced one."""
+    if not input_file:
+        return host.hostname, host.kernel_release
+    meta = host.saved_trace.meta
+    return meta.get("hostname", ""), meta.get("release", "")
 
 
 def cleanup_stale(backends, host, err):

@@ -101,13 +101,16 @@ class SyscountPrinter(Printer):
             self.err.write(self.banner + "\n")
             self.err.flush()
 
-    def key_text(self, key):
+    def key_text(self, key, ctx=None):
         if self.process:
             pid, comm = key
             comm = comm.decode("utf-8", "replace") if isinstance(comm, bytes) else str(comm)
             comm = "".join(c if c.isprintable() else "?" for c in comm)
             return "%-6s %-15s" % (pid if pid is not None else "-", comm)
-        return self.table.name(key[0])
+        # The run's own formatter when it has one: kerntrace merge names
+        # syscalls as the hosts that traced them did, not by this table.
+        name = (getattr(ctx, "formatters", None) or {}).get("id", self.table.name)
+        return name(key[0])
 
     def rows(self, data):
         """[(key, count, total ns)] largest first (by time with -L)."""
@@ -136,11 +139,11 @@ class SyscountPrinter(Printer):
         for key, count, total in self.rows(report.data):
             if self.latency:
                 if self.milliseconds:
-                    lines.append("%-22s %8d %16.6f" % (self.key_text(key), count, total / 1e6))
+                    lines.append("%-22s %8d %16.6f" % (self.key_text(key, ctx), count, total / 1e6))
                 else:
-                    lines.append("%-22s %8d %16.3f" % (self.key_text(key), count, total / 1e3))
+                    lines.append("%-22s %8d %16.3f" % (self.key_text(key, ctx), count, total / 1e3))
             else:
-                lines.append("%-22s %8d" % (self.key_text(key), count))
+                lines.append("%-22s %8d" % (self.key_text(key, ctx), count))
         lines.append("")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()

@@ -4,16 +4,19 @@ backends bucketed, odd values never crash the output."""
 import io
 import json
 
+import jsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kerntrace.core.buckets import bucket_index
 from kerntrace.core.model import LINEAR, LOG2, POW2_MS, Schedule
 from kerntrace.core.output.base import RunContext
-from kerntrace.core.output.jsonlines import JsonLinesPrinter
+from kerntrace.core.output.jsonlines import JsonLinesPrinter, schema
+
+VALIDATOR = jsonschema.Draft7Validator(schema())
 from kerntrace.core.results import CountSet, Histogram, HistogramSet, Record, Report
 
-COMMON = {"tool", "backend", "host", "kernel", "type"}
+COMMON = {"schema_version", "tool", "backend", "host", "kernel", "type"}
 INTERVAL = {"seq", "interval_start", "interval_end", "lost", "unmatched", "dropped_starts"}
 
 
@@ -45,6 +48,8 @@ def emit(reports, context=None):
     assert out.flushes >= len(objs)
     for line in text.splitlines():
         assert line == json.dumps(json.loads(line), sort_keys=True)
+    for obj in objs:
+        VALIDATOR.validate(obj)     # the documented schema holds for every object
     return objs, err.getvalue()
 
 
@@ -63,7 +68,8 @@ def test_histogram_interval_object():
     assert obj["key_names"] == ["disk"]
     sda, vda = obj["histograms"]
     assert sda["key"] == {"disk": 8} and sda["labels"] == {"disk": "sda"}
-    assert vda["unit"] == "usecs" and vda["scale"] == "log2"
+    assert vda["unit"] == "usecs" and vda["scale"] == "log2" and vda["step"] == 1
+    assert obj["schema_version"] == 1
     assert vda["sum"] == 200000 and vda["count"] == 4983
     assert vda["buckets"][0] == {"low": 0, "high": 1, "count": 0}
     assert vda["buckets"][-1] == {"low": 64, "high": 127, "count": 308}
@@ -91,6 +97,7 @@ def test_bounds_and_counts_round_trip(scale, counts, step):
     h = Histogram(scale, "usecs", step=step, buckets=counts)
     (obj,), _ = emit([Report(HistogramSet((), {(): h}))])
     buckets = obj["histograms"][0]["buckets"]
+    assert obj["histograms"][0]["step"] == (step if scale == LINEAR else 1)
     assert sum(b["count"] for b in buckets) == sum(counts.values())
     for b in buckets:
         # Both inclusive bounds fall in the bucket, the next value does not.
@@ -180,3 +187,13 @@ def test_json_mode_says_tracing_is_live_on_stderr_only():
     JsonLinesPrinter(out, err).start(RunContext("biolatency", "ftrace", Schedule()))
     assert out.getvalue() == ""
     assert err.getvalue() == "Tracing with biolatency on the ftrace backend. Ctrl-C to end.\n"
+
+
+def test_schema_is_a_valid_draft7_schema_and_refuses_what_it_should():
+    jsonschema.Draft7Validator.check_schema(schema())
+    data = CountSet(("event",), {("vfs_read",): 10})
+    (obj,), _ = emit([Report(data, tool="vfsstat")])
+    for broken in (dict(obj, schema_version=2), dict(obj, extra=1),
+                   dict(obj, counts=[{"key": {}, "labels": {}, "count": -1, "rate": None}]),
+                   {k: v for k, v in obj.items() if k != "host"}):
+        assert not VALIDATOR.is_valid(broken), broken

@@ -4,6 +4,7 @@ bare directory with a python3 that has no kerntrace installed, on Python
 iolatency, traced live on the kernel."""
 
 import configparser
+import json
 import os
 import select
 import signal
@@ -153,3 +154,21 @@ def test_replays_a_plain_trace_with_the_formats_in_the_archive(bare):
     assert (rc, err) == (0, "WARNING: 5 events lost in this interval (dropped by the kernel)\n")
     assert sum(int(line.split(":")[1].split("|")[0]) for line in out.splitlines()
                if "->" in line and ":" in line) > 0, out
+
+
+@pytest.mark.parametrize("bare", PYTHONS, indirect=True)
+def test_carries_the_json_schema_and_merges(bare, tmp_path):
+    """The JSON Schema (package data, core/schema/) is in the archive, and
+    a host with only the archive can merge hosts' --json files."""
+    app, env = bare
+    with open(os.path.join(ROOT, "core", "schema", "output-v1.json")) as f:
+        assert run(app, env, ["./kerntrace.pyz", "schema"]) == (0, f.read(), "")
+    trace = os.path.join(ROOT, "tests", "data", "traces", "replay-block-6.18.txt")
+    rc, out, err = run(app, env, ["./iolatency", "--json", "--input", trace])
+    assert rc == 0 and json.loads(out.splitlines()[0])["schema_version"] == 1
+    (tmp_path / "a.json").write_text(out)
+    rc, merged, err = run(app, env, ["./kerntrace.pyz", "merge", "--json", "--per-host",
+                                     str(tmp_path / "a.json"), str(tmp_path / "a.json")])
+    assert rc == 0, err
+    (obj,) = [json.loads(line) for line in merged.splitlines()]
+    assert obj["hosts"][0]["files"] == 2

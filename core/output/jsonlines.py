@@ -1,8 +1,12 @@
 """JSON lines (--json): one JSON object per line, keys sorted, each line
 flushed as it is written.  Every object carries
 
+    "schema_version"  1 (SCHEMA_VERSION; the JSON Schema is core/schema/,
+                      schema() loads it, docs/json.md documents it)
     "type"      "histogram" | "counts" | "event" | "lost"
-    "tool", "backend", "host", "kernel"   (strings; host/kernel may be "")
+    "tool", "backend", "host", "kernel"   (strings; host/kernel may be "":
+                      a replay gives the recording's, or "" when the
+                      trace file does not say)
 
 Histogram and count tools print one object per interval:
 
@@ -17,6 +21,7 @@ Histogram and count tools print one object per interval:
         {"key": {"disk": 266338304},   raw key values by name
          "labels": {"disk": "vda"},    the same, as the text output shows them
          "unit": "usecs", "scale": "log2" | "linear" | "pow2ms",
+         "step": n,                    linear bucket width (1 for the others)
          "buckets": [{"low": 0, "high": 1, "count": 0}, ...],
          "sum": n, "count": n}],
      "seconds": s,                     (type "counts") the interval's real length
@@ -50,11 +55,31 @@ NaN/infinity and values JSON has no type for become strings.
 
 import json
 import math
+import pkgutil
 
+from ..model import LINEAR
 from ..rates import per_second, report_seconds
 from ..results import CountSet, HistogramSet
 from .base import MachineReadablePrinter, as_text, field_label, key_order
 from .histograms import bucket_rows, bucket_unit
+
+
+# The version of the structure below; the JSON Schema of this version is
+# SCHEMA_RESOURCE (package data of kerntrace.core, so the zipapp has it too).
+# Any change of a key's name, type or meaning makes a new version.
+SCHEMA_VERSION = 1
+SCHEMA_RESOURCE = "schema/output-v%d.json" % SCHEMA_VERSION
+
+
+def schema_text():
+    """The JSON Schema of what --json prints, as text."""
+    data = pkgutil.get_data("kerntrace.core", SCHEMA_RESOURCE)
+    return data.decode("utf-8")
+
+
+def schema():
+    """The JSON Schema of what --json prints (a dict)."""
+    return json.loads(schema_text())
 
 
 def jsonable(value):
@@ -94,12 +119,23 @@ class JsonLinesPrinter(MachineReadablePrinter):
     def __init__(self, out, err):
         MachineReadablePrinter.__init__(self, out, err)
 
+    def write(self, obj):
+        """Write one object as a line (a merged result, say)."""
+        self._emit(obj)
+
+    def interval_object(self, report, ctx):
+        """The object of a histogram or counts report, not yet written."""
+        if isinstance(report.data, HistogramSet):
+            return self._histograms(report, report.data, ctx)
+        return self._counts(report, report.data, ctx)
+
     def _emit(self, obj):
         self.out.write(json.dumps(obj, sort_keys=True, ensure_ascii=True) + "\n")
         self.out.flush()
 
     def _common(self, report, ctx):
-        return {"tool": as_text(report.tool or getattr(ctx, "tool", "") or ""),
+        return {"schema_version": SCHEMA_VERSION,
+                "tool": as_text(report.tool or getattr(ctx, "tool", "") or ""),
                 "backend": as_text(report.backend or getattr(ctx, "backend", "") or ""),
                 "host": as_text(getattr(ctx, "hostname", "") or ""),
                 "kernel": as_text(getattr(ctx, "kernel", "") or "")}
@@ -140,6 +176,7 @@ class JsonLinesPrinter(MachineReadablePrinter):
             raw, labels = _key_objects(hset.key_names, key, ctx)
             items.append({"key": raw, "labels": labels,
                           "unit": as_text(bucket_unit(hist)), "scale": hist.scale,
+                          "step": int(hist.step) if hist.scale == LINEAR else 1,
                           "buckets": [{"low": lo, "high": hi, "count": n}
                                       for lo, hi, n in bucket_rows(hist)],
                           "sum": hist.total, "count": hist.count})
