@@ -73,7 +73,7 @@ class EbpfBackend(Backend):
         caps.append(Capability("kernel_headers", comp.ok,
                                p.headers().describe() if comp.ok else comp.detail))
         for kind in _PROBE_KINDS:
-            a = p.attach(kind)
+            a = p.attach_tried(kind)
             caps.append(Capability(kind, a.ok, a.detail))
         ring = p.ringbuf()
         caps.append(Capability("ring_buffer", ring.ok, ring.detail))
@@ -106,7 +106,7 @@ class EbpfBackend(Backend):
         bpf = p.bpf_syscall()
         if not bpf.ok:
             return Verdict(self.name, False, [bpf.detail])
-        comp = p.compile()
+        comp = p.compiler()
         if not comp.ok:
             # bcc itself would have said so on stdout (quiet.py keeps it off).
             return Verdict(self.name, False, [comp.detail],
