@@ -65,6 +65,17 @@ class HostProbes(object):
     def bcc(self):
         return bccfind.status()
 
+    def bcc_package(self):
+        """Answer: is a bcc package there?  Found without importing it (a
+        run whose compiled program is cached never imports bcc); once bcc
+        is imported, or when there is none, what bccfind says."""
+        if not bccfind._found:
+            pkg = bccfind.package_dir()
+            if pkg is not None:
+                return Answer(True, "bcc package at %s" % pkg)
+        st = self.bcc()
+        return Answer(st.ok, st.how if st.ok else st.why_not)
+
     def privileges(self):
         return self._cached("privileges", sysbpf.privileges)
 
@@ -307,9 +318,9 @@ class HostProbes(object):
         compile probe is used when this process already made one."""
         if "attach" in self._cache:
             return self._cache["attach"]["compile"]
-        bcc = self.bcc()
+        bcc = self.bcc_package()
         if not bcc.ok:
-            return Answer(False, "bcc unavailable: %s" % bcc.why_not)
+            return Answer(False, "bcc unavailable: %s" % bcc.detail)
         hdr = self.headers()
         if not hdr.found:
             return Answer(False, "bcc cannot compile: %s" % hdr.describe())
