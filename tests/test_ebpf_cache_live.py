@@ -81,3 +81,26 @@ def test_a_corrupt_entry_is_compiled_again_and_replaced(tmp_path):
     assert any("compiled by bcc at start" in l for l in again["explain"]), again["explain"]
     hit = run_once(cache)
     assert hit["count"] == CALLS and not hit["bcc_imported"], hit
+
+
+def test_a_cached_latency_histogram_counts_every_write_and_releases_all(tmp_path,
+                                                                        monkeypatch):
+    import workloads
+    from test_ebpf_live import Run, block_pair, devt, total, unmatched
+
+    from kerntrace.backends.ebpf import loadobj
+    from kerntrace.core.model import LATENCY, POW2_MS, Histogram
+    monkeypatch.setenv("KERNTRACE_BPF_CACHE", str(tmp_path / "cache"))
+    n = 40
+    loaded = []
+    with workloads.loop_device() as (path, major, minor):
+        m = block_pair(Histogram(LATENCY, scale=POW2_MS, unit="usecs"), devt(major, minor))
+        for _ in range(2):
+            # (Run asserts on exit that every BPF fd and program is gone.)
+            with Run(m) as run:
+                loaded.append(isinstance(run.session._bpf, loadobj.LoadedObject))
+                run.session.wait(0.1)
+                workloads.direct_writes(path, n)
+                reports = run.collect_until(lambda rs: total(rs) >= n)
+            assert total(reports) == n and unmatched(reports) == 0, reports
+    assert loaded == [False, True], "compiled, then loaded from the cache"
