@@ -208,3 +208,21 @@ def test_entries_are_json_with_a_digest(cache_dir):
     with open(os.path.join(cache_dir, k + ".json")) as f:
         outer = json.load(f)
     assert outer["body"]["key"] == k and len(outer["sha256"]) == 64
+
+
+def test_the_least_recently_used_entries_beyond_the_limit_are_removed(cache_dir):
+    keys = [base_key(text="prog %d" % i) for i in range(5)]
+    for i, k in enumerate(keys):
+        objcache.write(cache_dir, k, entry())
+        os.utime(os.path.join(cache_dir, k + ".json"), (1000 + i, 1000 + i))
+    objcache.read(cache_dir, keys[0])                 # used now: the newest
+    with open(os.path.join(cache_dir, "tmp.1.dead"), "w") as f:
+        f.write("half")
+    os.utime(os.path.join(cache_dir, "tmp.1.dead"), (1000, 1000))
+    fd = objcache.open_directory(cache_dir)
+    try:
+        objcache.prune(fd, keep=3)
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(cache_dir)) == sorted(k + ".json" for k in
+                                                   (keys[0], keys[3], keys[4]))

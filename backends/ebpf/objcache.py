@@ -49,6 +49,11 @@ ROOT_DIR = "/var/cache/kerntrace/bpf"
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 CPU_POSSIBLE = "/sys/devices/system/cpu/possible"
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
+# Entries kept: a write beyond this removes the least recently used (each
+# -d device or filter value is a program text of its own).
+MAX_ENTRIES = 200
+# A temporary file this old is a write that died half way.
+STALE_TMP_S = 3600
 # Map types loadobj creates with the plain BPF_MAP_CREATE attributes bcc
 # gives them (include/uapi/linux/bpf.h): hash, array, percpu hash, percpu array.
 PLAIN_MAP_TYPES = (1, 2, 5, 6)
@@ -283,6 +288,10 @@ def read(cache_dir, cache_key):
                 if not chunk:
                     break
                 chunks.append(chunk)
+            try:
+                os.utime(fd)        # recently used: kept by prune()
+            except OSError:
+                pass
         finally:
             os.close(fd)
     finally:
@@ -310,6 +319,7 @@ def write(cache_dir, cache_key, entry):
         finally:
             os.close(fd)
         os.rename(tmp, _file_name(cache_key), src_dir_fd=dfd, dst_dir_fd=dfd)
+        prune(dfd)
         return True
     except OSError:
         try:
@@ -319,3 +329,34 @@ def write(cache_dir, cache_key, entry):
         return False
     finally:
         os.close(dfd)
+
+
+def prune(dfd, keep=MAX_ENTRIES, now=None):
+    """Remove the least recently used entries beyond `keep`, and temporary
+    files of writes that died, in the directory open as `dfd`."""
+    import time
+    now = time.time() if now is None else now
+    entries = []
+    try:
+        names = os.listdir(dfd)
+    except OSError:
+        return
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            continue
+        if name.startswith("tmp.") and now - st.st_mtime > STALE_TMP_S:
+            _unlink(name, dfd)
+        elif name.endswith(".json"):
+            entries.append((st.st_mtime, name))
+    entries.sort(reverse=True)
+    for _mtime, name in entries[keep:]:
+        _unlink(name, dfd)
+
+
+def _unlink(name, dfd):
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass
