@@ -148,11 +148,17 @@ def _stat_identity(path):
     return [path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
+_kernel = []
+
+
 def kernel_identity():
-    """What the kernel's build is, as the compiled bytes depend on it."""
-    u = platform.uname()
-    return {"release": u.release, "version": u.version, "machine": u.machine,
-            "btf": _file_digest(BTF_VMLINUX), "cpus": read_text(CPU_POSSIBLE)}
+    """What the kernel's build is, as the compiled bytes depend on it (read
+    once per process: doctor checks every tool)."""
+    if not _kernel:
+        u = platform.uname()
+        _kernel.append({"release": u.release, "version": u.version, "machine": u.machine,
+                        "btf": _file_digest(BTF_VMLINUX), "cpus": read_text(CPU_POSSIBLE)})
+    return dict(_kernel[0])
 
 
 def headers_identity(headers_info, environ=None):
