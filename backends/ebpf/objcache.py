@@ -35,8 +35,6 @@ Anything unexpected is a miss: the program is compiled as without a cache.
 """
 
 import errno
-import hashlib
-import json
 import os
 import platform
 import stat
@@ -44,6 +42,14 @@ import stat
 from kerntrace.core.tracefs import read_text
 
 FORMAT = "kerntrace-bpf-object-1"
+
+
+def _sha256(data=b""):
+    # Imported when a key is made: hashlib loads libcrypto (about 4 MB),
+    # which a run without the cache (the ftrace backend's) must not pay.
+    import hashlib
+    return hashlib.sha256(data)
+
 CACHE_ENV = "KERNTRACE_BPF_CACHE"      # a directory, or "off"
 ROOT_DIR = "/var/cache/kerntrace/bpf"
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
@@ -130,7 +136,7 @@ def open_directory(path, create=True):
 
 # -- the key ---------------------------------------------------------------------
 def _file_digest(path):
-    h = hashlib.sha256()
+    h = _sha256()
     try:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 18), b""):   # not 5 MB of BTF at once
@@ -187,10 +193,11 @@ def tracepoint_formats(tracefs_path, tracepoints):
 
 def key(text, kernel, headers, formats, bcc_package):
     """The cache key (hex) of program `text` compiled with all the rest."""
+    import json     # (not imported by runs that never make a key)
     material = json.dumps({"format": FORMAT, "text": text, "kernel": kernel,
                            "headers": headers, "formats": formats, "bcc": bcc_package},
                           sort_keys=True)
-    return hashlib.sha256(material.encode()).hexdigest()
+    return _sha256(material.encode()).hexdigest()
 
 
 def bcc_package_identity(pkg_dir):
@@ -221,23 +228,25 @@ class Entry(object):
         return all(_stat_identity(ident[0]) == ident for ident in self.libraries)
 
     def to_json(self, cache_key):
+        import json
         body = {"format": FORMAT, "key": cache_key, "license": self.license,
                 "kern_version": self.kern_version, "libraries": self.libraries,
                 "maps": self.maps,
                 "functions": [dict(f, insns=f["insns"].hex()) for f in self.functions]}
         text = json.dumps(body, sort_keys=True)
-        return json.dumps({"body": body, "sha256": hashlib.sha256(text.encode()).hexdigest()},
+        return json.dumps({"body": body, "sha256": _sha256(text.encode()).hexdigest()},
                           sort_keys=True)
 
     @classmethod
     def from_json(cls, data, cache_key):
         """The Entry in `data`, or None when it is not exactly what we wrote
         for this key (a partial write, another format, tampering)."""
+        import json
         try:
             outer = json.loads(data.decode("utf-8"))
             body = outer["body"]
             text = json.dumps(body, sort_keys=True)
-            if hashlib.sha256(text.encode()).hexdigest() != outer["sha256"]:
+            if _sha256(text.encode()).hexdigest() != outer["sha256"]:
                 return None
             if body["format"] != FORMAT or body["key"] != cache_key:
                 return None
