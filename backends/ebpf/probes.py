@@ -337,7 +337,30 @@ class HostProbes(object):
         if kind == "raw_tracepoint":
             tp = self._probe_tracepoint()
             return self.raw_tracepoint(tp[1] if tp else "sched_process_fork")
+        if kind in ("kprobe", "uprobe"):
+            cheap = self._cached("attach:" + kind, lambda: self._probe_programs(kind),
+                                 keep=lambda a: self.privileges().ok)
+            if cheap.detail is not None:
+                return cheap
         return self._attach_results()[kind]
+
+    def _probe_programs(self, kind):
+        """kprobe/uprobe programs attach when the kernel has that probe
+        interface and BPF_PROG_TYPE_KPROBE loads (CONFIG_BPF_EVENTS builds
+        their perf_event attach too).  Not loading may only mean a kernel
+        that wants kern_version (before Linux commit 6c4fc209fcf9 ("bpf:
+        remove useless version check for prog load") (v5.0)): then the
+        detail is None and the real compile-and-attach probe answers."""
+        iface = self.kprobe_interface() if kind == "kprobe" else self.uprobe_interface()
+        if not iface.ok:
+            return iface
+        priv = self.privileges()
+        if not priv.ok:
+            return Answer(False, "not tried: %s" % priv.detail)
+        if not sysbpf.probe_kprobe_prog_load():
+            return Answer(False, None)
+        return Answer(True, "%s programs load and the kernel has %s: they attach"
+                      % (kind, iface.detail))
 
     def attach_tried(self, kind):
         """Answer for probe type kind from a real compile and attach of
