@@ -226,3 +226,12 @@ def test_the_least_recently_used_entries_beyond_the_limit_are_removed(cache_dir)
         os.close(fd)
     assert sorted(os.listdir(cache_dir)) == sorted(k + ".json" for k in
                                                    (keys[0], keys[3], keys[4]))
+
+
+def test_a_directory_above_it_that_others_may_write_is_not_trusted(tmp_path):
+    above = tmp_path / "shared"
+    above.mkdir()
+    os.chmod(str(above), 0o777)           # anyone could swap what is inside
+    assert not objcache.write(str(above / "cache"), base_key(), entry())
+    os.chmod(str(above), 0o1777)          # sticky, like /tmp: they cannot
+    assert objcache.write(str(above / "cache"), base_key(), entry())

@@ -89,7 +89,7 @@ def open_directory(path, create=True):
     """An fd of directory `path`, opened one component at a time without
     following symlinks; the last components (those we create) must be
     ours and writable only by us, those above it owned by root or us and
-    not writable by others unless sticky (/tmp).  None when unsafe or
+    writable by no group or others unless sticky (/tmp).  None when unsafe or
     impossible."""
     if not path or not os.path.isabs(path):
         return None
@@ -122,8 +122,10 @@ def open_directory(path, create=True):
             if last:
                 if not _safe_dir_fd(fd, owner):
                     return None
-            elif st.st_uid not in (0, owner) or (st.st_mode & 0o002 and
+            elif st.st_uid not in (0, owner) or (st.st_mode & 0o022 and
                                                    not st.st_mode & stat.S_ISVTX):
+                # (others could rename what is below it: only a sticky
+                # directory like /tmp prevents that)
                 return None
         out, fd = fd, None
         return out
