@@ -35,6 +35,22 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=why))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def bpf_object_cache(tmp_path_factory):
+    """Compiled BPF programs are cached in a directory of this test run,
+    never the host's (backends/ebpf/objcache.py); runs after the first of
+    a program in the suite load it from there."""
+    d = tmp_path_factory.mktemp("bpf-cache")
+    d.chmod(0o700)
+    saved = os.environ.get("KERNTRACE_BPF_CACHE")
+    os.environ["KERNTRACE_BPF_CACHE"] = str(d)
+    yield str(d)
+    if saved is None:
+        os.environ.pop("KERNTRACE_BPF_CACHE", None)
+    else:
+        os.environ["KERNTRACE_BPF_CACHE"] = saved
+
+
 @pytest.fixture(autouse=True)
 def no_tracing_state_leak(request):
     """Fail a live test that leaves kerntrace instances, probes or enabled

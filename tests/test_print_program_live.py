@@ -148,7 +148,10 @@ class _RecordingBcc(object):
 @pytest.mark.live
 @pytest.mark.ebpf
 @pytest.mark.parametrize("tool_name", ["iolatency", "biosnoop"])
-def test_ebpf_print_program_is_the_c_bcc_compiles(tool_name):
+def test_ebpf_print_program_is_the_c_bcc_compiles(tool_name, monkeypatch):
+    # bcc compiles (a cached compiled object is loaded without bcc, under
+    # a key made from this same text: test_ebpf_cache_live.py).
+    monkeypatch.setenv("KERNTRACE_BPF_CACHE", "off")
     with workloads.loop_device() as (path, major, minor):
         name = path.rsplit("/", 1)[1]
         argv = ["-d", "%d,%d" % (major, minor)] if tool_name == "iolatency" else ["-d", name]

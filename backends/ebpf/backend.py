@@ -10,7 +10,7 @@ from kerntrace.core.model import Tracepoint
 
 from . import bccfind
 from . import plan as eplan
-from . import buffers, codegen, crawblock, probes, tracefs_probes
+from . import buffers, codegen, crawblock, objcache, probes, tracefs_probes
 from .session import EbpfSession
 
 _PROBE_KINDS = ("tracepoint", "raw_tracepoint", "kprobe", "uprobe")
@@ -73,7 +73,7 @@ class EbpfBackend(Backend):
         caps.append(Capability("kernel_headers", comp.ok,
                                p.headers().describe() if comp.ok else comp.detail))
         for kind in _PROBE_KINDS:
-            a = p.attach(kind)
+            a = p.attach_tried(kind)
             caps.append(Capability(kind, a.ok, a.detail))
         ring = p.ringbuf()
         caps.append(Capability("ring_buffer", ring.ok, ring.detail))
@@ -93,9 +93,9 @@ class EbpfBackend(Backend):
     def _check(self, measurement, host, options):
         p = probes.for_host(host)
         reasons = []
-        b = p.bcc()
+        b = p.bcc_package()
         if not b.ok:
-            reasons.append("bcc: %s" % b.why_not)
+            reasons.append("bcc: %s" % b.detail)
         priv = p.privileges()
         if not priv.ok:
             reasons.append(priv.detail)
@@ -106,7 +106,7 @@ class EbpfBackend(Backend):
         bpf = p.bpf_syscall()
         if not bpf.ok:
             return Verdict(self.name, False, [bpf.detail])
-        comp = p.compile()
+        comp = p.compiler()
         if not comp.ok:
             # bcc itself would have said so on stdout (quiet.py keeps it off).
             return Verdict(self.name, False, [comp.detail],
@@ -145,7 +145,10 @@ class EbpfBackend(Backend):
                 notes.append("%s: tracepoint program, not raw: %s" % (name, r))
             else:
                 raw_reads[name] = r
-        ep = eplan.EbpfPlan(planned, output="ringbuf" if p.ringbuf().ok else "perf",
+        # (Only records go through a buffer: asking whether bcc reads ring
+        # buffers would import bcc, which a cached program never needs.)
+        records = measurement.aggregate.kind == "records"
+        ep = eplan.EbpfPlan(planned, output="ringbuf" if records and p.ringbuf().ok else "perf",
                             helpers=eplan.MODERN_HELPERS if p.read_kernel_helper().ok
                             else eplan.LEGACY_HELPERS, notes=notes,
                             atomic_fetch=bool(measurement.pair and measurement.pair.shared)
@@ -157,9 +160,13 @@ class EbpfBackend(Backend):
         except Exception:
             tracefs_path = None
         try:
-            plan = run_plan(measurement, ep, options, tracefs_path)
+            plan = run_plan(measurement, ep, options, tracefs_path, p.headers())
         except (ValueError, KeyError, TypeError) as e:
             return Verdict(self.name, False, ["cannot generate the BPF program: %s" % e])
+        if plan.cache is None or plan.cache.entry is None:
+            b = p.bcc()        # it compiles: bcc must import
+            if not b.ok:
+                return Verdict(self.name, False, ["bcc: %s" % b.why_not])
         for a in plan.program.attachments:
             reads = (raw_reads.get(a.event.probe.name)
                      if isinstance(a.event.probe, Tracepoint) else None)
@@ -183,7 +190,10 @@ class EbpfBackend(Backend):
     def open(self, measurement, verdict, options=None):
         """The session of verdict.plan: it loads plan.program.text."""
         check_plan_options(verdict.plan.plan_key, options)
-        return EbpfSession(measurement, verdict.plan, bccfind.import_bcc(), options)
+        cache = verdict.plan.cache
+        # A cached compiled object needs no bcc (nor its memory).
+        bcc = None if cache is not None and cache.entry is not None else bccfind.import_bcc()
+        return EbpfSession(measurement, verdict.plan, bcc, options)
 
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
         failed = []
@@ -198,9 +208,36 @@ class EbpfBackend(Backend):
         return removed
 
 
-def run_plan(measurement, probe_plan, options, tracefs_path):
+def run_plan(measurement, probe_plan, options, tracefs_path, headers_info=None):
     """The RunPlan for an EbpfPlan: the program is generated here, once,
-    for the buffer sizes the options ask for."""
+    for the buffer sizes the options ask for, and looked up in the cache
+    of compiled objects (given the headers bcc would compile with)."""
     sizes = buffers.BufferSizes(options.buffer_kb)
     program = codegen.generate(measurement, probe_plan, sizes.ringbuf_pages)
-    return eplan.RunPlan(probe_plan, program, sizes, tracefs_path, options.plan_key())
+    cache = cache_slot(program, tracefs_path, headers_info) if headers_info else None
+    return eplan.RunPlan(probe_plan, program, sizes, tracefs_path, options.plan_key(), cache)
+
+
+def cacheable(program):
+    """Whether loadobj can run the program's compiled object: aggregated in
+    maps, attached only to tracepoints and raw tracepoints."""
+    return program.kind in ("histogram", "count") and all(
+        a.kind in objcache.ATTACHABLE for a in program.attachments)
+
+
+def cache_slot(program, tracefs_path, headers_info):
+    """The CacheSlot of the program (with the cached object when there is
+    one), or None when it is not to be cached here."""
+    directory = objcache.directory()
+    if directory is None or not cacheable(program) or not tracefs_path:
+        return None
+    pkg = bccfind.package_dir()
+    if pkg is None:
+        return None
+    key = objcache.key(program.text, objcache.kernel_identity(),
+                       objcache.headers_identity(headers_info),
+                       objcache.tracepoint_formats(tracefs_path, [
+                           (a.event.probe.category, a.event.probe.name)
+                           for a in program.attachments if a.kind == "tracepoint"]),
+                       objcache.bcc_package_identity(pkg))
+    return eplan.CacheSlot(directory, key, objcache.read(directory, key))

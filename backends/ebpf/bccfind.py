@@ -236,6 +236,22 @@ def status():
     return st
 
 
+def package_dir():
+    """The directory of the bcc package status() loads (or loaded), found
+    without importing it; None when there is none to be found."""
+    module = sys.modules.get(PACKAGE)
+    if module is not None and is_real_bcc(module):
+        return _where(module)
+    path_dir, real = _importable_bcc_dir()
+    if path_dir and real:
+        return path_dir
+    for d in candidate_dirs():
+        pkg = os.path.join(d, PACKAGE)
+        if looks_like_bcc(pkg):
+            return pkg
+    return None
+
+
 def import_bcc():
     """The real bcc module, or None."""
     return status().module

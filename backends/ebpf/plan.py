@@ -168,14 +168,18 @@ class RunPlan(Frozen):
     tracefs_path  where probe definitions bcc may leave are removed from
                   and tracepoint ids are read (None: no tracefs)
     plan_key      the RunOptions.plan_key() it was made for
+    cache         CacheSlot: where the compiled program is kept and, when
+                  it was found there, the compiled object start() loads
+                  instead of compiling; None: compiled, never kept
     """
 
-    def __init__(self, probes, program, buffers, tracefs_path, plan_key):
+    def __init__(self, probes, program, buffers, tracefs_path, plan_key, cache=None):
         self.probes = probes
         self.program = program
         self.buffers = buffers
         self.tracefs_path = tracefs_path
         self.plan_key = plan_key
+        self.cache = cache
         self.freeze()
 
     @property
@@ -194,7 +198,24 @@ class RunPlan(Frozen):
             lines.append(self.buffers.describe(self.probes.output))
         lines.append("memory reads through %s" % ", ".join(
             sorted(set(self.probes.helpers.values()))))
+        if self.cache is not None:
+            lines.append("BPF program %s %s" % (
+                "loaded compiled from the cache in" if self.cache.entry is not None
+                else "compiled by bcc at start, then kept in", self.cache.directory))
         return lines
+
+
+class CacheSlot(Frozen):
+    """directory, key   where the program's compiled object is (to be) kept
+    entry             the objcache.Entry found there, or None (a miss)"""
+
+    __slots__ = ("directory", "key", "entry", "_frozen")
+
+    def __init__(self, directory, key, entry=None):
+        self.directory = directory
+        self.key = key
+        self.entry = entry
+        self.freeze()
 
 
 # Since Linux commit 6ae08ae3dea2 ("bpf: Add probe_read_{user, kernel} and

@@ -65,6 +65,17 @@ class HostProbes(object):
     def bcc(self):
         return bccfind.status()
 
+    def bcc_package(self):
+        """Answer: is a bcc package there?  Found without importing it (a
+        run whose compiled program is cached never imports bcc); once bcc
+        is imported, or when there is none, what bccfind says."""
+        if not bccfind._found:
+            pkg = bccfind.package_dir()
+            if pkg is not None:
+                return Answer(True, "bcc package at %s" % pkg)
+        st = self.bcc()
+        return Answer(st.ok, st.how if st.ok else st.why_not)
+
     def privileges(self):
         return self._cached("privileges", sysbpf.privileges)
 
@@ -295,11 +306,80 @@ class HostProbes(object):
         return results
 
     def compile(self):
+        """Whether bcc really compiles a program here: a real compile (doctor)."""
         return self._attach_results()["compile"]
 
+    def compiler(self):
+        """Whether bcc should compile here, for check(): what makes bcc fail
+        (no bcc, no headers it can use) found without compiling.  A check
+        must not cost a compile (most of a start's time and memory): the
+        run's own compile is the real test, and a start that fails hands
+        over to the next backend (runner._start).  The answer of a real
+        compile probe is used when this process already made one."""
+        if "attach" in self._cache:
+            return self._cache["attach"]["compile"]
+        bcc = self.bcc_package()
+        if not bcc.ok:
+            return Answer(False, "bcc unavailable: %s" % bcc.detail)
+        hdr = self.headers()
+        if not hdr.found:
+            return Answer(False, "bcc cannot compile: %s" % hdr.describe())
+        return Answer(True, "bcc compiles with " + hdr.describe())
+
     def attach(self, kind):
-        """Answer for probe type kind: tracepoint, raw_tracepoint, kprobe, uprobe."""
+        """Answer for probe type kind: tracepoint, raw_tracepoint, kprobe, uprobe.
+        Tracepoint kinds are answered without bcc (no compile, no attach
+        whose detach waits for an RCU grace period); kprobes and uprobes by
+        a real compile and attach."""
+        if kind == "tracepoint":
+            return self._cached("attach:tracepoint", self._tracepoint_programs,
+                                keep=lambda a: self.privileges().ok)
+        if kind == "raw_tracepoint":
+            tp = self._probe_tracepoint()
+            return self.raw_tracepoint(tp[1] if tp else "sched_process_fork")
+        if kind in ("kprobe", "uprobe"):
+            cheap = self._cached("attach:" + kind, lambda: self._probe_programs(kind),
+                                 keep=lambda a: self.privileges().ok)
+            if cheap.detail is not None:
+                return cheap
         return self._attach_results()[kind]
+
+    def _probe_programs(self, kind):
+        """kprobe/uprobe programs attach when the kernel has that probe
+        interface and BPF_PROG_TYPE_KPROBE loads (CONFIG_BPF_EVENTS builds
+        their perf_event attach too).  Not loading may only mean a kernel
+        that wants kern_version (before Linux commit 6c4fc209fcf9 ("bpf:
+        remove useless version check for prog load") (v5.0)): then the
+        detail is None and the real compile-and-attach probe answers."""
+        iface = self.kprobe_interface() if kind == "kprobe" else self.uprobe_interface()
+        if not iface.ok:
+            return iface
+        priv = self.privileges()
+        if not priv.ok:
+            return Answer(False, "not tried: %s" % priv.detail)
+        if not sysbpf.probe_kprobe_prog_load():
+            return Answer(False, None)
+        return Answer(True, "%s programs load and the kernel has %s: they attach"
+                      % (kind, iface.detail))
+
+    def attach_tried(self, kind):
+        """Answer for probe type kind from a real compile and attach of
+        each kind (doctor: what the host really does)."""
+        return self._attach_results()[kind]
+
+    def _tracepoint_programs(self):
+        """A tracepoint program loads, so it attaches: the kernel registers
+        BPF_PROG_TYPE_TRACEPOINT only with CONFIG_BPF_EVENTS
+        (include/linux/bpf_types.h), which also builds the perf_event
+        PERF_EVENT_IOC_SET_BPF attach (kernel/trace/bpf_trace.c)."""
+        priv = self.privileges()
+        if not priv.ok:
+            return Answer(False, "not tried: %s" % priv.detail)
+        loads = self.bpf_syscall()
+        if not loads.ok:
+            return loads
+        return Answer(True, "tracepoint programs load (BPF_PROG_TYPE_TRACEPOINT, so "
+                            "CONFIG_BPF_EVENTS): they attach")
 
 
 _by_tracefs = {}

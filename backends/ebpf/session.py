@@ -28,7 +28,7 @@ from kerntrace.core.errors import EnableError, KerntraceError, one_line
 from kerntrace.core.model import EVENT_NAME, KSTACK
 from kerntrace.core.stopsignals import SignalsLatched
 
-from . import bpfobject, codegen, perfhook, progstats, tracefs_probes
+from . import bccfind, bpfobject, codegen, loadobj, objcache, perfhook, progstats, tracefs_probes
 from .maps import HashDrainer, MapError
 from .quiet import CapturedOutput, first_error
 
@@ -90,10 +90,43 @@ class EbpfSession(Session):
         return perfhook.HookCounter.open(self._tracefs, probes)
 
     def _compile(self):
+        """self._bpf: the cached compiled object loaded (no bcc, no compile),
+        else bcc's compile of the program text, then kept in the cache."""
+        cache = self.plan.cache
+        if cache is not None and cache.entry is not None:
+            try:
+                self._bpf = loadobj.LoadedObject(cache.entry, self._tracefs)
+                return
+            except (loadobj.LoadError, OSError) as e:
+                # Compiled afresh below (and the entry replaced).
+                self._say("the cached compiled program did not load (%s); compiling it"
+                          % one_line(e))
+        if self.bcc is None:
+            self.bcc = bccfind.import_bcc()
+            if self.bcc is None:
+                raise EnableError("ebpf: bcc: %s" % bccfind.status().why_not)
         try:
             self._bpf = bpfobject.load(self.bcc, self.program.text)
         except bpfobject.LoadError as e:
             raise EnableError("ebpf: bcc could not compile the BPF program: %s" % e)
+        if cache is not None:
+            self._keep(cache)
+
+    def _keep(self, cache):
+        """Store the object just compiled for the next run (best effort)."""
+        try:
+            entry = loadobj.capture(self._bpf, [(a.fn_name, a.kind)
+                                                for a in self.program.attachments])
+        except Exception as e:  # libbcc answering oddly: no cache, still a run
+            self._say("not caching the compiled program: %s" % one_line(e))
+            return
+        if entry is not None and not objcache.write(cache.directory, cache.key, entry):
+            self._say("cannot write the compiled program to %s" % cache.directory)
+
+    def _say(self, line):
+        stderr = getattr(self.options, "stderr", None)
+        if stderr is not None and getattr(self.options, "verbose", False):
+            stderr.write("kerntrace: ebpf: %s\n" % line)
 
     def _attach(self, att):
         b = self._bpf

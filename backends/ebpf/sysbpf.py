@@ -92,6 +92,19 @@ def _load_tracepoint_prog(insns, prog_type=BPF_PROG_TYPE_TRACEPOINT):
     return bpf(BPF_PROG_LOAD, attr)
 
 
+BPF_PROG_TYPE_KPROBE = 2
+
+
+def probe_kprobe_prog_load():
+    """Whether a kprobe program (r0 = 0; exit), the type kprobes and
+    uprobes run, loads with kern_version 0."""
+    fd, _err = _load_tracepoint_prog([_MOV_R0_0, _EXIT], BPF_PROG_TYPE_KPROBE)
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return False
+
+
 _MOV_R0_0 = (0xb7, 0x00, 0, 0)   # r0 = 0
 _EXIT = (0x95, 0x00, 0, 0)       # exit
 
