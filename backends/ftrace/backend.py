@@ -20,7 +20,7 @@ from kerntrace.core.errors import Unsupported
 from kerntrace.core.model import STR, USTR, Each
 
 from . import instance as inst
-from . import kfilter, probes, stale, tasks
+from . import kfilter, pagecount, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
 
 NAME = "ftrace"
@@ -146,7 +146,7 @@ def live_plan(measurement, resolved, feats, task_events, options):
             else None
     buffer_kb = options.buffer_kb or default_buffer_kb(Plan(resolved))
     header_page, header_event = feats.headers() if feats.raw else ("", "")
-    return Plan(resolved, read_path="raw" if feats.raw else "text",
+    plan = Plan(resolved, read_path="raw" if feats.raw else "text",
                 kernel_filters=kernel_filters, filter_fallbacks=fallbacks,
                 instances=feats.instances, task_events=task_events,
                 tracefs_root=feats.root,
@@ -156,6 +156,15 @@ def live_plan(measurement, resolved, feats, task_events, options):
                 trace_clock=feats.mono_clock(feats.instances), record_tgid=feats.record_tgid,
                 event_pid=feats.event_pid, header_page=header_page, header_event=header_event,
                 plan_key=options.plan_key())
+    return with_count_route(measurement, plan)
+
+
+def with_count_route(measurement, plan):
+    """The plan with how a plain count is counted (pagecount.py)."""
+    if measurement.aggregate.kind != "count" or measurement.pair is not None:
+        return plan
+    why = pagecount.counts_from_pages(measurement, plan)
+    return plan.replace(count_route="pages" if why is None else None, count_note=why)
 
 
 class FtraceBackend(Backend):
@@ -262,8 +271,11 @@ class FtraceBackend(Backend):
             notes.append("no instances: top-level buffer under the perf-tools lock")
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
-        return Verdict(NAME, True, notes, choices=choices,
-                       plan=live_plan(measurement, resolved, feats, task_events, options))
+        plan = live_plan(measurement, resolved, feats, task_events, options)
+        if plan.count_route == "pages":
+            notes.append("counted per trace_pipe_raw page (event types and key fields, "
+                         "no event decoded)")
+        return Verdict(NAME, True, notes, choices=choices, plan=plan)
 
     def _resolve(self, event, host, feats, lookups=False):
         """([ResolvedEvent], [why not, per alternative before it], that

@@ -98,6 +98,7 @@ class LiveSession(Session):
         self.binding = None      # raw path: decoder binding for every CPU ...
         self.bindings = {}       # ... or per CPU, when the CPUs are merged
         self.order = None
+        self.page_counter = None   # pagecount.PageCounter: a plain count's pages
         self.aggregator = None
         self.tasks = None        # tasks.TaskInfo: names and process ids of thread ids
         self.losses = None
@@ -221,6 +222,12 @@ class LiveSession(Session):
                                                     [r.cpu for r in self.readers])
             else:
                 self.binding = self.decoder.compile_sinks(sinks)
+            if plan.count_route == "pages":
+                from .pagecount import page_counter
+                self.page_counter, why = page_counter(self.measurement, plan, self.decoder,
+                                                      self.aggregator)
+                if why:
+                    self._explain("ftrace: counting event by event: %s" % why)
         else:
             from .textparse import TextDecoder
             formats = {(te.system, te.event): te.format for te in plan.task_events or ()}
@@ -263,8 +270,11 @@ class LiveSession(Session):
     def _feed_page(self, page, cpu):
         # Page losses go to the LossCounter (not straight to the aggregator):
         # the stats counters report the same events.
-        _n, lost = self.decoder.decode_page_into(page, cpu,
-                                                 self.bindings.get(cpu, self.binding))
+        if self.page_counter is not None:
+            lost = self.page_counter.count_page(page, cpu)
+        else:
+            _n, lost = self.decoder.decode_page_into(page, cpu,
+                                                     self.bindings.get(cpu, self.binding))
         if lost != 0:
             self.losses.marker(cpu, lost)
 
