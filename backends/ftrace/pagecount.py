@@ -238,6 +238,11 @@ class PageCounter(object):
             (h2,) = struct.unpack_from("<I", data, start + m * stride)
             if h2 & 31 != 29 or h2 >> 5:
                 return False
+        # Why the run check is exact: every entry before the first one of
+        # another size sits on the stride grid, so that entry's header is
+        # on it too: at a grid point of the run (where its type_len, or the
+        # 29/30/31 of padding, time extend or time stamp, fails the check
+        # below) or at the run's end (the padding check above).
         view = memoryview(data)
         # the low byte of every entry header: all of type_len tl?
         heads = view[start:start + (m - 1) * stride + 1:stride].tobytes()
