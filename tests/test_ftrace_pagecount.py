@@ -215,11 +215,11 @@ def test_route_is_per_page_only_where_nothing_is_lost_by_it():
     assert plan_for(paired).count_route is None
     by_ts = Measurement([exit_event()], Count(keys=("id",)), filters=[Filter("ts", ">", 5)])
     assert plan_for(by_ts).count_route is None
-    assert plan_for(by_ts).count_note == "keyed or filtered on time stamps"
+    assert plan_for(by_ts).count_note.endswith("; keyed or filtered on time stamps")
     by_string = Measurement([Event("issue", Tracepoint("block", "block_rq_issue"),
                                    fields=[Field("rwbs", STR)])], Count(keys=("rwbs",)))
     p = plan_for(by_string, formats=(ISSUE,))
-    assert p.count_route is None and "not a whole number" in p.count_note
+    assert p.count_route is None and p.count_note.endswith("is not a whole number")
     followed = plan_for(SYSCOUNT).replace(task_events=("task:task_rename",))
     assert counts_from_pages(SYSCOUNT, followed).startswith("task names")
 
@@ -231,7 +231,8 @@ def test_describe_says_which_route_runs():
     m = Measurement([exit_event()], Count(keys=("id",)), filters=[Filter("ts", ">", 5)])
     p = plan_for(m).replace(tracefs_root="/t", instance_name="i", buffer_kb=1024,
                             buffer_source="x")
-    assert "counts event by event (keyed or filtered on time stamps)" in p.describe()
+    assert any(line.startswith("counts event by event (")
+               and line.endswith("; keyed or filtered on time stamps)") for line in p.describe())
 
 
 def test_handler_weight_counts_n_events():

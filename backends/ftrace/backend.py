@@ -20,7 +20,7 @@ from kerntrace.core.errors import Unsupported
 from kerntrace.core.model import STR, USTR, Each
 
 from . import instance as inst
-from . import kfilter, pagecount, probes, stale, tasks
+from . import histcount, kfilter, pagecount, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
 
 NAME = "ftrace"
@@ -163,8 +163,13 @@ def with_count_route(measurement, plan):
     """The plan with how a plain count is counted (pagecount.py)."""
     if measurement.aggregate.kind != "count" or measurement.pair is not None:
         return plan
+    triggers = histcount.hist_route(measurement, plan)
+    if not isinstance(triggers, str):
+        return plan.replace(count_route="hist", count_triggers=triggers)
     why = pagecount.counts_from_pages(measurement, plan)
-    return plan.replace(count_route="pages" if why is None else None, count_note=why)
+    if why is None:
+        return plan.replace(count_route="pages", count_note=triggers)
+    return plan.replace(count_route=None, count_note="%s; %s" % (triggers, why))
 
 
 class FtraceBackend(Backend):
@@ -272,7 +277,9 @@ class FtraceBackend(Backend):
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
         plan = live_plan(measurement, resolved, feats, task_events, options)
-        if plan.count_route == "pages":
+        if plan.count_route == "hist":
+            notes.append("counted in the kernel by hist triggers (no event recorded)")
+        elif plan.count_route == "pages":
             notes.append("counted per trace_pipe_raw page (event types and key fields, "
                          "no event decoded)")
         return Verdict(NAME, True, notes, choices=choices, plan=plan)

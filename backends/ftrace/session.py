@@ -82,6 +82,9 @@ class LiveSession(Session):
     lines program_text() shows), `configured` what configure() set up (the
     buffer path, the probes as defined, the filters the kernel accepted)."""
 
+    page_counter = None     # pagecount.PageCounter: a plain count's pages
+    hist = None             # histcount.HistCounts: counts the kernel keeps
+
     def __init__(self, measurement, plan, options=None):
         self.measurement = measurement
         self.plan = plan
@@ -98,7 +101,6 @@ class LiveSession(Session):
         self.binding = None      # raw path: decoder binding for every CPU ...
         self.bindings = {}       # ... or per CPU, when the CPUs are merged
         self.order = None
-        self.page_counter = None   # pagecount.PageCounter: a plain count's pages
         self.aggregator = None
         self.tasks = None        # tasks.TaskInfo: names and process ids of thread ids
         self.losses = None
@@ -222,7 +224,10 @@ class LiveSession(Session):
                                                     [r.cpu for r in self.readers])
             else:
                 self.binding = self.decoder.compile_sinks(sinks)
-            if plan.count_route == "pages":
+            if plan.count_route == "hist":
+                from .histcount import HistCounts
+                self.hist = HistCounts(self.measurement, plan)
+            elif plan.count_route == "pages":
                 from .pagecount import page_counter
                 self.page_counter, why = page_counter(self.measurement, plan, self.decoder,
                                                       self.aggregator)
@@ -339,12 +344,29 @@ class LiveSession(Session):
                     self._say("%d events not read before the stop (counted as lost)" % left)
                 break
         lost = (self.losses.take() if self.losses else 0) + left
+        if self.hist is not None:
+            lost += self._take_hist()
         if lost:
             self.aggregator.feed_lost(lost)
         report = self.aggregator.collect()
         if self.tasks is not None:
             self.tasks.end_interval()
         return report
+
+    def _take_hist(self):
+        """The kernel's hist tables since the last read into the aggregator;
+        returns the entries they dropped."""
+        from .histcount import HistFormatError
+        texts = {}
+        for ev in self.plan.events:
+            path = os.path.join(self.buffer_path, "events", ev.system, ev.event, "hist")
+            texts[ev.name] = tracefs.read_text(path) or ""
+        try:
+            counts, lost = self.hist.take(texts)
+        except HistFormatError as e:
+            raise EnableError("cannot read the hist table of %s: %s" % (self.buffer_path, e))
+        self.aggregator.add_counts(counts)
+        return lost
 
     def close(self):
         errors = self.undo.run()
