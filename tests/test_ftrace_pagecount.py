@@ -227,7 +227,8 @@ def test_route_is_per_page_only_where_nothing_is_lost_by_it():
 def test_describe_says_which_route_runs():
     p = plan_for(SYSCOUNT).replace(tracefs_root="/t", instance_name="i", buffer_kb=1024,
                                    buffer_source="x")
-    assert "counts per page: event types and key fields only, no event decoded" in p.describe()
+    assert "counts per page: event types and key fields only, no event decoded (not by hist " \
+        "triggers: no instance of our own)" in p.describe()
     m = Measurement([exit_event()], Count(keys=("id",)), filters=[Filter("ts", ">", 5)])
     p = plan_for(m).replace(tracefs_root="/t", instance_name="i", buffer_kb=1024,
                             buffer_source="x")

@@ -277,11 +277,17 @@ class FtraceBackend(Backend):
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
         plan = live_plan(measurement, resolved, feats, task_events, options)
+        route = None
         if plan.count_route == "hist":
-            notes.append("counted in the kernel by hist triggers (no event recorded)")
+            route = "counted in the kernel by hist triggers (no event recorded)"
         elif plan.count_route == "pages":
-            notes.append("counted per trace_pipe_raw page (event types and key fields, "
-                         "no event decoded)")
+            route = "counted per trace_pipe_raw page (event types and key fields, no event " \
+                "decoded)"
+        if route:
+            # (among the choices too: `kerntrace doctor` lists those of a
+            # backend that can run the tool)
+            notes.append(route)
+            choices.append(route)
         return Verdict(NAME, True, notes, choices=choices, plan=plan)
 
     def _resolve(self, event, host, feats, lookups=False):

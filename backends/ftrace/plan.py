@@ -184,7 +184,9 @@ class Plan(Frozen):
             lines.append("counts in the kernel: hist triggers, tables read per interval "
                          "(no event recorded)")
         elif self.count_route == "pages":
-            lines.append("counts per page: event types and key fields only, no event decoded")
+            lines.append("counts per page: event types and key fields only, no event decoded"
+                         + (" (not by hist triggers: %s)" % self.count_note
+                            if self.count_note else ""))
         elif self.count_note:
             lines.append("counts event by event (%s)" % self.count_note)
         return lines
