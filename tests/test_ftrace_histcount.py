@@ -177,6 +177,22 @@ def test_hist_file_as_the_kernel_prints_it():
         parse_hist("# event histogram\n{ id: 1 } hitcount: 2\n")
 
 
+def test_keys_read_at_their_fields_width_alone_or_compound(fs, monkeypatch, mounts):
+    """error (s32) -5 prints as 18446744073709551611 as the only key, and
+    as 4294967291 in a compound key (its 4 bytes in a zeroed 8-byte slot)."""
+    t = tree(fs, monkeypatch, mounts, "6.11", hist=True)
+    m = Measurement([done_event()], Count(keys=("dev", "error")))
+    v, s = prepare(m)
+    assert v.plan.count_triggers["done"].startswith("hist:keys=dev,error:")
+    s.start()
+    try:
+        t.count_hist(event_dir(s, "block_rq_complete"),
+                     [((("dev", 3), ("error", (1 << 32) - 5)), 4), ((("dev", 3), ("error", 0)), 1)])
+        assert dict(s.collect().data.counts) == {(3, -5): 4, (3, 0): 1}
+    finally:
+        s.close()
+
+
 def test_trigger_commands_take_only_field_names():
     assert trigger_command(["id"], "common_pid != 7") == \
         "hist:keys=id:vals=hitcount:size=8192 if common_pid != 7"

@@ -31,6 +31,7 @@ kernel evaluates exactly (kfilter, no glob), and a private instance.
 
 import os
 import re
+import sys
 
 from kerntrace.core.model import EVENT_NAME
 
@@ -118,6 +119,11 @@ def hist_route(measurement, plan):
         fields = key_fields(measurement, ev)
         if isinstance(fields, str):
             return fields
+        narrow = [src for _k, src in fields if src is not None and ev.format.field(src).size < 8]
+        if sys.byteorder == "big" and narrow and len(fields) > 1:
+            # a compound key holds a narrow field in the first bytes of its
+            # 8-byte slot: printed as u64, a big-endian kernel shifts it
+            return "compound keys of fields narrower than 8 bytes (big-endian)"
         wanted = [f for f in measurement.filters if f.applies_to(ev.logical)]
         clauses = kfilter.clauses(wanted, ev)
         if len(clauses) != len(wanted) or any(c.glob for c in clauses):
@@ -156,9 +162,16 @@ def parse_hist(text):
     return rows, int(hits.group(1)), int(dropped.group(1))
 
 
-def _signed(value, signed):
-    # keys print as u64: a signed field's negative value is sign-extended
-    return value - (1 << 64) if signed and value >= 1 << 63 else value
+def _field_value(value, size, signed):
+    """A key as printed (u64) -> the field's value.  A lone key is the
+    field's value widened to 64 bits (sign-extended when signed); in a
+    compound key only the field's own bytes are copied into a zeroed
+    8-byte slot (add_to_key()): both read right at the field's width."""
+    bits = 8 * size
+    value &= (1 << bits) - 1
+    if signed and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return value
 
 
 class HistCounts(object):
@@ -174,18 +187,18 @@ class HistCounts(object):
         self.events = {}
         for ev in plan.events:
             fields = key_fields(measurement, ev)
-            signs = []
+            widths = []
             for _key, src in fields:
                 f = ev.format.field(src) if src is not None else None
-                signs.append(bool(f.signed) if f is not None else False)
-            self.events[ev.name] = (fields, signs)
+                widths.append((f.size, bool(f.signed)) if f is not None else (8, False))
+            self.events[ev.name] = (fields, widths)
         self.previous = {}          # event name -> (rows, dropped)
 
     def take(self, texts):
         counts = {}
         lost = 0
         for name, text in texts.items():
-            fields, signs = self.events[name]
+            fields, widths = self.events[name]
             rows, _hits, dropped = parse_hist(text)
             before_rows, before_dropped = self.previous.get(name, ({}, 0))
             self.previous[name] = (rows, dropped)
@@ -197,11 +210,11 @@ class HistCounts(object):
                     continue
                 key = []
                 col = 0
-                for (logical, src), signed in zip(fields, signs):
+                for (_logical, src), (size, signed) in zip(fields, widths):
                     if src is None:
                         key.append(name)
                     else:
-                        key.append(_signed(row[col], signed))
+                        key.append(_field_value(row[col], size, signed))
                         col += 1
                 key = tuple(key)
                 counts[key] = counts.get(key, 0) + n
