@@ -10,7 +10,7 @@ the two ways the raw path can count them:
 
   tpcount   one tracepoint (raw_syscalls:sys_exit) counted per event name
   syscount  raw_syscalls:sys_exit counted per syscall id (a mix of 12 ids),
-            without the tracer's own process (a pid filter: per thread id)
+            without the tracer's own thread (its tid filter: rows per thread)
 
   decode    RawDecoder.decode_page_into() into the Aggregator's handlers
             (one call per event: what runs for pairs and records)
@@ -93,7 +93,7 @@ def measurements():
     return {
         "tpcount": Measurement([exit_ev], Count(keys=(EVENT_NAME,))),
         "syscount": Measurement([exit_ev], Count(keys=("id",)),
-                                filters=[Filter("pid", "!=", TRACER_PID)]),
+                                filters=[Filter("tid", "!=", TRACER_PID)]),
     }
 
 

@@ -11,9 +11,11 @@ and every interval reads the instance's events/<system>/<event>/hist.  A
 trigger arms its event by itself (soft mode: counted, not recorded), so the
 buffer stays empty and the tracer's cost no longer grows with the rate.
 
-Feature detection: the per-event `hist` file (the kernel creates it beside
-`trigger` only when built with hist triggers); README's mention of "hist"
-is documentation, not the event's capability.
+Feature detection: the per-event `hist` file, which event_create_dir()
+(kernel/trace/trace_events.c) creates only under #ifdef CONFIG_HIST_TRIGGERS;
+README's mention of "hist" is documentation, not the event's capability.
+Compound keys (76a3b0c8ac34, "tracing: Add hist trigger support for
+compound keys") came in the same v4.7 series.
 
 Counts are cumulative in the kernel and read per interval as differences
 from the last read: clearing the table (`:clear`) after reading would drop
