@@ -114,6 +114,7 @@ def test_explain_and_print_program_say_what_runs(fs, monkeypatch, mounts):
     assert "echo 'hist:keys=error:vals=hitcount:size=8192' > " in text
     assert "events/block/block_rq_complete/trigger" in text
     assert "block_rq_complete/enable" not in text
+    assert "# read events/*/*/hist each interval (the kernel's counts)" in text
 
 
 def test_killed_run_leaves_an_instance_whose_triggers_go_with_it(fs, monkeypatch, mounts):
@@ -198,3 +199,14 @@ def test_trigger_commands_take_only_field_names():
         "hist:keys=id:vals=hitcount:size=8192 if common_pid != 7"
     with pytest.raises(ValueError):
         trigger_command(["id:clear"])
+
+
+def test_print_program_is_every_write_start_makes(fs, monkeypatch, mounts):
+    t = tree(fs, monkeypatch, mounts, "5.15", hist=True)
+    v, s = prepare(by_error(Filter("dev", "==", 7)))
+    text = s.program_text()
+    with s:
+        written = eras._written_lines(t.writes)
+    assert "\n".join(s.ops.log) + "\n" == text
+    assert written == [line for line in text.splitlines()
+                       if not line.startswith("#") and not line.startswith("mkdir ")]

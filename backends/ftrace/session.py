@@ -117,6 +117,9 @@ class LiveSession(Session):
             self._say(text)
 
     def _reading_note(self, ops):
+        if self.plan.count_route == "hist":
+            ops.note("read events/*/*/hist each interval (the kernel's counts)")
+            return
         ops.note("read per_cpu/cpu*/trace_pipe_raw" if self.plan.read_path == "raw"
                  else "read trace_pipe")
 
