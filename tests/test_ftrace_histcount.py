@@ -210,3 +210,11 @@ def test_print_program_is_every_write_start_makes(fs, monkeypatch, mounts):
     assert "\n".join(s.ops.log) + "\n" == text
     assert written == [line for line in text.splitlines()
                        if not line.startswith("#") and not line.startswith("mkdir ")]
+
+
+def test_top_level_runs_count_per_page(fs, monkeypatch, mounts):
+    """Triggers on the shared top-level events would be other users' to
+    see and remove: without instances the per-page count runs."""
+    tree(fs, monkeypatch, mounts, "3.4", hist=True)
+    v = FtraceBackend().check(by_error(), Host(mount_tracefs=False), RunOptions(tool="x"))
+    assert v.plan.count_route == "pages" and v.plan.count_note == "no instance of our own"
