@@ -220,8 +220,11 @@ class Syscount(Tool):
         filters = []
         if not getattr(args, "input_file", None):
             # Not the tracer's own calls: on ftrace each read of the trace
-            # buffer would add the events it reads, without end.
-            filters.append(Filter("pid", "!=", os.getpid()))
+            # buffer would add the events it reads, without end.  kerntrace
+            # runs in one thread (its id is the pid), so a thread-id filter
+            # says the same as a process one, and the kernel applies it
+            # exactly (common_pid): nothing needs each event's process.
+            filters.append(Filter("tid", "!=", os.getpid()))
         if args.pid is not None:
             filters.append(Filter("pid", "==", args.pid))
         if args.tid is not None:

@@ -100,7 +100,7 @@ _README_USTRING = _README_UPROBE.replace("string\n", "string, ustring, symbol\n"
 class Era(object):
     def __init__(self, name, formats_era, root, mounts, filesystems, instances, uprobes,
                  kprobes, glob_op, clocks, readme, set_event_pid, subbuf, signed=True,
-                 event_fork=None, record_tgid=None):
+                 event_fork=None, record_tgid=None, hist=False):
         self.name = name
         self.formats_era = formats_era
         self.root = root
@@ -117,6 +117,9 @@ class Era(object):
         self.signed = signed
         self.event_fork = set_event_pid if event_fork is None else event_fork
         self.record_tgid = set_event_pid if record_tgid is None else record_tgid
+        # CONFIG_HIST_TRIGGERS (v4.7, default off): per-event trigger and
+        # hist files.  No era has it unless a test asks (hist=True).
+        self.hist = hist
 
 
 _FS_OLD = "nodev\tsysfs\nnodev\tproc\nnodev\tdebugfs\n\text4\n"
@@ -272,6 +275,9 @@ class FakeTracefs(object):
         self._file(os.path.join(d, "filter"), "none\n")
         m = re.search(r"^ID: (\d+)", text, re.M)
         self._file(os.path.join(d, "id"), (m.group(1) if m else "0") + "\n")
+        if self.era.hist:
+            self._file(os.path.join(d, "trigger"), TRIGGER_EMPTY)
+            self._file(os.path.join(d, "hist"), "")
 
     def _build(self, tracing_on, buffer_size, tracers, mounted):
         e = self.era
@@ -345,6 +351,15 @@ class FakeTracefs(object):
         """An instance as another process would have left it."""
         self.kernel.make_instance(os.path.join(self.root, "instances", name))
 
+    def count_hist(self, event_dir, rows, dropped=0):
+        """What the kernel's table of the hist trigger on `event_dir`
+        (relative to the root) holds: rows [((key name, value), ...),
+        hitcount] cumulative, printed as the kernel prints them."""
+        path = os.path.join(self.root, event_dir)
+        trigger = self.kernel.triggers[os.path.join(path, "trigger")]
+        with open(os.path.join(path, "hist"), "w") as f:
+            f.write(hist_text(trigger, rows, dropped))
+
     def define_probe(self, line):
         """A probe definition as another process would have made it."""
         fname = "uprobe_events" if "/" in line.split()[1] else "kprobe_events"
@@ -377,6 +392,9 @@ class _OsWithInstances(object):
             if not self._real.path.exists(path):
                 raise OSError(errno.ENOENT, "No such file or directory", path)
             self._kernel.t.fs.remove_object(path)
+            # (removing an instance removes its events' triggers)
+            for trig in [p for p in self._kernel.triggers if p.startswith(path + "/")]:
+                del self._kernel.triggers[trig]
             return
         return self._real.rmdir(path)
 
@@ -386,6 +404,7 @@ class FakeKernel(object):
 
     def __init__(self, t):
         self.t = t
+        self.triggers = {}          # trigger file path -> its hist trigger
 
     def make_instance(self, path):
         self.t.fs.create_dir(path)
@@ -486,6 +505,29 @@ class FakeKernel(object):
         with open(p, "w") as f:
             f.write("".join(l + "\n" for l in lines))
 
+    def _trigger_write(self, path, value, append):
+        """One hist trigger per event: "hist:..." creates its (empty)
+        table, "!hist:..." with the same text removes it; truncating the
+        file removes every trigger of the event (event_trigger_open)."""
+        hist = os.path.join(os.path.dirname(path), "hist")
+        if not append:
+            self.triggers.pop(path, None)
+        if value.startswith("!"):
+            if self.triggers.get(path) == value[1:]:
+                del self.triggers[path]
+        elif value.startswith("hist:") and re.match(
+                r"^hist:keys=[\w,]+:vals=hitcount:size=\d+( if .+)?$", value):
+            if path in self.triggers:
+                raise OSError(errno.EEXIST, "File exists", path)
+            self.triggers[path] = value
+        elif value:
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        with open(hist, "w") as f:
+            f.write(hist_text(self.triggers[path], ()) if path in self.triggers else "")
+        with open(path, "w") as f:
+            f.write(TRIGGER_EMPTY if path not in self.triggers else
+                    self.triggers[path] + " [active]\n")
+
     def write(self, path, text, append, real_write):
         self.t.writes.append((path, text, append))
         if self.t.denied(path):
@@ -497,6 +539,8 @@ class FakeKernel(object):
         value = text.strip()
         if name in ("uprobe_events", "kprobe_events"):
             return self._probe_write(path, text, append)
+        if name == "trigger":
+            return self._trigger_write(path, value, append)
         if name == "filter":
             if any(path.endswith(r) for r in self.t.reject_filters) \
                     or ("~" in value and not self.t.era.glob_op):
@@ -513,6 +557,29 @@ class FakeKernel(object):
         mode = "a" if append else "w"
         with open(path, mode) as f:
             f.write(value + "\n" if value else "")
+
+
+# An event's trigger file without triggers, as Linux 5.x-6.x lists them.
+TRIGGER_EMPTY = ("# Available triggers:\n# traceon traceoff snapshot stacktrace enable_event "
+                 "disable_event enable_hist disable_hist hist\n")
+
+
+def hist_text(trigger, rows, dropped=0):
+    """An events/<system>/<event>/hist file as Linux prints it
+    (kernel/trace/trace_events_hist.c: hist_trigger_show() and
+    hist_trigger_entry_print(); integer keys "%s: %10llu", the hitcount
+    "%10llu", largest first as sort=hitcount has it), for one trigger."""
+    keys = re.match(r"^hist:keys=([\w,]+)", trigger).group(1)
+    filt = trigger.partition(" if ")[2]
+    info = "hist:keys=%s:vals=hitcount:sort=hitcount:size=%s%s [active]" % (
+        keys, re.search(r":size=(\d+)", trigger).group(1), " if " + filt if filt else "")
+    lines = ["# event histogram", "#", "# trigger info: " + info, "#", ""]
+    for key, n in sorted(rows, key=lambda r: r[1]):
+        lines.append("{ %s } hitcount: %10d" % (
+            ", ".join("%s: %10d" % (k, v % (1 << 64)) for k, v in key), n))
+    lines += ["", "Totals:", "    Hits: %d" % sum(n for _k, n in rows),
+              "    Entries: %d" % len(rows), "    Dropped: %d" % dropped]
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------

@@ -307,6 +307,22 @@ def test_loss_counter_takes_the_larger_view_per_cpu(tmp_path):
     assert lc.take() == 0
 
 
+def test_a_loss_seen_by_each_view_in_another_interval_counts_once(tmp_path):
+    """The counter shows an overrun when it happens, the page after it
+    carries its marker when it is read: often the next interval."""
+    p = tmp_path / "stats0"
+    p.write_text("overrun: 0\n")
+    lc = LossCounter([(0, str(p))])
+    p.write_text("overrun: 1000\n")
+    assert lc.take() == 1000
+    lc.marker(0, 1000)           # the same thousand, read later
+    assert lc.take() == 0
+    lc.marker(0, 300)            # a marker ahead of the counter this time
+    assert lc.take() == 300
+    p.write_text("overrun: 1300\n")
+    assert lc.take() == 0
+
+
 # ---------------------------------------------------------------------------
 # Timestamp merge of per-CPU buffers
 def test_time_order_releases_in_timestamp_order_after_a_round():

@@ -32,7 +32,7 @@ def test_counts_every_return_per_syscall_number():
     assert [e.probes[0].describe() for e in m.events] == ["t:raw_syscalls:sys_exit"]
     assert m.aggregate.kind == "count" and m.aggregate.keys == ("id",)
     # the tracer's own calls are left out (on ftrace they would feed back)
-    assert filters(m) == [("pid", "!=", os.getpid(), None)]
+    assert filters(m) == [("tid", "!=", os.getpid(), None)]
     assert m.schedule.interval > 3600 * 24 * 365   # one report, at the end
 
 

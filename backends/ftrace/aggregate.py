@@ -149,6 +149,13 @@ class Aggregator(object):
             return
         h[1](raw.ts, raw.cpu, values, raw.comm, raw.tgid)
 
+    def add_counts(self, counts):
+        """Counts made elsewhere ({count key: n}: the kernel's hist tables,
+        histcount.py), added to this interval's."""
+        c = self._counts
+        for key, n in counts.items():
+            c[key] = c.get(key, 0) + n
+
     def feed_lost(self, n):
         """The kernel lost n events (None: lost some, count unknown, counted
         as 1)."""

@@ -20,7 +20,7 @@ from kerntrace.core.errors import Unsupported
 from kerntrace.core.model import KSTACK, STR, USTR, Each
 
 from . import instance as inst
-from . import kfilter, probes, stale, tasks
+from . import histcount, kfilter, pagecount, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
 
 NAME = "ftrace"
@@ -150,7 +150,7 @@ def live_plan(measurement, resolved, feats, task_events, options):
             else None
     buffer_kb = options.buffer_kb or default_buffer_kb(Plan(resolved))
     header_page, header_event = feats.headers() if feats.raw else ("", "")
-    return Plan(resolved, read_path="raw" if feats.raw else "text",
+    plan = Plan(resolved, read_path="raw" if feats.raw else "text",
                 kernel_filters=kernel_filters, filter_fallbacks=fallbacks,
                 instances=feats.instances, task_events=task_events,
                 tracefs_root=feats.root,
@@ -160,6 +160,20 @@ def live_plan(measurement, resolved, feats, task_events, options):
                 trace_clock=feats.mono_clock(feats.instances), record_tgid=feats.record_tgid,
                 event_pid=feats.event_pid, header_page=header_page, header_event=header_event,
                 plan_key=options.plan_key())
+    return with_count_route(measurement, plan)
+
+
+def with_count_route(measurement, plan):
+    """The plan with how a plain count is counted (pagecount.py)."""
+    if measurement.aggregate.kind != "count" or measurement.pair is not None:
+        return plan
+    triggers = histcount.hist_route(measurement, plan)
+    if not isinstance(triggers, str):
+        return plan.replace(count_route="hist", count_triggers=triggers)
+    why = pagecount.counts_from_pages(measurement, plan)
+    if why is None:
+        return plan.replace(count_route="pages", count_note=triggers)
+    return plan.replace(count_route=None, count_note="%s; %s" % (triggers, why))
 
 
 class FtraceBackend(Backend):
@@ -270,8 +284,19 @@ class FtraceBackend(Backend):
             notes.append("no instances: top-level buffer under the perf-tools lock")
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
-        return Verdict(NAME, True, notes, choices=choices,
-                       plan=live_plan(measurement, resolved, feats, task_events, options))
+        plan = live_plan(measurement, resolved, feats, task_events, options)
+        route = None
+        if plan.count_route == "hist":
+            route = "counted in the kernel by hist triggers (no event recorded)"
+        elif plan.count_route == "pages":
+            route = "counted per trace_pipe_raw page (event types and key fields, no event " \
+                "decoded)"
+        if route:
+            # (among the choices too: `kerntrace doctor` lists those of a
+            # backend that can run the tool)
+            notes.append(route)
+            choices.append(route)
+        return Verdict(NAME, True, notes, choices=choices, plan=plan)
 
     def _resolve(self, event, host, feats, lookups=False):
         """([ResolvedEvent], [why not, per alternative before it], that

@@ -27,7 +27,7 @@ from kerntrace.core import tracefs
 from kerntrace.core.errors import EnableError, FilterError
 
 from . import instance as inst
-from . import kfilter, probes
+from . import histcount, kfilter, probes
 from .lock import LOCK_PATH
 from .readers import cpus
 
@@ -238,6 +238,13 @@ class _Configurer(object):
         for ev in self.done.events:
             if ev.system == "ftrace" and ev.event == "function":
                 continue        # the function tracer records these
+            if plan.count_route == "hist":
+                # the trigger arms the event itself: counted, not recorded
+                cmd = plan.count_triggers[ev.name]
+                ops.write(os.path.join(self._event_dir(ev), "trigger"), cmd,
+                          what="hist trigger on %s:%s" % (ev.system, ev.event),
+                          undo_value=histcount.removal_command(cmd))
+                continue
             # Probe events must be disabled before their definition can be
             # removed, even in our own instance (removed after them).
             undo = "0" if ev.probe_def else None

@@ -178,7 +178,9 @@ class _EventProgram(object):
             body = body.replace("v[@%s@]" % n, "_v%d" % (i + 1))
         body = body.replace("v[0]", "_v0")
         unpack = "    %s, = v\n" % ", ".join("_v%d" % i for i in range(len(self.names) + 1))
-        src = "def handler(ts, cpu, v, comm=None, tgid=None):\n" + unpack + body + "\n"
+        # n: how many identical events the call stands for (a Count's rows
+        # counted per page: pagecount.py); 1 everywhere else
+        src = "def handler(ts, cpu, v, comm=None, tgid=None, n=1):\n" + unpack + body + "\n"
         self.source = src
         ns = dict(self.builder.namespace)
         ns.update(self.ns)
@@ -445,7 +447,7 @@ class HandlerBuilder(object):
         elif agg.kind == "count":
             keys = _tuple_src([prog.load(k) for k in agg.keys])
             emit("ck = %s" % keys)
-            emit("_counts[ck] = _counts_get(ck, 0) + 1")
+            emit("_counts[ck] = _counts_get(ck, 0) + n")
         else:
             pairs = ", ".join("%r: %s" % (_check_name(f), prog.load(f)) for f in agg.fields)
             # comm looked up in /proc after the event is marked best effort

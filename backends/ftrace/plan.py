@@ -114,13 +114,18 @@ class Plan(Frozen):
     event_pid       set_event_pid and options/event-fork exist
     header_page, header_event  the raw path's ring buffer layouts
     plan_key        the RunOptions.plan_key() it was made for
+    count_route     how a plain count is counted: "hist" (the kernel's hist
+                    triggers: histcount.py), "pages" (rows tallied per
+                    trace_pipe_raw page: pagecount.py), or None (event by
+                    event); count_note says why not the others
+    count_triggers  "hist": logical event name -> its trigger command
     """
 
     def __init__(self, events, read_path="raw", kernel_filters=None, instances=True,
                  task_events=None, filter_fallbacks=None, tracefs_root=None,
                  instance_name=None, buffer_kb=None, buffer_source=None, trace_clock=None,
                  record_tgid=False, event_pid=False, header_page="", header_event="",
-                 plan_key=None):
+                 plan_key=None, count_route=None, count_note=None, count_triggers=None):
         self.events = tuple(events)
         self.task_events = tuple(task_events) if task_events is not None else None
         self.read_path = read_path
@@ -137,12 +142,16 @@ class Plan(Frozen):
         self.header_page = header_page
         self.header_event = header_event
         self.plan_key = plan_key
+        self.count_route = count_route
+        self.count_note = count_note
+        self.count_triggers = types.MappingProxyType(dict(count_triggers or {}))
         self.freeze()
 
     _FIELDS = ("events", "read_path", "kernel_filters", "instances", "task_events",
                "filter_fallbacks", "tracefs_root", "instance_name", "buffer_kb",
                "buffer_source", "trace_clock", "record_tgid", "event_pid", "header_page",
-               "header_event", "plan_key")
+               "header_event", "plan_key", "count_route", "count_note",
+               "count_triggers")
 
     def replace(self, **changes):
         """A new Plan with some decisions changed (a replay binding formats;
@@ -171,6 +180,15 @@ class Plan(Frozen):
         lines.append("%s, %d KB per CPU (%s)" % (where, self.buffer_kb, self.buffer_source))
         lines.append("reads %s" % ("per_cpu/cpu*/trace_pipe_raw" if self.read_path == "raw"
                                    else "trace_pipe"))
+        if self.count_route == "hist":
+            lines.append("counts in the kernel: hist triggers, tables read per interval "
+                         "(no event recorded)")
+        elif self.count_route == "pages":
+            lines.append("counts per page: event types and key fields only, no event decoded"
+                         + (" (not by hist triggers: %s)" % self.count_note
+                            if self.count_note else ""))
+        elif self.count_note:
+            lines.append("counts event by event (%s)" % self.count_note)
         return lines
 
 

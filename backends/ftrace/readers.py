@@ -101,12 +101,16 @@ class LossCounter(object):
     `stats` counters (overrun, commit overrun, dropped events) and the
     markers the readers see (raw pages' missed-events flag, text
     `[LOST N EVENTS]` lines).  They count the same events, so per CPU the
-    larger of the two is taken, never the sum."""
+    larger of the two is taken, never the sum; and since one view may show
+    a loss an interval before the other (the counter when it happens, the
+    marker when the page after it is read), the larger is taken of their
+    totals since the start, each interval reporting its growth."""
 
     def __init__(self, stats_paths):
         self.stats_paths = dict(stats_paths)     # cpu -> path
         self.base = {cpu: self._read(p) for cpu, p in self.stats_paths.items()}
-        self.markers = {}
+        self.markers = {}       # cpu -> markers' total since the start
+        self.reported = {}      # cpu -> losses reported so far
 
     @staticmethod
     def _read(path):
@@ -121,13 +125,12 @@ class LossCounter(object):
         total = 0
         cpus = set(self.stats_paths) | set(self.markers)
         for cpu in cpus:
-            delta = 0
+            counted = 0
             if cpu in self.stats_paths:
-                now = self._read(self.stats_paths[cpu])
-                delta = max(0, now - self.base.get(cpu, 0))
-                self.base[cpu] = now
-            total += max(delta, self.markers.get(cpu, 0))
-        self.markers = {}
+                counted = max(0, self._read(self.stats_paths[cpu]) - self.base.get(cpu, 0))
+            lost = max(counted, self.markers.get(cpu, 0))
+            total += max(0, lost - self.reported.get(cpu, 0))
+            self.reported[cpu] = max(lost, self.reported.get(cpu, 0))
         return total
 
     def unread(self):

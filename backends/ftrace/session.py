@@ -82,6 +82,9 @@ class LiveSession(Session):
     lines program_text() shows), `configured` what configure() set up (the
     buffer path, the probes as defined, the filters the kernel accepted)."""
 
+    page_counter = None     # pagecount.PageCounter: a plain count's pages
+    hist = None             # histcount.HistCounts: counts the kernel keeps
+
     def __init__(self, measurement, plan, options=None):
         self.measurement = measurement
         self.plan = plan
@@ -114,6 +117,9 @@ class LiveSession(Session):
             self._say(text)
 
     def _reading_note(self, ops):
+        if self.plan.count_route == "hist":
+            ops.note("read events/*/*/hist each interval (the kernel's counts)")
+            return
         ops.note("read per_cpu/cpu*/trace_pipe_raw" if self.plan.read_path == "raw"
                  else "read trace_pipe")
 
@@ -221,6 +227,15 @@ class LiveSession(Session):
                                                     [r.cpu for r in self.readers])
             else:
                 self.binding = self.decoder.compile_sinks(sinks)
+            if plan.count_route == "hist":
+                from .histcount import HistCounts
+                self.hist = HistCounts(self.measurement, plan)
+            elif plan.count_route == "pages":
+                from .pagecount import page_counter
+                self.page_counter, why = page_counter(self.measurement, plan, self.decoder,
+                                                      self.aggregator)
+                if why:
+                    self._explain("ftrace: counting event by event: %s" % why)
         else:
             from .textparse import TextDecoder
             formats = {(te.system, te.event): te.format for te in plan.task_events or ()}
@@ -263,8 +278,11 @@ class LiveSession(Session):
     def _feed_page(self, page, cpu):
         # Page losses go to the LossCounter (not straight to the aggregator):
         # the stats counters report the same events.
-        _n, lost = self.decoder.decode_page_into(page, cpu,
-                                                 self.bindings.get(cpu, self.binding))
+        if self.page_counter is not None:
+            lost = self.page_counter.count_page(page, cpu)
+        else:
+            _n, lost = self.decoder.decode_page_into(page, cpu,
+                                                     self.bindings.get(cpu, self.binding))
         if lost != 0:
             self.losses.marker(cpu, lost)
 
@@ -329,12 +347,29 @@ class LiveSession(Session):
                     self._say("%d events not read before the stop (counted as lost)" % left)
                 break
         lost = (self.losses.take() if self.losses else 0) + left
+        if self.hist is not None:
+            lost += self._take_hist()
         if lost:
             self.aggregator.feed_lost(lost)
         report = self.aggregator.collect()
         if self.tasks is not None:
             self.tasks.end_interval()
         return report
+
+    def _take_hist(self):
+        """The kernel's hist tables since the last read into the aggregator;
+        returns the entries they dropped."""
+        from .histcount import HistFormatError
+        texts = {}
+        for ev in self.plan.events:
+            path = os.path.join(self.buffer_path, "events", ev.system, ev.event, "hist")
+            texts[ev.name] = tracefs.read_text(path) or ""
+        try:
+            counts, lost = self.hist.take(texts)
+        except HistFormatError as e:
+            raise EnableError("cannot read the hist table of %s: %s" % (self.buffer_path, e))
+        self.aggregator.add_counts(counts)
+        return lost
 
     def close(self):
         errors = self.undo.run()
