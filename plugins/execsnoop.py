@@ -3,9 +3,9 @@ exec's return value and its arguments (bcc-compatible columns).
 
     command line  execsnoop [-h] [-T] [-t] [-x] [-U] [-n NAME] [-l LINE]
                             [--max-args MAX_ARGS]
-    events        ret:     syscalls:sys_exit_execve (the exec's result, in
-                           the new program's name when it succeeded)
-                  ret_at:  syscalls:sys_exit_execveat
+    events        ret:     each of syscalls:sys_exit_execve and
+                           sys_exit_execveat (the exec's result, in the new
+                           program's name when it succeeded)
                   fork:    sched:sched_process_fork (who is the parent)
     aggregate     Records of them all (every event declares `value` and
                   `subject`); the tool's combiner makes one row per
@@ -23,7 +23,7 @@ from the fork event of a process forked while tracing, else from
 
 import re
 
-from kerntrace.core.api import (EVENT_NAME, INT, Column, Event, EventTablePrinter, Field,
+from kerntrace.core.api import (EVENT_NAME, INT, Column, Each, Event, EventTablePrinter, Field,
                                 Measurement, Record, Records, Schedule, SyscallExit, Tool,
                                 Tracepoint, UsageError, count_value, hookimpl)
 
@@ -31,7 +31,7 @@ from . import processes
 
 KERNTRACE_API_VERSION = "1.0"
 
-RET, RET_AT, FORK = "ret", "ret_at", "fork"
+RET, FORK = "ret", "fork"
 EVENT_FIELDS = (EVENT_NAME, "comm", "pid", "tid", "value", "subject")
 ROW_FIELDS = ("comm", "pid", "ppid", "ret", "args", "uid")
 DEFAULT_MAX_ARGS = 20
@@ -44,8 +44,7 @@ def _event(name, probe, value, subject=None):
 
 def exec_events():
     return [
-        _event(RET, SyscallExit("execve"), "ret"),
-        _event(RET_AT, SyscallExit("execveat"), "ret"),
+        _event(RET, Each(SyscallExit("execve"), SyscallExit("execveat")), "ret"),
         _event(FORK, Tracepoint("sched", "sched_process_fork"), "child_pid"),
     ]
 
@@ -84,7 +83,7 @@ class ExecCombiner(object):
             if ev == FORK:
                 self.parent[f["subject"]] = f["pid"]
                 self.table.forget(f["subject"])
-            elif ev in (RET, RET_AT):
+            elif ev == RET:
                 row = self._ret(r)
                 if row is not None:
                     rows.append(row)
