@@ -529,7 +529,9 @@ EVENT_NAME = "event"   # pseudo-field: the logical event's name
 
 # ---------------------------------------------------------------------------
 # Filters
-INT_OPS = ("==", "!=", "<", "<=", ">", ">=")
+# "&": any bit of the value (a non-zero mask) is set in the field (bcc
+# opensnoop's -f flags filter); the others compare as numbers.
+INT_OPS = ("==", "!=", "<", "<=", ">", ">=", "&")
 STR_OPS = ("==", "!=", "glob")
 _U64 = (1 << 64) - 1
 _S64_MIN = -(1 << 63)
@@ -574,6 +576,9 @@ class Filter(object):
             if op not in INT_OPS:
                 raise InvalidSpec("integer filter op must be one of %s" % (INT_OPS,))
             self.value = _check_int(field, value)
+            if op == "&" and not 0 < self.value <= _U64:
+                raise UsageError("%s: a bit mask must be a non-zero 64-bit value, got %r"
+                                 % (field, value))
         else:
             if op not in STR_OPS:
                 raise InvalidSpec("string filter op must be one of %s" % (STR_OPS,))
@@ -603,6 +608,8 @@ class Filter(object):
             return actual == v
         if self.op == "!=":
             return actual != v
+        if self.op == "&":
+            return (actual & v) != 0
         if self.op == "<":
             return actual < v
         if self.op == "<=":

@@ -356,7 +356,10 @@ for _queue in (False, True):
 # Filters on single events
 for _op, _value, _passing in [("==", 4096, [4096]), ("!=", 4096, [512, 65536]),
                               ("<", 4096, [512]), ("<=", 4096, [512, 4096]),
-                              (">", 4096, [65536]), (">=", 4096, [4096, 65536])]:
+                              (">", 4096, [65536]), (">=", 4096, [4096, 65536]),
+                              # a bit mask: any of its bits set
+                              ("&", 512 | 4096, [512, 4096]), ("&", 1 << 16, [65536]),
+                              ("&", 1, [])]:
     scenario("integer filter bytes %s %d" % (_op, _value),
              plain(Count(keys=("bytes",)), filters=[Filter("bytes", _op, _value)]),
              [issue(i, i, nbytes=b) for i, b in enumerate((512, 4096, 65536))],

@@ -140,6 +140,19 @@ def test_glob_filter_semantics():
     assert Filter("rwbs", "glob", "R").matches("R") and not Filter("rwbs", "glob", "R").matches("RA")
 
 
+def test_bit_mask_filter_semantics():
+    f = Filter("flags", "&", 0o1 | 0o2)          # O_WRONLY | O_RDWR
+    assert f.matches(0o1) and f.matches(0o2) and f.matches(0o101)
+    assert not f.matches(0) and not f.matches(0o100)
+    assert Filter("flags", "&", 1 << 63).matches(-1)
+
+
+@pytest.mark.parametrize("mask", [0, -1, 1 << 64, "3", True])
+def test_bit_mask_must_be_a_non_zero_64_bit_value(mask):
+    with pytest.raises(UsageError):
+        Filter("flags", "&", mask, type=INT)
+
+
 def test_filter_type_must_match_event_field():
     issue, done = block_events()
     with pytest.raises(InvalidSpec):
