@@ -117,11 +117,12 @@ def killsnoop_columns(width=6):
 
 class KillSnoop(Tool):
     name = "killsnoop"
-    summary = "Trace signals issued by the kill() syscall."
-    description = ("One line per kill(2): the sender's PID and name, the signal, the target "
-                   "and the result (0, or -errno: -3 is ESRCH, no such process).")
+    summary = "Trace signals issued by the kill(), tkill() and tgkill() syscalls."
+    description = ("One line per kill(2), tkill(2) or tgkill(2): the sender's PID and name, "
+                   "the signal, the target and the result (0, or -errno: -3 is ESRCH, no such "
+                   "process).")
     examples = (
-        ("killsnoop", "trace all kill() signals"),
+        ("killsnoop", "trace all kill(), tkill() and tgkill() signals"),
         ("killsnoop -x", "only show failed kills"),
         ("killsnoop -p 181", "only trace PID 181"),
         ("killsnoop -T 189", "only trace target PID 189"),
