@@ -2,11 +2,11 @@
 (bcc-compatible columns; perf-tools' -n, -x, -d and filename operand).
 
     command line  opensnoop [-h] [-T] [-x] [-p PID | -t TID] [-n NAME] [-e]
-                            [-d DURATION] [FILENAME]
+                            [-f FLAG ...] [-d DURATION] [FILENAME]
     events        enter: the open's start, with the path (and flags), from
                   the first of these the host has:
                     syscalls:sys_enter_{openat,open,openat2,creat} (those
-                    the kernel has; -e: openat, open), the path read from its user
+                    the kernel has; -e, -f: openat, open), the path read from its user
                     pointer (eBPF reads user memory in the probe; ftrace
                     records only the pointer, so it goes on);
                     a kprobe on do_sys_open / do_sys_openat2 fetching the
@@ -22,13 +22,15 @@
     pair          enter -> exit of the same thread, carrying comm, pid, path
     aggregate     Records: comm, pid, tid, path, ret (-e: and flags)
     filters       -p PID / -t TID on both events, -n NAME (comm contains),
-                  FILENAME (path glob, '*' at the ends only) on the enter,
-                  -x (ret < 0) on the exit
+                  FILENAME (path glob, '*' at the ends only), -f FLAG
+                  (flags & the FLAGs' bits: any set) on the enter, -x
+                  (ret < 0) on the exit
     output        bcc 0.26's columns
                   [TIME(s)       ]PID    COMM               FD ERR [FLAGS    ]PATH
 """
 
 import os
+import re
 
 from kerntrace.core.api import (INT, STR, USTR, Column, Each, Event, EventTablePrinter, Field,
                                 Filter, KernelFunction, Measurement, Pair, ProcFdPath, Records,
@@ -129,6 +131,23 @@ def opensnoop_columns(timestamp=False, tid=False, flags=False):
     return cols
 
 
+# An O_* name of the open flags (fcntl.h), as bcc's -f takes them.
+_FLAG_NAME = re.compile(r"^O_[A-Z0-9_]{1,24}\Z")
+
+
+def flag_value(text):
+    """-f FLAG: an open flag by name (O_WRONLY, O_CREAT ...), its bit(s)
+    as this architecture's C library defines them (Python's os module)."""
+    value = getattr(os, text, None) if isinstance(text, str) and _FLAG_NAME.match(text) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        shown = "".join(c if c.isprintable() else "?" for c in str(text))[:64]
+        raise UsageError("invalid open flag %r: expected a name such as O_WRONLY, O_RDWR or "
+                         "O_CREAT" % shown)
+    if value == 0:
+        raise UsageError("open flag %s is 0: it sets no bit to filter on" % text)
+    return value
+
+
 def _digits(text):
     return bool(text) and len(text) <= 10 and all("0" <= c <= "9" for c in text)
 
@@ -183,6 +202,7 @@ class OpenSnoop(Tool):
         ("opensnoop -d 10", "trace for 10 seconds only"),
         ("opensnoop -n main", "only print process names containing \"main\""),
         ("opensnoop -e", "show extended fields (open flags)"),
+        ("opensnoop -f O_WRONLY -f O_RDWR", "only print calls for writing"),
         ("opensnoop '/etc/*'", "only opens of paths starting with /etc/"),
         ("opensnoop '*.conf'", "only opens of paths ending in .conf"),
     )
@@ -201,12 +221,15 @@ class OpenSnoop(Tool):
                        help="only print process names containing this name")
         p.add_argument("-e", "--extended_fields", action="store_true",
                        help="show extended fields (FLAGS: the open flags, octal)")
+        p.add_argument("-f", "--flag_filter", action="append", type=flag_value, metavar="FLAG",
+                       help="only opens with this flag set (e.g. O_WRONLY; repeat for any "
+                            "of several; open and openat only, as -e)")
         p.add_argument("filename", nargs="?", type=path_pattern,
                        help="only opens of this path; '*' at its start or end matches "
                             "any prefix or suffix")
 
     def measurement(self, args):
-        flags = args.extended_fields
+        flags = args.extended_fields or bool(args.flag_filter)
         if not getattr(args, "input_file", None):
             for what in ("pid", "tid"):
                 value = getattr(args, what)
@@ -222,6 +245,11 @@ class OpenSnoop(Tool):
                                   type=STR))
         if args.filename is not None:
             filters.append(Filter("path", "glob", args.filename, events=(ENTER,), type=USTR))
+        if args.flag_filter:
+            mask = 0
+            for bits in args.flag_filter:
+                mask |= bits
+            filters.append(Filter("flags", "&", mask, events=(ENTER,), type=INT))
         if args.failed:
             filters.append(Filter("ret", "<", 0, events=(EXIT,)))
         return Measurement(

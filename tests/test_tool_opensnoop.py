@@ -287,12 +287,29 @@ def test_columns_as_bcc_prints_them():
     (["-:x"], "opensnoop: unrecognized arguments: -:x"),
     (["-d", "0"], "opensnoop: invalid duration '0'"),
     (["-p", "1", "-t", "1"], "opensnoop: argument -t/-L/--tid: not allowed with argument -p/--pid"),
+    (["-f", "O_NOPE"], "opensnoop: invalid open flag 'O_NOPE'"),
+    (["-f", "O_WRONLY:traceoff"], "opensnoop: invalid open flag 'O_WRONLY:traceoff'"),
+    (["-f", "WRONLY"], "opensnoop: invalid open flag 'WRONLY'"),
+    (["-f", "O_WRONLY\n"], "opensnoop: invalid open flag 'O_WRONLY?'"),
+    (["-f", "O_RDONLY"], "opensnoop: open flag O_RDONLY is 0"),
 ])
 def test_bad_input_is_one_line(argv, message):
     rc, out, err = clirun.run(["opensnoop"] + argv)
     assert rc != 0 and out == ""
     assert err.count("\n") == 1 and err.startswith(message), err
     assert "Traceback" not in err
+
+
+def test_flag_filter_is_one_mask_on_the_open_flags():
+    tool = opensnoop.OpenSnoop()
+    m = tool.measurement(tool.parse_args(["-f", "O_WRONLY", "-f", "O_RDWR", "-f", "O_WRONLY"]))
+    [flt] = m.filters
+    assert (flt.field, flt.op, flt.value, flt.events) == ("flags", "&", os.O_WRONLY | os.O_RDWR,
+                                                          ("enter",))
+    # open and openat only: their flags are an argument
+    syscalls = [p.syscall for p in m.events[0].probes[0].probes]
+    assert syscalls == ["openat", "open"]
+    assert m.event("enter").field("flags") is not None
 
 
 def test_parse_rejects_what_a_filter_cannot_carry():

@@ -25,11 +25,12 @@ K = 5
 # The opener: names its thread (comm), prints its pid, waits for a line on
 # stdin, then opens FILE N times (O_RDONLY, closing each), MISSING M times
 # and creates CREATED K times with the C library's creat() (the creat
-# system call, not openat).
+# system call, not openat); then opens FILE for writing WR[0] times
+# (O_WRONLY|O_APPEND) and WR[1] times (O_RDWR).
 _OPENER = """
 import ctypes, os, sys
 path, missing, n, m, comm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-created, k = sys.argv[6], int(sys.argv[7])
+created, k, wo, rw = sys.argv[6], int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
 libc = ctypes.CDLL(None, use_errno=True)
 with open("/proc/self/comm", "w") as f:
     f.write(comm)
@@ -46,13 +47,17 @@ for _ in range(k):
     fd = libc.creat(created.encode(), 0o600)
     assert fd >= 0
     os.close(fd)
+for _ in range(wo):
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+for _ in range(rw):
+    os.close(os.open(path, os.O_RDWR))
 """
 
 ROW = re.compile(r"^(\d+)\s+(\S.*?)\s+(-?\d+)\s+(\d+) (.*)$")
 
 
 class Opener(object):
-    def __init__(self, tmpdir, n=N, m=M):
+    def __init__(self, tmpdir, n=N, m=M, wr=(0, 0)):
         tag = uuid.uuid4().hex[:8]
         self.comm = "ktopen" + tag
         self.path = os.path.join(str(tmpdir), "kerntrace opensnoop %s" % tag)
@@ -60,7 +65,8 @@ class Opener(object):
         self.created = os.path.join(str(tmpdir), "kerntrace-created-%s" % tag)
         open(self.path, "w").close()
         self.p = subprocess.Popen([sys.executable, "-c", _OPENER, self.path, self.missing,
-                                   str(n), str(m), self.comm, self.created, str(K)],
+                                   str(n), str(m), self.comm, self.created, str(K),
+                                   str(wr[0]), str(wr[1])],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
 
@@ -159,6 +165,28 @@ def test_filters(tmp_path, how):
             assert all(r[0] == opener.pid for r in found), (b, found)
         if how == "filename":
             assert all(r[4] == opener.path for r in found), (b, found)
+
+
+@pytest.mark.live
+def test_flag_filter(tmp_path):
+    """-f O_WRONLY -f O_RDWR: only the opens for writing, of any of those
+    bits (bcc's semantics); -f O_APPEND: only those with O_APPEND."""
+    wo, rw = 6, 4
+    for flags, want in ((["-f", "O_WRONLY", "-f", "O_RDWR"], {os.O_WRONLY | os.O_APPEND: wo,
+                                                              os.O_RDWR: rw}),
+                        (["-f", "O_APPEND"], {os.O_WRONLY | os.O_APPEND: wo})):
+        opener = Opener(tmp_path, wr=(wo, rw))
+        for b, stdout, err in run_on(opener, ["--json", "-p", str(opener.pid)] + flags,
+                                     expect_exit=False):
+            recs = [json.loads(line)["fields"] for line in stdout.splitlines() if line.strip()]
+            assert all(r["pid"] == opener.pid for r in recs), (b, recs)
+            got = {}
+            for r in recs:
+                assert r["path"] == opener.path and r["ret"] >= 0, (b, flags, r)
+                # O_CLOEXEC and O_LARGEFILE ride along: the access and append bits decide
+                bits = r["flags"] & (os.O_ACCMODE | os.O_APPEND)
+                got[bits] = got.get(bits, 0) + 1
+            assert got == want, (b, flags, recs, err)
 
 
 @pytest.mark.live
