@@ -38,7 +38,10 @@ FIELD_TYPES = (INT, STR, USTR)
 # Fields every event has, whatever probe produced it.
 #   ts   monotonic nanoseconds     pid  process id (tgid)
 #   tid  thread id                 comm task name        cpu  cpu number
-CONTEXT_FIELDS = {"ts": INT, "pid": INT, "tid": INT, "comm": STR, "cpu": INT}
+#   uid  the task's real user id: read at the event where the backend can
+#        (eBPF); else looked up in /proc when the event is decoded and
+#        marked best-effort (ftrace records do not carry it), None if gone
+CONTEXT_FIELDS = {"ts": INT, "pid": INT, "tid": INT, "comm": STR, "cpu": INT, "uid": INT}
 
 # The value a Pair produces: end.ts - start.ts in nanoseconds (with a mark:
 # end.ts - mark.ts when the mark was seen).

@@ -230,6 +230,9 @@ class _Gen(PairCode, AggregateCode):
             return ["%s = (u32)kt_pid_tgid;" % dst]
         if name == "cpu":
             return ["%s = bpf_get_smp_processor_id();" % dst]
+        if name == "uid":
+            # the low half is the real uid (kernel/bpf/helpers.c)
+            return ["%s = (u32)bpf_get_current_uid_gid();" % dst]
         if name == "comm":
             return ["bpf_get_current_comm(%s, sizeof(%s));" % (dst, dst)]
         fs = pe.fields[name]
