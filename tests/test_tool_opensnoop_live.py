@@ -370,3 +370,87 @@ def test_sigkill_leaves_probes_the_next_run_removes():
     assert probes() == []
     assert not any(d.startswith("kerntrace-%d-" % p.pid)
                    for d in os.listdir(os.path.join(root, "instances")))
+
+
+# Opens PATH N times once a line comes on stdin, says so, then stays until
+# stdin closes (the ftrace backend reads a uid from /proc: a live process).
+_UID_OPENER = """
+import os, sys
+path, n = sys.argv[1], int(sys.argv[2])
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for _ in range(n):
+    os.close(os.open(path, os.O_RDONLY))
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+def _as_nobody_argv():
+    """setpriv's command line to run this Python as nobody, or skip saying why."""
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run a workload as an unprivileged user")
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+    probe = subprocess.run(argv + ["-c", "pass"], cwd="/", stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("this Python cannot run as an unprivileged user: %s"
+                    % (probe.stdout.strip().splitlines() or ["status %d" % probe.returncode])[-1])
+    return argv
+
+
+@pytest.mark.live
+def test_uid_filter_and_column():
+    """-u 65534: exactly the opens of a process running as nobody, none of
+    root's beside it, each with uid 65534 (-U's column); the ftrace backend
+    says the uid is best-effort (read from /proc), eBPF reads it at the open."""
+    import shutil
+    import tempfile
+    nobody = _as_nobody_argv()
+    d = tempfile.mkdtemp(prefix="ktuid")
+    try:
+        os.chmod(d, 0o755)
+        path = os.path.join(d, "kerntrace-uid-%s" % uuid.uuid4().hex[:8])
+        open(path, "w").close()
+        os.chmod(path, 0o644)
+        workers = []
+        for argv, n in ((nobody, 9), ([sys.executable], 4)):
+            p = subprocess.Popen(argv + ["-c", _UID_OPENER, path, str(n)], cwd="/",
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 universal_newlines=True)
+            workers.append((p, int(p.stdout.readline()), n))
+        procs = []
+        for b in backends():
+            for args in (["-u", "65534", "--json"], ["-U"]):
+                p = clirun.start(["opensnoop", "--backend", b, "*/" + os.path.basename(path)]
+                                 + args)
+                procs.append((b, args, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
+        for p, _pid, _n in workers:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "done"
+        time.sleep(1.5)              # the ftrace backend decodes while they live
+        out = {}
+        for b, args, p, err0 in procs:
+            p.send_signal(2)
+            stdout, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err0 + err
+            out[(b, args[0])] = stdout
+        for p, _pid, _n in workers:
+            p.stdin.close()
+            p.wait(timeout=60)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    nobody_pid, n = workers[0][1], workers[0][2]
+    root_pid, m = workers[1][1], workers[1][2]
+    for b in backends():
+        recs = [json.loads(line) for line in out[(b, "-u")].splitlines() if line.strip()]
+        assert [(r["fields"]["pid"], r["fields"]["uid"], r["fields"]["path"]) for r in recs] \
+            == [(nobody_pid, 65534, path)] * n, (b, recs)
+        assert all(("uid" in r["best_effort"]) == (b == "ftrace") for r in recs), (b, recs)
+        table = out[(b, "-U")].splitlines()
+        assert table[0].startswith("UID   PID    COMM"), table
+        got = sorted(tuple(line.split()[:2]) for line in table[1:])
+        assert got == sorted([("65534", str(nobody_pid))] * n + [("0", str(root_pid))] * m), \
+            (b, table)
