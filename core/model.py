@@ -225,6 +225,10 @@ def width_bits(width):
     return int(width[1:]), width[0] == "s"
 
 
+# Field.element: the indexes of a user pointer array a field may read.
+MAX_ELEMENTS = 64
+
+
 # ---------------------------------------------------------------------------
 # After-the-fact lookups: where no probe alternative can read a field, a
 # backend may leave it unread and the value is looked up when the record is
@@ -277,6 +281,10 @@ class Field(object):
              width their format file gives).
     Every backend applies if_zero, then override, right where it reads the
     field, so filters, pair keys and aggregates all see the result.
+    element  (USTR fields) N: the source is a user-space array of string
+             pointers ending with NULL (execve's argv) and the value is the
+             string its element N points to; "" where the array ends at or
+             before N (or its memory cannot be read).
     lookup   (STR/USTR fields) a last resort, e.g. ProcFdPath("pid", "ret"):
              a probe that cannot read the field is still taken when no
              alternative of the event can; the field is then left unread
@@ -286,7 +294,7 @@ class Field(object):
     """
 
     def __init__(self, name, type=INT, sources=None, if_zero=None, override=None,
-                 lookup=None, width=None):
+                 lookup=None, width=None, element=None):
         self.name = _ident("field name", name)
         if name in CONTEXT_FIELDS or name in (LATENCY, QUEUED):
             raise InvalidSpec("field %r is implicit; do not declare it" % name)
@@ -298,6 +306,12 @@ class Field(object):
             raise InvalidSpec("field %r: width must be one of %s, on an integer field"
                               % (name, ", ".join(WIDTHS)))
         self.width = width
+        if element is not None and (type != USTR or isinstance(element, bool) or
+                                    not isinstance(element, int) or
+                                    not 0 <= element < MAX_ELEMENTS):
+            raise InvalidSpec("field %r: element must be an index below %d, on a USTR field"
+                              % (name, MAX_ELEMENTS))
+        self.element = element
         self.if_zero = None
         self.override = None
         if lookup is not None and (not isinstance(lookup, LOOKUPS) or type == INT):
@@ -678,15 +692,27 @@ class Measurement(object):
                 out[QUEUED] = INT
         else:
             out = dict(CONTEXT_FIELDS)
-            common = None
-            for e in self.events:
-                names = set(f.name for f in e.fields)
-                common = names if common is None else common & names
+            common = self.common_fields()
             for f in self.events[0].fields:
-                if f.name in (common or ()):
+                if f.name in common:
                     out[f.name] = f.type
+            if self.aggregate is not None and self.aggregate.kind == "records":
+                # Records may name a field only some events declare: it is
+                # None in the records of the others.
+                for e in self.events:
+                    for f in e.fields:
+                        if out.setdefault(f.name, f.type) != f.type:
+                            raise InvalidSpec("field %r has two types" % f.name)
         out[EVENT_NAME] = STR
         return out
+
+    def common_fields(self):
+        """The names of the declared fields every event has."""
+        common = None
+        for e in self.events:
+            names = set(f.name for f in e.fields)
+            common = names if common is None else common & names
+        return common or set()
 
     def _validate(self):
         names = [e.name for e in self.events]
@@ -723,6 +749,10 @@ class Measurement(object):
         for name in used:
             if name not in available:
                 raise InvalidSpec("aggregate uses unknown field %r" % name)
+        if not self.pair and agg.kind == "records" and EVENT_NAME not in used and any(
+                n not in CONTEXT_FIELDS and n not in self.common_fields() for n in used):
+            raise InvalidSpec("records of a field only some events declare need %r, to "
+                              "tell whose it is" % EVENT_NAME)
         for f in self.lookup_fields():
             if agg.kind != "records" or f.name not in used or \
                     any(n not in used or available.get(n) != INT for n in f.lookup.needs()):

@@ -145,8 +145,10 @@ def field_value(event_spec, ev, name):
         return ev.name
     if name in ("ts", "cpu", "pid", "tid", "comm", "uid"):
         return getattr(ev, name)
-    value = ev.fields[name]
     field = event_spec.field(name)
+    if field is None:
+        return None     # Records of a field other events declare (model.Measurement)
+    value = ev.fields[name]
     if field is not None and field.if_zero is not None:
         other, factor = field.if_zero
         if value == 0:

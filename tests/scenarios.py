@@ -385,6 +385,16 @@ for _flt, _want in [(Filter("pid", "==", 4000), 2), (Filter("tid", "==", 4011), 
               issue(2, 2, pid=77, tid=77, cpu=0, comm="cat")],
              [Interval({(): _want})])
 
+scenario("records of fields only some events declare: None in the others'",
+         Measurement([issue_event(), done_event()],
+                     Records((EVENT_NAME, "sector", "bytes", "error", "rwbs"))),
+         [issue(0, 8, nbytes=512), done(10, 8, error=-5), issue(20, 16, rwbs="R")],
+         [Interval([{EVENT_NAME: "issue", "sector": 8, "bytes": 512, "error": None,
+                     "rwbs": "W"},
+                    {EVENT_NAME: "done", "sector": 8, "bytes": None, "error": -5, "rwbs": "W"},
+                    {EVENT_NAME: "issue", "sector": 16, "bytes": 4096, "error": None,
+                     "rwbs": "R"}])])
+
 scenario("records of the task's real uid",
          plain(Records(("comm", "uid"))),
          [issue(0, 0, uid=1000), issue(1, 1, pid=77, tid=77, comm="cat", uid=65534),

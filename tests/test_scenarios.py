@@ -271,6 +271,8 @@ def _reports(prog, measurement, words):
             rec = prog.record_layout.decode(bytes.fromhex(next(it)))
             ts = rec.pop("kt_ts")
             if EVENT_NAME in rec:
+                for name in prog.absent.get(rec[EVENT_NAME], ()):
+                    rec[name] = None
                 rec[EVENT_NAME] = prog.event_names[rec[EVENT_NAME]]
             data.append(results.Record(ts, rec))
         elif w == "H":

@@ -196,6 +196,8 @@ class EbpfSession(Session):
         """Decoded member values -> model values (event index -> name)."""
         ev = fields.get(EVENT_NAME)
         if ev is not None:
+            for name in self.program.absent.get(ev, ()):
+                fields[name] = None
             fields[EVENT_NAME] = self.program.event_names.get(ev, str(ev))
         return fields
 
