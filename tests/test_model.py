@@ -3,7 +3,7 @@
 import pytest
 
 from kerntrace.core.errors import InvalidSpec, UsageError
-from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, POW2_MS, QUEUED, STR, Count,
+from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, POW2_MS, QUEUED, STR, USTR, Count,
                                   Event, Field, Filter, Histogram, Measurement, Pair, Records,
                                   Schedule, SyscallEntry, Tracepoint, UserFunction)
 
@@ -221,3 +221,25 @@ def test_ftrace_tracer_records_are_not_tracepoints():
     from kerntrace.core.model import Tracepoint
     with pytest.raises(InvalidSpec, match="ftrace:function"):
         Tracepoint("ftrace", "function")
+
+
+@pytest.mark.parametrize("kw", [dict(type=INT, element=0), dict(type=STR, element=1),
+                                dict(type=USTR, element=-1), dict(type=USTR, element=64),
+                                dict(type=USTR, element=True), dict(type=USTR, element="1")])
+def test_element_is_an_index_on_a_user_string(kw):
+    with pytest.raises(InvalidSpec):
+        Field("a0", sources=("argv",), **kw)
+
+
+def test_records_of_a_field_only_some_events_declare_name_the_event():
+    from kerntrace.core.model import SyscallExit
+    ret = Event("ret", SyscallExit("execve"), fields=[Field("value", sources=("ret",))])
+    args = Event("args", SyscallEntry("execve"),
+                 fields=[Field("a0", USTR, sources=("argv",), element=0)])
+    m = Measurement([ret, args], Records((EVENT_NAME, "pid", "value", "a0")))
+    assert m.output_fields()["a0"] == USTR and m.output_fields()["value"] == INT
+    with pytest.raises(InvalidSpec):
+        Measurement([ret, args], Records(("pid", "value", "a0")))
+    # counts and histograms still key on what every event has
+    with pytest.raises(InvalidSpec):
+        Measurement([ret, args], Count(keys=("a0",)))
