@@ -217,6 +217,11 @@ class OpenSnoop(Tool):
                    "ftrace with a kprobe, or uprobes on the C library's open() and creat(), "
                    "or else looked up in /proc when printed, marked \"(from /proc)\" "
                    "(--explain says which).")
+    best_effort = ("UID (-U, -u) on the ftrace backend: no event carries it, it is read from "
+                   "/proc/TID/status when the event is decoded (\"?\" once the process is "
+                   "gone)",
+                   "PATH on the ftrace backend without kprobes or uprobes: from "
+                   "/proc/PID/fd/FD when printed, marked \"(from /proc)\"")
     examples = (
         ("opensnoop", "trace all open() syscalls"),
         ("opensnoop -T", "include timestamps"),
