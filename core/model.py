@@ -38,7 +38,10 @@ FIELD_TYPES = (INT, STR, USTR)
 # Fields every event has, whatever probe produced it.
 #   ts   monotonic nanoseconds     pid  process id (tgid)
 #   tid  thread id                 comm task name        cpu  cpu number
-CONTEXT_FIELDS = {"ts": INT, "pid": INT, "tid": INT, "comm": STR, "cpu": INT}
+#   uid  the task's real user id: read at the event where the backend can
+#        (eBPF); else looked up in /proc when the event is decoded and
+#        marked best-effort (ftrace records do not carry it), None if gone
+CONTEXT_FIELDS = {"ts": INT, "pid": INT, "tid": INT, "comm": STR, "cpu": INT, "uid": INT}
 
 # The value a Pair produces: end.ts - start.ts in nanoseconds (with a mark:
 # end.ts - mark.ts when the mark was seen).
@@ -273,6 +276,10 @@ def width_bits(width):
     return int(width[1:]), width[0] == "s"
 
 
+# Field.element: the indexes of a user pointer array a field may read.
+MAX_ELEMENTS = 64
+
+
 # ---------------------------------------------------------------------------
 # After-the-fact lookups: where no probe alternative can read a field, a
 # backend may leave it unread and the value is looked up when the record is
@@ -325,6 +332,10 @@ class Field(object):
              width their format file gives).
     Every backend applies if_zero, then override, right where it reads the
     field, so filters, pair keys and aggregates all see the result.
+    element  (USTR fields) N: the source is a user-space array of string
+             pointers ending with NULL (execve's argv) and the value is the
+             string its element N points to; "" where the array ends at or
+             before N (or its memory cannot be read).
     lookup   (STR/USTR fields) a last resort, e.g. ProcFdPath("pid", "ret"):
              a probe that cannot read the field is still taken when no
              alternative of the event can; the field is then left unread
@@ -334,7 +345,7 @@ class Field(object):
     """
 
     def __init__(self, name, type=INT, sources=None, if_zero=None, override=None,
-                 lookup=None, width=None):
+                 lookup=None, width=None, element=None):
         self.name = _ident("field name", name)
         if name in CONTEXT_FIELDS or name in (LATENCY, QUEUED):
             raise InvalidSpec("field %r is implicit; do not declare it" % name)
@@ -346,6 +357,12 @@ class Field(object):
             raise InvalidSpec("field %r: width must be one of %s, on an integer field"
                               % (name, ", ".join(WIDTHS)))
         self.width = width
+        if element is not None and (type != USTR or isinstance(element, bool) or
+                                    not isinstance(element, int) or
+                                    not 0 <= element < MAX_ELEMENTS):
+            raise InvalidSpec("field %r: element must be an index below %d, on a USTR field"
+                              % (name, MAX_ELEMENTS))
+        self.element = element
         self.if_zero = None
         self.override = None
         if lookup is not None and (not isinstance(lookup, LOOKUPS) or type == INT):
@@ -580,7 +597,9 @@ EVENT_NAME = "event"   # pseudo-field: the logical event's name
 
 # ---------------------------------------------------------------------------
 # Filters
-INT_OPS = ("==", "!=", "<", "<=", ">", ">=")
+# "&": any bit of the value (a non-zero mask) is set in the field (bcc
+# opensnoop's -f flags filter); the others compare as numbers.
+INT_OPS = ("==", "!=", "<", "<=", ">", ">=", "&")
 STR_OPS = ("==", "!=", "glob")
 _U64 = (1 << 64) - 1
 _S64_MIN = -(1 << 63)
@@ -625,6 +644,9 @@ class Filter(object):
             if op not in INT_OPS:
                 raise InvalidSpec("integer filter op must be one of %s" % (INT_OPS,))
             self.value = _check_int(field, value)
+            if op == "&" and not 0 < self.value <= _U64:
+                raise UsageError("%s: a bit mask must be a non-zero 64-bit value, got %r"
+                                 % (field, value))
         else:
             if op not in STR_OPS:
                 raise InvalidSpec("string filter op must be one of %s" % (STR_OPS,))
@@ -654,6 +676,8 @@ class Filter(object):
             return actual == v
         if self.op == "!=":
             return actual != v
+        if self.op == "&":
+            return (actual & v) != 0
         if self.op == "<":
             return actual < v
         if self.op == "<=":
@@ -719,17 +743,28 @@ class Measurement(object):
                 out[QUEUED] = INT
         else:
             out = dict(CONTEXT_FIELDS)
-            common = None
-            for e in self.events:
-                names = set(f.name for f in e.fields)
-                common = names if common is None else common & names
+            common = self.common_fields()
             for f in self.events[0].fields:
-                if f.name in (common or ()):
+                if f.name in common:
                     out[f.name] = f.type
             if self.aggregate is not None and self.aggregate.kind == "records":
                 out[KSTACK] = STACK
+                # Records may name a field only some events declare: it is
+                # None in the records of the others.
+                for e in self.events:
+                    for f in e.fields:
+                        if out.setdefault(f.name, f.type) != f.type:
+                            raise InvalidSpec("field %r has two types" % f.name)
         out[EVENT_NAME] = STR
         return out
+
+    def common_fields(self):
+        """The names of the declared fields every event has."""
+        common = None
+        for e in self.events:
+            names = set(f.name for f in e.fields)
+            common = names if common is None else common & names
+        return common or set()
 
     def _validate(self):
         names = [e.name for e in self.events]
@@ -766,6 +801,10 @@ class Measurement(object):
         for name in used:
             if name not in available:
                 raise InvalidSpec("aggregate uses unknown field %r" % name)
+        if not self.pair and agg.kind == "records" and EVENT_NAME not in used and any(
+                n not in CONTEXT_FIELDS and n not in self.common_fields() for n in used):
+            raise InvalidSpec("records of a field only some events declare need %r, to "
+                              "tell whose it is" % EVENT_NAME)
         for f in self.lookup_fields():
             if agg.kind != "records" or f.name not in used or \
                     any(n not in used or available.get(n) != INT for n in f.lookup.needs()):

@@ -35,22 +35,24 @@ class TraceEvent(object):
 
     name    the logical event's name (Event.name in the measurement)
     ts      nanoseconds, monotonic
-    cpu, pid (process id, tgid), tid (thread id), comm (task name):
-            the context fields every event has (model.CONTEXT_FIELDS)
+    cpu, pid (process id, tgid), tid (thread id), comm (task name), uid
+            (real user id): the context fields every event has
+            (model.CONTEXT_FIELDS)
     fields  declared field name -> the value read from the probe, before
             the field's if_zero and override are applied (int, or str for
             STR/USTR fields)
     """
 
-    __slots__ = ("name", "ts", "cpu", "pid", "tid", "comm", "fields")
+    __slots__ = ("name", "ts", "cpu", "pid", "tid", "comm", "uid", "fields")
 
-    def __init__(self, name, ts, cpu=0, pid=1, tid=None, comm="", fields=None):
+    def __init__(self, name, ts, cpu=0, pid=1, tid=None, comm="", fields=None, uid=0):
         self.name = name
         self.ts = int(ts)
         self.cpu = cpu
         self.pid = pid
         self.tid = pid if tid is None else tid
         self.comm = comm
+        self.uid = uid
         self.fields = dict(fields or {})
 
     def __repr__(self):
@@ -141,10 +143,12 @@ def field_value(event_spec, ev, name):
     Filters, pair keys and aggregates all see the result."""
     if name == EVENT_NAME:
         return ev.name
-    if name in ("ts", "cpu", "pid", "tid", "comm"):
+    if name in ("ts", "cpu", "pid", "tid", "comm", "uid"):
         return getattr(ev, name)
-    value = ev.fields[name]
     field = event_spec.field(name)
+    if field is None:
+        return None     # Records of a field other events declare (model.Measurement)
+    value = ev.fields[name]
     if field is not None and field.if_zero is not None:
         other, factor = field.if_zero
         if value == 0:

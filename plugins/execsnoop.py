@@ -3,36 +3,49 @@ exec's return value and its arguments (bcc-compatible columns).
 
     command line  execsnoop [-h] [-T] [-t] [-x] [-U] [-n NAME] [-l LINE]
                             [--max-args MAX_ARGS]
-    events        ret:     syscalls:sys_exit_execve (the exec's result, in
-                           the new program's name when it succeeded)
-                  ret_at:  syscalls:sys_exit_execveat
+    events        ret:     each of syscalls:sys_exit_execve and
+                           sys_exit_execveat (the exec's result, in the new
+                           program's name when it succeeded)
                   fork:    sched:sched_process_fork (who is the parent)
-    aggregate     Records of them all (every event declares `value` and
-                  `subject`); the tool's combiner makes one row per
-                  exec's return, whatever backend ran
+                  args:    each of syscalls:sys_enter_execve and
+                           sys_enter_execveat, argv[0..N] read from the
+                           user array (model Field.element), in the
+                           "argv" variant only
+    variants      argv: with the args event (eBPF reads the array in the
+                        kernel);
+                  proc: without it (ftrace: no fetch can read an array's
+                        elements up to its end), ARGS from /proc
+    aggregate     Records of them all (ret and fork declare `value` and
+                  `subject`, args a0..aN); the tool's combiner makes one
+                  row per exec's return, whatever backend ran
     output        bcc 0.26's columns
                   [TIME     ][TIME(s) ][UID   ]PCOMM            PID     PPID    RET ARGS
 
-ARGS are the new program's /proc/PID/cmdline, read when its exec is
-reported (a fraction of a second after it): best-effort, listed in
-the record's best_effort, and shown as "?" for a program that had already
-exited (or a failed exec, whose arguments no event records).  PPID comes
+ARGS are the exec's argv as the caller passed it, read at the exec's start
+where the backend can (eBPF), failed execs' too; else the new program's
+/proc/PID/cmdline, read when its exec is reported (a fraction of a second
+after it): best-effort, listed in the record's best_effort, and shown as
+"?" for a program that had already exited (or a failed exec).  PPID comes
 from the fork event of a process forked while tracing, else from
 /proc/PID/stat (best-effort).
 """
 
 import re
 
-from kerntrace.core.api import (EVENT_NAME, INT, Column, Event, EventTablePrinter, Field,
-                                Measurement, Record, Records, Schedule, SyscallExit, Tool,
-                                Tracepoint, UsageError, count_value, hookimpl)
+from kerntrace.core.api import (EVENT_NAME, INT, USTR, Column, Each, Event, EventTablePrinter,
+                                Field, Measurement, Record, Records, Schedule, SyscallEntry,
+                                SyscallExit, Tool, Tracepoint, UsageError, Variant, count_value,
+                                hookimpl)
 
 from . import processes
 
 KERNTRACE_API_VERSION = "1.0"
 
-RET, RET_AT, FORK = "ret", "ret_at", "fork"
+RET, FORK, ARGS = "ret", "fork", "args"
 EVENT_FIELDS = (EVENT_NAME, "comm", "pid", "tid", "value", "subject")
+# The most arguments read in the kernel (bcc's execsnoop: MAXARG 20), one
+# more to tell there were more ("...").
+MAX_KERNEL_ARGS = 20
 ROW_FIELDS = ("comm", "pid", "ppid", "ret", "args", "uid")
 DEFAULT_MAX_ARGS = 20
 
@@ -42,12 +55,36 @@ def _event(name, probe, value, subject=None):
                                       Field("subject", INT, sources=(subject or value,))])
 
 
-def exec_events():
-    return [
-        _event(RET, SyscallExit("execve"), "ret"),
-        _event(RET_AT, SyscallExit("execveat"), "ret"),
+def arg_names(n):
+    return tuple("a%d" % i for i in range(n))
+
+
+def exec_events(n_args=0):
+    """The events; with n_args, the args event reading argv[0..n_args-1]."""
+    events = [
+        _event(RET, Each(SyscallExit("execve"), SyscallExit("execveat")), "ret"),
         _event(FORK, Tracepoint("sched", "sched_process_fork"), "child_pid"),
     ]
+    if n_args:
+        events.append(Event(ARGS, Each(SyscallEntry("execve"), SyscallEntry("execveat")),
+                            fields=[Field(name, USTR, sources=("argv",), element=i)
+                                    for i, name in enumerate(arg_names(n_args))]))
+    return events
+
+
+def kernel_args(fields, max_args):
+    """The argument list of an args record (None where it read none): up to
+    the first element past the array's end (empty), "..." for more than
+    max_args."""
+    out = []
+    for name in arg_names(max_args + 1):
+        value = fields.get(name)
+        if not value:
+            break
+        out.append(value)
+    if not out:
+        return None
+    return out[:max_args] + (["..."] if len(out) > max_args else [])
 
 
 def uid_of(pid, proc=processes.PROC):
@@ -75,6 +112,7 @@ class ExecCombiner(object):
         self.proc = proc
         self.table = table if table is not None else processes.ProcessTable(proc=proc)
         self.parent = processes.Bounded()     # tid -> parent tgid (fork)
+        self.argv = processes.Bounded()       # tid -> argv read at its exec's start
 
     def __call__(self, records):
         rows = []
@@ -84,7 +122,9 @@ class ExecCombiner(object):
             if ev == FORK:
                 self.parent[f["subject"]] = f["pid"]
                 self.table.forget(f["subject"])
-            elif ev in (RET, RET_AT):
+            elif ev == ARGS:
+                self.argv[f["tid"]] = kernel_args(f, min(self.max_args, MAX_KERNEL_ARGS))
+            elif ev == RET:
                 row = self._ret(r)
                 if row is not None:
                     rows.append(row)
@@ -96,12 +136,14 @@ class ExecCombiner(object):
         if ret != 0 and not self.failed:
             return None
         best_effort = []
-        args = None
-        if ret == 0 and self.proc is not None:
+        # read at the exec's start, by the thread that called it (one
+        # other than the leader takes the leader's id when it succeeds)
+        args = self.argv.pop(f["tid"], None)
+        if args is None and ret == 0 and self.proc is not None:
             args = processes.cmdline(pid, self.proc)
             best_effort.append("args")
-        if args is not None:
-            args = args[:self.max_args] + (["..."] if len(args) > self.max_args else [])
+            if args is not None:
+                args = args[:self.max_args] + (["..."] if len(args) > self.max_args else [])
         text = " ".join(args) if args is not None else None
         if self.name and not self.name.search(f["comm"] or ""):
             return None
@@ -163,16 +205,29 @@ def regex_value(what):
 
 # On stderr (bcc prints none): when the table starts, tracing is on.
 BANNER = "Tracing exec()s. Ctrl-C to end. (ARGS from /proc/PID/cmdline: best-effort)"
+ARGV_BANNER = "Tracing exec()s. Ctrl-C to end."
+
+
+class ExecTablePrinter(EventTablePrinter):
+    """Says in the banner where ARGS come from: the variant that runs."""
+
+    def start(self, ctx):
+        variant = getattr(ctx, "variant", None)
+        self.banner = ARGV_BANNER if variant is not None and variant.name == "argv" else BANNER
+        EventTablePrinter.start(self, ctx)
 
 
 class ExecSnoop(Tool):
     name = "execsnoop"
     summary = "Trace new processes: one line per exec() with parent, result and arguments."
-    description = ("ARGS are read from /proc/PID/cmdline when the exec is reported "
+    description = ("ARGS are the exec's argv, read in the kernel where the backend can "
+                   "(eBPF); else from /proc/PID/cmdline when the exec is reported "
                    "(best-effort: \"?\" for a program that has exited by then, and for "
-                   "failed execs).")
-    best_effort = ("ARGS (and -U's UID) from /proc/PID/cmdline when the exec is reported; "
-                   "\"?\" once the program has exited, and for failed execs",
+                   "failed execs).  --explain says which.")
+    best_effort = ("ARGS, where no backend reads argv at the exec (ftrace), from "
+                   "/proc/PID/cmdline when the exec is reported; \"?\" once the program has "
+                   "exited, and for failed execs",
+                   "-U's UID from /proc/PID/status when the exec is reported",
                    "PPID from /proc/PID/stat for a process not forked while tracing")
     examples = (
         ("execsnoop", "trace all exec() syscalls"),
@@ -199,9 +254,20 @@ class ExecSnoop(Tool):
         p.add_argument("--max-args", type=count_value, default=DEFAULT_MAX_ARGS,
                        help="maximum number of arguments displayed (default 20)")
 
+    def variants(self, args):
+        n = min(args.max_args, MAX_KERNEL_ARGS) + 1
+        return [
+            Variant("argv", Measurement(events=exec_events(n),
+                                        aggregate=Records(EVENT_FIELDS + arg_names(n)),
+                                        schedule=Schedule()),
+                    "ARGS: argv read at the exec (at most %d)" % MAX_KERNEL_ARGS),
+            Variant("proc", Measurement(events=exec_events(), aggregate=Records(EVENT_FIELDS),
+                                        schedule=Schedule()),
+                    "ARGS: /proc/PID/cmdline when the exec is reported (best-effort)"),
+        ]
+
     def measurement(self, args):
-        return Measurement(events=exec_events(), aggregate=Records(EVENT_FIELDS),
-                           schedule=Schedule())
+        return self.variants(args)[0].measurement
 
     def combiner(self, args):
         replay = bool(getattr(args, "input_file", None))
@@ -209,8 +275,8 @@ class ExecSnoop(Tool):
                             max_args=args.max_args, proc=None if replay else processes.PROC)
 
     def printer(self, args, out, err):
-        return EventTablePrinter(out, err, execsnoop_columns(args.time, args.timestamp,
-                                                             args.print_uid), banner=BANNER)
+        return ExecTablePrinter(out, err, execsnoop_columns(args.time, args.timestamp,
+                                                            args.print_uid), banner=BANNER)
 
 
 @hookimpl

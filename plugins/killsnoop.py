@@ -3,10 +3,12 @@
 
     command line  killsnoop [-h] [-x] [-p PID] [-T TPID] [-s SIGNAL] [-n NAME]
                             [-d DURATION]   (-n, -d: perf-tools' killsnoop)
-                            [--syscall kill|tkill|tgkill]
-    events        enter: syscalls:sys_enter_kill (target pid, sig) (or of
-                  tkill: target thread; tgkill: target tgid)
-                  exit:  syscalls:sys_exit_kill (ret) (or of tkill, tgkill)
+                            [--syscall kill|tkill|tgkill ...]
+    events        enter: each of syscalls:sys_enter_kill (target: pid),
+                  sys_enter_tkill (target: pid, a thread) and
+                  sys_enter_tgkill (target: tgid), with sig
+                  exit:  each of sys_exit_kill, sys_exit_tkill,
+                  sys_exit_tgkill (ret)
     pair          enter -> exit of the same thread, carrying the sender's
                   comm and pid, the target and the signal
     aggregate     Records: pid, comm, sig, tpid, ret
@@ -16,9 +18,10 @@
     output        bcc's layout: "%-9s %-*s %-16s %-4s %-*s %s"
                   TIME PID COMM SIG TPID RESULT (PID width from pid_max)
 
-Like bcc's and perf-tools' killsnoop it traces kill(2); --syscall traces
-tkill(2) or tgkill(2) (what raise(3) and pthread_kill(3) use) instead, one
-system call per run.
+bcc's and perf-tools' killsnoop trace kill(2) only; this one also traces
+tkill(2) and tgkill(2) (what raise(3) and pthread_kill(3) use) in the same
+run, as one logical event (model.Each).  --syscall (repeatable) narrows it
+to the system calls named.
 """
 
 import os
@@ -26,15 +29,19 @@ import re
 import signal
 import time
 
-from kerntrace.core.api import (Column, Event, EventTablePrinter, Field, Filter, Measurement,
-                                Pair, Records, Schedule, SyscallEntry, SyscallExit, Tool,
-                                UsageError, hookimpl, pid_value, seconds_value)
+from kerntrace.core.api import (Column, Each, Event, EventTablePrinter, Field, Filter,
+                                Measurement, Pair, Records, Schedule, SyscallEntry, SyscallExit,
+                                Tool, UsageError, hookimpl, pid_value, seconds_value)
 
 KERNTRACE_API_VERSION = "1.0"
 
 ENTER = "enter"
 EXIT = "exit"
 SYSCALLS = ("kill", "tkill", "tgkill")
+# Where each system call's target is: kill(pid, sig), tkill(pid, sig) (a
+# thread id), tgkill(tgid, pid, sig) (the target's thread group: the
+# process, as TPID is a process id for kill).
+TARGET_ARGUMENT = {"kill": "pid", "tkill": "pid", "tgkill": "tgid"}
 
 # Linux has signals 1..64 (_NSIG, include/uapi/asm-generic/signal.h); 0
 # checks that the target exists without sending anything.
@@ -79,6 +86,12 @@ def target_text(value):
     return "%d" % (value - (1 << 32) if value >= 1 << 31 else value)
 
 
+def syscalls(args):
+    """The system calls traced, in SYSCALLS' order, each once."""
+    chosen = args.syscall or SYSCALLS
+    return tuple(c for c in SYSCALLS if c in chosen)
+
+
 def pid_width():
     """bcc's PID column width: the digits of pid_max, plus one."""
     try:
@@ -104,18 +117,20 @@ def killsnoop_columns(width=6):
 
 class KillSnoop(Tool):
     name = "killsnoop"
-    summary = "Trace signals issued by the kill() syscall."
-    description = ("One line per kill(2): the sender's PID and name, the signal, the target "
-                   "and the result (0, or -errno: -3 is ESRCH, no such process).")
+    summary = "Trace signals issued by the kill(), tkill() and tgkill() syscalls."
+    description = ("One line per kill(2), tkill(2) or tgkill(2): the sender's PID and name, "
+                   "the signal, the target and the result (0, or -errno: -3 is ESRCH, no such "
+                   "process).")
     examples = (
-        ("killsnoop", "trace all kill() signals"),
+        ("killsnoop", "trace all kill(), tkill() and tgkill() signals"),
         ("killsnoop -x", "only show failed kills"),
         ("killsnoop -p 181", "only trace PID 181"),
         ("killsnoop -T 189", "only trace target PID 189"),
         ("killsnoop -s 9", "only trace signal 9"),
         ("killsnoop -s TERM", "only trace SIGTERM"),
         ("killsnoop -n bash", "only senders whose name contains \"bash\""),
-        ("killsnoop --syscall tgkill", "trace tgkill() (pthread_kill, raise) instead"),
+        ("killsnoop --syscall kill", "only kill(), as bcc's killsnoop traces"),
+        ("killsnoop --syscall tgkill", "only tgkill() (pthread_kill, raise)"),
     )
 
     def add_arguments(self, p):
@@ -129,9 +144,10 @@ class KillSnoop(Tool):
                        help="trace this signal only (number or name)")
         p.add_argument("-n", "--name", type=name_value,
                        help="only senders whose task name contains NAME")
-        p.add_argument("--syscall", choices=SYSCALLS, default="kill",
-                       help="trace this system call (default kill; tkill, tgkill: TPID is "
-                            "the target thread, or for tgkill the target process)")
+        p.add_argument("--syscall", choices=SYSCALLS, action="append",
+                       help="trace only this system call (repeatable; default: kill, tkill "
+                            "and tgkill; for tkill TPID is the target thread, for tgkill "
+                            "the target process)")
         p.add_argument("-d", "--duration", type=lambda t: seconds_value(t, "duration"),
                        help="total duration of trace in seconds")
 
@@ -150,12 +166,14 @@ class KillSnoop(Tool):
             filters.append(Filter("comm", "glob", "*%s*" % args.name, events=(ENTER,)))
         if args.failed:
             filters.append(Filter("ret", "<", 0, events=(EXIT,)))
-        # kill(pid, sig), tkill(pid, sig), tgkill(tgid, pid, sig): the target
-        # is tgkill's "tgid", else the "pid" argument (a name the sender's
-        # own pid, a context field, already has).
-        enter = Event(ENTER, SyscallEntry(args.syscall),
-                      fields=[Field("tpid", sources=("tgid", "pid")), Field("sig")])
-        exit_ = Event(EXIT, SyscallExit(args.syscall), fields=[Field("ret")])
+        # One logical event over every system call traced, each member
+        # reading the target from its own argument (a name the sender's own
+        # pid, a context field, already has: hence "tpid").
+        calls = syscalls(args)
+        enter = Event(ENTER, Each(*[SyscallEntry(c, sources={"tpid": TARGET_ARGUMENT[c]})
+                                    for c in calls]),
+                      fields=[Field("tpid"), Field("sig")])
+        exit_ = Event(EXIT, Each(*[SyscallExit(c) for c in calls]), fields=[Field("ret")])
         return Measurement(
             events=[enter, exit_],
             pair=Pair(ENTER, EXIT, key=("tid",), carry=("comm", "pid", "tpid", "sig")),
@@ -167,7 +185,8 @@ class KillSnoop(Tool):
 
     def printer(self, args, out, err):
         return EventTablePrinter(out, err, killsnoop_columns(pid_width()),
-                                 banner="Tracing %s() signals... Ctrl-C to end." % args.syscall)
+                                 banner="Tracing %s signals... Ctrl-C to end." % ", ".join(
+                                     "%s()" % c for c in syscalls(args)))
 
 
 @hookimpl

@@ -1,12 +1,13 @@
 """opensnoop: one line per file open, with its file descriptor or error
 (bcc-compatible columns; perf-tools' -n, -x, -d and filename operand).
 
-    command line  opensnoop [-h] [-T] [-x] [-p PID | -t TID] [-n NAME] [-e]
-                            [-d DURATION] [FILENAME]
+    command line  opensnoop [-h] [-T] [-U] [-x] [-p PID | -t TID] [-u UID]
+                            [-n NAME] [-e] [-f FLAG ...] [-d DURATION]
+                            [FILENAME]
     events        enter: the open's start, with the path (and flags), from
                   the first of these the host has:
                     syscalls:sys_enter_{openat,open,openat2,creat} (those
-                    the kernel has; -e: openat, open), the path read from its user
+                    the kernel has; -e, -f: openat, open), the path read from its user
                     pointer (eBPF reads user memory in the probe; ftrace
                     records only the pointer, so it goes on);
                     a kprobe on do_sys_open / do_sys_openat2 fetching the
@@ -20,15 +21,20 @@
                     "(from /proc)"; not with a FILENAME filter)
                   exit: the same syscalls' sys_exit_*, the return value
     pair          enter -> exit of the same thread, carrying comm, pid, path
-    aggregate     Records: comm, pid, tid, path, ret (-e: and flags)
-    filters       -p PID / -t TID on both events, -n NAME (comm contains),
-                  FILENAME (path glob, '*' at the ends only) on the enter,
-                  -x (ret < 0) on the exit
+    aggregate     Records: comm, pid, tid, path, ret (-e: and flags; -U, -u:
+                  and uid, the context field: eBPF reads it at the open;
+                  ftrace looks it up in /proc when the event is decoded,
+                  best-effort: "?" once the process is gone)
+    filters       -p PID / -t TID / -u UID on both events, -n NAME (comm contains),
+                  FILENAME (path glob, '*' at the ends only), -f FLAG
+                  (flags & the FLAGs' bits: any set) on the enter, -x
+                  (ret < 0) on the exit
     output        bcc 0.26's columns
-                  [TIME(s)       ]PID    COMM               FD ERR [FLAGS    ]PATH
+                  [TIME(s)       ][UID   ]PID    COMM               FD ERR [FLAGS    ]PATH
 """
 
 import os
+import re
 
 from kerntrace.core.api import (INT, STR, USTR, Column, Each, Event, EventTablePrinter, Field,
                                 Filter, KernelFunction, Measurement, Pair, ProcFdPath, Records,
@@ -82,8 +88,9 @@ def exit_event(flags=False):
                               if not flags or s in FLAG_SYSCALLS]), fields=[Field("ret", INT)])
 
 
-def record_fields(flags=False):
-    return ("comm", "pid", "tid", "path", "ret") + (("flags",) if flags else ())
+def record_fields(flags=False, uid=False):
+    return ("comm", "pid", "tid", "path", "ret") + (("flags",) if flags else ()) + (
+        ("uid",) if uid else ())
 
 
 def fd_text(record, ctx):
@@ -105,9 +112,15 @@ def path_text(record, ctx):
     return "%s (from /proc)" % path if path is not None else "? (not in /proc)"
 
 
-def opensnoop_columns(timestamp=False, tid=False, flags=False):
-    """bcc 0.26 opensnoop's columns: ["%-14s" TIME(s)] "%-6s %-16s %4s %3s "
-    PID (or TID) COMM FD ERR, ["%-9s" FLAGS, rows "%08o "], "%s" PATH."""
+def uid_text(record, ctx):
+    uid = record.get("uid")
+    return "?" if uid is None else uid
+
+
+def opensnoop_columns(timestamp=False, tid=False, flags=False, uid=False):
+    """bcc 0.26 opensnoop's columns: ["%-14s" TIME(s)] ["%-6d" UID] "%-6s
+    %-16s %4s %3s " PID (or TID) COMM FD ERR, ["%-9s" FLAGS, rows "%08o "],
+    "%s" PATH."""
     cols = []
     if timestamp:
         first = []
@@ -117,6 +130,8 @@ def opensnoop_columns(timestamp=False, tid=False, flags=False):
                 first.append(record.ts)
             return (record.ts - first[0]) / 1e9
         cols.append(Column("TIME(s)", elapsed, 14, fmt=lambda v: "%.9f" % v, sep=""))
+    if uid:
+        cols.append(Column("UID", uid_text, 6, sep=""))
     cols += [
         Column("TID" if tid else "PID", "tid" if tid else "pid", 6, sep=""),
         Column("COMM", "comm", 16, truncate=True),
@@ -127,6 +142,34 @@ def opensnoop_columns(timestamp=False, tid=False, flags=False):
         cols.append(Column("FLAGS", "flags", 8, fmt=lambda v: "%08o" % v))
     cols.append(Column("PATH", path_text, 0))
     return cols
+
+
+# An O_* name of the open flags (fcntl.h), as bcc's -f takes them.
+_FLAG_NAME = re.compile(r"^O_[A-Z0-9_]{1,24}\Z")
+
+
+def flag_value(text):
+    """-f FLAG: an open flag by name (O_WRONLY, O_CREAT ...), its bit(s)
+    as this architecture's C library defines them (Python's os module)."""
+    value = getattr(os, text, None) if isinstance(text, str) and _FLAG_NAME.match(text) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        shown = "".join(c if c.isprintable() else "?" for c in str(text))[:64]
+        raise UsageError("invalid open flag %r: expected a name such as O_WRONLY, O_RDWR or "
+                         "O_CREAT" % shown)
+    if value == 0:
+        raise UsageError("open flag %s is 0: it sets no bit to filter on" % text)
+    return value
+
+
+# Linux uids are 32-bit; (uid_t)-1 means "none" (include/linux/uidgid.h).
+MAX_UID = (1 << 32) - 2
+
+
+def uid_value(text):
+    """-u UID: a numeric user id."""
+    if not _digits(text) or int(text) > MAX_UID:
+        raise UsageError("invalid UID %r: expected a number from 0 to %d" % (text, MAX_UID))
+    return int(text)
 
 
 def _digits(text):
@@ -174,15 +217,23 @@ class OpenSnoop(Tool):
                    "ftrace with a kprobe, or uprobes on the C library's open() and creat(), "
                    "or else looked up in /proc when printed, marked \"(from /proc)\" "
                    "(--explain says which).")
+    best_effort = ("UID (-U, -u) on the ftrace backend: no event carries it, it is read from "
+                   "/proc/TID/status when the event is decoded (\"?\" once the process is "
+                   "gone)",
+                   "PATH on the ftrace backend without kprobes or uprobes: from "
+                   "/proc/PID/fd/FD when printed, marked \"(from /proc)\"")
     examples = (
         ("opensnoop", "trace all open() syscalls"),
         ("opensnoop -T", "include timestamps"),
         ("opensnoop -x", "only show failed opens"),
         ("opensnoop -p 181", "only trace PID 181"),
         ("opensnoop -t 123", "only trace TID 123"),
+        ("opensnoop -U", "include UID"),
+        ("opensnoop -u 1000", "only trace UID 1000"),
         ("opensnoop -d 10", "trace for 10 seconds only"),
         ("opensnoop -n main", "only print process names containing \"main\""),
         ("opensnoop -e", "show extended fields (open flags)"),
+        ("opensnoop -f O_WRONLY -f O_RDWR", "only print calls for writing"),
         ("opensnoop '/etc/*'", "only opens of paths starting with /etc/"),
         ("opensnoop '*.conf'", "only opens of paths ending in .conf"),
     )
@@ -190,7 +241,12 @@ class OpenSnoop(Tool):
     def add_arguments(self, p):
         p.add_argument("-T", "--timestamp", action="store_true",
                        help="include timestamp on output")
+        p.add_argument("-U", "--print-uid", action="store_true",
+                       help="print UID column (ftrace: read from /proc, best-effort)")
         p.add_argument("-x", "--failed", action="store_true", help="only show failed opens")
+        p.add_argument("-u", "--uid", type=uid_value,
+                       help="trace this UID only (ftrace: matched against /proc, "
+                            "best-effort)")
         who = p.add_mutually_exclusive_group()
         who.add_argument("-p", "--pid", type=process_id("PID"), help="trace this PID only")
         who.add_argument("-t", "-L", "--tid", type=process_id("TID"),
@@ -201,12 +257,15 @@ class OpenSnoop(Tool):
                        help="only print process names containing this name")
         p.add_argument("-e", "--extended_fields", action="store_true",
                        help="show extended fields (FLAGS: the open flags, octal)")
+        p.add_argument("-f", "--flag_filter", action="append", type=flag_value, metavar="FLAG",
+                       help="only opens with this flag set (e.g. O_WRONLY; repeat for any "
+                            "of several; open and openat only, as -e)")
         p.add_argument("filename", nargs="?", type=path_pattern,
                        help="only opens of this path; '*' at its start or end matches "
                             "any prefix or suffix")
 
     def measurement(self, args):
-        flags = args.extended_fields
+        flags = args.extended_fields or bool(args.flag_filter)
         if not getattr(args, "input_file", None):
             for what in ("pid", "tid"):
                 value = getattr(args, what)
@@ -217,24 +276,32 @@ class OpenSnoop(Tool):
             filters.append(Filter("pid", "==", args.pid))
         if args.tid is not None:
             filters.append(Filter("tid", "==", args.tid))
+        if args.uid is not None:
+            filters.append(Filter("uid", "==", args.uid))
         if args.name is not None:
             filters.append(Filter("comm", "glob", "*%s*" % args.name, events=(ENTER,),
                                   type=STR))
         if args.filename is not None:
             filters.append(Filter("path", "glob", args.filename, events=(ENTER,), type=USTR))
+        if args.flag_filter:
+            mask = 0
+            for bits in args.flag_filter:
+                mask |= bits
+            filters.append(Filter("flags", "&", mask, events=(ENTER,), type=INT))
         if args.failed:
             filters.append(Filter("ret", "<", 0, events=(EXIT,)))
         return Measurement(
             events=[enter_event(flags), exit_event(flags)],
             pair=Pair(ENTER, EXIT, key=("tid",), carry=("comm", "pid", "path")
                       + (("flags",) if flags else ())),
-            aggregate=Records(record_fields(flags)),
+            aggregate=Records(record_fields(flags, uid=args.print_uid or args.uid is not None)),
             filters=filters,
             schedule=Schedule(duration=args.duration))
 
     def printer(self, args, out, err):
         return EventTablePrinter(out, err, opensnoop_columns(
-            timestamp=args.timestamp, tid=args.tid is not None, flags=args.extended_fields),
+            timestamp=args.timestamp, tid=args.tid is not None, flags=args.extended_fields,
+            uid=args.print_uid),
             banner=self.banner(args))
 
     @staticmethod

@@ -63,7 +63,7 @@ def _fields(kw, names):
 
 def _ctx(kw, comm, pid, tid, cpu):
     return dict(cpu=kw.pop("cpu", cpu), pid=kw.pop("pid", pid), tid=kw.pop("tid", tid),
-                comm=kw.pop("comm", comm))
+                comm=kw.pop("comm", comm), uid=kw.pop("uid", 0))
 
 
 def request(name, ts, sector, dev=DEV, rwbs="W", nbytes=4096, **kw):
@@ -356,7 +356,10 @@ for _queue in (False, True):
 # Filters on single events
 for _op, _value, _passing in [("==", 4096, [4096]), ("!=", 4096, [512, 65536]),
                               ("<", 4096, [512]), ("<=", 4096, [512, 4096]),
-                              (">", 4096, [65536]), (">=", 4096, [4096, 65536])]:
+                              (">", 4096, [65536]), (">=", 4096, [4096, 65536]),
+                              # a bit mask: any of its bits set
+                              ("&", 512 | 4096, [512, 4096]), ("&", 1 << 16, [65536]),
+                              ("&", 1, [])]:
     scenario("integer filter bytes %s %d" % (_op, _value),
              plain(Count(keys=("bytes",)), filters=[Filter("bytes", _op, _value)]),
              [issue(i, i, nbytes=b) for i, b in enumerate((512, 4096, 65536))],
@@ -374,12 +377,30 @@ for _op, _value, _passing in [("==", "WS", ["WS"]), ("!=", "WS", ["FWS", "R", "R
 
 for _flt, _want in [(Filter("pid", "==", 4000), 2), (Filter("tid", "==", 4011), 1),
                     (Filter("cpu", ">=", 1), 1), (Filter("comm", "glob", "d*"), 2),
-                    (Filter("comm", "==", "cat"), 1)]:
+                    (Filter("comm", "==", "cat"), 1), (Filter("uid", "==", 1000), 2),
+                    (Filter("uid", "!=", 0), 2), (Filter("uid", "<", 1000), 1)]:
     scenario("context filter %s %s %r" % (_flt.field, _flt.op, _flt.value),
              plain(Count(), filters=[_flt]),
-             [issue(0, 0, tid=4011, cpu=0), issue(1, 1, tid=4012, cpu=1),
+             [issue(0, 0, tid=4011, cpu=0, uid=1000), issue(1, 1, tid=4012, cpu=1, uid=1000),
               issue(2, 2, pid=77, tid=77, cpu=0, comm="cat")],
              [Interval({(): _want})])
+
+scenario("records of fields only some events declare: None in the others'",
+         Measurement([issue_event(), done_event()],
+                     Records((EVENT_NAME, "sector", "bytes", "error", "rwbs"))),
+         [issue(0, 8, nbytes=512), done(10, 8, error=-5), issue(20, 16, rwbs="R")],
+         [Interval([{EVENT_NAME: "issue", "sector": 8, "bytes": 512, "error": None,
+                     "rwbs": "W"},
+                    {EVENT_NAME: "done", "sector": 8, "bytes": None, "error": -5, "rwbs": "W"},
+                    {EVENT_NAME: "issue", "sector": 16, "bytes": 4096, "error": None,
+                     "rwbs": "R"}])])
+
+scenario("records of the task's real uid",
+         plain(Records(("comm", "uid"))),
+         [issue(0, 0, uid=1000), issue(1, 1, pid=77, tid=77, comm="cat", uid=65534),
+          issue(2, 2, comm="root", uid=0)],
+         [Interval([{"comm": "dd", "uid": 1000}, {"comm": "cat", "uid": 65534},
+                    {"comm": "root", "uid": 0}])])
 
 # ---------------------------------------------------------------------------
 # Histograms: the buckets of core.buckets, the sum of the values bucketed

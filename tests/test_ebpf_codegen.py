@@ -140,6 +140,7 @@ int bpf_get_current_comm(void *buf, u32 size);
 int bpf_probe_read_kernel(void *dst, u32 size, const void *src);
 int bpf_probe_read_kernel_str(void *dst, u32 size, const void *src);
 int bpf_probe_read_user_str(void *dst, u32 size, const void *src);
+int bpf_probe_read_user(void *dst, u32 size, const void *src);
 int bpf_probe_read(void *dst, u32 size, const void *src);
 int bpf_probe_read_str(void *dst, u32 size, const void *src);
 struct pt_regs { u64 di, si, dx, cx, r8, r9, ax; };
@@ -846,3 +847,68 @@ def test_unique_keys_generate_no_shared_key_code():
     t = codegen.generate(m, make_plan(m)).text
     assert "kt_ambiguous" not in t and ".insert(" not in t
 
+
+
+# ---------------------------------------------------------------------------
+# Field.element: a string of a NULL-terminated user array (execve's argv)
+ELEMENT_HARNESS = r"""
+#include <stdio.h>
+#include <string.h>
+typedef unsigned int u32;
+typedef unsigned long long u64;
+static int bpf_probe_read_kernel(void *dst, u32 size, const void *src)
+{ memcpy(dst, src, size); return 0; }
+static int bpf_probe_read_user(void *dst, u32 size, const void *src)
+{ memcpy(dst, src, size); return 0; }
+static int bpf_probe_read_user_str(void *dst, u32 size, const void *src)
+{ strncpy(dst, src, size - 1); return (int)strlen(dst) + 1; }
+int main(void)
+{
+    /* after the NULL: what must never be read as an element */
+    const char *words[] = {"sh", "-c", "", "x y", 0, "envp-garbage", 0};
+    u64 argv = (u64)words;
+    int n;
+    for (n = 0; n < 6; n++) {
+        char out[16] = {0};
+        char *dst = out;
+        switch (n) {
+%s
+        }
+        printf("[%%s]\n", out);
+    }
+    return 0;
+}
+"""
+
+
+@needs_cc
+def test_element_read_stops_at_the_arrays_end(tmp_path):
+    h = eplan.MODERN_HELPERS
+    cases = "\n".join("case %d:\n%s\nbreak;" % (i, "\n".join(
+        codegen._element_read(h, "dst", 16, "argv", i))) for i in range(6))
+    out = compile_c(tmp_path, ELEMENT_HARNESS % cases, run_input="", name="elem")
+    assert out == ["[sh]", "[-c]", "[]", "[x", "y]", "[]", "[]"]
+
+
+def test_element_fields_read_the_array_at_an_argument(tmp_path):
+    ev = Event("exec", UserFunction("/usr/bin/true", "kerntrace_exec"),
+               fields=[Field("a%d" % i, USTR, sources=("arg1",), element=i) for i in range(3)])
+    m = Measurement([ev], Records(("pid", "a0", "a1", "a2")))
+    prog = codegen.generate(m, make_plan(m))
+    t = prog.text
+    # read in order: the array's address once, then one pointer per element
+    assert t.count("bpf_probe_read_kernel(&kt_base_arg1, sizeof(kt_base_arg1), "
+                   "&PT_REGS_PARM2(ctx));") == 1
+    for i in range(3):
+        assert ("if (bpf_probe_read_user(&kt_p, sizeof(kt_p), &kt_arr_arg1[%d]) != 0 || !kt_p)"
+                % i) in t
+    assert "for (kt_i" not in t
+    # out of order (only the last): it walks the array up to itself
+    ev = Event("exec", UserFunction("/usr/bin/true", "kerntrace_exec"),
+               fields=[Field("a2", USTR, sources=("arg1",), element=2)])
+    m = Measurement([ev], Records(("pid", "a2")))
+    t = codegen.generate(m, make_plan(m)).text
+    assert "for (kt_i = 0; kt_i <= 2; kt_i++) {" in t
+    assert prog.record_layout.member("a2").kind == STRING
+    if CC is not None:
+        syntax_check(tmp_path, prog, m)

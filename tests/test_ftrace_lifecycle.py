@@ -243,6 +243,8 @@ def _resolved(*fields):
     (Filter("rwbs", "!=", "R"), 'rwbs != "R"'),
     (Filter("rwbs", "glob", "*R*"), 'rwbs ~ "*R*"'),
     (Filter("tid", "==", 4321), "common_pid == 4321"),
+    (Filter("dev", "&", 3), "dev & 3"),
+    (Filter("err", "&", 1 << 31), None),      # the sign bit of a signed 32-bit field
     # Values that do not fit the field: the kernel would truncate the
     # constant (dev is 32 bits), so they stay in user space.
     (Filter("dev", "==", 2 ** 32 + 5), None),
@@ -263,6 +265,14 @@ def test_filter_expression_and_glob_fallback():
     ev, r = _resolved()
     cl = kfilter.clauses([Filter("dev", "==", 5), Filter("rwbs", "glob", "R*")], r)
     assert kfilter.expression(cl) == 'dev == 5 && rwbs ~ "R*"'
+    assert kfilter.expression(kfilter.without_globs(cl)) == "dev == 5"
+
+
+def test_bit_mask_clause_is_dropped_where_the_kernel_rejects_it():
+    # `field & mask` since v4.10: older kernels say EINVAL, as for "~"
+    ev, r = _resolved()
+    cl = kfilter.clauses([Filter("dev", "==", 5), Filter("sector", "&", 0o3)], r)
+    assert kfilter.expression(cl) == "dev == 5 && sector & 3"
     assert kfilter.expression(kfilter.without_globs(cl)) == "dev == 5"
 
 

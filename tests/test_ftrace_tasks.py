@@ -398,3 +398,28 @@ def test_bad_task_records_do_not_raise(tid):
     assert t.feed(RawEvent("task", "task_newtask", 1, 5, 0,
                            fields={"pid": 6, "comm": "x", "clone_flags": tid})) is True
     assert t.feed(RawEvent("block", "block_rq_issue", 1, 5, 0, fields={})) is False
+
+
+def _status(proc, tid, uids):
+    d = proc / str(tid)
+    d.mkdir(exist_ok=True)
+    (d / "status").write_text("Name:\tx\nUid:\t%s\nGid:\t0\t0\t0\t0\n" % uids)
+
+
+def test_uid_is_the_real_uid_from_proc_and_a_miss_is_never_kept(tmp_path):
+    t = TaskInfo(proc_root=str(tmp_path))
+    assert t.uid(42) is None                      # no such task (yet)
+    _status(tmp_path, 42, "1000\t0\t0\t0")        # real 1000, effective 0 (setuid)
+    assert t.uid(42) == 1000
+    _status(tmp_path, 42, "65534\t65534\t65534\t65534")
+    assert t.uid(42) == 1000                      # kept for the interval
+    t.end_interval()
+    assert t.uid(42) == 65534
+    t.exited(42)
+    (tmp_path / "42" / "status").unlink()
+    assert t.uid(42) is None
+
+
+def test_no_uid_without_proc():
+    # a replayed trace's tasks are not this host's
+    assert TaskInfo(proc_root=None).uid(1) is None

@@ -3,7 +3,7 @@
 import pytest
 
 from kerntrace.core.errors import InvalidSpec, UsageError
-from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, POW2_MS, QUEUED, STR, Count,
+from kerntrace.core.model import (EVENT_NAME, INT, LATENCY, POW2_MS, QUEUED, STR, USTR, Count,
                                   Event, Field, Filter, Histogram, Measurement, Pair, Records,
                                   Schedule, SyscallEntry, Tracepoint, UserFunction)
 
@@ -140,6 +140,19 @@ def test_glob_filter_semantics():
     assert Filter("rwbs", "glob", "R").matches("R") and not Filter("rwbs", "glob", "R").matches("RA")
 
 
+def test_bit_mask_filter_semantics():
+    f = Filter("flags", "&", 0o1 | 0o2)          # O_WRONLY | O_RDWR
+    assert f.matches(0o1) and f.matches(0o2) and f.matches(0o101)
+    assert not f.matches(0) and not f.matches(0o100)
+    assert Filter("flags", "&", 1 << 63).matches(-1)
+
+
+@pytest.mark.parametrize("mask", [0, -1, 1 << 64, "3", True])
+def test_bit_mask_must_be_a_non_zero_64_bit_value(mask):
+    with pytest.raises(UsageError):
+        Filter("flags", "&", mask, type=INT)
+
+
 def test_filter_type_must_match_event_field():
     issue, done = block_events()
     with pytest.raises(InvalidSpec):
@@ -208,3 +221,25 @@ def test_ftrace_tracer_records_are_not_tracepoints():
     from kerntrace.core.model import Tracepoint
     with pytest.raises(InvalidSpec, match="ftrace:function"):
         Tracepoint("ftrace", "function")
+
+
+@pytest.mark.parametrize("kw", [dict(type=INT, element=0), dict(type=STR, element=1),
+                                dict(type=USTR, element=-1), dict(type=USTR, element=64),
+                                dict(type=USTR, element=True), dict(type=USTR, element="1")])
+def test_element_is_an_index_on_a_user_string(kw):
+    with pytest.raises(InvalidSpec):
+        Field("a0", sources=("argv",), **kw)
+
+
+def test_records_of_a_field_only_some_events_declare_name_the_event():
+    from kerntrace.core.model import SyscallExit
+    ret = Event("ret", SyscallExit("execve"), fields=[Field("value", sources=("ret",))])
+    args = Event("args", SyscallEntry("execve"),
+                 fields=[Field("a0", USTR, sources=("argv",), element=0)])
+    m = Measurement([ret, args], Records((EVENT_NAME, "pid", "value", "a0")))
+    assert m.output_fields()["a0"] == USTR and m.output_fields()["value"] == INT
+    with pytest.raises(InvalidSpec):
+        Measurement([ret, args], Records(("pid", "value", "a0")))
+    # counts and histograms still key on what every event has
+    with pytest.raises(InvalidSpec):
+        Measurement([ret, args], Count(keys=("a0",)))

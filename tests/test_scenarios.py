@@ -71,9 +71,21 @@ def ftrace_plan(measurement):
     return Plan(events)
 
 
+class ScenarioTasks(TaskInfo):
+    """The scenario's uids where the backend would read /proc."""
+
+    def __init__(self, **kw):
+        TaskInfo.__init__(self, **kw)
+        self.uids = {}
+
+    def uid(self, tid):
+        return self.uids.get(tid)
+
+
 def run_ftrace(measurement, stream):
     plan = ftrace_plan(measurement)
-    agg = Aggregator(measurement, plan, tasks=TaskInfo(proc_root=None))
+    tasks = ScenarioTasks(proc_root=None)
+    agg = Aggregator(measurement, plan, tasks=tasks)
     by_name = dict((r.logical.name, r) for r in plan.events)
     reports = []
     for item in stream:
@@ -83,6 +95,7 @@ def run_ftrace(measurement, stream):
             agg.feed_lost(item.n)
         else:
             r = by_name[item.name]
+            tasks.uids[item.tid] = item.uid
             fields = dict((r.fields[n], v) for n, v in item.fields.items() if n in r.fields)
             if own_comm_field(r):
                 fields[own_comm_field(r)] = item.comm     # the record's own copy
@@ -134,11 +147,12 @@ static void kt_hex(const char *tag, const void *data, u32 size)
     static int n##_submit(void *ctx, void *data, u32 size) { kt_hex("R ", data, size); \
         printf("\n"); return 0; } \
     struct { int (*perf_submit)(void *, void *, u32); } n = { n##_submit }
-static u64 kt_test_now, kt_test_pid_tgid;
+static u64 kt_test_now, kt_test_pid_tgid, kt_test_uid_gid;
 static u32 kt_test_cpu;
 static char kt_test_comm[16];
 static u64 bpf_ktime_get_ns(void) { return kt_test_now; }
 static u64 bpf_get_current_pid_tgid(void) { return kt_test_pid_tgid; }
+static u64 bpf_get_current_uid_gid(void) { return kt_test_uid_gid; }
 static u32 bpf_get_smp_processor_id(void) { return kt_test_cpu; }
 static int bpf_get_current_comm(void *buf, u32 size)
 {
@@ -192,6 +206,8 @@ def _call(att, ev):
     out = ["kt_test_now = %s;" % _c_int(ev.ts),
            "kt_test_pid_tgid = (%s << 32) | %s;" % (_c_int(ev.pid), _c_int(ev.tid)),
            "kt_test_cpu = %d;" % ev.cpu,
+           # gid (the high half) 4242: a program reading it as the uid would show it
+           "kt_test_uid_gid = (4242ULL << 32) | %s;" % _c_int(ev.uid),
            "memset(kt_test_comm, 0, sizeof(kt_test_comm));",
            "strncpy(kt_test_comm, %s, 15);" % _c_str(ev.comm)]
     if att.raw:
@@ -255,6 +271,8 @@ def _reports(prog, measurement, words):
             rec = prog.record_layout.decode(bytes.fromhex(next(it)))
             ts = rec.pop("kt_ts")
             if EVENT_NAME in rec:
+                for name in prog.absent.get(rec[EVENT_NAME], ()):
+                    rec[name] = None
                 rec[EVENT_NAME] = prog.event_names[rec[EVENT_NAME]]
             data.append(results.Record(ts, rec))
         elif w == "H":
@@ -291,7 +309,7 @@ BPF_PROG_TEST_RUN = 10
 RAW_TP_CTX_MAX = 96        # MAX_BPF_FUNC_ARGS * sizeof(u64): a raw tracepoint's context
 
 TEST_CONTEXT = r"""
-struct kt_test_ctx { u64 now; u64 pid_tgid; u64 cpu; char comm[16]; };
+struct kt_test_ctx { u64 now; u64 pid_tgid; u64 cpu; char comm[16]; u64 uid_gid; };
 BPF_ARRAY(kt_test, struct kt_test_ctx, 1);
 static __always_inline struct kt_test_ctx *kt_test_get(void)
 {
@@ -307,6 +325,11 @@ static __always_inline u64 kt_test_pid_tgid(void)
 {
     struct kt_test_ctx *c = kt_test_get();
     return c ? c->pid_tgid : 0;
+}
+static __always_inline u64 kt_test_uid_gid(void)
+{
+    struct kt_test_ctx *c = kt_test_get();
+    return c ? c->uid_gid : 0;
 }
 static __always_inline u32 kt_test_cpu(void)
 {
@@ -325,6 +348,7 @@ static __always_inline int kt_test_comm(void *dst, u32 size)
 _CONTEXT_HELPERS = (("bpf_ktime_get_ns()", "kt_test_now()"),
                     ("bpf_get_current_pid_tgid()", "kt_test_pid_tgid()"),
                     ("bpf_get_smp_processor_id()", "kt_test_cpu()"),
+                    ("bpf_get_current_uid_gid()", "kt_test_uid_gid()"),
                     ("bpf_get_current_comm(", "kt_test_comm("))
 
 
@@ -422,6 +446,7 @@ def _run_live(bcc, b, prog, measurement, stream):
         leaf = context.Leaf()
         leaf.now, leaf.pid_tgid, leaf.cpu = item.ts, (item.pid << 32) | item.tid, item.cpu
         leaf.comm = item.comm.encode()
+        leaf.uid_gid = (4242 << 32) | item.uid
         context[context.Key(0)] = leaf
         prog_test_run(fd, bytearray(RAW_TP_CTX_MAX) if att.raw else record_bytes(att.event, item))
     dump()

@@ -57,7 +57,7 @@ def test_parent_from_proc_when_no_fork_was_seen(proc):
 
 
 def test_failed_execs_only_with_x_and_never_with_proc_args(proc):
-    recs = [ev(1, "ret_at", 200, -2), ev(2, "ret", 200, -13)]
+    recs = [ev(1, "ret", 200, -2), ev(2, "ret", 200, -13)]
     assert combine(recs, proc) == []
     rows = combine(recs, proc, failed=True)
     assert [(r["ret"], r["args"]) for r in rows] == [(-2, None), (-13, None)]

@@ -20,25 +20,47 @@ def measure(argv):
     return tool.measurement(tool.parse_args(argv))
 
 
-def test_kill_entry_and_return_paired_per_thread():
+def describe(alternative):
+    return [p.describe() for p in alternative.probes]
+
+
+def test_kill_tkill_and_tgkill_in_one_run_paired_per_thread():
     m = measure([])
-    assert [e.probes[0].describe() for e in m.events] == ["t:syscalls:sys_enter_kill",
-                                                          "t:syscalls:sys_exit_kill"]
+    enter, exit_ = m.events
+    assert len(enter.probes) == 1 and len(exit_.probes) == 1
+    assert describe(enter.probes[0]) == ["t:syscalls:sys_enter_kill",
+                                         "t:syscalls:sys_enter_tkill",
+                                         "t:syscalls:sys_enter_tgkill"]
+    assert describe(exit_.probes[0]) == ["t:syscalls:sys_exit_kill", "t:syscalls:sys_exit_tkill",
+                                         "t:syscalls:sys_exit_tgkill"]
+    # the target: kill()'s and tkill()'s "pid" argument, tgkill()'s "tgid"
+    tpid = enter.field("tpid")
+    assert [p.sources_for(tpid) for p in enter.probes[0].probes] == [("pid",), ("pid",),
+                                                                     ("tgid",)]
     assert m.pair.key == ("tid",)
     assert set(m.pair.carry) == {"comm", "pid", "tpid", "sig"}
-    # the target is kill()'s own "pid" argument
-    assert m.event("enter").field("tpid").sources == ("tgid", "pid")
     assert m.aggregate.fields == ("pid", "comm", "sig", "tpid", "ret")
     assert m.filters == ()
 
 
-@pytest.mark.parametrize("syscall", ["tkill", "tgkill"])
-def test_other_signal_syscalls(syscall):
-    m = measure(["--syscall", syscall])
-    assert [e.probes[0].describe() for e in m.events] == [
-        "t:syscalls:sys_enter_%s" % syscall, "t:syscalls:sys_exit_%s" % syscall]
-    # tgkill(tgid, pid, sig): the target process; tkill(pid, sig): the thread
-    assert m.event("enter").field("tpid").sources == ("tgid", "pid")
+@pytest.mark.parametrize("argv, calls", [
+    (["--syscall", "kill"], ["kill"]),
+    (["--syscall", "tgkill"], ["tgkill"]),
+    (["--syscall", "tgkill", "--syscall", "tkill"], ["tkill", "tgkill"]),
+    (["--syscall", "kill", "--syscall", "kill"], ["kill"]),
+])
+def test_syscall_narrows_the_calls(argv, calls):
+    m = measure(argv)
+    assert describe(m.events[0].probes[0]) == ["t:syscalls:sys_enter_%s" % c for c in calls]
+    assert describe(m.events[1].probes[0]) == ["t:syscalls:sys_exit_%s" % c for c in calls]
+
+
+def test_banner_names_the_calls():
+    tool = KillSnoop()
+    err = io.StringIO()
+    for argv, text in (([], "kill(), tkill(), tgkill()"), (["--syscall", "tkill"], "tkill()")):
+        p = tool.printer(tool.parse_args(argv), io.StringIO(), err)
+        assert p.banner == "Tracing %s signals... Ctrl-C to end." % text
 
 
 def test_filters():

@@ -1,6 +1,7 @@
 """killsnoop live on both backends at once, and a bpftrace one-liner beside
 them, over one workload that sends known signals with kill() (one of them
-to a process that no longer exists: ESRCH): each reports exactly those."""
+to a process that no longer exists: ESRCH), tgkill() and tkill() (one of
+each failing): each reports exactly those, each with its own target."""
 
 import json
 import re
@@ -26,7 +27,9 @@ ESRCH = 3
 # to itself 3 times, signal 0 to itself twice, SIGTERM to the reaped
 # child once (fails: ESRCH), SIGUSR2 (ignored) to itself once; then with
 # the other system calls: SIGUSR1 to its main thread with tgkill()
-# (pthread_kill) and SIGUSR2 with tkill().
+# (pthread_kill), SIGUSR2 with tkill(); SIGHUP with tgkill() to a thread of
+# the reaped child and SIGINT with tkill() to it (both ESRCH); then SIGWINCH
+# with tgkill() to another thread of its own (its TPID: the process).
 _WORKLOAD = """
 import ctypes, os, signal, sys, threading
 with open("/proc/self/comm", "w") as f:
@@ -50,20 +53,50 @@ except ProcessLookupError:
     pass
 os.kill(me, signal.SIGUSR2)
 signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
-ctypes.CDLL(None).syscall(int(sys.argv[2]), me, signal.SIGUSR2)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall(int(sys.argv[2]), me, signal.SIGUSR2)
+libc.syscall(int(sys.argv[3]), child, child, signal.SIGHUP)
+libc.syscall(int(sys.argv[2]), child, signal.SIGINT)
+tids, done = [], threading.Event()
+def other():
+    tids.append(libc.syscall(int(sys.argv[4])))
+    done.wait()
+t = threading.Thread(target=other)
+t.start()
+while not tids:
+    pass
+libc.syscall(int(sys.argv[3]), me, tids[0], signal.SIGWINCH)
+done.set()
+t.join()
 """
 
 
+def expected_kill(pid, dead):
+    """What kill() reports."""
+    return [(pid, signal.SIGUSR1, pid, 0)] * 3 + [(pid, 0, pid, 0)] * 2 + [
+        (pid, signal.SIGTERM, dead, -ESRCH), (pid, signal.SIGUSR2, pid, 0)]
+
+
+def expected_tkill(pid, dead):
+    return [(pid, signal.SIGUSR2, pid, 0), (pid, signal.SIGINT, dead, -ESRCH)]
+
+
+def expected_tgkill(pid, dead):
+    return [(pid, signal.SIGUSR1, pid, 0), (pid, signal.SIGHUP, dead, -ESRCH),
+            (pid, signal.SIGWINCH, pid, 0)]
+
+
 def expected(pid, dead):
-    return sorted([(pid, signal.SIGUSR1, pid, 0)] * 3 + [(pid, 0, pid, 0)] * 2
-                  + [(pid, signal.SIGTERM, dead, -ESRCH), (pid, signal.SIGUSR2, pid, 0)])
+    """Every signal the workload sends, with kill, tkill and tgkill."""
+    return sorted(expected_kill(pid, dead) + expected_tkill(pid, dead)
+                  + expected_tgkill(pid, dead))
 
 
 class Workload(object):
     def __init__(self):
         self.comm = "ktkill" + uuid.uuid4().hex[:8]
-        tkill = syscall_number("tkill")
-        self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, self.comm, str(tkill)],
+        calls = [str(syscall_number(c)) for c in ("tkill", "tgkill", "gettid")]
+        self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, self.comm] + calls,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid, self.dead = [int(x) for x in self.p.stdout.readline().split()]
 
@@ -80,8 +113,12 @@ def backends():
 # BEGIN runs once every probe is attached.
 BPFTRACE = """
 BEGIN { printf("READY\\n"); }
-tracepoint:syscalls:sys_enter_kill /pid == %(pid)d/ { @sig[tid] = args->sig; @tp[tid] = args->pid; }
-tracepoint:syscalls:sys_exit_kill /pid == %(pid)d/ {
+tracepoint:syscalls:sys_enter_kill, tracepoint:syscalls:sys_enter_tkill /pid == %(pid)d/ {
+    @sig[tid] = args->sig; @tp[tid] = args->pid;
+}
+tracepoint:syscalls:sys_enter_tgkill /pid == %(pid)d/ { @sig[tid] = args->sig; @tp[tid] = args->tgid; }
+tracepoint:syscalls:sys_exit_kill, tracepoint:syscalls:sys_exit_tkill,
+tracepoint:syscalls:sys_exit_tgkill /pid == %(pid)d/ {
     printf("K %%d %%d %%d %%d\\n", pid, @sig[tid], @tp[tid], args->ret);
     delete(@sig[tid]); delete(@tp[tid]);
 }
@@ -146,13 +183,15 @@ def test_every_kill_on_both_backends_and_bpftrace(tmp_path):
 def test_failed_only(tmp_path):
     w, out = run_all(["-x"])
     for b, (stdout, err) in out.items():
-        assert json_kills(stdout) == [(w.pid, signal.SIGTERM, w.dead, -ESRCH)], (b, stdout, err)
+        assert json_kills(stdout) == [r for r in expected(w.pid, w.dead) if r[3] < 0], (b, stdout)
+        assert len(json_kills(stdout)) == 3
 
 
 def test_signal_by_name(tmp_path):
     w, out = run_all(["-s", "USR1"])
     for b, (stdout, err) in out.items():
-        assert json_kills(stdout) == [(w.pid, signal.SIGUSR1, w.pid, 0)] * 3, (b, stdout)
+        # three with kill(), one with tgkill()
+        assert json_kills(stdout) == [(w.pid, signal.SIGUSR1, w.pid, 0)] * 4, (b, stdout)
 
 
 def test_sender_name(tmp_path):
@@ -166,19 +205,24 @@ def test_sender_name(tmp_path):
         assert json_kills(stdout) == [], (b, stdout)
 
 
-@pytest.mark.parametrize("syscall, sig", [("tgkill", signal.SIGUSR1),
-                                          ("tkill", signal.SIGUSR2)])
-def test_tkill_and_tgkill(syscall, sig):
-    w, out = run_all(["--syscall", syscall])
+@pytest.mark.parametrize("calls", [("kill",), ("tgkill",), ("tkill",), ("tkill", "tgkill")])
+def test_syscall_narrows_the_calls(calls):
+    w, out = run_all([a for c in calls for a in ("--syscall", c)])
+    want = []
+    for c in calls:
+        want += globals()["expected_" + c](w.pid, w.dead)
     for b, (stdout, err) in out.items():
-        # the main thread's id is the process id
-        assert json_kills(stdout) == [(w.pid, sig, w.pid, 0)], (b, syscall, stdout, err)
+        # the main thread's id is the process id; tgkill's target is the
+        # thread group, whichever thread of it gets the signal
+        assert json_kills(stdout) == sorted(want), (b, calls, stdout, err)
 
 
 def test_target_pid(tmp_path):
     w, out = run_all(lambda w: ["-T", str(w.dead)])
     for b, (stdout, err) in out.items():
-        assert json_kills(stdout) == [(w.pid, signal.SIGTERM, w.dead, -ESRCH)], (b, stdout)
+        assert json_kills(stdout) == sorted([(w.pid, signal.SIGTERM, w.dead, -ESRCH),
+                                             (w.pid, signal.SIGINT, w.dead, -ESRCH),
+                                             (w.pid, signal.SIGHUP, w.dead, -ESRCH)]), (b, stdout)
 
 
 def test_text_columns(tmp_path):

@@ -272,6 +272,20 @@ def test_columns_as_bcc_prints_them():
         "TIME(s)       PID    COMM               FD ERR FLAGS    PATH",
         "0.000000000   4242   cat                 3   0 02000001 /etc/hostname",
         "0.500000000   4242   cat                 3   0 02000001 /etc/hostname"]
+    # bcc's -U: "%-6d" UID first (after TIME); "?" where /proc had none
+    assert table(["-U"], [(1000, dict(rec, uid=1000)), (2000, dict(rec, uid=None))]) == [
+        "UID   PID    COMM               FD ERR PATH",
+        "1000  4242   cat                 3   0 /etc/hostname",
+        "?     4242   cat                 3   0 /etc/hostname"]
+
+
+def test_uid_filter_and_column_read_the_uid_context_field():
+    tool = opensnoop.OpenSnoop()
+    m = tool.measurement(tool.parse_args(["-u", "1000"]))
+    assert [(f.field, f.op, f.value, f.events) for f in m.filters] == [("uid", "==", 1000, None)]
+    assert "uid" in m.aggregate.fields
+    assert "uid" in tool.measurement(tool.parse_args(["-U"])).aggregate.fields
+    assert "uid" not in tool.measurement(tool.parse_args([])).aggregate.fields
 
 
 # ---------------------------------------------------------------------------
@@ -287,12 +301,33 @@ def test_columns_as_bcc_prints_them():
     (["-:x"], "opensnoop: unrecognized arguments: -:x"),
     (["-d", "0"], "opensnoop: invalid duration '0'"),
     (["-p", "1", "-t", "1"], "opensnoop: argument -t/-L/--tid: not allowed with argument -p/--pid"),
+    (["-f", "O_NOPE"], "opensnoop: invalid open flag 'O_NOPE'"),
+    (["-u", "-1"], "opensnoop: invalid UID '-1'"),
+    (["-u", "4294967295"], "opensnoop: invalid UID '4294967295'"),
+    (["-u", "0:traceoff"], "opensnoop: invalid UID '0:traceoff'"),
+    (["-u", "root"], "opensnoop: invalid UID 'root'"),
+    (["-f", "O_WRONLY:traceoff"], "opensnoop: invalid open flag 'O_WRONLY:traceoff'"),
+    (["-f", "WRONLY"], "opensnoop: invalid open flag 'WRONLY'"),
+    (["-f", "O_WRONLY\n"], "opensnoop: invalid open flag 'O_WRONLY?'"),
+    (["-f", "O_RDONLY"], "opensnoop: open flag O_RDONLY is 0"),
 ])
 def test_bad_input_is_one_line(argv, message):
     rc, out, err = clirun.run(["opensnoop"] + argv)
     assert rc != 0 and out == ""
     assert err.count("\n") == 1 and err.startswith(message), err
     assert "Traceback" not in err
+
+
+def test_flag_filter_is_one_mask_on_the_open_flags():
+    tool = opensnoop.OpenSnoop()
+    m = tool.measurement(tool.parse_args(["-f", "O_WRONLY", "-f", "O_RDWR", "-f", "O_WRONLY"]))
+    [flt] = m.filters
+    assert (flt.field, flt.op, flt.value, flt.events) == ("flags", "&", os.O_WRONLY | os.O_RDWR,
+                                                          ("enter",))
+    # open and openat only: their flags are an argument
+    syscalls = [p.syscall for p in m.events[0].probes[0].probes]
+    assert syscalls == ["openat", "open"]
+    assert m.event("enter").field("flags") is not None
 
 
 def test_parse_rejects_what_a_filter_cannot_carry():

@@ -25,11 +25,12 @@ K = 5
 # The opener: names its thread (comm), prints its pid, waits for a line on
 # stdin, then opens FILE N times (O_RDONLY, closing each), MISSING M times
 # and creates CREATED K times with the C library's creat() (the creat
-# system call, not openat).
+# system call, not openat); then opens FILE for writing WR[0] times
+# (O_WRONLY|O_APPEND) and WR[1] times (O_RDWR).
 _OPENER = """
 import ctypes, os, sys
 path, missing, n, m, comm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-created, k = sys.argv[6], int(sys.argv[7])
+created, k, wo, rw = sys.argv[6], int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
 libc = ctypes.CDLL(None, use_errno=True)
 with open("/proc/self/comm", "w") as f:
     f.write(comm)
@@ -46,13 +47,17 @@ for _ in range(k):
     fd = libc.creat(created.encode(), 0o600)
     assert fd >= 0
     os.close(fd)
+for _ in range(wo):
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+for _ in range(rw):
+    os.close(os.open(path, os.O_RDWR))
 """
 
 ROW = re.compile(r"^(\d+)\s+(\S.*?)\s+(-?\d+)\s+(\d+) (.*)$")
 
 
 class Opener(object):
-    def __init__(self, tmpdir, n=N, m=M):
+    def __init__(self, tmpdir, n=N, m=M, wr=(0, 0)):
         tag = uuid.uuid4().hex[:8]
         self.comm = "ktopen" + tag
         self.path = os.path.join(str(tmpdir), "kerntrace opensnoop %s" % tag)
@@ -60,7 +65,8 @@ class Opener(object):
         self.created = os.path.join(str(tmpdir), "kerntrace-created-%s" % tag)
         open(self.path, "w").close()
         self.p = subprocess.Popen([sys.executable, "-c", _OPENER, self.path, self.missing,
-                                   str(n), str(m), self.comm, self.created, str(K)],
+                                   str(n), str(m), self.comm, self.created, str(K),
+                                   str(wr[0]), str(wr[1])],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
 
@@ -159,6 +165,28 @@ def test_filters(tmp_path, how):
             assert all(r[0] == opener.pid for r in found), (b, found)
         if how == "filename":
             assert all(r[4] == opener.path for r in found), (b, found)
+
+
+@pytest.mark.live
+def test_flag_filter(tmp_path):
+    """-f O_WRONLY -f O_RDWR: only the opens for writing, of any of those
+    bits (bcc's semantics); -f O_APPEND: only those with O_APPEND."""
+    wo, rw = 6, 4
+    for flags, want in ((["-f", "O_WRONLY", "-f", "O_RDWR"], {os.O_WRONLY | os.O_APPEND: wo,
+                                                              os.O_RDWR: rw}),
+                        (["-f", "O_APPEND"], {os.O_WRONLY | os.O_APPEND: wo})):
+        opener = Opener(tmp_path, wr=(wo, rw))
+        for b, stdout, err in run_on(opener, ["--json", "-p", str(opener.pid)] + flags,
+                                     expect_exit=False):
+            recs = [json.loads(line)["fields"] for line in stdout.splitlines() if line.strip()]
+            assert all(r["pid"] == opener.pid for r in recs), (b, recs)
+            got = {}
+            for r in recs:
+                assert r["path"] == opener.path and r["ret"] >= 0, (b, flags, r)
+                # O_CLOEXEC and O_LARGEFILE ride along: the access and append bits decide
+                bits = r["flags"] & (os.O_ACCMODE | os.O_APPEND)
+                got[bits] = got.get(bits, 0) + 1
+            assert got == want, (b, flags, recs, err)
 
 
 @pytest.mark.live
@@ -342,3 +370,87 @@ def test_sigkill_leaves_probes_the_next_run_removes():
     assert probes() == []
     assert not any(d.startswith("kerntrace-%d-" % p.pid)
                    for d in os.listdir(os.path.join(root, "instances")))
+
+
+# Opens PATH N times once a line comes on stdin, says so, then stays until
+# stdin closes (the ftrace backend reads a uid from /proc: a live process).
+_UID_OPENER = """
+import os, sys
+path, n = sys.argv[1], int(sys.argv[2])
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for _ in range(n):
+    os.close(os.open(path, os.O_RDONLY))
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+def _as_nobody_argv():
+    """setpriv's command line to run this Python as nobody, or skip saying why."""
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run a workload as an unprivileged user")
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+    probe = subprocess.run(argv + ["-c", "pass"], cwd="/", stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("this Python cannot run as an unprivileged user: %s"
+                    % (probe.stdout.strip().splitlines() or ["status %d" % probe.returncode])[-1])
+    return argv
+
+
+@pytest.mark.live
+def test_uid_filter_and_column():
+    """-u 65534: exactly the opens of a process running as nobody, none of
+    root's beside it, each with uid 65534 (-U's column); the ftrace backend
+    says the uid is best-effort (read from /proc), eBPF reads it at the open."""
+    import shutil
+    import tempfile
+    nobody = _as_nobody_argv()
+    d = tempfile.mkdtemp(prefix="ktuid")
+    try:
+        os.chmod(d, 0o755)
+        path = os.path.join(d, "kerntrace-uid-%s" % uuid.uuid4().hex[:8])
+        open(path, "w").close()
+        os.chmod(path, 0o644)
+        workers = []
+        for argv, n in ((nobody, 9), ([sys.executable], 4)):
+            p = subprocess.Popen(argv + ["-c", _UID_OPENER, path, str(n)], cwd="/",
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 universal_newlines=True)
+            workers.append((p, int(p.stdout.readline()), n))
+        procs = []
+        for b in backends():
+            for args in (["-u", "65534", "--json"], ["-U"]):
+                p = clirun.start(["opensnoop", "--backend", b, "*/" + os.path.basename(path)]
+                                 + args)
+                procs.append((b, args, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
+        for p, _pid, _n in workers:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "done"
+        time.sleep(1.5)              # the ftrace backend decodes while they live
+        out = {}
+        for b, args, p, err0 in procs:
+            p.send_signal(2)
+            stdout, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err0 + err
+            out[(b, args[0])] = stdout
+        for p, _pid, _n in workers:
+            p.stdin.close()
+            p.wait(timeout=60)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    nobody_pid, n = workers[0][1], workers[0][2]
+    root_pid, m = workers[1][1], workers[1][2]
+    for b in backends():
+        recs = [json.loads(line) for line in out[(b, "-u")].splitlines() if line.strip()]
+        assert [(r["fields"]["pid"], r["fields"]["uid"], r["fields"]["path"]) for r in recs] \
+            == [(nobody_pid, 65534, path)] * n, (b, recs)
+        assert all(("uid" in r["best_effort"]) == (b == "ftrace") for r in recs), (b, recs)
+        table = out[(b, "-U")].splitlines()
+        assert table[0].startswith("UID   PID    COMM"), table
+        got = sorted(tuple(line.split()[:2]) for line in table[1:])
+        assert got == sorted([("65534", str(nobody_pid))] * n + [("0", str(root_pid))] * m), \
+            (b, table)

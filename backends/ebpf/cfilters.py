@@ -40,6 +40,9 @@ def int_filter(expr, signed, flt):
     field's own signedness, so it agrees with core.model.Filter.matches()
     on the decoded value."""
     v = flt.value
+    if flt.op == "&":
+        # bits of the 64-bit value, whatever its signedness (a mask, model.Filter)
+        return "(((u64)(%s) & %s) != 0)" % (expr, int_literal(v, False))
     if signed:
         if v > S64_MAX:
             return "1" if _ABOVE[flt.op] else "0"

@@ -5,6 +5,9 @@ MAP_ENTRIES = 10240
 # Structs larger than this live in a per-CPU scratch map instead of the
 # 512-byte BPF stack.
 SCRATCH_OVER = 96
+# Bytes one __builtin_memset may clear (clang's BPF target inlines up to 128
+# stores: 1024 bytes of aligned u64s; half of it keeps clear of the limit).
+MEMSET_CHUNK = 512
 # What a handler may put on the BPF stack (structs we size, plus room for
 # the compiler's own temporaries); the kernel's limit is 512 bytes.
 STACK_OVERHEAD = 64

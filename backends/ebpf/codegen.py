@@ -46,7 +46,8 @@ from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, KSTACK, LATENC
 from . import buffers, cfilters, crawblock
 from .caggregate import AggregateCode
 from .cbuckets import BUCKET_C
-from .cmaps import (COUNT_MAP, EVENTS_MAP, HIST_MAP, MAP_ENTRIES, SCRATCH_OVER, STACK_BUDGET,
+from .cmaps import (COUNT_MAP, EVENTS_MAP, HIST_MAP, MAP_ENTRIES, MEMSET_CHUNK, SCRATCH_OVER,
+                    STACK_BUDGET,
                     STACK_OVERHEAD, STAT_DROPPED_STARTS, STAT_LOST, STAT_UNMATCHED,
                     STATS, STATS_MAP)
 from .cpair import PairCode
@@ -83,10 +84,12 @@ class Program(object):
     attachments  [Attachment]
     event_names  logical event index -> name
     output       "perf" / "ringbuf" for records, else None
+    absent       logical event index -> the record fields it does not declare
+                 (None in its records)
     """
 
     def __init__(self, text, kind, key_names, key_layout, value_layout, record_layout,
-                 attachments, event_names, output):
+                 attachments, event_names, output, absent=None):
         self.text = text
         self.kind = kind
         self.key_names = key_names
@@ -96,6 +99,7 @@ class Program(object):
         self.attachments = attachments
         self.event_names = event_names
         self.output = output
+        self.absent = dict(absent or {})
 
 
 # Kernel stacks (model.KSTACK): a record carries the stack's id in this map,
@@ -180,7 +184,8 @@ class _Gen(PairCode, AggregateCode):
             names += [n for n in self._agg_fields()
                       if n not in self.pair.carry and n not in (LATENCY, QUEUED, EVENT_NAME)]
         else:
-            names += [n for n in self._agg_fields() if n not in (LATENCY, EVENT_NAME)]
+            names += [n for n in self._agg_fields() if n not in (LATENCY, EVENT_NAME)
+                      and not self._absent(pe, n)]
         out = []
         for n in names:
             # what a derived value needs is read before it (model.Field)
@@ -188,6 +193,13 @@ class _Gen(PairCode, AggregateCode):
                 if dep not in out:
                     out.append(dep)
         return out
+
+    @staticmethod
+    def _absent(pe, name):
+        """A record field this event does not declare (another event's:
+        model.Measurement), left zero here and None in user space."""
+        return name not in CONTEXT_FIELDS and name not in (EVENT_NAME, LATENCY, QUEUED) \
+            and name not in pe.fields
 
     @staticmethod
     def _depends(pe, name):
@@ -202,7 +214,8 @@ class _Gen(PairCode, AggregateCode):
             pe = self.by_name[self.pair.start if name in self.pair.carry else self.pair.end]
             kind, size = src_kind(pe, name)
         else:
-            kind, size = merge([src_kind(pe, name) for pe in self.plan.events])
+            kind, size = merge([src_kind(pe, name) for pe in self.plan.events
+                                if not self._absent(pe, name)])
         return field_member(name, kind, size)
 
     def _value_signed(self):
@@ -224,8 +237,17 @@ class _Gen(PairCode, AggregateCode):
             self.stack += layout.size
             lines += ["struct %s %s_buf;" % (layout.cname, var),
                       "struct %s *%s = &%s_buf;" % (layout.cname, var, var)]
-        if zero:
+        if zero and layout.size <= MEMSET_CHUNK:
             lines.append("__builtin_memset(%s, 0, sizeof(*%s));" % (var, var))
+        elif zero:
+            # clang inlines a memset of at most 128 stores for BPF, and BPF
+            # has no memset to call: a big struct is zeroed in pieces, a
+            # compiler barrier between them (clang would merge them again)
+            for off in range(0, layout.size, MEMSET_CHUNK):
+                if off:
+                    lines.append('asm volatile("" ::: "memory");')
+                lines.append("__builtin_memset((char *)%s + %d, 0, %d);"
+                             % (var, off, min(MEMSET_CHUNK, layout.size - off)))
 
     def _read(self, pe, name, dst):
         """C statement(s) reading field `name` of event pe into member dst."""
@@ -238,6 +260,9 @@ class _Gen(PairCode, AggregateCode):
             return ["%s = (u32)kt_pid_tgid;" % dst]
         if name == "cpu":
             return ["%s = bpf_get_smp_processor_id();" % dst]
+        if name == "uid":
+            # the low half is the real uid (kernel/bpf/helpers.c)
+            return ["%s = (u32)bpf_get_current_uid_gid();" % dst]
         if name == "comm":
             return ["bpf_get_current_comm(%s, sizeof(%s));" % (dst, dst)]
         if name == KSTACK:
@@ -273,10 +298,43 @@ class _Gen(PairCode, AggregateCode):
                 # the low bytes of the register, as the C type the field names
                 reg = "(%s%d)%s" % ("s" if fs.signed else "u", fs.size * 8, reg)
             return ["%s = %s;" % (dst, reg)]
+        if k in ("tp_uelem", "arg_uelem"):
+            base = ("args->%s" % fs.member if k == "tp_uelem"
+                    else "PT_REGS_PARM%d(ctx)" % (fs.member + 1))
+            tag = "%s%s" % ("" if k == "tp_uelem" else "arg", fs.member)
+            return self._element(h, dst, fs.size, base, tag, fs.element)
         if k in ("arg_ustr", "arg_kstr"):
             fn = h["user_str"] if k == "arg_ustr" else h["kernel_str"]
             return ["%s(%s, %d, (void *)PT_REGS_PARM%d(ctx));" % (fn, dst, fs.size, fs.member + 1)]
         raise ValueError("unknown field source %r" % k)
+
+    def _element(self, h, dst, size, base, tag, element):
+        """Elements of one array read in order (argv[0], argv[1] ...) walk
+        it once: each reads one pointer, until the array's end; one out of
+        order walks it up to itself (_element_read)."""
+        nxt = self._arrays.get(base)
+        if nxt is None and element == 0:
+            lines = ["u64 kt_base_%s = 0;" % tag,
+                     "%s(&kt_base_%s, sizeof(kt_base_%s), &%s);" % (h["kernel"], tag, tag, base),
+                     "const char *const *kt_arr_%s = (const char *const *)kt_base_%s;"
+                     % (tag, tag),
+                     "int kt_end_%s = 0;" % tag]
+        elif nxt == element:
+            lines = []
+        else:
+            return _element_read(h, dst, size, base, element)
+        self._arrays[base] = element + 1
+        return lines + [
+            "if (!kt_end_%s) {" % tag,
+            "    const char *kt_p = 0;",
+            "    if (%s(&kt_p, sizeof(kt_p), &kt_arr_%s[%d]) != 0 || !kt_p)"
+            % (h["user"], tag, element),
+            "        kt_end_%s = 1;" % tag,
+            "    else",
+            "        %s(%s, %d, kt_p);" % (h["user_str"], dst, size),
+            "}",
+            "if (kt_end_%s)" % tag,
+            "    %s[0] = 0;" % dst]
 
     def _derive(self, pe, name, dst):
         """A declared field's if_zero fallback and override (model.Field),
@@ -377,7 +435,11 @@ class _Gen(PairCode, AggregateCode):
         return Program(text, a.kind, tuple(getattr(a, "keys", ())), key_layout, value_layout,
                        record_layout, attachments,
                        dict((pe.index, pe.name) for pe in self.plan.events),
-                       self.plan.output if a.kind == "records" else None)
+                       self.plan.output if a.kind == "records" else None,
+                       absent={} if self.pair else dict(
+                           (pe.index, tuple(n for n in getattr(a, "fields", ())
+                                            if self._absent(pe, n)))
+                           for pe in self.plan.events))
 
     def _raw_field(self, pe, name):
         """Whether field `name` of pe can be computed in a raw tracepoint
@@ -389,6 +451,7 @@ class _Gen(PairCode, AggregateCode):
 
     def _handler(self, pe, role, fn, raw=False):
         self.stack = STACK_OVERHEAD
+        self._arrays = {}      # array base -> the next element read in order
         self._raw = self.plan.raw_reads.get(pe.probe.name) if raw else None
         needs = self._needs(pe, role)
         flayout = Layout("kt_ev%s_f" % _event_tag(pe), [field_member(n, *src_kind(pe, n))
@@ -412,11 +475,15 @@ class _Gen(PairCode, AggregateCode):
             ctx = "ctx"
         self._ctx = ctx
         body = []
+        early, deferred = self._filters(pe, role)
         if any(n in ("pid", "tid") for n in needs):
             body.append("u64 kt_pid_tgid = bpf_get_current_pid_tgid();")
-        early, deferred = self._filters(pe, role)
         if not flayout.empty:
-            self._alloc(body, flayout, "f", "kt_scratch_ev%s" % _event_tag(pe))
+            # Strings are zero-padded for the string filters' byte tests;
+            # a big struct no filter tests is not (every read leaves a
+            # string NUL-terminated), a store per 8 bytes saved.
+            self._alloc(body, flayout, "f", "kt_scratch_ev%s" % _event_tag(pe),
+                        zero=flayout.size <= MEMSET_CHUNK or bool(early or deferred))
         # What the early filters test is read first: an event they reject
         # costs no further reads.
         first = [n for n in needs if any(f.field == n or n in self._depends(pe, f.field)
@@ -465,6 +532,8 @@ class _Gen(PairCode, AggregateCode):
         def value(name):
             if name == EVENT_NAME:
                 return cfilters.int_literal(pe.index, False), (U64, 8)
+            if self._absent(pe, name):
+                return None, None
             return "f->%s" % flayout.member(name).cname, src_kind(pe, name)
         return value
 
@@ -486,6 +555,33 @@ class _Gen(PairCode, AggregateCode):
         parts.extend(self.helpers)
         parts.extend(self.funcs)
         return "\n\n".join(parts) + "\n"
+
+
+def _element_read(h, dst, size, base, element):
+    """C reading the string element `element` of a NULL-terminated user
+    array of string pointers at `base` (model Field.element) into dst: the
+    pointers before it are read first, and the array's end (a NULL, or
+    memory that cannot be read) leaves dst empty, as past it is anything."""
+    # The array's address is read with a helper: clang keeps one ctx
+    # address for several plain reads of it, and the verifier refuses a
+    # read through a modified ctx pointer.
+    return ["{",
+            "    u64 kt_base = 0;",
+            "    %s(&kt_base, sizeof(kt_base), &%s);" % (h["kernel"], base),
+            "    const char *const *kt_arr = (const char *const *)kt_base;",
+            "    const char *kt_p = 0;",
+            "    int kt_i;",
+            "#pragma unroll",
+            "    for (kt_i = 0; kt_i <= %d; kt_i++) {" % element,
+            "        kt_p = 0;",
+            "        if (%s(&kt_p, sizeof(kt_p), &kt_arr[kt_i]) != 0 || !kt_p)" % h["user"],
+            "            break;",
+            "    }",
+            "    if (kt_i > %d)" % element,
+            "        %s(%s, %d, kt_p);" % (h["user_str"], dst, size),
+            "    else",
+            "        %s[0] = 0;" % dst,
+            "}"]
 
 
 def generate(measurement, plan, ringbuf_pages=buffers.DEFAULT_RINGBUF_PAGES):

@@ -44,12 +44,16 @@ class FieldSource(Frozen):
             "retval"      function return value
             "arg_kstr"/"arg_ustr"  string at argument N (kernel / user memory)
             "const"       a value the probe sets itself     member = the value
+            "tp_uelem"/"arg_uelem"  the string element `element` of a user
+                          array of string pointers (model Field.element)
+                          in a field / at argument N
     signed  for integers: sign-extend (the format's signed flag)
     """
 
-    __slots__ = ("name", "type", "kind", "member", "size", "signed", "_frozen")
+    __slots__ = ("name", "type", "kind", "member", "size", "signed", "element", "_frozen")
 
-    def __init__(self, name, type, kind, member=None, size=8, signed=False):
+    def __init__(self, name, type, kind, member=None, size=8, signed=False, element=None):
+        self.element = element
         self.name = name
         self.type = type
         self.kind = kind
@@ -222,9 +226,9 @@ class CacheSlot(Frozen):
 # probe_read_{user, kernel}_str helpers") (v5.5) kernel and user reads are
 # separate helpers; older kernels only have bpf_probe_read[_str].
 MODERN_HELPERS = {"kernel": "bpf_probe_read_kernel", "kernel_str": "bpf_probe_read_kernel_str",
-                  "user_str": "bpf_probe_read_user_str"}
+                  "user": "bpf_probe_read_user", "user_str": "bpf_probe_read_user_str"}
 LEGACY_HELPERS = {"kernel": "bpf_probe_read", "kernel_str": "bpf_probe_read_str",
-                  "user_str": "bpf_probe_read_str"}
+                  "user": "bpf_probe_read", "user_str": "bpf_probe_read_str"}
 
 
 # ---------------------------------------------------------------------------
@@ -254,6 +258,11 @@ def _tracepoint_field(field, fmt, probe=None):
             # keeps all its bytes and ends with a NUL.
             return FieldSource(field.name, field.type, "tp_array", src,
                                max(2, min(ff.size + 1, STRING_MAX)))
+        if field.element is not None:
+            if ff.array_len is None and not ff.is_string and "*" in ff.ctype:
+                return FieldSource(field.name, USTR, "tp_uelem", src, STRING_MAX,
+                                   element=field.element)
+            return "field %s: %s (%s) is not a pointer array" % (field.name, src, ff.ctype)
         if ff.array_len is None and (ff.size == 8 or (ff.size == 4 and "*" in ff.ctype)):
             # A pointer to a string (e.g. syscalls' `const char * filename`).
             return FieldSource(field.name, field.type, "tp_ustr" if field.type == USTR
@@ -292,6 +301,9 @@ def _function_field(field, probe):
         n = int(m.group(1))
         if field.type == INT:
             return _int_source(field, "arg", n, False)
+        if field.element is not None:
+            return FieldSource(field.name, USTR, "arg_uelem", n, STRING_MAX,
+                               element=field.element)
         kind = "arg_ustr" if user or field.type == USTR else "arg_kstr"
         return FieldSource(field.name, field.type, kind, n, STRING_MAX)
     return "field %s: no usable source among %s (argN with N < %d, or retval on a return " \

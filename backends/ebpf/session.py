@@ -258,6 +258,8 @@ class EbpfSession(Session):
         kernel stack id -> function names)."""
         ev = fields.get(EVENT_NAME)
         if ev is not None:
+            for name in self.program.absent.get(ev, ()):
+                fields[name] = None
             fields[EVENT_NAME] = self.program.event_names.get(ev, str(ev))
         if KSTACK in fields:
             fields[KSTACK] = self._kernel_stack(fields[KSTACK])

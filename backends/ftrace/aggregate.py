@@ -111,9 +111,12 @@ class Aggregator(object):
             "_Hist": HistogramResult,
             "_tgid_of": self.tasks.tgid,
             "_comm_of": self.tasks.comm,
+            "_uid_of": self.tasks.uid,
             "_max_pending": self.max_pending,
             "_EMPTY": (),
             "_BE_COMM": ("comm",),
+            "_BE_UID": ("uid",),
+            "_BE_COMM_UID": ("comm", "uid"),
         }
         if agg.kind == "histogram":
             ns.update(_scale=agg.scale, _unit=agg.unit, _step=agg.step, _div=agg.divisor,

@@ -99,6 +99,9 @@ class _EventProgram(object):
             emit("%s = v[0]" % var)
         elif name == "pid":
             emit("%s = tgid if tgid is not None else _tgid_of(v[0])" % var)
+        elif name == "uid":
+            # no record carries it: /proc now, best-effort (model.CONTEXT_FIELDS)
+            emit("%s = _uid_of(v[0])" % var)
         elif name == "comm":
             own = self._own_comm_field()
             if own is not None:
@@ -450,13 +453,18 @@ class HandlerBuilder(object):
             emit("_counts[ck] = _counts_get(ck, 0) + n")
         else:
             pairs = ", ".join("%r: %s" % (_check_name(f), prog.load(f)) for f in agg.fields)
-            # comm looked up in /proc after the event is marked best effort
+            # comm looked up in /proc after the event is marked best effort,
+            # and a uid always is (looked up when decoded)
+            be, be_comm = ("_BE_UID", "_BE_COMM_UID") if "uid" in agg.fields else (
+                "_EMPTY", "_BE_COMM")
             if "comm" in carried and self.carry_comm_flag:
-                emit("_records_append(_Record(ts, {%s}, _BE_COMM if s[%d] else _EMPTY))"
-                     % (pairs, self.carry_comm_flag))
+                emit("_records_append(_Record(ts, {%s}, %s if s[%d] else %s))"
+                     % (pairs, be_comm, self.carry_comm_flag, be))
             elif "comm" in agg.fields and "comm" not in carried and prog.comm_after_the_fact:
-                emit("_records_append(_Record(ts, {%s}, _EMPTY if comm is not None else _BE_COMM))"
-                     % pairs)
+                emit("_records_append(_Record(ts, {%s}, %s if comm is not None else %s))"
+                     % (pairs, be, be_comm))
+            elif be != "_EMPTY":
+                emit("_records_append(_Record(ts, {%s}, %s))" % (pairs, be))
             else:
                 emit("_records_append(_Record(ts, {%s}))" % pairs)
 

@@ -26,12 +26,13 @@ from kerntrace.core.model import INT
 # What a string constant may contain inside "..." in a filter expression.
 _SAFE_CONST = re.compile(r"^[A-Za-z0-9_.:+/@%#=,\- *]{0,64}\Z")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-_INT_OPS = ("==", "!=", "<", "<=", ">", ">=")
+_INT_OPS = ("==", "!=", "<", "<=", ">", ">=", "&")
 
 
 class Clause(object):
     """One `field op constant` term; `glob` marks the ones older kernels
-    reject (no ~ operator), so they can be dropped on EINVAL."""
+    reject (no ~ operator; no & before v4.10), so they can be dropped on
+    EINVAL."""
 
     __slots__ = ("text", "glob", "filter")
 
@@ -59,6 +60,12 @@ def _int_clause(name, flt, fmt_field):
         return None
     if fmt_field is not None and not _fits(flt.value, fmt_field):
         return None
+    if flt.op == "&":
+        # Since Linux v4.10 (filter_pred_BAND_*) a predicate may be `field &
+        # mask`, true where any bit is set; older kernels reject it (EINVAL)
+        # and user space applies it.  A mask with the sign bit of a signed
+        # field is left to user space (the constant would not fit).
+        return Clause("%s & %d" % (name, flt.value), glob=True, filter=flt)
     return Clause("%s %s %d" % (name, flt.op, flt.value), filter=flt)
 
 

@@ -132,6 +132,11 @@ def fetch_args(fields, ret, arch=None, ustring=False, probe=None):
             raise ProbeError("invalid field name %r" % f.name)
         if probe is not None and f.name in probe.values:
             continue            # a value the probe sets itself (handlers.py)
+        if getattr(f, "element", None) is not None:
+            # `+0(+8N(REG)):ustring` would fetch it, but a fetch cannot stop
+            # at the array's NULL end: past it, anything reads as an element
+            raise ProbeError("field %s: an element of a pointer array cannot be fetched "
+                             "(no fetch stops at the array's end)" % f.name)
         spec = None
         sources = probe.sources_for(f) if probe is not None else f.sources
         for src in sources:

@@ -206,6 +206,7 @@ class TaskInfo(object):
         self._events = {}           # (system, event) -> (names, handler)
         self.comm_len = TASK_COMM_LEN
         self.follows_events = False
+        self._uids = {}             # tid -> real uid read from /proc this interval
 
     # -- what the kernel told ------------------------------------------------
     def learn(self, tid, tgid=None, comm=None):
@@ -243,6 +244,7 @@ class TaskInfo(object):
         tgid = self.tgid(parent) if clone_flags & CLONE_THREAD else tid
         self._tasks.pop(tid, None)          # a reused thread id: a new task
         self._put(tid, comm, tgid)
+        self._uids.pop(tid, None)
 
     def renamed(self, tid, comm):
         """task_rename: `tid` is called `comm` from now on.  A new entry:
@@ -260,6 +262,7 @@ class TaskInfo(object):
         e = self._tasks.get(tid)
         if e is not None:
             self._exited.append((tid, e))
+        self._uids.pop(tid, None)
 
     def end_interval(self):
         """An interval was reported: forget the tasks that exited in the
@@ -269,6 +272,8 @@ class TaskInfo(object):
             if tasks.get(tid) is e:
                 del tasks[tid]
         self._exited_before, self._exited = self._exited, []
+        # setuid() leaves no event here: an interval's reads at most
+        self._uids.clear()
 
     # -- the task events -----------------------------------------------------
     def track(self, task_events):
@@ -395,6 +400,22 @@ class TaskInfo(object):
         if v is None and e is not None:
             v = e[0]
         return v if v is not None else UNKNOWN_COMM
+
+    def uid(self, tid):
+        """The real user id of a thread from /proc/TID/status, or None: no
+        ftrace record carries it.  Best-effort: read when the event is
+        decoded (a task gone by then has none; one that changed its uid
+        since shows the new one).  Kept for the interval, never a miss."""
+        v = self._uids.get(tid)
+        if v is not None or self.proc_root is None:
+            return v
+        for line in (_read("%s/%d/status" % (self.proc_root, tid)) or "").splitlines():
+            if line.startswith("Uid:"):
+                parts = line.split()
+                if len(parts) > 1 and parts[1].isdigit():
+                    v = self._uids[tid] = int(parts[1])
+                break
+        return v
 
     def __len__(self):
         return len(self._tasks)
