@@ -802,7 +802,8 @@ class Measurement(object):
             if name not in available:
                 raise InvalidSpec("aggregate uses unknown field %r" % name)
         if not self.pair and agg.kind == "records" and EVENT_NAME not in used and any(
-                n not in CONTEXT_FIELDS and n not in self.common_fields() for n in used):
+                n not in CONTEXT_FIELDS and n != KSTACK and n not in self.common_fields()
+                for n in used):
             raise InvalidSpec("records of a field only some events declare need %r, to "
                               "tell whose it is" % EVENT_NAME)
         for f in self.lookup_fields():

@@ -198,7 +198,7 @@ class _Gen(PairCode, AggregateCode):
     def _absent(pe, name):
         """A record field this event does not declare (another event's:
         model.Measurement), left zero here and None in user space."""
-        return name not in CONTEXT_FIELDS and name not in (EVENT_NAME, LATENCY, QUEUED) \
+        return name not in CONTEXT_FIELDS and name not in (EVENT_NAME, LATENCY, QUEUED, KSTACK) \
             and name not in pe.fields
 
     @staticmethod
