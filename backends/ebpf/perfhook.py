@@ -22,6 +22,7 @@ for skips.
 """
 
 import ctypes
+import fcntl
 import os
 import platform
 import struct
@@ -57,6 +58,28 @@ def open_counting_event(tp_id, cpu):
                         ctypes.c_int(-1), ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
 
 
+def _ioc_write_nr(nr, size):
+    """_IOW('$', nr, size) on this architecture, or None where its ioctl
+    numbering is not the generic one."""
+    if platform.machine().startswith(("ppc", "mips", "sparc")):
+        return None
+    return (1 << 30) | (size << 16) | (ord("$") << 8) | nr
+
+
+def set_filter(fd, text):
+    """PERF_EVENT_IOC_SET_FILTER: the event counts only what matches the
+    tracefs filter `text`.  False when the kernel refused it (the counter
+    then counts every event: an upper bound)."""
+    req = _ioc_write_nr(6, ctypes.sizeof(ctypes.c_void_p))
+    if req is None:
+        return False
+    try:
+        fcntl.ioctl(fd, req, text.encode("ascii") + b"\0")
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def online_cpus(text):
     """'0-3,5' -> [0, 1, 2, 3, 5]"""
     cpus = []
@@ -87,16 +110,19 @@ class HookCounter(object):
 
     @classmethod
     def open(cls, tracefs, probes, cpu_online=CPU_ONLINE):
-        """Counters on each tracepoint probe (category, name) for every
-        online CPU.  None when any cannot be opened: the backend then
-        reports what it can without them."""
+        """Counters on each tracepoint probe (category, name[, filter]) for
+        every online CPU, counting only the events that match filter (a
+        tracefs filter) where there is one.  None when any cannot be
+        opened: the backend then reports what it can without them."""
         try:
             with open(cpu_online) as f:
                 cpus = online_cpus(f.read())
         except (OSError, ValueError):
             return None
         counter = cls([])
-        for category, name in probes:
+        for probe in probes:
+            category, name = probe[:2]
+            text = probe[2] if len(probe) > 2 else None
             tp = tracepoint_id(tracefs, category, name)
             if tp is None:
                 counter.close()
@@ -107,6 +133,8 @@ class HookCounter(object):
                     counter.close()
                     return None
                 counter.fds.append(fd)
+                if text:
+                    set_filter(fd, text)
         return counter if counter.fds else None
 
     def total(self):
