@@ -16,7 +16,10 @@ What the program does per logical event (one handler function each):
            record is built for it.  Handlers that read fields stay
            TRACEPOINT_PROBE-style: raw arguments are kernel struct pointers
            whose layouts only the running kernel's headers know, while the
-           format-file struct is the stable ABI
+           format-file struct is the stable ABI (block fields excepted:
+           crawblock.py reads them at kernel BTF offsets).  Beside each raw
+           program a sentinel tracepoint program does nothing: its perf
+           hook counts the events no BPF program ran for (perfhook.py)
   filter   typed, validated filters compiled to C (cfilters.py); which
            run first in a handler and which after the pairing state is
            looked at is core.semantics' rule (early_filters)
