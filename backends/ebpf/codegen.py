@@ -115,7 +115,7 @@ class Program(object):
 # completions in softirq on top of one task, raw programs included, no
 # recursion miss counted); a tracepoint program's perf hook still sees
 # those events, and the session counts them as lost (perfhook.py).
-_SENTINEL_C = """/* tracepoint %(probe)s beside raw program %(raw)s: counts nothing itself (perfhook.py) */
+_SENTINEL_C = """/* tracepoint %(probe)s beside raw program %(raw)s (perfhook.py) */
 int %(fn)s(void *ctx)
 {
     return 0;
