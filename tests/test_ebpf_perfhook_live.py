@@ -6,8 +6,9 @@ such events (measured: block completions in softirq on top of one task of
 the test VM; bench/ebpf_blind_spots.py).  That blind spot cannot be
 provoked on demand, so these tests check both sides of what the backend
 relies on: counters with no program of ours count every completion of our
-reads; counters a session opened after attaching its program count none,
-and the session counts every read exactly.
+reads; counters a session opened after attaching its programs (tracepoint
+programs, or raw ones with their sentinels) count none of the events those
+ran for, and the session counts every read exactly.
 """
 
 import pytest
@@ -81,5 +82,9 @@ def test_session_counts_no_hook_misses_when_its_program_ran(monkeypatch, program
             run.session.wait(0.1)
             workloads.direct_reads(path, READS)
             reports = run.collect_until(lambda rs: total(rs) >= READS)
-    assert total(reports) == READS
-    assert unmatched(reports) == 0 and lost(reports) == 0
+    assert total(reports) == READS and unmatched(reports) == 0
+    # Counters that counted the events our programs ran for would make
+    # lost >= READS.  The kernel's blind spot (no BPF program run at all)
+    # may still hit another request of the device (the new loop device is
+    # probed by udev) now and then: that one is rightly lost.
+    assert lost(reports) <= 2, lost(reports)
