@@ -39,21 +39,27 @@ def test_counters_count_the_completions_no_bpf_program_ran_for():
     from kerntrace.backends.ebpf import perfhook
     with workloads.loop_device(size_mb=4, directory="/dev/shm", direct_io=True) as (
             path, major, minor):
-        hook = perfhook.HookCounter.open(tracefs(), [("block", "block_rq_complete")])
-        assert hook is not None, "could not open counting perf events on block_rq_complete"
+        ours = (major << 20) | minor
+        hooks = [perfhook.HookCounter.open(tracefs(), [("block", "block_rq_complete") + f])
+                 for f in ((), ("dev == %d" % ours,), ("dev == %d" % (ours + 1),))]
         try:
-            hook.missed()
+            assert None not in hooks, "could not open counting perf events on block_rq_complete"
+            for hook in hooks:
+                hook.missed()
             workloads.direct_reads(path, READS)
-            n = hook.missed()
+            n, n_ours, n_other = [hook.missed() for hook in hooks]
         finally:
-            hook.close()
+            for hook in hooks:
+                if hook is not None:
+                    hook.close()
     if n == 0:
         # The hook hands an event to perf only when no BPF program ran or
         # one returned non-zero: another tracer's program returning 0 is
         # attached to block_rq_complete, and ran for all of them.
         pytest.skip("another BPF tracepoint program on block_rq_complete ran for our reads")
-    # other disks' completions count too
+    # other disks' completions count too, unless filtered out (dev == N)
     assert n >= READS
+    assert (n_ours, n_other) == (READS, 0)
 
 
 @pytest.mark.parametrize("programs", ["tracepoint", "raw"])

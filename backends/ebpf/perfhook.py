@@ -49,9 +49,9 @@ _NR_PERF_EVENT_OPEN = {
 }
 
 
-def open_counting_event(tp_id, cpu):
-    """A counting perf event (enabled, no sampling) on tracepoint `tp_id`
-    for every task on `cpu`: its fd, or -1."""
+def open_counting_event(tp_id, cpu, disabled=False):
+    """A counting perf event (no sampling; enabled unless `disabled`) on
+    tracepoint `tp_id` for every task on `cpu`: its fd, or -1."""
     nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
     libc = sysbpf._syscall()
     if nr is None or libc is None:
@@ -59,30 +59,42 @@ def open_counting_event(tp_id, cpu):
     # struct perf_event_attr as of PERF_ATTR_SIZE_VER0 (64 bytes): type,
     # size, config, sample_period (0: count only), sample_type,
     # read_format, flag bits (0: enabled), wakeup_events, bp_type, config1.
-    attr = struct.pack("=IIQQQQQIIQ", PERF_TYPE_TRACEPOINT, 64, tp_id, 0, 0, 0, 0, 0, 0, 0)
+    attr = struct.pack("=IIQQQQQIIQ", PERF_TYPE_TRACEPOINT, 64, tp_id, 0, 0, 0,
+                       1 if disabled else 0, 0, 0, 0)
     buf = ctypes.create_string_buffer(attr, len(attr))
     return libc.syscall(ctypes.c_long(nr), buf, ctypes.c_int(-1), ctypes.c_int(cpu),
                         ctypes.c_int(-1), ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
 
 
-def _ioc_write_nr(nr, size):
-    """_IOW('$', nr, size) on this architecture, or None where its ioctl
-    numbering is not the generic one."""
+def _ioc_nr(nr, size=0):
+    """_IO('$', nr) (size 0) or _IOW('$', nr, size) on this architecture,
+    or None where its ioctl numbering is not the generic one."""
     if platform.machine().startswith(("ppc", "mips", "sparc")):
         return None
-    return (1 << 30) | (size << 16) | (ord("$") << 8) | nr
+    return ((1 << 30) if size else 0) | (size << 16) | (ord("$") << 8) | nr
+
+
+PERF_EVENT_IOC_ENABLE = _ioc_nr(0)
+PERF_EVENT_IOC_SET_FILTER = _ioc_nr(6, ctypes.sizeof(ctypes.c_void_p))
 
 
 def set_filter(fd, text):
     """PERF_EVENT_IOC_SET_FILTER: the event counts only what matches the
     tracefs filter `text`.  False when the kernel refused it (the counter
     then counts every event: an upper bound)."""
-    req = _ioc_write_nr(6, ctypes.sizeof(ctypes.c_void_p))
-    if req is None:
+    if PERF_EVENT_IOC_SET_FILTER is None:
         return False
     try:
-        fcntl.ioctl(fd, req, text.encode("ascii") + b"\0")
+        fcntl.ioctl(fd, PERF_EVENT_IOC_SET_FILTER, text.encode("ascii") + b"\0")
     except (OSError, ValueError):
+        return False
+    return True
+
+
+def enable(fd):
+    try:
+        fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+    except OSError:
         return False
     return True
 
@@ -134,14 +146,20 @@ class HookCounter(object):
             if tp is None:
                 counter.close()
                 return None
+            # A filtered counter is opened disabled and enabled once its
+            # filter is set: it never counts an event outside the filter.
+            filtered = bool(text) and PERF_EVENT_IOC_SET_FILTER is not None
             for cpu in cpus:
-                fd = open_counting_event(tp, cpu)
+                fd = open_counting_event(tp, cpu, disabled=filtered)
                 if fd < 0:
                     counter.close()
                     return None
                 counter.fds.append(fd)
-                if text:
+                if filtered:
                     set_filter(fd, text)
+                    if not enable(fd):
+                        counter.close()
+                        return None
         return counter if counter.fds else None
 
     def total(self):
