@@ -30,20 +30,23 @@ measure before and after on the same kernel.
 
 Measured (Linux 6.18, 2 vCPUs, loop device, fio randread 4 KiB depth 16;
 counted/lost per run; ftrace counted every I/O in every run):
-  --ios 2000, backing file in /tmp, 3 runs each
+  --ios 2000, backing file in /dev/shm, 4 runs each
     programs    second tracer   counted (lost)
-    raw         none            2000 (0) x3
-    raw         bpftrace        2000 (0) x3
-    raw         spin            2000 (0) x3
-    tracepoint  none            2000 (4), 2000 (1), 2000 (0)
-    tracepoint  bpftrace        2000 (0), 1999 (1), 2000 (2)
-    tracepoint  spin            2000 (1), 1986 (51), 1970 (78)
-  --ios 20000, KT_DIR=/dev/shm, 2 runs each
-    raw         none/bpftrace/spin   20000 (0) in all 6 runs
-    tracepoint  none/bpftrace        20000 (0) in all 4 runs
-    tracepoint  spin            19980 (20), 19946 (54)
-(lost counts every skipped run of the program, other devices' too, so
-counted + lost may exceed expected.)
+    raw         none/bpftrace/spin   2000 (0) in all 12 runs
+    tracepoint  none            2000 (0) x4
+    tracepoint  bpftrace        2000 (1), 2000 (0) x3
+    tracepoint  spin            1994 (6), 1995 (12), 1979 (21), 1993 (8)
+  --ios 20000, KT_DIR=/dev/shm, 3 runs each
+    raw         bpftrace        20000 (0) x3
+    raw         spin            19999 (1), 19984 (16), 19984 (16)
+    tracepoint  bpftrace        20000 (0) x3
+    tracepoint  spin            19933 (67), 19923 (81), 19902 (99)
+  before raw programs had sentinels (perfhook.py), same --ios 20000 runs:
+    raw         spin            20000 (0), 19984 (0) SHORT, 20000 (0)
+(lost of tracepoint programs counts every skipped run of the program,
+other devices' too, so counted + lost may exceed expected; raw programs'
+lost is what the kernel ran no BPF program for on this device,
+bench/ebpf_raw_blind.py.)
 
 Printed per run: expected, counted, lost, counted + lost, unmatched.
 The kernel cannot tell which event it skipped: lost includes skipped

@@ -20,7 +20,7 @@ import pytest
 
 from kerntrace.backends.ebpf import btf as kbtf
 from kerntrace.backends.ebpf import codegen, crawblock
-from kerntrace.core.model import Histogram, LATENCY, Records
+from kerntrace.core.model import Filter, Histogram, LATENCY, Records
 
 from test_ebpf_codegen import STUB_HEADER, block, compile_c, make_plan, needs_cc
 
@@ -227,6 +227,34 @@ def test_block_handlers_are_raw_only_where_the_plan_has_reads():
     assert "struct tracepoint__block" not in prog.text
 
 
+@pytest.mark.parametrize("flt, hook", [
+    (Filter("dev", "==", 7340033), "dev == 7340033"),
+    (Filter("dev", "!=", 5), "dev != 5"),
+    (Filter("sector", ">", 5), None),           # not rendered: counts every event
+    (Filter("rwbs", "glob", "W*"), None),
+    (Filter("dev", "==", 1 << 40), None),       # out of the range rendered
+])
+def test_raw_handlers_have_sentinels_counting_what_no_program_ran_for(flt, hook):
+    """Each raw tracepoint program gets a tracepoint program that does
+    nothing: the kernel runs no BPF program at all for some events (softirq
+    on top of some tasks), and only a tracepoint program's perf hook can
+    count those (perfhook.py), filtered by the handler's integer filters."""
+    m = block(Histogram(LATENCY, unit="usecs"), carry=(), filters=[flt])
+    b = kbtf.Btf(kernel_btf())
+    lay = crawblock.layout(b)
+    reads = dict((n, crawblock.Reads.build(b, n, lay))
+                 for n in ("block_rq_issue", "block_rq_complete"))
+    plain = codegen.generate(m, make_plan(m))
+    assert plain.sentinels == []        # tracepoint programs are their own hook
+    assert [a.hook_filter for a in plain.attachments] == [hook, hook]
+    prog = codegen.generate(m, make_plan(m).replace(raw_reads=reads))
+    assert [a.kind for a in prog.attachments] == ["raw_tracepoint"] * 2
+    assert [(a.kind, a.event.probe.name, a.hook_filter) for a in prog.sentinels] == [
+        ("tracepoint", "block_rq_issue", hook), ("tracepoint", "block_rq_complete", hook)]
+    for a in prog.sentinels:
+        assert "int %s(void *ctx)\n{\n    return 0;\n}" % a.fn_name in prog.text
+
+
 def test_a_field_without_a_raw_read_keeps_the_tracepoint_program():
     # records with the completion's error: blk_status_to_errno() is not recomputed
     m = block(Records(fields=("sector", "error", LATENCY)), carry=())
@@ -361,10 +389,6 @@ def test_real_kernel_btf_is_read_when_there_is_one():
 
 def test_doctor_says_why_block_programs_are_not_raw(monkeypatch):
     from kerntrace.backends.ebpf import backend
-    monkeypatch.delenv(backend.RAW_BLOCK_READS_ENV, raising=False)
-    cap = backend._btf_block_fields()
-    assert not cap.ok and backend.RAW_BLOCK_READS_OFF in cap.detail     # opt-in
-    monkeypatch.setenv(backend.RAW_BLOCK_READS_ENV, "1")
 
     def no_btf(path=kbtf.VMLINUX):
         raise IOError(2, "No such file or directory")

@@ -25,3 +25,17 @@ def test_missed_is_the_increase_since_the_last_call():
             return self.counts.pop(0)
     c = Fixed([])
     assert (c.missed(), c.missed(), c.missed()) == (5, 0, 4)
+
+
+def test_the_filter_ioctl_is_perf_event_ioc_set_filter(monkeypatch):
+    # _IOW('$', 6, char *) (include/uapi/linux/perf_event.h)
+    monkeypatch.setattr(perfhook.platform, "machine", lambda: "x86_64")
+    assert perfhook._ioc_nr(6, 8) == 0x40082406
+    assert perfhook._ioc_nr(0) == 0x2400             # PERF_EVENT_IOC_ENABLE
+    monkeypatch.setattr(perfhook.platform, "machine", lambda: "ppc64le")
+    assert perfhook._ioc_nr(6, 8) is None      # its own numbering: no filter
+
+
+def test_a_refused_filter_leaves_the_counter_counting_everything(tmp_path):
+    with open(str(tmp_path / "f"), "w") as f:
+        assert perfhook.set_filter(f.fileno(), "dev == 5") is False

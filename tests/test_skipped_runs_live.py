@@ -167,5 +167,6 @@ def test_counted_plus_lost_is_every_io_with_a_second_bpf_tracer(backend, fast_di
     # Every run counted every read: where BTF gives the block fields the
     # handlers are raw tracepoint programs, which another program on the
     # CPU does not make the kernel skip (test_ebpf_btf_live.py forces the
-    # tracepoint programs other hosts get, and checks their lost count).
+    # tracepoint programs other hosts get, and checks their lost count;
+    # what the kernel runs no program for at all is lost, returned above).
     assert all(c == i for i, c, _l, _u, _o in runs), runs

@@ -1,8 +1,6 @@
 """The eBPF backend: bcc compiles generated C; aggregation happens in the
 kernel.  Preferred over ftrace wherever check() says it can run."""
 
-import os
-
 from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, check_plan_options,
                                     members_left_out, probe_choice)
 from kerntrace.core.errors import one_line
@@ -22,33 +20,18 @@ def _lockdown_blocks(lock):
     return lock == "confidentiality"
 
 
-# Raw tracepoint block programs (crawblock.py) are opt-in: in a live test
-# with a second BPF program spinning on the same tracepoints they counted
-# 1986 of 2000 reads with no lost count and no recursion miss (cause not
-# found yet); tracepoint programs report what they miss.
-RAW_BLOCK_READS_ENV = "KERNTRACE_RAW_BLOCK_READS"
-RAW_BLOCK_READS_OFF = ("off by default (%s=1 turns them on): they missed completions without "
-                       "a lost count in a test" % RAW_BLOCK_READS_ENV)
-
-
-def raw_block_reads(tracepoints):
-    """crawblock.reads_for(tracepoints), or the reason they are off."""
-    if os.environ.get(RAW_BLOCK_READS_ENV) != "1":
-        return dict((n, RAW_BLOCK_READS_OFF) for n in tracepoints if crawblock.supported(n))
-    return crawblock.reads_for(tracepoints)
-
-
 def _btf_block_fields():
     """Whether block tracepoints that read fields can be raw tracepoint
     programs here (crawblock.py), or why they stay tracepoint programs."""
-    reads = raw_block_reads(["block_rq_issue", "block_rq_complete"])
+    reads = crawblock.reads_for(["block_rq_issue", "block_rq_complete"])
     bad = ["%s: %s" % (n, r) for n, r in sorted(reads.items()) if isinstance(r, str)]
     if bad:
         return Capability("btf_block_fields", False, "block tracepoint programs read the "
                           "format-file record (the kernel may skip them while another BPF "
                           "program runs): " + "; ".join(bad))
     return Capability("btf_block_fields", True, "block fields read in raw tracepoint "
-                      "programs at kernel BTF offsets (skipped only on self-recursion)")
+                      "programs at kernel BTF offsets (skipped only on self-recursion; events "
+                      "the kernel runs no BPF program for are counted as lost)")
 
 
 class EbpfBackend(Backend):
@@ -138,7 +121,7 @@ class EbpfBackend(Backend):
             notes.append("lost counts miss the events the kernel skips: %s"
                          % p.skip_counter().detail)
         raw_reads = {}
-        for name, r in sorted(raw_block_reads(
+        for name, r in sorted(crawblock.reads_for(
                 [pe.probe.name for pe in planned if pe.kind == "tracepoint" and pe.raw_ok
                  and pe.probe.category == "block"]).items()):
             if isinstance(r, str):

@@ -16,7 +16,10 @@ What the program does per logical event (one handler function each):
            record is built for it.  Handlers that read fields stay
            TRACEPOINT_PROBE-style: raw arguments are kernel struct pointers
            whose layouts only the running kernel's headers know, while the
-           format-file struct is the stable ABI
+           format-file struct is the stable ABI (block fields excepted:
+           crawblock.py reads them at kernel BTF offsets).  Beside each raw
+           program a sentinel tracepoint program does nothing: its perf
+           hook counts the events no BPF program ran for (perfhook.py)
   filter   typed, validated filters compiled to C (cfilters.py); which
            run first in a handler and which after the pairing state is
            looked at is core.semantics' rule (early_filters)
@@ -59,12 +62,16 @@ class Attachment(object):
     """One probe to attach: the planned event and its handler function
     (raw: a raw tracepoint program for a tracepoint event)."""
 
-    __slots__ = ("event", "fn_name", "raw")
+    __slots__ = ("event", "fn_name", "raw", "hook_filter")
 
-    def __init__(self, event, fn_name, raw=False):
+    def __init__(self, event, fn_name, raw=False, hook_filter=None):
         self.event = event
         self.fn_name = fn_name
         self.raw = raw
+        # A tracefs filter (event format syntax) the handler's early filters
+        # imply, for the perf counters of events no BPF program ran for
+        # (perfhook.py); None counts every event of the probe.
+        self.hook_filter = hook_filter
 
     @property
     def kind(self):
@@ -82,6 +89,9 @@ class Program(object):
     value_layout histogram map value struct ({count, sum})
     record_layout  records struct
     attachments  [Attachment]
+    sentinels    [Attachment]: a tracepoint program that does nothing beside
+                 each raw tracepoint attachment (perfhook.py: it lets the
+                 session count the events the kernel ran no BPF program for)
     event_names  logical event index -> name
     output       "perf" / "ringbuf" for records, else None
     absent       logical event index -> the record fields it does not declare
@@ -89,7 +99,7 @@ class Program(object):
     """
 
     def __init__(self, text, kind, key_names, key_layout, value_layout, record_layout,
-                 attachments, event_names, output, absent=None):
+                 attachments, event_names, output, sentinels=(), absent=None):
         self.text = text
         self.kind = kind
         self.key_names = key_names
@@ -97,6 +107,7 @@ class Program(object):
         self.value_layout = value_layout
         self.record_layout = record_layout
         self.attachments = attachments
+        self.sentinels = list(sentinels)
         self.event_names = event_names
         self.output = output
         self.absent = dict(absent or {})
@@ -106,6 +117,19 @@ class Program(object):
 # the session turns it into function names.  Distinct stacks it can hold:
 KSTACK_MAP = "kt_kstacks"
 KSTACK_ENTRIES = 16384
+
+
+# Beside each raw tracepoint program: a tracepoint program that does
+# nothing.  The kernel sometimes runs no BPF program at all for an event
+# it traces (measured on Linux 6.18, bench/ebpf_raw_blind.py: block
+# completions in softirq on top of one task, raw programs included, no
+# recursion miss counted); a tracepoint program's perf hook still sees
+# those events, and the session counts them as lost (perfhook.py).
+_SENTINEL_C = """/* tracepoint %(probe)s beside raw program %(raw)s (perfhook.py) */
+int %(fn)s(void *ctx)
+{
+    return 0;
+}"""
 
 
 def _event_tag(pe):
@@ -429,17 +453,43 @@ class _Gen(PairCode, AggregateCode):
             if raw:
                 raw_names.add(pe.probe.name)
             self.funcs.append(self._handler(pe, role, fn, raw))
-            attachments.append(Attachment(pe, fn, raw))
+            attachments.append(Attachment(pe, fn, raw, self._hook_filter(pe, role)))
         self.attachments_made = attachments
+        sentinels = []
+        for att in attachments:
+            if att.raw:
+                fn = "kt_sentinel_ev%s" % _event_tag(att.event)
+                self.funcs.append(_SENTINEL_C % {"probe": _probe_ident(att.event),
+                                                 "raw": att.fn_name, "fn": fn})
+                sentinels.append(Attachment(att.event, fn, hook_filter=att.hook_filter))
         text = self._assemble()
         return Program(text, a.kind, tuple(getattr(a, "keys", ())), key_layout, value_layout,
                        record_layout, attachments,
                        dict((pe.index, pe.name) for pe in self.plan.events),
-                       self.plan.output if a.kind == "records" else None,
+                       self.plan.output if a.kind == "records" else None, sentinels,
                        absent={} if self.pair else dict(
                            (pe.index, tuple(n for n in getattr(a, "fields", ())
                                             if self._absent(pe, n)))
                            for pe in self.plan.events))
+
+    def _hook_filter(self, pe, role):
+        """The early filters of a tracepoint handler that compare an integer
+        format field, as it is recorded, with == or != to a number: as a
+        tracefs filter ("dev == 7340033 && ..."), or None.  The others are
+        left out: the filter may count more events, never fewer."""
+        if pe.kind != "tracepoint":
+            return None
+        terms = []
+        for f in self._filters(pe, role)[0]:
+            fs = pe.fields.get(f.field)
+            field = pe.logical.field(f.field)
+            if (f.type != INT or f.op not in ("==", "!=") or fs is None or fs.kind != "tp"
+                    or (field is not None and (field.if_zero is not None
+                                               or field.override is not None))
+                    or not 0 <= f.value < (1 << 31)):
+                continue
+            terms.append("%s %s %d" % (fs.member, f.op, f.value))
+        return " && ".join(terms) or None
 
     def _raw_field(self, pe, name):
         """Whether field `name` of pe can be computed in a raw tracepoint

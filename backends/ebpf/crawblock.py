@@ -6,7 +6,9 @@ Why: a tracepoint program is skipped whenever another BPF program runs on
 the same CPU (block completions arrive in softirq, often on top of another
 tracer), and the skip is a lost event; a raw tracepoint program is only
 skipped when it is itself already running (per-program recursion
-protection).  Its arguments are the tracepoint's TP_PROTO arguments --
+protection; the events the kernel runs no BPF program for at all are
+counted through a sentinel, perfhook.py).  Its arguments are the
+tracepoint's TP_PROTO arguments --
 kernel struct pointers -- so the fields of the format file are recomputed
 here from struct request, with offsets from /sys/kernel/btf/vmlinux (never
 from installed headers, which may belong to another kernel).

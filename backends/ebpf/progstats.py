@@ -19,16 +19,17 @@ The kernel cannot say which event it skipped: a skip caused by another
 device's I/O is lost for a tool filtering on one device too, so lost is an
 upper bound there.  Raw tracepoint programs are guarded per program instead
 (prog->active in __bpf_trace_run), so another tracer never makes the kernel
-skip them; the backend uses them only for events whose fields it does not
-read, as their arguments are kernel structs whose layout the installed
-headers may not describe.
+skip them; the backend uses them for events whose fields it does not read,
+and for block fields it computes from struct request at kernel BTF
+offsets (crawblock.py), never from installed headers.
 
 Not every missed event is counted here.  On the 6.18 test machine, block
 completions run in softirq on top of one particular task (the VM's init
 agent; tracefs shows them as softirq with preempt depth 1) were recorded
 by tracefs but run by no BPF program at all, raw tracepoint programs
-included, and recursion_misses stayed 0.  perfhook.py counts those for
-tracepoint programs; bench/ebpf_blind_spots.py measures them.
+included, and recursion_misses stayed 0.  perfhook.py counts those, for
+raw tracepoint programs through a tracepoint sentinel beside each;
+bench/ebpf_blind_spots.py and bench/ebpf_raw_blind.py measure them.
 """
 
 import ctypes

@@ -72,6 +72,8 @@ class EbpfSession(Session):
         self._compile()
         for att in self.program.attachments:
             self._attach(att)
+        for att in self.program.sentinels:
+            self._attach(att)
         self._check_layouts()
         self._skips = progstats.MissCounter(self._bpf.funcs[att.fn_name.encode()].fd
                                             for att in self.program.attachments)
@@ -83,11 +85,18 @@ class EbpfSession(Session):
         """Counters of the events our tracepoint programs were not run for
         (perfhook.py), opened once they are attached; None when there are
         none or they cannot be opened."""
-        probes = sorted(set((att.event.probe.category, att.event.probe.name)
-                            for att in self.program.attachments if att.kind == "tracepoint"))
-        if not probes or not self._tracefs:
+        # (a raw tracepoint program's sentinel is a tracepoint program)
+        filters = {}
+        for att in self.program.attachments + self.program.sentinels:
+            if att.kind == "tracepoint":
+                probe = (att.event.probe.category, att.event.probe.name)
+                # Handlers of one probe with different filters: count all.
+                filters[probe] = att.hook_filter if filters.get(probe, att.hook_filter) == \
+                    att.hook_filter else None
+        if not filters or not self._tracefs:
             return None
-        return perfhook.HookCounter.open(self._tracefs, probes)
+        return perfhook.HookCounter.open(self._tracefs, sorted(
+            ((c, n, f) for (c, n), f in filters.items()), key=lambda p: p[:2]))
 
     def _compile(self):
         """self._bpf: the cached compiled object loaded (no bcc, no compile),
