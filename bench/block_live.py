@@ -279,8 +279,9 @@ class Tracer(object):
     """name, argv, ready: text on stdout or stderr once tracing;
     count(out, err) -> I/Os counted; lost(out, err) -> events reported lost."""
 
-    def __init__(self, name, argv, ready, count, lost=None, needs=None):
+    def __init__(self, name, argv, ready, count, lost=None, needs=None, env=None):
         self.name = name
+        self.env = env
         self.argv = argv
         self.ready = ready
         self.count = count
@@ -325,9 +326,17 @@ def perf_tools(root, script):
             PERF_TOOLS_NS.format(root=root), "perf-tools", script]
 
 
-def iolatency_tracers(kt, root, dev):
+def iolatency_tracers(kt, root, dev, base=None):
     majmin = "%d,%d" % (dev.major, dev.minor)
-    return [
+    extra = []
+    if base:
+        # the same tool from another checkout (a directory holding it as
+        # kerntrace/), for before/after numbers in one run
+        extra.append(Tracer("kerntrace-ftrace-base",
+                            [kt, "iolatency", "--backend", "ftrace", "-d", majmin],
+                            "Tracing block I/O", hist_rows, kerntrace_lost,
+                            env={"PYTHONPATH": base}))
+    return extra + [
         Tracer("kerntrace-ftrace", [kt, "iolatency", "--backend", "ftrace", "-d", majmin],
                "Tracing block I/O", hist_rows, kerntrace_lost),
         Tracer("perf-tools", perf_tools(root, "iolatency-perf") + ["-d", majmin],
@@ -416,7 +425,7 @@ def run_traced(tracer, dev, ios, iops, cgroot, tmpdir, ready_timeout=60):
     err_path = os.path.join(tmpdir, tracer.name + ".err")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         p = subprocess.Popen(tracer.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                             preexec_fn=lambda: (os.setsid(), group.enter()))
+                             env=dict(os.environ, **(tracer.env or {})), preexec_fn=lambda: (os.setsid(), group.enter()))
     try:
         end = time.time() + ready_timeout
         while time.time() < end and p.poll() is None:
@@ -547,7 +556,8 @@ def available(tracer):
 
 def section_iolatency(args, ctx):
     print("\n== iolatency: %d I/Os at %d IOPS, %d repetitions ==" % (args.ios, args.iops, args.reps))
-    tracers = [t for t in iolatency_tracers(ctx["kt"], ctx["root"], ctx["dev"]) if wanted(args, t)]
+    tracers = [t for t in iolatency_tracers(ctx["kt"], ctx["root"], ctx["dev"], args.base)
+               if wanted(args, t)]
     results = []
     for rep in range(args.reps):
         for t in tracers:
@@ -568,7 +578,7 @@ def section_iolatency(args, ctx):
               "every I/O counted: %s): %s%s" % (ratio, GOAL_IOLATENCY_RATIO,
                                                "yes" if kt["exact"] else "no",
                                                "MET" if met else "NOT MET", busy_note(results)))
-    for name in ("kerntrace-ebpf", "bpftrace"):
+    for name in ("kerntrace-ftrace-base", "kerntrace-ebpf", "bpftrace"):
         if kt and s.get(name) and s[name]["cpu"]:
             print("  kerntrace-ftrace / %s CPU: %.1f" % (name, kt["cpu"] / s[name]["cpu"]))
 
@@ -689,6 +699,9 @@ def parse_args(argv):
     p.add_argument("--start-reps", type=int, default=7, help="default %(default)s")
     p.add_argument("--tracers", default="",
                    help="only these tracers (names as printed), comma-separated")
+    p.add_argument("--base", metavar="DIR",
+                   help="also run kerntrace-ftrace from DIR/kerntrace (PYTHONPATH=DIR): "
+                        "another checkout, for before/after")
     args = p.parse_args(argv)
     args.tracers = [t.strip() for t in args.tracers.split(",") if t.strip()]
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]

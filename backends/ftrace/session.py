@@ -96,7 +96,7 @@ class LiveSession(Session):
         self.readers = []
         self.decoder = None
         self.binding = None      # raw path: decoder binding for every CPU ...
-        self.bindings = {}       # ... or per CPU, when the CPUs are merged
+        self.holds = {}          # cpu -> where its events wait when the CPUs are merged
         self.order = None
         self.aggregator = None
         self.tasks = None        # tasks.TaskInfo: names and process ids of thread ids
@@ -214,13 +214,11 @@ class LiveSession(Session):
                                 self.tasks.raw_sinks(self.decoder.formats_by_id))
             # Task names change at the time of their events: the events they
             # name must come after them, whichever CPU logged which.
+            self.binding = self.decoder.compile_sinks(sinks)
             if needs_time_order(self.measurement) or plan.task_events:
-                # One binding per CPU: each appends to its CPU's sorted run.
+                # Each CPU's events are held in its sorted run.
                 self.order = TimeOrder()
-                self.bindings = self.order.bindings(self.decoder, sinks,
-                                                    [r.cpu for r in self.readers])
-            else:
-                self.binding = self.decoder.compile_sinks(sinks)
+                self.holds = {r.cpu: self.order.holder(r.cpu) for r in self.readers}
         else:
             from .textparse import TextDecoder
             formats = {(te.system, te.event): te.format for te in plan.task_events or ()}
@@ -263,8 +261,7 @@ class LiveSession(Session):
     def _feed_page(self, page, cpu):
         # Page losses go to the LossCounter (not straight to the aggregator):
         # the stats counters report the same events.
-        _n, lost = self.decoder.decode_page_into(page, cpu,
-                                                 self.bindings.get(cpu, self.binding))
+        _n, lost = self.decoder.decode_page_into(page, cpu, self.binding, self.holds.get(cpu))
         if lost != 0:
             self.losses.marker(cpu, lost)
 
