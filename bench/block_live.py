@@ -299,12 +299,14 @@ def kerntrace_lost(out, err):
 
 
 def snoop_rows(out, err):
+    """Rows of a snoop table: lines ending in a latency (all of these
+    tools print it last; headers and banners do not end in a number)."""
     n = 0
     for line in out.splitlines():
-        first = line.split(None, 1)[:1]
-        if first:
+        last = line.rsplit(None, 1)[-1:]
+        if last:
             try:
-                float(first[0])
+                float(last[0])
                 n += 1
             except ValueError:
                 pass
@@ -357,7 +359,7 @@ def snoop_tracers(kt, root, dev):
                "TIME(s)", snoop_rows, kerntrace_lost),
         Tracer("kt-iosnoop-ftrace", [kt, "iosnoop", "--backend", "ftrace", "-d", majmin],
                "Tracing block I/O", snoop_rows, kerntrace_lost),
-        Tracer("bcc-ringbuf", [sys.executable if _has_bcc(sys.executable) else "python3", "-c",
+        Tracer("bcc-ringbuf", [_python_with_bcc(), "-c",
                                HAND_BCC_PY, str(dev.devt), dev.name, HAND_BCC_C],
                "Tracing block I/O", snoop_rows, hand_bcc_lost),
         Tracer("perf-tools-iosnoop", perf_tools(root, "iosnoop-perf") + ["-d", majmin],
@@ -365,9 +367,14 @@ def snoop_tracers(kt, root, dev):
     ]
 
 
-def _has_bcc(python):
-    return subprocess.call([python, "-c", "import bcc"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL) == 0
+def _python_with_bcc():
+    """The distro's python (bcc's module is a distro package), else ours."""
+    for python in ("/usr/bin/python3", sys.executable):
+        if os.access(python, os.X_OK) and subprocess.call(
+                [python, "-c", "import bcc"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL) == 0:
+            return python
+    return "python3"
 
 
 # ---------------------------------------------------------------------------
