@@ -94,7 +94,7 @@ tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/ {
 # today: start in a hash map, a ring buffer record per completion, one
 # formatted line per record.
 HAND_BCC_C = r"""
-struct key_t { u32 dev; u64 sector; };
+struct key_t { u64 dev; u64 sector; };      /* no padding: all of it is hashed */
 struct start_t { u64 ts; u32 pid; u32 bytes; char comm[16]; };
 struct rec_t { u64 ts; u64 delta; u64 sector; u32 dev; u32 pid; u32 bytes; char rwbs[8];
                char comm[16]; };
