@@ -206,13 +206,14 @@ def time_raw_merged(m, p, per_cpu, fi, fc, hp, he):
     dec = RawDecoder(hp, he, {fi.id: fi, fc.id: fc})
     agg = Aggregator(m, p, tasks=TaskInfo(proc_root=None))
     order = TimeOrder()
-    bindings = order.bindings(dec, agg.raw_sinks(dec.formats_by_id), sorted(per_cpu))
+    binding = dec.compile_sinks(agg.raw_sinks(dec.formats_by_id))
+    holds = {cpu: order.holder(cpu) for cpu in per_cpu}
     readers = [PageList(cpu, per_cpu[cpu]) for cpu in sorted(per_cpu)]
     decode = dec.decode_page_into
     counted = [0]
 
     def feed(page, cpu):
-        counted[0] += decode(page, cpu, bindings[cpu])[0]
+        counted[0] += decode(page, cpu, binding, holds[cpu])[0]
     t0 = time.perf_counter()
     while read_round(readers, feed, order):
         pass

@@ -86,6 +86,9 @@ class CountSet(object):
         return "CountSet(%r, %r)" % (self.key_names, self.counts)
 
 
+_NONE = frozenset()
+
+
 class Record(object):
     """One event (or pair): `ts` in kernel monotonic ns and the declared
     fields by name.  Fields marked best-effort (read after the fact, e.g. a
@@ -96,7 +99,7 @@ class Record(object):
     def __init__(self, ts, fields, best_effort=()):
         self.ts = int(ts)
         self.fields = dict(fields)
-        self.best_effort = frozenset(best_effort)
+        self.best_effort = frozenset(best_effort) if best_effort else _NONE
 
     def __getitem__(self, name):
         return self.fields[name]

@@ -68,7 +68,7 @@ def biosnoop_columns(pattern=False, disk_name=None, queue=False):
         Column("COMM", "comm", 14, truncate=True),
         Column("PID", "pid", 7),
         Column("DISK", lambda r, ctx: disk_name(r["dev"]), 9),
-        Column("T", lambda r, ctx: blockdev.Rwbs(r["rwbs"]).type_letter(), 1),
+        Column("T", lambda r, ctx: blockdev.Rwbs.type_letter_of(r["rwbs"]), 1),
         Column("SECTOR", lambda r, ctx: blockdev.sector_text(r["sector"]), 10),
         Column("BYTES", "bytes", 7),
     ]

@@ -223,6 +223,9 @@ _FLAG_WORDS = (("S", "Sync"), ("M", "Metadata"), ("F", "ForcedUnitAccess"),
                ("A", "ReadAhead"), ("E", "Secure"), ("B", "Barrier"), ("a", "Atomic"))
 
 
+_TYPE_LETTERS = {}     # rwbs text -> Rwbs.type_letter()
+
+
 class Rwbs(object):
     """A decoded rwbs string: op (one of _OPS' keys, or "" when empty),
     preflush (bool) and the set of flag letters."""
@@ -264,6 +267,17 @@ class Rwbs(object):
         if not self.op:
             return "?"
         return self.op[0]
+
+    @staticmethod
+    def type_letter_of(text):
+        """Rwbs(text).type_letter(), remembered: a snoop asks per printed
+        row, and a disk's requests repeat a few rwbs strings."""
+        letter = _TYPE_LETTERS.get(text)
+        if letter is None:
+            letter = Rwbs(text).type_letter()
+            if len(_TYPE_LETTERS) < 1024:
+                _TYPE_LETTERS[text] = letter
+        return letter
 
     def bcc_name(self):
         """bcc biolatency -F's name for the request flags, e.g. "Read",

@@ -253,6 +253,28 @@ def test_sinks_get_selected_fields_in_the_asked_order():
     assert got == [(11, 3, (4011, 8, "dd", DEV))]
 
 
+def test_held_events_are_appended_undelivered_with_their_callback():
+    # the time-ordered path: (callback, ts, cpu, values) per event, short
+    # and long (type_len 0) entries alike, strings decoded, nothing called
+    d = decoder()
+    called = []
+
+    def on_issue(ts, cpu, v):
+        called.append(v)
+    binding = d.compile_sinks({ISSUE.id: (("rwbs", "comm", "sector"), on_issue),
+                               EXEC.id: (("filename",), on_issue)})
+    name = "/bin/" + "y" * 150
+    pb = PageBuilder(HEADER_PAGE)
+    pb.add(issue(8, comm="fio", rwbs="RA"), 11)
+    pb.add(encode_payload(EXEC, 5, {"filename": name, "pid": 5, "old_pid": 5}), 12)
+    pb.add(issue(16, comm="fio", rwbs="RA"), 13)
+    held = []
+    n, lost = d.decode_page_into(pb.page(), 1, binding, held.append)
+    assert (n, lost, called) == (3, 0, [])
+    assert held == [(on_issue, 11, 1, (4011, "RA", "fio", 8)), (on_issue, 12, 1, (5, name)),
+                    (on_issue, 13, 1, (4011, "RA", "fio", 16))]
+
+
 def test_sinks_with_integer_fields_only_get_the_unpacked_tuple():
     d = decoder()
     got = []

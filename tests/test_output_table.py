@@ -197,3 +197,42 @@ def test_count_keys_show_non_printable_characters_as_question_marks():
     out, _ = run(CountTablePrinter(*streams(), key_header="COMM", key_format=lambda k: k[0]),
                  [Report(counts)])
     assert "\x1b" not in out and "ev?]0;pwned?il?x?" in out
+
+
+def _cell_by_cell(printer, record, context):
+    """A row as the columns' own cell() and pad() make it, one call each."""
+    return printer._line([c.cell(record, context) for c in printer.columns])
+
+
+class _Upper(Column):
+    def cell(self, record, ctx):
+        return Column.cell(self, record, ctx).upper()
+
+
+def test_generated_rows_are_the_columns_own_cells_byte_for_byte():
+    # Every kind of value and column the cell path handles: formatter,
+    # fmt (and a fmt that fails), callable field, truncation, alignment,
+    # separators (with a "%"), bytes, None, bool, float, inf, ints, control
+    # characters, a column subclass with its own cell().
+    def bad_fmt(v):
+        return "%.1f" % v
+    cols = [Column("TIME(s)", seconds_since_first(), 11, fmt=lambda v: "%.6f" % v),
+            Column("COMM", "comm", 6, truncate=True),
+            Column("DEV", "dev", 5, align=">"),
+            Column("N", "n", 4, sep="%"),
+            Column("F", "f", 6, fmt=bad_fmt),
+            Column("UP", "comm", 4, truncate=True, sep=" | "),
+            _Upper("X", "x", 3),
+            Column("PATH", "path", 8)]
+    values = [None, True, False, 0, -3, 2 ** 70, 1.5, float("inf"), "s", "tab\there",
+              b"b\xffytes", "a-very-long-task-name\x1b[31m", "x%sy"]
+    records = [Record(1000 + i, dict(comm=v, dev=v, n=v, f=v, x=v, path=v))
+               for i, v in enumerate(values)]
+    printer = EventTablePrinter(*streams(), cols)
+    context = ctx({"dev": lambda d: "disk%d" % d})
+    expected = [_cell_by_cell(printer, r, context) for r in records]
+    # (the TIME column counts from the first row: reset its memory)
+    cols[0] = Column("TIME(s)", seconds_since_first(), 11, fmt=lambda v: "%.6f" % v)
+    printer = EventTablePrinter(*streams(), cols)
+    assert [printer.row(r, context) for r in records] == expected
+    assert "?" in expected[9] and "%" in expected[0]

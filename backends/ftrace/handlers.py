@@ -139,12 +139,26 @@ class _EventProgram(object):
             tests = []
             for f in filters:
                 dep = self.load(f.field)
-                tests.append("(%s is not None and %s(%s))" % (dep, self.const(f.matches, "_ovr"),
-                                                             dep))
+                tests.append("(%s is not None and %s)" % (dep, self.match_expr(f, dep)))
             emit("if %s:" % " or ".join(tests))
             emit("%s = %s" % (var, self.const(value)), 2)
 
     comm_after_the_fact = False
+
+    def match_expr(self, f, var):
+        """f.matches(var) as an inline expression (a call per event, and
+        working out a glob's parts each time, cost more than the test)."""
+        if f.op != "glob":
+            return "%s %s %s" % (var, f.op, self.const(f.value))
+        start, text, end = f.glob_parts()
+        c = self.const(text)
+        if start and end:
+            return "%s == %s" % (var, c)
+        if start:
+            return "%s.startswith(%s)" % (var, c)
+        if end:
+            return "%s.endswith(%s)" % (var, c)
+        return "%s in %s" % (c, var)
 
     def _own_comm_field(self):
         return own_comm_field(self.resolved)
@@ -157,8 +171,7 @@ class _EventProgram(object):
             var = self.load(f.field)
             c = self.const(f.value)
             if f.op == "glob":
-                g = self.const(f.matches, "_glob")
-                self.code.emit("if %s is None or not %s(%s):" % (var, g, var))
+                self.code.emit("if %s is None or not %s:" % (var, self.match_expr(f, var)))
             elif f.op == "==":
                 self.code.emit("if %s != %s:" % (var, c))
             elif f.op == "!=":

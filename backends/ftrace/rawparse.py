@@ -30,7 +30,6 @@ path that hands selected fields straight to callbacks (the Aggregator's),
 without building RawEvent objects.
 """
 
-import operator
 import re
 import struct
 import sys
@@ -190,36 +189,59 @@ def compile_layout(event_format, names=None, byteorder=None):
         back = [0] * len(order)
         for rank, i in enumerate(order):
             back[i] = rank
-        reorder = operator.itemgetter(*back)
-    fix = _make_fix(fixups, reorder)
+        reorder = back
+    fix = _make_fix(fixups, reorder, len(order))
     return EventLayout(names, st.unpack_from, fix, st.size)
 
 
-def _make_fix(fixups, reorder):
+def _make_fix(fixups, reorder, count):
+    """The fix-up function of a layout of `count` values, generated for its
+    fields (a loop over the fix-ups per event cost more than the decoding
+    it did)."""
     if not fixups and reorder is None:
         return None
-    fixups = tuple(fixups)
+    fixed = {rank: (kind, field_end) for rank, kind, field_end in fixups}
+    names = ["a%d" % i for i in range(count)]
+    lines = ["def fix(values, data, pos, length):",
+             "    %s, = values" % ", ".join(names)]
+    for rank, (kind, field_end) in sorted(fixed.items()):
+        if kind == "str":
+            lines.append("    a%d = _str(a%d)" % (rank, rank))
+        else:
+            lines.append("    a%d = _loc(a%d, data, pos, length, %d)"
+                         % (rank, rank, field_end if kind == "rel" else 0))
+    order = reorder if reorder is not None else range(count)
+    lines.append("    return (%s,)" % ", ".join("a%d" % i for i in order))
+    ns = {"_str": _cached_cstr, "_loc": _data_loc}
+    exec(compile("\n".join(lines) + "\n", "<kerntrace layout fix>", "exec"), ns)
+    return ns["fix"]
 
-    def fix(values, data, pos, length):
-        if fixups:
-            values = list(values)
-            end = pos + length
-            for i, kind, field_end in fixups:
-                v = values[i]
-                if kind == "str":
-                    values[i] = _cstr(v)
-                    continue
-                # __data_loc: offset (low 16 bits) and length (high 16) of the
-                # data from the event start; since Linux commit 05770dd0ad11
-                # ("tracing: Support __rel_loc ...") (v5.17) __rel_loc
-                # counts the offset from the end of the field instead.
-                start = pos + (v & 0xffff) + (field_end if kind == "rel" else 0)
-                stop = min(start + (v >> 16), end)
-                values[i] = _cstr(data[start:stop]) if start < stop else ""
-        if reorder is not None:
-            values = reorder(values)
-        return values
-    return fix
+
+# Fixed-size char arrays (comm, rwbs) take few distinct values: decoding
+# each once saves most of the per-event string work.  Bounded, as the
+# values come from the kernel.
+_CSTR_CACHE = {}
+_CSTR_CACHE_MAX = 4096
+
+
+def _cached_cstr(b):
+    s = _CSTR_CACHE.get(b)
+    if s is None:
+        s = _cstr(b)
+        if len(_CSTR_CACHE) >= _CSTR_CACHE_MAX:
+            _CSTR_CACHE.clear()
+        _CSTR_CACHE[b] = s
+    return s
+
+
+def _data_loc(v, data, pos, length, field_end):
+    # __data_loc: offset (low 16 bits) and length (high 16) of the data
+    # from the event start; since Linux commit 05770dd0ad11 ("tracing:
+    # Support __rel_loc ...") (v5.17) __rel_loc counts the offset from the
+    # end of the field instead (field_end, else 0).
+    start = pos + (v & 0xffff) + field_end
+    stop = min(start + (v >> 16), pos + length)
+    return _cstr(data[start:stop]) if start < stop else ""
 
 
 # ---------------------------------------------------------------------------
@@ -288,10 +310,15 @@ class RawDecoder(object):
         lost = self.decode_page_into(data, cpu, sinks)[1]
         return out, lost
 
-    def decode_page_into(self, data, cpu, binding):
+    def decode_page_into(self, data, cpu, binding, hold=None):
         """Walk one page, calling the bound callbacks.  Returns (number of
         entries delivered, lost) with lost as in decode_page().  Never
-        raises on malformed data (it stops at the first bad entry)."""
+        raises on malformed data (it stops at the first bad entry).
+
+        hold: a list's append, to hold the events back for ordering
+        (timeorder): each is appended as (callback, ts, cpu, values)
+        instead of being delivered; a call per event fewer than a sink
+        that holds them."""
         ph = self.page
         if len(data) < ph.data_offset:
             return 0, 0
@@ -354,10 +381,14 @@ class RawDecoder(object):
                     if tl << 2 < min_size:
                         raise IndexError("entry shorter than its format")
                     if fix is None:
-                        callback(ts, cpu, unpack(data, start + (w << 2)))
+                        values = unpack(data, start + (w << 2))
                     else:
                         pos = start + (w << 2)
-                        callback(ts, cpu, fix(unpack(data, pos), data, pos, tl << 2))
+                        values = fix(unpack(data, pos), data, pos, tl << 2)
+                    if hold is None:
+                        callback(ts, cpu, values)
+                    else:
+                        hold((callback, ts, cpu, values))
                     delivered += 1
                     continue
                 delta = h >> 5 if little else h & 0x7ffffff
@@ -400,7 +431,10 @@ class RawDecoder(object):
                 values = unpack(data, pos)
                 if fix is not None:
                     values = fix(values, data, pos, length)
-                callback(ts, cpu, values)
+                if hold is None:
+                    callback(ts, cpu, values)
+                else:
+                    hold((callback, ts, cpu, values))
                 delivered += 1
         except (IndexError, struct.error):
             bad = True

@@ -99,7 +99,7 @@ class LiveSession(Session):
         self.readers = []
         self.decoder = None
         self.binding = None      # raw path: decoder binding for every CPU ...
-        self.bindings = {}       # ... or per CPU, when the CPUs are merged
+        self.holds = {}          # cpu -> where its events wait when the CPUs are merged
         self.order = None
         self.aggregator = None
         self.tasks = None        # tasks.TaskInfo: names and process ids of thread ids
@@ -220,13 +220,11 @@ class LiveSession(Session):
                                 self.tasks.raw_sinks(self.decoder.formats_by_id))
             # Task names change at the time of their events: the events they
             # name must come after them, whichever CPU logged which.
+            self.binding = self.decoder.compile_sinks(sinks)
             if needs_time_order(self.measurement) or plan.task_events:
-                # One binding per CPU: each appends to its CPU's sorted run.
+                # Each CPU's events are held in its sorted run.
                 self.order = TimeOrder()
-                self.bindings = self.order.bindings(self.decoder, sinks,
-                                                    [r.cpu for r in self.readers])
-            else:
-                self.binding = self.decoder.compile_sinks(sinks)
+                self.holds = {r.cpu: self.order.holder(r.cpu) for r in self.readers}
             if plan.count_route == "hist":
                 from .histcount import HistCounts
                 self.hist = HistCounts(self.measurement, plan)
@@ -281,8 +279,8 @@ class LiveSession(Session):
         if self.page_counter is not None:
             lost = self.page_counter.count_page(page, cpu)
         else:
-            _n, lost = self.decoder.decode_page_into(page, cpu,
-                                                     self.bindings.get(cpu, self.binding))
+            _n, lost = self.decoder.decode_page_into(page, cpu, self.binding,
+                                                     self.holds.get(cpu))
         if lost != 0:
             self.losses.marker(cpu, lost)
 
