@@ -124,8 +124,10 @@ class EbpfSession(Session):
     def _keep(self, cache):
         """Store the object just compiled for the next run (best effort)."""
         try:
-            entry = loadobj.capture(self._bpf, [(a.fn_name, a.kind)
-                                                for a in self.program.attachments])
+            # (the sentinels too: a cached run attaches them as well)
+            entry = loadobj.capture(self._bpf, [(a.fn_name, a.kind) for a in
+                                                self.program.attachments +
+                                                self.program.sentinels])
         except Exception as e:  # libbcc answering oddly: no cache, still a run
             self._say("not caching the compiled program: %s" % one_line(e))
             return
