@@ -24,12 +24,12 @@ from the fork event of a process forked while tracing, else from
 import re
 
 from kerntrace.core.api import (EVENT_NAME, INT, Column, Event, EventTablePrinter, Field,
-                                Measurement, Record, Records, Schedule, SyscallExit, Tool,
+                                Measurement, Metric, Record, Records, Schedule, SyscallExit, Tool,
                                 Tracepoint, UsageError, count_value, hookimpl)
 
 from . import processes
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 RET, RET_AT, FORK = "ret", "ret_at", "fork"
 EVENT_FIELDS = (EVENT_NAME, "comm", "pid", "tid", "value", "subject")
@@ -167,6 +167,7 @@ BANNER = "Tracing exec()s. Ctrl-C to end. (ARGS from /proc/PID/cmdline: best-eff
 
 class ExecSnoop(Tool):
     name = "execsnoop"
+    metric = Metric(counter="process_execs", counter_help="Program executions (exec calls).")
     summary = "Trace new processes: one line per exec() with parent, result and arguments."
     description = ("ARGS are read from /proc/PID/cmdline when the exec is reported "
                    "(best-effort: \"?\" for a program that has exited by then, and for "

@@ -21,14 +21,13 @@ at its return (bcc: at its entry); no stack traces (-U/-K/-f); -d
 DURATION ends the run (bcc runs until Ctrl-C).
 """
 
-from kerntrace.core.api import (LATENCY, Column, EventTablePrinter, Event, Field, Filter,
-                                Measurement, Pair, Records, Tool, UsageError, hookimpl,
-                                pid_value, report_every, seconds_since_first,
-                                seconds_value)
+from kerntrace.core.api import (LATENCY, Column, Event, EventTablePrinter, Field, Filter,
+                                Measurement, Metric, Pair, Records, Tool, UsageError, hookimpl,
+                                pid_value, report_every, seconds_since_first, seconds_value)
 
 from . import funclatency, funcspec
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 MAX_ARGUMENTS = 6       # what every architecture passes in registers
 NESTING = 64            # deepest recursion measured (core.model.MAX_NESTING)
@@ -62,6 +61,8 @@ def hex_value(value):
 
 class FuncSlower(Tool):
     name = "funcslower"
+    metric = Metric(counter="slow_function_calls",
+                    counter_help="Function calls slower than the threshold.")
     summary = "Trace slow kernel or user function calls (bcc funcslower)."
     examples = (
         ("funcslower vfs_write", "trace vfs_write calls slower than 1ms"),

@@ -27,10 +27,10 @@ import signal
 import time
 
 from kerntrace.core.api import (Column, Event, EventTablePrinter, Field, Filter, Measurement,
-                                Pair, Records, Schedule, SyscallEntry, SyscallExit, Tool,
+                                Metric, Pair, Records, Schedule, SyscallEntry, SyscallExit, Tool,
                                 UsageError, hookimpl, pid_value, seconds_value)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 ENTER = "enter"
 EXIT = "exit"
@@ -104,6 +104,7 @@ def killsnoop_columns(width=6):
 
 class KillSnoop(Tool):
     name = "killsnoop"
+    metric = Metric(counter="kill_calls", counter_help="kill() system calls (signals sent).")
     summary = "Trace signals issued by the kill() syscall."
     description = ("One line per kill(2): the sender's PID and name, the signal, the target "
                    "and the result (0, or -errno: -3 is ESRCH, no such process).")

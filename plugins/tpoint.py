@@ -20,13 +20,13 @@ and a filter may be combined, -d streams lines too, and -s (kernel stack
 traces) is refused: stacks are not in kerntrace's model on either backend.
 """
 
-from kerntrace.core.api import (INT, STR, Event, Filter, Measurement, Printer, Records, Schedule,
-                                Tool, Tracepoint, UsageError, format_text, hookimpl,
+from kerntrace.core.api import (INT, STR, Event, Filter, Measurement, Metric, Printer, Records,
+                                Schedule, Tool, Tracepoint, UsageError, format_text, hookimpl,
                                 list_tracepoints, parse_filter, parse_options, parse_tracepoint,
                                 perf_tools_error_lines, perf_tools_exit_status, pid_value,
                                 seconds_value, terminal_text, trace_seconds, tracepoint_fields)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 USAGE = """USAGE: tpoint [-hHsv] [-d secs] [-p PID] [-L TID] tracepoint [filter]
        tpoint -l [glob]
@@ -118,6 +118,7 @@ class TracepointPrinter(Printer):
 
 class TPoint(Tool):
     name = "tpoint"
+    metric = Metric(counter="tracepoint_hits", counter_help="Tracepoint hits.")
     summary = "Trace a tracepoint: print its events as they happen (perf-tools drop-in)."
     examples = (
         ("tpoint -l | grep open", "find tracepoints containing \"open\""),
