@@ -8,6 +8,7 @@ A tool declares one Metric as its class attribute `metric`:
 
     histogram   what its histograms hold, without a unit: the output layer
                 adds the base unit (_seconds, _bytes) from the histogram's
+    unit        that base unit, "seconds" or "bytes" (for docs/metrics.md)
     counter     what its counts (or, for event tools, its events) count,
                 plural, without _total: "syscalls"
     labels      key field -> label name; a key field not named here keeps
@@ -28,6 +29,7 @@ from .errors import InvalidSpec
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 # Label names the exposition itself uses.
 RESERVED_LABELS = ("le", "quantile", "tool")
+BASE_UNITS = ("seconds", "bytes")
 
 
 def _name(what, value):
@@ -37,11 +39,15 @@ def _name(what, value):
 
 
 class Metric(object):
-    __slots__ = ("histogram", "histogram_help", "counter", "counter_help", "labels")
+    __slots__ = ("histogram", "unit", "histogram_help", "counter", "counter_help", "labels")
 
     def __init__(self, histogram=None, counter=None, labels=None, histogram_help=None,
-                 counter_help=None):
+                 counter_help=None, unit=None):
         self.histogram = _name("histogram", histogram)
+        if (histogram is None) != (unit is None) or unit not in (None,) + BASE_UNITS:
+            raise InvalidSpec("metric histogram %r needs its base unit, one of %s"
+                              % (histogram, BASE_UNITS))
+        self.unit = unit
         self.counter = _name("counter", counter)
         if counter is not None and counter.endswith("_total"):
             raise InvalidSpec("metric counter %r: the output adds _total" % (counter,))

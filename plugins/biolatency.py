@@ -47,7 +47,8 @@ def flags_section(key):
 
 class BioLatency(Tool):
     name = "biolatency"
-    metric = Metric(histogram="block_io_latency", histogram_help=blockdev.LATENCY_HELP,
+    metric = Metric(histogram="block_io_latency", unit="seconds",
+                    histogram_help=blockdev.LATENCY_HELP,
                     labels={"dev": "device", "rwbs": "operation"})
     summary = "Summarize block device I/O latency as a histogram."
     examples = (

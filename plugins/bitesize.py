@@ -27,7 +27,7 @@ UNIT_LABEL = "Kbytes"
 
 class BiteSize(Tool):
     name = "bitesize"
-    metric = Metric(histogram="block_io_size", labels={"comm": "comm"},
+    metric = Metric(histogram="block_io_size", unit="bytes", labels={"comm": "comm"},
                     histogram_help="Block I/O request size, per issuing process name.")
     summary = "Block I/O size histogram per process."
     examples = (

@@ -53,7 +53,8 @@ def exit_event():
 
 class FuncLatency(Tool):
     name = "funclatency"
-    metric = Metric(histogram="function_latency", labels={"event": "function"},
+    metric = Metric(histogram="function_latency", unit="seconds",
+                    labels={"event": "function"},
                     histogram_help="Function latency, from entry to return.")
     summary = "Time a function and print its latency as a histogram (bcc funclatency)."
     examples = (

@@ -48,7 +48,8 @@ See the man page and example file for more info.
 
 class IoLatency(Tool):
     name = "iolatency"
-    metric = Metric(histogram="block_io_latency", histogram_help=blockdev.LATENCY_HELP)
+    metric = Metric(histogram="block_io_latency", unit="seconds",
+                    histogram_help=blockdev.LATENCY_HELP)
     summary = "Block I/O latency as a power-of-two millisecond histogram (perf-tools drop-in)."
     examples = (
         ("iolatency", "summarize latency every second"),

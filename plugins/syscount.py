@@ -151,7 +151,7 @@ class SyscountPrinter(Printer):
 
 class Syscount(Tool):
     name = "syscount"
-    metric = Metric(histogram="syscall_latency", counter="syscalls",
+    metric = Metric(histogram="syscall_latency", unit="seconds", counter="syscalls",
                     labels={"id": "syscall", "pid": "pid", "comm": "comm"},
                     histogram_help="System call latency, from entry to exit.",
                     counter_help="System calls completed.")

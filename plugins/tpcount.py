@@ -36,7 +36,8 @@ def parse_tracepoint(spec):
 
 class TpCount(Tool):
     name = "tpcount"
-    metric = Metric(counter="tracepoint_hits", labels={"event": "tracepoint"},
+    metric = Metric(counter="tracepoint_hits",
+                    labels={"event": "tracepoint", "comm": "comm", "pid": "pid"},
                     counter_help="Tracepoint hits.")
     summary = "Count tracepoint events per interval."
     examples = (

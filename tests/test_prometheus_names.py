@@ -110,3 +110,15 @@ def test_metrics_endpoint_negotiates_the_format():
             assert r.read().decode().endswith("# EOF\n")
     finally:
         server.stop()
+
+
+def test_docs_list_every_metric_the_code_declares():
+    from kerntrace.core.metricsdoc import markdown_table
+    import os
+    doc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "docs", "metrics.md")
+    with open(doc) as f:
+        text = f.read()
+    assert markdown_table(tools()) in text, (
+        "docs/metrics.md is out of date: regenerate its table with "
+        "python -m kerntrace.core.metricsdoc")
