@@ -19,7 +19,7 @@ The model (what a tool measures)
     Field, Event, Pair, Filter, Histogram, Count, Records, Schedule,
     Measurement, INT, STR, USTR, LATENCY, QUEUED, EVENT_NAME,
     CONTEXT_FIELDS, TRACER_RECORDS, LOG2, LINEAR, POW2_MS, is_identifier,
-    Each, ProcFdPath
+    Each, ProcFdPath, Metric
 
 The tool and its command line
     Tool, ArgumentParser, seconds_value, count_value, pid_value,
