@@ -108,8 +108,11 @@ def main(argv=None):
         print("RSS at %.0f s: %d kB; at %.0f s: %d kB (%+d kB, %+.1f%%)"
               % (first[0], first[1], last[0], last[1], last[1] - first[1],
                  100.0 * (last[1] - first[1]) / first[1]))
-        growing = [r for r in rows if r[2] < a.max_series]
-        if len(growing) >= 2 and growing[-1][2] > growing[0][2]:
+        # From the first sample to the first one at the limit (the "other"
+        # series makes it max_series + 1): RSS growth per new label value.
+        at_limit = [r for r in rows if r[2] > a.max_series][:1]
+        growing = rows[:1] + (at_limit or rows[-1:])
+        if growing[-1][2] > growing[0][2]:
             per = (growing[-1][1] - growing[0][1]) * 1024.0 / (growing[-1][2] - growing[0][2])
             print("RSS per distinct label value (series %d -> %d): %.0f bytes"
                   % (growing[0][2], growing[-1][2], per))
