@@ -75,6 +75,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("exporter_memory: run as root")
+    # SIGTERM (timeout, kill) ends the bench through `finally`: the
+    # exporter is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     tmp = tempfile.mkdtemp(prefix="kerntrace-bench-")
     textfile = os.path.join(tmp, "kt.prom")
     env = dict(os.environ)
@@ -95,7 +98,7 @@ def main(argv=None):
             if now >= a.duration:
                 break
             nxt = min(a.duration, (len(rows) + 1) * a.sample)
-            if rows and rows[-1][0] < a.first <= nxt:
+            if (not rows or rows[-1][0] < a.first) and a.first <= nxt:
                 nxt = a.first
             spawn(a.rate, t0 + nxt)
             series, folded = textfile_stats(textfile)
