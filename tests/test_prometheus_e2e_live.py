@@ -240,3 +240,21 @@ def test_sighup_rewrites_the_textfile_and_sigterm_ends_the_run(tmp_path):
         tool.send_signal(signal.SIGTERM)
         out, err = clirun.finish_interrupted(tool)
     assert tool.returncode == 0, err
+
+
+def test_listen_port_in_use_is_one_line_before_tracing():
+    reason = kernstate.live_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        rc, out, err = clirun.run(["tpcount", "--backend", "ftrace", "-i", "1",
+                                   "block:block_rq_issue", "--prometheus-listen",
+                                   "127.0.0.1:%d" % busy.getsockname()[1]])
+    finally:
+        busy.close()
+    assert rc == 1 and out == "", err
+    assert len(err.splitlines()) == 1 and "cannot listen on 127.0.0.1" in err, err
+    assert "Tracing with" not in err

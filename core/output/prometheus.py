@@ -205,6 +205,10 @@ class PrometheusPrinter(MachineReadablePrinter):
         self.max_series = max_series
         self.stdout = stdout
         self.textfile = textfile
+        if textfile is not None and self.openmetrics:
+            raise OptionError("--openmetrics: node_exporter's textfile collector reads "
+                              "Prometheus text only; use it with --prometheus or "
+                              "--prometheus-listen")
         if textfile is not None:
             directory = os.path.dirname(os.path.abspath(textfile))
             if not os.path.isdir(directory):
