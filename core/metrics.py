@@ -27,6 +27,10 @@ import re
 from .errors import InvalidSpec
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
+# The label-cardinality limit: label sets per metric family.  Beyond it,
+# observations fold into the family's "other" series, so a run that meets
+# ever new process names or devices keeps its memory (and Prometheus') flat.
+MAX_SERIES = 1000
 # Label names the exposition itself uses.
 RESERVED_LABELS = ("le", "quantile", "tool")
 BASE_UNITS = ("seconds", "bytes")

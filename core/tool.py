@@ -38,8 +38,7 @@ import re
 from .backend import MAX_BUFFER_KB
 from .errors import OptionError, UsageError
 from .model import Schedule
-from .output.prometheus import MAX_SERIES
-from .output.promserver import listen_address
+from .metrics import MAX_SERIES
 
 # --backend: "auto" or an installed backend's name (built-in or a plugin's),
 # checked against the installed ones when the backend is selected.
@@ -111,6 +110,22 @@ def buffer_kb(text):
         raise OptionError("--buffer-kb must be a positive number of KB, at most %d, got %r"
                          % (MAX_BUFFER_KB, text))
     return value
+
+
+_LISTEN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]*)):([0-9]{1,5})\Z")
+
+
+def listen_address(text):
+    """argparse type of --prometheus-listen: [HOST]:PORT or PORT (every
+    IPv4 address), HOST a name, IPv4 or [IPv6] address -> (host, port)."""
+    text = text or ""
+    if re.match(r"^[0-9]{1,5}\Z", text):
+        text = ":" + text
+    m = _LISTEN.match(text)
+    port = int(m.group(3)) if m else -1
+    if not 0 <= port <= 65535:
+        raise OptionError("--prometheus-listen must be [HOST]:PORT or PORT, got %r" % (text,))
+    return (m.group(1) or m.group(2) or "", port)
 
 
 def max_series(text):

@@ -9,7 +9,8 @@ from kerntrace.core.model import LOG2, POW2_MS, Schedule
 from kerntrace.core.output.base import RunContext
 from kerntrace.core.output.prometheus import (OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
                                               PrometheusPrinter)
-from kerntrace.core.output.promserver import MetricsServer, listen_address
+from kerntrace.core.output.promserver import MetricsServer
+from kerntrace.core.tool import listen_address
 from kerntrace.core.pluginhost import PluginHost
 from kerntrace.core.results import CountSet, Histogram, HistogramSet, Report
 

@@ -60,7 +60,7 @@ import threading
 import time
 
 from ..errors import KerntraceError, OptionError
-from ..metrics import RESERVED_LABELS
+from ..metrics import MAX_SERIES, RESERVED_LABELS
 from ..results import CountSet, HistogramSet
 from .base import MachineReadablePrinter, as_text, field_label
 from .histograms import bucket_rows, bucket_unit
@@ -70,10 +70,6 @@ from .histograms import bucket_rows, bucket_unit
 # more at the end).
 RECORDS_EXPOSITION_S = 1.0
 
-# The label-cardinality limit: label sets per metric family.  Beyond it,
-# observations fold into the family's "other" series, so a run that meets
-# ever new process names or devices keeps its memory (and Prometheus') flat.
-MAX_SERIES = 1000
 FOLDED_VALUE = "other"
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

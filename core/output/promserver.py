@@ -1,35 +1,17 @@
 """/metrics over HTTP (--prometheus-listen), from the standard library.
 
-An HTTPServer in one daemon thread serves the printer's
-latest exposition: OpenMetrics when the scraper's Accept header asks for
+An HTTPServer in one daemon thread serves the printer's latest exposition: OpenMetrics when the scraper's Accept header asks for
 application/openmetrics-text (as Prometheus does), else Prometheus text
 0.0.4.  It reads a finished string under the printer's lock, never the
 printer's tables, so tracing and serving never see each other half-done.
 """
 
-import re
 import socket
 import threading
-
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from ..errors import KerntraceError, OptionError
+from ..errors import KerntraceError
 from .prometheus import OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE
-
-_ADDRESS = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]*)):([0-9]{1,5})\Z")
-
-
-def listen_address(text):
-    """argparse type of --prometheus-listen: [HOST]:PORT or PORT (all
-    addresses), HOST a name, IPv4 or [IPv6] address -> (host, port)."""
-    text = text or ""
-    if re.match(r"^[0-9]{1,5}\Z", text):
-        text = ":" + text
-    m = _ADDRESS.match(text)
-    port = int(m.group(3)) if m else -1
-    if not 0 <= port <= 65535:
-        raise OptionError("--prometheus-listen must be [HOST]:PORT or PORT, got %r" % (text,))
-    return (m.group(1) or m.group(2) or "", port)
 
 
 class _Handler(BaseHTTPRequestHandler):
