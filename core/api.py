@@ -19,7 +19,7 @@ The model (what a tool measures)
     Usdt, Field, Event, Pair, Filter, Histogram, Count, Records, Schedule,
     Measurement, INT, STR, USTR, LATENCY, QUEUED, EVENT_NAME, KSTACK,
     CONTEXT_FIELDS, TRACER_RECORDS, LOG2, LINEAR, POW2_MS, is_identifier,
-    Each, ProcFdPath
+    Each, ProcFdPath, Metric
 
 The tool and its command line
     Tool, ArgumentParser, seconds_value, count_value, pid_value,
@@ -69,6 +69,7 @@ from . import results
 from .errors import (EnableError, FilterError, InvalidSpec, KerntraceError, LockHeld,
                      OptionError, TracingUnavailable, Unsupported, UsageError)
 from .hookspecs import API_VERSION, ENTRY_POINT_GROUP, hookimpl, hookspec
+from .metrics import Metric
 from .model import (CONTEXT_FIELDS, EVENT_NAME, INT, KSTACK, LATENCY, LINEAR, LOG2, POW2_MS,
                     QUEUED, STR, TRACER_RECORDS, USTR, Count, Each, Event, Field, Filter,
                     Histogram, KernelFunction, Measurement, Pair, ProcFdPath, Records, Schedule,
@@ -103,7 +104,7 @@ __all__ = [
     "Usdt", "Field", "Event", "Pair", "Filter", "Histogram", "Count", "Records", "Schedule",
     "Measurement", "INT", "STR", "USTR", "LATENCY", "QUEUED", "EVENT_NAME", "KSTACK",
     "CONTEXT_FIELDS", "TRACER_RECORDS", "LOG2", "LINEAR", "POW2_MS", "is_identifier",
-    "Each", "ProcFdPath",
+    "Each", "ProcFdPath", "Metric",
     # The tool and its command line
     "Tool", "ArgumentParser", "seconds_value", "count_value", "pid_value",
     "PID_MAX_LIMIT", "FOREVER", "report_every", "report_at_end",

@@ -16,7 +16,7 @@ ENTRY_POINT_GROUP = "kerntrace.plugins"
 # KERNTRACE_API_VERSION (none declared: "1.0", the first).  It loads when
 # the major versions are equal and its minor is at most this one's: minors
 # only add names, a new major removes or changes some.
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 API_VERSION_ATTRIBUTE = "KERNTRACE_API_VERSION"
 
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -1,7 +1,9 @@
 """Running one tool: parse, select a backend, trace, print, restore.
 
 Exit statuses: 0 success (also Ctrl-C/SIGTERM/SIGHUP after tracing started,
-and a closed stdout pipe), 1 runtime failure, 2 usage error.  The first
+and a closed stdout pipe), 1 runtime failure, 2 usage error.  In exporter
+mode (--prometheus-file or --prometheus-listen) SIGHUP does not stop the
+run: it rewrites the textfile at once (log rotation, a cleaned directory).  The first
 Ctrl-C ends tracing and prints the partial interval; a second one aborts the
 printing.  The session is always closed, with signals held off, so the
 kernel is restored whatever happened.
@@ -9,11 +11,12 @@ kernel is restored whatever happened.
 
 import errno
 import os
+import signal
 import sys
 import time
 
 from .backend import RunOptions
-from .errors import EnableError, Unsupported, one_line
+from .errors import EnableError, KerntraceError, Unsupported, one_line
 from .host import Host
 from .lookups import Lookups
 from .output.base import RunContext
@@ -30,8 +33,15 @@ def choose_printer(tool, args, out, err):
     if getattr(args, "json", False):
         return jsonlines.JsonLinesPrinter(out, err)
     textfile = getattr(args, "prometheus_file", None)
-    if getattr(args, "prometheus", False) or textfile:
-        return prometheus.PrometheusPrinter(out, err, textfile=textfile)
+    listen = getattr(args, "prometheus_listen", None)
+    openmetrics = getattr(args, "openmetrics", False)
+    if getattr(args, "prometheus", False) or textfile or listen or openmetrics:
+        # Serving /metrics only: stdout stays quiet (unless --prometheus).
+        stdout = not (listen and not getattr(args, "prometheus", False))
+        return prometheus.PrometheusPrinter(
+            out, err, openmetrics=openmetrics, textfile=textfile, metric=tool.metric,
+            max_series=getattr(args, "prometheus_max_series", None) or prometheus.MAX_SERIES,
+            stdout=stdout)
     return tool.printer(args, out, err)
 
 
@@ -77,9 +87,12 @@ def run(tool, args, plugins, out=None, err=None, host=None):
     if not input_file:
         cleanup_stale(backends, host, err)
     printer = choose_printer(tool, args, out, err)
+    server = _metrics_server(printer, args)
     reporter = None
     current = [session]     # the session to close (a fallback replaces it)
     with SignalsAsStop():
+        if _exporter_mode(args):
+            signal.signal(signal.SIGHUP, lambda _s, _f: _rewrite(printer, err))
         try:
             try:
                 backend = _start(selection, current, measurement, options, err)
@@ -115,7 +128,32 @@ def run(tool, args, plugins, out=None, err=None, host=None):
         finally:
             with SignalsIgnored():
                 current[0].close()
+                if server is not None:
+                    server.stop()
     return _status(current)
+
+
+def _exporter_mode(args):
+    return bool(getattr(args, "prometheus_file", None)
+                or getattr(args, "prometheus_listen", None)) and hasattr(signal, "SIGHUP")
+
+
+def _metrics_server(printer, args):
+    """The /metrics server of --prometheus-listen, listening (so a port in
+    use fails the run before it touches the kernel), or None."""
+    address = getattr(args, "prometheus_listen", None)
+    if not address:
+        return None
+    from .output.promserver import MetricsServer
+    return MetricsServer(printer, address).start()
+
+
+def _rewrite(printer, err):
+    """SIGHUP in exporter mode: write the textfile again, now."""
+    try:
+        printer.rewrite()
+    except KerntraceError as e:
+        err.write("kerntrace: %s\n" % one_line(e))
 
 
 def _status(current):

@@ -27,7 +27,7 @@ __all__ = ["replay", "ReplayResult", "ReplayFailed", "evaluate", "TraceEvent", "
            "IntervalEnd"]
 
 # The output options that replace a tool's printer (core.runner.choose_printer).
-_PRINTER_OPTIONS = ("json", "prometheus", "prometheus_file")
+_PRINTER_OPTIONS = ("json", "prometheus", "prometheus_file", "prometheus_listen", "openmetrics")
 
 
 class ReplayFailed(AssertionError):
@@ -128,7 +128,7 @@ def _without_printer_options(args):
     copy = argparse.Namespace(**vars(args))
     for name in _PRINTER_OPTIONS:
         if hasattr(copy, name):
-            setattr(copy, name, None if name == "prometheus_file" else False)
+            setattr(copy, name, None if name.startswith("prometheus_") else False)
     return copy
 
 

@@ -38,6 +38,7 @@ import re
 from .backend import MAX_BUFFER_KB
 from .errors import OptionError, UsageError
 from .model import Schedule
+from .metrics import MAX_SERIES
 
 # --backend: "auto" or an installed backend's name (built-in or a plugin's),
 # checked against the installed ones when the backend is selected.
@@ -111,6 +112,34 @@ def buffer_kb(text):
     return value
 
 
+_LISTEN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]*)):([0-9]{1,5})\Z")
+
+
+def listen_address(text):
+    """argparse type of --prometheus-listen: [HOST]:PORT or PORT (every
+    IPv4 address), HOST a name, IPv4 or [IPv6] address -> (host, port)."""
+    text = text or ""
+    if re.match(r"^[0-9]{1,5}\Z", text):
+        text = ":" + text
+    m = _LISTEN.match(text)
+    port = int(m.group(3)) if m else -1
+    if not 0 <= port <= 65535:
+        raise OptionError("--prometheus-listen must be [HOST]:PORT or PORT, got %r" % (text,))
+    return (m.group(1) or m.group(2) or "", port)
+
+
+def max_series(text):
+    """argparse type of --prometheus-max-series."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise OptionError("--prometheus-max-series must be a whole number >= 1, got %r"
+                          % (text,))
+    return value
+
+
 def backend_name(text):
     """argparse type of --backend."""
     if not _BACKEND_NAME.match(text or ""):
@@ -140,6 +169,15 @@ def add_common_arguments(parser):
     g.add_argument("--prometheus-file", metavar="PATH",
                    help="write the Prometheus exposition atomically to PATH each interval "
                         "(node_exporter textfile collector) instead of stdout")
+    g.add_argument("--openmetrics", action="store_true",
+                   help="OpenMetrics text instead of Prometheus text (alone: on stdout)")
+    g.add_argument("--prometheus-listen", type=listen_address, metavar="[HOST]:PORT",
+                   help="serve the exposition at http://HOST:PORT/metrics while tracing "
+                        "(exporter mode; SIGHUP rewrites --prometheus-file)")
+    g.add_argument("--prometheus-max-series", type=max_series, metavar="N",
+                   default=MAX_SERIES,
+                   help="label sets per metric at most; further ones fold into label "
+                        "value \"other\" (default %d)" % MAX_SERIES)
     g.add_argument("--print-program", action="store_true",
                    help="print what the backend would install (BPF C, tracefs writes) and exit")
     g.add_argument("--input", metavar="FILE", dest="input_file",
@@ -164,6 +202,9 @@ class Tool(object):
     # What the tool reads after the fact on every backend (from /proc, say),
     # one phrase each: --explain and `kerntrace doctor` say so.
     best_effort = ()
+    # What the tool measures, named for Prometheus (core.metrics.Metric):
+    # None exposes it under the tool's own name.
+    metric = None
 
     def add_arguments(self, parser):
         """Add the tool's own options to an argparse parser."""

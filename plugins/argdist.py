@@ -41,7 +41,7 @@ from kerntrace.core.api import (INT, LOG2, STR, Count, CountSet, Event, Field, F
                                 parse_comparisons, parse_filter, pid_value, report_every,
                                 seconds_value, terminal_text, tracepoint_fields)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 # The C integer types a value or argument may have, and the width a
 # function argument or return value of that type is read with (x86-64 and

@@ -20,13 +20,13 @@ rwbs string the tracepoints record (no Priority/NoMerge/Idle/Background/
 NoWait words, which rwbs does not carry; PreFlush shown).
 """
 
-from kerntrace.core.api import (LATENCY, LOG2, BccHistogramPrinter, Histogram, Measurement,
+from kerntrace.core.api import (LATENCY, LOG2, BccHistogramPrinter, Histogram, Measurement, Metric,
                                 Tool, UsageError, count_value, hookimpl, report_every,
                                 seconds_value)
 
 from . import blockdev
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 BANNER = "Tracing block device I/O... Hit Ctrl-C to end."
 
 
@@ -47,6 +47,9 @@ def flags_section(key):
 
 class BioLatency(Tool):
     name = "biolatency"
+    metric = Metric(histogram="block_io_latency", unit="seconds",
+                    histogram_help=blockdev.LATENCY_HELP,
+                    labels={"dev": "device", "rwbs": "operation"})
     summary = "Summarize block device I/O latency as a histogram."
     examples = (
         ("biolatency", "summarize block I/O latency as a histogram"),

@@ -21,12 +21,12 @@ to the completion.
 """
 
 from kerntrace.core.api import (LATENCY, QUEUED, Column, Event, EventTablePrinter, Measurement,
-                                Records, Schedule, Tool, hookimpl, milliseconds,
+                                Metric, Records, Schedule, Tool, hookimpl, milliseconds,
                                 seconds_since_first, seconds_value)
 
 from . import blockdev
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 # -Q: the issue to the driver, between the insert and the completion.
 ISSUE = "issue"
@@ -86,6 +86,7 @@ def biosnoop_columns(pattern=False, disk_name=None, queue=False):
 
 class BioSnoop(Tool):
     name = "biosnoop"
+    metric = Metric(counter="block_io_requests", counter_help=blockdev.REQUESTS_HELP)
     summary = "Trace block I/O: one line per I/O with process, disk, size and latency."
     examples = (
         ("biosnoop", "trace all block I/O"),

@@ -14,12 +14,12 @@ bcc's bitesize takes no options; -T, -d and the interval/count operands are
 kerntrace additions (with none of them the run is exactly bcc's).
 """
 
-from kerntrace.core.api import (LOG2, BccHistogramPrinter, Histogram, Measurement, Tool,
+from kerntrace.core.api import (LOG2, BccHistogramPrinter, Histogram, Measurement, Metric, Tool,
                                 count_value, hookimpl, report_every, seconds_value)
 
 from . import blockdev
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 UNIT = "kbytes"
 # bcc's label over the histogram.
 UNIT_LABEL = "Kbytes"
@@ -27,6 +27,8 @@ UNIT_LABEL = "Kbytes"
 
 class BiteSize(Tool):
     name = "bitesize"
+    metric = Metric(histogram="block_io_size", unit="bytes", labels={"comm": "comm"},
+                    histogram_help="Block I/O request size, per issuing process name.")
     summary = "Block I/O size histogram per process."
     examples = (
         ("bitesize", "I/O size histograms per process until Ctrl-C"),

@@ -17,6 +17,11 @@ from kerntrace.core import api
 from kerntrace.core.api import (INT, STR, EnableError, Event, Field, Filter, FilterError,
                                 KerntraceError, Pair, Tracepoint, UsageError, read_text)
 
+# The metric help texts every block tool that measures the same thing
+# shares (one metric name, one HELP, whichever tool wrote it).
+LATENCY_HELP = "Block I/O latency, from issue (or insert, with -Q) to completion."
+REQUESTS_HELP = "Block I/O requests completed."
+
 # ---------------------------------------------------------------------------
 # Device numbers
 MINORBITS = 20

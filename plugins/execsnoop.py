@@ -33,13 +33,13 @@ from the fork event of a process forked while tracing, else from
 import re
 
 from kerntrace.core.api import (EVENT_NAME, INT, USTR, Column, Each, Event, EventTablePrinter,
-                                Field, Measurement, Record, Records, Schedule, SyscallEntry,
+                                Field, Measurement, Metric, Record, Records, Schedule, SyscallEntry,
                                 SyscallExit, Tool, Tracepoint, UsageError, Variant, count_value,
                                 hookimpl)
 
 from . import processes
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 RET, FORK, ARGS = "ret", "fork", "args"
 EVENT_FIELDS = (EVENT_NAME, "comm", "pid", "tid", "value", "subject")
@@ -219,6 +219,7 @@ class ExecTablePrinter(EventTablePrinter):
 
 class ExecSnoop(Tool):
     name = "execsnoop"
+    metric = Metric(counter="process_execs", counter_help="Program executions (exec calls).")
     summary = "Trace new processes: one line per exec() with parent, result and arguments."
     description = ("ARGS are the exec's argv, read in the kernel where the backend can "
                    "(eBPF); else from /proc/PID/cmdline when the exec is reported "

@@ -32,12 +32,12 @@ import datetime
 import os
 
 from kerntrace.core.api import (EVENT_NAME, INT, Column, Event, EventTablePrinter, Field, Filter,
-                                Measurement, Record, Schedule, SyscallEntry, Tool, Tracepoint,
-                                Records, UsageError, hookimpl, pid_value)
+                                Measurement, Metric, Record, Records, Schedule, SyscallEntry, Tool,
+                                Tracepoint, UsageError, hookimpl, pid_value)
 
 from . import processes
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 EXIT, EXIT_GROUP, THREAD_EXIT = "exit", "exit_group", "thread_exit"
 DELIVER, GENERATE, FORK = "deliver", "generate", "fork"
@@ -207,6 +207,7 @@ BANNER = ("Tracing process exits. Ctrl-C to end. (AGE and PPID of processes star
 
 class ExitSnoop(Tool):
     name = "exitsnoop"
+    metric = Metric(counter="process_exits", counter_help="Process and thread exits.")
     summary = "Trace process termination: exit code or fatal signal, and the process's age."
     description = ("The exit code is exit_group()'s argument, or the fatal signal delivered "
                    "before the exit; PPID and AGE of a process that existed before tracing "

@@ -26,12 +26,12 @@ printed by name (provider:name where two providers share one); bcc's -D
 (print the BPF program) is --print-program.
 """
 
-from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter,
-                                Measurement, Tool, UsageError, hookimpl, report_every)
+from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter, Measurement,
+                                Metric, Tool, UsageError, hookimpl, report_every)
 
 from . import funcspec
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 
 def cpu_value(text):
@@ -56,6 +56,8 @@ def top_value(text):
 
 class FuncCount(Tool):
     name = "funccount"
+    metric = Metric(counter="function_calls", labels={"event": "function"},
+                    counter_help="Calls of traced functions (or tracepoint hits).")
     summary = "Count functions, tracepoints, USDT probes (bcc funccount)."
     examples = (
         ("funccount 'vfs_*'", "count kernel fns starting with \"vfs\""),

@@ -32,13 +32,13 @@ outer one); calls deeper than LEVEL, and calls a thread exited inside
 (they never return), are reported as dropped starts.
 """
 
-from kerntrace.core.api import (EVENT_NAME, INT, LATENCY, LOG2, BccHistogramPrinter, Each,
-                                Event, Field, Filter, Histogram, Measurement, Pair, Tool,
+from kerntrace.core.api import (EVENT_NAME, INT, LATENCY, LOG2, BccHistogramPrinter, Each, Event,
+                                Field, Filter, Histogram, Measurement, Metric, Pair, Tool,
                                 Tracepoint, UsageError, hookimpl, report_every)
 
 from . import funcspec
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 MAX_LEVEL = 64          # core.model.MAX_NESTING
 
@@ -64,6 +64,9 @@ def exit_event():
 
 class FuncLatency(Tool):
     name = "funclatency"
+    metric = Metric(histogram="function_latency", unit="seconds",
+                    labels={"event": "function"},
+                    histogram_help="Function latency, from entry to return.")
     summary = "Time a function and print its latency as a histogram (bcc funclatency)."
     examples = (
         ("funclatency do_sys_open", "time the do_sys_open() kernel function"),

@@ -27,14 +27,13 @@ process names and PIDs) are what the table always shows; -C (on-CPU time
 only) is refused, the pair measures wall time.
 """
 
-from kerntrace.core.api import (LATENCY, Column, EventTablePrinter, Event, Field, Filter,
-                                Measurement, Pair, Records, Tool, UsageError, hookimpl,
-                                pid_value, report_every, seconds_since_first,
-                                seconds_value)
+from kerntrace.core.api import (LATENCY, Column, Event, EventTablePrinter, Field, Filter,
+                                Measurement, Metric, Pair, Records, Tool, UsageError, hookimpl,
+                                pid_value, report_every, seconds_since_first, seconds_value)
 
 from . import funclatency, funcspec
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 MAX_ARGUMENTS = 6       # what every architecture passes in registers
 NESTING = 64            # deepest recursion measured (core.model.MAX_NESTING)
@@ -68,6 +67,8 @@ def hex_value(value):
 
 class FuncSlower(Tool):
     name = "funcslower"
+    metric = Metric(counter="slow_function_calls",
+                    counter_help="Function calls slower than the threshold.")
     summary = "Trace slow kernel or user function calls (bcc funcslower)."
     examples = (
         ("funcslower vfs_write", "trace vfs_write calls slower than 1ms"),

@@ -17,14 +17,14 @@ partial interval.
     output        perf-tools' histogram on stdout, banner first
 """
 
-from kerntrace.core.api import (LATENCY, POW2_MS, Histogram, Measurement,
+from kerntrace.core.api import (LATENCY, POW2_MS, Histogram, Measurement, Metric,
                                 PerfToolsHistogramPrinter, Tool, UsageError, UsageShown,
                                 count_value, hookimpl, parse_options, perf_tools_exit_status,
                                 report_every, seconds_value)
 
 from . import blockdev
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 # perf-tools' usage text, byte for byte (the unbalanced quote is theirs).
 USAGE = """USAGE: iolatency [-hQT] [-d device] [-i iotype] [interval [count]]
@@ -48,6 +48,8 @@ See the man page and example file for more info.
 
 class IoLatency(Tool):
     name = "iolatency"
+    metric = Metric(histogram="block_io_latency", unit="seconds",
+                    histogram_help=blockdev.LATENCY_HELP)
     summary = "Block I/O latency as a power-of-two millisecond histogram (perf-tools drop-in)."
     examples = (
         ("iolatency", "summarize latency every second"),

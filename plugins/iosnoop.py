@@ -20,14 +20,14 @@ regular expression), and PID is the process id (perf-tools: the thread id).
 STARTs/ENDs are seconds on the trace clock, as perf-tools prints them.
 """
 
-from kerntrace.core.api import (LATENCY, STR, Column, Filter, Measurement,
+from kerntrace.core.api import (LATENCY, STR, Column, Filter, Measurement, Metric,
                                 PerfToolsEventTablePrinter, Records, Schedule, Tool, UsageError,
                                 hookimpl, milliseconds, parse_options, perf_tools_exit_status,
                                 pid_value, seconds_value, trace_seconds)
 
 from . import blockdev
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 # perf-tools' usage text, less its words on buffering: lines stream with a
 # duration too (see the module docstring).
@@ -80,6 +80,7 @@ def iosnoop_columns(start_times=False, end_times=False):
 
 class IoSnoop(Tool):
     name = "iosnoop"
+    metric = Metric(counter="block_io_requests", counter_help=blockdev.REQUESTS_HELP)
     summary = "Trace block I/O: one line per I/O with latency (perf-tools drop-in)."
     examples = (
         ("iosnoop", "watch block I/O live"),

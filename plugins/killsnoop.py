@@ -29,11 +29,11 @@ import re
 import signal
 import time
 
-from kerntrace.core.api import (Column, Each, Event, EventTablePrinter, Field, Filter,
-                                Measurement, Pair, Records, Schedule, SyscallEntry, SyscallExit,
-                                Tool, UsageError, hookimpl, pid_value, seconds_value)
+from kerntrace.core.api import (Column, Each, Event, EventTablePrinter, Field, Filter, Measurement,
+                                Metric, Pair, Records, Schedule, SyscallEntry, SyscallExit, Tool,
+                                UsageError, hookimpl, pid_value, seconds_value)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 ENTER = "enter"
 EXIT = "exit"
@@ -117,6 +117,8 @@ def killsnoop_columns(width=6):
 
 class KillSnoop(Tool):
     name = "killsnoop"
+    metric = Metric(counter="signal_syscalls",
+                    counter_help="kill(), tkill() and tgkill() system calls (signals sent).")
     summary = "Trace signals issued by the kill(), tkill() and tgkill() syscalls."
     description = ("One line per kill(2), tkill(2) or tgkill(2): the sender's PID and name, "
                    "the signal, the target and the result (0, or -errno: -3 is ESRCH, no such "

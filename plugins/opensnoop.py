@@ -37,11 +37,11 @@ import os
 import re
 
 from kerntrace.core.api import (INT, STR, USTR, Column, Each, Event, EventTablePrinter, Field,
-                                Filter, KernelFunction, Measurement, Pair, ProcFdPath, Records,
-                                Schedule, SyscallEntry, SyscallExit, Tool, UsageError,
+                                Filter, KernelFunction, Measurement, Metric, Pair, ProcFdPath,
+                                Records, Schedule, SyscallEntry, SyscallExit, Tool, UsageError,
                                 UserFunction, hookimpl, seconds_value)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 ENTER = "enter"
 EXIT = "exit"
@@ -212,6 +212,7 @@ def path_pattern(text):
 
 class OpenSnoop(Tool):
     name = "opensnoop"
+    metric = Metric(counter="file_opens", counter_help="File open calls.")
     summary = "Trace open() syscalls: one line per open with process, FD or error, and path."
     description = ("The path is read where the open starts: in the kernel on eBPF; on "
                    "ftrace with a kprobe, or uprobes on the C library's open() and creat(), "

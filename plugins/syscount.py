@@ -24,11 +24,11 @@ import os
 import time
 
 from kerntrace.core.api import (LATENCY, LOG2, Count, Event, Field, Filter, Histogram,
-                                HistogramSet, Measurement, Pair, Printer, Tool, Tracepoint,
+                                HistogramSet, Measurement, Metric, Pair, Printer, Tool, Tracepoint,
                                 UsageError, hookimpl, pid_value, report_every, seconds_value,
                                 syscall_table)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 ENTER = "enter"
 EXIT = "exit"
@@ -154,6 +154,10 @@ class SyscountPrinter(Printer):
 
 class Syscount(Tool):
     name = "syscount"
+    metric = Metric(histogram="syscall_latency", unit="seconds", counter="syscalls",
+                    labels={"id": "syscall", "pid": "pid", "comm": "comm"},
+                    histogram_help="System call latency, from entry to exit.",
+                    counter_help="System calls completed.")
     summary = "Summarize syscall counts and latencies."
     description = ("Counts every system call's return (raw_syscalls:sys_exit), per syscall "
                    "(named from the kernel's table for this architecture) or per process.")

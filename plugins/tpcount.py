@@ -12,10 +12,10 @@ like its specification:
 import re
 
 from kerntrace.core.api import (EVENT_NAME, TRACER_RECORDS, Count, CountTablePrinter, Event,
-                                Filter, Measurement, Tool, Tracepoint, UsageError, hookimpl,
-                                is_identifier, pid_value, report_every, seconds_value)
+                                Filter, Measurement, Metric, Tool, Tracepoint, UsageError,
+                                hookimpl, is_identifier, pid_value, report_every, seconds_value)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 _TP = re.compile(r"^(?:t:)?([^:]*):([^:]*)\Z")
 
@@ -36,6 +36,9 @@ def parse_tracepoint(spec):
 
 class TpCount(Tool):
     name = "tpcount"
+    metric = Metric(counter="tracepoint_hits",
+                    labels={"event": "tracepoint", "comm": "comm", "pid": "pid"},
+                    counter_help="Tracepoint hits.")
     summary = "Count tracepoint events per interval."
     examples = (
         ("tpcount block:block_rq_issue", "count block I/O issues, print every second"),

@@ -22,14 +22,14 @@ symbolized from /proc/kallsyms); each event's stack follows its line as
 ftrace's stacktrace option prints it ("<stack trace>", " => function").
 """
 
-from kerntrace.core.api import (INT, KSTACK, STR, Event, Filter, Measurement, Printer, Records,
-                                Schedule,
-                                Tool, Tracepoint, UsageError, format_text, hookimpl,
-                                list_tracepoints, parse_filter, parse_options, parse_tracepoint,
-                                perf_tools_error_lines, perf_tools_exit_status, pid_value,
-                                seconds_value, terminal_text, trace_seconds, tracepoint_fields)
+from kerntrace.core.api import (INT, KSTACK, STR, Event, Filter, Measurement, Metric, Printer,
+                                Records, Schedule, Tool, Tracepoint, UsageError, format_text,
+                                hookimpl, list_tracepoints, parse_filter, parse_options,
+                                parse_tracepoint, perf_tools_error_lines, perf_tools_exit_status,
+                                pid_value, seconds_value, terminal_text, trace_seconds,
+                                tracepoint_fields)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 USAGE = """USAGE: tpoint [-hHsv] [-d secs] [-p PID] [-L TID] tracepoint [filter]
        tpoint -l [glob]
@@ -131,6 +131,7 @@ class TracepointPrinter(Printer):
 
 class TPoint(Tool):
     name = "tpoint"
+    metric = Metric(counter="tracepoint_hits", counter_help="Tracepoint hits.")
     summary = "Trace a tracepoint: print its events as they happen (perf-tools drop-in)."
     examples = (
         ("tpoint -l | grep open", "find tracepoints containing \"open\""),

@@ -32,11 +32,11 @@ variant counts them, as bcc does not.
 import os
 
 from kerntrace.core.api import (EVENT_NAME, Count, Event, Field, Filter, KernelFunction,
-                                Measurement, RateColumn, RateTablePrinter, SyscallEntry,
+                                Measurement, Metric, RateColumn, RateTablePrinter, SyscallEntry,
                                 SyscallExit, Tool, UsageError, Variant, count_value, hookimpl,
                                 pid_value, report_every, seconds_value)
 
-KERNTRACE_API_VERSION = "1.0"
+KERNTRACE_API_VERSION = "1.1"
 
 # bcc's columns, in bcc's order, and the kernel function behind each.
 KERNEL_FUNCTIONS = (("READ/s", "vfs_read"), ("WRITE/s", "vfs_write"),
@@ -101,6 +101,8 @@ def syscall_description(opens):
 
 class VfsStat(Tool):
     name = "vfsstat"
+    metric = Metric(counter="vfs_operations", labels={"event": "operation"},
+                    counter_help="VFS operations (read, write, open, ...).")
     summary = "Count some VFS calls, per second."
     description = ("Counts calls of the kernel's vfs_read, vfs_write, vfs_fsync_range,\n"
                    "vfs_open and vfs_create; where no backend can probe kernel functions,\n"

@@ -270,7 +270,7 @@ def test_both_backends_at_once_agree(disk):
 
 def _prometheus_value(out, name):
     """The last value of a metric in a Prometheus exposition stream."""
-    values = re.findall(r"^%s (\d+)$" % re.escape(name), out, re.M)
+    values = re.findall(r'^%s\{tool="iosnoop"\} (\d+)$' % re.escape(name), out, re.M)
     assert values, out
     return int(values[-1])
 
@@ -298,8 +298,8 @@ def test_start_only_filter_drops_other_io_without_calling_it_unmatched(disk, tmp
             t.kill()
     for rc, out, err in results:
         assert rc == 0, err
-        assert _prometheus_value(out, "kerntrace_iosnoop_events_total") == WRITES
-        assert _prometheus_value(out, "kerntrace_iosnoop_unmatched_events_total") == 0
+        assert _prometheus_value(out, "kerntrace_block_io_requests_total") == WRITES
+        assert _prometheus_value(out, "kerntrace_unmatched_events_total") == 0
 
 
 @pytest.mark.live

@@ -82,8 +82,8 @@ def test_dropped_starts_are_a_cumulative_counter():
     p.report(hreport({}, dropped_starts=5), c)
     p.finish(c)
     samples, meta = parse(expositions(p.out.getvalue())[-1])
-    assert values(samples, "kerntrace_biolatency_dropped_starts_total")[0][1] == "7"
-    assert meta[("TYPE", "kerntrace_biolatency_dropped_starts_total")] == "counter"
+    assert values(samples, "kerntrace_dropped_starts_total")[0][1] == "7"
+    assert meta[("TYPE", "kerntrace_dropped_starts_total")] == "counter"
 
 
 def test_histograms_are_cumulative_across_intervals():
@@ -97,21 +97,24 @@ def test_histograms_are_cumulative_across_intervals():
     p.finish(c)
     first, second = expositions(p.out.getvalue())
     samples, meta = parse(second)
-    assert meta[("TYPE", "kerntrace_biolatency_usecs")] == "histogram"
-    buckets = values(samples, "kerntrace_biolatency_usecs_bucket", disk="vda")
+    assert meta[("TYPE", "kerntrace_biolatency_seconds")] == "histogram"
+    buckets = values(samples, "kerntrace_biolatency_seconds_bucket", disk="vda")
+    # usecs buckets 0-1, 2-3, 4-7, 8-15 hold nanoseconds up to 1999, 3999 ...
     assert [(l["le"], v) for l, v in buckets] == [
-        ("1", "3"), ("3", "4"), ("7", "4"), ("15", "8"), ("+Inf", "8")]
-    assert values(samples, "kerntrace_biolatency_usecs_count", disk="vda")[0][1] == "8"
-    assert values(samples, "kerntrace_biolatency_usecs_sum", disk="vda")[0][1] == "45"
-    assert [(l["le"], v) for l, v in values(samples, "kerntrace_biolatency_usecs_bucket",
+        ("1.999e-06", "3"), ("3.999e-06", "4"), ("7.999e-06", "4"), ("1.5999e-05", "8"),
+        ("+Inf", "8")]
+    assert values(samples, "kerntrace_biolatency_seconds_count", disk="vda")[0][1] == "8"
+    assert values(samples, "kerntrace_biolatency_seconds_sum", disk="vda")[0][1] == "4.5e-05"
+    assert [(l["le"], v) for l, v in values(samples, "kerntrace_biolatency_seconds_bucket",
                                              disk="sda")] == [
-        ("1", "0"), ("3", "0"), ("7", "1"), ("+Inf", "1")]
-    assert values(samples, "kerntrace_biolatency_lost_events_total")[0][1] == "3"
-    assert meta[("TYPE", "kerntrace_biolatency_lost_events_total")] == "counter"
+        ("1.999e-06", "0"), ("3.999e-06", "0"), ("7.999e-06", "1"), ("1.5999e-05", "1"),
+        ("+Inf", "1")]
+    assert values(samples, "kerntrace_lost_events_total")[0][1] == "3"
+    assert meta[("TYPE", "kerntrace_lost_events_total")] == "counter"
     # The first exposition held the first interval only.
     s1, _ = parse(first)
-    assert values(s1, "kerntrace_biolatency_usecs_count", disk="vda")[0][1] == "3"
-    assert not values(s1, "kerntrace_biolatency_usecs_count", disk="sda")
+    assert values(s1, "kerntrace_biolatency_seconds_count", disk="vda")[0][1] == "3"
+    assert not values(s1, "kerntrace_biolatency_seconds_count", disk="sda")
 
 
 def test_buckets_ascending_monotonic_and_inf_equals_count():
@@ -122,23 +125,23 @@ def test_buckets_ascending_monotonic_and_inf_equals_count():
     p.report(hreport(hists), c)
     samples, _ = parse(p.out.getvalue())
     for i in range(3):
-        rows = values(samples, "kerntrace_biolatency_usecs_bucket", disk=str(i))
+        rows = values(samples, "kerntrace_biolatency_seconds_bucket", disk=str(i))
         les = [float(l["le"]) for l, _ in rows]
         counts = [int(v) for _, v in rows]
         assert les == sorted(les) and les[-1] == float("inf")
         assert counts == sorted(counts)
-        assert counts[-1] == int(values(samples, "kerntrace_biolatency_usecs_count",
+        assert counts[-1] == int(values(samples, "kerntrace_biolatency_seconds_count",
                                         disk=str(i))[0][1])
 
 
-def test_pow2ms_is_exposed_in_nanoseconds():
+def test_pow2ms_rows_are_exact_seconds():
     p = printer()
     p.report(Report(HistogramSet((), {(): Histogram(POW2_MS, "ms", buckets={0: 1, 2: 3},
                                                     total=7000000)}), tool="iolatency"), ctx())
     samples, _ = parse(p.out.getvalue())
-    assert [(l["le"], v) for l, v in values(samples, "kerntrace_iolatency_nsecs_bucket")] == [
-        ("1e+06", "1"), ("2e+06", "1"), ("4e+06", "4"), ("+Inf", "4")]
-    assert values(samples, "kerntrace_iolatency_nsecs_sum")[0][1] == "7000000"
+    assert [(l["le"], v) for l, v in values(samples, "kerntrace_iolatency_seconds_bucket")] == [
+        ("0.001", "1"), ("0.002", "1"), ("0.004", "4"), ("+Inf", "4")]
+    assert values(samples, "kerntrace_iolatency_seconds_sum")[0][1] == "0.007"
 
 
 def test_label_values_escaped_and_names_sanitized():
@@ -152,7 +155,8 @@ def test_label_values_escaped_and_names_sanitized():
     samples, meta = parse(text)
     name = "my_site_bio_lat_ency_k_bytes_bucket"
     (labels, value), _inf = values(samples, name)
-    assert labels == {"_1st_key": weird, "key_le": "2", "le": "9"} and value == "1"
+    assert labels == {"tool": "bio.lat-ency", "_1st_key": weird, "key_le": "2",
+                      "le": "9"} and value == "1"
     assert '_1st_key="a\\"b\\\\c\\nd \u00e9"' in text
 
 
@@ -179,11 +183,12 @@ def test_openmetrics_mode():
     assert len(parts) == 2
     lines = parts[1].splitlines()
     assert "# TYPE kerntrace_tpcount_events counter" in lines
-    assert "kerntrace_tpcount_events_total{event=\"issue\"} 3" in lines
-    assert "# TYPE kerntrace_tpcount_lost_events counter" in lines
-    assert 'kerntrace_tpcount_usecs_bucket{le="1.0"} 1' in lines
-    assert 'kerntrace_tpcount_usecs_bucket{le="1.048575e+06"} 1' in lines
-    assert 'kerntrace_tpcount_usecs_bucket{le="2.097151e+06"} 2' in lines
+    assert "kerntrace_tpcount_events_total{tool=\"tpcount\",event=\"issue\"} 3" in lines
+    assert "# TYPE kerntrace_lost_events counter" in lines
+    assert '# UNIT kerntrace_tpcount_seconds seconds' in lines
+    assert 'kerntrace_tpcount_seconds_bucket{tool="tpcount",le="1.999e-06"} 1' in lines
+    assert 'kerntrace_tpcount_seconds_bucket{tool="tpcount",le="1.048575999"} 1' in lines
+    assert 'kerntrace_tpcount_seconds_bucket{tool="tpcount",le="2.097151999"} 2' in lines
     # TYPE comes before HELP for every family
     for i, line in enumerate(lines):
         if line.startswith("# HELP"):
@@ -207,7 +212,7 @@ def test_event_tools_count_events_and_write_at_most_once_a_second(monkeypatch):
     assert len(expositions(p.out.getvalue())) == 1
     p.finish(c)
     last = expositions(p.out.getvalue())[-1]
-    assert "kerntrace_opensnoop_events_total 3" in last.splitlines()
+    assert 'kerntrace_opensnoop_events_total{tool="opensnoop"} 3' in last.splitlines()
 
 
 def test_textfile_written_atomically(tmp_path, monkeypatch):
@@ -234,7 +239,7 @@ def test_textfile_written_atomically(tmp_path, monkeypatch):
                                                               % os.getpid())
     assert dst == str(path) and content == path.read_text()
     samples, _ = parse(path.read_text())
-    assert values(samples, "kerntrace_biolatency_usecs_count")[0][1] == "2"
+    assert values(samples, "kerntrace_biolatency_seconds_count")[0][1] == "2"
     assert os.stat(str(path)).st_mode & 0o777 == 0o644
 
 
@@ -269,9 +274,9 @@ def test_real_prometheus_parsers_accept_the_output():
         parse_fn = (om_parser.text_string_to_metric_families if openmetrics
                     else parser.text_string_to_metric_families)
         families = {f.name: f for f in parse_fn(last)}
-        hist = families["kerntrace_biolatency_usecs"]
+        hist = families["kerntrace_biolatency_seconds"]
         assert hist.type == "histogram"
         count = [s for s in hist.samples if s.name.endswith("_count")][0]
-        assert count.value == 5 and count.labels == {"disk": 'sd"a'}
-        lost = families["kerntrace_biolatency_lost_events"]
+        assert count.value == 5 and count.labels == {"tool": "biolatency", "disk": 'sd"a'}
+        lost = families["kerntrace_lost_events"]
         assert lost.type == "counter" and lost.samples[0].value == 1

@@ -266,7 +266,8 @@ def test_json_and_prometheus(malloc_exe):
     (report,) = [json.loads(l) for l in js.splitlines() if l.strip()]
     assert report["tool"] == "argdist" and report["key_names"] == ["size"], report
     assert [(c["key"], c["count"]) for c in report["counts"]] == [({"size": 24}, 7)], report
-    assert re.search(r'_bucket\{le="31"\} 7$', prom, re.M), prom
+    assert re.search(r'^kerntrace_argdist_size_bucket\{tool="argdist",le="31"\} 7$', prom,
+                     re.M), prom
 
 
 @pytest.mark.live

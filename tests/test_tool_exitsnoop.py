@@ -157,7 +157,7 @@ def test_replay_json_and_prometheus():
                                                  else (None, status >> 8))
         assert set(f) == set(exitsnoop.ROW_FIELDS)
     rc, out, err = replay(["--prometheus"])
-    assert rc == 0 and "kerntrace_exitsnoop_events_total" in out, err
+    assert rc == 0 and "kerntrace_process_exits_total" in out, err
 
 
 def test_replay_pid_and_failed_filters():

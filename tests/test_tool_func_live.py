@@ -347,9 +347,10 @@ def test_json_and_prometheus_carry_the_same_counts(funcwork):
     assert [o["type"] for o in objs] == ["counts"]
     got = dict((c["labels"]["event"], c["count"]) for c in objs[0]["counts"])
     assert got == {"kt_leaf": THREADS * CALLS + SLOW, "kt_recurse": DEPTH, "kt_vanish": 1}
-    assert re.search(r"^kerntrace_funclatency_usecs_count %d$" % DEPTH, prom, re.M), prom
-    total = int(re.search(r"^kerntrace_funclatency_usecs_sum (\d+)$", prom, re.M).group(1))
-    assert total >= sum(d * DEPTH_USEC for d in range(1, DEPTH + 1))
+    series = r'kerntrace_function_latency_seconds_%s\{tool="funclatency"\}'
+    assert re.search(r"^%s %d$" % (series % "count", DEPTH), prom, re.M), prom
+    total = float(re.search(r"^%s (\S+)$" % (series % "sum"), prom, re.M).group(1))
+    assert round(total * 1e6) >= sum(d * DEPTH_USEC for d in range(1, DEPTH + 1))
     assert our_probes(funcwork) == []
 
 

@@ -141,6 +141,9 @@ def test_bad_input_is_one_clear_line_and_exit_1(argv, words, monkeypatch, tmp_pa
     (["--buffer-kb"], "option --buffer-kb needs a value"),
     (["--json=yes"], "--json"),
     (["--prometheus-file", "/nonexistent-dir/x.prom"], "no directory /nonexistent-dir"),
+    (["--openmetrics", "--prometheus-file", "x.prom"], "reads Prometheus text only"),
+    (["--prometheus-listen", "host:99999"], "--prometheus-listen must be"),
+    (["--prometheus-max-series", "0"], "--prometheus-max-series must be"),
 ])
 def test_bad_kerntrace_option_exits_2_as_on_every_tool(argv, words):
     """perf-tools has no --backend, --buffer-kb ...: a bad value of one of

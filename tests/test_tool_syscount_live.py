@@ -166,7 +166,8 @@ def test_latency_counts_and_times_each_call(tmp_path):
 def test_prometheus_counter_per_syscall_name(tmp_path):
     pid, out = run_all(tmp_path, ["--syscall", "getppid"], fmt="--prometheus")
     for b, (stdout, err) in out.items():
-        assert 'kerntrace_syscount_events_total{id="getppid"} %d\n' % N in stdout, (b, stdout)
+        assert ('kerntrace_syscalls_total{tool="syscount",syscall="getppid"} %d\n' % N
+                in stdout), (b, stdout)
 
 
 def test_text_output_names_the_syscalls(tmp_path):

@@ -182,9 +182,9 @@ def test_both_backends_and_bpftrace_count_exactly_the_workloads_calls(tmp_path):
     # Prometheus: counters of the whole run, not rates.
     rc, out, err = results["prometheus"]
     for event, n in EXPECTED.items():
-        assert re.search(r'^kerntrace_vfsstat_events_total\{event="%s"\} %d$' % (event, n),
-                         out, re.M), out
-    assert "# TYPE kerntrace_vfsstat_events_total counter" in out
+        assert re.search(r'^kerntrace_vfs_operations_total\{tool="vfsstat",operation="%s"\} %d$'
+                         % (event, n), out, re.M), out
+    assert "# TYPE kerntrace_vfs_operations_total counter" in out
     if bt is not None:
         bout, berr = bt.communicate(timeout=60)
         got = {m.group(1): int(m.group(2)) for m in re.finditer(r"^@(\w+): (\d+)$", bout, re.M)}
