@@ -78,6 +78,24 @@ def wait_for_stderr_line(p, needle, timeout=60):
     return lines
 
 
+def record_around(path, argv, release, settle=0.5):
+    """`kerntrace record -o path ARGV...` around a workload: starts the
+    recorder, calls release() (the workload's exit status, 0 wanted) once it
+    records, lets the last events in, stops it with Ctrl-C; its stderr."""
+    import signal
+    import time
+    p = start(["record", "-o", str(path)] + list(argv))
+    try:
+        wait_for_stderr_line(p, "kerntrace: recording ")
+        assert release() == 0
+        time.sleep(settle)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    return err
+
+
 def run_as_nobody(args, timeout=120):
     """Run the command line as an unprivileged user (setpriv, as root);
     skips, saying why, where this host or this Python cannot."""

@@ -49,11 +49,15 @@ print(json.dumps(kids), flush=True)
 """
 
 
-class Children(object):
-    def __init__(self, tag, endings=ENDINGS):
+class Parent(object):
+    """A Python parent process: runs `script` with the tag and `args`,
+    prints its PID, forks its children once released ("go" on stdin) and
+    prints {pid: spec} of them as JSON on its last line.  run_tracers()
+    drives one through release(), wait() and kill()."""
+
+    def __init__(self, tag, script, args):
         self.tag = tag
-        self.p = subprocess.Popen([sys.executable, "-c", _PARENT, tag, str(LIFETIME_S), MISSING,
-                                   str(FAILED_EXEC_CODE), json.dumps(endings)],
+        self.p = subprocess.Popen([sys.executable, "-c", script, tag] + list(args),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   universal_newlines=True)
         self.pid = int(self.p.stdout.readline())
@@ -62,11 +66,26 @@ class Children(object):
         self.p.stdin.write("go\n")
         self.p.stdin.flush()
 
+    def children(self, timeout=60):
+        """{pid: spec} the parent printed once all its children ended."""
+        out, _ = self.p.communicate(timeout=timeout)
+        return {int(pid): spec for pid, spec in json.loads(out.strip().splitlines()[-1]).items()}
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+class Children(Parent):
+    def __init__(self, tag, endings=ENDINGS):
+        Parent.__init__(self, tag, _PARENT, [str(LIFETIME_S), MISSING, str(FAILED_EXEC_CODE),
+                                             json.dumps(endings)])
+
     def wait(self, timeout=60):
         """{pid: {"how", "value", "args", "exec_ret", "status"}} once all ended."""
-        out, _ = self.p.communicate(timeout=timeout)
+        kids = self.children(timeout)
         assert self.p.returncode == 0
-        kids = {int(pid): spec for pid, spec in json.loads(out.strip().splitlines()[-1]).items()}
         for spec in kids.values():         # what the parent's waitpid() saw
             st = spec["status"]
             if spec["how"] == "signal":
@@ -75,37 +94,9 @@ class Children(object):
                 assert st & 0x7F == 0 and st >> 8 == spec["value"], spec
         return kids
 
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-
 
 # ---------------------------------------------------------------------------
 # Running tracers around the children.
-def _wait_for(p, stream, needle, timeout=180):
-    """Output of `stream` ("stdout"/"stderr") of p up to and with the line
-    holding `needle`, read straight from the descriptor."""
-    import os
-    import select
-    import time
-    fd = getattr(p, stream).fileno()
-    text = ""
-    end = time.time() + timeout
-    while time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            chunk = os.read(fd, 65536).decode(errors="replace")
-            if not chunk:
-                break
-            text += chunk
-            if needle in text and text.endswith("\n"):
-                return text
-        elif p.poll() is not None:
-            break
-    raise AssertionError("no %r on %s; got %r (rc=%r)" % (needle, stream, text, p.poll()))
-
-
 def run_tracers(kids, tracers):
     """Start `tracers` [(name, argv, stream, ready needle)] at once, release
     the children once all of them trace, wait for the children, stop the
@@ -125,7 +116,7 @@ def run_tracers(kids, tracers):
             procs.append((name, p, stream, needle))
         early = {}
         for name, p, stream, needle in procs:
-            early[name] = _wait_for(p, stream, needle)
+            early[name] = clirun.wait_for_text(getattr(p, stream), needle, p)
         kids.release()
         children = kids.wait()
         time.sleep(1.0)             # a report period or two for the last events

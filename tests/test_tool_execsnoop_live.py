@@ -150,35 +150,19 @@ print(json.dumps(kids), flush=True)
 """
 
 
-class ExecveatChildren(object):
-    """procchildren.Children's interface, for run_tracers."""
+class ExecveatChildren(procchildren.Parent):
+    """Children that call execveat(2): one runs the shell, one fails (ENOENT)."""
 
     def __init__(self, tag):
-        import subprocess
-        import sys
         from kerntrace.core.api import syscall_number
-        self.tag = tag
-        self.p = subprocess.Popen([sys.executable, "-c", _EXECVEAT_PARENT, tag,
-                                   str(syscall_number("execveat")), procchildren.MISSING],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  universal_newlines=True)
-        self.pid = int(self.p.stdout.readline())
-
-    def release(self):
-        self.p.stdin.write("go\n")
-        self.p.stdin.flush()
+        procchildren.Parent.__init__(self, tag, _EXECVEAT_PARENT, [
+            str(syscall_number("execveat")), procchildren.MISSING])
 
     def wait(self, timeout=60):
-        import json
-        out, _ = self.p.communicate(timeout=timeout)
-        kids = {int(p): s for p, s in json.loads(out.strip().splitlines()[-1]).items()}
+        kids = self.children(timeout)
         # the shell ran and exited 0; the failed execveat's child exited ENOENT
         assert sorted(s["status"] for s in kids.values()) == [0, 0, 2 << 8], kids
         return kids
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
 
 
 @pytest.mark.live

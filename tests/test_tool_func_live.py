@@ -361,15 +361,7 @@ def test_replay_of_a_tracepoint_recording_counts_what_happened(caller_exe, tmp_p
     rec = tmp_path / "getppid.rec"
     c = workloads.Caller(caller_exe, n)
     argv = ["funccount", "-p", str(c.pid), "t:syscalls:sys_enter_getpp*"]
-    p = clirun.start(["record", "-o", str(rec)] + argv)
-    try:
-        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
-        assert c.release() == 0
-        time.sleep(0.5)
-    finally:
-        p.send_signal(signal.SIGINT)
-        _out, err = p.communicate(timeout=60)
-    assert p.returncode == 0, err
+    clirun.record_around(rec, argv, c.release)
     rc, out, err = clirun.run(argv[:1] + ["--input", str(rec)] + argv[1:])
     assert rc == 0, err
     assert re.findall(r"^syscalls:sys_enter_getppid\s+(\d+)$", out, re.M) == [str(n)], out
@@ -381,15 +373,7 @@ def test_replay_of_a_uprobe_recording_measures_what_happened(funcwork, tmp_path)
     rec = tmp_path / "funcwork.rec"
     spec = funcwork + ":kt_*"
     w = workload(funcwork)
-    p = clirun.start(["record", "-o", str(rec), "funclatency", "-F", "-u", spec])
-    try:
-        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
-        assert w.release() == 0
-        time.sleep(0.5)
-    finally:
-        p.send_signal(signal.SIGINT)
-        _out, err = p.communicate(timeout=60)
-    assert p.returncode == 0, err
+    clirun.record_around(rec, ["funclatency", "-F", "-u", spec], w.release)
     assert our_probes(funcwork) == []
     rc, out, err = clirun.run(["funclatency", "-F", "-u", "--input", str(rec), spec])
     assert rc == 0, err

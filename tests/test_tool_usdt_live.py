@@ -105,21 +105,11 @@ def test_without_a_tracer_the_semaphore_stays_down(usdtwork):
 
 
 def test_a_recording_of_usdt_probes_replays_every_site(usdtwork, tmp_path):
-    import signal
-    import time
     import clirun
     rec = tmp_path / "usdt.rec"
     spec = "u:%s:*" % usdtwork
     w = usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED)
-    p = clirun.start(["record", "-o", str(rec), "funccount", "-p", str(w.pid), spec])
-    try:
-        clirun.wait_for_stderr_line(p, "kerntrace: recording ")
-        assert w.release() == 0
-        time.sleep(0.5)
-    finally:
-        p.send_signal(signal.SIGINT)
-        _out, err = p.communicate(timeout=60)
-    assert p.returncode == 0, err
+    clirun.record_around(rec, ["funccount", "-p", str(w.pid), spec], w.release)
     assert w.guarded_fired == GUARDED          # the recording raised the semaphore
     rc, out, err = clirun.run(["funccount", "--input", str(rec), spec])
     assert rc == 0, err
