@@ -147,7 +147,8 @@ def run_all(args, json_out=True, with_bpftrace=False):
     out = {}
     for b, p, first in procs:
         p.send_signal(signal.SIGINT)
-        stdout, err = p.communicate(timeout=60)
+        stdout, err = (clirun.finish_interrupted(p) if b == "bpftrace" else
+                       p.communicate(timeout=60))
         if isinstance(stdout, bytes):
             stdout, err = first + stdout.decode(), err.decode()
         else:

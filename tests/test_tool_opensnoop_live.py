@@ -334,7 +334,7 @@ def test_both_backends_agree_with_bpftrace(tmp_path):
         results = run_on(opener, ["-p", str(opener.pid)], expect_exit=False)
     finally:
         bt.send_signal(2)
-        bt_out, _ = bt.communicate(timeout=60)
+        bt_out, _ = clirun.finish_interrupted(bt)
     seen = [r for r in bpftrace_opens(bt_out)
             if r[2] in (opener.path, opener.missing, opener.created)]
     assert len(seen) == N + M + K, bt_out

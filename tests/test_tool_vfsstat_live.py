@@ -186,7 +186,7 @@ def test_both_backends_and_bpftrace_count_exactly_the_workloads_calls(tmp_path):
                          % (event, n), out, re.M), out
     assert "# TYPE kerntrace_vfs_operations_total counter" in out
     if bt is not None:
-        bout, berr = bt.communicate(timeout=60)
+        bout, berr = clirun.finish_interrupted(bt)
         got = {m.group(1): int(m.group(2)) for m in re.finditer(r"^@(\w+): (\d+)$", bout, re.M)}
         assert got == EXPECTED, bout + berr
     else:
