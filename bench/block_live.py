@@ -760,6 +760,11 @@ def main(argv=None):
         sys.stderr.write("block_live: needs kerntrace (.venv/bin/kerntrace), a cgroup2 mount "
                          "and tracefs\n")
         return 2
+    # perf-tools' scripts set the top-level buffer_size_kb and leave it so:
+    # the bench puts it back (the kernel as found)
+    buffer_kb_path = os.path.join(root, "buffer_size_kb")
+    with open(buffer_kb_path) as f:
+        buffer_kb = f.read().strip()
     dev = LoopDevice()
     tmp = tempfile.mkdtemp(prefix="kerntrace-bench-")
     try:
@@ -776,6 +781,8 @@ def main(argv=None):
     finally:
         dev.remove()
         shutil.rmtree(tmp, ignore_errors=True)
+        with open(buffer_kb_path, "w") as f:
+            f.write(buffer_kb + "\n")
 
 
 if __name__ == "__main__":
