@@ -20,7 +20,7 @@ from kerntrace.core.errors import Unsupported
 from kerntrace.core.model import KSTACK, STR, USTR, Each
 
 from . import instance as inst
-from . import histcount, kfilter, pagecount, probes, stale, tasks
+from . import funcprofile, histcount, kfilter, pagecount, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
 
 NAME = "ftrace"
@@ -244,8 +244,11 @@ class FtraceBackend(Backend):
         if reasons:
             return Verdict(NAME, False, reasons)
         feats = Features(loc.path)
+        profiled = self._profiled(measurement, feats, options)
+        if isinstance(profiled, Verdict):
+            return profiled
         resolved = []
-        choices = []
+        choices = [profiled] if profiled else []
         for event in measurement.events:
             evs, why, chosen, left_out = self._resolve(event, host, feats)
             if evs is None and _lookup_allowed(measurement, event):
@@ -297,6 +300,26 @@ class FtraceBackend(Backend):
             notes.append(route)
             choices.append(route)
         return Verdict(NAME, True, notes, choices=choices, plan=plan)
+
+    def _profiled(self, measurement, feats, options):
+        """A Verdict for the function profiler when it can count the
+        measurement (cheaper than a kprobe or function-tracer event per
+        call: funcprofile.py); else why not, where the measurement counts
+        kernel functions (said under --explain), or None."""
+        functions, why = funcprofile.route(measurement, feats)
+        if functions is None:
+            if any(funcprofile._kernel_entry(e) for e in measurement.events):
+                return "not the function profiler: %s" % why
+            return None
+        for name, function in functions.items():
+            if probes.kernel_function_exists(function) is False:
+                return "not the function profiler: no kernel function %s" % function
+        plan = funcprofile.ProfilePlan(feats.root, functions,
+                                       cpu=funcprofile.cpu_filter(measurement),
+                                       plan_key=options.plan_key())
+        note = ("kernel functions counted by the function profiler (set_ftrace_filter + "
+                "function_profile_enabled, top level, perf-tools lock)")
+        return Verdict(NAME, True, [note], choices=[note], plan=plan)
 
     def _resolve(self, event, host, feats, lookups=False):
         """([ResolvedEvent], [why not, per alternative before it], that
@@ -423,6 +446,8 @@ class FtraceBackend(Backend):
     def open(self, measurement, verdict, options=None):
         """The session of verdict.plan (a replay's plan has no tracefs)."""
         plan = verdict.plan
+        if getattr(plan, "count_route", None) == "profile":
+            return funcprofile.open_session(measurement, plan, options)
         saved = getattr(plan, "saved_trace", None)
         if saved is not None:
             # check() planned a replay of --input (host.saved_trace)
