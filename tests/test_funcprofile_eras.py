@@ -148,3 +148,11 @@ def test_a_killed_runs_filter_and_profiler_are_restored_by_the_next_run(host_of,
     assert open(t_filter).read().strip() == "tcp_sendmsg"
     assert open(t.root + "/function_profile_enabled").read().strip() == "0"
     assert not os.path.exists("/var/tmp/.ftrace-lock")
+
+
+def test_a_tracing_thresh_keeps_the_profiler_out(host_of, fs):  # noqa: F811
+    t = with_profiler(kernel(host_of, fs, "5.10", writable_filter=True), fs)
+    fs.create_file(t.root + "/tracing_thresh", contents="100\n")
+    rc, out, err = run("funccount", ["--explain", "-d", "0.2", "vfs_read"])
+    assert "function profiler: tracing_thresh is 100" in err
+    assert writes_to(t, "function_profile_enabled") == []

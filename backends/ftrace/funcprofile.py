@@ -101,6 +101,12 @@ def route(measurement, feats):
         why = "function tracer not in available_tracers"
     if why is None and feats.ftrace_filter_error:
         why = "set_ftrace_filter not writable: %s" % feats.ftrace_filter_error
+    if why is None:
+        # function_stat_show() skips a function whose average time is under
+        # tracing_thresh (with the graph tracer): its calls would be missed.
+        thresh = (tracefs.read_text(os.path.join(feats.root, "tracing_thresh")) or "0").strip()
+        if thresh not in ("", "0"):
+            why = "tracing_thresh is %s (rows of faster functions are not shown)" % thresh
     if why is not None:
         return None, "function profiler: %s" % why
     return functions, None
