@@ -58,6 +58,9 @@ class EbpfBackend(Backend):
         for kind in _PROBE_KINDS:
             a = p.attach_tried(kind)
             caps.append(Capability(kind, a.ok, a.detail))
+            if kind == "kprobe":
+                f = p.fentry()
+                caps.append(Capability("fentry", f.ok, f.detail))
         ring = p.ringbuf()
         caps.append(Capability("ring_buffer", ring.ok, ring.detail))
         skips = p.skips_counted()

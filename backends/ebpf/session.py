@@ -145,6 +145,14 @@ class EbpfSession(Session):
         fn = att.fn_name.encode()
         probe = pe.probe
         kind = att.kind
+        if kind in ("fentry", "fexit"):
+            # bcc attached it while loading (its autoload of kfunc__ and
+            # kretfunc__ names): attaching again would fail; check it is.
+            fds = b.kfunc_entry_fds if kind == "fentry" else b.kfunc_exit_fds
+            if fn not in fds:
+                raise EnableError("ebpf: %s (event %s) did not attach (fentry)"
+                                  % (probe.describe(), pe.name))
+            return
         counter = {"tracepoint": b.num_open_tracepoints,
                    "raw_tracepoint": lambda: len(b.raw_tracepoint_fds),
                    "kprobe": b.num_open_kprobes, "kretprobe": b.num_open_kprobes,
