@@ -156,3 +156,20 @@ def test_a_tracing_thresh_keeps_the_profiler_out(host_of, fs):  # noqa: F811
     rc, out, err = run("funccount", ["--explain", "-d", "0.2", "vfs_read"])
     assert "function profiler: tracing_thresh is 100" in err
     assert writes_to(t, "function_profile_enabled") == []
+
+
+@pytest.mark.parametrize("profiler,writable,ok,detail", [
+    (True, True, True, "kernel-function counts in the kernel (trace_stat)"),
+    (False, True, False, "no function profiler (function_profile_enabled missing: "
+                         "CONFIG_FUNCTION_PROFILER off)"),
+    (True, False, False, "needs the function tracer with set_ftrace_filter (set_ftrace_filter "
+                         "not writable: EPERM (Operation not permitted))")])
+def test_doctor_says_whether_the_function_profiler_runs(host_of, fs, profiler, writable,  # noqa
+                                                        ok, detail):
+    from kerntrace.backends.ftrace.backend import FtraceBackend
+    from kerntrace.core.host import Host
+    t = kernel(host_of, fs, "5.10", writable_filter=writable)
+    if profiler:
+        with_profiler(t, fs)
+    caps = {c.name: c for c in FtraceBackend().capabilities(Host(mount_tracefs=False))}
+    assert (caps["function_profiler"].ok, caps["function_profiler"].detail) == (ok, detail)

@@ -209,6 +209,11 @@ class FtraceBackend(Backend):
         else:
             detail = "function tracer with set_ftrace_filter"
         caps.append(Capability("function_tracer", f.function_filtering, detail, NAME))
+        why = funcprofile.has_profiler(f.root)
+        if why is None and not f.function_filtering:
+            why = "needs the function tracer with set_ftrace_filter (%s)" % detail
+        caps.append(Capability("function_profiler", why is None,
+                               why or "kernel-function counts in the kernel (trace_stat)", NAME))
         caps.append(Capability("tracing_on", f.tracing_on == "1",
                                "top-level tracing_on=%s%s" % (
                                    f.tracing_on, "" if f.tracing_on == "1" else
