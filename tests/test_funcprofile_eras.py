@@ -173,3 +173,17 @@ def test_doctor_says_whether_the_function_profiler_runs(host_of, fs, profiler, w
         with_profiler(t, fs)
     caps = {c.name: c for c in FtraceBackend().capabilities(Host(mount_tracefs=False))}
     assert (caps["function_profiler"].ok, caps["function_profiler"].detail) == (ok, detail)
+
+
+def test_a_recording_defines_probes_not_the_profiler(host_of, fs):  # noqa: F811
+    from kerntrace.backends.ftrace.backend import FtraceBackend
+    from kerntrace.core.api import Count, EVENT_NAME, Event, Measurement
+    from kerntrace.core.host import Host
+    from kerntrace.core.model import KernelFunction
+    with_profiler(kernel(host_of, fs, "5.10", writable_filter=True), fs)
+    m = Measurement(events=[Event("vfs_read", KernelFunction("vfs_read"))],
+                    aggregate=Count(keys=(EVENT_NAME,)))
+    host = Host(mount_tracefs=False)
+    assert FtraceBackend().check(m, host).plan.count_route == "profile"
+    recorded = FtraceBackend().check(m, host, profiler=False).plan
+    assert [ev.probe_def.split()[1] for ev in recorded.events] == ["vfs_read"]

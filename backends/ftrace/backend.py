@@ -222,7 +222,9 @@ class FtraceBackend(Backend):
         return caps
 
     # -- check ---------------------------------------------------------------
-    def check(self, measurement, host, options=None):
+    def check(self, measurement, host, options=None, profiler=True):
+        """`profiler`: a plain count of kernel functions may run on the
+        function profiler (a recording needs the events themselves)."""
         options = options or RunOptions()
         if KSTACK in getattr(measurement.aggregate, "fields", ()):
             # The kernel would write each stack as a record of its own after
@@ -249,7 +251,7 @@ class FtraceBackend(Backend):
         if reasons:
             return Verdict(NAME, False, reasons)
         feats = Features(loc.path)
-        profiled = self._profiled(measurement, feats, options)
+        profiled = self._profiled(measurement, feats, options) if profiler else None
         if isinstance(profiled, Verdict):
             return profiled
         resolved = []
@@ -469,7 +471,7 @@ class FtraceBackend(Backend):
     def open_recording(self, measurement, host, options):
         """A RecordingSession of the measurement's events on this host."""
         from .record import RecordingSession, recording_plan
-        verdict = self.check(measurement, host, options)
+        verdict = self.check(measurement, host, options, profiler=False)
         if not verdict.ok:
             raise Unsupported("cannot record here: %s" % "; ".join(verdict.reasons))
         return RecordingSession(measurement, recording_plan(verdict.plan), options)
