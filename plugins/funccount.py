@@ -8,9 +8,10 @@ tracepoints and USDT probes (bcc-compatible).
     events        one Event per function (or tracepoint) the pattern names on
                   this host, expanded in Python (plugins/funcspec.py): kernel
                   functions (kprobe; the eBPF backend may use fentry, the
-                  ftrace backend the function profiler or tracer), user functions (uprobe, at the ELF symbol's file
-                  offset), tracepoints, USDT probes (u:LIB:PROBE: a uprobe at
-                  each site of the probe, its semaphore as the uprobe's
+                  ftrace backend the function profiler or tracer), user
+                  functions (uprobe, at the ELF symbol's file offset),
+                  tracepoints, USDT probes (u:LIB:PROBE: a uprobe at each
+                  site of the probe, its semaphore as the uprobe's
                   reference counter)
     aggregate     Count per event, printed under the function's name
     filters       -p PID (process id), -c CPU
