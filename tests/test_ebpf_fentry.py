@@ -147,3 +147,28 @@ def test_the_attach_step_checks_bcc_attached_kfuncs_itself():
         for att in prog.attachments:
             s._attach(att)
     assert "kr:do_nanosleep (event return) did not attach (fentry)" in str(e.value)
+
+
+def _host_probes(monkeypatch, kallsyms):
+    from kerntrace.backends.ebpf import probes as eprobes
+    p = eprobes.HostProbes(None)
+    monkeypatch.setattr(p, "privileges", lambda: Answer(True, "root"))
+    monkeypatch.setattr(eprobes.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(p, "kernel_function", lambda n: Answer(n in kallsyms, n))
+    return p
+
+
+def test_fentry_detection_without_btf_says_so(monkeypatch, tmp_path):
+    from kerntrace.backends.ebpf import btf
+    monkeypatch.setattr(btf, "VMLINUX", str(tmp_path / "vmlinux"))
+    p = _host_probes(monkeypatch, {"bpf_trampoline_link_prog"})
+    assert (p.fentry().ok, p.fentry().detail) == (False, "no kernel BTF (%s)" % btf.VMLINUX)
+
+
+def test_fentry_detection_without_trampoline_says_so(monkeypatch, tmp_path):
+    from kerntrace.backends.ebpf import btf
+    (tmp_path / "vmlinux").write_bytes(b"")
+    monkeypatch.setattr(btf, "VMLINUX", str(tmp_path / "vmlinux"))
+    p = _host_probes(monkeypatch, set())
+    assert p.fentry().detail == ("no BPF trampoline (bpf_trampoline_link_prog not in "
+                                 "/proc/kallsyms)")
