@@ -238,6 +238,12 @@ class ProfileSession(Session):
         if enabled != "0":
             raise EnableError("the function profiler is in use by someone else "
                               "(function_profile_enabled is %s)" % enabled)
+        tracer = (tracefs.read_text(os.path.join(self.root, "current_tracer")) or "nop").strip()
+        if tracer != "nop":
+            # its functions are the ones set_ftrace_filter names: ours would
+            # change what it traces
+            raise EnableError("the top-level %s tracer is in use: set_ftrace_filter is "
+                              "its filter too" % tracer)
         self.ops = inst.ControlFiles(self.root, undo=self.undo, save=True,
                                      journal=self.journal)
         self._configure(self.ops)
