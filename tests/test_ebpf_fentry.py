@@ -133,6 +133,7 @@ def _session(bpf):
     s = esession.EbpfSession.__new__(esession.EbpfSession)
     s._bpf = bpf
     s._probe_names = []
+    s._loaded_as = {}
     return s
 
 
@@ -172,3 +173,16 @@ def test_fentry_detection_without_trampoline_says_so(monkeypatch, tmp_path):
     p = _host_probes(monkeypatch, set())
     assert p.fentry().detail == ("no BPF trampoline (bpf_trampoline_link_prog not in "
                                  "/proc/kallsyms)")
+
+
+def test_the_attach_step_knows_bcc_module_kfunc_names():
+    # bcc releases with kernel-module kfuncs expand KFUNC_PROBE(F) to
+    # kfunc__vmlinux__F
+    m = funclatency()
+    prog = codegen.generate(m, planned(m, Fentry()))
+    s = _session(FakeBPF(entry=["kfunc__vmlinux__do_nanosleep"],
+                         exit=["kretfunc__vmlinux__do_nanosleep"]))
+    for att in prog.attachments:
+        s._attach(att)
+    assert s._loaded_as == {"kfunc__do_nanosleep": b"kfunc__vmlinux__do_nanosleep",
+                            "kretfunc__do_nanosleep": b"kretfunc__vmlinux__do_nanosleep"}
