@@ -282,6 +282,8 @@ class FtraceBackend(Backend):
         if len([ev for ev in resolved if ev.system == "ftrace"]) > 1:
             reasons.append("only one kernel function can be counted with the function tracer")
         if reasons:
+            if profiled:
+                reasons.append(profiled)
             return Verdict(NAME, False, reasons)
         notes = [c for c in choices if c]
         task_events = None
@@ -315,7 +317,7 @@ class FtraceBackend(Backend):
         kernel functions (said under --explain), or None."""
         functions, why = funcprofile.route(measurement, feats)
         if functions is None:
-            if any(funcprofile._kernel_entry(e) for e in measurement.events):
+            if any(funcprofile.kernel_entry(e) for e in measurement.events):
                 return "not the function profiler: %s" % why
             return None
         for name, function in functions.items():

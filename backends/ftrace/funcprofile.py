@@ -66,7 +66,7 @@ def has_profiler(root):
     return None
 
 
-def _kernel_entry(event):
+def kernel_entry(event):
     """The event's kernel-function entry probe, if that is its first probe."""
     probe = event.probes[0] if event.probes else None
     if probe is None or probe.kind != "kprobe" or probe.ret or event.fields:
@@ -83,7 +83,7 @@ def route(measurement, feats):
         return None, "not a plain count per function"
     functions = {}
     for event in measurement.events:
-        probe = _kernel_entry(event)
+        probe = kernel_entry(event)
         if probe is None:
             return None, "event %s is not a kernel-function entry" % event.name
         if not _FUNCTION_NAME.match(probe.function):
