@@ -318,11 +318,11 @@ class FtraceBackend(Backend):
         functions, why = funcprofile.route(measurement, feats)
         if functions is None:
             if any(funcprofile.kernel_entry(e) for e in measurement.events):
-                return "not the function profiler: %s" % why
+                return "function profiler: %s" % why
             return None
         for name, function in functions.items():
             if probes.kernel_function_exists(function) is False:
-                return "not the function profiler: no kernel function %s" % function
+                return "function profiler: no kernel function %s" % function
         plan = funcprofile.ProfilePlan(feats.root, functions,
                                        cpu=funcprofile.cpu_filter(measurement),
                                        plan_key=options.plan_key())

@@ -59,10 +59,9 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 def has_profiler(root):
     """None if the kernel has the function profiler at `root`, else why not."""
     if not os.path.exists(os.path.join(root, "function_profile_enabled")):
-        return "no function profiler (function_profile_enabled missing: " \
-            "CONFIG_FUNCTION_PROFILER off)"
+        return "function_profile_enabled missing (CONFIG_FUNCTION_PROFILER off)"
     if not os.path.isdir(os.path.join(root, "trace_stat")):
-        return "no trace_stat/ (CONFIG_FUNCTION_PROFILER off)"
+        return "trace_stat/ missing (CONFIG_FUNCTION_PROFILER off)"
     return None
 
 
@@ -108,7 +107,7 @@ def route(measurement, feats):
         if thresh not in ("", "0"):
             why = "tracing_thresh is %s (rows of faster functions are not shown)" % thresh
     if why is not None:
-        return None, "function profiler: %s" % why
+        return None, why
     return functions, None
 
 
