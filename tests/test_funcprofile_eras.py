@@ -195,3 +195,8 @@ def test_a_top_level_tracer_in_use_keeps_its_filter(host_of, fs):  # noqa: F811
     rc, out, err = run("funccount", ["-d", "0.2", "vfs_*"])
     assert rc != 0 and "the top-level function tracer is in use" in err
     assert writes_to(t, "set_ftrace_filter") == []
+
+
+def test_an_unkeyed_count_is_the_total_of_every_function():
+    pc = funcprofile.ProfileCounts({"a": "vfs_read", "b": "vfs_write"}, keyed=False)
+    assert pc.take({0: STAT_PLAIN % (4, 1), 1: STAT_PLAIN % (2, 3)}) == {(): 10}

@@ -25,7 +25,7 @@ with any reset.  Enabling resets the counters (ftrace_profile_init_cpu()
 calls ftrace_profile_reset() on a profile already allocated), so the first
 interval counts from zero.
 
-Which measurements qualify (route()): a Count keyed by the event name only,
+Which measurements qualify (route()): a Count keyed by the event name or not,
 no pair, every event a kernel-function entry (no arguments, no return), no
 filter but the CPU (the per-CPU files), names the profiler prints apart.
 """
@@ -78,7 +78,7 @@ def route(measurement, feats):
     count this measurement on this host, else (None, why not)."""
     agg = measurement.aggregate
     if agg.kind != "count" or measurement.pair is not None or \
-            tuple(agg.keys) != (EVENT_NAME,):
+            tuple(agg.keys) not in ((EVENT_NAME,), ()):
         return None, "not a plain count per function"
     functions = {}
     for event in measurement.events:
@@ -136,12 +136,14 @@ def stat_files(root):
 class ProfileCounts(object):
     """Interval counts from the cumulative per-CPU profiles of one run.
 
-        pc = ProfileCounts({event name: function}, cpu=None)
-        counts = pc.take({cpu: stat text})   # {(event name,): calls}
+        pc = ProfileCounts({event name: function}, cpu=None, keyed=True)
+        counts = pc.take({cpu: stat text})   # {(event name,): calls}, or
+                                             # {(): calls} unkeyed
     """
 
-    def __init__(self, functions, cpu=None):
+    def __init__(self, functions, cpu=None, keyed=True):
         self.by_printed = {f[:NAME_WIDTH]: name for name, f in functions.items()}
+        self.keyed = keyed          # counts per event name, else one total
         self.cpu = cpu
         self.previous = {}          # (cpu, printed name) -> hits
 
@@ -159,7 +161,8 @@ class ProfileCounts(object):
                 # fewer hits than before: the profile was reset under us
                 n = hits - before if hits >= before else hits
                 if n > 0:
-                    counts[(name,)] = counts.get((name,), 0) + n
+                    key = (name,) if self.keyed else ()
+                    counts[key] = counts.get(key, 0) + n
         return counts
 
 
@@ -198,7 +201,8 @@ class ProfileSession(Session):
         self.root = plan.tracefs_root
         self.stderr = getattr(options, "stderr", None)
         self.undo = inst.UndoStack()
-        self.counts = ProfileCounts(plan.functions, plan.cpu)
+        self.counts = ProfileCounts(plan.functions, plan.cpu,
+                                    keyed=bool(measurement.aggregate.keys))
         self.journal = None
         self.ops = None
         self.started = False
