@@ -70,3 +70,23 @@ def test_kernel_function_count_refused_in_one_line_naming_each_way(root):
     assert len(err.splitlines()) == 1, err
     assert "fentry" in err and "kprobe" in err and "function profiler" in err, err
     assert not kernstate.leaks(before)
+
+
+def test_fentry_detection_agrees_with_bcc_loading_a_kfunc_probe(root):
+    """What bcc itself does with a KFUNC_PROBE (it loads and attaches it in
+    BPF()), against the detection's answer."""
+    why = kernstate.ebpf_skip_reason()
+    if why:
+        pytest.skip(why)
+    if not os.path.exists(btf.VMLINUX):
+        pytest.skip("no kernel BTF (%s): fentry cannot be tried" % btf.VMLINUX)
+    from kerntrace.backends.ebpf import bccfind, bpfobject
+    bcc = bccfind.import_bcc()
+    try:
+        b = bpfobject.load(bcc, "KFUNC_PROBE(do_nanosleep)\n{\n    return 0;\n}\n")
+    except bpfobject.LoadError as e:
+        loaded, detail = False, str(e)
+    else:
+        loaded, detail = bool(b.kfunc_entry_fds), "kfunc__ entries %r" % b.kfunc_entry_fds
+        bpfobject.unload(b)
+    assert _fentry_answer().ok == loaded, detail
