@@ -7,10 +7,11 @@ tracepoints and USDT probes (bcc-compatible).
                   funcstring` is a subset: the options mean the same)
     events        one Event per function (or tracepoint) the pattern names on
                   this host, expanded in Python (plugins/funcspec.py): kernel
-                  functions (kprobe; the ftrace backend may use the function
-                  tracer), user functions (uprobe, at the ELF symbol's file
-                  offset), tracepoints, USDT probes (u:LIB:PROBE: a uprobe at
-                  each site of the probe, its semaphore as the uprobe's
+                  functions (kprobe; the eBPF backend may use fentry, the
+                  ftrace backend the function profiler or tracer), user
+                  functions (uprobe, at the ELF symbol's file offset),
+                  tracepoints, USDT probes (u:LIB:PROBE: a uprobe at each
+                  site of the probe, its semaphore as the uprobe's
                   reference counter)
     aggregate     Count per event, printed under the function's name
     filters       -p PID (process id), -c CPU

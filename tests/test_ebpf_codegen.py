@@ -53,6 +53,9 @@ class AllAttach(object):
     def kernel_function(self, name):
         return Answer(True, "%s traceable" % name)
 
+    def fentry(self):
+        return Answer(False, None)      # kprobes for kernel functions
+
     def raw_tracepoint(self, name):
         # as in the kernel: each syscalls:* event is made from raw_syscalls
         return Answer(not name.startswith(("sys_enter_", "sys_exit_")), name)

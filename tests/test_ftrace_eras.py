@@ -255,7 +255,9 @@ def test_kprobe_without_kprobe_events(fs, monkeypatch, mounts):
     m = Measurement([Event("f", KernelFunction("vfs_read"))], Count())
     v = FtraceBackend().check(m, Host())
     assert v.reasons == ["event f: no kprobe support (kprobe_events missing); function tracer: "
-                         "set_ftrace_filter not writable: EPERM (Operation not permitted)"]
+                         "set_ftrace_filter not writable: EPERM (Operation not permitted)",
+                         "function profiler: function_profile_enabled missing "
+                         "(CONFIG_FUNCTION_PROFILER off)"]
 
 
 def test_kfunc_entry_count_falls_back_to_function_tracer(fs, monkeypatch, mounts):

@@ -58,6 +58,9 @@ class EbpfBackend(Backend):
         for kind in _PROBE_KINDS:
             a = p.attach_tried(kind)
             caps.append(Capability(kind, a.ok, a.detail))
+            if kind == "kprobe":
+                f = p.fentry()
+                caps.append(Capability("fentry", f.ok, f.detail))
         ring = p.ringbuf()
         caps.append(Capability("ring_buffer", ring.ok, ring.detail))
         skips = p.skips_counted()
@@ -114,6 +117,14 @@ class EbpfBackend(Backend):
         if reasons:
             return Verdict(self.name, False, reasons)
         notes = [c for c in choices if c]
+        # (events that read arguments are kprobes anyway: nothing to say)
+        kprobed = [pe.name for pe in planned if pe.kind in ("kprobe", "kretprobe")
+                   and not pe.fentry and not pe.logical.fields]
+        if kprobed:
+            fentry = p.fentry()
+            notes.append("kprobes, not fentry, for %s: %s" % (
+                ", ".join(kprobed), fentry.detail if not fentry.ok else
+                "no BTF for the function"))
         hdr = p.headers()
         if hdr.matches is False:
             notes.append(hdr.describe())

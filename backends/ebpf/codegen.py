@@ -75,6 +75,8 @@ class Attachment(object):
 
     @property
     def kind(self):
+        if getattr(self.event, "fentry", False):
+            return "fexit" if self.event.probe.ret else "fentry"
         return "raw_tracepoint" if self.raw else self.event.kind
 
     def __repr__(self):
@@ -446,6 +448,9 @@ class _Gen(PairCode, AggregateCode):
         raw_names = set()
         for pe, role in self.handlers():
             fn = "kt_ev%s_%s" % (_event_tag(pe), pe.name)
+            if getattr(pe, "fentry", False):
+                # bcc loads and attaches kfunc__F / kretfunc__F itself, by name
+                fn = "%s__%s" % ("kretfunc" if pe.probe.ret else "kfunc", pe.probe.function)
             # bcc keys raw attachments by tracepoint name: one handler each.
             raw = (pe.kind == "tracepoint" and pe.raw_ok and pe.probe.name not in raw_names
                    and all(n in CONTEXT_FIELDS or self._raw_field(pe, n)
@@ -520,6 +525,11 @@ class _Gen(PairCode, AggregateCode):
             sig = "int %s(struct tracepoint__%s__%s *args)" % (fn, pe.probe.category,
                                                                   pe.probe.name)
             ctx = "args"
+        elif getattr(pe, "fentry", False):
+            # BPF_PROG(kfunc__F): ctx is the u64 array of the arguments
+            sig = "%s(%s)" % ("KRETFUNC_PROBE" if pe.probe.ret else "KFUNC_PROBE",
+                              pe.probe.function)
+            ctx = "ctx"
         else:
             sig = "int %s(struct pt_regs *ctx)" % fn
             ctx = "ctx"

@@ -24,6 +24,8 @@ from kerntrace.core import symbols
 from kerntrace.core.model import (INT, STR, USTR, Each, KernelFunction, Tracepoint, Usdt,
                                   UserFunction, width_bits)
 
+from .sysbpf import Answer
+
 # Size of string buffers we read into (bytes, including the NUL): in-record
 # char arrays keep their own size up to this; strings behind a pointer or a
 # __data_loc are cut here.
@@ -85,14 +87,17 @@ class PlannedEvent(Frozen):
               so a handler that reads none of the event's fields can use it
     member    0, or for the members of an Each alternative their number
               (one PlannedEvent each, the same index and logical event)
+    fentry    for kernel functions: an fentry/fexit program (bcc's
+              KFUNC_PROBE/KRETFUNC_PROBE) instead of a kprobe
     """
 
     __slots__ = ("index", "logical", "probe", "fields", "target", "raw_ok", "member",
-                 "location", "_frozen")
+                 "location", "fentry", "_frozen")
 
     def __init__(self, index, logical, probe, fields, target=None, raw_ok=False, member=0,
-                 location=None):
+                 location=None, fentry=False):
         self.index = index
+        self.fentry = bool(fentry)
         self.member = member     # which member of an Each alternative (model.Each)
         self.logical = logical
         self.probe = probe
@@ -106,7 +111,7 @@ class PlannedEvent(Frozen):
         """A copy with some attributes changed."""
         args = dict(index=self.index, logical=self.logical, probe=self.probe,
                     fields=self.fields, target=self.target, raw_ok=self.raw_ok,
-                    member=self.member, location=self.location)
+                    member=self.member, location=self.location, fentry=self.fentry)
         args.update(changes)
         return PlannedEvent(**args)
 
@@ -333,6 +338,20 @@ def resolve_kprobe(event, probe, probes):
     return _function_fields(event, probe)
 
 
+def fentry_answer(event, probe, probes):
+    """Whether `event` on kernel function `probe` runs as an fentry (entry)
+    or fexit (return) program: cheaper than a kprobe (a trampoline call, no
+    breakpoint).  Only events that read no argument or return value (counts,
+    durations): argument reads are generated for kprobes.  An Answer whose
+    detail is None: fentry not considered (nothing to tell)."""
+    if event.fields:
+        return Answer(False, None)
+    ans = probes.fentry()
+    if not ans.ok:
+        return ans
+    return probes.fentry_function(probe.function)
+
+
 def _function_fields(event, probe):
     fields = {}
     for f in event.fields:
@@ -402,7 +421,12 @@ def _resolve_plain(index, event, probe, host, probes):
         else:
             fields, why = resolve_tracepoint(event, probe, host)
     elif isinstance(probe, KernelFunction):
+        fentry = fentry_answer(event, probe, probes)
+        if fentry.ok:
+            return PlannedEvent(index, event, probe, {}, fentry=True), None
         fields, why = resolve_kprobe(event, probe, probes)
+        if why is not None and fentry.detail:
+            why = "fentry: %s; kprobe: %s" % (fentry.detail, why)
     elif isinstance(probe, UserFunction):
         fields, target, why = resolve_uprobe(event, probe, probes)
     elif isinstance(probe, Usdt):

@@ -9,13 +9,14 @@ raising because the kernel has no kprobes -- is an answer, never a crash.
 """
 
 import os
+import platform
 
 from kerntrace.core import tracefs as core_tracefs
 from kerntrace.core.errors import one_line
 from kerntrace.core.model import is_identifier
 from kerntrace.core.stopsignals import SignalsDeferred
 
-from . import bccfind, bpfobject, headers, progstats, sysbpf
+from . import bccfind, bpfobject, btf, headers, progstats, sysbpf
 from .quiet import CapturedOutput, first_error
 from .sysbpf import Answer
 
@@ -41,6 +42,7 @@ class HostProbes(object):
         self.tracefs_path = tracefs_path
         self._cache = {}
         self._kallsyms = None
+        self._btf = None            # kernel BTF, loaded by fentry()
 
     def _cached(self, key, fn, keep=None):
         """fn()'s Answer, remembered unless keep(answer) says it was not a
@@ -147,6 +149,46 @@ class HostProbes(object):
         if h.found:
             self._cache["headers"] = h
         return h
+
+    def fentry(self):
+        """Whether fentry/fexit programs (bcc's KFUNC_PROBE/KRETFUNC_PROBE)
+        attach to kernel functions here: what bcc's BPF.support_kfunc()
+        asks (x86_64, kernel BTF, bpf_trampoline_link_prog in kallsyms),
+        then a real load and attach of one (sysbpf.probe_fentry)."""
+        def probe():
+            priv = self.privileges()
+            if not priv.ok:
+                return Answer(False, "not tried: %s" % priv.detail)
+            if platform.machine() != "x86_64":
+                return Answer(False, "bcc has fentry (kfunc) programs on x86_64 only")
+            if not os.path.exists(btf.VMLINUX):
+                return Answer(False, "no kernel BTF (%s)" % btf.VMLINUX)
+            if not self.kernel_function("bpf_trampoline_link_prog").ok:
+                return Answer(False, "no BPF trampoline (bpf_trampoline_link_prog not in %s)"
+                              % KALLSYMS)
+            try:
+                types = btf.Btf.load()
+            except (IOError, OSError, btf.BtfError) as e:
+                return Answer(False, "kernel BTF unreadable: %s" % one_line(e))
+            self._btf = types
+            for name in _PROBE_KFUNCS:
+                tid = types.find(btf.FUNC, name)
+                if tid is not None and self.kernel_function(name).ok:
+                    return sysbpf.probe_fentry(tid, name)
+            return Answer(False, "no kernel function to try fentry on (%s)"
+                          % ", ".join(_PROBE_KFUNCS))
+        return self._cached("fentry", probe, keep=lambda a: self.privileges().ok)
+
+    def fentry_function(self, name):
+        """Whether an fentry program attaches to kernel function `name`
+        (fentry() works here): a text symbol with a BTF FUNC (a function
+        the compiler inlined everywhere, or that has no BTF, has none)."""
+        fn = self.kernel_function(name)
+        if not fn.ok:
+            return fn
+        if self._btf is None or self._btf.find(btf.FUNC, name) is None:
+            return Answer(False, "no BTF for kernel function %s (fentry needs it)" % name)
+        return Answer(True, "fentry on %s (BTF FUNC)" % name)
 
     def kprobe_interface(self):
         """Whether the kernel has kprobes at all (kprobe_events or the kprobe

@@ -55,6 +55,7 @@ class EbpfSession(Session):
         self._deferred = None
         self._buffer = None
         self._probe_names = []
+        self._loaded_as = {}            # fn_name -> the name bcc loaded it under
         self._stacks = {}
         self._closed = False
 
@@ -75,8 +76,9 @@ class EbpfSession(Session):
         for att in self.program.sentinels:
             self._attach(att)
         self._check_layouts()
-        self._skips = progstats.MissCounter(self._bpf.funcs[att.fn_name.encode()].fd
-                                            for att in self.program.attachments)
+        self._skips = progstats.MissCounter(
+            self._bpf.funcs[self._loaded_as.get(att.fn_name, att.fn_name.encode())].fd
+            for att in self.program.attachments)
         self._hook = self._open_hook_counter()
         if self.program.kind == "records":
             self._open_buffer()
@@ -145,6 +147,19 @@ class EbpfSession(Session):
         fn = att.fn_name.encode()
         probe = pe.probe
         kind = att.kind
+        if kind in ("fentry", "fexit"):
+            # bcc attached it while loading (its autoload of kfunc__ and
+            # kretfunc__ names): attaching again would fail; check it is.
+            # bcc releases that support kernel modules name them
+            # kfunc__vmlinux__F (their KFUNC_PROBE macro), older ones kfunc__F.
+            fds = b.kfunc_entry_fds if kind == "fentry" else b.kfunc_exit_fds
+            vmlinux = fn.replace(b"func__", b"func__vmlinux__", 1)
+            loaded = [n for n in (fn, vmlinux) if n in fds]
+            if not loaded:
+                raise EnableError("ebpf: %s (event %s) did not attach (fentry)"
+                                  % (probe.describe(), pe.name))
+            self._loaded_as[att.fn_name] = loaded[0]
+            return
         counter = {"tracepoint": b.num_open_tracepoints,
                    "raw_tracepoint": lambda: len(b.raw_tracepoint_fds),
                    "kprobe": b.num_open_kprobes, "kretprobe": b.num_open_kprobes,

@@ -166,6 +166,37 @@ def probe_raw_tracepoint(name):
     return Answer(True, "raw tracepoint %s attaches" % name)
 
 
+BPF_PROG_TYPE_TRACING = 26
+BPF_TRACE_FENTRY = 24       # enum bpf_attach_type
+
+
+def probe_fentry(btf_id, name):
+    """Load a do-nothing fentry program for the kernel function whose BTF
+    FUNC id is `btf_id` and attach it through BPF_RAW_TRACEPOINT_OPEN
+    (name NULL), then detach: whether fentry works here.  Since Linux
+    commit fec56f5890d9 ("bpf: Introduce BPF trampoline") (v5.5)."""
+    raw = b"".join(struct.pack("<BBhi", *i) for i in (_MOV_R0_0, _EXIT))
+    insn_buf = ctypes.create_string_buffer(raw, len(raw))
+    lic = ctypes.create_string_buffer(b"GPL")
+    # union bpf_attr for BPF_PROG_LOAD up to attach_btf_id (offset 108)
+    attr = struct.pack("<IIQQIIQII16sIIIIQIIQIII", BPF_PROG_TYPE_TRACING, 2,
+                       ctypes.addressof(insn_buf), ctypes.addressof(lic), 0, 0, 0, 0, 0,
+                       b"kt_probe", 0, BPF_TRACE_FENTRY, 0, 0, 0, 0, 0, 0, 0, btf_id, 0)
+    fd, err = bpf(BPF_PROG_LOAD, attr)
+    if fd < 0:
+        return Answer(False, "an fentry program for %s does not load: %s (%s)"
+                      % (name, errname(err), os.strerror(err)), err)
+    try:
+        link, err = bpf(BPF_RAW_TRACEPOINT_OPEN, struct.pack("<QIIQ", 0, fd, 0, 0))
+    finally:
+        os.close(fd)
+    if link < 0:
+        return Answer(False, "fentry on %s does not attach: %s (%s)"
+                      % (name, errname(err), os.strerror(err)), err)
+    os.close(link)
+    return Answer(True, "fentry on %s attaches (BTF, BPF trampoline)" % name)
+
+
 # Helper ids (enum bpf_func_id).
 BPF_FUNC_probe_read_kernel = 113
 

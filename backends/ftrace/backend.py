@@ -20,7 +20,7 @@ from kerntrace.core.errors import Unsupported
 from kerntrace.core.model import KSTACK, STR, USTR, Each
 
 from . import instance as inst
-from . import histcount, kfilter, pagecount, probes, stale, tasks
+from . import funcprofile, histcount, kfilter, pagecount, probes, stale, tasks
 from .plan import Plan, ResolvedEvent, field_source
 
 NAME = "ftrace"
@@ -209,6 +209,11 @@ class FtraceBackend(Backend):
         else:
             detail = "function tracer with set_ftrace_filter"
         caps.append(Capability("function_tracer", f.function_filtering, detail, NAME))
+        why = funcprofile.has_profiler(f.root)
+        if why is None and not f.function_filtering:
+            why = "needs the function tracer with set_ftrace_filter (%s)" % detail
+        caps.append(Capability("function_profiler", why is None,
+                               why or "kernel-function counts in the kernel (trace_stat)", NAME))
         caps.append(Capability("tracing_on", f.tracing_on == "1",
                                "top-level tracing_on=%s%s" % (
                                    f.tracing_on, "" if f.tracing_on == "1" else
@@ -217,7 +222,9 @@ class FtraceBackend(Backend):
         return caps
 
     # -- check ---------------------------------------------------------------
-    def check(self, measurement, host, options=None):
+    def check(self, measurement, host, options=None, profiler=True):
+        """`profiler`: a plain count of kernel functions may run on the
+        function profiler (a recording needs the events themselves)."""
         options = options or RunOptions()
         if KSTACK in getattr(measurement.aggregate, "fields", ()):
             # The kernel would write each stack as a record of its own after
@@ -244,8 +251,11 @@ class FtraceBackend(Backend):
         if reasons:
             return Verdict(NAME, False, reasons)
         feats = Features(loc.path)
+        profiled = self._profiled(measurement, feats, options) if profiler else None
+        if isinstance(profiled, Verdict):
+            return profiled
         resolved = []
-        choices = []
+        choices = [profiled] if profiled else []
         for event in measurement.events:
             evs, why, chosen, left_out = self._resolve(event, host, feats)
             if evs is None and _lookup_allowed(measurement, event):
@@ -272,6 +282,8 @@ class FtraceBackend(Backend):
         if len([ev for ev in resolved if ev.system == "ftrace"]) > 1:
             reasons.append("only one kernel function can be counted with the function tracer")
         if reasons:
+            if profiled:
+                reasons.append(profiled)
             return Verdict(NAME, False, reasons)
         notes = [c for c in choices if c]
         task_events = None
@@ -297,6 +309,26 @@ class FtraceBackend(Backend):
             notes.append(route)
             choices.append(route)
         return Verdict(NAME, True, notes, choices=choices, plan=plan)
+
+    def _profiled(self, measurement, feats, options):
+        """A Verdict for the function profiler when it can count the
+        measurement (cheaper than a kprobe or function-tracer event per
+        call: funcprofile.py); else why not, where the measurement counts
+        kernel functions (said under --explain), or None."""
+        functions, why = funcprofile.route(measurement, feats)
+        if functions is None:
+            if any(funcprofile.kernel_entry(e) for e in measurement.events):
+                return "function profiler: %s" % why
+            return None
+        for name, function in functions.items():
+            if probes.kernel_function_exists(function) is False:
+                return "function profiler: no kernel function %s" % function
+        plan = funcprofile.ProfilePlan(feats.root, functions,
+                                       cpu=funcprofile.cpu_filter(measurement),
+                                       plan_key=options.plan_key())
+        note = ("kernel functions counted by the function profiler (set_ftrace_filter + "
+                "function_profile_enabled, top level, perf-tools lock)")
+        return Verdict(NAME, True, [note], choices=[note], plan=plan)
 
     def _resolve(self, event, host, feats, lookups=False):
         """([ResolvedEvent], [why not, per alternative before it], that
@@ -423,6 +455,8 @@ class FtraceBackend(Backend):
     def open(self, measurement, verdict, options=None):
         """The session of verdict.plan (a replay's plan has no tracefs)."""
         plan = verdict.plan
+        if getattr(plan, "count_route", None) == "profile":
+            return funcprofile.open_session(measurement, plan, options)
         saved = getattr(plan, "saved_trace", None)
         if saved is not None:
             # check() planned a replay of --input (host.saved_trace)
@@ -439,7 +473,7 @@ class FtraceBackend(Backend):
     def open_recording(self, measurement, host, options):
         """A RecordingSession of the measurement's events on this host."""
         from .record import RecordingSession, recording_plan
-        verdict = self.check(measurement, host, options)
+        verdict = self.check(measurement, host, options, profiler=False)
         if not verdict.ok:
             raise Unsupported("cannot record here: %s" % "; ".join(verdict.reasons))
         return RecordingSession(measurement, recording_plan(verdict.plan), options)
