@@ -143,11 +143,11 @@ int main(int argc, char **argv)
 
 
 def expected_args(n):
-    """{argument number (from 1): {value: count}} kt:args fires with."""
-    want = {1: {}, 2: {}, 3: {}}
+    """{(small, big, five): count} of the n firings of kt:args."""
+    want = {}
     for i in range(n):
-        for k, v in ((1, i % 3 - 1), (2, (i % 2 + 1) << 33), (3, 5)):
-            want[k][v] = want[k].get(v, 0) + 1
+        key = (i % 3 - 1, (i % 2 + 1) << 33, 5)
+        want[key] = want.get(key, 0) + 1
     return want
 
 
