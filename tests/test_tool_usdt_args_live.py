@@ -90,3 +90,20 @@ def test_argdist_histogram_of_a_long_argument(argsprog):
     for b, out in zip(bes, outs):
         assert histogram(out) == want, (b, out)
     assert our_probes(argsprog) == []
+
+
+def test_a_recording_of_usdt_arguments_replays_the_same_counts(argsprog, tmp_path):
+    import clirun
+    rec = tmp_path / "usdtargs.rec"
+    spec = "u:%s:kt:args():int,long,int:arg1,arg2,arg3" % argsprog
+    w = usdtworkload.ArgsWorkload(argsprog, N)
+    try:
+        clirun.record_around(rec, ["argdist", "-p", str(w.pid), "-C", spec], w.release)
+    finally:
+        if w.p.poll() is None:
+            w.p.kill()
+            w.p.wait()
+    rc, out, err = clirun.run(["argdist", "--input", str(rec), "-i", "3600", "-C", spec])
+    assert rc == 0, err
+    assert argdist_counts(out) == usdtworkload.expected_args(N), out
+    assert our_probes(argsprog) == []
