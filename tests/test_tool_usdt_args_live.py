@@ -107,3 +107,36 @@ def test_a_recording_of_usdt_arguments_replays_the_same_counts(argsprog, tmp_pat
     assert rc == 0, err
     assert argdist_counts(out) == usdtworkload.expected_args(N), out
     assert our_probes(argsprog) == []
+
+
+def test_every_site_of_a_probe_reads_its_own_operands(tmp_path):
+    # kt:tick(long i) is used at two places (tests/usdtworkload.py): each
+    # site's note says where i is there; every i is counted twice
+    if os.geteuid() != 0:
+        pytest.skip("tracing needs root")
+    exe, why = usdtworkload.build(tmp_path)
+    if exe is None:
+        pytest.skip("cannot build the USDT workload: %s" % why)
+    exe = os.path.realpath(exe)
+    ticks = 12
+    w = usdtworkload.UsdtWorkload(exe, ticks, 0)
+    started = []
+    try:
+        for b in backends():
+            started.append(Run(["argdist", "--backend", b, "-i", "3600", "-p", str(w.pid),
+                                "-C", "u:%s:kt:tick():long:arg1" % exe], "Tracing"))
+        assert w.release() == 0
+        outs = [r.stop() for r in started]
+    finally:
+        if w.p.poll() is None:
+            w.p.kill()
+            w.p.wait()
+        for r in started:
+            if r.p.poll() is None:
+                r.p.send_signal(2)
+                r.p.communicate(timeout=60)
+    for out in outs:
+        got = dict((int(m.group(2)), int(m.group(1)))
+                   for m in re.finditer(r"^\t(\d+)\s+arg1 = (-?\d+)$", out, re.M))
+        assert got == dict((i, 2) for i in range(ticks)), out
+    assert our_probes(exe) == []
