@@ -131,6 +131,14 @@ def argsprogs(tmp_path_factory):
     return out
 
 
+@needs_readelf
+def test_the_compiled_programs_notes_are_readelfs(argsprogs):
+    for exe in argsprogs.values():
+        ours = [(p.provider, p.name, p.arguments) for p in elfsym.ElfFile(exe).usdt_probes()]
+        assert ours == [(a, b, c.strip()) for a, b, c in _readelf_arguments(exe)]
+        assert ("kt", "args") in [o[:2] for o in ours]
+
+
 def _args_of(exe):
     (site,) = [p for p in elfsym.ElfFile(exe).usdt_probes() if p.name == "args"]
     return [usdtargs.parse_argument(d, "x86_64")
