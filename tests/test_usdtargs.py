@@ -276,3 +276,17 @@ def test_argdist_specifier_of_a_usdt_probe(argsprogs):
             ("u:%s:k-t:args():int:arg1" % exe, "not a USDT provider name")):
         with pytest.raises(UsageError, match=re.escape(message)):
             Specifier(text, True)
+
+
+def test_aarch64_fetch_args_and_bpf_reads():
+    from kerntrace.backends.ebpf import plan as eplan
+    from kerntrace.backends.ftrace import probes
+    probe = Usdt("/bin/x", "p", "n")
+    fields = [Field("a", INT, sources=("arg0",)), Field("b", INT, sources=("arg1",)),
+              Field("c", INT, sources=("arg2",))]
+    notes = "8@x0 -4@[sp, 12] -4@-5"
+    assert probes.usdt_fetch_args(fields, probe, notes, "aarch64", immediate=True) == [
+        ("a", "%x0:u64"), ("b", "+12(%sp):s32"), ("c", "\\-5:s32")]
+    srcs = [eplan.usdt_field(f, probe, notes, "aarch64") for f in fields]
+    assert [(s.kind, s.member, s.size, s.signed) for s in srcs] == [
+        ("usdt_reg", "x0", 8, False), ("usdt_mem", ("sp", 12), 4, True), ("const", -5, 8, True)]
