@@ -214,12 +214,14 @@ class Usdt(Probe):
     and an Each of all of them counts every use.  A semaphore the probe
     guards its arguments' computation with is raised while it is attached
     (the uprobe's reference counter), so the program's guarded code runs.
-    Reads no fields: its arguments are not described by the model."""
+    Its arguments are INT fields with sources argN (from 0, as bpftrace's
+    arg0): each is read with the size and sign the probe's note gives it
+    (core/usdtargs.py), whatever the Field's width."""
 
     kind = "usdt"
 
-    def __init__(self, library, provider, name, site=0):
-        self.sources = {}
+    def __init__(self, library, provider, name, site=0, sources=None):
+        self._set_sources(sources)
         if not isinstance(library, str) or not _LIB.match(library) or ".." in library:
             raise InvalidSpec("library must be a plain path or name, got %r" % (library,))
         self.library = library

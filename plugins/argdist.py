@@ -5,8 +5,10 @@ tracepoint, kernel function or user function (bcc's argdist command line).
                           [-n COUNT] [-T TOP] {-H SPECIFIER | -C SPECIFIER}
     specifier     {p,r,t}:{[library],category}:function(signature)
                       [:type[,type...]:expr[,expr...][:filter]][#label]
+                  u:library:[provider:]probe()[:type:expr[:filter]][#label]
     events        one: the tracepoint (t), the function's entry (p) or
-                  return (r): a kprobe, or a uprobe when a library is named
+                  return (r): a kprobe, or a uprobe when a library is named;
+                  a USDT probe (u), every site of it
     aggregate     -H: Histogram(expr, LOG2); -C: Count per expr values
                   (no expr: total calls; r: per return value)
     filters       -p PID, -t TID, and the specifier's filter, parsed by
@@ -22,24 +24,27 @@ accepts is the subset of the specifier language the model can express,
 on both backends; everything else is refused with one line:
 
   * expr is a name: an argument named in the signature (or argN), a
-    tracepoint field (`args->bytes` or `bytes`), or `$retval` in an r
-    probe.  No C expressions, casts, $latency or $entry();
+    tracepoint field (`args->bytes` or `bytes`), `$retval` in an r
+    probe, or a USDT probe's argN (from 1, as bcc's argdist; read with
+    the size and sign its note gives).  No C expressions, casts,
+    $latency or $entry();
   * types are integer types (strings and structs are not counted);
   * the filter is comparisons joined by && (`size > 16 && pid == 5`),
     not C;
-  * one specifier per run (the model measures one aggregate), no USDT
-    probes (u:), no -c (cumulative), no -I or -z.
+  * one specifier per run (the model measures one aggregate), no -c
+    (cumulative), no -I or -z.
 """
 
 import re
 import time
 
-from kerntrace.core.api import (INT, LOG2, STR, Count, CountSet, Event, Field, Filter, Histogram,
-                                HistogramSet, InvalidSpec, KernelFunction, Measurement,
-                                Printer, Tool, Tracepoint, UsageError, UserFunction,
-                                count_value, format_histogram, hookimpl, is_identifier,
-                                parse_comparisons, parse_filter, pid_value, report_every,
-                                seconds_value, terminal_text, tracepoint_fields)
+from kerntrace.core.api import (INT, LOG2, STR, Count, CountSet, Each, Event, Field, Filter,
+                                Histogram, HistogramSet, InvalidSpec, KernelFunction,
+                                Measurement, Printer, SymbolError, Tool, Tracepoint,
+                                UsageError, Usdt, UserFunction, count_value, format_histogram,
+                                hookimpl, is_identifier, parse_comparisons, parse_filter,
+                                pid_value, report_every, resolve_binary, seconds_value,
+                                terminal_text, tracepoint_fields, usdt_probes)
 
 KERNTRACE_API_VERSION = "1.1"
 
@@ -73,6 +78,12 @@ _SPEC = re.compile(r"^(?P<kind>[a-z]):(?P<where>[^:]*):(?P<func>[^:(]*)"
 _PARAM = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_ ]*?(?:\s+|\s*\*[\s*]*))"
                     r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)\Z")
 _ARGN = re.compile(r"^arg([0-5])\Z")
+# u:LIBRARY:PROVIDER:PROBE(): a USDT probe named with its provider (the
+# parentheses tell it from u:LIBRARY:PROBE:type).
+_USDT_SPEC = re.compile(r"^u:(?P<where>[^:]*):(?P<provider>[^:(]*):(?P<func>[^:(]*)"
+                        r"\((?P<sig>[^()]*)\)(?P<rest>.*)\Z", re.S)
+# sys/sdt.h probes take up to 12 arguments; bcc's argdist numbers them from 1.
+USDT_MAX_ARGS = 12
 
 
 def _printable(text):
@@ -103,15 +114,16 @@ class Specifier(object):
         self.label = label.strip() if sep else None
         if self.label is not None and (not self.label or "#" in self.label):
             raise UsageError("specifier %r: a label after one '#' must not be empty" % text)
-        m = _SPEC.match(self.raw)
+        m = _USDT_SPEC.match(self.raw) or _SPEC.match(self.raw)
         if m is None:
             raise UsageError("invalid specifier %r (expected {p,r,t}:{[library],category}:"
                              "function(signature)[:type:expr[:filter]][#label])" % text)
-        self.kind = m.group("kind")
-        if self.kind == "u":
-            raise UsageError("specifier %r: USDT probes (u:) are not supported" % text)
-        if self.kind not in ("p", "r", "t"):
-            raise UsageError("specifier %r: probe type must be p, r or t" % text)
+        self.kind = "u" if "provider" in m.groupdict() else m.group("kind")
+        if self.kind not in ("p", "r", "t", "u"):
+            raise UsageError("specifier %r: probe type must be p, r, t or u" % text)
+        provider = m.groupdict().get("provider")
+        if provider is not None and not is_identifier(provider.strip()):
+            raise UsageError("specifier %r: %r is not a USDT provider name" % (text, provider))
         func = m.group("func").strip()
         if not is_identifier(func):
             raise UsageError("specifier %r: %r is not a function or tracepoint name (no "
@@ -120,7 +132,11 @@ class Specifier(object):
         self.names = {}
         self._sources = {}          # argument name -> "argN"
         self._widths = {}           # argument or value name -> Field width
-        self._probe(text, m.group("where").strip(), func, m.group("sig"))
+        if self.kind == "u":
+            self._usdt(text, m.group("where").strip(), provider and provider.strip(), func,
+                       m.group("sig"))
+        else:
+            self._probe(text, m.group("where").strip(), func, m.group("sig"))
         self.values, self.filter = self._rest(text, m.group("rest"), histogram)
         # Declare only what is read: the values, the filter's fields, and a
         # return probe's value (counted per return value without an expr).
@@ -129,7 +145,11 @@ class Specifier(object):
             used.update(c.field for c in parse_comparisons(self.filter, self.resolve))
         if self.kind == "r":
             used.add(RETVAL)
-        if self.kind != "t":
+        if self.kind == "u":
+            # arg1 is the probe's first argument: the model's arg0
+            self.fields = [Field(n, INT, sources=("arg%d" % (int(n[3:]) - 1),))
+                           for n in sorted(used) if n.startswith("arg")]
+        elif self.kind != "t":
             # A function's arguments and return value are registers: read
             # each as the C type the specifier gives it (bcc: int for $retval
             # without an expression; the whole register for an untyped argN).
@@ -167,6 +187,35 @@ class Specifier(object):
                     raise UsageError("specifier %r: entry arguments in a return probe are "
                                      "not supported (only $retval)" % text)
                 self.names["$retval"] = (RETVAL, INT)
+        for ctx, ctype in (("pid", INT), ("tid", INT), ("cpu", INT), ("comm", STR)):
+            self.names.setdefault(ctx, (ctx, ctype))
+
+    def _usdt(self, text, where, provider, func, sig):
+        if not where:
+            raise UsageError("specifier %r: a USDT probe needs a library or binary" % text)
+        if sig and sig.strip():
+            raise UsageError("specifier %r: a USDT probe takes no signature: its note "
+                             "describes its arguments (arg1, arg2, ...)" % text)
+        try:
+            path = resolve_binary(where)
+            found = usdt_probes(path, func, False, provider)
+        except SymbolError as e:
+            raise UsageError("specifier %r: %s" % (text, e))
+        if not found:
+            raise UsageError("specifier %r: %s has no USDT probe %s%s" % (
+                text, path, provider + ":" if provider else "", func))
+        if len(found) > 1:
+            raise UsageError("specifier %r: USDT probe %s is in providers %s of %s: name one "
+                             "(u:LIB:PROVIDER:PROBE())" % (
+                                 text, func, ", ".join(p for p, _n, _s in found), path))
+        prov, name, sites = found[0]
+        try:
+            usdt = [Usdt(path, prov, name, site=i) for i in range(sites)]
+        except InvalidSpec as e:
+            raise UsageError("specifier %r: %s" % (text, e))
+        self.probe = usdt[0] if len(usdt) == 1 else Each(*usdt)
+        for i in range(1, USDT_MAX_ARGS + 1):
+            self.names["arg%d" % i] = ("arg%d" % i, INT)
         for ctx, ctype in (("pid", INT), ("tid", INT), ("cpu", INT), ("comm", STR)):
             self.names.setdefault(ctx, (ctx, ctype))
 
@@ -222,6 +271,7 @@ class Specifier(object):
                                  "name (kerntrace does not evaluate C expressions)" % (text, e))
             values.append((e, self.names[e][0]))
             # the expression's type, unless the signature typed the argument
+            # (a USDT argument has its note's)
             self._widths.setdefault(self.names[e][0], INTEGER_TYPES[types[len(values) - 1]])
         filt = parts[2] if len(parts) == 3 else None
         if filt is not None and not filt.strip():
@@ -293,17 +343,21 @@ class ArgDist(Tool):
     description = """\
 specifier: {p,r,t}:{[library],category}:function(signature)
                [:type[,type...]:expr[,expr...][:filter]][#label]
+           u:library:[provider:]probe()[:type:expr[:filter]][#label]
   p, r, t   function entry, function return, tracepoint
+  u         a USDT probe (sys/sdt.h) of a binary or library, all its sites
   library   a path or a short name (c: the C library); empty: a kernel function
   signature the arguments' types and names ("size_t size, int flags");
             a tracepoint takes none: its fields are args->NAME or NAME
-  expr      a name: an argument (or argN), a field, $retval in an r probe
+  expr      a name: an argument (or argN), a field, $retval in an r probe,
+            a USDT probe's arg1, arg2, ... (the size and sign its note gives)
   type      an integer type per expression (u32, size_t, int, ...)
   filter    comparisons joined by &&: size > 16 && pid == 5, comm == "dd"
   label     printed instead of the expression or specifier
 -H makes a log2 histogram of one expression, -C counts per value (no
 expression: calls; r: per return value).  One specifier per run; C
-expressions, $latency, $entry() and USDT probes are not supported."""
+expressions, $latency and $entry() are not supported; USDT arguments
+in registers, at register+offset and constants are read."""
     examples = (
         ("argdist -H 't:block:block_rq_issue():u32:args->bytes'",
          "histogram of block I/O sizes"),
@@ -316,6 +370,10 @@ expressions, $latency, $entry() and USDT probes are not supported."""
         ("argdist -H 'p::__kmalloc(u64 size):u64:size'",
          "kmalloc sizes (where kprobes work)"),
         ("argdist -i 5 -n 2 -C 'p:c:write(int fd):int:fd' -T 5", "top 5 write() fds, twice"),
+        ("argdist -C 'u:/usr/bin/python3:python:gc__start():int:arg1'",
+         "Python garbage collections per generation (USDT)"),
+        ("argdist -p 1005 -H 'u:/usr/sbin/app:app:request():u64:arg2'",
+         "histogram of a USDT probe's second argument in PID 1005"),
     )
     sample_args = ("-H", "t:block:block_rq_issue():u32:bytes")
 

@@ -458,6 +458,7 @@ def test_ftrace_defines_a_usdt_semaphore_as_the_reference_counter(usdtwork):
     class Feats(object):
         uprobe_events = True
         uprobe_ref_ctr = True
+        immediate = True
     b = fbackend.FtraceBackend.__new__(fbackend.FtraceBackend)
     ev, why = b._usdt(Event("guarded", Usdt(path, "kt", "guarded")),
                       Usdt(path, "kt", "guarded"), Feats())
@@ -490,8 +491,9 @@ def test_bpf_usdt_plan_carries_the_site_and_semaphore(usdtwork):
                 ok, detail = True, ""
             return Yes()
     ev = Event("guarded", Usdt(path, "kt", "guarded"))
-    target, location, why = eplan.resolve_usdt(ev, ev.probes[0], Probes())
-    assert (target, location, why) == (path, (guarded.offset, guarded.semaphore), None)
+    target, location, fields, why = eplan.resolve_usdt(ev, ev.probes[0], Probes())
+    assert (target, location, fields, why) == (path, (guarded.offset, guarded.semaphore), {},
+                                               None)
     m = Measurement([ev], Count(keys=(EVENT_NAME,)))
     prog = codegen.generate(m, make_plan(m))
     assert [a.kind for a in prog.attachments] == ["usdt"]

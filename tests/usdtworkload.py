@@ -106,6 +106,82 @@ def build(tmpdir):
     return exe, None
 
 
+# kt:args(int small, long big, int five), fired `n` times for i = 0 .. n-1:
+#   small  i % 3 - 1           -1, 0, 1 (a negative int: the sign matters)
+#   big    (i % 2 + 1) << 33   2^33, 2^34 (a long: the upper 32 bits matter)
+#   five   5                   a constant operand ($5)
+# Built with -O0 (arguments in stack memory, `-4@-20(%rbp)`) and -O2
+# (in registers, `-4@%eax`): the same values through both operand kinds.
+ARGS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/sdt.h>
+
+__attribute__((noinline)) void kt_args(long i)
+{
+    int small = (int)(i % 3) - 1;
+    long big = (i % 2 + 1) << 33;
+    STAP_PROBE3(kt, args, small, big, 5);
+}
+
+int main(int argc, char **argv)
+{
+    long n = atol(argv[1]);
+    char go[8];
+
+    printf("%d\n", getpid());
+    fflush(stdout);
+    if (!fgets(go, sizeof go, stdin))
+        return 1;
+    for (long i = 0; i < n; i++)
+        kt_args(i);
+    printf("done %ld\n", n);
+    return 0;
+}
+"""
+
+
+def expected_args(n):
+    """{(small, big, five): count} of the n firings of kt:args."""
+    want = {}
+    for i in range(n):
+        key = (i % 3 - 1, (i % 2 + 1) << 33, 5)
+        want[key] = want.get(key, 0) + 1
+    return want
+
+
+def build_args(tmpdir, optimize):
+    """Compile the kt:args program with -O`optimize`; (path, None) or
+    (None, why not)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None, "no C compiler"
+    if not has_sdt_header(cc):
+        return None, "no sys/sdt.h (Debian: systemtap-sdt-dev)"
+    src = os.path.join(str(tmpdir), "usdt_args.c")
+    with open(src, "w") as f:
+        f.write(ARGS)
+    exe = os.path.join(str(tmpdir), "kt_usdtargs_O%d" % optimize)
+    subprocess.check_call([cc, "-O%d" % optimize, "-o", exe, src])
+    return exe, None
+
+
+class ArgsWorkload(workloads.Caller):
+    """The kt:args program: started (pid known), fires n times on release()."""
+
+    def __init__(self, exe, n):
+        self.n = n
+        self.p = subprocess.Popen([exe, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid = int(self.p.stdout.readline())
+
+    def release(self):
+        self.p.stdin.write(b"go\n")
+        self.p.stdin.flush()
+        self.p.stdout.read()
+        return self.p.wait()
+
+
 class UsdtWorkload(workloads.Caller):
     def __init__(self, exe, ticks, guarded):
         self.ticks, self.guarded = ticks, guarded

@@ -43,7 +43,9 @@ f_, kt_) and tracefs format field names; numbers are formatted here;
 string filter values appear only as byte comparisons.
 """
 
-from kerntrace.core import semantics
+import platform
+
+from kerntrace.core import semantics, usdtargs
 from kerntrace.core.model import CONTEXT_FIELDS, EVENT_NAME, INT, KSTACK, LATENCY, QUEUED
 
 from . import buffers, cfilters, crawblock
@@ -148,6 +150,26 @@ def _probe_ident(pe):
         return "%s:%s#%d" % (p.provider, p.name, p.site)
     return getattr(p, "symbol", None) or getattr(p, "function", None) or \
         "%s:%s" % (p.category, p.name)
+
+
+def usdt_register(reg, machine=None):
+    """The C expression of a USDT argument's register (a canonical name
+    from core/usdtargs.py's tables) in the handler's struct pt_regs."""
+    arch = usdtargs.arch_of(machine or platform.machine())
+    if arch == "aarch64":
+        return "ctx->sp" if reg == "sp" else "ctx->regs[%d]" % int(reg[1:])
+    if arch == "x86_64" and reg.isalnum():
+        return "ctx->%s" % reg
+    raise ValueError("no pt_regs member for register %r" % (reg,))
+
+
+def _ctype(size, signed):
+    return "%s%d" % ("s" if signed else "u", size * 8)
+
+
+def _sized(expr, size, signed):
+    """`expr` (a 64-bit register) as the C integer type of `size` bytes."""
+    return "(%s)%s" % (_ctype(size, signed), expr) if size < 8 or signed else expr
 
 
 class _Gen(PairCode, AggregateCode):
@@ -324,6 +346,16 @@ class _Gen(PairCode, AggregateCode):
                 # the low bytes of the register, as the C type the field names
                 reg = "(%s%d)%s" % ("s" if fs.signed else "u", fs.size * 8, reg)
             return ["%s = %s;" % (dst, reg)]
+        if k == "usdt_reg":
+            return ["%s = %s;" % (dst, _sized(usdt_register(fs.member), fs.size, fs.signed))]
+        if k == "usdt_mem":
+            reg, disp = fs.member
+            # (a block: the field may be read in more than one place)
+            return ["{ %s kt_usdt = 0;" % _ctype(fs.size, fs.signed),
+                    "  %s(&kt_usdt, %d, (void *)(%s + (%s)));" % (
+                        h["user"], fs.size, usdt_register(reg),
+                        cfilters.int_literal(disp, True)),
+                    "  %s = kt_usdt; }" % dst]
         if k in ("tp_uelem", "arg_uelem"):
             base = ("args->%s" % fs.member if k == "tp_uelem"
                     else "PT_REGS_PARM%d(ctx)" % (fs.member + 1))

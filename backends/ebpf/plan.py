@@ -12,15 +12,17 @@ Resolution rules (feature detection only):
               traceable kernel symbol; fields are argN / retval
   uprobe      uprobes attach, the library resolves and has the symbol
   usdt        uprobes attach, the library resolves and has the USDT probe
-              site (core.symbols, from its .note.stapsdt); no fields
+              site (core.symbols, from its .note.stapsdt); fields are argN,
+              read as the note describes them (core/usdtargs.py)
 """
 
 import os
+import platform
 import re
 import types
 
 from kerntrace.core.backend import Frozen
-from kerntrace.core import symbols
+from kerntrace.core import symbols, usdtargs
 from kerntrace.core.model import (INT, STR, USTR, Each, KernelFunction, Tracepoint, Usdt,
                                   UserFunction, width_bits)
 
@@ -49,6 +51,10 @@ class FieldSource(Frozen):
             "tp_uelem"/"arg_uelem"  the string element `element` of a user
                           array of string pointers (model Field.element)
                           in a field / at argument N
+            "usdt_reg"    a USDT argument in a register  member = its pt_regs
+                          name (core/usdtargs.py), size, signed
+            "usdt_mem"    a USDT argument in user memory  member = (register,
+                          displacement), size, signed
     signed  for integers: sign-extend (the format's signed flag)
     """
 
@@ -396,20 +402,47 @@ def resolve_uprobe(event, probe, probes):
     return fields, path, why
 
 
-def resolve_usdt(event, probe, probes):
-    """(path, (offset, semaphore offset), None) or (None, None, why not)."""
+def usdt_field(field, probe, arguments, machine=None):
+    """The FieldSource of model Field `field` of USDT probe `probe` whose
+    note describes its arguments as `arguments`, or why not (a str)."""
+    if field.type != INT:
+        return "field %s: USDT arguments are read as integers" % field.name
+    sources = probe.sources_for(field)
+    index = next((int(_ARG.match(s).group(1)) for s in sources if _ARG.match(s)), None)
+    if index is None:
+        return "field %s: no source among %s (argN)" % (field.name, "/".join(sources) or "none")
+    try:
+        arg = usdtargs.probe_argument(arguments, index, machine or platform.machine())
+    except usdtargs.UsdtArgError as e:
+        return str(e)
+    if arg.kind == "const":
+        bits = arg.size * 8
+        value = arg.value & ((1 << bits) - 1)
+        if arg.signed and value >> (bits - 1):
+            value -= 1 << bits
+        return FieldSource(field.name, INT, "const", value, 8, True)
+    member = arg.reg if arg.kind == "reg" else (arg.reg, arg.disp)
+    return FieldSource(field.name, INT, "usdt_" + arg.kind, member, arg.size, arg.signed)
+
+
+def resolve_usdt(event, probe, probes, machine=None):
+    """(path, (offset, semaphore offset), fields, None) or (None, None,
+    None, why not)."""
     attach = probes.attach("uprobe")
     if not attach.ok:
-        return None, None, attach.detail
-    if event.fields:
-        return None, None, "USDT probe arguments are not read (fields %s)" % ", ".join(
-            f.name for f in event.fields)
+        return None, None, None, attach.detail
     try:
         path = symbols.resolve_binary(probe.library)
         site = symbols.usdt_site(path, probe.provider, probe.name, probe.site)
     except symbols.SymbolError as e:
-        return None, None, str(e)
-    return path, (site.offset, site.semaphore), None
+        return None, None, None, str(e)
+    fields = {}
+    for f in event.fields:
+        r = usdt_field(f, probe, site.arguments, machine)
+        if isinstance(r, str):
+            return None, None, None, r
+        fields[f.name] = r
+    return path, (site.offset, site.semaphore), fields, None
 
 
 def _resolve_plain(index, event, probe, host, probes):
@@ -430,8 +463,7 @@ def _resolve_plain(index, event, probe, host, probes):
     elif isinstance(probe, UserFunction):
         fields, target, why = resolve_uprobe(event, probe, probes)
     elif isinstance(probe, Usdt):
-        target, location, why = resolve_usdt(event, probe, probes)
-        fields = {} if why is None else None
+        target, location, fields, why = resolve_usdt(event, probe, probes)
     else:
         fields, why = None, "probe type %s not supported by the eBPF backend" % probe.kind
     if fields is not None and why is None:

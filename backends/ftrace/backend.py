@@ -52,6 +52,9 @@ class Features(object):
         # reference count (semaphore)" (v4.20) the README shows
         # "<path>:<offset>[%return][(ref_ctr_offset)]".
         self.uprobe_ref_ctr = "ref_ctr_offset" in self.readme
+        # Since Linux commit "tracing/probe: Add immediate parameter
+        # support" (v5.7) the README lists "\\imm-value" fetch args.
+        self.immediate = "\\imm-value" in self.readme
         tracers = (tracefs.read_text(os.path.join(root, "available_tracers")) or "").split()
         self.function_tracer = "function" in tracers
         text = tracefs.read_text(os.path.join(root, "tracing_on"))
@@ -410,20 +413,21 @@ class FtraceBackend(Backend):
     def _usdt(self, event, probe, feats):
         if not feats.uprobe_events:
             return None, "no uprobe support (uprobe_events missing)"
-        if event.fields:
-            return None, "%s: USDT probe arguments are not read (fields %s)" % (
-                probe.describe(), ", ".join(f.name for f in event.fields))
         try:
             path = probes.resolve_library(probe.library)
-            offset, semaphore = probes.usdt_site(path, probe.provider, probe.name, probe.site)
+            site = probes.usdt_site(path, probe.provider, probe.name, probe.site)
+            args = probes.usdt_fetch_args(event.fields, probe, site.arguments,
+                                          immediate=feats.immediate)
         except probes.ProbeError as e:
             return None, "%s: %s" % (probe.describe(), e)
+        offset, semaphore = site.offset, site.semaphore
         if semaphore and not feats.uprobe_ref_ctr:
             return None, ("%s: the probe has a semaphore and this kernel's uprobe_events "
                           "takes no reference counter (ref_ctr_offset)" % probe.describe())
         group, name = probes.next_name()
-        line = probes.uprobe_definition(group, name, path, offset, False, [], semaphore)
-        return ResolvedEvent(event, probe, group, name, None, {}, probe_def=line), None
+        line = probes.uprobe_definition(group, name, path, offset, False, args, semaphore)
+        return ResolvedEvent(event, probe, group, name, None, {n: n for n, _ in args},
+                             probe_def=line), None
 
     def _kprobe(self, event, probe, host, feats):
         exists = probes.kernel_function_exists(probe.function)

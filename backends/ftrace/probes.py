@@ -20,7 +20,7 @@ import re
 
 from kerntrace.core.model import STR, USTR
 
-from kerntrace.core import elfsym, symbols
+from kerntrace.core import elfsym, symbols, usdtargs
 
 # Function arguments by position, per architecture (the kernel's register
 # names in fetch args; documented in Documentation/trace/uprobetracer.rst).
@@ -177,13 +177,51 @@ def uprobe_definition(group, event, path, offset, ret, args, ref_ctr_offset=0):
 
 
 def usdt_site(path, provider, name, site):
-    """(file offset, semaphore file offset or 0) of a USDT probe site;
-    raises ProbeError."""
+    """The core.elfsym.UsdtProbe of a USDT probe site (its offset,
+    semaphore offset or 0, argument descriptors); raises ProbeError."""
     try:
-        found = symbols.usdt_site(path, provider, name, site)
+        return symbols.usdt_site(path, provider, name, site)
     except symbols.SymbolError as e:
         raise ProbeError(str(e))
-    return found.offset, found.semaphore
+
+
+def usdt_fetch_args(fields, probe, arguments, arch=None, immediate=False):
+    """[(arg name, fetch spec)] for the model Fields of USDT probe `probe`
+    whose note describes its arguments as `arguments` (core/usdtargs.py):
+    argN (from 0) read with the note's size and sign, whatever the Field's
+    width (the probe's C type is what the program passed):
+
+        -4@%eax       %ax:s32         8@-16(%rbp)   -16(%bp):u64
+        -4@$-5        \\-5:s32 (where the kernel takes immediates)
+
+    Raises ProbeError naming the first field it cannot fetch."""
+    arch = arch or machine()
+    out = []
+    for f in fields:
+        if not _IDENT.match(f.name):
+            raise ProbeError("invalid field name %r" % f.name)
+        if f.type in (STR, USTR):
+            raise ProbeError("field %s: USDT arguments are read as integers" % f.name)
+        sources = probe.sources_for(f)
+        index = next((int(_ARG.match(s).group(1)) for s in sources if _ARG.match(s)), None)
+        if index is None:
+            raise ProbeError("field %s: no source among %s (argN)" % (
+                f.name, ",".join(sources) or "none"))
+        try:
+            arg = usdtargs.probe_argument(arguments, index, arch)
+        except usdtargs.UsdtArgError as e:
+            raise ProbeError(str(e))
+        if arg.kind == "reg":
+            spec = "%%%s" % arg.reg
+        elif arg.kind == "mem":
+            spec = "%+d(%%%s)" % (arg.disp, arg.reg)
+        elif immediate:
+            spec = "\\%d" % arg.value
+        else:
+            raise ProbeError("argument %s is a constant and this kernel's uprobe_events "
+                             "takes no immediate values" % arg.text)
+        out.append((f.name, "%s:%s" % (spec, arg.type)))
+    return out
 
 
 def kprobe_definition(group, event, function, ret, args):

@@ -247,7 +247,9 @@ class ReplaySession(Session):
         for e in self.plan.events:
             fmt = formats.get((e.system, e.event))
             fields = dict(e.fields)
-            if fmt is not None:
+            # (a probe we define names its fetch args after the model fields:
+            # its sources, argN, may be another field's name there)
+            if fmt is not None and isinstance(e.probe, Tracepoint):
                 mapping, _missing = resolve_fields(e.logical, [fmt])
                 fields.update(mapping)
             events.append(ResolvedEvent(e.logical, e.probe, e.system, e.event, fmt, fields,
