@@ -221,6 +221,11 @@ class LiveSession(Session):
             # Task names change at the time of their events: the events they
             # name must come after them, whichever CPU logged which.
             self.binding = self.decoder.compile_sinks(sinks)
+            if plan.stack_format is not None:
+                from .kstacks import KernelSymbols, StackLayout, stack_sink
+                layout = StackLayout(plan.stack_format)
+                self.binding[layout.id] = stack_sink(layout, KernelSymbols(),
+                                                     self.aggregator.attach_stack)
             if needs_time_order(self.measurement) or plan.task_events:
                 # Each CPU's events are held in its sorted run.
                 self.order = TimeOrder()
