@@ -81,13 +81,14 @@ class Aggregator(object):
         self.sources = {}
         # kernel stacks (model.KSTACK): each goes to the record its event made
         self.stacks = StackAttacher(KSTACK)
+        self._takes_stacks = KSTACK in getattr(measurement.aggregate, "fields", ())
         self._handlers = {}        # (system, event) -> (names, handler)
         self._getters = {}         # (system, event) -> fields dict -> tuple
         builder = HandlerBuilder(measurement, plan, self.tasks,
                                  self._namespace(measurement.aggregate))
         for resolved, names, handler, source in builder.build():
             key = (resolved.system, resolved.event)
-            if KSTACK in getattr(measurement.aggregate, "fields", ()):
+            if self._takes_stacks:
                 handler = self._stack_taking(handler)
             self._handlers[key] = (names, handler)
             self._getters[key] = _tuple_getter(names)
@@ -103,15 +104,15 @@ class Aggregator(object):
             n = len(records)
             handler(ts, cpu, v, comm, tgid)
             if len(records) > n:
-                made(cpu, records[-1])
+                made(cpu, v[0], records[-1])
             else:
                 forget(cpu)
         return taking
 
-    def attach_stack(self, cpu, frames):
-        """A kernel stack (function names) the kernel wrote on `cpu` after
-        an event: into that event's record, if it made one."""
-        self.stacks.attach(cpu, frames)
+    def attach_stack(self, cpu, tid, frames):
+        """A kernel stack (function names) thread `tid` wrote on `cpu`
+        after an event: into that event's record, if it made one."""
+        self.stacks.attach(cpu, tid, frames)
 
     def _namespace(self, agg):
         """What the generated handlers use, by the names they use."""
@@ -225,6 +226,12 @@ class Aggregator(object):
         else:
             data = list(self._records)
             del self._records[:]
+            if self._takes_stacks:
+                for r in data:
+                    frames = r.fields.get(KSTACK)
+                    if frames.__class__ is list:
+                        # (a text stack, filled line by line) as the raw one
+                        r.fields[KSTACK] = tuple(frames)
         c = self.counters
         # An event whose fields the trace does not show (a text line whose
         # print fmt leaves a field out) is lost to the measurement: said as

@@ -139,8 +139,8 @@ def default_buffer_kb(plan, ncpus=None):
 
 
 def _stack_support(host, feats):
-    """(kernel_stack EventFormat, None), or (None, why kernel stacks cannot
-    be taken here).  They come from options/stacktrace in the run's own
+    """(kernel_stack EventFormat or None on the text path, None), or (None,
+    why kernel stacks cannot be taken here).  They come from options/stacktrace in the run's own
     buffer, not from a `stacktrace` trigger on the event: before Linux
     commit ce33c845b030 ("tracing: Dump stacktrace trigger to the
     corresponding instance") (v5.17) that trigger wrote into the top-level
@@ -150,8 +150,7 @@ def _stack_support(host, feats):
     if not feats.stacktrace:
         return None, "kernel stacks: no options/stacktrace in this tracefs"
     if not feats.raw:
-        return None, ("kernel stacks: need trace_pipe_raw (the text trace_pipe of this "
-                      "kernel is not read for stacks)")
+        return None, None           # trace_pipe prints them named: no format needed
     fmt = host.event_format("ftrace", "kernel_stack")
     if fmt is None:
         return None, "kernel stacks: no ftrace/kernel_stack event format"
@@ -250,10 +249,6 @@ class FtraceBackend(Backend):
         saved = getattr(host, "saved_trace", None)
         if saved is not None:
             # Replaying a saved trace (--input): no kernel involved at all.
-            if wants_stacks:
-                return Verdict(NAME, False, [
-                    "kernel stacks: not replayed from a recording (its text keeps no "
-                    "kernel_stack records this backend decodes)"])
             from .replay import replay_plan
             try:
                 plan = replay_plan(measurement, saved)
@@ -318,8 +313,8 @@ class FtraceBackend(Backend):
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
         plan = live_plan(measurement, resolved, feats, task_events, options)
-        if stack_format is not None:
-            plan = plan.replace(stack_format=stack_format)
+        if wants_stacks:
+            plan = plan.replace(kernel_stacks=True, stack_format=stack_format)
             notes.append("kernel stacks: options/stacktrace in the run's buffer")
         route = None
         if plan.count_route == "hist":

@@ -118,7 +118,7 @@ class KernelSymbols(object):
 
 def stack_sink(layout, symbols, attach):
     """A RawDecoder binding entry for kernel_stack entries: each one's
-    names go to attach(cpu, names)."""
+    names go to attach(cpu, tid, names)."""
     decode = layout.decode
     names = symbols.names
 
@@ -129,27 +129,28 @@ def stack_sink(layout, symbols, attach):
         return decode(data, pos, length)
 
     def callback(_ts, cpu, values):
-        attach(cpu, names(values[1]))
+        attach(cpu, values[0], names(values[1]))
     return (unpack, fix, callback, layout._callers_at)
 
 
 class StackAttacher(object):
     """Gives each stack to the record the event before it on the same CPU
-    made (options/stacktrace writes the stack right after its event).
-    A stack with no such record (its event was filtered out in user space,
-    or was before the run) is dropped; so is a second stack for a record."""
+    made, when the same thread wrote both (options/stacktrace writes the
+    stack right after its event, in the same context).  A stack with no
+    such record (its event was filtered out in user space, or was before
+    the run) is dropped; so is a second stack for a record."""
 
     def __init__(self, field):
         self.field = field
-        self._last = {}         # cpu -> the newest record still without a stack
+        self._last = {}         # cpu -> (tid, the newest record still without a stack)
 
-    def made(self, cpu, record):
-        self._last[cpu] = record
+    def made(self, cpu, tid, record):
+        self._last[cpu] = (tid, record)
 
-    def attach(self, cpu, frames):
-        record = self._last.pop(cpu, None)
-        if record is not None:
-            record.fields[self.field] = frames
+    def attach(self, cpu, tid, frames):
+        last = self._last.pop(cpu, None)
+        if last is not None and last[0] == tid:
+            last[1].fields[self.field] = frames
             return True
         return False
 

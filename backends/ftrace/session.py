@@ -31,6 +31,7 @@ from . import owner
 from .configure import configure
 from .lock import FtraceLock
 from .plan import Lost
+from .textparse import KernelStackText
 from .readers import (MAX_PAGES_PER_ROUND, LossCounter, RawReader, TextReader, cpus,
                       read_page_size, read_round)
 from .timeorder import TimeOrder, needs_time_order
@@ -244,7 +245,7 @@ class LiveSession(Session):
             formats = {(te.system, te.event): te.format for te in plan.task_events or ()}
             formats.update({(ev.system, ev.event): ev.format
                             for ev in plan.events if ev.format is not None})
-            self.decoder = TextDecoder(formats)
+            self.decoder = TextDecoder(formats, stacks=plan.kernel_stacks)
 
     def _tasks(self):
         """Thread id -> process id / task name for the aggregator (the raw
@@ -295,6 +296,9 @@ class LiveSession(Session):
             return
         if isinstance(item, Lost):
             self.losses.marker(item.cpu, item.count)
+            return
+        if item.__class__ is KernelStackText:
+            self.aggregator.attach_stack(item.cpu, item.tid, item.frames)
             return
         tasks = self.tasks
         if tasks.follows_events:
