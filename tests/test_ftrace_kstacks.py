@@ -3,6 +3,7 @@ built from this machine's format file, decoded from ring-buffer pages,
 named from a kallsyms text and attached to the record of the event before
 them on the same CPU; what the backend plans on each kernel era."""
 
+import os
 import struct
 
 import pytest
@@ -10,18 +11,22 @@ import pytest
 from kerntrace.backends.ftrace import known_formats
 from kerntrace.backends.ftrace.kstacks import (UNKNOWN, KernelSymbols, StackFormatError,
                                                StackLayout, stack_sink)
+from kerntrace.backends.ftrace.plan import Plan, ResolvedEvent
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
 from kerntrace.backends.ftrace.tasks import TaskInfo
 from kerntrace.core.model import KSTACK, Event, Field, Filter, Measurement, Records, Tracepoint
 from kerntrace.core.tracefs import parse_format
 
-from test_ftrace_aggregate import plan_for
 from test_ftrace_era_tools import host_of, run  # noqa: F401
 
 HEADER_PAGE = known_formats.HEADER_PAGE["6.18"]
 HEADER_EVENT = known_formats.HEADER_EVENT["6.18"]
-STACK = known_formats.event_format("6.18", "ftrace", "kernel_stack")
-GETPPID = known_formats.event_format("6.18", "syscalls", "sys_enter_getppid")
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "formats")
+# verbatim from a 6.18 kernel's tracefs (events/<system>/<event>/format)
+STACK_TEXT = open(os.path.join(DATA, "linux-6.18-ftrace-kernel_stack.format")).read()
+STACK = parse_format(STACK_TEXT, "ftrace")
+GETPPID = parse_format(open(os.path.join(DATA, "linux-6.18-syscalls-sys_enter_getppid.format")).read(),
+                       "syscalls")
 
 KALLSYMS = ("ffffffff81001000 T do_syscall_64\n"
             "ffffffff81001400 t syscall_trace_enter\n"
@@ -57,7 +62,10 @@ def getppid_measurement(filters=()):
 def test_each_stack_goes_to_the_record_of_the_event_before_it(symbols):
     from kerntrace.backends.ftrace.aggregate import Aggregator
     m = getppid_measurement([Filter("tid", "==", 100)])
-    agg = Aggregator(m, plan_for(m), tasks=TaskInfo(proc_root=None))
+    ev = m.events[0]
+    plan = Plan([ResolvedEvent(ev, ev.probes[0], "syscalls", "sys_enter_getppid", GETPPID,
+                               {"__syscall_nr": "__syscall_nr"})])
+    agg = Aggregator(m, plan, tasks=TaskInfo(proc_root=None))
     dec = RawDecoder(HEADER_PAGE, HEADER_EVENT, {GETPPID.id: GETPPID})
     binding = dec.compile_sinks(agg.raw_sinks(dec.formats_by_id))
     layout = StackLayout(STACK)
@@ -102,7 +110,7 @@ def test_an_old_kernels_ulong_max_ends_the_stack():
 
 
 def test_a_32_bit_kernels_words():
-    text = known_formats.FORMATS["6.18"][("ftrace", "kernel_stack")].replace(
+    text = STACK_TEXT.replace(
         "caller[8];\toffset:16;\tsize:64;", "caller[8];\toffset:12;\tsize:32;")
     fmt = parse_format(text, "ftrace")
     layout = StackLayout(fmt)
@@ -112,8 +120,7 @@ def test_a_32_bit_kernels_words():
 
 def test_a_format_without_size_is_refused():
     # (kernel_stack had only caller[] in 2.6 era kernels)
-    text = "\n".join(l for l in known_formats.FORMATS["6.18"][("ftrace", "kernel_stack")]
-                     .splitlines() if "int size;" not in l)
+    text = "\n".join(l for l in STACK_TEXT.splitlines() if "int size;" not in l)
     with pytest.raises(StackFormatError, match="no size"):
         StackLayout(parse_format(text, "ftrace"))
 
@@ -134,8 +141,13 @@ def test_without_kallsyms_every_frame_is_unknown(tmp_path):
 
 # ---------------------------------------------------------------------------
 # what the backend plans, per era
+def with_kernel_stack_format(tracefs):
+    path = os.path.join(tracefs.root, "events", "ftrace", "kernel_stack", "format")
+    tracefs.fs.create_file(path, contents=STACK_TEXT)
+
+
 def test_the_run_sets_options_stacktrace_in_its_own_instance(host_of, fs):  # noqa: F811
-    host_of("6.11", "raw")
+    with_kernel_stack_format(host_of("6.11", "raw"))
     rc, out, err = run("tpoint", ["--print-program", "-s", "syscalls:sys_enter_getppid"])
     assert rc == 0, err
     writes = [l for l in out.splitlines() if "stacktrace" in l]
@@ -228,10 +240,10 @@ def test_replay_of_a_trace_with_stacks_prints_them(host_of, fs):  # noqa: F811
 
 
 def test_replay_of_a_trace_without_stacks_refuses_saying_why(host_of, fs):  # noqa: F811
-    host_of("6.11", "text")
+    host_of("5.15", "text")
     fs.create_file("/home/u/plain.trace",
-                   contents="# tracer: nop\n#\n" + GETPPID_LINES[0] + "\n")
-    rc, out, err = run("tpoint", ["-s", "syscalls:sys_enter_getppid"],
+                   contents="# tracer: nop\n#\n" + ISSUE_LINES[0] + "\n")
+    rc, out, err = run("tpoint", ["-s", "block:block_rq_issue"],
                        input_file="/home/u/plain.trace")
     assert rc != 0 and out == ""
     assert "holds no kernel stacks" in err and len(err.strip().splitlines()) == 1, err
