@@ -140,8 +140,10 @@ def default_buffer_kb(plan, ncpus=None):
 
 def _stack_support(host, feats):
     """(kernel_stack EventFormat or None on the text path, None), or (None,
-    why kernel stacks cannot be taken here).  They come from options/stacktrace in the run's own
-    buffer, not from a `stacktrace` trigger on the event: before Linux
+    why kernel stacks cannot be taken here).  They come from
+    options/stacktrace in the run's own buffer, not from a `stacktrace`
+    trigger on the event ("tracing: Add 'stacktrace' event trigger command",
+    v3.14): before Linux
     commit ce33c845b030 ("tracing: Dump stacktrace trigger to the
     corresponding instance") (v5.17) that trigger wrote into the top-level
     buffer whatever instance it was set in, and the files cannot tell

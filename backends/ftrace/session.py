@@ -31,9 +31,9 @@ from . import owner
 from .configure import configure
 from .lock import FtraceLock
 from .plan import Lost
-from .textparse import KernelStackText
 from .readers import (MAX_PAGES_PER_ROUND, LossCounter, RawReader, TextReader, cpus,
                       read_page_size, read_round)
+from .textparse import KernelStackText
 from .timeorder import TimeOrder, needs_time_order
 
 # Pause between drains when the buffers are empty: short enough for
