@@ -81,8 +81,11 @@ def test_each_stack_goes_to_the_record_of_the_event_before_it(symbols):
     pages[0].add(stack_entry(STACK, 200, [ENTRY]), 1005)
     # an event whose stack the kernel could not write keeps none
     pages[0].add(encode_payload(GETPPID, 100, {"__syscall_nr": 110}), 1006)
+    # a stack another thread wrote is not this event's
+    pages[1].add(encode_payload(GETPPID, 100, {"__syscall_nr": 110}), 1007)
+    pages[1].add(stack_entry(STACK, 999, [ENTRY]), 1008)
     for cpu, pb in pages.items():
-        assert dec.decode_page_into(pb.page(), cpu, binding) == (5 if cpu == 0 else 2, 0)
+        assert dec.decode_page_into(pb.page(), cpu, binding) == (5 if cpu == 0 else 4, 0)
     assert dec.unknown == 0 and dec.malformed == 0
     rows = [(r["cpu"], r.ts, r.get(KSTACK)) for r in agg.collect().data]
     assert rows == [
@@ -90,6 +93,7 @@ def test_each_stack_goes_to_the_record_of_the_event_before_it(symbols):
         (0, 1006, None),
         (1, 1001, ("syscall_trace_enter", "do_syscall_64") * 5
          + ("entry_SYSCALL_64_after_hwframe",)),
+        (1, 1007, None),
     ]
 
 

@@ -143,12 +143,12 @@ def _stack_support(host, feats):
     why kernel stacks cannot be taken here).  They come from
     options/stacktrace in the run's own buffer, not from a `stacktrace`
     trigger on the event ("tracing: Add 'stacktrace' event trigger command",
-    v3.14): before Linux
-    commit ce33c845b030 ("tracing: Dump stacktrace trigger to the
-    corresponding instance") (v5.17) that trigger wrote into the top-level
-    buffer whatever instance it was set in, and the files cannot tell
-    which kernel does which; the option writes to its own buffer, which
-    holds only the run's events, each stack right after its event."""
+    v3.14): before Linux commit ce33c845b030 ("tracing: Dump stacktrace
+    trigger to the corresponding instance") (v5.17) that trigger wrote
+    into the top-level buffer whatever instance it was set in, and the
+    files cannot tell which kernel does which; the option writes to its
+    own buffer, which holds only the run's events, each stack right after
+    its event."""
     if not feats.stacktrace:
         return None, "kernel stacks: no options/stacktrace in this tracefs"
     if not feats.raw:
