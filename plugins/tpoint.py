@@ -17,9 +17,10 @@ the payload is every field as name=value in format-file order (the
 kernel's `print fmt` is C; kerntrace does not evaluate it, so the line is
 the same whichever backend ran), there is no irq-flags column, -p, -L
 and a filter may be combined, -d streams lines too.  -s (kernel stack
-traces) needs a backend that takes kernel stacks (eBPF: a stack map,
-symbolized from /proc/kallsyms); each event's stack follows its line as
-ftrace's stacktrace option prints it ("<stack trace>", " => function").
+traces) works on both backends (eBPF: a stack map; ftrace: the
+stacktrace option of its own instance), named from /proc/kallsyms; each
+event's stack follows its line as ftrace's stacktrace option prints it
+("<stack trace>", " => function").
 """
 
 from kerntrace.core.api import (INT, KSTACK, STR, Event, Filter, Measurement, Metric, Printer,

@@ -181,7 +181,7 @@ ERAS = {
 }
 
 # Files of a buffer (the top level and each instance) and their contents.
-_OPTIONS = ("overwrite", "record-tgid", "event-fork", "irq-info")
+_OPTIONS = ("overwrite", "record-tgid", "event-fork", "irq-info", "stacktrace")
 
 
 def _clock_text(clocks, selected):
@@ -251,7 +251,7 @@ class FakeTracefs(object):
                     (opt == "record-tgid" and not e.record_tgid):
                 continue        # both arrived in the 4.x era
             self._file(os.path.join(base, "options", opt),
-                       "0\n" if opt in ("event-fork", "record-tgid") else "1\n")
+                       "0\n" if opt in ("event-fork", "record-tgid", "stacktrace") else "1\n")
         for cpu in range(self.ncpus):
             d = os.path.join(base, "per_cpu", "cpu%d" % cpu)
             if self.raw:

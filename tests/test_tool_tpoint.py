@@ -148,7 +148,7 @@ def test_fields_of_a_format_the_model_cannot_carry(host):
 
 
 # ---------------------------------------------------------------------------
-# -s: kernel stacks (eBPF: a stack map; ftrace: refused)
+# -s: kernel stacks (eBPF: a stack map; ftrace: tests/test_ftrace_kstacks.py)
 def test_stacks_are_a_records_field_the_ebpf_program_takes():
     from test_ebpf_codegen import make_plan
     from kerntrace.backends.ebpf import codegen
@@ -167,16 +167,6 @@ def test_stacks_only_in_records():
     with pytest.raises(InvalidSpec, match="unknown field 'kstack'"):
         Measurement([Event("e", Tracepoint("sched", "sched_process_fork"))],
                     Count(keys=(EVENT_NAME, KSTACK)))
-
-
-def test_the_ftrace_backend_refuses_stacks_saying_so():
-    from kerntrace.backends.ftrace.backend import FtraceBackend
-    from kerntrace.core.model import KSTACK, Event, Measurement, Records, Tracepoint
-    m = Measurement([Event("e", Tracepoint("sched", "sched_process_fork"))],
-                    Records(("comm", KSTACK)))
-    verdict = FtraceBackend().check(m, object())
-    assert not verdict.ok and verdict.reasons == [
-        "kernel stacks are not taken by the ftrace backend"]
 
 
 def test_stack_lines_follow_the_event_as_ftrace_prints_them():

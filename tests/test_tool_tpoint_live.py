@@ -195,31 +195,45 @@ def test_replay_of_a_block_recording_counts_the_same_bytes(disk, tmp_path):
 
 
 @pytest.mark.live
-def test_stacks_on_ebpf_are_bpftraces_kstack(caller_exe):
-    """tpoint -s: every event's kernel stack follows its line, the same
-    frames bpftrace's kstack shows for the same events at the same time;
-    the syscall entry path is in it (do_syscall_64 on x86-64)."""
-    from kernstate import ebpf_skip_reason
-    why = ebpf_skip_reason()
-    if why:
-        pytest.skip(why)
+def test_stacks_on_both_backends_and_bpftraces_kstack(caller_exe):
+    """tpoint -s: every event's kernel stack follows its line, on each
+    backend at once: the syscall entry path is in it (do_syscall_64 on
+    x86-64), and below each backend's own tracing code (its first frames)
+    the frames are the same on both and in bpftrace's kstack."""
     n = 7
     c = workloads.Caller(caller_exe, n)
     bt = None
-    if shutil.which("bpftrace"):
+    if shutil.which("bpftrace") and "ebpf" in backends():
         bt = Bpftrace('tracepoint:syscalls:sys_enter_getppid /pid == %d/ { @[kstack] = count(); }'
                       % c.pid)
     try:
-        procs = [start(["-s", "-p", str(c.pid), "syscalls:sys_enter_getppid"])]
+        procs = [start(["--backend", b, "-s", "-p", str(c.pid), "syscalls:sys_enter_getppid"])
+                 for b in backends()]
         assert c.release() == 0
-        out, = stop(procs)
+        outs = stop(procs)
         bt_out = bt.stop()[0] if bt else ""
     finally:
         if bt:
             bt.kill()
+    per_backend = [one_stack(out, n) for out in outs]
+    import platform
+    if platform.machine() == "x86_64":
+        assert all("do_syscall_64" in frames for frames in per_backend), per_backend
+    if bt:
+        m = re.search(r"@\[\n(.*?)\n\]: (\d+)", bt_out, re.S)
+        assert m and int(m.group(2)) == n, bt_out
+        per_backend.append(tuple(f.strip().split("+")[0] for f in m.group(1).splitlines()))
+    below = [below_tracing(f, per_backend) for f in per_backend]
+    assert len(below[0]) >= 2 and all(b == below[0] for b in below), per_backend
+
+
+def one_stack(out, n):
+    """The frames of the n events' stacks in tpoint's output, one call
+    site: the same stack after each of the n event lines."""
     lines = out.splitlines()
     heads = [i for i, l in enumerate(lines) if l.endswith("<stack trace>")]
     assert len(heads) == n and len(events(out)) == n, out
+    assert all(LINE.match(lines[i - 1]) for i in heads), out     # each after its event
     stacks = set()
     for i in heads:
         frames = []
@@ -229,11 +243,12 @@ def test_stacks_on_ebpf_are_bpftraces_kstack(caller_exe):
             frames.append(l[4:])
         stacks.add(tuple(frames))
     assert len(stacks) == 1, stacks         # one call site: one stack
-    frames = stacks.pop()
-    import platform
-    if platform.machine() == "x86_64":
-        assert "do_syscall_64" in frames, frames
-    if bt:
-        m = re.search(r"@\[\n(.*?)\n\]: (\d+)", bt_out, re.S)
-        assert m and int(m.group(2)) == n, bt_out
-        assert tuple(f.strip().split("+")[0] for f in m.group(1).splitlines()) == frames
+    return stacks.pop()
+
+
+def below_tracing(frames, all_stacks):
+    """The frames from the first one every stack has: what is left when
+    each tracer's own code (the innermost frames) is taken off."""
+    shared = [f for f in frames if all(f in other for other in all_stacks)]
+    assert shared, all_stacks
+    return frames[frames.index(shared[0]):]

@@ -20,7 +20,10 @@ from kerntrace.core.buckets import NS_PER_MS
 from kerntrace.core.results import (CountSet, Histogram as HistogramResult, HistogramSet,
                                     Record, Report)
 
+from kerntrace.core.model import KSTACK
+
 from .handlers import HandlerBuilder
+from .kstacks import StackAttacher
 from .pending import REJECTED, TOO_DEEP, PendingStarts, Shared, Stack
 from .tasks import TaskInfo
 
@@ -76,15 +79,40 @@ class Aggregator(object):
         self._counts = {}
         self._records = []
         self.sources = {}
+        # kernel stacks (model.KSTACK): each goes to the record its event made
+        self.stacks = StackAttacher(KSTACK)
+        self._takes_stacks = KSTACK in getattr(measurement.aggregate, "fields", ())
         self._handlers = {}        # (system, event) -> (names, handler)
         self._getters = {}         # (system, event) -> fields dict -> tuple
         builder = HandlerBuilder(measurement, plan, self.tasks,
                                  self._namespace(measurement.aggregate))
         for resolved, names, handler, source in builder.build():
             key = (resolved.system, resolved.event)
+            if self._takes_stacks:
+                handler = self._stack_taking(handler)
             self._handlers[key] = (names, handler)
             self._getters[key] = _tuple_getter(names)
             self.sources[resolved.logical.name] = source
+
+    def _stack_taking(self, handler):
+        """The handler, noting on each CPU the record its last event made
+        (or that it made none: the next stack there is not a record's)."""
+        records = self._records
+        made, forget = self.stacks.made, self.stacks.forget
+
+        def taking(ts, cpu, v, comm=None, tgid=None):
+            n = len(records)
+            handler(ts, cpu, v, comm, tgid)
+            if len(records) > n:
+                made(cpu, v[0], records[-1])
+            else:
+                forget(cpu)
+        return taking
+
+    def attach_stack(self, cpu, tid, frames):
+        """A kernel stack (function names) thread `tid` wrote on `cpu`
+        after an event: into that event's record, if it made one."""
+        self.stacks.attach(cpu, tid, frames)
 
     def _namespace(self, agg):
         """What the generated handlers use, by the names they use."""
@@ -198,6 +226,12 @@ class Aggregator(object):
         else:
             data = list(self._records)
             del self._records[:]
+            if self._takes_stacks:
+                for r in data:
+                    frames = r.fields.get(KSTACK)
+                    if frames.__class__ is list:
+                        # (a text stack, filled line by line) as the raw one
+                        r.fields[KSTACK] = tuple(frames)
         c = self.counters
         # An event whose fields the trace does not show (a text line whose
         # print fmt leaves a field out) is lost to the measurement: said as

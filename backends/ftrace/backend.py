@@ -67,6 +67,8 @@ class Features(object):
         self.record_tgid = os.path.exists(os.path.join(root, "options", "record-tgid"))
         self.event_pid = (os.path.exists(os.path.join(root, "set_event_pid"))
                           and os.path.exists(os.path.join(root, "options", "event-fork")))
+        # options/stacktrace: a kernel_stack record after each event
+        self.stacktrace = os.path.exists(os.path.join(root, "options", "stacktrace"))
         self._ftrace_filter_error = False
 
     def mono_clock(self, instances):
@@ -137,6 +139,32 @@ def default_buffer_kb(plan, ncpus=None):
     high = any(ev.system in HIGH_RATE_SYSTEMS or ev.probe_def for ev in plan.events)
     kb = HIGH_RATE_BUFFER_KB if high else DEFAULT_BUFFER_KB
     return max(1024, min(kb, TOTAL_BUFFER_CAP_KB // ncpus))
+
+
+def _stack_support(host, feats):
+    """(kernel_stack EventFormat or None on the text path, None), or (None,
+    why kernel stacks cannot be taken here).  They come from
+    options/stacktrace in the run's own buffer, not from a `stacktrace`
+    trigger on the event ("tracing: Add 'stacktrace' event trigger command",
+    v3.14): before Linux commit ce33c845b030 ("tracing: Dump stacktrace
+    trigger to the corresponding instance") (v5.17) that trigger wrote
+    into the top-level buffer whatever instance it was set in, and the
+    files cannot tell which kernel does which; the option writes to its
+    own buffer, which holds only the run's events, each stack right after
+    its event."""
+    if not feats.stacktrace:
+        return None, "kernel stacks: no options/stacktrace in this tracefs"
+    if not feats.raw:
+        return None, None           # trace_pipe prints them named: no format needed
+    fmt = host.event_format("ftrace", "kernel_stack")
+    if fmt is None:
+        return None, "kernel stacks: no ftrace/kernel_stack event format"
+    from .kstacks import StackFormatError, StackLayout
+    try:
+        StackLayout(fmt)
+    except StackFormatError as e:
+        return None, "kernel stacks: %s" % e
+    return fmt, None
 
 
 def live_plan(measurement, resolved, feats, task_events, options):
@@ -229,10 +257,7 @@ class FtraceBackend(Backend):
         """`profiler`: a plain count of kernel functions may run on the
         function profiler (a recording needs the events themselves)."""
         options = options or RunOptions()
-        if KSTACK in getattr(measurement.aggregate, "fields", ()):
-            # The kernel would write each stack as a record of its own after
-            # the event's (options/stacktrace); this backend does not pair them.
-            return Verdict(NAME, False, ["kernel stacks are not taken by the ftrace backend"])
+        wants_stacks = KSTACK in getattr(measurement.aggregate, "fields", ())
         saved = getattr(host, "saved_trace", None)
         if saved is not None:
             # Replaying a saved trace (--input): no kernel involved at all.
@@ -254,6 +279,11 @@ class FtraceBackend(Backend):
         if reasons:
             return Verdict(NAME, False, reasons)
         feats = Features(loc.path)
+        stack_format = None
+        if wants_stacks:
+            stack_format, why = _stack_support(host, feats)
+            if why:
+                return Verdict(NAME, False, [why])
         profiled = self._profiled(measurement, feats, options) if profiler else None
         if isinstance(profiled, Verdict):
             return profiled
@@ -300,6 +330,9 @@ class FtraceBackend(Backend):
         if not feats.raw:
             notes.append("text trace_pipe (no trace_pipe_raw)")
         plan = live_plan(measurement, resolved, feats, task_events, options)
+        if wants_stacks:
+            plan = plan.replace(kernel_stacks=True, stack_format=stack_format)
+            notes.append("kernel stacks: options/stacktrace in the run's buffer")
         route = None
         if plan.count_route == "hist":
             route = "counted in the kernel by hist triggers (no event recorded)"

@@ -168,6 +168,10 @@ class _Configurer(object):
         # path prints them).
         if plan.record_tgid:
             ops.write(os.path.join(b, "options", "record-tgid"), "1", what="record-tgid option")
+        if plan.kernel_stacks:
+            # a kernel_stack record after each event of this buffer (only
+            # the run's own events in an instance)
+            ops.write(os.path.join(b, "options", "stacktrace"), "1", what="stacktrace option")
         func = [ev for ev in plan.events if ev.system == "ftrace" and ev.event == "function"]
         if func:
             ops.write(os.path.join(b, "set_ftrace_filter"),

@@ -119,13 +119,17 @@ class Plan(Frozen):
                     trace_pipe_raw page: pagecount.py), or None (event by
                     event); count_note says why not the others
     count_triggers  "hist": logical event name -> its trigger command
+    kernel_stacks   the run takes kernel stacks (options/stacktrace,
+                    kstacks.py); stack_format is then the ftrace/kernel_stack
+                    EventFormat the raw path decodes (None on the text path)
     """
 
     def __init__(self, events, read_path="raw", kernel_filters=None, instances=True,
                  task_events=None, filter_fallbacks=None, tracefs_root=None,
                  instance_name=None, buffer_kb=None, buffer_source=None, trace_clock=None,
                  record_tgid=False, event_pid=False, header_page="", header_event="",
-                 plan_key=None, count_route=None, count_note=None, count_triggers=None):
+                 plan_key=None, count_route=None, count_note=None, count_triggers=None,
+                 kernel_stacks=False, stack_format=None):
         self.events = tuple(events)
         self.task_events = tuple(task_events) if task_events is not None else None
         self.read_path = read_path
@@ -145,13 +149,15 @@ class Plan(Frozen):
         self.count_route = count_route
         self.count_note = count_note
         self.count_triggers = types.MappingProxyType(dict(count_triggers or {}))
+        self.kernel_stacks = bool(kernel_stacks)
+        self.stack_format = stack_format
         self.freeze()
 
     _FIELDS = ("events", "read_path", "kernel_filters", "instances", "task_events",
                "filter_fallbacks", "tracefs_root", "instance_name", "buffer_kb",
                "buffer_source", "trace_clock", "record_tgid", "event_pid", "header_page",
                "header_event", "plan_key", "count_route", "count_note",
-               "count_triggers")
+               "count_triggers", "kernel_stacks", "stack_format")
 
     def replace(self, **changes):
         """A new Plan with some decisions changed (a replay binding formats;
@@ -180,6 +186,9 @@ class Plan(Frozen):
         lines.append("%s, %d KB per CPU (%s)" % (where, self.buffer_kb, self.buffer_source))
         lines.append("reads %s" % ("per_cpu/cpu*/trace_pipe_raw" if self.read_path == "raw"
                                    else "trace_pipe"))
+        if self.kernel_stacks:
+            lines.append("kernel stacks: options/stacktrace (a kernel_stack record after "
+                         "each event)")
         if self.count_route == "hist":
             lines.append("counts in the kernel: hist triggers, tables read per interval "
                          "(no event recorded)")

@@ -19,7 +19,7 @@ nothing about the traced one.
 from kerntrace.core import known_formats
 from kerntrace.core.backend import Session
 from kerntrace.core.errors import KerntraceError, Unsupported
-from kerntrace.core.model import Each, Tracepoint
+from kerntrace.core.model import KSTACK, Each, Tracepoint
 from kerntrace.core.recording import SavedTrace, open_saved_trace
 from kerntrace.core.results import CountSet, HistogramSet, Report
 
@@ -27,7 +27,7 @@ from .aggregate import Aggregator
 from .plan import Lost, Plan, RawEvent, ResolvedEvent, field_source
 from .tasks import TaskInfo
 from .textlines import LineSplitter, file_lines
-from .textparse import TextDecoder
+from .textparse import STACK_HEAD, KernelStackText, TextDecoder
 
 
 def resolve_fields(logical, formats, probe=None):
@@ -175,6 +175,7 @@ class ReplaySession(Session):
         self.formats = {}              # (system, event) -> EventFormat used
         self.aggregator = None
         self._intervals_left = None    # generator over the file, per interval
+        self._stacks = KSTACK in getattr(measurement.aggregate, "fields", ())
 
     def start(self):
         """Replay touches no kernel state; the file is read by collect().
@@ -185,6 +186,11 @@ class ReplaySession(Session):
         if not any(ours.decode(line) is not None for line in self._lines()):
             raise KerntraceError("nothing decoded from %s: no trace lines of %s" % (
                 self.path, ", ".join("%s:%s" % (e.system, e.event) for e in self.plan.events)))
+        head = STACK_HEAD.encode()
+        if self._stacks and not any(head in line for line in self._lines()):
+            raise KerntraceError("%s holds no kernel stacks (\"<stack trace>\" lines: a "
+                                 "recording made with stacks, or options/stacktrace set)"
+                                 % self.path)
 
     def close(self):
         pass
@@ -265,7 +271,7 @@ class ReplaySession(Session):
         self.formats = self._choose_formats()
         plan = self._bound_plan(self.formats)
         self.aggregator = Aggregator(self.measurement, plan, tasks=TaskInfo(proc_root=None))
-        decoder = TextDecoder(self.formats)
+        decoder = TextDecoder(self.formats, stacks=self._stacks)
         splitter = LineSplitter()
         feed = self.aggregator.feed
         step = int(self.measurement.schedule.interval * 1e9)
@@ -286,6 +292,8 @@ class ReplaySession(Session):
                     # intervals that have events, not every one in between.
                     boundary = (r.ts // step + 1) * step
                 feed(r)
+            elif type(r) is KernelStackText:
+                self.aggregator.attach_stack(r.cpu, r.tid, r.frames)
             elif isinstance(r, Lost):
                 self.aggregator.feed_lost(r.count)
         self.undecodable = decoder.undecodable + splitter.overlong

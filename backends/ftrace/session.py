@@ -33,6 +33,7 @@ from .lock import FtraceLock
 from .plan import Lost
 from .readers import (MAX_PAGES_PER_ROUND, LossCounter, RawReader, TextReader, cpus,
                       read_page_size, read_round)
+from .textparse import KernelStackText
 from .timeorder import TimeOrder, needs_time_order
 
 # Pause between drains when the buffers are empty: short enough for
@@ -221,6 +222,11 @@ class LiveSession(Session):
             # Task names change at the time of their events: the events they
             # name must come after them, whichever CPU logged which.
             self.binding = self.decoder.compile_sinks(sinks)
+            if plan.stack_format is not None:
+                from .kstacks import KernelSymbols, StackLayout, stack_sink
+                layout = StackLayout(plan.stack_format)
+                self.binding[layout.id] = stack_sink(layout, KernelSymbols(),
+                                                     self.aggregator.attach_stack)
             if needs_time_order(self.measurement) or plan.task_events:
                 # Each CPU's events are held in its sorted run.
                 self.order = TimeOrder()
@@ -239,7 +245,7 @@ class LiveSession(Session):
             formats = {(te.system, te.event): te.format for te in plan.task_events or ()}
             formats.update({(ev.system, ev.event): ev.format
                             for ev in plan.events if ev.format is not None})
-            self.decoder = TextDecoder(formats)
+            self.decoder = TextDecoder(formats, stacks=plan.kernel_stacks)
 
     def _tasks(self):
         """Thread id -> process id / task name for the aggregator (the raw
@@ -290,6 +296,9 @@ class LiveSession(Session):
             return
         if isinstance(item, Lost):
             self.losses.marker(item.cpu, item.count)
+            return
+        if item.__class__ is KernelStackText:
+            self.aggregator.attach_stack(item.cpu, item.tid, item.frames)
             return
         tasks = self.tasks
         if tasks.follows_events:

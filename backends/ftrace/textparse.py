@@ -189,6 +189,37 @@ def _decoder(fmt):
         return _Undecodable
 
 
+# The kernel_stack record as the text prints it (trace_output.c
+# trace_stack_print): "<stack trace>" after the line's header, then one
+# " => function" line per frame.
+STACK_HEAD = "<stack trace>"
+STACK_FRAME = " => "
+UNKNOWN_FRAME = "[unknown]"
+
+
+class KernelStackText(object):
+    """A "<stack trace>" line: its CPU, thread and the frames of the " => "
+    lines after it, appended as the decoder reads them."""
+
+    __slots__ = ("cpu", "tid", "frames")
+
+    def __init__(self, cpu, tid):
+        self.cpu = cpu
+        self.tid = tid
+        self.frames = []
+
+
+def frame_name(text):
+    """A " => " line's function as bcc's ksym names it: without the offset
+    options/sym-offset adds ("f+0x5e/0x170") or the address of
+    options/sym-addr ("f <ffffffff81001000>"); an address the kernel could
+    not name is [unknown]."""
+    name = text.strip().split(" <", 1)[0].split("+", 1)[0]
+    if not name or name.startswith("0x") or name == "0":
+        return UNKNOWN_FRAME
+    return name
+
+
 class TextDecoder(object):
     """Trace lines -> RawEvents, with the event formats of this run.
 
@@ -202,9 +233,14 @@ class TextDecoder(object):
 
     The text names only the event, not its system: names are unique within
     a run's plan, so the event name alone finds the format.
+
+    stacks      decode kernel stacks: a "<stack trace>" line gives a
+                KernelStackText whose frames the " => " lines after it fill.
     """
 
-    def __init__(self, formats, candidates=None):
+    def __init__(self, formats, candidates=None, stacks=False):
+        self.stacks = stacks
+        self._stack = None          # the KernelStackText being read
         self.undecodable = 0
         self.lost_markers = 0
         self.chosen = {}            # (system, event) -> EventFormat picked from candidates
@@ -236,8 +272,18 @@ class TextDecoder(object):
             line = _as_text(line)
         m = _HEADER.match(line, 0, HEADER_CHARS)
         if m is None:
+            if self._stack is not None:
+                if line.startswith(STACK_FRAME):
+                    self._stack.frames.append(frame_name(line[len(STACK_FRAME):]))
+                    return None
+                self._stack = None
             return self._not_an_event(line)
         rest = line[m.end():].rstrip("\r\n")
+        self._stack = None
+        if self.stacks and rest == STACK_HEAD:
+            tid, _tgid, cpu, _ts = _numbers(m)
+            self._stack = KernelStackText(cpu, tid)
+            return self._stack
         # the common case, "EVENT: payload" of one of ours, without a regex
         name, sep, payload = rest.partition(": ")
         entry = self._by_name.get(name) if sep else None
