@@ -203,6 +203,55 @@ class Backend(object):
         return []
 
 
+class LazyBackend(Backend):
+    """A backend named and ordered now, imported when first used.
+
+    Every command lists the backends, but one run probes only those it may
+    choose (`--backend ftrace` asks no other), and importing a backend's
+    code generator or bcc finder costs a start that never uses it.
+    `load()` returns the real Backend; it is called on the first
+    capabilities(), check(), open() or open_recording().  `cleanup_stale`,
+    which every run calls on every backend, is a function of its own
+    (host, stderr, problems, notes) so it imports only what removing a
+    killed run's leftovers needs."""
+
+    def __init__(self, name, preference, load, cleanup_stale=None, replays=None, records=None):
+        self.name = name
+        self.preference = preference
+        self.replays = replays
+        self.records = records
+        self._load = load
+        self._cleanup_stale = cleanup_stale
+        self._backend = None
+
+    def loaded(self):
+        """The real backend (imported on the first call)."""
+        if self._backend is None:
+            self._backend = self._load()
+        return self._backend
+
+    def capabilities(self, host):
+        return self.loaded().capabilities(host)
+
+    def check(self, measurement, host, options=None):
+        return self.loaded().check(measurement, host, options)
+
+    def open(self, measurement, verdict, options):
+        return self.loaded().open(measurement, verdict, options)
+
+    def open_recording(self, measurement, host, options):
+        return self.loaded().open_recording(measurement, host, options)
+
+    def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
+        if self._cleanup_stale is None:
+            return self.loaded().cleanup_stale(host, stderr=stderr, problems=problems,
+                                               notes=notes)
+        return self._cleanup_stale(host, stderr=stderr, problems=problems, notes=notes)
+
+    def __repr__(self):
+        return "LazyBackend(%s%s)" % (self.name, "" if self._backend is None else ", loaded")
+
+
 class Session(object):
     """Built by Backend.open() from a verdict's plan without touching the
     kernel (so program_text() can show what it will do); entering it

@@ -4,7 +4,6 @@ answers; none raises (ENOENT and EPERM are answers)."""
 
 import os
 import platform
-import socket
 
 from . import lockdown, tracefs
 from .backend import Capability
@@ -30,7 +29,7 @@ class Host(object):
     # -- identity ----------------------------------------------------------
     @property
     def hostname(self):
-        return socket.gethostname()
+        return os.uname().nodename    # (gethostname(2) is uname's nodename)
 
     @property
     def kernel_release(self):

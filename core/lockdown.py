@@ -18,7 +18,6 @@ with no securityfs in sight.  So, in order:
 
 import errno
 import os
-import shutil
 import subprocess
 
 MODES = ("none", "integrity", "confidentiality")
@@ -72,6 +71,7 @@ def read_privately(timeout=10):
     """The lockdown file's text from a securityfs mounted in a private
     mount namespace (gone with the child), "" when securityfs has no such
     file, or None when that cannot be done here."""
+    import shutil   # (pulls in compression modules: only when asked)
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or not unshare:
         return None

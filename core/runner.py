@@ -29,13 +29,14 @@ RECORD_FLUSH_S = 0.1
 
 
 def choose_printer(tool, args, out, err):
-    from .output import jsonlines, prometheus
     if getattr(args, "json", False):
+        from .output import jsonlines
         return jsonlines.JsonLinesPrinter(out, err)
     textfile = getattr(args, "prometheus_file", None)
     listen = getattr(args, "prometheus_listen", None)
     openmetrics = getattr(args, "openmetrics", False)
     if getattr(args, "prometheus", False) or textfile or listen or openmetrics:
+        from .output import prometheus     # (only then: it imports tempfile, decimal)
         # Serving /metrics only: stdout stays quiet (unless --prometheus).
         stdout = not (listen and not getattr(args, "prometheus", False))
         return prometheus.PrometheusPrinter(

@@ -19,7 +19,6 @@ import glob
 import os
 import platform
 import re
-import shutil
 import subprocess
 
 from . import elfsym
@@ -94,8 +93,13 @@ def _program_of(name, pid):
     return None
 
 
+def _which(name):
+    import shutil   # (pulls in compression modules: only when asked)
+    return shutil.which(name)
+
+
 def _from_ldconfig(pattern):
-    exe = shutil.which("ldconfig") or next(
+    exe = _which("ldconfig") or next(
         (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
     if not exe:
         return None
@@ -147,7 +151,7 @@ def resolve_binary(name, maps="/proc/self/maps", pid=None):
         found = (_from_maps(pattern, maps) or (_program_of(name, pid) if pid is not None
                                                 else None)
                  or _from_ldconfig(pattern) or _from_standard_dirs(pattern)
-                 or shutil.which(name))
+                 or _which(name))
         if not found:
             raise SymbolError("library %r not found (not mapped, not in ldconfig -p or the "
                               "standard directories)" % name)

@@ -6,7 +6,7 @@ from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, ch
 from kerntrace.core.errors import one_line
 from kerntrace.core.model import Tracepoint
 
-from . import bccfind
+from . import NAME, PREFERENCE, bccfind
 from . import plan as eplan
 from . import buffers, codegen, crawblock, objcache, probes, tracefs_probes
 from .session import EbpfSession
@@ -35,8 +35,8 @@ def _btf_block_fields():
 
 
 class EbpfBackend(Backend):
-    name = "ebpf"
-    preference = 10
+    name = NAME
+    preference = PREFERENCE
 
     # -- what the host offers -------------------------------------------------
     def capabilities(self, host):
@@ -190,16 +190,7 @@ class EbpfBackend(Backend):
         return EbpfSession(measurement, verdict.plan, bcc, options)
 
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
-        failed = []
-        removed = tracefs_probes.remove_dead(host.tracefs_path(), problems=failed)
-        if stderr is not None:
-            for what in removed:
-                stderr.write("kerntrace: removed %s left by a process that is gone\n" % what)
-            for line in failed:
-                stderr.write("kerntrace: %s\n" % line)
-        if problems is not None:
-            problems.extend(failed)
-        return removed
+        return tracefs_probes.cleanup_stale(host, stderr=stderr, problems=problems, notes=notes)
 
 
 def run_plan(measurement, probe_plan, options, tracefs_path, headers_info=None):

@@ -67,14 +67,19 @@ class AggregateCode(object):
             # Every member is assigned below, or belongs to another event
             # and is None in user space: a big record (execsnoop's argv) is
             # not zeroed first, which would cost a store per 8 bytes.
-            self._alloc(body, self.record_layout, "r", "kt_scratch_record",
-                        zero=self.record_layout.size <= MEMSET_CHUNK)
+            if self._f_is_record:
+                body.append("struct kt_record *r = f;    /* read into it */")
+            else:
+                self._alloc(body, self.record_layout, "r", "kt_scratch_record",
+                            zero=self.record_layout.size <= MEMSET_CHUNK)
             body.append("r->kt_ts = kt_now;")
             for name in a.fields:
                 m = self.record_layout.member(name)
                 src, kind = value(name)
                 if src is None:
                     continue        # another event's field: None in user space
+                if self._f_is_record and src == "f->%s" % m.cname:
+                    continue        # read there
                 body.append(self._assign("r->%s" % m.cname, m, src, kind))
             if self.plan.output == "ringbuf":
                 body += ["if (%s.ringbuf_output(r, sizeof(*r), 0) != 0)" % EVENTS_MAP,

@@ -189,6 +189,7 @@ class _Gen(PairCode, AggregateCode):
         self.func_probes = any(pe.kind != "tracepoint" for pe in plan.events)
         self.stack = 0         # bytes of BPF stack the current handler uses
         self._raw = None       # crawblock.Reads of the current raw handler
+        self._f_is_record = False   # the current handler reads into the record
 
     # -- which events get handlers, and what each reads --------------------
     def handlers(self):
@@ -360,39 +361,98 @@ class _Gen(PairCode, AggregateCode):
             base = ("args->%s" % fs.member if k == "tp_uelem"
                     else "PT_REGS_PARM%d(ctx)" % (fs.member + 1))
             tag = "%s%s" % ("" if k == "tp_uelem" else "arg", fs.member)
-            return self._element(h, dst, fs.size, base, tag, fs.element)
+            return self._element(h, pe, name, dst, base, tag)
         if k in ("arg_ustr", "arg_kstr"):
             fn = h["user_str"] if k == "arg_ustr" else h["kernel_str"]
             return ["%s(%s, %d, (void *)PT_REGS_PARM%d(ctx));" % (fn, dst, fs.size, fs.member + 1)]
         raise ValueError("unknown field source %r" % k)
 
-    def _element(self, h, dst, size, base, tag, element):
-        """Elements of one array read in order (argv[0], argv[1] ...) walk
-        it once: each reads one pointer, until the array's end; one out of
-        order walks it up to itself (_element_read)."""
-        nxt = self._arrays.get(base)
-        if nxt is None and element == 0:
+    def _read_all(self, pe, names, flayout):
+        """C reading fields `names` of pe, in this order, into struct f."""
+        lines = []
+        for i, n in enumerate(names):
+            self._next_reads = names[i + 1:]    # (_element looks ahead)
+            lines += self._read(pe, n, "f->%s" % flayout.member(n).cname)
+        self._next_reads = []
+        return lines
+
+    def _element_run(self, pe, name):
+        """The fields read from `name` on, one after another, that are the
+        elements 0, 1, 2 ... of its array: one walk reads them all."""
+        fs = pe.fields[name]
+        run = [name]
+        for n in self._next_reads:
+            nfs = pe.fields.get(n)
+            if (nfs is None or nfs.kind != fs.kind or nfs.member != fs.member
+                    or nfs.element != len(run)):
+                break
+            run.append(n)
+        return run
+
+    def _contiguous(self, run):
+        """Whether the members of `run` follow each other in the struct,
+        each as big as the first (strings: char arrays, no padding), so
+        that element i is at the first's address + i * its size."""
+        members = self._flayout.members
+        first = self._flayout.member(run[0])
+        at = members.index(first)
+        return [m.name for m in members[at:at + len(run)]] == run and all(
+            m.kind == first.kind and m.size == first.size for m in members[at:at + len(run)])
+
+    def _element(self, h, pe, name, dst, base, tag):
+        """Elements of one array read one after another (argv[0], argv[1]
+        ...) walk it once, emptied first; each reads one pointer and its
+        string, and the array's end stops the walk.  In one struct one
+        after another (as a record's argv is), they are read by one
+        unrolled loop, as bcc's execsnoop does: bcc's front end takes
+        seconds over the same reads written out (execsnoop's 21 took 1.5 s
+        per handler, the loop 0.1 s).  Else each read jumps past the rest
+        at the array's end (a flag tested around every element would make
+        clang thread it through all later ones).  One read out of order
+        walks the array up to itself (_element_read)."""
+        fs = pe.fields[name]
+        run = self._arrays.get(base)
+        if run is None and fs.element == 0:
+            run = self._element_run(pe, name)
+            self._arrays[base] = run
+            var = dst.rsplit("->", 1)[0]
             lines = ["u64 kt_base_%s = 0;" % tag,
                      "%s(&kt_base_%s, sizeof(kt_base_%s), &%s);" % (h["kernel"], tag, tag, base),
                      "const char *const *kt_arr_%s = (const char *const *)kt_base_%s;"
-                     % (tag, tag),
-                     "int kt_end_%s = 0;" % tag]
-        elif nxt == element:
+                     % (tag, tag)]
+            lines += ["%s->%s[0] = 0;" % (var, self._flayout.member(n).cname) for n in run]
+            if len(run) > 1 and self._contiguous(run):
+                self._arrays[base] = []     # all read here
+                return lines + [
+                    "{",
+                    "    int kt_i;",
+                    "#pragma unroll",
+                    "    for (kt_i = 0; kt_i < %d; kt_i++) {" % len(run),
+                    "        const char *kt_p = 0;",
+                    "        if (%s(&kt_p, sizeof(kt_p), &kt_arr_%s[kt_i]) != 0 || !kt_p)"
+                    % (h["user"], tag),
+                    "            break;",
+                    "        %s((char *)%s + kt_i * %d, %d, kt_p);" % (h["user_str"], dst, fs.size,
+                                                            fs.size),
+                    "    }",
+                    "}"]
+        elif run is not None and not run:
+            return []                       # read by the loop
+        elif run is not None and fs.element < len(run) and run[fs.element] == name:
             lines = []
         else:
-            return _element_read(h, dst, size, base, element)
-        self._arrays[base] = element + 1
-        return lines + [
-            "if (!kt_end_%s) {" % tag,
+            return _element_read(h, dst, fs.size, base, fs.element)
+        lines += [
+            "{",
             "    const char *kt_p = 0;",
             "    if (%s(&kt_p, sizeof(kt_p), &kt_arr_%s[%d]) != 0 || !kt_p)"
-            % (h["user"], tag, element),
-            "        kt_end_%s = 1;" % tag,
-            "    else",
-            "        %s(%s, %d, kt_p);" % (h["user_str"], dst, size),
-            "}",
-            "if (kt_end_%s)" % tag,
-            "    %s[0] = 0;" % dst]
+            % (h["user"], tag, fs.element),
+            "        goto kt_end_%s;" % tag,
+            "    %s(%s, %d, kt_p);" % (h["user_str"], dst, fs.size),
+            "}"]
+        if fs.element == len(run) - 1:
+            lines.append("kt_end_%s: ;" % tag)
+        return lines
 
     def _derive(self, pe, name, dst):
         """A declared field's if_zero fallback and override (model.Field),
@@ -538,13 +598,19 @@ class _Gen(PairCode, AggregateCode):
 
     def _handler(self, pe, role, fn, raw=False):
         self.stack = STACK_OVERHEAD
-        self._arrays = {}      # array base -> the next element read in order
+        self._arrays = {}      # array base -> the fields one walk of it reads
+        self._next_reads = []  # the fields read after the one being read
         self._raw = self.plan.raw_reads.get(pe.probe.name) if raw else None
         needs = self._needs(pe, role)
         flayout = Layout("kt_ev%s_f" % _event_tag(pe), [field_member(n, *src_kind(pe, n))
                                                        for n in needs])
+        # A record's fields are read straight into the record when it can
+        # hold them as read: no second big struct to copy it from.
+        self._f_is_record = self._reads_into_record(pe, role, raw, needs, flayout)
+        if self._f_is_record:
+            flayout = self.record_layout
         self._flayout = flayout
-        if not flayout.empty:
+        if not flayout.empty and not self._f_is_record:
             self.decls.append(flayout.c_decl())
         if raw:
             sig = "/* raw tracepoint %s: %s */\n" \
@@ -574,14 +640,14 @@ class _Gen(PairCode, AggregateCode):
             # Strings are zero-padded for the string filters' byte tests;
             # a big struct no filter tests is not (every read leaves a
             # string NUL-terminated), a store per 8 bytes saved.
-            self._alloc(body, flayout, "f", "kt_scratch_ev%s" % _event_tag(pe),
+            self._alloc(body, flayout, "f", "kt_scratch_record" if self._f_is_record
+                        else "kt_scratch_ev%s" % _event_tag(pe),
                         zero=flayout.size <= MEMSET_CHUNK or bool(early or deferred))
         # What the early filters test is read first: an event they reject
         # costs no further reads.
         first = [n for n in needs if any(f.field == n or n in self._depends(pe, f.field)
                                          for f in early)]
-        for n in first:
-            body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
+        body += self._read_all(pe, first, flayout)
         if early:
             body.append("/* %s */" % "; ".join(cfilters.describe(f) for f in early))
             body += ["if (!(%s))" % self._all([self._filter_expr(f, flayout, "f") for f in early]),
@@ -590,9 +656,8 @@ class _Gen(PairCode, AggregateCode):
         lazy = [] if role != "mark" else [
             n for n in self.pair.carry
             if n not in self.pair.key and not any(f.field == n for f in early + deferred)]
-        for n in needs:
-            if n not in first and n not in lazy:
-                body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
+        body += self._read_all(pe, [n for n in needs if n not in first and n not in lazy],
+                               flayout)
         deferred_expr = self._all([self._filter_expr(f, flayout, "f") for f in deferred]) \
             if deferred else None
         if deferred:
@@ -619,6 +684,21 @@ class _Gen(PairCode, AggregateCode):
             raise ValueError("event %s needs about %d bytes of BPF stack (limit 512): use "
                              "fewer or shorter string keys" % (pe.name, self.stack))
         return "\n".join([sig, "{"] + ["    " + l if l else "" for l in body] + ["}"])
+
+    def _reads_into_record(self, pe, role, raw, needs, flayout):
+        """Whether a records handler reads its fields into the record
+        itself: its own fields would need a per-CPU scratch struct (big:
+        execsnoop's argv), no filter tests them (filters want zero-padded
+        strings, a record is not zeroed), and the record holds every field
+        it reads as it reads it."""
+        if (role != "event" or self.agg.kind != "records" or raw
+                or flayout.size <= SCRATCH_OVER or any(self._filters(pe, role))):
+            return False
+        for n in needs:
+            have, want = self.record_layout.member(n), flayout.member(n)
+            if have is None or want is None or have.kind != want.kind or have.size < want.size:
+                return False
+        return True
 
     def _event_value(self, pe, flayout):
         def value(name):

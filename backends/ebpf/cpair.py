@@ -139,8 +139,7 @@ class PairCode(object):
             # a rejected mark ends the pair
             body += ["    if (!(%s))" % deferred_expr, "        kt_s->kt_drop = 1;"]
         body += ["    return 0;", "}"]
-        for n in lazy:
-            body += self._read(pe, n, "f->%s" % flayout.member(n).cname)
+        body += self._read_all(pe, lazy, flayout)
         self._store_start(body, pe, flayout, deferred_expr, marked=True)
 
     def _abandon_body(self, body, pe, flayout):

@@ -90,3 +90,19 @@ def remove_dead(tracefs_path, problems=None):
             elif problems is not None:
                 problems.append(err)
     return done
+
+
+def cleanup_stale(host, stderr=None, problems=None, notes=None):
+    """The eBPF backend's Backend.cleanup_stale(): what killed runs left
+    in tracefs is bcc's probe definitions (its maps and programs die with
+    the process)."""
+    failed = []
+    removed = remove_dead(host.tracefs_path(), problems=failed)
+    if stderr is not None:
+        for what in removed:
+            stderr.write("kerntrace: removed %s left by a process that is gone\n" % what)
+        for line in failed:
+            stderr.write("kerntrace: %s\n" % line)
+    if problems is not None:
+        problems.extend(failed)
+    return removed
