@@ -31,6 +31,16 @@ print(json.dumps({"rc": rc, "out": out.getvalue(), "err": err.getvalue(),
 '''
 
 
+def imported_by_pluggy():
+    """The metadata modules `import pluggy` itself brings in: none on Python
+    3.8+, the importlib_metadata backport on 3.6 and 3.7 (pluggy imports it
+    at import time there), which kerntrace cannot avoid."""
+    code = ("import json, sys, pluggy\n"
+            "print(json.dumps(sorted(m for m in sys.modules if 'metadata' in m)))\n")
+    return set(json.loads(subprocess.check_output([sys.executable, "-c", code],
+                                                  universal_newlines=True)))
+
+
 def imported_by(args, env=None):
     proc = subprocess.run([sys.executable, "-c", PROBE] + args, stdout=subprocess.PIPE,
                           env=env, universal_newlines=True, check=True, timeout=120)
@@ -44,7 +54,8 @@ def test_an_ftrace_run_imports_nothing_of_the_ebpf_backend():
     assert "kerntrace.backends.ftrace.backend" in r["modules"]
     ebpf = [m for m in r["modules"] if m.startswith("kerntrace.backends.ebpf")]
     assert ebpf == ["kerntrace.backends.ebpf"], ebpf
-    assert not [m for m in r["modules"] if "metadata" in m], r["modules"]
+    assert not [m for m in r["modules"] if "metadata" in m and m not in imported_by_pluggy()], \
+        r["modules"]
 
 
 def test_list_imports_no_backend_code_and_still_names_both_backends():
@@ -99,6 +110,6 @@ def test_entry_points_are_found_as_importlib_metadata_finds_them(tmp_path):
     fast, slow, modules, hello, warnings = json.loads(out)
     assert fast == slow and "iolatency" in fast[0] and "ebpf" in fast[0]
     assert fast[1] == ["good", "broken"] or fast[1] == ["broken", "good"]
-    assert modules == []
+    assert set(modules) <= imported_by_pluggy(), modules
     assert hello
     assert warnings.count("\n") == 1 and "'broken' failed to load: RuntimeError: boom" in warnings
