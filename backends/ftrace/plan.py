@@ -166,9 +166,6 @@ class Plan(Frozen):
         args.update(changes)
         return Plan(**args)
 
-    def by_tracefs_name(self):
-        return {(e.system, e.event): e for e in self.events}
-
     def describe(self):
         """--explain lines: where each event comes from and what the run
         writes, as the session will (from this plan, nothing recomputed)."""
