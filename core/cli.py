@@ -2,7 +2,6 @@
 `kerntrace doctor [--json]`, `kerntrace cleanup`, and a console script per
 tool (`iolatency [args]`, see core/commands.py)."""
 
-import json
 import os
 import sys
 import traceback
@@ -197,14 +196,6 @@ def _tool_main(name):
 def tool_main(name):
     """Run tool `name` as its own command (`iolatency [args]`) and exit."""
     sys.exit(_tool_main(name))
-
-
-def _json_default(o):
-    return str(o)
-
-
-def dump_json(obj, out):
-    out.write(json.dumps(obj, sort_keys=True, default=_json_default) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -152,6 +152,3 @@ class Report(object):
         return "Report(%s/%s #%d lost=%d unmatched=%d dropped_starts=%d %r)" % (
             self.tool, self.backend, self.seq, self.lost, self.unmatched, self.dropped_starts,
             self.data)
-
-
-RESULT_TYPES = (HistogramSet, CountSet, list)

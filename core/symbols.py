@@ -46,10 +46,6 @@ def compile_pattern(pattern, regex=False):
     return re.compile("%s\\Z" % ".*".join(re.escape(part) for part in pattern.split("*")))
 
 
-def is_pattern(pattern, regex=False):
-    return regex or "*" in pattern
-
-
 # ---------------------------------------------------------------------------
 # Binaries and libraries
 def _is_elf(path):

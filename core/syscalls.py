@@ -27,8 +27,6 @@ _MACHINES = {
     "aarch64": "aarch64", "arm64": "aarch64",
 }
 
-ARCHITECTURES = ("x86_64", "aarch64")
-
 _cache = {}
 
 

@@ -112,11 +112,25 @@ def hookspec_functions():
                   if callable(obj) and getattr(obj, hookspecs.PROJECT + "_spec", None) is not None)
 
 
+def guide_hooks_section():
+    """The text of docs/plugins.md's hooks section (its last "## N. Hooks")."""
+    with open(os.path.join(ROOT, "docs", "plugins.md")) as f:
+        guide = f.read()
+    heading = re.search(r"^## \d+\. Hooks$", guide, re.M)
+    assert heading, "docs/plugins.md has no Hooks section"
+    following = re.search(r"^## ", guide[heading.end():], re.M)
+    return guide[heading.end():heading.end() + following.start() if following else None]
+
+
 def test_every_hook_spec_is_documented_and_tested():
-    """A new hook spec needs a docstring (plugin authors read it) and a test
-    that calls or implements it (a test file other than this one names it)."""
+    """A new hook spec needs a docstring, an entry in the plugin author's
+    guide's Hooks section (plugin authors read both) and a test that calls
+    or implements it (a test file other than this one names it)."""
     specs = hookspec_functions()
     assert {"kerntrace_tools", "kerntrace_backends", "kerntrace_select_backend"} <= set(specs)
+    hooks = guide_hooks_section()
+    undocumented = [name for name in specs if not re.search(r"^\* `%s\(" % name, hooks, re.M)]
+    assert not undocumented, "docs/plugins.md, Hooks: no entry for %s" % undocumented
     tests = {}
     for path in glob.glob(os.path.join(HERE, "test_*.py")):
         if os.path.basename(path) != os.path.basename(__file__):

@@ -354,6 +354,8 @@ def test_pid_filter_uses_set_event_pid_where_it_exists(fs, monkeypatch, mounts, 
     t = tree(fs, monkeypatch, mounts, era)
     m = block_measurement(Filter("pid", "==", 1234))
     v, s = prepare(m)
+    # check() decides it: the session writes the plan's pid
+    assert v.plan.event_pid == (None if expected is None else 1234)
     with s:
         base = "instances/%s/" % t.instances()[0]
         if expected is None:

@@ -189,7 +189,9 @@ def live_plan(measurement, resolved, feats, task_events, options):
                 buffer_kb=buffer_kb,
                 buffer_source="--buffer-kb" if options.buffer_kb else "default for these events",
                 trace_clock=feats.mono_clock(feats.instances), record_tgid=feats.record_tgid,
-                event_pid=feats.event_pid, header_page=header_page, header_event=header_event,
+                event_pid=kfilter.pid_for_set_event_pid(measurement) if feats.event_pid
+                else None,
+                header_page=header_page, header_event=header_event,
                 plan_key=options.plan_key())
     return with_count_route(measurement, plan)
 

@@ -27,7 +27,7 @@ from kerntrace.core import tracefs
 from kerntrace.core.errors import EnableError, FilterError
 
 from . import instance as inst
-from . import histcount, kfilter, probes
+from . import histcount, probes
 from .lock import LOCK_PATH
 from .readers import cpus
 
@@ -181,8 +181,8 @@ class _Configurer(object):
 
     def _pid_filter(self):
         ops = self.ops
-        pid = kfilter.pid_for_set_event_pid(self.measurement)
-        if pid is None or not self.plan.event_pid:
+        pid = self.plan.event_pid
+        if pid is None:
             return
         path = os.path.join(self.buffer_path, "set_event_pid")
         err = ops.try_write(path, " ".join(str(t) for t in threads(pid)))

@@ -22,8 +22,6 @@ import bisect
 import struct
 import sys
 
-STACK_SYSTEM = "ftrace"
-STACK_EVENT = "kernel_stack"
 UNKNOWN = "[unknown]"
 # Before "tracing: Remove the ULONG_MAX stack trace hackery" (v5.2) a saved
 # stack could end with ULONG_MAX (as trace_stack_print() still stops at).

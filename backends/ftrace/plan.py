@@ -111,7 +111,9 @@ class Plan(Frozen):
                     why ("--buffer-kb" or "default for these events")
     trace_clock     the clock written to trace_clock, or None
     record_tgid     options/record-tgid is set (the kernel has it)
-    event_pid       set_event_pid and options/event-fork exist
+    event_pid       the process id whose threads set_event_pid lists (with
+                    options/event-fork): a `pid == N` filter every event
+                    applies early, where the kernel has both; else None
     header_page, header_event  the raw path's ring buffer layouts
     plan_key        the RunOptions.plan_key() it was made for
     count_route     how a plain count is counted: "hist" (the kernel's hist
@@ -127,7 +129,7 @@ class Plan(Frozen):
     def __init__(self, events, read_path="raw", kernel_filters=None, instances=True,
                  task_events=None, filter_fallbacks=None, tracefs_root=None,
                  instance_name=None, buffer_kb=None, buffer_source=None, trace_clock=None,
-                 record_tgid=False, event_pid=False, header_page="", header_event="",
+                 record_tgid=False, event_pid=None, header_page="", header_event="",
                  plan_key=None, count_route=None, count_note=None, count_triggers=None,
                  kernel_stacks=False, stack_format=None):
         self.events = tuple(events)
@@ -142,7 +144,7 @@ class Plan(Frozen):
         self.buffer_source = buffer_source
         self.trace_clock = trace_clock
         self.record_tgid = bool(record_tgid)
-        self.event_pid = bool(event_pid)
+        self.event_pid = event_pid
         self.header_page = header_page
         self.header_event = header_event
         self.plan_key = plan_key
@@ -165,9 +167,6 @@ class Plan(Frozen):
         args = dict((f, getattr(self, f)) for f in self._FIELDS)
         args.update(changes)
         return Plan(**args)
-
-    def by_tracefs_name(self):
-        return {(e.system, e.event): e for e in self.events}
 
     def describe(self):
         """--explain lines: where each event comes from and what the run
