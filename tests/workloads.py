@@ -114,6 +114,19 @@ class Caller(object):
         self.p.stdin.flush()
         return self.p.wait()
 
+    def kill(self):
+        """SIGKILL the process if it still runs (a test that failed before
+        releasing it), and reap it."""
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
 
 _FORKER = """
 import os, sys
