@@ -36,7 +36,7 @@ import argparse
 import re
 
 from .backend import MAX_BUFFER_KB
-from .errors import OptionError, UsageError
+from .errors import OptionError, UsageError, shown
 from .model import Schedule
 from .metrics import MAX_SERIES
 
@@ -65,6 +65,17 @@ def count_value(text):
         v = -1
     if v < 0:
         raise UsageError("invalid count %r: expected a whole number >= 0" % (text,))
+    return v
+
+
+def top_value(text):
+    """How many rows a top-N table shows (-t/-T TOP): a whole number > 0."""
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        v = 0
+    if v < 1:
+        raise UsageError("invalid top %r: expected a whole number > 0" % (shown(text),))
     return v
 
 

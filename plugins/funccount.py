@@ -28,11 +28,11 @@ printed by name (provider:name where two providers share one); bcc's -D
 """
 
 from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter, Measurement,
-                                Metric, Tool, UsageError, hookimpl, report_every)
+                                Metric, Tool, UsageError, hookimpl, report_every, top_value)
 
 from . import funcspec
 
-KERNTRACE_API_VERSION = "1.1"
+KERNTRACE_API_VERSION = "1.2"
 
 
 def cpu_value(text):
@@ -42,16 +42,6 @@ def cpu_value(text):
         value = -1
     if not 0 <= value < 65536:
         raise UsageError("invalid CPU %r" % (text,))
-    return value
-
-
-def top_value(text):
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        raise UsageError("-t takes a number of functions of at least 1, got %r" % (text,))
     return value
 
 
