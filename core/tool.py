@@ -216,6 +216,11 @@ class Tool(object):
     # What the tool measures, named for Prometheus (core.metrics.Metric):
     # None exposes it under the tool's own name.
     metric = None
+    # Options (one option string each, e.g. "-D") that change how a report
+    # prints or what it is keyed by, never which events are traced:
+    # `kerntrace merge` takes them to print merged --json output as the tool
+    # does with them (API 1.2).
+    display_options = ()
 
     def add_arguments(self, parser):
         """Add the tool's own options to an argparse parser."""

@@ -50,6 +50,7 @@ class FuncCount(Tool):
     metric = Metric(counter="function_calls", labels={"event": "function"},
                     counter_help="Calls of traced functions (or tracepoint hits).")
     summary = "Count functions, tracepoints, USDT probes (bcc funccount)."
+    display_options = ("-t",)
     examples = (
         ("funccount 'vfs_*'", "count kernel fns starting with \"vfs\""),
         ("funccount -r '^vfs.*'", "same as above, using regular expressions"),

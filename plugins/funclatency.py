@@ -38,7 +38,7 @@ from kerntrace.core.api import (EVENT_NAME, INT, LATENCY, LOG2, BccHistogramPrin
 
 from . import funcspec
 
-KERNTRACE_API_VERSION = "1.1"
+KERNTRACE_API_VERSION = "1.2"
 
 MAX_LEVEL = 64          # core.model.MAX_NESTING
 
@@ -68,6 +68,7 @@ class FuncLatency(Tool):
                     labels={"event": "function"},
                     histogram_help="Function latency, from entry to return.")
     summary = "Time a function and print its latency as a histogram (bcc funclatency)."
+    display_options = ("-u", "-m", "-F")
     examples = (
         ("funclatency do_sys_open", "time the do_sys_open() kernel function"),
         ("funclatency c:read", "time the read() C library function"),

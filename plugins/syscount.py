@@ -149,6 +149,7 @@ class Syscount(Tool):
                     histogram_help="System call latency, from entry to exit.",
                     counter_help="System calls completed.")
     summary = "Summarize syscall counts and latencies."
+    display_options = ("-L", "-P", "-m", "-T")
     description = ("Counts every system call's return (raw_syscalls:sys_exit), per syscall "
                    "(named from the kernel's table for this architecture) or per process.")
     examples = (
