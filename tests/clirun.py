@@ -146,6 +146,45 @@ def running(runs):
                 r.p.communicate(timeout=60)
 
 
+def trace_around(tracers, workload, settle=0.5):
+    """Start `tracers` [(name, argv, stream, banner)] at once (a kerntrace
+    command line is KERNTRACE + its arguments), wait until each printed its
+    banner on `stream` ("stdout" or "stderr"), run workload() once all of
+    them trace, let the last events in for `settle` s, stop them all with
+    Ctrl-C (finish_interrupted); (what workload() returned, {name:
+    (stdout, stderr, returncode)}), the text up to the banner included.  A
+    tracer still running when this fails is killed."""
+    import time
+    environ = dict(env(), PYTHONUNBUFFERED="1")
+    procs = []
+    try:
+        for name, argv, stream, banner in tracers:
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=environ)
+            procs.append((name, p, stream, banner))
+        early = {}
+        for name, p, stream, banner in procs:
+            early[name] = wait_for_text(getattr(p, stream), banner, p)
+        result = workload()
+        time.sleep(settle)
+        for _name, p, _stream, _banner in procs:
+            p.send_signal(signal.SIGINT)
+        out = {}
+        for name, p, stream, _banner in procs:
+            stdout, stderr = (data.decode(errors="replace") for data in finish_interrupted(p))
+            if stream == "stdout":
+                stdout = early[name] + stdout
+            else:
+                stderr = early[name] + stderr
+            out[name] = (stdout, stderr, p.returncode)
+        return result, out
+    finally:
+        for _name, p, _stream, _banner in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def record_around(path, argv, release, settle=0.5):
     """`kerntrace record -o path ARGV...` around a workload: starts the
     recorder, calls release() (the workload's exit status, 0 wanted) once it

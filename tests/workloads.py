@@ -100,7 +100,24 @@ def build_caller(tmpdir):
     return exe
 
 
-class Caller(object):
+class Process(object):
+    """A workload process (self.p, a Popen) that waits to be released: in a
+    with-statement, SIGKILLed at its end if it still runs (a test that
+    failed before releasing it)."""
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+class Caller(Process):
     """A process that, when released, calls kerntrace_work() and libc's
     getppid() n times each, sleeping `usec` in each kerntrace_work()."""
 
@@ -113,19 +130,6 @@ class Caller(object):
         self.p.stdin.write(b"go\n")
         self.p.stdin.flush()
         return self.p.wait()
-
-    def kill(self):
-        """SIGKILL the process if it still runs (a test that failed before
-        releasing it), and reap it."""
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.kill()
 
 
 _FORKER = """
