@@ -73,18 +73,10 @@ class FuncCount(Tool):
         p.add_argument("-c", "--cpu", type=cpu_value, help="trace this CPU only")
         p.add_argument("-t", "--top", type=top_value, metavar="TOP",
                        help="show the TOP most frequent functions only (perf-tools)")
-        p.add_argument("--max-functions", type=funcspec.max_functions_value,
-                       default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",
-                       help="refuse a pattern matching more than N functions "
-                            "(default %d)" % funcspec.DEFAULT_MAX_FUNCTIONS)
-        p.add_argument("pattern", help="search expression for events")
+        funcspec.add_pattern_arguments(p, "events")
 
     def targets(self, args):
-        """The expanded pattern, computed once per parsed command line."""
-        if getattr(args, "_targets", None) is None:
-            args._targets = funcspec.expand(args.pattern, args.regexp, args.pid,
-                                            args.max_functions)
-        return args._targets
+        return funcspec.pattern_targets(args)
 
     def parse_args(self, argv, prog=None):
         args = Tool.parse_args(self, argv, prog)

@@ -95,18 +95,11 @@ class FuncLatency(Tool):
         p.add_argument("-l", "--level", type=level_value, default=MAX_LEVEL,
                        help="set the level of nested or recursive functions "
                             "(default %d)" % MAX_LEVEL)
-        p.add_argument("--max-functions", type=funcspec.max_functions_value,
-                       default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",
-                       help="refuse a pattern matching more than N functions "
-                            "(default %d)" % funcspec.DEFAULT_MAX_FUNCTIONS)
-        p.add_argument("pattern", help="search expression for functions")
+        funcspec.add_pattern_arguments(p, "functions")
 
     def targets(self, args):
-        """The functions the pattern names, expanded once per command line."""
-        if getattr(args, "_targets", None) is None:
-            args._targets = funcspec.expand_functions(args.pattern, args.regexp, args.pid,
-                                                      args.max_functions)
-        return args._targets
+        """The functions the pattern names (no tracepoints or USDT probes)."""
+        return funcspec.pattern_targets(args, allow_tracepoints=False)
 
     def parse_args(self, argv, prog=None):
         args = Tool.parse_args(self, argv, prog)
