@@ -53,14 +53,10 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="session")
 def malloc_exe(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    exe = workloads.compile_c(tmp_path_factory.mktemp("malloc"), "kerntrace_mallocs",
+                              _MALLOC_SRC)
+    if exe is None:
         pytest.skip("no C compiler to build the malloc workload")
-    d = tmp_path_factory.mktemp("malloc")
-    src, exe = str(d / "mallocs.c"), str(d / "kerntrace_mallocs")
-    with open(src, "w") as f:
-        f.write(_MALLOC_SRC)
-    subprocess.check_call([cc, "-O1", "-o", exe, src])
     return exe
 
 

@@ -86,18 +86,25 @@ int main(int argc, char **argv)
 """
 
 
-def build_caller(tmpdir):
-    """Compile the function-caller workload; returns the binary path, or
-    None without a C compiler."""
+def compile_c(directory, name, source, flags=("-O1",)):
+    """Compile C `source` (written to `directory`/`name`.c) with cc
+    `flags` into `directory`/`name`; the binary's path, or None without a
+    C compiler."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return None
-    src = os.path.join(str(tmpdir), "caller.c")
-    exe = os.path.join(str(tmpdir), "kerntrace_caller")
+    src = os.path.join(str(directory), name + ".c")
+    exe = os.path.join(str(directory), name)
     with open(src, "w") as f:
-        f.write(_CALLER_SRC)
-    subprocess.check_call([cc, "-O1", "-g", "-o", exe, src])
+        f.write(source)
+    subprocess.check_call([cc] + list(flags) + ["-o", exe, src])
     return exe
+
+
+def build_caller(tmpdir):
+    """Compile the function-caller workload; returns the binary path, or
+    None without a C compiler."""
+    return compile_c(tmpdir, "kerntrace_caller", _CALLER_SRC, ("-O1", "-g"))
 
 
 class Process(object):
@@ -245,15 +252,7 @@ int main(int argc, char **argv)
 def build_ident(tmpdir):
     """Compile the task-name workload; returns the binary path, or None
     without a C compiler."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return None
-    src = os.path.join(str(tmpdir), "ident.c")
-    exe = os.path.join(str(tmpdir), "kt_ident")
-    with open(src, "w") as f:
-        f.write(_IDENT_SRC)
-    subprocess.check_call([cc, "-O1", "-pthread", "-o", exe, src])
-    return exe
+    return compile_c(tmpdir, "kt_ident", _IDENT_SRC, ("-O1", "-pthread"))
 
 
 def named_copy(exe, name):
