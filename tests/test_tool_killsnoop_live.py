@@ -93,17 +93,14 @@ def expected(pid, dead):
 
 
 class Workload(workloads.Process):
+    release_timeout = 60
+
     def __init__(self):
         self.comm = "ktkill" + uuid.uuid4().hex[:8]
         calls = [str(syscall_number(c)) for c in ("tkill", "tgkill", "gettid")]
         self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, self.comm] + calls,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid, self.dead = [int(x) for x in self.p.stdout.readline().split()]
-
-    def release(self):
-        self.p.stdin.write(b"go\n")
-        self.p.stdin.flush()
-        return self.p.wait(timeout=60)
 
 
 def backends():

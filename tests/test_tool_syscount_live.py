@@ -40,16 +40,13 @@ for _ in range(m):
 
 
 class Workload(workloads.Process):
+    release_timeout = 60
+
     def __init__(self, tmpdir):
         self.missing = os.path.join(str(tmpdir), "kerntrace-syscount-%s" % uuid.uuid4().hex)
         self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, str(N), str(M),
                                    self.missing], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
-
-    def release(self):
-        self.p.stdin.write(b"go\n")
-        self.p.stdin.flush()
-        return self.p.wait(timeout=60)
 
 
 def backends():

@@ -108,9 +108,19 @@ def build_caller(tmpdir):
 
 
 class Process(object):
-    """A workload process (self.p, a Popen) that waits to be released: in a
+    """A workload process (self.p, a Popen) that waits for "go" on its
+    stdin: release() starts it and returns its exit status; in a
     with-statement, SIGKILLed at its end if it still runs (a test that
     failed before releasing it)."""
+
+    # How long release() waits for the workload to end (None: as long as
+    # it takes).
+    release_timeout = None
+
+    def release(self):
+        self.p.stdin.write(b"go\n")
+        self.p.stdin.flush()
+        return self.p.wait(timeout=self.release_timeout)
 
     def kill(self):
         if self.p.poll() is None:
@@ -132,11 +142,6 @@ class Caller(Process):
         self.p = subprocess.Popen([exe, str(n), str(usec)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
-
-    def release(self):
-        self.p.stdin.write(b"go\n")
-        self.p.stdin.flush()
-        return self.p.wait()
 
 
 _FORKER = """
