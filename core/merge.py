@@ -54,7 +54,9 @@ def parser(tool=None):
     (each recorded as given, in `tool_argv`, for the tool's own parser)."""
     p = _Parser(prog="kerntrace merge", description=(
         "Combine the --json output of one tool from many hosts into one histogram or "
-        "count table, printed in the tool's format (or as JSON)."))
+        "count table, printed in the tool's format (or as JSON).  The tool's display "
+        "options (biolatency -D, -F, -m, -e; syscount -L, -P, -m, -T TOP; ...) print it "
+        "as the tool does with them."))
     p.add_argument("--json", action="store_true",
                    help="print the merged result as one JSON object (docs/json.md)")
     p.add_argument("--per-host", action="store_true",
@@ -86,7 +88,7 @@ class _ToolOption(argparse.Action):
 def parse_command_line(plugins, argv):
     """merge's options, with the display options of the tool the first
     file names where any are given."""
-    opts, extra = parser().parse_known_args(argv)
+    _opts, extra = parser().parse_known_args(argv)
     if not extra:
         return parser().parse_args(argv), None
     tool = plugins.tools().get(_first_tool(argv))
