@@ -30,15 +30,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 # The same bench folder: its run helpers.
-from ebpf_misses import json_totals, reads_completed, wait_for_text
+from ebpf_misses import fio, json_totals, reads_completed, wait_for_text
+from loopinstance import loop_device, private_instance, trace_device, write
 
 TOOL = os.path.join(os.path.dirname(sys.executable), "iolatency")
 INSTANCE = "kerntrace-bench-blind-%d" % os.getpid()
-EVENTS = ("block_rq_issue", "block_rq_complete")
 KIND_SOFTIRQ_ENTRY, KIND_SOFTIRQ_EXIT, KIND_COMPLETE = 1, 2, 3
 
 WITNESS_C = r"""
@@ -90,18 +89,6 @@ LINE = re.compile(r"^\s*(.*?)-(\d+)\s+\[(\d+)\]\s+(\S+)\s+([\d.]+): (\w+): "
                   r"\d+,\d+ \S+ .*?(\d+) \+ \d+")
 
 
-def tracefs_path():
-    for p in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
-        if os.path.exists(os.path.join(p, "instances")):
-            return p
-    raise SystemExit("no tracefs with instances")
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def witness(bcc, devt):
     b = bcc.BPF(text=WITNESS_C.replace("DEVT", str(devt)).encode())
     recs = []
@@ -135,9 +122,7 @@ def parse_trace(path):
 
 def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
     from kerntrace.backends.ebpf import progstats
-    for ev in EVENTS:
-        write(os.path.join(inst, "events/block", ev, "filter"), "dev == %d" % devt)
-        write(os.path.join(inst, "events/block", ev, "enable"), "1")
+    trace_device(inst, devt)
     b, recs, recs_lost = witness(bcc, devt)
     tool = perf = None
     try:
@@ -152,10 +137,7 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for_text(tool, "stderr", "Ctrl-C")
         before = reads_completed(dev)
-        subprocess.check_call(["fio", "--name=kt-blind", "--filename=" + dev,
-                               "--rw=randread", "--bs=4k", "--direct=1", "--ioengine=libaio",
-                               "--iodepth=%d" % depth, "--size=%dk" % (4 * ios),
-                               "--output=/dev/null"])
+        fio(dev, ios, depth)
         expected = reads_completed(dev) - before
         for _ in range(10):
             b.perf_buffer_poll(100)
@@ -179,8 +161,7 @@ def one_run(bcc, dev, devt, ios, depth, inst, max_timeline=80):
                 p.wait()
         b.cleanup()
     issues, completions = parse_trace(os.path.join(inst, "trace"))
-    for ev in EVENTS:
-        write(os.path.join(inst, "events/block", ev, "enable"), "0")
+    trace_device(inst, devt, on=False)
     write(os.path.join(inst, "trace"), "")
     write(os.path.join(inst, "tracing_on"), "1")
 
@@ -235,34 +216,12 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from kerntrace.backends.ebpf import bccfind
     bcc = bccfind.import_bcc()
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    fd, img = tempfile.mkstemp(prefix="kerntrace-bench-blind-", suffix=".img", dir=shm)
-    os.close(fd)
-    with open(img, "wb") as f:
-        f.truncate(4096 * args.ios + (1 << 20))
-    dev = subprocess.check_output(["losetup", "--find", "--show", "--direct-io=on",
-                                   img]).decode().strip()
-    inst = os.path.join(tracefs_path(), "instances", INSTANCE)
-    try:
-        st = os.stat(dev)
-        devt = (os.major(st.st_rdev) << 20) | os.minor(st.st_rdev)
-        os.mkdir(inst)
-        write(os.path.join(inst, "buffer_size_kb"), "32768")
-        write(os.path.join(inst, "trace_clock"), "mono")
+    with loop_device(4096 * args.ios + (1 << 20), "kerntrace-bench-blind-") as (dev, devt), \
+            private_instance(INSTANCE, 32768) as inst:
         for i in range(args.runs):
             print("run %d" % i)
             if one_run(bcc, dev, devt, args.ios, args.depth, inst) > 0 and args.until_short:
                 break
-    finally:
-        if os.path.isdir(inst):
-            for ev in EVENTS:
-                try:
-                    write(os.path.join(inst, "events/block", ev, "enable"), "0")
-                except OSError:
-                    pass
-            os.rmdir(inst)
-        subprocess.call(["losetup", "-d", dev])
-        os.unlink(img)
 
 
 if __name__ == "__main__":

@@ -44,14 +44,15 @@ import collections
 import ctypes
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ebpf_misses import SPINNER_C, reads_completed  # noqa: E402  (the same folder)
+# The same bench folder: its run helpers.
+from ebpf_misses import SPINNER_C, fio, reads_completed  # noqa: E402
+from loopinstance import (loop_device, private_instance, trace_device,  # noqa: E402
+                          tracefs_path, write)
 
 TOOL = os.path.join(os.path.dirname(sys.executable), "iolatency")
 INSTANCE = "kerntrace-bench-rawblind-%d" % os.getpid()
@@ -86,18 +87,6 @@ RECORD_ENTRY = """    {
     }
 """
 TRACE_LINE = re.compile(r"^\s*(.*?)-(\d+)\s+\[(\d+)\]\s+(\S+)\s+([\d.]+): (\w+): (.*)$")
-
-
-def tracefs_path():
-    for p in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
-        if os.path.exists(os.path.join(p, "instances")):
-            return p
-    raise SystemExit("no tracefs with instances")
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def instrumented_program(majmin):
@@ -149,21 +138,15 @@ def one_run(bcc, dev, devt, args, inst):
     if args.second_tracer == "spin":
         spinner = bcc.BPF(text=SPINNER_C.replace("DEVT", str(devt)).encode())
     try:
-        for ev in ("block_rq_issue", "block_rq_complete"):
-            write(os.path.join(inst, "events/block", ev, "filter"), "dev == %d" % devt)
-            write(os.path.join(inst, "events/block", ev, "enable"), "1")
+        trace_device(inst, devt)
         write(os.path.join(inst, "events/sched/sched_switch/enable"), "1")
         before = reads_completed(dev)
-        subprocess.check_call(["fio", "--name=kt-rawblind", "--filename=" + dev,
-                               "--rw=randread", "--bs=4k", "--direct=1", "--ioengine=libaio",
-                               "--iodepth=%d" % args.depth, "--size=%dk" % (4 * args.ios),
-                               "--output=/dev/null"])
+        fio(dev, args.ios, args.depth)
         issued = reads_completed(dev) - before
         for _ in range(5):
             b.perf_buffer_poll(100)
         write(os.path.join(inst, "events/sched/sched_switch/enable"), "0")
-        for ev in ("block_rq_issue", "block_rq_complete"):
-            write(os.path.join(inst, "events/block", ev, "enable"), "0")
+        trace_device(inst, devt, on=False)
         with open(os.path.join(inst, "trace")) as f:
             trace = f.read()
         write(os.path.join(inst, "trace"), "")
@@ -211,35 +194,12 @@ def main():
     args = ap.parse_args()
     from kerntrace.backends.ebpf import bccfind
     bcc = bccfind.import_bcc()
-    d = tempfile.mkdtemp(prefix="kerntrace-bench-rawblind-",
-                         dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    img = os.path.join(d, "disk.img")
-    with open(img, "wb") as f:
-        f.truncate(max(16 << 20, 8 * 4096 * args.ios))
-    dev = subprocess.check_output(["losetup", "--find", "--show", "--direct-io=on",
-                                   img]).decode().strip()
-    inst = os.path.join(tracefs_path(), "instances", INSTANCE)
-    try:
-        st = os.stat(dev)
-        devt = (os.major(st.st_rdev) << 20) | os.minor(st.st_rdev)
-        os.mkdir(inst)
-        write(os.path.join(inst, "buffer_size_kb"), "8192")
-        write(os.path.join(inst, "trace_clock"), "mono")
+    with loop_device(max(16 << 20, 8 * 4096 * args.ios), "kerntrace-bench-rawblind-") \
+            as (dev, devt), private_instance(INSTANCE, 8192) as inst:
         time.sleep(0.3)
         for i in range(args.runs):
             print("run %d" % i)
             one_run(bcc, dev, devt, args, inst)
-    finally:
-        if os.path.isdir(inst):
-            for ev in ("block/block_rq_issue", "block/block_rq_complete",
-                       "sched/sched_switch"):
-                try:
-                    write(os.path.join(inst, "events", ev, "enable"), "0")
-                except OSError:
-                    pass
-            os.rmdir(inst)
-        subprocess.call(["losetup", "-d", dev])
-        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ declares the version it was written for,
     KERNTRACE_API_VERSION = "1.0"
 
 and kerntrace skips it, with one warning line naming it, when it provides
-an incompatible one (see hookspecs.API_VERSION).  Anything imported from
+an incompatible one (see hookspecs.API_VERSION; hookspecs.API_NAMES_SINCE
+says which minor added a name).  Anything imported from
 elsewhere in kerntrace is internal and may change in any release.
 
 Plugins and hooks
@@ -23,7 +24,7 @@ The model (what a tool measures)
 
 The tool and its command line
     Tool, ArgumentParser, seconds_value, count_value, pid_value,
-    PID_MAX_LIMIT, FOREVER, report_every, report_at_end
+    top_value, PID_MAX_LIMIT, FOREVER, report_every, report_at_end
 
 System calls (numbers and names of this host's architecture)
     SyscallTable, syscall_table, syscall_name, syscall_number
@@ -88,7 +89,7 @@ from .results import CountSet, HistogramSet, Record, Report
 from .testing import IntervalEnd, Lost, ReplayFailed, ReplayResult, TraceEvent, evaluate, replay
 from .syscalls import SyscallTable, syscall_name, syscall_number, syscall_table
 from .tool import (FOREVER, PID_MAX_LIMIT, ArgumentParser, Tool, count_value, pid_value,
-                   report_at_end, report_every, seconds_value)
+                   report_at_end, report_every, seconds_value, top_value)
 from .rates import interval_seconds, per_second, report_seconds
 from .symbols import (SymbolError, kernel_functions, notrace_reason, resolve_binary,
                       tracepoints, tracing_root, usdt_probes, user_functions)
@@ -107,7 +108,7 @@ __all__ = [
     "Each", "ProcFdPath", "Metric",
     # The tool and its command line
     "Tool", "ArgumentParser", "seconds_value", "count_value", "pid_value",
-    "PID_MAX_LIMIT", "FOREVER", "report_every", "report_at_end",
+    "top_value", "PID_MAX_LIMIT", "FOREVER", "report_every", "report_at_end",
     # System calls
     "SyscallTable", "syscall_table", "syscall_name", "syscall_number",
     # perf-tools command lines and ERROR lines

@@ -18,7 +18,7 @@ commands:
   record [-o FILE] [-d SECONDS] <tool> [args]
                     trace a tool's events into FILE (with their format files);
                     replay it anywhere with <tool> --input FILE
-  merge [--json] [--per-host] FILE...
+  merge [--json] [--per-host] [TOOL OPTION...] FILE...
                     combine one tool's --json output from many hosts into one
                     histogram or count table (a fleet view)
   schema            print the JSON Schema of --json output (docs/json.md)

@@ -10,6 +10,13 @@ def one_line(exc, default=None):
     return type(exc).__name__ if default is None else default
 
 
+def shown(text):
+    """A user's string safe to repeat in a one-line message: what is not
+    printable becomes "?", and at most 64 characters of it."""
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text[:64] + ("..." if len(text) > 64 else "")
+
+
 class KerntraceError(Exception):
     """A runtime failure explained in one line; exit status 1."""
 

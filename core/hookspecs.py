@@ -16,7 +16,11 @@ ENTRY_POINT_GROUP = "kerntrace.plugins"
 # KERNTRACE_API_VERSION (none declared: "1.0", the first).  It loads when
 # the major versions are equal and its minor is at most this one's: minors
 # only add names, a new major removes or changes some.
-API_VERSION = "1.1"
+API_VERSION = "1.2"
+# The minor that added each name to kerntrace.core.api after "1.0": a
+# plugin importing one declares at least that version.
+API_NAMES_SINCE = {"Metric": "1.1", "Usdt": "1.1", "KSTACK": "1.1", "usdt_probes": "1.1",
+                   "top_value": "1.2"}
 API_VERSION_ATTRIBUTE = "KERNTRACE_API_VERSION"
 
 hookspec = pluggy.HookspecMarker(PROJECT)

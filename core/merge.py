@@ -2,7 +2,7 @@
 histogram or count table (a fleet view), printed in the tool's own format
 or as one JSON object of the same schema (docs/json.md).
 
-    kerntrace merge [--json] [--per-host] FILE...
+    kerntrace merge [--json] [--per-host] [TOOL OPTION...] FILE...
 
 Every interval of every file adds into one aggregate.  Keys are merged by
 their labels (what the text output shows: "vda", not the device number,
@@ -11,6 +11,13 @@ raw key first seen with it, and the hosts' labels as its formatters.
 Files of different tools, key names, units,
 bucket scales or bucket widths are refused, as are event (records) outputs,
 which have nothing to add up.
+
+The tool's display options (Tool.display_options: biolatency -m -D -F -e,
+syscount -L -P -m -T TOP, ...) given to merge build its printer as they
+would on a run; files the tool wrote without them (other keys, unit or
+kind of aggregate) are refused.  Which options those are is known once the
+first file names its tool, so merge reads that first line before parsing
+its command line for good.
 
 The input streams: files are read one after the other, line by line, and
 only the merged aggregate (one entry per distinct key and bucket) and the
@@ -42,10 +49,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def parser():
+def parser(tool=None):
+    """merge's command line; with a tool, also the tool's display options
+    (each recorded as given, in `tool_argv`, for the tool's own parser)."""
     p = _Parser(prog="kerntrace merge", description=(
         "Combine the --json output of one tool from many hosts into one histogram or "
-        "count table, printed in the tool's format (or as JSON)."))
+        "count table, printed in the tool's format (or as JSON).  The tool's display "
+        "options (biolatency -D, -F, -m, -e; syscount -L, -P, -m, -T TOP; ...) print it "
+        "as the tool does with them."))
     p.add_argument("--json", action="store_true",
                    help="print the merged result as one JSON object (docs/json.md)")
     p.add_argument("--per-host", action="store_true",
@@ -53,7 +64,54 @@ def parser():
                         "one; with --json, the \"hosts\" list)")
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="--json output of a tool (JSON lines), one file per host")
+    p.set_defaults(tool_argv=[])
+    if tool is not None:
+        own = tool.build_parser()
+        for option in tool.display_options:
+            action = own._option_string_actions.get(option)
+            if action is None:
+                raise KerntraceError("tool %s declares display option %s, which its command "
+                                     "line does not have" % (tool.name, option))
+            p.add_argument(*action.option_strings, action=_ToolOption, dest="tool_argv",
+                           nargs=action.nargs, help=argparse.SUPPRESS)
     return p
+
+
+class _ToolOption(argparse.Action):
+    """A tool's display option: kept as it was given, for the tool's parser."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        values = [] if values is None else [values] if isinstance(values, str) else values
+        namespace.tool_argv = list(namespace.tool_argv) + [option_string] + list(values)
+
+
+def parse_command_line(plugins, argv):
+    """merge's options, with the display options of the tool the first
+    file names where any are given."""
+    _opts, extra = parser().parse_known_args(argv)
+    if not extra:
+        return parser().parse_args(argv), None
+    tool = plugins.tools().get(_first_tool(argv))
+    if tool is None or not tool.display_options:
+        return parser().parse_args(argv), None      # the usual error line
+    return parser(tool).parse_args(argv), tool
+
+
+def _first_tool(argv):
+    """The tool the first readable kerntrace --json file among `argv`
+    names, or None (its errors are reported when it is read for good)."""
+    for path in argv:
+        if path.startswith("-"):
+            continue
+        try:
+            with open(path, "rb") as f:
+                for raw in iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""):
+                    if raw.strip():
+                        obj = json.loads(raw.decode("utf-8"))
+                        return obj.get("tool") if isinstance(obj, dict) else None
+        except (IOError, OSError, ValueError):
+            continue
+    return None
 
 
 class Merged(object):
@@ -255,13 +313,20 @@ def read_into(merged, path):
 def merge(plugins, argv, out, err):
     """Run `kerntrace merge argv`; the exit status.  Raises KerntraceError
     (one line for the user)."""
-    opts = parser().parse_args(argv)
+    opts, tool = parse_command_line(plugins, argv)
     merged = Merged()
     try:
         for path in opts.files:
             read_into(merged, path)
     except KeyboardInterrupt:
         return 130              # nothing printed yet: nothing half-written
+    args = None
+    if opts.tool_argv:
+        if merged.tool != tool.name:
+            raise MergeError("%s are options of %s; the files hold %s output"
+                             % (" ".join(opts.tool_argv), tool.name, merged.tool))
+        args = _tool_args(tool, opts.tool_argv)
+        _check_written_with(merged, tool, args, opts.tool_argv)
     seconds = merged.seconds if merged.type == "counts" else None
     report = Report(merged.data(), lost=merged.lost, unmatched=merged.unmatched,
                     dropped_starts=merged.dropped_starts, tool=merged.tool,
@@ -270,7 +335,7 @@ def merge(plugins, argv, out, err):
     if opts.json:
         _write_json(merged, report, opts.per_host, out, err)
     else:
-        _write_text(plugins, merged, report, out, err)
+        _write_text(plugins, merged, report, out, err, args)
         if opts.per_host:
             _write_hosts(merged, out)
     return 0
@@ -299,15 +364,44 @@ def _write_json(merged, report, per_host, out, err):
     printer.write(obj)
 
 
-def _write_text(plugins, merged, report, out, err):
+def _tool_args(tool, options=()):
+    """The tool's arguments as a run with `options` and its sample
+    arguments would have them (some tools need a positional one)."""
+    return tool.parse_args(list(options) + list(getattr(tool, "sample_args", ())),
+                           prog=tool.name)
+
+
+def _check_written_with(merged, tool, args, options):
+    """Refuse files the tool wrote with other options than `options`: what
+    they aggregate (histograms or counts, the keys, the unit) differs."""
+    aggregate = tool.measurement(args).aggregate
+    kind = {"histogram": "histogram", "count": "counts"}.get(aggregate.kind)
+    written = (merged.type, tuple(merged.key_names or ()),
+               merged.shape[0] if merged.type == "histogram" and merged.shape else None)
+    wanted = (kind, tuple(aggregate.keys), aggregate.unit if kind == "histogram" else None)
+    if written[:2] != wanted[:2] or None not in (written[2], wanted[2]) and \
+            written[2] != wanted[2]:
+        raise MergeError("cannot print with %s: the files hold %s, %s %s makes %s (give "
+                         "merge the options the files were written with)"
+                         % (" ".join(options), _aggregate_text(*written), tool.name,
+                            " ".join(options), _aggregate_text(*wanted)))
+
+
+def _aggregate_text(kind, keys, unit):
+    what = {"histogram": "histograms", "counts": "counts"}.get(kind, kind)
+    return what + (" in %s" % unit if unit else "") + (" by %s" % ", ".join(keys) if keys else "")
+
+
+def _write_text(plugins, merged, report, out, err, args=None):
     tools = plugins.tools()
     if merged.tool not in tools:
         raise MergeError("tool %r is not installed here: its format is unknown "
                          "(kerntrace merge --json merges without it)" % merged.tool)
     tool = tools[merged.tool]
-    # The tool's printer as a run with its sample arguments would make it
-    # (some tools need a positional one); no banner: nothing is traced.
-    args = tool.parse_args(list(getattr(tool, "sample_args", ())), prog=tool.name)
+    # The tool's printer as a run with the display options given to merge
+    # would make it; no banner: nothing is traced.
+    if args is None:
+        args = _tool_args(tool)
     printer = tool.printer(args, out, err)
     report.data, labels = merged.raw_data()
     ctx = _context(merged, tool, args)

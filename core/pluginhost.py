@@ -94,9 +94,7 @@ def _scanned_entry_points(group):
     look.  Importing importlib.metadata (email, zipfile, pathlib, csv ...)
     and building a Distribution per installed package costs a tool's start
     more than all its own modules; this reads one small file per package."""
-    found = {True: [], False: []}
-    seen = {True: set(), False: set()}
-    own_seen = False
+    dists = []
     for entry in sys.path:
         entry = entry or "."
         try:
@@ -110,17 +108,31 @@ def _scanned_entry_points(group):
                 continue
             info = os.path.join(entry, name)
             pairs = _group_in_file(os.path.join(info, "entry_points.txt"), group)
-            if not pairs:
-                continue
-            own = _normalized(_distribution_name(info, name)) == DISTRIBUTION
-            if own:
-                if own_seen:
-                    continue    # a second, shadowed copy of kerntrace
-                own_seen = True
-            for ep_name, value in pairs:
-                if ep_name not in seen[own]:
-                    seen[own].add(ep_name)
-                    found[own].append((ep_name, _loader(value)))
+            if pairs:
+                dists.append((lambda info=info, name=name: _distribution_name(info, name),
+                              [(ep_name, _loader(value)) for ep_name, value in pairs]))
+    return _builtin_and_third_party(dists)
+
+
+def _builtin_and_third_party(dists):
+    """(builtin, third_party) of [(name(), [(entry-point name, loader)])]
+    of the distributions with entry points in the group, in sys.path
+    order: each entry-point name once (the first found wins), kerntrace's
+    own from its first copy only.  name() is called once per distribution
+    (it may read its METADATA)."""
+    found = {True: [], False: []}
+    seen = {True: set(), False: set()}
+    own_seen = False
+    for name, pairs in dists:
+        own = _normalized(name()) == DISTRIBUTION
+        if own:
+            if own_seen:
+                continue    # a second, shadowed copy of kerntrace
+            own_seen = True
+        for ep_name, load in pairs:
+            if ep_name not in seen[own]:
+                seen[own].add(ep_name)
+                found[own].append((ep_name, load))
     return found[True], found[False]
 
 
@@ -177,24 +189,12 @@ def _metadata_entry_points(group):
     metadata = _metadata_module()
     if metadata is None:  # pragma: no cover - an old pluggy on 3.6/3.7
         return _pkg_resources_entry_points(group)
-    found = {True: [], False: []}
-    seen = {True: set(), False: set()}
-    own_seen = False
-    for dist in metadata.distributions():
-        pairs = _group_of(dist, group)
-        if not pairs:
-            continue        # (most: no need to parse their METADATA)
-        own = _normalized(dist.metadata["Name"]) == DISTRIBUTION
-        if own:
-            if own_seen:
-                continue    # a second, shadowed copy of kerntrace
-            own_seen = True
-        for name, load in pairs:
-            if name not in seen[own]:
-                seen[own].add(name)
-                found[own].append((name, load))
-    builtin, third_party = found[True], found[False]
-    return builtin, third_party
+    # only the distributions with entry points in the group: most need no
+    # parse of their METADATA
+    return _builtin_and_third_party(
+        (lambda dist=dist: dist.metadata["Name"], pairs)
+        for dist, pairs in ((d, _group_of(d, group)) for d in metadata.distributions())
+        if pairs)
 
 
 def _pkg_resources_entry_points(group):  # pragma: no cover - an old pluggy on 3.6/3.7

@@ -18,6 +18,7 @@ import os
 import pkgutil
 
 from .errors import UsageError
+from .errors import shown
 
 _PACKAGE = __name__.rpartition(".")[0]
 
@@ -79,8 +80,8 @@ class SyscallTable(object):
             return self._numbers[name]
         if not self._names:
             raise UsageError("no system call table for this architecture (%s): cannot "
-                             "look up %r" % (self.arch or os.uname()[4], _shown(name)))
-        raise UsageError("unknown system call %r on %s" % (_shown(name), self.arch))
+                             "look up %r" % (self.arch or os.uname()[4], shown(name)))
+        raise UsageError("unknown system call %r on %s" % (shown(name), self.arch))
 
     def names(self):
         return sorted(self._numbers)
@@ -90,13 +91,6 @@ class SyscallTable(object):
 
     def __len__(self):
         return len(self._names)
-
-
-def _shown(name):
-    """A user's string safe to repeat in a one-line message."""
-    text = str(name)
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text[:64] + ("..." if len(text) > 64 else "")
 
 
 def syscall_table(machine=None):

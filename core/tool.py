@@ -36,7 +36,7 @@ import argparse
 import re
 
 from .backend import MAX_BUFFER_KB
-from .errors import OptionError, UsageError
+from .errors import OptionError, UsageError, shown
 from .model import Schedule
 from .metrics import MAX_SERIES
 
@@ -65,6 +65,17 @@ def count_value(text):
         v = -1
     if v < 0:
         raise UsageError("invalid count %r: expected a whole number >= 0" % (text,))
+    return v
+
+
+def top_value(text):
+    """How many rows a top-N table shows (-t/-T TOP): a whole number > 0."""
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        v = 0
+    if v < 1:
+        raise UsageError("invalid top %r: expected a whole number > 0" % (shown(text),))
     return v
 
 
@@ -205,6 +216,11 @@ class Tool(object):
     # What the tool measures, named for Prometheus (core.metrics.Metric):
     # None exposes it under the tool's own name.
     metric = None
+    # Options (one option string each, e.g. "-D") that change how a report
+    # prints or what it is keyed by, never which events are traced:
+    # `kerntrace merge` takes them to print merged --json output as the tool
+    # does with them (API 1.2).
+    display_options = ()
 
     def add_arguments(self, parser):
         """Add the tool's own options to an argparse parser."""

@@ -33,7 +33,7 @@ def parse_tracepoint(spec):
                          % (spec,))
     if m.group(1) == TRACER_RECORDS:
         raise UsageError("%s is not a tracepoint: events/%s/ describes the records of ftrace's "
-                         "own tracers" % (spec, TRACER_RECORDS))
+                         "own tracers, which cannot be enabled" % (spec, TRACER_RECORDS))
     return m.group(1), m.group(2)
 
 

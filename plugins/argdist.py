@@ -44,9 +44,9 @@ from kerntrace.core.api import (INT, LOG2, STR, Count, CountSet, Each, Event, Fi
                                 UsageError, Usdt, UserFunction, count_value, format_histogram,
                                 hookimpl, is_identifier, parse_comparisons, parse_filter,
                                 pid_value, report_every, resolve_binary, seconds_value,
-                                terminal_text, tracepoint_fields, usdt_probes)
+                                terminal_text, top_value, tracepoint_fields, usdt_probes)
 
-KERNTRACE_API_VERSION = "1.1"
+KERNTRACE_API_VERSION = "1.2"
 
 # The C integer types a value or argument may have, and the width a
 # function argument or return value of that type is read with (x86-64 and
@@ -285,16 +285,6 @@ class Specifier(object):
         return Event("probe", self.probe, fields=self.fields)
 
 
-def _parse_int_option(text, what):
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        raise UsageError("invalid %s %r: expected a whole number > 0" % (what, text))
-    return value
-
-
 class ArgDistPrinter(Printer):
     """bcc argdist's output: "[HH:MM:SS]" each interval, then the log2
     histogram labelled with the expression (or label), or the label (or
@@ -386,7 +376,7 @@ in registers, at register+offset and constants are read."""
                        help="total duration of trace, in seconds")
         p.add_argument("-n", "--number", type=count_value, default=0, dest="count",
                        help="number of outputs")
-        p.add_argument("-T", "--top", type=lambda t: _parse_int_option(t, "top"),
+        p.add_argument("-T", "--top", type=top_value,
                        help="number of top results to show (-C)")
         p.add_argument("-H", "--histogram", action="append", default=[], metavar="SPECIFIER",
                        help="probe specifier to capture a histogram of")

@@ -26,7 +26,7 @@ from kerntrace.core.api import (LATENCY, LOG2, BccHistogramPrinter, Histogram, M
 
 from . import blockdev
 
-KERNTRACE_API_VERSION = "1.1"
+KERNTRACE_API_VERSION = "1.2"
 BANNER = "Tracing block device I/O... Hit Ctrl-C to end."
 
 
@@ -51,6 +51,7 @@ class BioLatency(Tool):
                     histogram_help=blockdev.LATENCY_HELP,
                     labels={"dev": "device", "rwbs": "operation"})
     summary = "Summarize block device I/O latency as a histogram."
+    display_options = ("-m", "-D", "-F", "-e")
     examples = (
         ("biolatency", "summarize block I/O latency as a histogram"),
         ("biolatency 1 10", "print 1 second summaries, 10 times"),

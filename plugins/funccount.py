@@ -28,11 +28,11 @@ printed by name (provider:name where two providers share one); bcc's -D
 """
 
 from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter, Measurement,
-                                Metric, Tool, UsageError, hookimpl, report_every)
+                                Metric, Tool, UsageError, hookimpl, report_every, top_value)
 
 from . import funcspec
 
-KERNTRACE_API_VERSION = "1.1"
+KERNTRACE_API_VERSION = "1.2"
 
 
 def cpu_value(text):
@@ -45,21 +45,12 @@ def cpu_value(text):
     return value
 
 
-def top_value(text):
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        raise UsageError("-t takes a number of functions of at least 1, got %r" % (text,))
-    return value
-
-
 class FuncCount(Tool):
     name = "funccount"
     metric = Metric(counter="function_calls", labels={"event": "function"},
                     counter_help="Calls of traced functions (or tracepoint hits).")
     summary = "Count functions, tracepoints, USDT probes (bcc funccount)."
+    display_options = ("-t",)
     examples = (
         ("funccount 'vfs_*'", "count kernel fns starting with \"vfs\""),
         ("funccount -r '^vfs.*'", "same as above, using regular expressions"),
@@ -82,18 +73,10 @@ class FuncCount(Tool):
         p.add_argument("-c", "--cpu", type=cpu_value, help="trace this CPU only")
         p.add_argument("-t", "--top", type=top_value, metavar="TOP",
                        help="show the TOP most frequent functions only (perf-tools)")
-        p.add_argument("--max-functions", type=funcspec.max_functions_value,
-                       default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",
-                       help="refuse a pattern matching more than N functions "
-                            "(default %d)" % funcspec.DEFAULT_MAX_FUNCTIONS)
-        p.add_argument("pattern", help="search expression for events")
+        funcspec.add_pattern_arguments(p, "events")
 
     def targets(self, args):
-        """The expanded pattern, computed once per parsed command line."""
-        if getattr(args, "_targets", None) is None:
-            args._targets = funcspec.expand(args.pattern, args.regexp, args.pid,
-                                            args.max_functions)
-        return args._targets
+        return funcspec.pattern_targets(args)
 
     def parse_args(self, argv, prog=None):
         args = Tool.parse_args(self, argv, prog)

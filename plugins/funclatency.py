@@ -38,7 +38,7 @@ from kerntrace.core.api import (EVENT_NAME, INT, LATENCY, LOG2, BccHistogramPrin
 
 from . import funcspec
 
-KERNTRACE_API_VERSION = "1.1"
+KERNTRACE_API_VERSION = "1.2"
 
 MAX_LEVEL = 64          # core.model.MAX_NESTING
 
@@ -68,6 +68,7 @@ class FuncLatency(Tool):
                     labels={"event": "function"},
                     histogram_help="Function latency, from entry to return.")
     summary = "Time a function and print its latency as a histogram (bcc funclatency)."
+    display_options = ("-u", "-m", "-F")
     examples = (
         ("funclatency do_sys_open", "time the do_sys_open() kernel function"),
         ("funclatency c:read", "time the read() C library function"),
@@ -94,18 +95,11 @@ class FuncLatency(Tool):
         p.add_argument("-l", "--level", type=level_value, default=MAX_LEVEL,
                        help="set the level of nested or recursive functions "
                             "(default %d)" % MAX_LEVEL)
-        p.add_argument("--max-functions", type=funcspec.max_functions_value,
-                       default=funcspec.DEFAULT_MAX_FUNCTIONS, metavar="N",
-                       help="refuse a pattern matching more than N functions "
-                            "(default %d)" % funcspec.DEFAULT_MAX_FUNCTIONS)
-        p.add_argument("pattern", help="search expression for functions")
+        funcspec.add_pattern_arguments(p, "functions")
 
     def targets(self, args):
-        """The functions the pattern names, expanded once per command line."""
-        if getattr(args, "_targets", None) is None:
-            args._targets = funcspec.expand_functions(args.pattern, args.regexp, args.pid,
-                                                      args.max_functions)
-        return args._targets
+        """The functions the pattern names (no tracepoints or USDT probes)."""
+        return funcspec.pattern_targets(args, allow_tracepoints=False)
 
     def parse_args(self, argv, prog=None):
         args = Tool.parse_args(self, argv, prog)

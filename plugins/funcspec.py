@@ -165,12 +165,6 @@ def expand(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS,
     return found
 
 
-def expand_functions(spec, regex=False, pid=None, max_functions=DEFAULT_MAX_FUNCTIONS):
-    """The functions a spec names (funclatency), no tracepoints or USDT
-    probes: those have no return."""
-    return expand(spec, regex, pid, max_functions, allow_tracepoints=False)
-
-
 def expand_one(spec, regex=False, pid=None):
     """The single function a spec names (funclatency, funcslower)."""
     found = expand(spec, regex, pid, allow_tracepoints=False)
@@ -190,6 +184,25 @@ def max_functions_value(text):
     if value < 1:
         raise UsageError("--max-functions must be a positive integer, got %r" % text)
     return value
+
+
+def add_pattern_arguments(p, what):
+    """--max-functions and the pattern operand (`what` it searches for),
+    last on funccount's and funclatency's command lines."""
+    p.add_argument("--max-functions", type=max_functions_value, default=DEFAULT_MAX_FUNCTIONS,
+                   metavar="N", help="refuse a pattern matching more than N functions "
+                                     "(default %d)" % DEFAULT_MAX_FUNCTIONS)
+    p.add_argument("pattern", help="search expression for %s" % what)
+
+
+def pattern_targets(args, allow_tracepoints=True):
+    """The targets of the command line's pattern, expanded once per parsed
+    command line (kept in `args`); allow_tracepoints=False: functions only
+    (funclatency: tracepoints and USDT probes have no return)."""
+    if getattr(args, "_targets", None) is None:
+        args._targets = expand(args.pattern, args.regexp, args.pid, args.max_functions,
+                               allow_tracepoints)
+    return args._targets
 
 
 def add_summary_options(p):

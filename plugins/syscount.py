@@ -26,9 +26,9 @@ import time
 from kerntrace.core.api import (LATENCY, LOG2, Count, Event, Field, Filter, Histogram,
                                 HistogramSet, Measurement, Metric, Pair, Printer, Tool, Tracepoint,
                                 UsageError, hookimpl, pid_value, report_every, seconds_value,
-                                syscall_table)
+                                syscall_table, top_value)
 
-KERNTRACE_API_VERSION = "1.1"
+KERNTRACE_API_VERSION = "1.2"
 
 ENTER = "enter"
 EXIT = "exit"
@@ -60,16 +60,6 @@ def syscall_value(text):
 def _shown(text):
     text = "".join(c if c.isprintable() else "?" for c in str(text))
     return text[:64] + ("..." if len(text) > 64 else "")
-
-
-def top_value(text):
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        raise UsageError("invalid top %r: expected a whole number > 0" % (_shown(text),))
-    return value
 
 
 def exit_event():
@@ -159,6 +149,7 @@ class Syscount(Tool):
                     histogram_help="System call latency, from entry to exit.",
                     counter_help="System calls completed.")
     summary = "Summarize syscall counts and latencies."
+    display_options = ("-L", "-P", "-m", "-T")
     description = ("Counts every system call's return (raw_syscalls:sys_exit), per syscall "
                    "(named from the kernel's table for this architecture) or per process.")
     examples = (

@@ -9,29 +9,11 @@ like its specification:
     output     funccount-style table, or JSON / Prometheus
 """
 
-import re
-
-from kerntrace.core.api import (EVENT_NAME, TRACER_RECORDS, Count, CountTablePrinter, Event,
-                                Filter, Measurement, Metric, Tool, Tracepoint, UsageError,
-                                hookimpl, is_identifier, pid_value, report_every, seconds_value)
+from kerntrace.core.api import (EVENT_NAME, Count, CountTablePrinter, Event, Filter,
+                                Measurement, Metric, Tool, Tracepoint, UsageError, hookimpl,
+                                parse_tracepoint, pid_value, report_every, seconds_value)
 
 KERNTRACE_API_VERSION = "1.1"
-
-_TP = re.compile(r"^(?:t:)?([^:]*):([^:]*)\Z")
-
-
-def parse_tracepoint(spec):
-    """'block:block_rq_issue' or 't:block:block_rq_issue' -> (category, name).
-    Raises UsageError for anything that cannot name a tracepoint."""
-    m = _TP.match(spec)
-    if not m or not all(is_identifier(part) for part in m.groups()):
-        raise UsageError("invalid tracepoint %r (expected CATEGORY:EVENT, names of letters, "
-                         "digits and _ of at most 64 characters, e.g. block:block_rq_issue)"
-                         % spec)
-    if m.group(1) == TRACER_RECORDS:
-        raise UsageError("%s is not a tracepoint: events/%s/ describes the records of ftrace's "
-                         "own tracers, which cannot be enabled" % (spec, TRACER_RECORDS))
-    return m.group(1), m.group(2)
 
 
 class TpCount(Tool):

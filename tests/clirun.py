@@ -1,7 +1,9 @@
 """Run the kerntrace command line as a user would, in a subprocess."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -30,7 +32,6 @@ def finish_interrupted(p, grace=30):
     tests) still gives what it printed; a kerntrace run ended this way
     fails on its return code.  If its pipes stay open after it is gone (a
     process it left holds them), what was read so far is returned."""
-    import signal
     for then in (signal.SIGTERM, signal.SIGKILL, None):
         try:
             return p.communicate(timeout=grace)
@@ -90,11 +91,104 @@ def wait_for_stderr_line(p, needle, timeout=60):
     return lines
 
 
+class Run(object):
+    """A tool started before a workload and stopped with Ctrl-C (SIGINT)
+    after it exited: its final report covers all of it.  `reference`: a
+    reference tool (bpftrace) given as a whole argv, its banner on stdout;
+    otherwise a kerntrace command line, its banner on stderr."""
+
+    def __init__(self, argv, banner, reference=False):
+        self.reference = reference
+        if reference:
+            # bpftrace: its banner on stdout, warnings on stderr
+            self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      universal_newlines=True)
+            line = self.p.stdout.readline()
+            while line.startswith("Attaching"):
+                line = self.p.stdout.readline()
+            if banner not in line:
+                self.p.kill()
+                raise AssertionError("%s did not start: %r %r" % (argv[0], line,
+                                                                  self.p.communicate()[1]))
+        else:
+            self.p = start(argv)
+            wait_for_stderr_line(self.p, banner)
+
+    def stop(self):
+        """What it printed on stdout (stderr in .err); a kerntrace run must
+        have exited with status 0."""
+        self.p.send_signal(signal.SIGINT)
+        if self.reference:
+            # bpftrace can hang on its way out after printing its maps: the
+            # maps it printed are what the tests compare
+            out, self.err = finish_interrupted(self.p)
+            return out
+        out, self.err = self.p.communicate(timeout=60)
+        assert self.p.returncode == 0, self.err
+        return out
+
+
+@contextlib.contextmanager
+def running(runs):
+    """Start a Run of each (argv, banner, reference) in `runs`, in order;
+    yields the list of them.  On the way out, also when a start or the test
+    failed, each one still running is stopped with Ctrl-C: a clean stop
+    leaves nothing behind in the kernel."""
+    started = []
+    try:
+        for argv, banner, reference in runs:
+            started.append(Run(argv, banner, reference))
+        yield started
+    finally:
+        for r in started:
+            if r.p.poll() is None:
+                r.p.send_signal(signal.SIGINT)
+                r.p.communicate(timeout=60)
+
+
+def trace_around(tracers, workload, settle=0.5):
+    """Start `tracers` [(name, argv, stream, banner)] at once (a kerntrace
+    command line is KERNTRACE + its arguments), wait until each printed its
+    banner on `stream` ("stdout" or "stderr"), run workload() once all of
+    them trace, let the last events in for `settle` s, stop them all with
+    Ctrl-C (finish_interrupted); (what workload() returned, {name:
+    (stdout, stderr, returncode)}), the text up to the banner included.  A
+    tracer still running when this fails is killed."""
+    import time
+    environ = dict(env(), PYTHONUNBUFFERED="1")
+    procs = []
+    try:
+        for name, argv, stream, banner in tracers:
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=environ)
+            procs.append((name, p, stream, banner))
+        early = {}
+        for name, p, stream, banner in procs:
+            early[name] = wait_for_text(getattr(p, stream), banner, p)
+        result = workload()
+        time.sleep(settle)
+        for _name, p, _stream, _banner in procs:
+            p.send_signal(signal.SIGINT)
+        out = {}
+        for name, p, stream, _banner in procs:
+            stdout, stderr = (data.decode(errors="replace") for data in finish_interrupted(p))
+            if stream == "stdout":
+                stdout = early[name] + stdout
+            else:
+                stderr = early[name] + stderr
+            out[name] = (stdout, stderr, p.returncode)
+        return result, out
+    finally:
+        for _name, p, _stream, _banner in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def record_around(path, argv, release, settle=0.5):
     """`kerntrace record -o path ARGV...` around a workload: starts the
     recorder, calls release() (the workload's exit status, 0 wanted) once it
     records, lets the last events in, stops it with Ctrl-C; its stderr."""
-    import signal
     import time
     p = start(["record", "-o", str(path)] + list(argv))
     try:

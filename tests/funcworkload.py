@@ -17,8 +17,6 @@ kt_vanish()        called once by a thread that exits inside it
                    (pthread_exit): an entry that never returns
 """
 
-import os
-import shutil
 import subprocess
 
 import workloads
@@ -103,15 +101,7 @@ int main(int argc, char **argv)
 def build(tmpdir):
     """Compile the workload (-O0: no inlining, no tail calls); the binary's
     path, or None without a C compiler."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return None
-    src = os.path.join(str(tmpdir), "funcwork.c")
-    exe = os.path.join(str(tmpdir), "kerntrace_funcwork")
-    with open(src, "w") as f:
-        f.write(SOURCE)
-    subprocess.check_call([cc, "-O0", "-g", "-pthread", "-o", exe, src])
-    return exe
+    return workloads.compile_c(tmpdir, "kerntrace_funcwork", SOURCE, ("-O0", "-g", "-pthread"))
 
 
 class FuncWorkload(workloads.Caller):

@@ -100,43 +100,16 @@ class Children(Parent):
 def run_tracers(kids, tracers):
     """Start `tracers` [(name, argv, stream, ready needle)] at once, release
     the children once all of them trace, wait for the children, stop the
-    tracers with SIGINT and check they left nothing in the kernel; returns (children, {name: (stdout, stderr, rc)})."""
-    import os
-    import signal
-    import time
-
+    tracers with SIGINT and check they left nothing in the kernel; returns
+    (children, {name: (stdout, stderr, rc)})."""
     import clirun
     import kernstate
     before = kernstate.snapshot()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", KERNTRACE_DISABLE_PLUGINS="1")
-    procs = []
     try:
-        for name, argv, stream, needle in tracers:
-            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-            procs.append((name, p, stream, needle))
-        early = {}
-        for name, p, stream, needle in procs:
-            early[name] = clirun.wait_for_text(getattr(p, stream), needle, p)
-        kids.release()
-        children = kids.wait()
-        time.sleep(1.0)             # a report period or two for the last events
-        out = {}
-        for name, p, stream, needle in procs:
-            p.send_signal(signal.SIGINT)
-        for name, p, stream, needle in procs:
-            stdout, stderr = clirun.finish_interrupted(p)
-            stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
-            if stream == "stdout":
-                stdout = early[name] + stdout
-            else:
-                stderr = early[name] + stderr
-            out[name] = (stdout, stderr, p.returncode)
-        # every run leaves the kernel as it found it
-        assert kernstate.leaks(before) == []
-        return children, out
+        children, out = clirun.trace_around(tracers, lambda: (kids.release(), kids.wait())[1],
+                                            settle=1.0)   # a report period or two
     finally:
         kids.kill()
-        for _name, p, _s, _n in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    # every run leaves the kernel as it found it
+    assert kernstate.leaks(before) == []
+    return children, out

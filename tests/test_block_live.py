@@ -54,33 +54,26 @@ def skip_unless_backend_runs(backend, dev_arg):
 
 class LiveTool(object):
     """A tool started as a user would; returns once `ready` (its banner or
-    header, printed when tracing is live) appears on `stream`."""
+    header, printed when tracing is live) appears on `stream`.  In a
+    with-statement, killed at its end if it still runs."""
 
     def __init__(self, argv, ready, stream="stdout", timeout=60):
         self.argv = argv
         self.p = clirun.start(argv)
         self.seen = {"stdout": [], "stderr": []}
-        # Read the file descriptor itself: a buffered readline() would keep
-        # data that communicate() (which reads the descriptor) never sees.
-        fd = getattr(self.p, stream).fileno()
-        data = b""
-        end = time.time() + timeout
-        while time.time() < end:
-            r, _, _ = select.select([fd], [], [], 0.2)
-            if r:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                data += chunk
-                self.seen[stream] = [data.decode("utf-8", "replace")]
-                if ready.encode() in data:
-                    return
-            elif self.p.poll() is not None:
-                break
-        out, err = self.p.communicate(timeout=30)
-        raise AssertionError("%s: no %r on %s (rc=%r)\nstdout: %s\nstderr: %s" % (
-            " ".join(argv), ready, stream, self.p.returncode,
-            "".join(self.seen["stdout"]) + out, "".join(self.seen["stderr"]) + err))
+        try:
+            self.seen[stream] = [clirun.wait_for_text(getattr(self.p, stream), ready, self.p,
+                                                      timeout)]
+        except AssertionError as e:
+            out, err = self.p.communicate(timeout=30)
+            raise AssertionError("%s: %s on %s\nstdout after: %s\nstderr after: %s"
+                                 % (" ".join(argv), e, stream, out, err))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
 
     def stop(self, settle=0.5, timeout=60):
         """Ctrl-C after `settle` seconds; returns (status, stdout, stderr)."""
@@ -153,12 +146,9 @@ def run_with(argv, ready, stream, disk, work=workload, attempts=3):
     count: skipped BPF runs, perfhook.py), the run is repeated, at most
     `attempts` times; a shortfall the tool does not report still fails."""
     for attempt in range(attempts):
-        tool = LiveTool(argv, ready, stream)
-        try:
+        with LiveTool(argv, ready, stream) as tool:
             work(disk)
             rc, out, err = tool.stop()
-        finally:
-            tool.kill()
         assert rc == 0, err
         if not reported_lost(out, err):
             break
@@ -218,19 +208,13 @@ def test_queue_time_latencies_are_never_shorter(backend, disk):
     than the same row without -Q (cumulatively)."""
     skip_unless_backend_runs(backend, disk.majmin)
     disk.set_scheduler("mq-deadline")
-    plain = LiveTool(["iolatency", "--backend", backend, "-d", disk.majmin, "1"],
-                     "Tracing block I/O.")
-    try:
-        queued = LiveTool(["iolatency", "--backend", backend, "-Q", "-d", disk.majmin, "1"],
-                          "Tracing block I/O.")
-        try:
-            workload(disk)
-            rc_q, out_q, err_q = queued.stop()
-        finally:
-            queued.kill()
+    with LiveTool(["iolatency", "--backend", backend, "-d", disk.majmin, "1"],
+                  "Tracing block I/O.") as plain, \
+            LiveTool(["iolatency", "--backend", backend, "-Q", "-d", disk.majmin, "1"],
+                     "Tracing block I/O.") as queued:
+        workload(disk)
+        rc_q, out_q, err_q = queued.stop()
         rc_p, out_p, err_p = plain.stop(settle=0)
-    finally:
-        plain.kill()
     assert rc_q == 0 and rc_p == 0, err_q + err_p
     rows_p, rows_q = pow2ms_rows(out_p), pow2ms_rows(out_q)
     assert sum(rows_p.values()) == sum(rows_q.values()) == WRITES + READS, (out_p, out_q)
@@ -245,19 +229,13 @@ def test_queue_time_latencies_are_never_shorter(backend, disk):
 def test_both_backends_at_once_agree(disk):
     for backend in ("ftrace", "ebpf"):
         skip_unless_backend_runs(backend, disk.majmin)
-    ftrace = LiveTool(["iolatency", "--backend", "ftrace", "-d", disk.majmin, "1"],
-                      "Tracing block I/O.")
-    try:
-        ebpf = LiveTool(["iolatency", "--backend", "ebpf", "-d", disk.majmin, "1"],
-                        "Tracing block I/O.")
-        try:
-            workload(disk)
-            rc_e, out_e, err_e = ebpf.stop()
-        finally:
-            ebpf.kill()
+    with LiveTool(["iolatency", "--backend", "ftrace", "-d", disk.majmin, "1"],
+                  "Tracing block I/O.") as ftrace, \
+            LiveTool(["iolatency", "--backend", "ebpf", "-d", disk.majmin, "1"],
+                     "Tracing block I/O.") as ebpf:
+        workload(disk)
+        rc_e, out_e, err_e = ebpf.stop()
         rc_f, out_f, err_f = ftrace.stop(settle=0)
-    finally:
-        ftrace.kill()
     assert rc_e == 0 and rc_f == 0, err_e + err_f
     rows_f, rows_e = pow2ms_rows(out_f), pow2ms_rows(out_e)
     assert sum(rows_f.values()) == sum(rows_e.values()) == WRITES + READS
@@ -422,17 +400,11 @@ def test_biosnoop_queue_time_one_line_per_io(backend, scheduler, disk):
     skip_unless_backend_runs(backend, disk.majmin)
     disk.set_scheduler(scheduler)
     argv = ["biosnoop", "--backend", backend, "-Q", "-d", disk.name]
-    table = LiveTool(argv, "TIME(s)")
-    try:
-        as_json = started_by_a_sentinel_write(argv + ["--json"], disk)
-        try:
-            workload(disk)
-            rc_j, out_j, err_j = as_json.stop()
-        finally:
-            as_json.kill()
+    with LiveTool(argv, "TIME(s)") as table, \
+            started_by_a_sentinel_write(argv + ["--json"], disk) as as_json:
+        workload(disk)
+        rc_j, out_j, err_j = as_json.stop()
         rc_t, out_t, err_t = table.stop(settle=0)
-    finally:
-        table.kill()
     assert rc_t == 0 and rc_j == 0, err_t + err_j
     lines = out_t.splitlines()
     assert lines[0] == ("TIME(s)     COMM           PID     DISK      T SECTOR     BYTES  "

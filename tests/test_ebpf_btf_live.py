@@ -86,27 +86,21 @@ def test_raw_fields_equal_the_format_file_records_of_the_same_ios(disk, start):
     if start == "insert":
         # a queueing scheduler makes every request pass block_rq_insert
         Disk(path, major, minor).set_scheduler("mq-deadline")
-    ebpf = LiveTool(["iosnoop", "--backend", "ebpf", "-d", majmin, "--json", "--explain"]
-                    + opts, "Ctrl-C to end.", "stderr")
-    try:
-        ftrace = LiveTool(["iosnoop", "--backend", "ftrace", "-d", majmin, "--json"] + opts,
-                          "Ctrl-C to end.", "stderr")
-        try:
-            workloads.direct_writes(path, 20)                         # WS
-            workloads.direct_reads(path, 10, bs=8192)                 # RS
-            subprocess.check_call(["dd", "if=/dev/zero", "of=" + path, "bs=4096", "count=10",
-                                   "seek=100", "oflag=direct,dsync", "status=none"])   # WS/WFS, FF
-            subprocess.check_call(["dd", "if=/dev/zero", "of=" + path, "bs=4096", "count=4",
-                                   "seek=300", "conv=fsync", "status=none"])           # W, FF
-            subprocess.check_call(["dd", "if=" + path, "of=/dev/null", "bs=4096",
-                                   "count=8", "skip=2000", "status=none"])             # RA
-            time.sleep(0.5)
-            frc, fout, ferr = ftrace.stop()
-        finally:
-            ftrace.kill()
+    with LiveTool(["iosnoop", "--backend", "ebpf", "-d", majmin, "--json", "--explain"]
+                  + opts, "Ctrl-C to end.", "stderr") as ebpf, \
+            LiveTool(["iosnoop", "--backend", "ftrace", "-d", majmin, "--json"] + opts,
+                     "Ctrl-C to end.", "stderr") as ftrace:
+        workloads.direct_writes(path, 20)                         # WS
+        workloads.direct_reads(path, 10, bs=8192)                 # RS
+        subprocess.check_call(["dd", "if=/dev/zero", "of=" + path, "bs=4096", "count=10",
+                               "seek=100", "oflag=direct,dsync", "status=none"])   # WS/WFS, FF
+        subprocess.check_call(["dd", "if=/dev/zero", "of=" + path, "bs=4096", "count=4",
+                               "seek=300", "conv=fsync", "status=none"])           # W, FF
+        subprocess.check_call(["dd", "if=" + path, "of=/dev/null", "bs=4096",
+                               "count=8", "skip=2000", "status=none"])             # RA
+        time.sleep(0.5)
+        frc, fout, ferr = ftrace.stop()
         erc, eout, eerr = ebpf.stop()
-    finally:
-        ebpf.kill()
     assert (erc, frc) == (0, 0), (eerr, ferr)
     assert RAW_NOTE in eerr, eerr          # the eBPF run really used raw programs
     raw, recorded = requests(eout), requests(fout)
@@ -192,9 +186,8 @@ def test_raw_block_io_start_pairs_every_request_with_its_completion(disk):
     from kernstate import ensure_tracefs
     if not os.path.isdir(os.path.join(ensure_tracefs(), "events", "block", "block_io_start")):
         pytest.skip("this kernel has no block:block_io_start (v6.5+)")
-    tool = LiveTool(["biolatency", "--backend", "ebpf", "-Q", "-d", majmin, "--json",
-                     "--explain"], "Ctrl-C to end.", "stderr")
-    try:
+    with LiveTool(["biolatency", "--backend", "ebpf", "-Q", "-d", majmin, "--json",
+                   "--explain"], "Ctrl-C to end.", "stderr") as tool:
         name = os.path.basename(path)
         with open("/sys/block/%s/stat" % name) as f:
             before = [int(x) for x in f.read().split()]
@@ -203,8 +196,6 @@ def test_raw_block_io_start_pairs_every_request_with_its_completion(disk):
         with open("/sys/block/%s/stat" % name) as f:
             after = [int(x) for x in f.read().split()]
         rc, out, err = tool.stop()
-    finally:
-        tool.kill()
     assert rc == 0, err
     assert "block_io_start" in err and RAW_NOTE in err, err
     done = (after[0] - before[0]) + (after[4] - before[4])     # reads + writes completed

@@ -627,7 +627,8 @@ def test_end_skips_early_only_what_no_start_or_mark_can_store():
 
 
 # A bcc runtime small enough to run the generated handlers on the host:
-# hash maps as arrays, perf output printed as hex, a settable clock.
+# hash maps as arrays, perf output printed as hex, a settable clock, task
+# (pid/tgid 4011/4000 unless set), CPU, uid/gid and comm (test_scenarios too).
 RUN_HEADER = r"""
 #include <stdio.h>
 #include <stdlib.h>
@@ -659,16 +660,25 @@ typedef unsigned char u8; typedef signed char s8;
     static v n##_v[sz]; \
     static v *n##_lookup(u32 *i) { return *i < (sz) ? &n##_v[*i] : 0; } \
     struct { v *(*lookup)(u32 *); } n = { n##_lookup }
+static void kt_hex(const char *tag, const void *data, u32 size)
+{
+    const unsigned char *p = data;
+    u32 i;
+    printf("%s", tag);
+    for (i = 0; i < size; i++)
+        printf("%02x", p[i]);
+}
 #define BPF_PERF_OUTPUT(n) \
-    static int n##_submit(void *ctx, void *data, u32 size) { const unsigned char *p = data; \
-        u32 i; printf("R "); for (i = 0; i < size; i++) printf("%02x", p[i]); \
+    static int n##_submit(void *ctx, void *data, u32 size) { kt_hex("R ", data, size); \
         printf("\n"); return 0; } \
     struct { int (*perf_submit)(void *, void *, u32); } n = { n##_submit }
-static u64 kt_test_now;
+static u64 kt_test_now, kt_test_pid_tgid = (4000ULL << 32) | 4011, kt_test_uid_gid;
+static u32 kt_test_cpu;
 static char kt_test_comm[16];
 static u64 bpf_ktime_get_ns(void) { return kt_test_now; }
-static u64 bpf_get_current_pid_tgid(void) { return (4000ULL << 32) | 4011; }
-static u32 bpf_get_smp_processor_id(void) { return 0; }
+static u64 bpf_get_current_pid_tgid(void) { return kt_test_pid_tgid; }
+static u64 bpf_get_current_uid_gid(void) { return kt_test_uid_gid; }
+static u32 bpf_get_smp_processor_id(void) { return kt_test_cpu; }
 static int bpf_get_current_comm(void *buf, u32 size)
 {
     memset(buf, 0, size);
@@ -681,6 +691,7 @@ static int bpf_probe_read_kernel_str(void *dst, u32 size, const void *src)
     strncpy(dst, src, size - 1);
     return (int)strlen(dst) + 1;
 }
+struct bpf_raw_tracepoint_args { u64 args[0]; };
 """
 
 

@@ -6,12 +6,12 @@ the ftrace backend count every one of them (counted + lost == N)."""
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
 import clirun
+import workloads
 
 pytestmark = pytest.mark.live
 
@@ -41,18 +41,13 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def getcpu_caller(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler (cc) to build the getcpu() workload")
     if not os.path.isdir("/sys/kernel/tracing/events/syscalls/sys_enter_getcpu") and \
             not os.path.isdir("/sys/kernel/debug/tracing/events/syscalls/sys_enter_getcpu"):
         pytest.skip("this kernel has no syscalls:sys_enter_getcpu tracepoint "
                     "(CONFIG_FTRACE_SYSCALLS off)")
-    d = tmp_path_factory.mktemp("getcpu")
-    src, exe = str(d / "getcpu.c"), str(d / "kerntrace_getcpu")
-    with open(src, "w") as f:
-        f.write(_SRC)
-    subprocess.check_call([cc, "-O1", "-o", exe, src])
+    exe = workloads.compile_c(tmp_path_factory.mktemp("getcpu"), "kerntrace_getcpu", _SRC)
+    if exe is None:
+        pytest.skip("no C compiler (cc) to build the getcpu() workload")
     return exe
 
 

@@ -90,6 +90,38 @@ def test_two_hosts_merge_to_the_histogram_of_their_union(tmp_path, tool):
     assert header in text
 
 
+@pytest.mark.parametrize("options", [["-D"], ["-F"], ["-e"], ["-m", "-D", "-e"]])
+def test_merge_prints_with_the_display_options_given_to_it(tmp_path, options):
+    """biolatency's -D, -F, -e (and -m, which the files carry anyway) given
+    to merge: the merged text is the tool's own text of the union of the
+    hosts' traces with those options (per disk "disk = vda", per flags
+    "flags = Sync-Write", the average line)."""
+    a, b, union = split_by_disk(tmp_path)
+    files = [json_of(tmp_path, os.path.basename(t) + ".json", ["biolatency"] + options
+                     + ["--input", t]) for t in (a, b)]
+    rc, want, err = run(["biolatency"] + options + ["--input", union])
+    assert rc == 0, err
+    text, _ = merged(options + files)
+    assert text == want
+    assert text != merged(files)[0]         # the tool's defaults print it otherwise
+
+
+def test_display_options_the_files_were_not_written_with_are_refused(tmp_path):
+    plain = json_of(tmp_path, "plain.json", ["biolatency", "--input", BLOCK_618])
+    per_disk = json_of(tmp_path, "disk.json", ["biolatency", "-D", "--input", BLOCK_618])
+    for options, files, status, words in (
+            (["-D"], [plain], 1, "the files hold histograms in usecs, biolatency -D makes "
+                                 "histograms in usecs by dev"),
+            (["-m"], [plain], 1, "biolatency -m makes histograms in msecs"),
+            (["-F"], [per_disk], 1, "the files hold histograms in usecs by dev"),
+            (["-D", "-F"], [per_disk], 2, "can only use -D or -F"),
+            (["-Q"], [plain], 2, "unrecognized arguments: -Q")):   # not a display option
+        for argv in (options + files, ["--json"] + options + files):
+            rc, out, err = run(["merge"] + argv)
+            assert rc == status and out == "", (argv, out)
+            assert len(err.splitlines()) == 1 and words in err, (argv, err)
+
+
 def test_per_host_totals_add_up(tmp_path):
     a = json_of(tmp_path, "a.json", ["biolatency", "-D", "--input", BLOCK_618])
     b = json_of(tmp_path, "b.json", ["biolatency", "-D", "--input", BLOCK_316])
@@ -254,3 +286,29 @@ def test_keys_merge_by_the_hosts_labels_and_print_through_the_tools_printer(tmp_
     (obj,) = objects(out)
     assert {c["labels"]["id"]: c["count"] for c in obj["counts"]} == \
         {"read": 5, "write": 2, "io_setup": 1}
+
+
+def test_a_display_option_with_a_value_before_the_files(tmp_path):
+    """syscount -T TOP: "-T 1" is the option and its value, not a file."""
+    x86 = _syscount_file(tmp_path, "x86", {0: ("read", 5), 1: ("write", 2)})
+    arm = _syscount_file(tmp_path, "arm", {63: ("read", 4)})
+    text, _ = merged(["-T", "1", x86, arm])
+    rows = [line.split() for line in text.splitlines()[2:] if line.strip()]
+    assert rows == [["read", "9"]], text
+    text, _ = merged(["--top=2", x86, arm])
+    assert [line.split() for line in text.splitlines()[2:] if line.strip()] == \
+        [["read", "9"], ["write", "2"]], text
+
+
+def test_every_declared_display_option_is_one_merge_takes():
+    """A tool's display_options name options its command line has: merge's
+    parser takes each of them (a typo in a declaration fails here)."""
+    from kerntrace.core import merge
+    from kerntrace.core.pluginhost import PluginHost
+    declared = {name: tool for name, tool in PluginHost(load_third_party=False).tools().items()
+                if tool.display_options}
+    assert {"biolatency", "syscount", "funccount", "funclatency"} <= set(declared)
+    for tool in declared.values():
+        p = merge.parser(tool)
+        for option in tool.display_options:
+            assert option in p._option_string_actions, (tool.name, option)

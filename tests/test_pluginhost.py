@@ -213,11 +213,29 @@ def test_plugin_for_an_incompatible_api_version_is_one_warning_naming_it(tmp_pat
     assert not {"nextmajortool", "newerminortool", "nonsensetool"} & listed
 
 
-def test_builtin_plugins_declare_the_api_version():
-    from kerntrace.core import api
+def test_builtin_plugins_declare_the_api_version_of_what_they_import():
+    """Each built-in plugin declares a version this kerntrace loads, at
+    least the minor that added each API name it imports (a plugin copied
+    out of the tree must not claim an older API than it uses)."""
+    import ast
+    import inspect
+    from kerntrace.core import api, hookspecs
+
+    def version(text):
+        return tuple(int(x) for x in text.split("."))
+    major, minor = version(api.API_VERSION)
+    assert all(version(v) <= (major, minor) for v in hookspecs.API_NAMES_SINCE.values())
     for module in setup_cfg_entry_points("kerntrace.plugins").values():
         if module.startswith("kerntrace.plugins."):
-            assert importlib.import_module(module).KERNTRACE_API_VERSION == api.API_VERSION
+            plugin = importlib.import_module(module)
+            declared = version(plugin.KERNTRACE_API_VERSION)
+            assert declared[0] == major and declared <= (major, minor), module
+            used = {alias.name for node in ast.walk(ast.parse(inspect.getsource(plugin)))
+                    if isinstance(node, ast.ImportFrom) and node.module == "kerntrace.core.api"
+                    for alias in node.names}
+            needed = [(name, since) for name, since in hookspecs.API_NAMES_SINCE.items()
+                      if name in used and version(since) > declared]
+            assert not needed, (module, needed)
 
 
 SELECTING = '''

@@ -33,19 +33,13 @@ def recorder(path, argv):
 
 def test_iolatency_replay_of_a_recording_counts_what_the_live_run_counted(disk, tmp_path):
     rec = tmp_path / "io.rec"
-    record = recorder(rec, ["iolatency", "-d", disk.majmin])
-    try:
-        live = LiveTool(["iolatency", "--backend", "ftrace", "-d", disk.majmin, "1"],
-                        "Tracing block I/O.", "stdout")
-        try:
+    with recorder(rec, ["iolatency", "-d", disk.majmin]) as record:
+        with LiveTool(["iolatency", "--backend", "ftrace", "-d", disk.majmin, "1"],
+                      "Tracing block I/O.", "stdout") as live:
             workload(disk)
             rc, live_out, err = live.stop()
-        finally:
-            live.kill()
         assert rc == 0, err
         rc, _, rec_err = record.stop()
-    finally:
-        record.kill()
     assert rc == 0, rec_err
     assert re.search(r"recorded \d+ trace lines to %s" % re.escape(str(rec)), rec_err)
     saved = open_saved_trace(str(rec))
@@ -74,19 +68,13 @@ def _snoop_rows(out):
 
 def test_biosnoop_replay_of_a_recording_lists_the_live_runs_ios(disk, tmp_path):
     rec = tmp_path / "snoop.rec"
-    record = recorder(rec, ["biosnoop", "-d", disk.name])
-    try:
-        live = LiveTool(["biosnoop", "--backend", "ftrace", "-d", disk.name], "TIME(s)",
-                        "stdout")
-        try:
+    with recorder(rec, ["biosnoop", "-d", disk.name]) as record:
+        with LiveTool(["biosnoop", "--backend", "ftrace", "-d", disk.name], "TIME(s)",
+                      "stdout") as live:
             workload(disk)
             rc, live_out, err = live.stop()
-        finally:
-            live.kill()
         assert rc == 0, err
         rc, _, rec_err = record.stop()
-    finally:
-        record.kill()
     assert rc == 0, rec_err
     rc, replay_out, err = clirun.run(["biosnoop", "-d", disk.name, "--input", str(rec)])
     assert rc == 0, err
@@ -229,16 +217,13 @@ def _instances_of(pid):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_signal_ends_the_recording_with_a_whole_file(disk, tmp_path, sig):
     rec = tmp_path / "stop.rec"
-    record = recorder(rec, ["iolatency", "-d", disk.majmin])
-    try:
+    with recorder(rec, ["iolatency", "-d", disk.majmin]) as record:
         pid = record.p.pid
         assert len(_instances_of(pid)) == 1
         workload(disk)
         time.sleep(0.5)
         record.p.send_signal(sig)
         out, err = record.p.communicate(timeout=60)
-    finally:
-        record.kill()
     assert (record.p.returncode, out) == (0, ""), err
     assert _instances_of(pid) == []
     with open_saved_trace(str(rec)).open_trace() as f:

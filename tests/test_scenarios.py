@@ -36,7 +36,7 @@ from kerntrace.core.model import EVENT_NAME
 from kerntrace.core.semantics import IntervalEnd, Lost, evaluate
 
 from scenarios import SCENARIOS
-from test_ebpf_codegen import CC, compile_c, make_plan, tracepoint_struct
+from test_ebpf_codegen import CC, RUN_HEADER, compile_c, make_plan, tracepoint_struct
 
 
 # ---------------------------------------------------------------------------
@@ -106,68 +106,7 @@ def run_ftrace(measurement, stream):
 
 
 # ---------------------------------------------------------------------------
-# eBPF: the generated C on the host
-RUNTIME = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-typedef unsigned long long u64; typedef long long s64;
-typedef unsigned int u32; typedef int s32;
-typedef unsigned short u16; typedef short s16;
-typedef unsigned char u8; typedef signed char s8;
-#define __always_inline inline __attribute__((always_inline))
-#define KT_SLOTS 64
-#define BPF_HASH(n, k, v, sz) \
-    static k n##_k[KT_SLOTS]; static v n##_v[KT_SLOTS]; static int n##_u[KT_SLOTS]; \
-    static int n##_find(k *key) { int i; for (i = 0; i < KT_SLOTS; i++) \
-        if (n##_u[i] && !memcmp(&n##_k[i], key, sizeof(k))) return i; return -1; } \
-    static v *n##_lookup(k *key) { int i = n##_find(key); return i < 0 ? 0 : &n##_v[i]; } \
-    static int n##_update(k *key, v *val) { int i = n##_find(key); \
-        if (i < 0) for (i = 0; i < KT_SLOTS && n##_u[i]; i++) ; \
-        if (i >= KT_SLOTS) return -1; \
-        n##_u[i] = 1; n##_k[i] = *key; n##_v[i] = *val; return 0; } \
-    static int n##_insert(k *key, v *val) { return n##_find(key) >= 0 ? -1 : n##_update(key, val); } \
-    static int n##_delete(k *key) { int i = n##_find(key); if (i < 0) return -1; \
-        n##_u[i] = 0; return 0; } \
-    struct { v *(*lookup)(k *); int (*update)(k *, v *); int (*insert)(k *, v *); \
-             int (*delete)(k *); } n = { n##_lookup, n##_update, n##_insert, n##_delete }
-#define BPF_PERCPU_ARRAY(n, v, sz) \
-    static v n##_v[sz]; \
-    static v *n##_lookup(u32 *i) { return *i < (sz) ? &n##_v[*i] : 0; } \
-    struct { v *(*lookup)(u32 *); } n = { n##_lookup }
-static void kt_hex(const char *tag, const void *data, u32 size)
-{
-    const unsigned char *p = data;
-    u32 i;
-    printf("%s", tag);
-    for (i = 0; i < size; i++)
-        printf("%02x", p[i]);
-}
-#define BPF_PERF_OUTPUT(n) \
-    static int n##_submit(void *ctx, void *data, u32 size) { kt_hex("R ", data, size); \
-        printf("\n"); return 0; } \
-    struct { int (*perf_submit)(void *, void *, u32); } n = { n##_submit }
-static u64 kt_test_now, kt_test_pid_tgid, kt_test_uid_gid;
-static u32 kt_test_cpu;
-static char kt_test_comm[16];
-static u64 bpf_ktime_get_ns(void) { return kt_test_now; }
-static u64 bpf_get_current_pid_tgid(void) { return kt_test_pid_tgid; }
-static u64 bpf_get_current_uid_gid(void) { return kt_test_uid_gid; }
-static u32 bpf_get_smp_processor_id(void) { return kt_test_cpu; }
-static int bpf_get_current_comm(void *buf, u32 size)
-{
-    memset(buf, 0, size);
-    strncpy(buf, kt_test_comm, size - 1);
-    return 0;
-}
-static int bpf_probe_read_kernel_str(void *dst, u32 size, const void *src)
-{
-    memset(dst, 0, size);
-    strncpy(dst, src, size - 1);
-    return (int)strlen(dst) + 1;
-}
-struct bpf_raw_tracepoint_args { u64 args[0]; };
-"""
+# eBPF: the generated C on the host, in test_ebpf_codegen's bcc runtime
 
 
 def _c_int(v):
@@ -245,7 +184,7 @@ def run_ebpf(tmp_path, measurement, stream):
     body.append("kt_dump();")
     structs = sorted(set(tracepoint_struct(e.probes[0].category, e.probes[0].name)
                          for e in measurement.events))
-    text = (RUNTIME + "\n".join(structs) + "\n" + prog.text + "\n" + _dump(prog)
+    text = (RUN_HEADER + "\n".join(structs) + "\n" + prog.text + "\n" + _dump(prog)
             + "\nint main(void)\n{\n    " + "\n    ".join(body) + "\n    return 0;\n}\n")
     words = compile_c(tmp_path, text, run_input="", name="scenario")
     return _reports(prog, measurement, words)

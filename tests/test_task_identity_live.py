@@ -142,9 +142,7 @@ def test_names_follow_renames_and_execs_on_both_backends(ident_exe):
                 p.kill()
                 p.communicate()
         for w in work:
-            if w.p.poll() is None:
-                w.p.kill()
-                w.p.wait()
+            w.kill()
     expected = dict(truth, **{names["S"]: 0})
     if by_bpftrace is not None:
         assert {name: by_bpftrace.get(name, 0) for name in names.values()} == expected
@@ -177,13 +175,8 @@ def test_text_path_names_a_renamed_process_as_it_was(ident_exe):
     v = b.check(m, Host(), options)
     v = Verdict(v.backend, True, v.reasons, v.plan.replace(read_path="text"))
     s = b.open(m, v, options)
-    try:
-        with s:
-            assert w.release() == 0
-            s.wait(0.3)
-            report = s.collect()
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
-            w.p.wait()
+    with w, s:
+        assert w.release() == 0
+        s.wait(0.3)
+        report = s.collect()
     assert report.data.counts == {(before, w.pid): BEFORE_RENAME, (after, w.pid): AFTER_RENAME}

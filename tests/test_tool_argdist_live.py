@@ -53,14 +53,10 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="session")
 def malloc_exe(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    exe = workloads.compile_c(tmp_path_factory.mktemp("malloc"), "kerntrace_mallocs",
+                              _MALLOC_SRC)
+    if exe is None:
         pytest.skip("no C compiler to build the malloc workload")
-    d = tmp_path_factory.mktemp("malloc")
-    src, exe = str(d / "mallocs.c"), str(d / "kerntrace_mallocs")
-    with open(src, "w") as f:
-        f.write(_MALLOC_SRC)
-    subprocess.check_call([cc, "-O1", "-o", exe, src])
     return exe
 
 
@@ -121,38 +117,28 @@ class Bpftrace(object):
             self.p.kill()
             self.p.communicate()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
 
 def map_counts(out):
     """bpftrace's `@[key]: count` lines."""
     return dict((int(k), int(v)) for k, v in re.findall(r"^@\[(-?\d+)\]: (\d+)$", out, re.M))
 
 
-def start_tools(argvs, ready="Tracing"):
-    procs = []
-    try:
-        for argv in argvs:
-            p = clirun.start(argv)
-            procs.append(p)
-            clirun.wait_for_stderr_line(p, ready)
-    except BaseException:
-        for p in procs:
-            p.kill()
-            p.communicate()
-        raise
-    return procs
-
-
-def stop_tools(procs):
-    """Ctrl-C each tool: it prints its report and exits 0."""
-    time.sleep(0.5)      # the ftrace backend reads its buffers every few ms
-    outs = []
-    for p in procs:
-        p.send_signal(signal.SIGINT)
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-        assert "lost" not in err, err
-        outs.append(out)
+def run_tools(argvs, work):
+    """Start each argdist command line, call work() once all of them trace
+    (a status it returns must be 0), stop them with Ctrl-C: their reports,
+    each run having exited 0 and lost nothing."""
+    with clirun.running([(argv, "Tracing", False) for argv in argvs]) as runs:
+        assert work() in (None, 0)
+        time.sleep(0.5)      # the ftrace backend reads its buffers every few ms
+        outs = [r.stop() for r in runs]
+    for r in runs:
+        assert "lost" not in r.err, r.err
     return outs
 
 
@@ -171,15 +157,11 @@ def histogram_rows(out):
 def test_malloc_sizes_counted_exactly_on_both_backends_and_by_bpftrace(malloc_exe):
     w = Mallocs(malloc_exe, MALLOCS)
     bt = Bpftrace("uprobe:%s:malloc /pid == %d/ { @[arg0] = count(); }" % (w.libc(), w.pid))
-    try:
-        spec = "p:c:malloc(size_t size):size_t:size"
-        procs = start_tools([["argdist", "--backend", b, "-p", str(w.pid), "-i", "3600",
-                              "-C", spec] for b in backends()])
-        assert w.release() == 0
-        outs = stop_tools(procs)
+    spec = "p:c:malloc(size_t size):size_t:size"
+    with w, bt:
+        outs = run_tools([["argdist", "--backend", b, "-p", str(w.pid), "-i", "3600",
+                           "-C", spec] for b in backends()], w.release)
         bt_out, bt_err = bt.stop()
-    finally:
-        bt.kill()
     for out in outs:
         assert out.splitlines()[1:3] == [spec, "\tCOUNT      EVENT"], out
         assert count_rows(out, "size") == MALLOCS, out
@@ -192,15 +174,11 @@ def test_malloc_size_histogram_with_a_filter_on_both_backends(malloc_exe):
     w = Mallocs(malloc_exe, MALLOCS)
     bt = Bpftrace("uprobe:%s:malloc /pid == %d && arg0 >= 1000/ { @[arg0] = count(); }"
                   % (w.libc(), w.pid))
-    try:
-        procs = start_tools([["argdist", "--backend", b, "-p", str(w.pid), "-i", "3600", "-H",
-                              "p:c:malloc(size_t size):size_t:size:size >= 1000#bytes"]
-                             for b in backends()])
-        assert w.release() == 0
-        outs = stop_tools(procs)
+    with w, bt:
+        outs = run_tools([["argdist", "--backend", b, "-p", str(w.pid), "-i", "3600", "-H",
+                           "p:c:malloc(size_t size):size_t:size:size >= 1000#bytes"]
+                          for b in backends()], w.release)
         bt_out, _ = bt.stop()
-    finally:
-        bt.kill()
     expected = dict((k, v) for k, v in MALLOC_HISTOGRAM.items() if not k.startswith("16 "))
     for out in outs:
         assert out.splitlines()[1].split()[:2] == ["bytes", ":"], out
@@ -233,17 +211,13 @@ def test_block_request_bytes_on_both_backends_and_by_bpftrace(disk):
     path, dev = disk
     bt = Bpftrace("tracepoint:block:block_rq_issue /args->dev == %d/ "
                   "{ @[args->bytes] = count(); }" % dev)
-    try:
-        spec = "t:block:block_rq_issue():u32:args->bytes:dev == %d" % dev
-        procs = start_tools([["argdist", "--backend", b, "-i", "3600", "-C", spec]
-                             for b in backends()]
-                            + [["argdist", "--backend", b, "-i", "3600", "-H", spec]
-                               for b in backends()])
-        write_known_sizes(path)
-        outs = stop_tools(procs)
+    spec = "t:block:block_rq_issue():u32:args->bytes:dev == %d" % dev
+    with bt:
+        outs = run_tools([["argdist", "--backend", b, "-i", "3600", "-C", spec]
+                          for b in backends()]
+                         + [["argdist", "--backend", b, "-i", "3600", "-H", spec]
+                            for b in backends()], lambda: write_known_sizes(path))
         bt_out, _ = bt.stop()
-    finally:
-        bt.kill()
     n = len(backends())
     for out in outs[:n]:
         assert count_rows(out, "args->bytes") == WRITES, out
@@ -257,12 +231,12 @@ def test_block_request_bytes_on_both_backends_and_by_bpftrace(disk):
 def test_json_and_prometheus(malloc_exe):
     import json
     w = Mallocs(malloc_exe, {24: 7})
-    procs = start_tools([["argdist", "--backend", backends()[0], "-p", str(w.pid), "-i", "3600",
-                          "--json", "-C", "p:c:malloc(size_t size):size_t:size"],
-                         ["argdist", "--backend", "ftrace", "-p", str(w.pid), "-i", "3600",
-                          "--prometheus", "-H", "p:c:malloc(size_t size):size_t:size"]])
-    assert w.release() == 0
-    js, prom = stop_tools(procs)
+    with w:
+        js, prom = run_tools([["argdist", "--backend", backends()[0], "-p", str(w.pid), "-i",
+                               "3600", "--json", "-C", "p:c:malloc(size_t size):size_t:size"],
+                              ["argdist", "--backend", "ftrace", "-p", str(w.pid), "-i", "3600",
+                               "--prometheus", "-H", "p:c:malloc(size_t size):size_t:size"]],
+                             w.release)
     (report,) = [json.loads(l) for l in js.splitlines() if l.strip()]
     assert report["tool"] == "argdist" and report["key_names"] == ["size"], report
     assert [(c["key"], c["count"]) for c in report["counts"]] == [({"size": 24}, 7)], report
@@ -308,15 +282,12 @@ def test_int_return_value_is_negative_on_both_backends_and_bpftrace():
     libc = Mallocs.libc(w)
     bt = Bpftrace("uretprobe:%s:close /pid == %d && (int32)retval < 0/ "
                   "{ @[(int32)retval] = count(); }" % (libc, w.pid))
-    try:
-        procs = start_tools([["argdist", "--backend", b, "-p", str(w.pid), "-i", "3600", "-C",
-                              spec] for b in backends()
-                             for spec in ("r:c:close()", "r:c:close():int:$retval:$retval < 0")])
-        assert w.release() == 0
-        outs = stop_tools(procs)
+    with w, bt:
+        outs = run_tools([["argdist", "--backend", b, "-p", str(w.pid), "-i", "3600", "-C",
+                           spec] for b in backends()
+                          for spec in ("r:c:close()", "r:c:close():int:$retval:$retval < 0")],
+                         w.release)
         bt_out, _ = bt.stop()
-    finally:
-        bt.kill()
     for i, out in enumerate(outs):
         rows = count_rows(out, "retval" if i % 2 == 0 else "$retval")
         assert rows.get(-1) == n and all(v >= 0 for v in rows if v != -1), out

@@ -189,7 +189,7 @@ BAD = [
     (["funcslower", "{exe}:kt_*"], "{exe}:kt_* matches 3 functions (kt_leaf, kt_recurse, "
                                    "kt_vanish); name exactly one"),
     (["funclatency", "-u", "-m", "{exe}:kt_leaf"], "-u and -m are mutually exclusive"),
-    (["funccount", "-t", "0", "{exe}:kt_*"], "-t takes a number of functions of at least 1"),
+    (["funccount", "-t", "0", "{exe}:kt_*"], "invalid top '0': expected a whole number > 0"),
     (["funcslower", "-C", "{exe}:kt_leaf", "100"], "-C (on-CPU time only) is not supported"),
     (["funcslower", "-u", "5", "{exe}:kt_leaf", "100"], "give the minimum duration once"),
     (["funcslower", "-p", "1", "-L", "1", "{exe}:kt_leaf", "100"],

@@ -8,8 +8,6 @@ definition behind, also after SIGKILL (the next start removes it)."""
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 
 import pytest
@@ -59,46 +57,10 @@ def our_probes(exe):
     return out
 
 
-class Run(object):
-    """A tool started before the workload and stopped with Ctrl-C (SIGINT)
-    after it exited: the final report covers all of it."""
-
-    def __init__(self, argv, banner, reference=False):
-        self.reference = reference
-        if reference:
-            # bpftrace: its banner on stdout, warnings on stderr
-            self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      universal_newlines=True)
-            line = self.p.stdout.readline()
-            while line.startswith("Attaching"):
-                line = self.p.stdout.readline()
-            if banner not in line:
-                self.p.kill()
-                raise AssertionError("%s did not start: %r %r" % (argv[0], line,
-                                                                  self.p.communicate()[1]))
-        else:
-            self.p = clirun.start(argv)
-            clirun.wait_for_stderr_line(self.p, banner)
-
-    def stop(self):
-        self.p.send_signal(signal.SIGINT)
-        if self.reference:
-            # bpftrace can hang on its way out after printing its maps: the
-            # maps it printed are what the tests compare
-            out, self.err = clirun.finish_interrupted(self.p)
-            return out
-        out, self.err = self.p.communicate(timeout=60)
-        assert self.p.returncode == 0, self.err
-        return out
-
-
 def run_all(exe, runs, errors=None):
     """Start every tool, run the workload, stop them; their outputs (and
     in `errors`, a list, what they printed on stderr)."""
-    started = []
-    try:
-        for argv, banner, reference in runs:
-            started.append(Run(argv, banner, reference))
+    with clirun.running(runs) as started:
         w = workload(exe)
         assert w.release() == 0
         time.sleep(0.5)             # let the last returns reach the readers
@@ -106,11 +68,6 @@ def run_all(exe, runs, errors=None):
         if errors is not None:
             errors += [r.err for r in started]
         return outs
-    finally:
-        for r in started:
-            if r.p.poll() is None:
-                r.p.send_signal(signal.SIGINT)      # a clean stop: nothing left behind
-                r.p.communicate(timeout=60)
 
 
 # bcc's own funccount/funclatency, with the distro's libbcc, fail to attach
@@ -283,14 +240,12 @@ def test_funcslower_perf_tools_form_one_thread_by_tid(funcwork):
     only (its slow ones), not the caller threads' fast ones, with a 0 us
     threshold that would print all of them."""
     for b in backends():
-        w = workload(funcwork)
-        run = Run(["funcslower", "-H", "-P", "-L", str(w.pid), "--backend", b,
-                   funcwork + ":kt_leaf", "0"],
-                  "Tracing function calls slower than 0 us", False)
-        try:
+        with workload(funcwork) as w, clirun.running([(
+                ["funcslower", "-H", "-P", "-L", str(w.pid), "--backend", b,
+                 funcwork + ":kt_leaf", "0"],
+                "Tracing function calls slower than 0 us", False)]) as (run,):
             assert w.release() == 0
             time.sleep(0.5)
-        finally:
             out = run.stop()
         rows = [l.split() for l in out.splitlines()[1:]]
         assert len(rows) == SLOW, out

@@ -9,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
 import clirun
+import workloads
 from kerntrace.core.api import syscall_number
 from kernstate import ebpf_skip_reason
 
@@ -92,18 +92,15 @@ def expected(pid, dead):
                   + expected_tgkill(pid, dead))
 
 
-class Workload(object):
+class Workload(workloads.Process):
+    release_timeout = 60
+
     def __init__(self):
         self.comm = "ktkill" + uuid.uuid4().hex[:8]
         calls = [str(syscall_number(c)) for c in ("tkill", "tgkill", "gettid")]
         self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, self.comm] + calls,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid, self.dead = [int(x) for x in self.p.stdout.readline().split()]
-
-    def release(self):
-        self.p.stdin.write(b"go\n")
-        self.p.stdin.flush()
-        return self.p.wait(timeout=60)
 
 
 def backends():
@@ -126,34 +123,20 @@ tracepoint:syscalls:sys_exit_tgkill /pid == %(pid)d/ {
 
 
 def run_all(args, json_out=True, with_bpftrace=False):
-    w = Workload()
-    procs = []
-    try:
-        for b in backends():
-            p = clirun.start(["killsnoop", "--backend", b, "-p", str(w.pid)]
-                             + (["--json"] if json_out else [])
-                             + list(args(w) if callable(args) else args))
-            procs.append((b, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
+    with Workload() as w:
+        tracers = [(b, clirun.KERNTRACE + ["killsnoop", "--backend", b, "-p", str(w.pid)]
+                    + (["--json"] if json_out else [])
+                    + list(args(w) if callable(args) else args), "stderr", "Tracing")
+                   for b in backends()]
         bt = shutil.which("bpftrace") if with_bpftrace and not ebpf_skip_reason() else None
         if bt:
-            p = subprocess.Popen([bt, "-B", "line", "-e", BPFTRACE % {"pid": w.pid}],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            procs.append(("bpftrace", p, clirun.wait_for_text(p.stdout, "READY", p)))
-        assert w.release() == 0
-        time.sleep(0.5)
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
+            tracers.append(("bpftrace", [bt, "-B", "line", "-e", BPFTRACE % {"pid": w.pid}],
+                            "stdout", "READY"))
+        status, ran = clirun.trace_around(tracers, w.release)
+    assert status == 0
     out = {}
-    for b, p, first in procs:
-        p.send_signal(signal.SIGINT)
-        stdout, err = (clirun.finish_interrupted(p) if b == "bpftrace" else
-                       p.communicate(timeout=60))
-        if isinstance(stdout, bytes):
-            stdout, err = first + stdout.decode(), err.decode()
-        else:
-            err = first + err
-        assert p.returncode == 0, (b, err)
+    for b, (stdout, err, rc) in ran.items():
+        assert rc == 0, (b, err)
         out[b] = (stdout, err)
     return w, out
 
@@ -239,22 +222,9 @@ def test_text_columns(tmp_path):
 
 
 def test_replay_of_a_recording_lists_the_same_kills(tmp_path):
-    w = Workload()
     rec = str(tmp_path / "killsnoop.rec")
-    p = clirun.start(["record", "-o", rec, "killsnoop", "-p", str(w.pid)])
-    try:
-        clirun.wait_for_text(p.stderr, "recording", p)
-        assert w.release() == 0
-        time.sleep(0.5)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    assert p.returncode == 0, err
+    with Workload() as w:
+        clirun.record_around(rec, ["killsnoop", "-p", str(w.pid)], w.release)
     rc, out, err = clirun.run(["killsnoop", "--input", rec, "--json", "-p", str(w.pid)])
     assert rc == 0, err
     assert json_kills(out) == expected(w.pid, w.dead), out

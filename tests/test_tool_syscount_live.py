@@ -9,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
 import clirun
+import workloads
 from kernstate import ebpf_skip_reason
 
 pytestmark = pytest.mark.live
@@ -39,17 +39,14 @@ for _ in range(m):
 """
 
 
-class Workload(object):
+class Workload(workloads.Process):
+    release_timeout = 60
+
     def __init__(self, tmpdir):
         self.missing = os.path.join(str(tmpdir), "kerntrace-syscount-%s" % uuid.uuid4().hex)
         self.p = subprocess.Popen([sys.executable, "-c", _WORKLOAD, str(N), str(M),
                                    self.missing], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
-
-    def release(self):
-        self.p.stdin.write(b"go\n")
-        self.p.stdin.flush()
-        return self.p.wait(timeout=60)
 
 
 def backends():
@@ -78,32 +75,18 @@ def bcc_syscount():
 def run_all(tmp_path, args, with_bcc=False, fmt="--json"):
     """syscount ARGS -p PID on each backend (and bcc's) at once over one
     workload: its pid, {backend: (stdout, stderr)}."""
-    w = Workload(tmp_path)
-    procs = []
-    try:
-        for b in backends():
-            p = clirun.start(["syscount", "--backend", b, fmt, "-p", str(w.pid)] + args)
-            procs.append((b, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
+    with Workload(tmp_path) as w:
+        tracers = [(b, clirun.KERNTRACE + ["syscount", "--backend", b, fmt, "-p", str(w.pid)]
+                    + args, "stderr", "Tracing") for b in backends()]
         bcc = bcc_syscount() if with_bcc else None
         if bcc:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            p = subprocess.Popen([bcc, "-p", str(w.pid), "-T", "1000"] + args,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-            procs.append(("bcc", p, clirun.wait_for_text(p.stdout, "Tracing", p)))
-        assert w.release() == 0
-        time.sleep(0.5)
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
+            tracers.append(("bcc", [bcc, "-p", str(w.pid), "-T", "1000"] + args, "stdout",
+                            "Tracing"))
+        status, ran = clirun.trace_around(tracers, w.release)
+    assert status == 0
     out = {}
-    for b, p, first in procs:
-        p.send_signal(signal.SIGINT)
-        stdout, err = p.communicate(timeout=60)
-        if isinstance(stdout, bytes):
-            stdout, err = first + stdout.decode(), err.decode()
-        else:
-            err = first + err
-        assert p.returncode == 0, (b, err)
+    for b, (stdout, err, rc) in ran.items():
+        assert rc == 0, (b, err)
         out[b] = (stdout, err)
     return w.pid, out
 
@@ -171,22 +154,14 @@ def test_prometheus_counter_per_syscall_name(tmp_path):
 
 
 def test_text_output_names_the_syscalls(tmp_path):
-    w = Workload(tmp_path)
-    procs = []
-    try:
-        for b in backends():
-            p = clirun.start(["syscount", "--backend", b, "-p", str(w.pid), "-T", "3",
-                              "-L", "-m"])
-            procs.append((b, p, clirun.wait_for_text(p.stderr, "Tracing", p)))
-        assert w.release() == 0
-        time.sleep(0.5)
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
-    for b, p, _ in procs:
-        p.send_signal(signal.SIGINT)
-        stdout, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
+    with Workload(tmp_path) as w:
+        status, ran = clirun.trace_around(
+            [(b, clirun.KERNTRACE + ["syscount", "--backend", b, "-p", str(w.pid), "-T", "3",
+                                     "-L", "-m"], "stderr", "Tracing") for b in backends()],
+            w.release)
+    assert status == 0
+    for b, (stdout, err, rc) in ran.items():
+        assert rc == 0, err
         lines = stdout.splitlines()
         assert re.match(r"^\[\d\d:\d\d:\d\d\]$", lines[0]), stdout
         assert lines[1] == "%-22s %8s %16s" % ("SYSCALL", "COUNT", "TIME (ms)")
@@ -196,23 +171,10 @@ def test_text_output_names_the_syscalls(tmp_path):
 
 
 def test_replay_of_a_recording_counts_what_ran(tmp_path):
-    w = Workload(tmp_path)
     rec = str(tmp_path / "syscount.rec")
-    p = clirun.start(["record", "-o", rec, "syscount", "-p", str(w.pid), "--syscall",
-                      "getppid"])
-    try:
-        clirun.wait_for_text(p.stderr, "recording", p)
-        assert w.release() == 0
-        time.sleep(0.5)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    assert p.returncode == 0, err
+    with Workload(tmp_path) as w:
+        clirun.record_around(rec, ["syscount", "-p", str(w.pid), "--syscall", "getppid"],
+                             w.release)
     rc, out, err = clirun.run(["syscount", "--input", rec, "--json", "-p", str(w.pid)])
     assert rc == 0, err
     assert counts_by_name(out) == {"getppid": N}, out

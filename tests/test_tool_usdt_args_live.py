@@ -9,8 +9,9 @@ import re
 
 import pytest
 
+import clirun
 import usdtworkload
-from test_tool_func_live import BPFTRACE, Run, backends, bpftrace, bpftrace_map, histogram
+from test_tool_func_live import BPFTRACE, backends, bpftrace, bpftrace_map, histogram
 from test_tool_func_live import our_probes
 
 pytestmark = pytest.mark.live
@@ -38,21 +39,9 @@ def argdist_counts(out):
 def run_around(exe, runs):
     """Start the program (its pid filters every tool), then the tools, let
     it fire N times, stop the tools; their outputs."""
-    w = usdtworkload.ArgsWorkload(exe, N)
-    started = []
-    try:
-        for argv, banner, reference in runs(w.pid):
-            started.append(Run(argv, banner, reference))
+    with usdtworkload.ArgsWorkload(exe, N) as w, clirun.running(runs(w.pid)) as started:
         assert w.release() == 0
         return [r.stop() for r in started]
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
-            w.p.wait()
-        for r in started:
-            if r.p.poll() is None:
-                r.p.send_signal(2)
-                r.p.communicate(timeout=60)
 
 
 def test_argdist_counts_the_arguments_the_program_passed(argsprog):
@@ -93,16 +82,10 @@ def test_argdist_histogram_of_a_long_argument(argsprog):
 
 
 def test_a_recording_of_usdt_arguments_replays_the_same_counts(argsprog, tmp_path):
-    import clirun
     rec = tmp_path / "usdtargs.rec"
     spec = "u:%s:kt:args():int,long,int:arg1,arg2,arg3" % argsprog
-    w = usdtworkload.ArgsWorkload(argsprog, N)
-    try:
+    with usdtworkload.ArgsWorkload(argsprog, N) as w:
         clirun.record_around(rec, ["argdist", "-p", str(w.pid), "-C", spec], w.release)
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
-            w.p.wait()
     rc, out, err = clirun.run(["argdist", "--input", str(rec), "-i", "3600", "-C", spec])
     assert rc == 0, err
     assert argdist_counts(out) == usdtworkload.expected_args(N), out
@@ -119,22 +102,12 @@ def test_every_site_of_a_probe_reads_its_own_operands(tmp_path):
         pytest.skip("cannot build the USDT workload: %s" % why)
     exe = os.path.realpath(exe)
     ticks = 12
-    w = usdtworkload.UsdtWorkload(exe, ticks, 0)
-    started = []
-    try:
-        for b in backends():
-            started.append(Run(["argdist", "--backend", b, "-i", "3600", "-p", str(w.pid),
-                                "-C", "u:%s:kt:tick():long:arg1" % exe], "Tracing"))
+    with usdtworkload.UsdtWorkload(exe, ticks, 0) as w, clirun.running(
+            [(["argdist", "--backend", b, "-i", "3600", "-p", str(w.pid),
+               "-C", "u:%s:kt:tick():long:arg1" % exe], "Tracing", False)
+             for b in backends()]) as started:
         assert w.release() == 0
         outs = [r.stop() for r in started]
-    finally:
-        if w.p.poll() is None:
-            w.p.kill()
-            w.p.wait()
-        for r in started:
-            if r.p.poll() is None:
-                r.p.send_signal(2)
-                r.p.communicate(timeout=60)
     for out in outs:
         got = dict((int(m.group(2)), int(m.group(1)))
                    for m in re.finditer(r"^\t(\d+)\s+arg1 = (-?\d+)$", out, re.M))

@@ -10,8 +10,9 @@ import re
 
 import pytest
 
+import clirun
 import usdtworkload
-from test_tool_func_live import BPFTRACE, Run, backends, bpftrace, bpftrace_map, our_probes
+from test_tool_func_live import BPFTRACE, backends, bpftrace, bpftrace_map, our_probes
 
 pytestmark = pytest.mark.live
 
@@ -36,19 +37,11 @@ def counts(out):
 def run_with(exe, runs, workloads_args):
     """Start every tool, run the workloads one after another, stop the
     tools; (their outputs, the workloads)."""
-    started = []
-    try:
-        for argv, banner, reference in runs:
-            started.append(Run(argv, banner, reference))
+    with clirun.running(runs) as started:
         ws = [usdtworkload.UsdtWorkload(exe, *a) for a in workloads_args]
         for w in ws:
             assert w.release() == 0
         return [r.stop() for r in started], ws
-    finally:
-        for r in started:
-            if r.p.poll() is None:
-                r.p.send_signal(2)
-                r.p.communicate(timeout=60)
 
 
 def test_usdt_counts_every_site_and_raises_semaphores_on_both_backends_and_bpftrace(usdtwork):
@@ -77,20 +70,12 @@ def test_each_backend_alone_raises_the_semaphore_and_counts_one_pid(usdtwork, ba
     from kernstate import ebpf_skip_reason
     if backend == "ebpf" and ebpf_skip_reason():
         pytest.skip(ebpf_skip_reason())
-    first = usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED)
-    try:
-        runs = [(["funccount", "--backend", backend, "-p", str(first.pid),
-                  "u:%s:kt:gu*" % usdtwork], "Tracing 1 functions", False)]
-        started = Run(*runs[0])
-        try:
-            other = usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED + 5)
-            assert other.release() == 0 and first.release() == 0
-        finally:
-            out = started.stop()
-    finally:
-        if first.p.poll() is None:
-            first.p.kill()
-            first.p.wait()
+    with usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED) as first, clirun.running(
+            [(["funccount", "--backend", backend, "-p", str(first.pid),
+               "u:%s:kt:gu*" % usdtwork], "Tracing 1 functions", False)]) as (started,):
+        other = usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED + 5)
+        assert other.release() == 0 and first.release() == 0
+        out = started.stop()
     # both processes ran the guarded branch (the semaphore is raised in every
     # process mapping the binary); only the -p process is counted
     assert (first.guarded_fired, other.guarded_fired) == (GUARDED, GUARDED + 5)
@@ -105,7 +90,6 @@ def test_without_a_tracer_the_semaphore_stays_down(usdtwork):
 
 
 def test_a_recording_of_usdt_probes_replays_every_site(usdtwork, tmp_path):
-    import clirun
     rec = tmp_path / "usdt.rec"
     spec = "u:%s:*" % usdtwork
     w = usdtworkload.UsdtWorkload(usdtwork, TICKS, GUARDED)

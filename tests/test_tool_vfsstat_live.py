@@ -26,6 +26,7 @@ import pytest
 
 import clirun
 import kernstate
+import workloads
 from test_block_live import LiveTool
 
 pytestmark = pytest.mark.live
@@ -69,7 +70,9 @@ os._exit(0)                   # no flush, no atexit: nothing more to count
 """
 
 
-class Workload(object):
+class Workload(workloads.Process):
+    release_timeout = 60
+
     def __init__(self, tmp_path):
         self.path = str(tmp_path / ("kerntrace-vfsstat-%d" % os.getpid()))
         counts = [READS, PREADS, WRITES, PWRITES, FSYNCS, FDATASYNCS, OPENS, FAILED_OPENS]
@@ -85,11 +88,6 @@ class Workload(object):
                     return
             time.sleep(0.05)
         raise AssertionError("workload never blocked in read()")
-
-    def release(self):
-        self.p.stdin.write(b"go\n")
-        self.p.stdin.flush()
-        return self.p.wait(timeout=60)
 
 
 def summed_json(out):
@@ -150,9 +148,9 @@ def test_both_backends_and_bpftrace_count_exactly_the_workloads_calls(tmp_path):
         assert w.release() == 0
         results = {name: run.stop(settle=1.5) for name, run in runs.items()}
     finally:
+        w.kill()
         for run in runs.values():
-            if run.p.poll() is None:
-                run.p.kill()
+            run.kill()
         if bt is not None and bt.poll() is None:
             bt.send_signal(signal.SIGINT)
     for name, (rc, out, err) in results.items():
@@ -242,15 +240,11 @@ def test_a_recording_replays_to_the_workloads_exact_counts(tmp_path):
     --input: the replay counts what the workload did, and its rates are
     counts over the interval asked for."""
     rec = tmp_path / "vfsstat.rec"
-    w = Workload(tmp_path)
-    record = LiveTool(["record", "-o", str(rec), "vfsstat", "-p", str(w.pid)],
-                      "kerntrace: recording ", "stderr")
-    try:
+    with Workload(tmp_path) as w, \
+            LiveTool(["record", "-o", str(rec), "vfsstat", "-p", str(w.pid)],
+                     "kerntrace: recording ", "stderr") as record:
         assert w.release() == 0
         rc, _, err = record.stop(settle=1.0)
-    finally:
-        if record.p.poll() is None:
-            record.p.kill()
     assert rc == 0, err
     rc, out, err = clirun.run(["vfsstat", "--input", str(rec), "--json", "2"])
     assert rc == 0, err

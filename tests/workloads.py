@@ -86,21 +86,55 @@ int main(int argc, char **argv)
 """
 
 
-def build_caller(tmpdir):
-    """Compile the function-caller workload; returns the binary path, or
-    None without a C compiler."""
+def compile_c(directory, name, source, flags=("-O1",)):
+    """Compile C `source` (written to `directory`/`name`.c) with cc
+    `flags` into `directory`/`name`; the binary's path, or None without a
+    C compiler."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return None
-    src = os.path.join(str(tmpdir), "caller.c")
-    exe = os.path.join(str(tmpdir), "kerntrace_caller")
+    src = os.path.join(str(directory), name + ".c")
+    exe = os.path.join(str(directory), name)
     with open(src, "w") as f:
-        f.write(_CALLER_SRC)
-    subprocess.check_call([cc, "-O1", "-g", "-o", exe, src])
+        f.write(source)
+    subprocess.check_call([cc] + list(flags) + ["-o", exe, src])
     return exe
 
 
-class Caller(object):
+def build_caller(tmpdir):
+    """Compile the function-caller workload; returns the binary path, or
+    None without a C compiler."""
+    return compile_c(tmpdir, "kerntrace_caller", _CALLER_SRC, ("-O1", "-g"))
+
+
+class Process(object):
+    """A workload process (self.p, a Popen) that waits for "go" on its
+    stdin: release() starts it and returns its exit status; in a
+    with-statement, SIGKILLed at its end if it still runs (a test that
+    failed before releasing it)."""
+
+    # How long release() waits for the workload to end (None: as long as
+    # it takes).
+    release_timeout = None
+
+    def release(self):
+        self.p.stdin.write(b"go\n")
+        self.p.stdin.flush()
+        return self.p.wait(timeout=self.release_timeout)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+class Caller(Process):
     """A process that, when released, calls kerntrace_work() and libc's
     getppid() n times each, sleeping `usec` in each kerntrace_work()."""
 
@@ -108,11 +142,6 @@ class Caller(object):
         self.p = subprocess.Popen([exe, str(n), str(usec)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         self.pid = int(self.p.stdout.readline())
-
-    def release(self):
-        self.p.stdin.write(b"go\n")
-        self.p.stdin.flush()
-        return self.p.wait()
 
 
 _FORKER = """
@@ -228,15 +257,7 @@ int main(int argc, char **argv)
 def build_ident(tmpdir):
     """Compile the task-name workload; returns the binary path, or None
     without a C compiler."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return None
-    src = os.path.join(str(tmpdir), "ident.c")
-    exe = os.path.join(str(tmpdir), "kt_ident")
-    with open(src, "w") as f:
-        f.write(_IDENT_SRC)
-    subprocess.check_call([cc, "-O1", "-pthread", "-o", exe, src])
-    return exe
+    return compile_c(tmpdir, "kt_ident", _IDENT_SRC, ("-O1", "-pthread"))
 
 
 def named_copy(exe, name):
