@@ -135,11 +135,17 @@ class ExecCombiner(object):
         pid, ret = f["pid"], f["value"]
         if ret != 0 and not self.failed:
             return None
+        if pid is None and ret == 0:
+            # The process id is unknown (a kernel without task events, a
+            # task gone from /proc); a successful exec made its caller the
+            # thread group's leader (fs/exec.c de_thread()): tid is the pid.
+            pid = f["tid"]
         best_effort = []
         # read at the exec's start, by the thread that called it (one
         # other than the leader takes the leader's id when it succeeds)
         args = self.argv.pop(f["tid"], None)
-        if args is None and ret == 0 and self.proc is not None:
+        known = pid is not None and self.proc is not None
+        if args is None and ret == 0 and known:
             args = processes.cmdline(pid, self.proc)
             best_effort.append("args")
             if args is not None:
@@ -149,12 +155,12 @@ class ExecCombiner(object):
             return None
         if self.line and (text is None or not self.line.search(text)):
             return None
-        ppid = self.parent.get(pid)
-        if ppid is None and self.proc is not None:
+        ppid = self.parent.get(pid) if pid is not None else None
+        if ppid is None and known:
             st = processes.stat_fields(pid, proc=self.proc)
             ppid = st[0] if st else self.table.parent.get(pid)
             best_effort.append("ppid")
-        uid = uid_of(pid, self.proc) if self.proc is not None else None
+        uid = uid_of(pid, self.proc) if known else None
         return Record(r.ts, {"comm": f["comm"], "pid": pid, "ppid": ppid, "ret": ret,
                              "args": text, "uid": uid},
                       best_effort=best_effort + (["uid"] if uid is not None else []))
