@@ -111,7 +111,7 @@ class ExecCombiner(object):
         self.max_args = max_args
         self.proc = proc
         self.table = table if table is not None else processes.ProcessTable(proc=proc)
-        self.parent = processes.Bounded()     # tid -> parent tgid (fork)
+        self.parent = processes.Bounded()     # tid -> (parent tgid, guessed) (fork)
         self.argv = processes.Bounded()       # tid -> argv read at its exec's start
 
     def __call__(self, records):
@@ -120,7 +120,10 @@ class ExecCombiner(object):
             f = r.fields
             ev = f.get(EVENT_NAME)
             if ev == FORK:
-                self.parent[f["subject"]] = f["pid"]
+                # (the forking thread where its process id is unknown:
+                # the parent of a single-threaded process, best-effort)
+                self.parent[f["subject"]] = (f["pid"], False) if f["pid"] is not None \
+                    else (f["tid"], True)
                 self.table.forget(f["subject"])
             elif ev == ARGS:
                 self.argv[f["tid"]] = kernel_args(f, min(self.max_args, MAX_KERNEL_ARGS))
@@ -155,7 +158,10 @@ class ExecCombiner(object):
             return None
         if self.line and (text is None or not self.line.search(text)):
             return None
-        ppid = self.parent.get(pid) if pid is not None else None
+        ppid, guessed = self.parent.get(pid, (None, False)) if pid is not None \
+            else (None, False)
+        if guessed:
+            best_effort.append("ppid")
         if ppid is None and known:
             st = processes.stat_fields(pid, proc=self.proc)
             ppid = st[0] if st else self.table.parent.get(pid)

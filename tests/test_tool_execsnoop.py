@@ -68,6 +68,14 @@ def test_an_unknown_process_id_is_the_thread_of_a_successful_exec(proc):
     rows = combine([r, f], proc, failed=True)
     assert [(x["pid"], x["ppid"], x["uid"], x["args"]) for x in rows] == [
         (200, 1, 1000, "sh -c echo a\nb x"), (None, None, None, None)]
+    # a fork by a thread of an unknown process: that thread is the parent
+    fork = ev(1, "fork", None, 300)
+    fork.fields["tid"] = 150
+    r = ev(3, "ret", None, 0)
+    r.fields["tid"] = 300
+    rows = combine([fork, r], None)
+    assert [(x["pid"], x["ppid"]) for x in rows] == [(300, 150)]
+    assert "ppid" in rows[0].best_effort
 
 
 def test_failed_execs_only_with_x_and_never_with_proc_args(proc):
