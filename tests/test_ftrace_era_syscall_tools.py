@@ -397,3 +397,60 @@ def test_recordings_of_exits_and_execs_replay_as_the_live_runs(host_of, fs, era)
         rc, out, err = run(tool, ["--input", "/home/u/%s.rec" % tool])
         assert rc == 0, err
         assert len(live.splitlines()) > 1 and out == live
+
+
+# ---------------------------------------------------------------------------
+# opensnoop: the path from a kprobe's string fetch (do_sys_open), the result
+# from the open syscalls' exits, on every era with kprobes
+OPENS = [("/etc/passwd", 3), ("/nonexistent", -2)]
+
+
+def open_records(t):
+    """cat (300) opening OPENS, as the kernel records them once the run
+    defined its kprobe: its records and the openat exits, in the era's
+    layout."""
+    defs = {}
+    path = t.root + "/kprobe_events"
+    for line in (open(path).read().splitlines() if os.path.exists(path) else []):
+        group, event = line.split()[0][2:].split("/")
+        if line.split()[1] == "do_sys_open":
+            with open("%s/events/%s/%s/format" % (t.root, group, event)) as f:
+                defs["enter"] = parse_format(f.read(), group)
+    if "enter" not in defs:
+        return {}
+    fe = t.era.formats_era
+    exit_fmt = parse_format(t.formats[("syscalls", "sys_exit_openat")], "syscalls")
+    pb = PageBuilder(known_formats.HEADER_PAGE[fe])
+    for i, (name, ret) in enumerate(OPENS):
+        ts = T0 + i * 1000000
+        pb.add(encode_payload(defs["enter"], 300, {"__probe_ip": 0xffffffff81000000,
+                                                   "path": name, "flags": 0}), ts)
+        pb.add(encode_payload(exit_fmt, 300, {"nr": 257, "__syscall_nr": 257, "ret": ret}),
+               ts + 20000)
+    return {"per_cpu/cpu0/trace_pipe_raw": pb.page(), "per_cpu/cpu1/trace_pipe_raw": b""}
+
+
+@pytest.mark.parametrize("era", [e for e in ERAS if FAKE_ERAS[e].kprobes])
+def test_opensnoop_every_kprobe_era(fs, monkeypatch, era):
+    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
+    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
+    from kerntrace.backends.ebpf import bccfind
+    monkeypatch.setattr(bccfind, "status",
+                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
+    for d in ("/var/tmp", "/run"):
+        fs.create_dir(d)
+    fs.create_file("/proc/300/task/300/comm", contents="cat\n")
+    fe = FAKE_ERAS[era].formats_era
+    t = FakeTracefs(fs, era, preload=open_records,
+                    extra_events=syscall_formats(fe, "open", [("const char * filename", 0),
+                                                              ("int flags", 0),
+                                                              ("umode_t mode", 0)], 730)
+                    ).install(monkeypatch)
+    fs.create_file("/proc/kallsyms", contents="ffffffff81000000 T do_sys_open\n")
+    fs.create_file(t.root + "/available_filter_functions", contents="do_sys_open\n")
+    rc, out, err = run("opensnoop", ["-d", "0.2"])
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["PID", "COMM", "FD", "ERR", "PATH"], out
+    assert [l.split() for l in lines[1:]] == [["300", "cat", "3", "0", "/etc/passwd"],
+                                              ["300", "cat", "-1", "2", "/nonexistent"]]
