@@ -127,8 +127,9 @@ def test_a_notrace_function_is_refused_before_anything_is_written(host_of, fs): 
 
 def kprobe_records(t):
     """What the kernel recorded for the kprobes defined so far: dd (4011)
-    calling vfs_read 3 times and vfs_write twice, 100 us each, as pages in
-    the era's layout (the probe formats as the fake kernel made them)."""
+    calling vfs_read 3 times and vfs_write twice, 100 us each, returning
+    4096, as pages in the era's layout (the probe formats as the fake
+    kernel made them)."""
     from kerntrace.backends.ftrace import known_formats
     from kerntrace.backends.ftrace.rawparse import PageBuilder, encode_payload
     from kerntrace.core.tracefs import parse_format
@@ -149,10 +150,13 @@ def kprobe_records(t):
             for kind, ts in (("p", start), ("r", start + 100000)):
                 fmt = defs.get((kind, func))
                 if fmt is not None and c == cpu:
-                    pb.add(encode_payload(fmt, 4011, {"__probe_ip": 0xffffffff81000000,
-                                                      "__probe_func": 0xffffffff81000000,
-                                                      "__probe_ret_ip": 0xffffffff81100000}),
-                           ts)
+                    # each call returns 4096 (the return probe's fetched value)
+                    values = dict((f.name, 4096) for f in fmt.fields
+                                  if kind == "r" and not f.name.startswith(("common_", "__")))
+                    values.update(__probe_ip=0xffffffff81000000,
+                                  __probe_func=0xffffffff81000000,
+                                  __probe_ret_ip=0xffffffff81100000)
+                    pb.add(encode_payload(fmt, 4011, values), ts)
         pages["per_cpu/cpu%d/trace_pipe_raw" % cpu] = pb.page() if len(pb) else b""
     return pages
 
@@ -199,3 +203,17 @@ def test_funclatency_times_the_kprobe_pairs_of_every_era(recording_kernel, era):
     rows = [l.split() for l in out.splitlines() if "->" in l]
     assert [r[:4] for r in rows if r[4] != "0"] == [["64", "->", "127", ":"]], out
     assert [r[4] for r in rows if r[4] != "0"] == ["3"], out
+
+
+@pytest.mark.parametrize("era", KPROBE_ERAS)
+def test_funcslower_prints_the_slow_kprobe_pairs_of_every_era(recording_kernel, era):
+    recording_kernel(era)
+    rc, out, err = run("funcslower", ["-d", "0.2", "-u", "50", "vfs_read"])
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["COMM", "PID", "LAT(us)", "RVAL", "FUNC"]
+    # (RVAL in hex, as bcc's funcslower prints it: 4096 is 1000)
+    assert [l.split() for l in lines[1:]] == [["dd", "4011", "100.00", "1000", "vfs_read"]] * 3
+    rc, out, err = run("funcslower", ["-d", "0.2", "-u", "150", "vfs_read"])
+    assert rc == 0, err
+    assert out.splitlines()[1:] == []
