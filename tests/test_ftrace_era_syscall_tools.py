@@ -26,6 +26,7 @@ The workload (each tool must pick its own events out of it):
 
 import importlib
 import io
+import json
 import os
 import re
 
@@ -454,3 +455,18 @@ def test_opensnoop_every_kprobe_era(fs, monkeypatch, era):
     assert lines[0].split() == ["PID", "COMM", "FD", "ERR", "PATH"], out
     assert [l.split() for l in lines[1:]] == [["300", "cat", "3", "0", "/etc/passwd"],
                                               ["300", "cat", "-1", "2", "/nonexistent"]]
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_doctor_says_the_ftrace_backend_runs_them_on_every_era(host_of, era):
+    host_of(era, "raw")
+    from kerntrace.core import doctor as doctor_mod
+    from kerntrace.core.pluginhost import PluginHost
+    out, err = io.StringIO(), io.StringIO()
+    assert doctor_mod.doctor(PluginHost(), ["--json"], out, err) == 0
+    tools = dict((t["tool"], t) for t in json.loads(out.getvalue())["tools"])
+    runs = ["killsnoop", "syscount", "execsnoop", "opensnoop"]
+    if era in SIGNAL_ERAS:
+        runs.append("exitsnoop")
+    for name in runs:
+        assert tools[name]["verdicts"]["ftrace"]["ok"], tools[name]
