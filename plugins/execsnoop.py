@@ -241,7 +241,8 @@ class ExecSnoop(Tool):
                    "/proc/PID/cmdline when the exec is reported; \"?\" once the program has "
                    "exited, and for failed execs",
                    "-U's UID from /proc/PID/status when the exec is reported",
-                   "PPID from /proc/PID/stat for a process not forked while tracing")
+                   "PPID from /proc/PID/stat for a process not forked while tracing, and "
+                   "the forking thread's id where its process id is unknown")
     examples = (
         ("execsnoop", "trace all exec() syscalls"),
         ("execsnoop -x", "include failed exec()s"),

@@ -220,7 +220,9 @@ class ExitSnoop(Tool):
                    "before the exit; PPID and AGE of a process that existed before tracing "
                    "started are read from /proc/PID/stat when it starts (best-effort).")
     best_effort = ("AGE(s) and PPID of a process that existed before tracing started, from "
-                   "/proc/PID/stat read when it starts",)
+                   "/proc/PID/stat read when it starts",
+                   "PID where the backend cannot tell a thread's process (no task events, "
+                   "task gone from /proc): its thread id")
     examples = (
         ("exitsnoop", "trace all process termination"),
         ("exitsnoop -x", "trace only fails, exclude exit(0)"),
