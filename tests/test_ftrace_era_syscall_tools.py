@@ -343,16 +343,33 @@ def test_a_recording_of_every_era_replays_as_the_live_run(host_of, fs, era):
     assert rows == {"kill": 1, "tgkill": 1}, out
 
 
-def run_until_stopped(tool, argv, seconds=0.5):
-    """A tool without a duration option, stopped as a user stops it (^C)."""
+def run_until_stopped(tool, argv, seconds=0.3):
+    """A tool without a duration option, run as its console script would,
+    and stopped as a user stops it (^C): `seconds` after it says it is
+    tracing (however long its start takes on a busy machine)."""
     import signal
     import threading
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    import time
+    from kerntrace.core.cli import run_tool as cli_run_tool
+    out, err = io.StringIO(), io.StringIO()
+    done = threading.Event()
+
+    def interrupt():
+        deadline = time.time() + 60
+        while "Tracing" not in err.getvalue() and time.time() < deadline:
+            if done.wait(0.01):
+                return
+        if not done.wait(seconds):
+            os.kill(os.getpid(), signal.SIGINT)
+    stopper = threading.Thread(target=interrupt)
+    stopper.start()
     try:
-        return run(tool, argv)
+        rc = cli_run_tool(tool, ["--backend", "ftrace"] + list(argv), out=out, err=err,
+                          prog=tool)
     finally:
-        timer.cancel()
+        done.set()
+        stopper.join()
+    return rc, out.getvalue(), err.getvalue()
 
 
 # signal_generate's group and result fields arrived in v3.5: the 3.0-3.6,
