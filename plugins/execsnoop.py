@@ -111,7 +111,7 @@ class ExecCombiner(object):
         self.max_args = max_args
         self.proc = proc
         self.table = table if table is not None else processes.ProcessTable(proc=proc)
-        self.parent = processes.Bounded()     # tid -> parent tgid (fork)
+        self.parent = processes.Bounded()     # tid -> (parent tgid, guessed) (fork)
         self.argv = processes.Bounded()       # tid -> argv read at its exec's start
 
     def __call__(self, records):
@@ -120,7 +120,10 @@ class ExecCombiner(object):
             f = r.fields
             ev = f.get(EVENT_NAME)
             if ev == FORK:
-                self.parent[f["subject"]] = f["pid"]
+                # (the forking thread where its process id is unknown:
+                # the parent of a single-threaded process, best-effort)
+                self.parent[f["subject"]] = (f["pid"], False) if f["pid"] is not None \
+                    else (f["tid"], True)
                 self.table.forget(f["subject"])
             elif ev == ARGS:
                 self.argv[f["tid"]] = kernel_args(f, min(self.max_args, MAX_KERNEL_ARGS))
@@ -135,11 +138,17 @@ class ExecCombiner(object):
         pid, ret = f["pid"], f["value"]
         if ret != 0 and not self.failed:
             return None
+        if pid is None and ret == 0:
+            # The process id is unknown (a kernel without task events, a
+            # task gone from /proc); a successful exec made its caller the
+            # thread group's leader (fs/exec.c de_thread()): tid is the pid.
+            pid = f["tid"]
         best_effort = []
         # read at the exec's start, by the thread that called it (one
         # other than the leader takes the leader's id when it succeeds)
         args = self.argv.pop(f["tid"], None)
-        if args is None and ret == 0 and self.proc is not None:
+        known = pid is not None and self.proc is not None
+        if args is None and ret == 0 and known:
             args = processes.cmdline(pid, self.proc)
             best_effort.append("args")
             if args is not None:
@@ -149,12 +158,15 @@ class ExecCombiner(object):
             return None
         if self.line and (text is None or not self.line.search(text)):
             return None
-        ppid = self.parent.get(pid)
-        if ppid is None and self.proc is not None:
+        ppid, guessed = self.parent.get(pid, (None, False)) if pid is not None \
+            else (None, False)
+        if guessed:
+            best_effort.append("ppid")
+        if ppid is None and known:
             st = processes.stat_fields(pid, proc=self.proc)
             ppid = st[0] if st else self.table.parent.get(pid)
             best_effort.append("ppid")
-        uid = uid_of(pid, self.proc) if self.proc is not None else None
+        uid = uid_of(pid, self.proc) if known else None
         return Record(r.ts, {"comm": f["comm"], "pid": pid, "ppid": ppid, "ret": ret,
                              "args": text, "uid": uid},
                       best_effort=best_effort + (["uid"] if uid is not None else []))
@@ -229,7 +241,8 @@ class ExecSnoop(Tool):
                    "/proc/PID/cmdline when the exec is reported; \"?\" once the program has "
                    "exited, and for failed execs",
                    "-U's UID from /proc/PID/status when the exec is reported",
-                   "PPID from /proc/PID/stat for a process not forked while tracing")
+                   "PPID from /proc/PID/stat for a process not forked while tracing, and "
+                   "the forking thread's id where its process id is unknown")
     examples = (
         ("execsnoop", "trace all exec() syscalls"),
         ("execsnoop -x", "include failed exec()s"),

@@ -68,6 +68,13 @@ def exit_events():
     ]
 
 
+def _pid(fields):
+    """The process id of an event's task; where it is unknown (a kernel
+    without task events, a task gone from /proc: None), its thread id, as
+    for a single-threaded process (best-effort)."""
+    return fields["pid"] if fields["pid"] is not None else fields["tid"]
+
+
 class ExitCombiner(object):
     """Joins the event records into one row (a Record of ROW_FIELDS) per
     exit.  State is per process (tgid): exit_group() in one thread ends the
@@ -95,11 +102,11 @@ class ExitCombiner(object):
                 if row is not None:
                     rows.append(row)
             elif ev == EXIT_GROUP:
-                self.code[f["pid"]] = f["value"] & 0xFF
+                self.code[_pid(f)] = f["value"] & 0xFF
             elif ev == THREAD_EXIT:
                 self.thread_code[f["tid"]] = f["value"] & 0xFF
             elif ev == DELIVER:
-                self._deliver(f["pid"], f["value"])
+                self._deliver(_pid(f), f["value"])
             elif ev == GENERATE:
                 if processes.fatal_by_default(f["value"]):
                     self.generated[f["subject"]] = f["value"]
@@ -112,7 +119,7 @@ class ExitCombiner(object):
         for table in (self.code, self.delivered, self.generated, self.thread_code):
             table.pop(child, None)          # a reused id: a new task
         self.table.forget(child)
-        self.parent[child] = r.fields["pid"]
+        self.parent[child] = _pid(r.fields)
         self.started[child] = r.ts
 
     def _deliver(self, pid, sig):
@@ -129,7 +136,7 @@ class ExitCombiner(object):
 
     def _exit(self, r):
         f = r.fields
-        pid, tid = f["pid"], f["tid"]
+        pid, tid = _pid(f), f["tid"]
         if not self.per_thread and tid != pid:
             return None
         if self.pid is not None and pid != self.pid:
@@ -143,7 +150,7 @@ class ExitCombiner(object):
             code = self.thread_code[tid]
         if self.failed and code == 0:
             return None
-        best_effort = []
+        best_effort = ["pid"] if f["pid"] is None else []
         ppid = self.parent.get(tid)
         started = self.started.get(tid)
         if ppid is None and tid in self.table.parent:
@@ -213,7 +220,9 @@ class ExitSnoop(Tool):
                    "before the exit; PPID and AGE of a process that existed before tracing "
                    "started are read from /proc/PID/stat when it starts (best-effort).")
     best_effort = ("AGE(s) and PPID of a process that existed before tracing started, from "
-                   "/proc/PID/stat read when it starts",)
+                   "/proc/PID/stat read when it starts",
+                   "PID where the backend cannot tell a thread's process (no task events, "
+                   "task gone from /proc): its thread id")
     examples = (
         ("exitsnoop", "trace all process termination"),
         ("exitsnoop -x", "trace only fails, exclude exit(0)"),

@@ -56,6 +56,16 @@ COMMON_FIELDS = """\
 \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
 """
 
+def era_common_fields(formats_era):
+    """(the common field lines of an era's formats, where its first 8-byte
+    aligned payload field goes): 8 after the four common fields of 3.10 and
+    later, 16 after 2.6.32's lock_depth or 3.0-3.6's padding (12 bytes)."""
+    issue = known_formats.FORMATS[formats_era][("block", "block_rq_issue")]
+    common = issue[issue.index("format:\n") + len("format:\n"):issue.index("\n\n")] + "\n"
+    padded = "common_lock_depth" in common or "common_padding" in common
+    return common, 16 if padded else 8
+
+
 def _extra_formats(formats_era):
     """A few small formats beside known_formats' (getppid syscalls, the
     function tracer's event), laid out as that era's kernels lay them out:
@@ -212,7 +222,10 @@ class FakeTracefs(object):
         # What the kernel has recorded when a buffer (the top level or an
         # instance) is read: {"trace_pipe": text, "per_cpu/cpuN/trace_pipe_raw":
         # page bytes}.  raw=False: a kernel without per-CPU raw pipes.
-        self.preload = dict(preload or {})
+        # A callable preload(self) gives it from the tree as it is then (the
+        # probes defined so far): called for each new buffer and, after each
+        # probe definition, for the buffers that exist.
+        self.preload = preload if callable(preload) else dict(preload or {})
         self.raw = raw
         self.writes = []
         self.deny = set()           # path suffixes whose writes (and mkdir) fail with EACCES
@@ -240,7 +253,8 @@ class FakeTracefs(object):
         self._file(os.path.join(base, "current_tracer"), "nop\n")
         self._file(os.path.join(base, "set_event"), "")
         self._file(os.path.join(base, "trace"), "")
-        self._file(os.path.join(base, "trace_pipe"), self.preload.get("trace_pipe", ""))
+        preload = self._preloaded()
+        self._file(os.path.join(base, "trace_pipe"), preload.get("trace_pipe", ""))
         if e.set_event_pid:
             self._file(os.path.join(base, "set_event_pid"), "")
         if e.subbuf:
@@ -256,7 +270,7 @@ class FakeTracefs(object):
             d = os.path.join(base, "per_cpu", "cpu%d" % cpu)
             if self.raw:
                 self._file(os.path.join(d, "trace_pipe_raw"),
-                           self.preload.get("per_cpu/cpu%d/trace_pipe_raw" % cpu, b""))
+                           preload.get("per_cpu/cpu%d/trace_pipe_raw" % cpu, b""))
             self._file(os.path.join(d, "buffer_size_kb"), buffer_size + "\n")
             self._file(os.path.join(d, "stats"),
                        "entries: 0\noverrun: 0\ncommit overrun: 0\nbytes: 0\n"
@@ -265,6 +279,23 @@ class FakeTracefs(object):
         self._file(os.path.join(base, "events", "enable"), "0\n")
         for (system, event), text in self.formats.items():
             self._event_files(base, system, event, text)
+
+    def _preloaded(self):
+        return self.preload(self) if callable(self.preload) else self.preload
+
+    def reload_pipes(self):
+        """Refill every buffer's pipes from a callable preload."""
+        if not callable(self.preload):
+            return
+        preload = self._preloaded()
+        for base in self.kernel._buffers():
+            with open(os.path.join(base, "trace_pipe"), "w") as f:
+                f.write(preload.get("trace_pipe", ""))
+            for cpu in range(self.ncpus):
+                path = os.path.join(base, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw")
+                if os.path.exists(path):
+                    with open(path, "wb") as f:
+                        f.write(preload.get("per_cpu/cpu%d/trace_pipe_raw" % cpu, b""))
 
     def _event_files(self, base, system, event, text):
         d = os.path.join(base, "events", system, event)
@@ -440,10 +471,16 @@ class FakeKernel(object):
 
     def _probe_format(self, group, event, args, ret):
         self.t._event_ids += 1
-        fields = ["\tfield:unsigned long __probe_func;\toffset:8;\tsize:8;\tsigned:0;",
-                  "\tfield:unsigned long __probe_ret_ip;\toffset:16;\tsize:8;\tsigned:0;"] \
-            if ret else ["\tfield:unsigned long __probe_ip;\toffset:8;\tsize:8;\tsigned:0;"]
-        off = 24 if ret else 16
+        # The era's common fields, then struct kprobe_trace_entry_head's
+        # unsigned longs (kernel/trace/trace_kprobe.c): 8-byte aligned, so
+        # from 16 after a lock_depth or padding field, else from 8.
+        common, base = era_common_fields(self.t.era.formats_era)
+        fields = ["\tfield:unsigned long __probe_func;\toffset:%d;\tsize:8;\tsigned:0;" % base,
+                  "\tfield:unsigned long __probe_ret_ip;\toffset:%d;\tsize:8;\tsigned:0;"
+                  % (base + 8)] \
+            if ret else ["\tfield:unsigned long __probe_ip;\toffset:%d;\tsize:8;\tsigned:0;"
+                         % base]
+        off = base + (16 if ret else 8)
         for a in args:
             name, _, spec = a.partition("=")
             if spec.endswith("string") or spec.endswith("ustring"):
@@ -460,7 +497,7 @@ class FakeKernel(object):
                               % (ftype, name, off, size, ftype[0] == "s"))
                 off += size
         return "name: %s\nID: %d\nformat:\n%s\n%s\n\nprint fmt: \"\"\n" % (
-            event, self.t._event_ids, COMMON_FIELDS, "\n".join(fields))
+            event, self.t._event_ids, common, "\n".join(fields))
 
     def _probe_write(self, path, text, append):
         p = path
@@ -504,6 +541,7 @@ class FakeKernel(object):
                 self.t._event_files(b, group, event, text_fmt)
         with open(p, "w") as f:
             f.write("".join(l + "\n" for l in lines))
+        self.t.reload_pipes()
 
     def _trigger_write(self, path, value, append):
         """One hist trigger per event: "hist:..." creates its (empty)

@@ -336,6 +336,22 @@ def test_glob_rejected_by_old_kernel_falls_back(fs, monkeypatch, mounts):
     assert "rejected filter 'dev == 5 && rwbs ~ \"*R*\"'" in err.getvalue()
 
 
+
+@pytest.mark.parametrize("era,glob", [("2.6.32", False), ("rhel6", True)])
+def test_glob_on_the_two_2_6_32_eras(fs, monkeypatch, mounts, era, glob):
+    """Mainline 2.6.32 has no "~" filter operator; RHEL 6 backports it
+    (and kprobe_events, which mainline gained in 2.6.33)."""
+    t = tree(fs, monkeypatch, mounts, era)
+    assert os.path.exists(os.path.join(t.root, "kprobe_events")) == glob
+    m = block_measurement(Filter("dev", "==", 5), Filter("rwbs", "glob", "*R*", events=["issue"]))
+    v, s = prepare(m, stderr=io.StringIO(), verbose=True)
+    with s:
+        assert t.instances() == []                 # no instances before 3.10
+        assert t.read("events/block/block_rq_issue/filter") == (
+            'dev == 5 && rwbs ~ "*R*"\n' if glob else "dev == 5\n")
+    assert s.configured.kernel_filters["issue"] == (
+        'dev == 5 && rwbs ~ "*R*"' if glob else "dev == 5")
+
 def test_filter_rejection_is_silent_without_verbose(fs, monkeypatch, mounts):
     t = tree(fs, monkeypatch, mounts, "5.15")
     t.reject_filters.add("block_rq_issue/filter")

@@ -83,3 +83,69 @@ def test_an_installed_wheel_loads_the_formats(tmp_path):
                                   universal_newlines=True)
     assert out.split() == [str(sum(len(v) for v in known_formats.FORMATS.values())),
                            str(len(known_formats.ERAS))]
+
+
+# ---------------------------------------------------------------------------
+# The era layouts as the kernel sources and real captures have them
+# (../shared/reference/kernel-eras.md of the development tree, "Checked
+# against kernel sources and real captures"): pinned here, so the corpus
+# the era tests derive their fixtures from cannot drift from them.
+def _layout(era, system, event):
+    fmt = known_formats.event_format(era, system, event)
+    return dict((f.name, (f.ctype, f.offset, f.size)) for f in fmt.fields)
+
+
+# era -> (the extra common field at offset 8 or None, payload start,
+#         rwbs (declaration, offset, size), comm offset, syscall nr field,
+#         complete's error field, sched_process_exec, openat mode type)
+ERA_FACTS = {
+    "2.6.32": ("common_lock_depth", 12, ("char", 32, 6), 38, "nr", "errors", False, "int"),
+    "rhel6": ("common_lock_depth", 12, ("char", 32, 8), 40, None, "errors", False, "int"),
+    "3.4": ("common_padding", 12, ("char", 32, 8), 40, "nr", "errors", True, "umode_t"),
+    "3.10": (None, 8, ("char", 32, 8), 40, "nr", "errors", True, "umode_t"),
+    "4.4": (None, 8, ("char", 32, 8), 40, "nr", "errors", True, "umode_t"),
+    "4.19": (None, 8, ("char", 32, 8), 40, "__syscall_nr", "error", True, "umode_t"),
+    "5.10": (None, 8, ("char", 32, 8), 40, "__syscall_nr", "error", True, "umode_t"),
+    "5.15": (None, 8, ("char", 32, 8), 40, "__syscall_nr", "error", True, "umode_t"),
+    # (~v6.11: unsigned short ioprio at 32 before a 10-byte rwbs)
+    "6.18": (None, 8, ("char", 34, 10), 44, "__syscall_nr", "error", True, "umode_t"),
+}
+
+
+@pytest.mark.parametrize("era", sorted(ERA_FACTS))
+def test_era_layouts_are_the_kernel_sources(era):
+    extra, start, rwbs, comm, nr, error, exec_event, mode = ERA_FACTS[era]
+    issue = _layout(era, "block", "block_rq_issue")
+    common = sorted(n for n in issue if n.startswith("common_"))
+    assert common == sorted(["common_type", "common_flags", "common_preempt_count",
+                             "common_pid"] + ([extra] if extra else []))
+    if extra:
+        assert issue[extra][1:] == (8, 4)
+    assert issue["dev"][1] == start
+    assert (issue["rwbs"][0].split()[0],) + issue["rwbs"][1:] == rwbs
+    assert issue["comm"][1] == comm
+    assert "bytes" in issue and error in _layout(era, "block", "block_rq_complete")
+    openat = _layout(era, "syscalls", "sys_enter_openat")
+    assert [n for n in openat if n in ("nr", "__syscall_nr")] == ([nr] if nr else [])
+    if nr:
+        assert openat[nr][1] == start
+    assert openat["mode"][0] == mode
+    has_exec = ("sched", "sched_process_exec") in known_formats.FORMATS[era]
+    assert has_exec == exec_event
+    if exec_event:
+        assert _layout(era, "sched", "sched_process_exec")["filename"][1] == start
+
+
+@pytest.mark.parametrize("era", sorted(known_formats.HEADER_PAGE))
+def test_header_pages_of_the_eras(era):
+    """Three lines (no `overwrite`) on 2.6.32 and RHEL 6; `char data`
+    signed:1 on x86 until v6.2, no signed: column on mainline 2.6.32; the
+    `signed:` column and RHEL 6's literal RWBS_LEN in its block formats."""
+    text = known_formats.HEADER_PAGE[era]
+    assert ("overwrite" in text) == (era not in ("2.6.32", "rhel6"))
+    data = [l for l in text.splitlines() if "char data" in l][0]
+    want = {"2.6.32": "", "6.18": "\tsigned:0;"}.get(era, "\tsigned:1;")
+    assert data.endswith("size:4080;" + want)
+    block = known_formats.FORMATS[era][("block", "block_rq_issue")]
+    assert ("signed:" in block) == (era != "2.6.32")
+    assert ("rwbs[RWBS_LEN]" in block) == (era == "rhel6")

@@ -56,6 +56,28 @@ def test_parent_from_proc_when_no_fork_was_seen(proc):
     assert rows[0]["ppid"] == 1 and "ppid" in rows[0].best_effort
 
 
+def test_an_unknown_process_id_is_the_thread_of_a_successful_exec(proc):
+    """Kernels without task events (or a task gone from /proc) leave the
+    process id unknown (None); a successful exec makes its caller the
+    process's leader, so its thread id is the process id.  A failed one
+    says nothing: no id, no /proc lookup."""
+    r = ev(3, "ret", None, 0)
+    r.fields["tid"] = 200
+    f = ev(4, "ret", None, -2)
+    f.fields["tid"] = 201
+    rows = combine([r, f], proc, failed=True)
+    assert [(x["pid"], x["ppid"], x["uid"], x["args"]) for x in rows] == [
+        (200, 1, 1000, "sh -c echo a\nb x"), (None, None, None, None)]
+    # a fork by a thread of an unknown process: that thread is the parent
+    fork = ev(1, "fork", None, 300)
+    fork.fields["tid"] = 150
+    r = ev(3, "ret", None, 0)
+    r.fields["tid"] = 300
+    rows = combine([fork, r], None)
+    assert [(x["pid"], x["ppid"]) for x in rows] == [(300, 150)]
+    assert "ppid" in rows[0].best_effort
+
+
 def test_failed_execs_only_with_x_and_never_with_proc_args(proc):
     recs = [ev(1, "ret", 200, -2), ev(2, "ret", 200, -13)]
     assert combine(recs, proc) == []

@@ -65,6 +65,18 @@ def test_signals_that_do_not_end_a_process_are_not_its_end():
     assert texts(rows) == [(20, 20, "0"), (21, 21, "?")]
 
 
+def test_an_unknown_process_id_is_taken_as_the_thread_id():
+    """Kernels without task events (or a task gone from /proc) leave the
+    process id unknown (None): the exit is still shown, its thread taken
+    as its process (best-effort), with the code its exit_group() gave."""
+    rows = combine([ev(1, "fork", None, 100, 4242, subject=4242),
+                    ev(2, "exit_group", None, 4242, 3), ev(3, "exit", None, 4242, 4242),
+                    ev(4, "generate", None, 100, 9, subject=5000),
+                    ev(5, "deliver", None, 5000, 9), ev(6, "exit", None, 5000, 5000)])
+    assert texts(rows) == [(4242, 4242, "code 3"), (5000, 5000, "signal 9 (KILL)")]
+    assert [(r["ppid"], "pid" in r.best_effort) for r in rows] == [(100, True), (None, True)]
+
+
 def test_threads_only_per_thread_and_failed_only():
     recs = [ev(1, "thread_exit", 50, 51, 4), ev(2, "exit", 50, 51, 51),
             ev(3, "exit_group", 50, 50, 0), ev(4, "exit", 50, 50, 50),

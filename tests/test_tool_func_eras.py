@@ -5,6 +5,8 @@ kernel would be told (kprobe_events definitions, set_ftrace_filter,
 current_tracer), that all of it is undone at the end, and the one line a
 host that cannot trace a kernel function gets."""
 
+import os
+
 import pytest
 
 import fake_tracefs
@@ -121,3 +123,97 @@ def test_a_notrace_function_is_refused_before_anything_is_written(host_of, fs): 
     assert err == ("funccount: kernel function vfs_notraced is not traceable (notrace or "
                    "inlined: not in %s/available_filter_functions)\n" % t.root)
     assert probe_writes(t, "kprobe_events") == []
+
+
+def kprobe_records(t):
+    """What the kernel recorded for the kprobes defined so far: dd (4011)
+    calling vfs_read 3 times and vfs_write twice, 100 us each, returning
+    4096, as pages in the era's layout (the probe formats as the fake
+    kernel made them)."""
+    from kerntrace.backends.ftrace import known_formats
+    from kerntrace.backends.ftrace.rawparse import PageBuilder, encode_payload
+    from kerntrace.core.tracefs import parse_format
+    defs = {}
+    path = t.root + "/kprobe_events"
+    for line in (open(path).read().splitlines() if os.path.exists(path) else []):
+        kind, place = line.split()[0], line.split()[1]
+        group, event = kind[2:].split("/")
+        with open("%s/events/%s/%s/format" % (t.root, group, event)) as f:
+            defs[(kind[0], place)] = parse_format(f.read(), group)
+    calls = [("vfs_read", 0), ("vfs_write", 1), ("vfs_read", 0), ("vfs_read", 1),
+             ("vfs_write", 0)]
+    pages = {}
+    for cpu in range(t.ncpus):
+        pb = PageBuilder(known_formats.HEADER_PAGE[t.era.formats_era])
+        for i, (func, c) in enumerate(calls):
+            start = 1000 * 1000000000 + i * 1000000
+            for kind, ts in (("p", start), ("r", start + 100000)):
+                fmt = defs.get((kind, func))
+                if fmt is not None and c == cpu:
+                    # each call returns 4096 (the return probe's fetched value)
+                    values = dict((f.name, 4096) for f in fmt.fields
+                                  if kind == "r" and not f.name.startswith(("common_", "__")))
+                    values.update(__probe_ip=0xffffffff81000000,
+                                  __probe_func=0xffffffff81000000,
+                                  __probe_ret_ip=0xffffffff81100000)
+                    pb.add(encode_payload(fmt, 4011, values), ts)
+        pages["per_cpu/cpu%d/trace_pipe_raw" % cpu] = pb.page() if len(pb) else b""
+    return pages
+
+
+@pytest.fixture
+def recording_kernel(fs, monkeypatch):
+    """make(era): a fake kernel of that era that records the calls above
+    once kprobes on them are defined (tests/fake_tracefs.py: FakeTracefs)."""
+    from kerntrace.core import tracefs as core_tracefs
+    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
+    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
+    fs.create_dir("/var/tmp")
+    fs.create_dir("/run")
+    fs.create_file("/proc/4011/task/4011/comm", contents="dd\n")
+    from kerntrace.backends.ebpf import bccfind
+    monkeypatch.setattr(bccfind, "status",
+                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
+
+    def make(era):
+        t = fake_tracefs.FakeTracefs(fs, era, preload=kprobe_records).install(monkeypatch)
+        fs.create_file("/proc/kallsyms", contents=KALLSYMS)
+        fs.create_file(t.root + "/available_filter_functions", contents=TRACEABLE)
+        return t
+    return make
+
+
+@pytest.mark.parametrize("era", KPROBE_ERAS)
+def test_funccount_counts_the_kprobe_hits_of_every_era(recording_kernel, era):
+    """The kprobe events' records decode in each era's layout (the payload
+    after a lock_depth or padding field on RHEL 6 and 3.0-3.6)."""
+    recording_kernel(era)
+    rc, out, err = run("funccount", ["-d", "0.2", "vfs_*"])
+    assert rc == 0, err
+    rows = [l.split() for l in out.splitlines()[2:] if l.strip()]
+    assert sorted(rows) == [["vfs_read", "3"], ["vfs_write", "2"]], out
+
+
+@pytest.mark.parametrize("era", KPROBE_ERAS)
+def test_funclatency_times_the_kprobe_pairs_of_every_era(recording_kernel, era):
+    recording_kernel(era)
+    rc, out, err = run("funclatency", ["-d", "0.2", "-u", "vfs_read"])
+    assert rc == 0, err
+    # three calls of 100 us: the 64 -> 127 row
+    rows = [l.split() for l in out.splitlines() if "->" in l]
+    assert [r[:4] for r in rows if r[4] != "0"] == [["64", "->", "127", ":"]], out
+    assert [r[4] for r in rows if r[4] != "0"] == ["3"], out
+
+
+@pytest.mark.parametrize("era", KPROBE_ERAS)
+def test_funcslower_prints_the_slow_kprobe_pairs_of_every_era(recording_kernel, era):
+    recording_kernel(era)
+    rc, out, err = run("funcslower", ["-d", "0.2", "-u", "50", "vfs_read"])
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["COMM", "PID", "LAT(us)", "RVAL", "FUNC"]
+    # (RVAL in hex, as bcc's funcslower prints it: 4096 is 1000)
+    assert [l.split() for l in lines[1:]] == [["dd", "4011", "100.00", "1000", "vfs_read"]] * 3
+    rc, out, err = run("funcslower", ["-d", "0.2", "-u", "150", "vfs_read"])
+    assert rc == 0, err
+    assert out.splitlines()[1:] == []
