@@ -275,11 +275,22 @@ class EbpfSession(Session):
                     self._buffer = "ringbuf"
                 else:
                     table.open_perf_buffer(on_record, page_cnt=self.buffers.perf_pages,
-                                           lost_cb=on_lost)
+                                           lost_cb=on_lost, **self._perf_wakeups(table))
                     self._buffer = "perf"
         except Exception as e:  # libbcc prints perf_event_open's errno, bcc raises
             raise EnableError("ebpf: cannot open the %s buffer: %s" % (
                 self.program.output, first_error(cap.text, one_line(e))))
+
+    def _perf_wakeups(self, table):
+        """The perf buffers' wake-up batch, as the ring buffer's
+        (codegen.wakeup_every): each CPU's reader is woken once per quarter
+        of its buffer, not for every record; collect() drains them every
+        flush period.  {} for a bcc without the option (it wakes per record)."""
+        if "wakeup_events" not in table.open_perf_buffer.__code__.co_varnames:
+            return {}
+        # (a perf record: its header, a u32 size, the data, 8-byte aligned)
+        return {"wakeup_events": codegen.wakeup_every(
+            self.program.record_layout.size + 4, self.buffers.perf_pages)}
 
     def _take_records(self):
         """The Records of the bytes kept since the last call; a record
