@@ -146,8 +146,22 @@ def test_malformed_btf_is_one_error():
     # a struct claiming more members than its section holds
     bad = BtfBuilder()
     bad.add(kbtf.STRUCT, "x", 8, vlen=0xFFFF)
+    # (types are indexed as far as a lookup needs: the lookup says so)
     with pytest.raises(kbtf.BtfError, match="truncated"):
-        kbtf.Btf(bad.data())
+        kbtf.Btf(bad.data()).find(kbtf.STRUCT, "x")
+    with pytest.raises(kbtf.BtfError, match="truncated"):
+        kbtf.Btf(bad.data()).count
+
+
+def test_types_are_indexed_only_as_far_as_a_lookup_needs():
+    b = kbtf.Btf(kernel_btf())
+    want = b.find(kbtf.STRUCT, "request")
+    seen = len(b._offsets) - 1
+    assert seen == want < b.count
+    # and a lookup after the full index gives the same ids
+    assert b.find(kbtf.STRUCT, "request") == want
+    assert kbtf.Btf(kernel_btf()).member("request", "__sector") == b.member("request",
+                                                                             "__sector")
 
 
 def test_random_corruption_never_raises_anything_but_btferror():

@@ -136,6 +136,8 @@ typedef unsigned char u8; typedef signed char s8;
 #define BPF_PERCPU_ARRAY(n, v, sz) struct { v *(*lookup)(u32 *); } n
 #define BPF_PERF_OUTPUT(n) struct { int (*perf_submit)(void *, void *, u32); } n
 #define BPF_RINGBUF_OUTPUT(n, p) struct { int (*ringbuf_output)(void *, u64, u64); } n
+#define BPF_ARRAY(n, v, sz) struct { v *(*lookup)(u32 *); } n
+enum { BPF_RB_NO_WAKEUP = 1, BPF_RB_FORCE_WAKEUP = 2 };
 u64 bpf_ktime_get_ns(void);
 u64 bpf_get_current_pid_tgid(void);
 u32 bpf_get_smp_processor_id(void);
@@ -761,7 +763,7 @@ def test_a_full_start_map_counts_dropped_starts_in_c(tmp_path):
 # ---------------------------------------------------------------------------
 # --buffer-kb on eBPF: KB per CPU, rounded up to a power of two of pages.
 @pytest.mark.parametrize("kb, ncpus, perf, ring", [
-    (None, 8, 64, 128),         # the defaults
+    (None, 8, 64, 512),         # the defaults
     (1, 1, 1, 1),
     (4, 2, 1, 2),
     (5, 2, 2, 4),               # 5 KB -> 2 pages; 10 KB -> 3 -> 4 pages

@@ -7,8 +7,8 @@ format is the kernel's Documentation/bpf/btf.rst: a header, a type section
 string section.  The parser is bounded: a file over MAX_BYTES, a section
 outside the file, a record running past its section, more than MAX_TYPES
 types or a name outside the string section is a BtfError, never a hang or
-a crash.  Types are indexed once (their offsets); names are looked up on
-demand.
+a crash.  Types are indexed (their offsets, their names) in order, as far
+as a lookup needs; errors in the part never indexed are never seen.
 """
 
 import struct
@@ -22,6 +22,17 @@ MAGIC = 0xEB9F
 INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, \
     FUNC_PROTO, VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG, ENUM64 = range(1, 20)
 _MODIFIERS = (TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG)
+
+
+# _tail_size() as tables indexed by kind (None: a kind this parser does not
+# know), for the indexing loop.
+_FIXED_TAIL = tuple(None if k == 0 or k > ENUM64 else
+                    (0 if k in (STRUCT, UNION, ENUM, FUNC_PROTO, DATASEC, ENUM64)
+                     else _k_fixed) for k, _k_fixed in
+                    ((k, {INT: 4, ARRAY: 12, VAR: 4, DECL_TAG: 4}.get(k, 0)) for k in range(32)))
+_TAIL_PER_VLEN = tuple({STRUCT: 12, UNION: 12, ENUM: 8, FUNC_PROTO: 8, DATASEC: 12,
+                        ENUM64: 12}.get(k, 0) for k in range(32))
+_NAMED = tuple(k in (STRUCT, UNION, ENUM, ENUM64, TYPEDEF, FUNC) for k in range(32))
 
 
 class BtfError(Exception):
@@ -97,8 +108,8 @@ class Btf(object):
         self._str_start = base + str_off
         self._str_end = base + str_off + str_len
         self._offsets = [None]          # type id -> offset of its btf_type record
-        self._names = None              # (kind, name) -> [type id], built on first use
-        self._index()
+        self._names = {}                # (kind, name offset) -> first type id
+        self._pos = self._types_start   # of the first record not indexed; None: all are
 
     @classmethod
     def load(cls, path=VMLINUX):
@@ -109,23 +120,60 @@ class Btf(object):
         return cls(data)
 
     # -- indexing ---------------------------------------------------------------
-    def _index(self):
-        rec = struct.Struct(self._o + "III")
-        pos, end, data = self._types_start, self._types_end, self._data
+    def _index(self, type_id=None, key=None):
+        """Index type records in order until type `type_id` or the first
+        (kind, name offset) `key` is indexed, or to the end when neither
+        is given (or found).  The vmlinux BTF has over 100,000 types and
+        the block tools' first start waits for this: types are indexed only
+        as far as a lookup needs (the ones they read are in the first
+        quarter), and the loop does no call per type but the unpack."""
+        pos, end = self._pos, self._types_end
+        if pos is None:
+            return
+        unpack = struct.Struct(self._o + "II").unpack_from
+        data = self._data
         offsets = self._offsets
+        append = offsets.append
+        names = self._names
+        fixed, per_vlen, named = _FIXED_TAIL, _TAIL_PER_VLEN, _NAMED
+        tid = len(offsets) - 1
+        stop = MAX_TYPES + 1 if type_id is None else type_id
         while pos < end:
+            if tid >= stop:
+                break
             if pos + 12 > end:
                 raise BtfError("truncated BTF type record")
-            if len(offsets) > MAX_TYPES:
+            name_off, info = unpack(data, pos)
+            kind = (info >> 24) & 0x1F
+            tail = fixed[kind]
+            if tail is None:
+                raise BtfError("unknown BTF kind %d" % kind)
+            tid += 1
+            if tid > MAX_TYPES:
                 raise BtfError("more than %d BTF types" % MAX_TYPES)
-            _name, info, _size = rec.unpack_from(data, pos)
-            offsets.append(pos)
-            pos += 12 + _tail_size((info >> 24) & 0x1F, info & 0xFFFF)
-        if pos != end:
-            raise BtfError("truncated BTF type section")
+            append(pos)
+            pos += 12 + tail + per_vlen[kind] * (info & 0xFFFF)
+            if pos > end:
+                raise BtfError("truncated BTF type section")
+            if name_off and named[kind]:
+                k = (kind, name_off)
+                if k not in names:
+                    # (kind, name offset) -> first id; names are compared
+                    # by their offset in the string section (BTF stores
+                    # each string once).
+                    names[k] = tid
+                    if k == key:
+                        break
+        else:
+            if pos != end:
+                raise BtfError("truncated BTF type section")
+            pos = None                  # all indexed
+        self._pos = pos
 
     def _record(self, type_id):
         """(name_off, kind, vlen, kind_flag, size_or_type, offset)."""
+        if type_id >= len(self._offsets):
+            self._index(type_id=type_id)
         if not 0 < type_id < len(self._offsets):
             raise BtfError("BTF type id %d out of range" % type_id)
         pos = self._offsets[type_id]
@@ -144,6 +192,7 @@ class Btf(object):
     @property
     def count(self):
         """Number of types (ids 1..count)."""
+        self._index()
         return len(self._offsets) - 1
 
     def kind(self, type_id):
@@ -154,18 +203,14 @@ class Btf(object):
 
     def find(self, kind, name):
         """The first type id of this kind and name, or None."""
-        if self._names is None:
-            # (kind, name offset) -> first id; names are compared by their
-            # offset in the string section (BTF stores each string once).
-            names = {}
-            get = self._record
-            for tid in range(1, len(self._offsets)):
-                name_off, k, _vlen, _kf, _size, _pos = get(tid)
-                if name_off and k in (STRUCT, UNION, ENUM, ENUM64, TYPEDEF, FUNC):
-                    names.setdefault((k, name_off), tid)
-            self._names = names
         off = self._string_offset(name)
-        return None if off is None else self._names.get((kind, off))
+        if off is None:
+            return None
+        tid = self._names.get((kind, off))
+        if tid is None and self._pos is not None:
+            self._index(key=(kind, off))
+            tid = self._names.get((kind, off))
+        return tid
 
     def _string_offset(self, name):
         needle = b"\0" + name.encode("ascii", "replace") + b"\0"

@@ -10,10 +10,10 @@ every backend, so the ring buffer gets CPUs x KB.
 import mmap
 import os
 
-# Without --buffer-kb: 256 KB per CPU of perf buffer, 512 KB of ring buffer
+# Without --buffer-kb: 256 KB per CPU of perf buffer, 2 MB of ring buffer
 # (4 KB pages), which keep up with thousands of records a second.
 DEFAULT_PERF_PAGES = 64
-DEFAULT_RINGBUF_PAGES = 128
+DEFAULT_RINGBUF_PAGES = 512
 
 
 def _pow2_pages(nbytes, page_size):

@@ -82,7 +82,9 @@ class AggregateCode(object):
                     continue        # read there
                 body.append(self._assign("r->%s" % m.cname, m, src, kind))
             if self.plan.output == "ringbuf":
-                body += ["if (%s.ringbuf_output(r, sizeof(*r), 0) != 0)" % EVENTS_MAP,
+                # (kt_wakeup_flags: the reader is woken once per batch)
+                body += ["if (%s.ringbuf_output(r, sizeof(*r), kt_wakeup_flags()) != 0)"
+                         % EVENTS_MAP,
                          "    kt_stat(KT_LOST);"]
             else:
                 # A full perf buffer is reported by the reader's lost callback.

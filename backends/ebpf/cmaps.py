@@ -25,3 +25,6 @@ HIST_MAP = "kt_hist"
 COUNT_MAP = "kt_counts"
 EVENTS_MAP = "kt_events"
 STATS_MAP = "kt_stats"
+# Records written to the ring buffer so far (one u64): every WAKEUP_EVERY-th
+# wakes the reader, the others do not (ring buffer only, codegen.py).
+WAKE_MAP = "kt_wake"

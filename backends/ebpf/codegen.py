@@ -43,6 +43,7 @@ f_, kt_) and tracefs format field names; numbers are formatted here;
 string filter values appear only as byte comparisons.
 """
 
+import mmap
 import platform
 
 from kerntrace.core import semantics, usdtargs
@@ -54,7 +55,7 @@ from .cbuckets import BUCKET_C
 from .cmaps import (COUNT_MAP, EVENTS_MAP, HIST_MAP, MAP_ENTRIES, MEMSET_CHUNK, SCRATCH_OVER,
                     STACK_BUDGET,
                     STACK_OVERHEAD, STAT_DROPPED_STARTS, STAT_LOST, STAT_UNMATCHED,
-                    STATS, STATS_MAP)
+                    STATS, STATS_MAP, WAKE_MAP)
 from .cpair import PairCode
 from .cvalues import merge, src_kind
 from .layout import S64, STRING, U64, Layout, Member, field_member
@@ -530,6 +531,9 @@ class _Gen(PairCode, AggregateCode):
             self.decls.append(record_layout.c_decl())
             if self.plan.output == "ringbuf":
                 self.decls.append("BPF_RINGBUF_OUTPUT(%s, %d);" % (EVENTS_MAP, self.ringbuf_pages))
+                self.decls.append(_WAKEUP_C % {
+                    "map": WAKE_MAP, "every": wakeup_every(record_layout.size,
+                                                           self.ringbuf_pages)})
             else:
                 self.decls.append("BPF_PERF_OUTPUT(%s);" % EVENTS_MAP)
         self.key_layout, self.value_layout, self.record_layout = key_layout, value_layout, \
@@ -754,6 +758,37 @@ def _element_read(h, dst, size, base, element):
             "    else",
             "        %s[0] = 0;" % dst,
             "}"]
+
+
+# By default the kernel wakes the ring buffer's reader for a record whenever
+# the reader has caught up: a reader that keeps up (one record in 50 us)
+# wakes for nearly every record, and the wake-ups (epoll, a poll per
+# record) cost it more than the records.  The reader drains the buffer every
+# flush period anyway (core/runner.py): woken only when a batch of a quarter
+# of the buffer is waiting, it is never late to keep the buffer from filling.
+# (Racing CPUs may lose an increment: a wake-up comes a record later.)
+_WAKEUP_C = """BPF_ARRAY(%(map)s, u64, 1);
+static __always_inline u64 kt_wakeup_flags(void)
+{
+    u32 zero = 0;
+    u64 *n = %(map)s.lookup(&zero);
+    if (!n)
+        return 0;
+    u64 c = *n + 1;
+    *n = c;
+    return (c & (%(every)d - 1)) == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}"""
+
+RINGBUF_RECORD_HEADER = 8       # the kernel's struct bpf_ringbuf_hdr; records 8-aligned
+
+
+def wakeup_every(record_size, ringbuf_pages, page_size=None):
+    """Records per wake-up of the ring buffer's reader: the largest power of
+    two at most a quarter of the records the buffer holds (at least 1)."""
+    page_size = page_size or mmap.PAGESIZE
+    per_record = (record_size + RINGBUF_RECORD_HEADER + 7) // 8 * 8
+    quarter = max(1, ringbuf_pages * page_size // per_record // 4)
+    return 1 << (quarter.bit_length() - 1)
 
 
 def generate(measurement, plan, ringbuf_pages=buffers.DEFAULT_RINGBUF_PAGES):

@@ -28,7 +28,8 @@ from kerntrace.core.errors import EnableError, KerntraceError, one_line
 from kerntrace.core.model import EVENT_NAME, KSTACK
 from kerntrace.core.stopsignals import SignalsLatched
 
-from . import bccfind, bpfobject, codegen, loadobj, objcache, perfhook, progstats, tracefs_probes
+from . import (bccfind, bpfobject, codegen, loadobj, objcache, perfhook, progstats, recdecode,
+               tracefs_probes)
 from .maps import HashDrainer, MapError
 from .quiet import CapturedOutput, first_error
 
@@ -47,7 +48,8 @@ class EbpfSession(Session):
         self._tracefs = plan.tracefs_path
         self._bpf = None
         self._drainers = {}
-        self._records = []
+        self._raw = []                  # bytes of the records not yet decoded
+        self._decode = None
         self._perf_lost = 0
         self._stats_seen = [0, 0, 0]
         self._skips = None
@@ -236,48 +238,70 @@ class EbpfSession(Session):
 
     def _open_buffer(self):
         table = self._table(codegen.EVENTS_MAP)
-        size = self.program.record_layout.size
-        decode = self.program.record_layout.decode
+        layout = self.program.record_layout
+        names = set(m.name for m in layout.members)
+        self._decode = recdecode.compile_decoder(
+            layout, self._named if names & {EVENT_NAME, KSTACK} else None)
+        # Each record's bytes, decoded in a batch by collect(): this runs
+        # once per record, as a C callback, and does no more than it must.
+        keep = self._raw.append
+        string_at = ctypes.string_at
 
-        def on_record(data, length):
-            if length < size:
-                self._perf_lost += 1
-                return
-            fields = decode(ctypes.string_at(data, size))
-            ts = fields.pop("kt_ts")
-            self._records.append(results.Record(ts, self._named(fields)))
-
-        def guarded(fn):
-            # A signal (Ctrl-C) raised inside a ctypes callback would be printed
-            # and swallowed by ctypes: keep it and re-raise once poll returns.
-            def cb(*args):
-                try:
-                    fn(*args)
-                except BaseException as e:
-                    if self._deferred is None:
-                        self._deferred = e
-                return 0
-            return cb
+        def on_record(_ctx_or_cpu, data, length):
+            try:
+                keep(string_at(data, length))
+            except BaseException as e:
+                # A signal (Ctrl-C) raised inside a ctypes callback would be
+                # printed and swallowed by ctypes: keep it and re-raise once
+                # poll returns.
+                if self._deferred is None:
+                    self._deferred = e
+            return 0
 
         def on_lost(n):
-            self._perf_lost += int(n)
+            try:
+                self._perf_lost += int(n)
+            except BaseException as e:
+                if self._deferred is None:
+                    self._deferred = e
+            return 0
 
         # (--explain told the buffer's size: RunPlan.describe().)
         cap = CapturedOutput()
         try:
             with cap:
                 if self.program.output == "ringbuf":
-                    table.open_ring_buffer(
-                        guarded(lambda _ctx, data, length: on_record(data, length)))
+                    table.open_ring_buffer(on_record)
                     self._buffer = "ringbuf"
                 else:
-                    table.open_perf_buffer(
-                        guarded(lambda _cpu, data, length: on_record(data, length)),
-                        page_cnt=self.buffers.perf_pages, lost_cb=guarded(on_lost))
+                    table.open_perf_buffer(on_record, page_cnt=self.buffers.perf_pages,
+                                           lost_cb=on_lost, **self._perf_wakeups(table))
                     self._buffer = "perf"
         except Exception as e:  # libbcc prints perf_event_open's errno, bcc raises
             raise EnableError("ebpf: cannot open the %s buffer: %s" % (
                 self.program.output, first_error(cap.text, one_line(e))))
+
+    def _perf_wakeups(self, table):
+        """The perf buffers' wake-up batch, as the ring buffer's
+        (codegen.wakeup_every): each CPU's reader is woken once per quarter
+        of its buffer, not for every record; collect() drains them every
+        flush period.  {} for a bcc without the option (it wakes per record)."""
+        if "wakeup_events" not in table.open_perf_buffer.__code__.co_varnames:
+            return {}
+        # (a perf record: its header, a u32 size, the data, 8-byte aligned)
+        return {"wakeup_events": codegen.wakeup_every(
+            self.program.record_layout.size + 4, self.buffers.perf_pages)}
+
+    def _take_records(self):
+        """The Records of the bytes kept since the last call; a record
+        shorter than the program's struct counts as lost."""
+        raw = self._raw[:]
+        del self._raw[:]        # (the callback appends to this list object)
+        if not raw:
+            return []
+        records, short = self._decode(raw)
+        self._perf_lost += short
+        return records
 
     def _named(self, fields):
         """Decoded member values -> model values (event index -> name,
@@ -366,7 +390,7 @@ class EbpfSession(Session):
                     self._bpf.ring_buffer_consume()
                 else:
                     self._bpf.perf_buffer_consume()
-            data, self._records = self._records, []
+            data = self._take_records()
         unmatched, lost, dropped_starts = self._stats()
         lost += self._perf_lost + (self._skips.missed() if self._skips else 0) + \
             (self._hook.missed() if self._hook else 0)
@@ -431,7 +455,7 @@ class EbpfSession(Session):
         if self._probe_names and self._tracefs:
             errors += tracefs_probes.remove_own(self._tracefs, self._probe_names)
         self._drainers = {}
-        self._records = []
+        self._raw[:] = []
         self._skips = None
         stderr = getattr(self.options, "stderr", None)
         if errors and stderr is not None:
