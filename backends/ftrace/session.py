@@ -31,8 +31,8 @@ from . import owner
 from .configure import configure
 from .lock import FtraceLock
 from .plan import Lost
-from .readers import (MAX_PAGES_PER_ROUND, LossCounter, RawReader, TextReader, cpus,
-                      read_page_size, read_round)
+from .readers import (MAX_PAGES_PER_ROUND, LossCounter, RawReader, TextReader, WatermarkWait,
+                      cpus, read_page_size, read_round)
 from .textparse import KernelStackText
 from .timeorder import TimeOrder, needs_time_order
 
@@ -85,6 +85,7 @@ class LiveSession(Session):
 
     page_counter = None     # pagecount.PageCounter: a plain count's pages
     bulk = None             # bulkpair.BulkPairer: a pair's pages, paired per lap
+    sleeper = None          # readers.WatermarkWait, made at the first idle wait
     hist = None             # histcount.HistCounts: counts the kernel keeps
 
     def __init__(self, measurement, plan, options=None):
@@ -342,7 +343,23 @@ class LiveSession(Session):
             if remaining <= 0:
                 return
             if not read:
-                time.sleep(min(POLL_S, remaining))
+                self._idle(remaining)
+
+    def _idle(self, remaining):
+        """Wait for more to read: where only interval reports print
+        (histograms, counts) until a buffer's watermark; records print as
+        they come, so their reads keep polling."""
+        if self.sleeper is None:
+            raw = [r for r in self.readers if isinstance(r, RawReader)]
+            if raw and self.measurement.aggregate.kind != "records" and \
+                    self.plan.count_route != "hist":
+                self.sleeper = WatermarkWait(raw, self.buffer_path, POLL_S)
+            else:
+                self.sleeper = WatermarkWait([], None, POLL_S)
+            self._explain("ftrace: between reads %s" % (
+                "sleeping until a buffer is buffer_percent full" if self.sleeper.active
+                else "polling every %g s" % POLL_S))
+        self.sleeper.idle(remaining, _now)
 
     def stop_recording(self):
         # Under a flood the buffer refills as fast as it is drained: the last
