@@ -48,7 +48,7 @@ class BulkRun(object):
     lap       pages per CPU per drain lap
     extra     f(TraceEvent) -> extra format fields (or None)"""
 
-    def __init__(self, measurement, plan, per_page=3, lap=1, extra=None):
+    def __init__(self, measurement, plan, per_page=3, lap=1, extra=None, max_pending=None):
         why = bulk_pairs(measurement, plan)
         if why is not None:
             raise ValueError(why)
@@ -56,7 +56,8 @@ class BulkRun(object):
         self.by_name = dict((r.logical.name, r) for r in plan.events)
         formats = dict((r.format.id, r.format) for r in plan.events)
         self.decoder = RawDecoder(HEADER_PAGE, HEADER_EVENT, formats)
-        self.aggregator = Aggregator(measurement, plan, tasks=TaskInfo(proc_root=None))
+        kw = {} if max_pending is None else {"max_pending": max_pending}
+        self.aggregator = Aggregator(measurement, plan, tasks=TaskInfo(proc_root=None), **kw)
         self.pairer = BulkPairer(measurement, plan, self.decoder, self.aggregator)
         self.per_page = per_page
         self.lap = lap

@@ -35,6 +35,7 @@ under --explain); the others keep the Aggregator's path.
 
 import bisect
 import collections
+import functools
 import itertools
 import operator
 import re
@@ -57,7 +58,7 @@ _CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
 MAX_SIZES = 6
 _repeat = itertools.repeat
 _compress = itertools.compress
-_is_not_none = None.__ne__
+_is_not_none = functools.partial(operator.is_not, None)
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
 
