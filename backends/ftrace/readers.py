@@ -211,6 +211,10 @@ def read_page_size(buffer_path, header_page):
         return os.sysconf("SC_PAGE_SIZE")
 
 
+# The longest a watermark wait sleeps at once.
+MAX_IDLE_S = 1.0
+
+
 class WatermarkWait(object):
     """Sleeping until the per-CPU buffers hold enough to read, instead of
     waking every `floor` seconds to find out.
@@ -250,7 +254,8 @@ class WatermarkWait(object):
             time.sleep(min(self.floor, remaining))
             return
         start = now()
-        self.poller.poll(max(0, int(remaining * 1000)))
+        # (a run without an interval waits "forever": poll() takes an int)
+        self.poller.poll(max(0, int(min(remaining, MAX_IDLE_S) * 1000)))
         slept = now() - start
         if slept < self.floor and slept < remaining:
             time.sleep(min(self.floor, remaining) - slept)
