@@ -1,36 +1,38 @@
 """Pairs (block I/O issue -> completion) paired a drain lap at a time.
 
-The Aggregator's raw path calls a generated handler per event, after a
-Python walk of the page's entry headers and a tuple per event held for time
-ordering: about 1.3 us an event, most of what iolatency costs a busy disk.
-Here the per-event work is done by C loops instead (regular expressions,
-memoryviews, map/zip/dict/set operations), for the measurements it suits:
+The Aggregator's raw path walks each page entry by entry in Python, holds
+each event as a tuple for the time order and calls a generated handler per
+event: about 1.2 us of tracer CPU per event, most of what iolatency costs
+a busy disk.  Here the per-event work is done by C loops instead (regular
+expressions, memoryviews, map/zip/dict/set operations), for the
+measurements it suits (bulk_pairs(): chosen at plan time, said under
+--explain; the others keep the Aggregator's path):
 
-  split    a page's entries are split by size in one regular expression
-           pass (the bound events' entry sizes, learnt from the pages); each
-           size's payloads are joined into one buffer and every field read
-           is a strided memoryview column; time stamps are the running sum
+  split    one regular expression pass tiles a page into entries of the
+           bound events' sizes (learnt from the pages) and captures each
+           entry's first bytes, up to the last field read; a lap's captures
+           of one CPU are joined into records of one stride, whose fields
+           are strided memoryview columns; time stamps are the running sum
            of the header deltas.  A page the pass cannot tile (a time
-           extend, a discarded entry, an unknown size) is walked by
-           RawDecoder, into the same columns.
-  order    per CPU the columns wait as TimeOrder holds events: a lap's
-           events up to its watermark are released (TimeOrder's rule,
-           computed the same way), the rest wait for the next lap.
-  pair     the released batch: its pair filters as column masks; keys with
-           at most one start and one end, the start first, no shared
-           value, are paired with dicts and sets (latency = end - start,
-           or the pending start of an earlier batch); every event of any
-           other key (a sector read twice in the batch, a flush, a tie)
-           and the starts left waiting go through the Aggregator's own
-           generated handlers, in time order.  A batch whose starts could
-           fill the pending table goes through them entirely (drops must
-           fall on the oldest).
-  fold     latencies to histogram buckets with collections.Counter.
+           extend, a discarded entry, a size not seen yet) is walked by
+           RawDecoder into the same columns.  Early (pair) filters drop
+           rows, key field overrides (a flush's sector) apply, as read.
+  order    per CPU the columns wait as TimeOrder holds events: what a lap
+           read up to its watermark is released (TimeOrder's rule), the
+           rest waits for the next lap.
+  pair     the released batch: keys with one start and one end, the start
+           first, no shared value, are paired with dicts and sets (latency
+           = end - start, or the pending start of an earlier batch); every
+           event of any other key (a sector read twice in the batch, a
+           flush, a tie) and the starts left waiting go through the
+           Aggregator's own generated handlers and pending table, in time
+           order.  A batch whose starts could fill the pending table goes
+           through the handlers entirely (drops must fall on the oldest).
+  fold     latencies into the histogram: one bucket by min and max, else
+           collections.Counter.
 
 What it computes is what the Aggregator computes on the same events in time
-order (core.semantics); the shared scenario table runs through it too.
-bulk_pairs() says which measurements qualify (chosen at plan time: said
-under --explain); the others keep the Aggregator's path.
+order (core.semantics): the shared scenario table runs it too.
 """
 
 import bisect
@@ -162,8 +164,8 @@ class _Role(object):
         self.stored = tuple(stored)
         self.specs = tuple(_spec(fmt.field(n)) for n in stored)
         self.free = tuple(stored.index(fname(k)) for k in pair.key if k not in pinned)
-        self.filters = tuple(_spec(fmt.field(fname(f.field))) + (_OPS[f.op], f.value)
-                             for f in pair_filters(measurement))
+        flts = [(fname(f.field), _OPS[f.op], f.value) for f in pair_filters(measurement)]
+        self.filters = tuple(_spec(fmt.field(n)) + (op, v) for n, op, v in flts)
         strings = [n for n in names if fmt.field(n).is_string]
         self.overrides = []
         for k in pair.key:
@@ -193,30 +195,20 @@ class _Role(object):
         ends = [o + sz for o, sz, _sg in self.specs] + [f[0] + f[1] for f in self.filters] + [2]
         ends += [o + 1 for ov in self.overrides for o, _sz, _i in ov[1]]
         self.extent = max(ends)
-        self.min_size = max([self.extent] + [o + sz for ov in self.overrides
-                                             for o, sz, _i in ov[1]])
         # the walk reads the stored fields (after the thread id), the filters'
         # and the strings
         self.walk_names = tuple(n for n in stored if n != "common_pid")
         self.walk_filters = []
-        for f in self.filters:
-            n = _field_at(fmt, f[0])
+        for n, op, v in flts:
             if n not in self.walk_names:
                 self.walk_names += (n,)
-            self.walk_filters.append((self.walk_names.index(n), f[3], f[4]))
+            self.walk_filters.append((self.walk_names.index(n), op, v))
         self.walk_strings = tuple(len(self.walk_names) + i for i in range(len(strings)))
         self.walk_names += tuple(strings)
 
 
 def _spec(f):
     return (f.offset, f.size, bool(f.signed))
-
-
-def _field_at(fmt, offset):
-    for f in fmt.fields:
-        if f.offset == offset:
-            return f.name
-    raise KeyError(offset)
 
 
 def _pinned(measurement):
@@ -498,17 +490,16 @@ class BulkPairer(object):
 
     def _walk_sink(self, r):
         ev_id = r.ev_id
-        nstored = len(r.walk_names) - len(r.walk_strings)
         with_tid = r.with_tid
         filters, strings, overrides = r.walk_filters, r.walk_strings, r.overrides
-        pinned_names = len(r.stored) - (1 if with_tid else 0)
+        nstored = len(r.stored) - (1 if with_tid else 0)     # (after the thread id)
 
         def sink(ts, cpu, values):
             fields = values[1:]
             for i, op, value in filters:
                 if not op(fields[i], value):
                     return
-            row = list(values[:1 + pinned_names] if with_tid else fields[:pinned_names])
+            row = list(values[:1 + nstored] if with_tid else fields[:nstored])
             for col, srcs, flts, value, _first in overrides:
                 if any(f.matches(fields[strings[i]]) for f, (_o, _s, i) in zip(flts, srcs)):
                     row[col] = value
@@ -520,7 +511,6 @@ class BulkPairer(object):
             for dst, v in zip(run.cols, row):
                 dst.append(v)
             self._last[cpu] = ts
-        del nstored
         return sink
 
     def _learn(self, data):
