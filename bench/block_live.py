@@ -366,8 +366,12 @@ def perf_tools(root, script):
             PERF_TOOLS_NS.format(root=root), "perf-tools", script]
 
 
-def iolatency_tracers(kt, root, dev, base=None):
+def iolatency_tracers(kt, root, dev, base=None, seconds=None):
+    """seconds: how long a run's workload takes, about: perf-tools'
+    iolatency is told to end after it (its Ctrl-C trap keeps its interval
+    loop going on bash 5: it would never end)."""
     majmin = "%d,%d" % (dev.major, dev.minor)
+    pt_count = ["1", str(int(seconds) + 4)] if seconds else []
     extra = []
     if base:
         # the same tool from another checkout (a directory holding it as
@@ -379,7 +383,7 @@ def iolatency_tracers(kt, root, dev, base=None):
     return extra + [
         Tracer("kerntrace-ftrace", [kt, "iolatency", "--backend", "ftrace", "-d", majmin],
                "Tracing block I/O", hist_rows, kerntrace_lost),
-        Tracer("perf-tools", perf_tools(root, "iolatency-perf") + ["-d", majmin],
+        Tracer("perf-tools", perf_tools(root, "iolatency-perf") + ["-d", majmin] + pt_count,
                "Tracing block I/O", hist_rows, needs="iolatency-perf"),
         Tracer("kerntrace-ebpf", [kt, "iolatency", "--backend", "ebpf", "-d", majmin],
                "Tracing block I/O", hist_rows, kerntrace_lost),
@@ -606,8 +610,9 @@ def available(tracer):
 
 def section_iolatency(args, ctx):
     print("\n== iolatency: %d I/Os at %d IOPS, %d repetitions ==" % (args.ios, args.iops, args.reps))
-    tracers = [t for t in iolatency_tracers(ctx["kt"], ctx["root"], ctx["dev"], args.base)
-               if wanted(args, t)]
+    seconds = float(args.ios) / args.iops if args.iops else None
+    tracers = [t for t in iolatency_tracers(ctx["kt"], ctx["root"], ctx["dev"], args.base,
+                                            seconds) if wanted(args, t)]
     results = []
     for rep in range(args.reps):
         for t in tracers:
