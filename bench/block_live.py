@@ -323,13 +323,55 @@ def hand_bcc_lost(out, err):
     return int(m.group(1)) if m else 0
 
 
+class TopLevelState(object):
+    """What a perf-tools script leaves in the top-level buffer when it is
+    killed (it did not end on SIGINT): the events it enabled, their
+    filters and its lock.  Noted before the run, put back after a kill."""
+
+    LOCK = "/var/tmp/.ftrace-lock"
+
+    def __init__(self, root):
+        self.root = root
+        self.events = set(self._set_events())
+
+    def _set_events(self):
+        with open(os.path.join(self.root, "set_event")) as f:
+            return [line.strip() for line in f if line.strip()]
+
+    def restore(self):
+        for ev in self._set_events():
+            if ev in self.events or ":" not in ev:
+                continue
+            d = os.path.join(self.root, "events", *ev.split(":", 1))
+            for name, value in (("enable", "0"), ("filter", "0")):
+                try:
+                    with open(os.path.join(d, name), "w") as f:
+                        f.write(value + "\n")
+                except OSError:
+                    pass
+        try:
+            with open(self.LOCK) as f:
+                pid = int(f.read().strip() or 0)
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            # (its owner is gone: the script that was killed)
+            try:
+                os.unlink(self.LOCK)
+            except OSError:
+                pass
+
+
 def perf_tools(root, script):
     return ["unshare", "-m", "--propagation", "private", "sh", "-c",
             PERF_TOOLS_NS.format(root=root), "perf-tools", script]
 
 
-def iolatency_tracers(kt, root, dev, base=None):
+def iolatency_tracers(kt, root, dev, base=None, seconds=None):
+    """seconds: how long a run's workload takes, about: perf-tools'
+    iolatency is told to end after it (its Ctrl-C trap keeps its interval
+    loop going on bash 5: it would never end)."""
     majmin = "%d,%d" % (dev.major, dev.minor)
+    pt_count = ["1", str(int(seconds) + 4)] if seconds else []
     extra = []
     if base:
         # the same tool from another checkout (a directory holding it as
@@ -341,7 +383,7 @@ def iolatency_tracers(kt, root, dev, base=None):
     return extra + [
         Tracer("kerntrace-ftrace", [kt, "iolatency", "--backend", "ftrace", "-d", majmin],
                "Tracing block I/O", hist_rows, kerntrace_lost),
-        Tracer("perf-tools", perf_tools(root, "iolatency-perf") + ["-d", majmin],
+        Tracer("perf-tools", perf_tools(root, "iolatency-perf") + ["-d", majmin] + pt_count,
                "Tracing block I/O", hist_rows, needs="iolatency-perf"),
         Tracer("kerntrace-ebpf", [kt, "iolatency", "--backend", "ebpf", "-d", majmin],
                "Tracing block I/O", hist_rows, kerntrace_lost),
@@ -430,6 +472,7 @@ def run_traced(tracer, dev, ios, iops, cgroot, tmpdir, ready_timeout=60):
     group = CpuGroup(cgroot, tracer.name)
     out_path = os.path.join(tmpdir, tracer.name + ".out")
     err_path = os.path.join(tmpdir, tracer.name + ".err")
+    top = TopLevelState(tracefs_root()) if tracer.argv[0] == "unshare" else None
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         p = subprocess.Popen(tracer.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                              env=dict(os.environ, **(tracer.env or {})), preexec_fn=lambda: (os.setsid(), group.enter()))
@@ -462,6 +505,8 @@ def run_traced(tracer, dev, ios, iops, cgroot, tmpdir, ready_timeout=60):
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             r.error = "did not end on SIGINT"
+            if top is not None:
+                top.restore()
         u1 = group.usage()
         r.cpu = (u1[0] - u0[0], u1[1] - u0[1])
         o, e = _read(out_path), _read(err_path)
@@ -476,6 +521,8 @@ def run_traced(tracer, dev, ios, iops, cgroot, tmpdir, ready_timeout=60):
             except (OSError, subprocess.TimeoutExpired):
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+                if top is not None:
+                    top.restore()
         group.remove()
 
 
@@ -563,8 +610,9 @@ def available(tracer):
 
 def section_iolatency(args, ctx):
     print("\n== iolatency: %d I/Os at %d IOPS, %d repetitions ==" % (args.ios, args.iops, args.reps))
-    tracers = [t for t in iolatency_tracers(ctx["kt"], ctx["root"], ctx["dev"], args.base)
-               if wanted(args, t)]
+    seconds = float(args.ios) / args.iops if args.iops else None
+    tracers = [t for t in iolatency_tracers(ctx["kt"], ctx["root"], ctx["dev"], args.base,
+                                            seconds) if wanted(args, t)]
     results = []
     for rep in range(args.reps):
         for t in tracers:

@@ -547,3 +547,52 @@ scenario("records stream and reset", plain(Records(fields=("ts", "tid", "sector"
 scenario("lost events are reported per interval", pair(POW2),
          [Lost(5), Lost(None), Lost(0), IntervalEnd()],
          [Interval({}, lost=6), Interval({})], not_in=NO_INPUT_LOSS)
+
+
+# ---------------------------------------------------------------------------
+# iolatency's pair (nothing carried): what the ftrace backend's bulk pair
+# path (bulkpair.py) decides with dicts and sets, and what it hands to the
+# handlers, at the edges of both
+def io(filters=(), shared=None, aggregate=POW2):
+    return pair(aggregate, filters=filters, carry=(), shared=shared)
+
+
+scenario("a sector read again pairs each read with its own start", io(),
+         [issue(100, 8), done(200, 8, cpu=1), issue(300, 8, cpu=1), done(500, 8),
+          issue(600, 8), done(900, 8), issue(1000, 16), done(1000 + 3 * MS, 16)],
+         [Interval({(): ({0: 3, 2: 1}, 100 + 200 + 300 + 3 * MS)})])
+
+scenario("a requeued start replaces the pending one, in flight or not", io(),
+         [issue(100, 8), IntervalEnd(), issue(200, 8), issue(250, 8), done(400, 8),
+          done(450, 8)],
+         [Interval({}), Interval({(): ({0: 1}, 150)}, unmatched=1)])
+
+scenario("ends without their start, starts waiting across intervals", io(),
+         [done(50, 16), issue(100, 24, cpu=1), issue(110, 32), done(150, 32, cpu=1),
+          IntervalEnd(), done(100 + 5 * MS, 24), done(6 * MS, 40), IntervalEnd()],
+         [Interval({(): ({0: 1}, 40)}, unmatched=1),
+          Interval({(): ({3: 1}, 5 * MS)}, unmatched=1), Interval({})])
+
+scenario("flushes in flight together are not measured, the other I/O is",
+         io(shared={"sector": FLUSH}),
+         [issue(100, FLUSH, nbytes=0), issue(110, 8), issue(120, FLUSH, nbytes=0, cpu=1),
+          done(150, FLUSH), done(160, 8, cpu=1), done(170, FLUSH), issue(200, FLUSH, nbytes=0),
+          done(260, FLUSH)],
+         [Interval({(): ({0: 2}, 50 + 60)}, unmatched=2)])
+
+scenario("a loss forgets the flushes in flight", io(shared={"sector": FLUSH}),
+         [issue(100, FLUSH, nbytes=0), issue(105, FLUSH, nbytes=0), issue(106, 8), Lost(3),
+          done(200, FLUSH), done(206, 8)],
+         [Interval({(): ({0: 1}, 100)}, unmatched=1, lost=3)], not_in=NO_INPUT_LOSS)
+
+scenario("another disk's I/O is not traced, its ends not unmatched",
+         io(filters=[Filter("dev", "==", DEV)]),
+         [issue(100, 8, dev=OTHER_DEV), issue(110, 8), done(150, 8, dev=OTHER_DEV),
+          done(170, 8), done(180, 16, dev=OTHER_DEV)],
+         [Interval({(): ({0: 1}, 60)})])
+
+scenario("microsecond log2 rows of one batch's pairs",
+         io(aggregate=Histogram(LATENCY, scale=LOG2, unit="usecs", divisor=1000)),
+         [issue(0, 8), issue(10, 16), done(999, 8), done(1010, 16, cpu=1), issue(2000, 24),
+          done(2000 + 70000, 24), issue(80000, 32), done(80000 + 1000, 32)],
+         [Interval({(): ({1: 3, 7: 1}, 0 + 1 + 70 + 1)})])

@@ -4,6 +4,8 @@ implementation of the model:
   reference  core.semantics.evaluate, the specification
   ftrace     the ftrace backend's Aggregator, fed RawEvents as its
              decoders make them (plan resolved against Linux 6.18 formats)
+  ftrace bulk  its bulk pair path (bulkpair.py), fed the events as
+             ring-buffer pages (tests/bulkpages.py), where it applies
   ebpf       the eBPF backend's generated C, compiled with the host C
              compiler against a small bcc runtime (maps as arrays, a
              settable clock, pid, cpu and comm) and run on the events as
@@ -35,6 +37,8 @@ from kerntrace.core import results
 from kerntrace.core.model import EVENT_NAME
 from kerntrace.core.semantics import IntervalEnd, Lost, evaluate
 
+from bulkpages import BulkRun
+from kerntrace.backends.ftrace.bulkpair import bulk_pairs
 from scenarios import SCENARIOS
 from test_ebpf_codegen import CC, RUN_HEADER, compile_c, make_plan, tracepoint_struct
 
@@ -393,7 +397,7 @@ def _run_live(bcc, b, prog, measurement, stream):
 
 
 # ---------------------------------------------------------------------------
-IMPLEMENTATIONS = ["reference", "ftrace", "ebpf"]
+IMPLEMENTATIONS = ["reference", "ftrace", "ftrace-bulk", "ebpf"]
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -406,6 +410,12 @@ def test_scenario(tmp_path, scenario, impl):
         reports = evaluate(m, scenario.stream)
     elif impl == "ftrace":
         reports = run_ftrace(m, scenario.stream)
+    elif impl == "ftrace-bulk":
+        plan = ftrace_plan(m)
+        why = bulk_pairs(m, plan)
+        if why is not None:
+            pytest.skip("the ftrace backend pairs it event by event: %s" % why)
+        reports = BulkRun(m, plan).run(scenario.stream)
     else:
         if CC is None:
             pytest.skip("no host C compiler to run the generated C")

@@ -156,6 +156,11 @@ class Aggregator(object):
         """(format field names, handler) of a tracefs event, or None."""
         return self._handlers.get((system, event))
 
+    def pairing_state(self):
+        """(pending starts table, histograms by key, Counters): what the
+        handlers update, for bulkpair.BulkPairer to update the same way."""
+        return self._pending.table, self._hists, self.counters
+
     def raw_sinks(self, formats_by_id):
         """{event id: (format field names, callback)} for the events of this
         plan, for RawDecoder.compile_sinks()."""

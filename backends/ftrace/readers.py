@@ -12,6 +12,7 @@ Nothing here sleeps in the kernel.
 import errno
 import os
 import re
+import time
 
 from kerntrace.core import tracefs
 
@@ -208,3 +209,53 @@ def read_page_size(buffer_path, header_page):
         return parse_header_page(header_page).page_size
     except RawFormatError:
         return os.sysconf("SC_PAGE_SIZE")
+
+
+# The longest a watermark wait sleeps at once.
+MAX_IDLE_S = 1.0
+
+
+class WatermarkWait(object):
+    """Sleeping until the per-CPU buffers hold enough to read, instead of
+    waking every `floor` seconds to find out.
+
+    A poll() on trace_pipe_raw returns once that CPU's buffer is
+    buffer_percent full (Since Linux commit 03329f993978 ("tracing: Add
+    tracefs file buffer_percent") (v5.1) the file; since "tracing/ring-
+    buffer: Have polling block on watermark" (v6.1) poll() honours it: before
+    it returns as soon as the buffer is not empty).  Either way wake-ups
+    stay at least `floor` apart, so a kernel whose poll() does not wait
+    costs what polling costs.  None of it where the buffer has no
+    buffer_percent, or 0 (poll() would return on every event)."""
+
+    def __init__(self, readers, buffer_path, floor):
+        self.floor = floor
+        self.poller = None
+        if not readers:
+            return
+        text = tracefs.read_text(os.path.join(buffer_path, "buffer_percent"))
+        if not (text and text.strip().isdigit() and int(text.strip()) > 0):
+            return
+        import select
+        if not hasattr(select, "poll"):
+            return
+        self.poller = select.poll()
+        for r in readers:
+            self.poller.register(r.fd, select.POLLIN)
+
+    @property
+    def active(self):
+        return self.poller is not None
+
+    def idle(self, remaining, now):
+        """Sleep at most `remaining` seconds: until a buffer reaches its
+        watermark (not before `floor`), or `floor` without a watermark."""
+        if self.poller is None:
+            time.sleep(min(self.floor, remaining))
+            return
+        start = now()
+        # (a run without an interval waits "forever": poll() takes an int)
+        self.poller.poll(max(0, int(min(remaining, MAX_IDLE_S) * 1000)))
+        slept = now() - start
+        if slept < self.floor and slept < remaining:
+            time.sleep(min(self.floor, remaining) - slept)

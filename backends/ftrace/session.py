@@ -31,8 +31,8 @@ from . import owner
 from .configure import configure
 from .lock import FtraceLock
 from .plan import Lost
-from .readers import (MAX_PAGES_PER_ROUND, LossCounter, RawReader, TextReader, cpus,
-                      read_page_size, read_round)
+from .readers import (MAX_PAGES_PER_ROUND, LossCounter, RawReader, TextReader, WatermarkWait,
+                      cpus, read_page_size, read_round)
 from .textparse import KernelStackText
 from .timeorder import TimeOrder, needs_time_order
 
@@ -84,6 +84,8 @@ class LiveSession(Session):
     buffer path, the probes as defined, the filters the kernel accepted)."""
 
     page_counter = None     # pagecount.PageCounter: a plain count's pages
+    bulk = None             # bulkpair.BulkPairer: a pair's pages, paired per lap
+    sleeper = None          # readers.WatermarkWait, made at the first idle wait
     hist = None             # histcount.HistCounts: counts the kernel keeps
 
     def __init__(self, measurement, plan, options=None):
@@ -240,12 +242,27 @@ class LiveSession(Session):
                                                       self.aggregator)
                 if why:
                     self._explain("ftrace: counting event by event: %s" % why)
+            elif self.measurement.pair is not None:
+                self._bulk_pairing(plan)
         else:
             from .textparse import TextDecoder
             formats = {(te.system, te.event): te.format for te in plan.task_events or ()}
             formats.update({(ev.system, ev.event): ev.format
                             for ev in plan.events if ev.format is not None})
             self.decoder = TextDecoder(formats, stacks=plan.kernel_stacks)
+
+    def _bulk_pairing(self, plan):
+        """Pair a drain lap at a time where bulkpair can (it is then the
+        round's time order too), else say why not."""
+        from .bulkpair import BulkPairer, bulk_pairs
+        why = bulk_pairs(self.measurement, plan, self.decoder.byteorder)
+        if why is not None:
+            self._explain("ftrace: pairing event by event: %s" % why)
+            return
+        self.bulk = self.order = BulkPairer(self.measurement, plan, self.decoder,
+                                            self.aggregator)
+        self.holds = {}
+        self._explain("ftrace: pairing in bulk, a drain lap at a time")
 
     def _tasks(self):
         """Thread id -> process id / task name for the aggregator (the raw
@@ -282,7 +299,9 @@ class LiveSession(Session):
     def _feed_page(self, page, cpu):
         # Page losses go to the LossCounter (not straight to the aggregator):
         # the stats counters report the same events.
-        if self.page_counter is not None:
+        if self.bulk is not None:
+            lost = self.bulk.feed_page(page, cpu)
+        elif self.page_counter is not None:
             lost = self.page_counter.count_page(page, cpu)
         else:
             _n, lost = self.decoder.decode_page_into(page, cpu, self.binding,
@@ -324,7 +343,23 @@ class LiveSession(Session):
             if remaining <= 0:
                 return
             if not read:
-                time.sleep(min(POLL_S, remaining))
+                self._idle(remaining)
+
+    def _idle(self, remaining):
+        """Wait for more to read: where only interval reports print
+        (histograms, counts) until a buffer's watermark; records print as
+        they come, so their reads keep polling."""
+        if self.sleeper is None:
+            raw = [r for r in self.readers if isinstance(r, RawReader)]
+            if raw and self.measurement.aggregate.kind != "records" and \
+                    self.plan.count_route != "hist":
+                self.sleeper = WatermarkWait(raw, self.buffer_path, POLL_S)
+            else:
+                self.sleeper = WatermarkWait([], None, POLL_S)
+            self._explain("ftrace: between reads %s" % (
+                "sleeping until a buffer is buffer_percent full" if self.sleeper.active
+                else "polling every %g s" % POLL_S))
+        self.sleeper.idle(remaining, _now)
 
     def stop_recording(self):
         # Under a flood the buffer refills as fast as it is drained: the last
