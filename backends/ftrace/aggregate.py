@@ -140,6 +140,8 @@ class Aggregator(object):
             "_tgid_of": self.tasks.tgid,
             "_comm_of": self.tasks.comm,
             "_uid_of": self.tasks.uid,
+            "_task_entry": (self.tasks.entry_getter() if hasattr(self.tasks, "entry_getter")
+                            else None),
             "_max_pending": self.max_pending,
             "_EMPTY": (),
             "_BE_COMM": ("comm",),
