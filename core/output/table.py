@@ -166,12 +166,13 @@ def compile_row(columns, ctx):
         if not whole_line:
             lines += ["    if not %s.isprintable():" % t,
                       "        %s = _terminal_text(%s)" % (t, t)]
-        if col.truncate:
-            lines.append("    %s = %s[:%d]" % (t, t, col.width))
-        if not (i == last and col.align == "<"):
-            lines.append("    %s = %s.%s(%d)" % (t, t, "ljust" if col.align == "<" else "rjust",
-                                                col.width))
-        parts.append("%s")
+        # cut and padded by the line's format: "%-6s" is ljust(6), "%4s"
+        # rjust(4), "%-16.16s" [:16].ljust(16) (the cell is text by now)
+        cut = ".%d" % col.width if col.truncate else ""
+        if i == last and col.align == "<":
+            parts.append("%%%ss" % cut)
+        else:
+            parts.append("%%%s%d%ss" % ("-" if col.align == "<" else "", col.width, cut))
     ns["_LINE"] = "".join(parts)
     lines.append("    line = _LINE %% (%s,)" % ", ".join("t%d" % i for i in range(len(columns))))
     if whole_line:
