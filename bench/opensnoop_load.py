@@ -470,6 +470,13 @@ def print_table(results, names):
                                                            "1.00x"))
             continue
         pct = 100.0 * _median(rows, "events") / _median(rows, "opens")
+        if n in FLOORS:
+            # EVENTS%: entries read per open; CPU/LINE: per entry read
+            entries = _median(rows, "events")
+            print("%-17s %10.0f %9s %9s %9s %9.2f %10s %9s" % (
+                n, rate, "%.2f%%" % pct if entries else "-", "-", "-", _median(rows, "cpu_us"),
+                "%.2f" % _median(rows, "cpu_us_printed") if entries else "-", slow))
+            continue
         print("%-17s %10.0f %8.2f%% %9d %9d %9.2f %10.2f %9s" % (
             n, rate, pct, _median(rows, "missing"), _median(rows, "reported"),
             _median(rows, "cpu_us"), _median(rows, "cpu_us_printed"), slow))
