@@ -17,6 +17,12 @@ One tracer at a time, each in rounds, side by side in one run:
                      syscalls:sys_exit_openat, in a tracefs instance), read
                      from trace_pipe by awk pairing them per pid, as
                      perf-tools' opensnoop does with its getname kprobe
+    floor-read       the floor of kerntrace's Python route on the same
+    floor-walk       instance as ftrace-awk (bench/opensnoop_floor.py):
+    floor-decode     reading the pages only; and walking their entries;
+                     and decoding the fields opensnoop reads; no time
+                     ordering, pairing or printing (EVENTS% is then the
+                     entries read per open: every one is read)
 
 Measured per tracer:
     events    lines the tracer printed for the workload's file, of the opens
@@ -143,7 +149,9 @@ $1 != "#" && /sys_openat ->/ {
 $0 ~ /LOST.*EVENTS/ { print "WARNING: " $0 > "/dev/stderr" }
 """
 
-TRACERS = ("none", "kerntrace-ebpf", "bcc", "bpftrace", "kerntrace-ftrace", "ftrace-awk")
+FLOORS = ("floor-read", "floor-walk", "floor-decode")
+TRACERS = ("none", "kerntrace-ebpf", "bcc", "bpftrace", "kerntrace-ftrace", "ftrace-awk") + FLOORS
+FLOOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "opensnoop_floor.py")
 
 
 # ---------------------------------------------------------------------------
@@ -152,13 +160,19 @@ class CpuGroup(object):
     """A cgroup for one process tree; usage() is its CPU seconds so far
     (also after the processes exited)."""
 
+    made = 0
+
     def __init__(self, name):
         self.v2 = _mount_point("cgroup2")
         self.v1 = None if self.v2 else _mount_point("cgroup", option="cpuacct")
         base = self.v2 or self.v1
         if base is None:
             raise SystemExit("no cgroup2 and no cgroup v1 cpuacct mount: cannot measure CPU")
-        self.path = os.path.join(base, "kerntrace-bench-%d-%s" % (os.getpid(), name))
+        # numbered: a group whose last process is slow to go (removed by a
+        # later remove() retry, or left to the next run) never blocks the next
+        CpuGroup.made += 1
+        self.path = os.path.join(base, "kerntrace-bench-%d-%d-%s"
+                                 % (os.getpid(), CpuGroup.made, name))
         os.mkdir(self.path)
 
     def enter(self):
@@ -218,6 +232,11 @@ class TextPipeline(object):
         except Exception:
             self.tear_down()
             raise
+
+    def floor_command(self, mode):
+        """The floor of the Python route, on this instance's pages."""
+        return [sys.executable, FLOOR_SCRIPT, mode, self.root, self.instance,
+                "%s/open=path" % self.group, "syscalls/sys_exit_openat=ret"]
 
     def command(self):
         return "cat %s | awk %s" % (shlex.quote(os.path.join(self.instance, "trace_pipe")),
@@ -290,6 +309,8 @@ def tracer_command(name, args, pipeline, path=None):
         return ["bpftrace", "-B", "line", "-e", BPFTRACE], "stdout", "ready"
     if name == "ftrace-awk":
         return ["sh", "-c", pipeline.command()], None, None
+    if name in FLOORS:
+        return pipeline.floor_command(name.split("-")[1]), "stdout", "ready"
     raise ValueError(name)
 
 
@@ -300,7 +321,7 @@ def one_run(name, args, exe, path, pipeline):
     tr_group = CpuGroup("tracer-%s" % name) if name != "none" else None
     tracer = counter = err_counter = None
     try:
-        if name == "ftrace-awk":
+        if name == "ftrace-awk" or name in FLOORS:
             pipeline.set_up()
         if tr_group is not None:
             argv, ready_stream, ready = tracer_command(name, args, pipeline, path)
@@ -347,6 +368,10 @@ def one_run(name, args, exe, path, pipeline):
             err_counter.thread.join(10)
             # bpftrace says "Lost N events" on stdout, the others on stderr
             errors = "".join(err_counter.text) + "".join(counter.text)
+            if name in FLOORS:
+                # no lines per open: the entries it read, every one
+                m = re.search(r"floor \w+: (\d+) entries", "".join(counter.text))
+                counter.count = int(m.group(1)) if m else 0
             result.update(events=counter.count, missing=opens - counter.count,
                           reported=_reported_losses(errors),
                           cpu_us=tr_group.usage() * 1e6 / opens,
@@ -356,7 +381,7 @@ def one_run(name, args, exe, path, pipeline):
         if tracer is not None and tracer.poll() is None:
             os.killpg(tracer.pid, signal.SIGKILL)
             tracer.wait()
-        if name == "ftrace-awk":
+        if name == "ftrace-awk" or name in FLOORS:
             pipeline.tear_down()
         wl_group.remove()
         if tr_group is not None:
@@ -404,7 +429,8 @@ def main(argv=None):
         raise SystemExit("run as root")
     names = args.only.split(",") if args.only else list(TRACERS)
     root = tracefs_root()
-    pipeline = TextPipeline(root) if root and "ftrace-awk" in names else None
+    pipeline = TextPipeline(root) if root and set(names) & set(("ftrace-awk",) + FLOORS) \
+        else None
     results = {n: [] for n in names}
     # A short path: bpftrace prints at most 64 bytes of a string.
     with tempfile.TemporaryDirectory(prefix="ktb") as d:
@@ -444,6 +470,13 @@ def print_table(results, names):
                                                            "1.00x"))
             continue
         pct = 100.0 * _median(rows, "events") / _median(rows, "opens")
+        if n in FLOORS:
+            # EVENTS%: entries read per open; CPU/LINE: per entry read
+            entries = _median(rows, "events")
+            print("%-17s %10.0f %9s %9s %9s %9.2f %10s %9s" % (
+                n, rate, "%.2f%%" % pct if entries else "-", "-", "-", _median(rows, "cpu_us"),
+                "%.2f" % _median(rows, "cpu_us_printed") if entries else "-", slow))
+            continue
         print("%-17s %10.0f %8.2f%% %9d %9d %9.2f %10.2f %9s" % (
             n, rate, pct, _median(rows, "missing"), _median(rows, "reported"),
             _median(rows, "cpu_us"), _median(rows, "cpu_us_printed"), slow))
@@ -454,6 +487,10 @@ def print_table(results, names):
     if cpu.get("kerntrace-ftrace") and cpu.get("ftrace-awk"):
         print("ftrace-awk / kerntrace-ftrace cpu per event: %.2f (goal >= 3)"
               % (cpu["ftrace-awk"] / cpu["kerntrace-ftrace"]))
+    for n in FLOORS:
+        if cpu.get(n) and cpu.get("ftrace-awk"):
+            print("ftrace-awk / %s cpu per event: %.2f (the most the Python route could "
+                  "reach doing no more than %s)" % (n, cpu["ftrace-awk"] / cpu[n], n[6:]))
 
 
 if __name__ == "__main__":

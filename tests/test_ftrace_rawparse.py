@@ -438,3 +438,51 @@ def test_header_page_char_data_signedness_per_era(era, signed):
         assert data.endswith("signed:%s;" % signed)
     assert ("overwrite" in text) == (era not in ("2.6.32", "rhel6"))
     assert parse_header_page(text).page_size == 4096
+
+
+def _exec_with_loc(name, pid, loc_len=None):
+    """A sched_process_exec payload; loc_len: the length its __data_loc
+    word claims (beyond the event: a string cut at the event's end)."""
+    payload = bytearray(encode_payload(EXEC, pid, {"filename": name, "pid": pid, "old_pid": 1}))
+    if loc_len is not None:
+        (word,) = struct.unpack_from("<I", payload, 8)
+        struct.pack_into("<I", payload, 8, (word & 0xffff) | (loc_len << 16))
+        # no NUL up to the event's end: only that end stops the string
+        start = word & 0xffff
+        payload[start:] = payload[start:].replace(b"\0", b"Z")
+    return bytes(payload)
+
+
+@pytest.mark.parametrize("as_type", [bytes, bytearray])
+def test_data_loc_strings_decoded_inline_and_cached_are_exact(as_type):
+    # The sinks decode __data_loc strings inline through a string cache:
+    # repeated, long (beyond the cache's), empty, undecodable and cut
+    # strings must come out as each event's own, in every page type.
+    names = ["/tmp/a", "/tmp/a", "", "/usr/lib/" + "y" * 300, "/usr/lib/" + "y" * 300,
+             "caf\xe9", "/tmp/a\x1b", "/tmp/b"]
+    pb = PageBuilder(HEADER_PAGE)
+    for i, name in enumerate(names):
+        assert pb.add(_exec_with_loc(name, 100 + i), 10 + i)
+    # a length running past the event: cut at the event's end
+    cut = _exec_with_loc("/tmp/cut", 200, loc_len=200)
+    assert pb.add(cut, 30)
+    assert pb.add(_exec_with_loc("/tmp/after", 201), 31)
+    names.append("/tmp/after")
+    page = as_type(pb.page())
+    d = decoder()
+    got = []
+    binding = d.compile_sinks({EXEC.id: (("filename", "pid"),
+                                         lambda ts, cpu, v: got.append(tuple(v)))})
+    for _ in range(2):      # the second time from the cache
+        del got[:]
+        n, lost = d.decode_page_into(page, 0, binding)
+        assert (n, lost) == (len(names) + 1, 0)
+        cut_at = len(names) - 1
+        assert got[:cut_at] + got[cut_at + 1:] == [
+            (100 + i, name, 100 + i) for i, name in enumerate(names[:-1])] + [
+            (201, "/tmp/after", 201)]
+        # cut at the event's end (its payload, padded to 4 bytes)
+        assert got[cut_at] == (200, "/tmp/cut" + "Z" * (len(cut) - 20 - 8), 200)
+    # the events RawDecoder.decode_page() makes say the same
+    events, _ = d.decode_page(page, 0)
+    assert [ev.fields["filename"] for ev in events] == [v[1] for v in got]

@@ -236,3 +236,26 @@ def test_generated_rows_are_the_columns_own_cells_byte_for_byte():
     printer = EventTablePrinter(*streams(), cols)
     assert [printer.row(r, context) for r in records] == expected
     assert "?" in expected[9] and "%" in expected[0]
+
+
+@pytest.mark.parametrize("with_subclass", [False, True])
+def test_rows_escaped_as_one_line_are_the_cells_own_byte_for_byte(with_subclass):
+    # Plain columns only: the generated row escapes the whole line at once
+    # (with a subclass column it escapes cell by cell); both must be what
+    # the cells make one by one, through report() too.
+    cols = [Column("COMM", "comm", 6, truncate=True),
+            Column("DEV", "dev", 5, align=">"),
+            Column("N", "n", 4, sep="%"),
+            Column("PATH", "path", 8)]
+    if with_subclass:
+        cols.insert(2, _Upper("X", "x", 3))
+    values = [None, True, 0, -3, 2 ** 70, 1.5, float("inf"), "s", "tab\there",
+              b"b\xffytes", "a-very-long-task-name\x1b[31m", "x%sy", NASTY, "\u202e" * 9]
+    records = [Record(i, dict(comm=v, dev=v, n=v, x=v, path=v)) for i, v in enumerate(values)]
+    printer = EventTablePrinter(*streams(), cols)
+    context = ctx({})
+    expected = [_cell_by_cell(printer, r, context) for r in records]
+    assert [printer.row(r, context) for r in records] == expected
+    assert all(line.isprintable() for line in expected)
+    out, _ = run(EventTablePrinter(*streams(), cols), [Report(records[:7]), Report(records[7:])])
+    assert out.splitlines()[1:] == expected

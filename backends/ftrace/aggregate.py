@@ -135,11 +135,13 @@ class Aggregator(object):
             "_counts": self._counts,
             "_counts_get": self._counts.get,
             "_records_append": self._records.append,
-            "_Record": Record,
+            "_Record": _record_maker(),
             "_Hist": HistogramResult,
             "_tgid_of": self.tasks.tgid,
             "_comm_of": self.tasks.comm,
             "_uid_of": self.tasks.uid,
+            "_task_entry": (self.tasks.entry_getter() if hasattr(self.tasks, "entry_getter")
+                            else None),
             "_max_pending": self.max_pending,
             "_EMPTY": (),
             "_BE_COMM": ("comm",),
@@ -247,6 +249,30 @@ class Aggregator(object):
         self.last.add(c)
         c.reset()
         return report
+
+
+def _record_maker():
+    """Record(ts, fields, best_effort) for the generated handlers, without
+    the copy of `fields` (a dict each handler builds for its record alone)
+    and with the best-effort sets made once: a flood makes a record per
+    event."""
+    new = Record.__new__
+    frozen = {}
+    none = Record(0, {}).best_effort
+
+    def make(ts, fields, best_effort=()):
+        r = new(Record)
+        r.ts = ts if ts.__class__ is int else int(ts)
+        r.fields = fields
+        if best_effort:
+            be = frozen.get(best_effort)
+            if be is None:
+                be = frozen[best_effort] = frozenset(best_effort)
+            r.best_effort = be
+        else:
+            r.best_effort = none
+        return r
+    return make
 
 
 def _tuple_getter(names):

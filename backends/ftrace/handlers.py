@@ -98,7 +98,12 @@ class _EventProgram(object):
         elif name == "tid":
             emit("%s = v[0]" % var)
         elif name == "pid":
-            emit("%s = tgid if tgid is not None else _tgid_of(v[0])" % var)
+            if self._task_entry():
+                # TaskInfo.tgid()'s first answer inline: the task events' own
+                emit("%s = tgid if tgid is not None else (e[1] if e is not None and "
+                     "e[1] is not None else _tgid_of(v[0]))" % var)
+            else:
+                emit("%s = tgid if tgid is not None else _tgid_of(v[0])" % var)
         elif name == "uid":
             # no record carries it: /proc now, best-effort (model.CONTEXT_FIELDS)
             emit("%s = _uid_of(v[0])" % var)
@@ -106,6 +111,10 @@ class _EventProgram(object):
             own = self._own_comm_field()
             if own is not None:
                 emit("%s = comm if comm is not None else %s" % (var, self._field_index(own)))
+            elif self._task_entry():
+                # TaskInfo.comm()'s first answer inline: the task events' own
+                emit("%s = comm if comm is not None else (e[0] if e is not None and "
+                     "e[0] is not None else _comm_of(v[0]))" % var)
             else:
                 emit("%s = comm if comm is not None else _comm_of(v[0])" % var)
                 # (the kernel's task events name it at the event, if followed)
@@ -144,6 +153,20 @@ class _EventProgram(object):
             emit("%s = %s" % (var, self.const(value)), 2)
 
     comm_after_the_fact = False
+    _entry_loaded = False
+
+    def _task_entry(self):
+        """Where the task events name the threads (TaskInfo.follows_events,
+        fixed before the handlers are made): load the thread's entry into
+        `e` once (a call per name and pid per event cost more); else
+        False."""
+        tasks = self.builder.tasks
+        if not getattr(tasks, "follows_events", False) or not hasattr(tasks, "entry_getter"):
+            return False
+        if not self._entry_loaded:
+            self._entry_loaded = True
+            self.code.emit("e = _task_entry(v[0])")
+        return True
 
     def match_expr(self, f, var):
         """f.matches(var) as an inline expression (a call per event, and

@@ -208,11 +208,18 @@ def _make_fix(fixups, reorder, count):
         if kind == "str":
             lines.append("    a%d = _str(a%d)" % (rank, rank))
         else:
-            lines.append("    a%d = _loc(a%d, data, pos, length, %d)"
-                         % (rank, rank, field_end if kind == "rel" else 0))
+            # _data_loc() inline, its strings through the cache (paths,
+            # file names: few distinct values, as for the char arrays)
+            a = "a%d" % rank
+            lines += ["    s = pos + (%s & 0xffff) + %d" % (a, field_end if kind == "rel" else 0),
+                      "    e = s + (%s >> 16)" % a,
+                      "    b = data[s:e if e < pos + length else pos + length]",
+                      "    %s = _str_get(b)" % a,
+                      "    if %s is None:" % a,
+                      "        %s = _loc_str(b)" % a]
     order = reorder if reorder is not None else range(count)
     lines.append("    return (%s,)" % ", ".join("a%d" % i for i in order))
-    ns = {"_str": _cached_cstr, "_loc": _data_loc}
+    ns = {"_str": _cached_cstr, "_str_get": _CSTR_CACHE.get, "_loc_str": _loc_str}
     exec(compile("\n".join(lines) + "\n", "<kerntrace layout fix>", "exec"), ns)
     return ns["fix"]
 
@@ -232,6 +239,16 @@ def _cached_cstr(b):
             _CSTR_CACHE.clear()
         _CSTR_CACHE[b] = s
     return s
+
+
+# Longer strings are decoded every time: the cache stays small.
+_LOC_CACHED_MAX = 256
+
+
+def _loc_str(b):
+    """A __data_loc string's bytes (cut at the data's end) as text; short
+    ones are kept in the string cache."""
+    return _cached_cstr(b) if len(b) <= _LOC_CACHED_MAX else _cstr(b)
 
 
 def _data_loc(v, data, pos, length, field_end):
@@ -322,6 +339,9 @@ class RawDecoder(object):
         ph = self.page
         if len(data) < ph.data_offset:
             return 0, 0
+        if data.__class__ is not bytes:
+            # (a bytearray or view): the layouts' string slices key a cache
+            data = bytes(data)
         endian = self._endian
         (page_ts,) = struct.unpack_from(endian + "Q", data, ph.ts_offset)
         (commit,) = struct.unpack_from(endian + ("Q" if ph.commit_size == 8 else "I"),

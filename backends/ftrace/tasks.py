@@ -373,6 +373,12 @@ class TaskInfo(object):
     # -- answers -------------------------------------------------------------
     # Without the task events, what snapshot() read may be stale (a thread
     # id reused, a task renamed): the kernel's caches come first then.
+    def entry_getter(self):
+        """tid -> the [comm, tgid] the task events keep (either may be
+        None), or None: for handlers that read them inline where
+        follows_events, before asking comm() and tgid()."""
+        return self._tasks.get
+
     def tgid(self, tid):
         """The process id of a thread, or None if it cannot be known."""
         e = self._tasks.get(tid)

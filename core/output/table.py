@@ -6,7 +6,7 @@ sequence prints as "?" there, never raw."""
 
 import time
 
-from ..results import CountSet
+from ..results import CountSet, Record
 from .base import Printer, as_text, field_label, key_order, terminal_text, time_line
 
 
@@ -117,9 +117,18 @@ def compile_row(columns, ctx):
     formatters = getattr(ctx, "formatters", {})
     ns = {"_as_text": as_text, "_default_text": default_text, "_terminal_text": terminal_text,
           "_field_label": field_label, "_str": str, "_int": int}
-    lines = ["def row(record, ctx):", "    get = record.get"]
+    # a Record's get() is its dict's (a C call, not a Python method call)
+    ns["_Record"] = Record
+    lines = ["def row(record, ctx):",
+             "    get = record.fields.get if record.__class__ is _Record else record.get"]
     parts = []
     last = len(columns) - 1
+    # terminal_text() maps each character to one character, so cutting and
+    # padding cells commute with it: where every column is a plain Column
+    # (and every separator printable) one test of the whole line replaces a
+    # test per cell, the same text either way.
+    whole_line = all(type(c).cell is Column.cell and type(c).pad is Column.pad
+                     and c.sep.isprintable() for c in columns)
     for i, col in enumerate(columns):
         t = "t%d" % i
         ns["_col%d" % i] = col
@@ -154,16 +163,22 @@ def compile_row(columns, ctx):
                       "        %s = '%%d' %% v" % t,
                       "    else:",
                       "        %s = _default_text(v)" % t]
-        lines += ["    if not %s.isprintable():" % t,
-                  "        %s = _terminal_text(%s)" % (t, t)]
-        if col.truncate:
-            lines.append("    %s = %s[:%d]" % (t, t, col.width))
-        if not (i == last and col.align == "<"):
-            lines.append("    %s = %s.%s(%d)" % (t, t, "ljust" if col.align == "<" else "rjust",
-                                                col.width))
-        parts.append("%s")
+        if not whole_line:
+            lines += ["    if not %s.isprintable():" % t,
+                      "        %s = _terminal_text(%s)" % (t, t)]
+        # cut and padded by the line's format: "%-6s" is ljust(6), "%4s"
+        # rjust(4), "%-16.16s" [:16].ljust(16) (the cell is text by now)
+        cut = ".%d" % col.width if col.truncate else ""
+        if i == last and col.align == "<":
+            parts.append("%%%ss" % cut)
+        else:
+            parts.append("%%%s%d%ss" % ("-" if col.align == "<" else "", col.width, cut))
     ns["_LINE"] = "".join(parts)
-    lines.append("    return _LINE %% (%s,)" % ", ".join("t%d" % i for i in range(len(columns))))
+    lines.append("    line = _LINE %% (%s,)" % ", ".join("t%d" % i for i in range(len(columns))))
+    if whole_line:
+        lines += ["    if not line.isprintable():",
+                  "        line = _terminal_text(line)"]
+    lines.append("    return line")
     exec(compile("\n".join(lines) + "\n", "<kerntrace table row>", "exec"), ns)
     return ns["row"]
 
@@ -200,10 +215,13 @@ class EventTablePrinter(Printer):
         return self._line([c.header for c in self.columns])
 
     def row(self, record, ctx):
+        return self._row_function(ctx)(record, ctx)
+
+    def _row_function(self, ctx):
         compiled = self._compiled
         if compiled is None or compiled[0] is not ctx:
             compiled = self._compiled = (ctx, compile_row(self.columns, ctx))
-        return compiled[1](record, ctx)
+        return compiled[1]
 
     _compiled = None        # (ctx, row function): the columns' cells as one function
 
@@ -220,7 +238,10 @@ class EventTablePrinter(Printer):
                             % type(report.data).__name__)
         self.lost(report, ctx)
         if report.data:
-            self.out.write("".join(self.row(r, ctx) + "\n" for r in report.data))
+            # the row function itself, unless a subclass makes its rows
+            row = (self._row_function(ctx) if type(self).row is EventTablePrinter.row
+                   else self.row)
+            self.out.write("\n".join([row(r, ctx) for r in report.data]) + "\n")
 
 
 class PerfToolsEventTablePrinter(EventTablePrinter):
