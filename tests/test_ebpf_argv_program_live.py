@@ -34,9 +34,11 @@ def test_execsnoop_argv_handlers_stay_small():
     if not verdict.ok:
         pytest.skip("the eBPF backend cannot run execsnoop here: %s" % "; ".join(verdict.reasons))
     program = verdict.plan.program
-    bpf = bccfind.import_bcc().BPF(text=program.text)
+    bpf = bccfind.import_bcc().BPF(text=program.text.encode())
     try:
-        sizes = {a.fn_name: len(bpf.dump_func(a.fn_name)) // 8 for a in program.attachments}
+        # bcc wants bytes names (it warns on str)
+        sizes = {a.fn_name: len(bpf.dump_func(a.fn_name.encode())) // 8
+                 for a in program.attachments}
     finally:
         bpf.cleanup()
     argv = {fn: n for fn, n in sizes.items() if fn.endswith("_args")}
