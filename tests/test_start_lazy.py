@@ -62,8 +62,18 @@ def test_list_imports_no_backend_code_and_still_names_both_backends():
     r = imported_by(["list"])
     assert r["rc"] == 0 and "iolatency" in r["out"], r["err"]
     assert "kerntrace.backends.ebpf.backend" not in r["modules"]
+    assert "kerntrace.backends.ftrace.backend" not in r["modules"]
     r = imported_by(["iolatency", "--help"])
     assert "ebpf" in r["out"] + r["err"]
+
+
+def test_an_ebpf_run_imports_nothing_of_the_ftrace_backend_but_its_cleanup():
+    """(Whether this host can run it or not: an explicit --backend ebpf
+    never falls back, so it never probes ftrace.)"""
+    r = imported_by(["iolatency", "--backend", "ebpf", "--print-program"])
+    ftrace = [m for m in r["modules"] if m.startswith("kerntrace.backends.ftrace")]
+    assert "kerntrace.backends.ftrace.backend" not in ftrace, (r["rc"], r["err"])
+    assert "kerntrace.backends.ebpf.backend" in r["modules"]
 
 
 def test_the_ebpf_backend_is_imported_when_probed():
