@@ -32,8 +32,8 @@ disable them with --no-plugins or KERNTRACE_DISABLE_PLUGINS=1 (or =name,...).
 """
 
 
-def _plugins(no_plugins, err):
-    return PluginHost(load_third_party=not no_plugins, warn=err)
+def _plugins(no_plugins, err, tool=None):
+    return PluginHost(load_third_party=not no_plugins, warn=err, tool=tool)
 
 
 def _error(err, prefix, e):
@@ -47,7 +47,7 @@ def run_tool(name, argv, no_plugins=False, out=None, err=None, prog=None):
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        plugins = _plugins(no_plugins, err)
+        plugins = _plugins(no_plugins, err, tool=name)
         tools = plugins.tools()
         if name not in tools:
             err.write("kerntrace: unknown tool %r (kerntrace list shows the installed ones)\n" % name)

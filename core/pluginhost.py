@@ -9,6 +9,12 @@ import, declares an API version this kerntrace does not provide, or whose
 hook raises or returns something that is not a tool/backend, is reported in
 one warning line naming it, and everything else keeps working.
 
+A command that runs one tool names it (PluginHost(tool=...)): of
+kerntrace's own tool plugins, each a module of one package providing only
+tools, only the entry point of that name is imported, not its siblings
+(importing all of them cost an eBPF start ~20 ms and their memory).  When
+no own entry point of that name provides the tool, all are loaded.
+
 Disable third-party plugins with KERNTRACE_DISABLE_PLUGINS=1 (all) or
 KERNTRACE_DISABLE_PLUGINS=name1,name2, or the --no-plugins flag; kerntrace's
 own entry points always load.
@@ -54,7 +60,7 @@ def _normalized(name):
 
 def _group_of(dist, group):
     """(name, loader) pairs of one distribution's entry points in group."""
-    return [(ep.name, ep.load) for ep in dist.entry_points if ep.group == group]
+    return [(ep.name, _loader(ep.value)) for ep in dist.entry_points if ep.group == group]
 
 
 # group -> (builtin, third_party), found once per process.
@@ -174,15 +180,36 @@ def _distribution_name(info, dirname):
 
 
 def _loader(value):
-    """What EntryPoint.load() does for "module[:attr.attr] [extras]"."""
+    """What EntryPoint.load() does for "module[:attr.attr] [extras]"; the
+    function's `module` is the module it imports."""
+    module, _, attrs = value.split("[", 1)[0].strip().partition(":")
+    module = module.strip()
+
     def load():
         import importlib
-        module, _, attrs = value.split("[", 1)[0].strip().partition(":")
-        obj = importlib.import_module(module.strip())
+        obj = importlib.import_module(module)
         for attr in filter(None, attrs.strip().split(".")):
             obj = getattr(obj, attr)
         return obj
+    load.module = module
     return load
+
+
+def _package(load):
+    module = getattr(load, "module", None)
+    return module.rpartition(".")[0] if module else None
+
+
+def _siblings_of(builtin, tool):
+    """The names of kerntrace's own entry points that a run of `tool` need
+    not import: those whose module is in the same package as the entry
+    point named `tool` (kerntrace's tool plugins: one module per tool),
+    other than that one."""
+    own = [load for name, load in builtin if name == tool]
+    package = _package(own[0]) if own else None
+    if not package:
+        return set()
+    return set(name for name, load in builtin if name != tool and _package(load) == package)
 
 
 def _metadata_entry_points(group):
@@ -241,9 +268,10 @@ def _version():
 
 class PluginHost(object):
     """The plugins of one command.  `entry_points` (tests): the third-party
-    (name, loader) pairs to use instead of the installed ones."""
+    (name, loader) pairs to use instead of the installed ones.  `tool`: the
+    one tool the command runs (see the module's docstring)."""
 
-    def __init__(self, load_third_party=True, warn=None, entry_points=None):
+    def __init__(self, load_third_party=True, warn=None, entry_points=None, tool=None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.warnings = []
@@ -254,8 +282,14 @@ class PluginHost(object):
         if not builtin:
             self.warn("kerntrace's own entry points (%s) are missing: no built-in tools "
                       "or backends (reinstall kerntrace)" % hookspecs.ENTRY_POINT_GROUP)
+        skipped = _siblings_of(builtin, tool) if tool else set()
         for name, load in builtin:
-            self._load_one(BUILTIN_PREFIX + name, load)
+            if name not in skipped:
+                self._load_one(BUILTIN_PREFIX + name, load)
+        if skipped and not self._provides(BUILTIN_PREFIX + tool, tool):
+            for name, load in builtin:      # not there: the run gets them all
+                if name in skipped:
+                    self._load_one(BUILTIN_PREFIX + name, load)
         disabled = os.environ.get(DISABLE_ENV, "").strip()
         if load_third_party and disabled not in ("1", "all", "*"):
             skip = set(n.strip() for n in disabled.split(",") if n.strip())
@@ -263,6 +297,16 @@ class PluginHost(object):
             for name, load in eps:
                 if name not in skip:
                     self._load_one(name, load)
+
+    def _provides(self, plugin_name, tool):
+        """Whether the registered plugin provides a tool of that name (its
+        own problems are reported when the tools are collected)."""
+        plugin = self.pm.get_plugin(plugin_name)
+        try:
+            return any(getattr(t, "name", None) == tool
+                       for t in getattr(plugin, "kerntrace_tools", lambda: [])() or [])
+        except Exception:
+            return False
 
     def warn(self, msg):
         self.warnings.append(msg)

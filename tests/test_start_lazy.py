@@ -26,7 +26,8 @@ except SystemExit as e:
 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 print(json.dumps({"rc": rc, "out": out.getvalue(), "err": err.getvalue(),
                   "modules": sorted(m for m in sys.modules
-                                    if m.startswith(("kerntrace.backends", "importlib.metadata",
+                                    if m.startswith(("kerntrace.backends", "kerntrace.plugins.",
+                                                     "importlib.metadata",
                                                      "importlib_metadata")))}))
 '''
 
@@ -58,12 +59,41 @@ def test_an_ftrace_run_imports_nothing_of_the_ebpf_backend():
         r["modules"]
 
 
+def test_a_tool_run_imports_its_own_plugin_not_the_other_tools_and_third_party_ones(
+        tmp_path):
+    env = dict(os.environ, PYTHONPATH=plugin_dir(tmp_path, {"kt_good": GOOD,
+                                                            "kt_broken": BROKEN_IMPORT}))
+    env.pop("KERNTRACE_DISABLE_PLUGINS", None)
+    r = imported_by(["iolatency", "--backend", "ftrace", "--input", TRACE], env=env)
+    assert r["rc"] == 0, r["err"]
+    assert "kerntrace.plugins.iolatency" in r["modules"]
+    assert "kerntrace.plugins.opensnoop" not in r["modules"], r["modules"]
+    # third-party plugins still load, and a broken one is still one line
+    assert r["err"].count("'broken' failed to load: RuntimeError: boom") == 1, r["err"]
+    # a tool only a third-party plugin provides still runs (all are loaded)
+    r = imported_by(["hellotool", "-h"], env=env)
+    assert "hellotool" in r["out"] + r["err"] and "unknown tool" not in r["err"], r["err"]
+    assert "kerntrace.plugins.opensnoop" in r["modules"]
+    r = imported_by(["nosuchtool"], env=env)
+    assert r["rc"] == 2 and "unknown tool 'nosuchtool'" in r["err"]
+
+
 def test_list_imports_no_backend_code_and_still_names_both_backends():
     r = imported_by(["list"])
     assert r["rc"] == 0 and "iolatency" in r["out"], r["err"]
     assert "kerntrace.backends.ebpf.backend" not in r["modules"]
+    assert "kerntrace.backends.ftrace.backend" not in r["modules"]
     r = imported_by(["iolatency", "--help"])
     assert "ebpf" in r["out"] + r["err"]
+
+
+def test_an_ebpf_run_imports_nothing_of_the_ftrace_backend_but_its_cleanup():
+    """(Whether this host can run it or not: an explicit --backend ebpf
+    never falls back, so it never probes ftrace.)"""
+    r = imported_by(["iolatency", "--backend", "ebpf", "--print-program"])
+    ftrace = [m for m in r["modules"] if m.startswith("kerntrace.backends.ftrace")]
+    assert "kerntrace.backends.ftrace.backend" not in ftrace, (r["rc"], r["err"])
+    assert "kerntrace.backends.ebpf.backend" in r["modules"]
 
 
 def test_the_ebpf_backend_is_imported_when_probed():

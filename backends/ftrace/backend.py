@@ -19,11 +19,10 @@ from kerntrace.core.backend import (Backend, Capability, RunOptions, Verdict, ch
 from kerntrace.core.errors import Unsupported
 from kerntrace.core.model import KSTACK, STR, USTR, Each
 
+from . import NAME, PREFERENCE, RECORDS, REPLAYS
 from . import instance as inst
-from . import funcprofile, histcount, kfilter, pagecount, probes, stale, tasks
+from . import funcprofile, histcount, kfilter, pagecount, probes, tasks
 from .plan import Plan, ResolvedEvent, field_source
-
-NAME = "ftrace"
 
 # Per-CPU buffer of our instance.  Block and most tools: 4 MB per CPU (what
 # perf-tools uses); probes and high-rate tracepoint families get more.  The
@@ -211,8 +210,8 @@ def with_count_route(measurement, plan):
 
 class FtraceBackend(Backend):
     name = NAME
-    preference = 20
-    replays = "a kerntrace recording or an ftrace 'trace' text file"
+    preference = PREFERENCE
+    replays = REPLAYS
 
     # -- capabilities --------------------------------------------------------
     def capabilities(self, host):
@@ -507,7 +506,7 @@ class FtraceBackend(Backend):
         return LiveSession(measurement, plan, options)
 
     # -- recording (kerntrace record) ------------------------------------------
-    records = "trace text with the format files of its events"
+    records = RECORDS
 
     def open_recording(self, measurement, host, options):
         """A RecordingSession of the measurement's events on this host."""
@@ -519,7 +518,5 @@ class FtraceBackend(Backend):
 
     # -- cleanup -------------------------------------------------------------
     def cleanup_stale(self, host, stderr=None, problems=None, notes=None):
-        loc = host.tracefs()
-        if loc is None:
-            return []
-        return stale.cleanup(loc.path, stderr=stderr, problems=problems, notes=notes)
+        from . import _cleanup_stale
+        return _cleanup_stale(host, stderr=stderr, problems=problems, notes=notes)
