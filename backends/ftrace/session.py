@@ -174,19 +174,31 @@ class LiveSession(Session):
         that use the top level."""
         return owner.live_pids("toplevel-", exclude=(self.journal.owner.name,))
 
+    def _buffer_paths(self):
+        """Every buffer the run reads (one per event with
+        plan.event_instances)."""
+        if self.configured is not None and self.configured.buffers:
+            return [path for path, _events in self.configured.buffers]
+        return [self.buffer_path] if self.buffer_path else []
+
     def _open_readers(self):
         cpu_list = cpus(self.buffer_path)
         self.undo.push("close readers", self._close_readers)
+        paths = self._buffer_paths()
+        # A reader's cpu is its stream: with several buffers (CPU, buffer
+        # index), which the losses and the bulk pairing's order key on.
+        streams = [(cpu if len(paths) == 1 else (cpu, i), path, cpu)
+                   for cpu in cpu_list for i, path in enumerate(paths)]
         if self.plan.read_path == "raw":
             page = read_page_size(self.buffer_path, self.plan.header_page)
-            for cpu in cpu_list:
-                self._open_reader(RawReader(cpu, os.path.join(
-                    self.buffer_path, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw"), page))
+            for key, path, cpu in streams:
+                self._open_reader(RawReader(key, os.path.join(
+                    path, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw"), page))
         else:
             self._open_reader(TextReader(os.path.join(self.buffer_path, "trace_pipe")))
         self.losses = LossCounter(
-            (cpu, os.path.join(self.buffer_path, "per_cpu", "cpu%d" % cpu, "stats"))
-            for cpu in cpu_list)
+            (key, os.path.join(path, "per_cpu", "cpu%d" % cpu, "stats"))
+            for key, path, cpu in streams)
 
     def _open_reader(self, reader):
         try:
@@ -368,10 +380,11 @@ class LiveSession(Session):
         # stops the writing, keeping what is recorded (the top level's is
         # set back by close()).
         if self.started and self.buffer_path and not self.unrestored:
-            try:
-                tracefs.write_text(os.path.join(self.buffer_path, "tracing_on"), "0")
-            except (IOError, OSError):
-                pass    # the drain stays bounded all the same
+            for path in self._buffer_paths():
+                try:
+                    tracefs.write_text(os.path.join(path, "tracing_on"), "0")
+                except (IOError, OSError):
+                    pass    # the drain stays bounded all the same
             self.stopping = True
 
     def collect(self):
