@@ -128,6 +128,11 @@ def test_ftrace_print_program_is_every_write_of_the_run(monkeypatch, tool_name):
                                                      v.plan.instance_name)
     assert any(l.endswith("/filter") and "dev == %d" % ((major << 20) | minor) in l
                for l in spy.lines)
+    # (iolatency: an instance per event, every one of them in the record)
+    mkdirs = [l for l in spy.lines if l.startswith("mkdir ")]
+    assert mkdirs == ["mkdir %s" % os.path.join(v.plan.tracefs_root, "instances", n)
+                      for n in (v.plan.event_instances or (v.plan.instance_name,))]
+    assert len(mkdirs) == (2 if tool_name == "iolatency" else 1)
 
 
 class _RecordingBcc(object):
