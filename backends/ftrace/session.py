@@ -1,9 +1,9 @@
 """LiveSession: one ftrace run on the live kernel, from check()'s Plan.
 
-start()   take the buffer (own instance, or the top level under the
-          perf-tools lock) and configure it (configure.py: probes, buffer
-          size, clock, filters, events), open the readers (readers.py),
-          build the decoding pipeline;
+start()   take the buffer (own instance, one per event where the plan says
+          so, or the top level under the perf-tools lock) and configure it
+          (configure.py: probes, buffer size, clock, filters, events), open
+          the readers (readers.py), build the decoding pipeline;
 close()   undo all of it in reverse (idempotent; safe after a partial start;
           an undo interrupted by a signal is retried by the next close());
 wait()    read and decode kernel output for `timeout` seconds, feeding the
@@ -268,6 +268,10 @@ class LiveSession(Session):
         round's time order too), else say why not."""
         from .bulkpair import BulkPairer, bulk_pairs
         why = bulk_pairs(self.measurement, plan, self.decoder.byteorder)
+        if why is not None and plan.event_instances:
+            # (the plan chose the instances for the bulk pairing: the
+            # generic path reads one buffer)
+            raise EnableError("ftrace: cannot pair the events of its instances: %s" % why)
         if why is not None:
             self._explain("ftrace: pairing event by event: %s" % why)
             return
