@@ -83,6 +83,7 @@ class LiveSession(Session):
     lines program_text() shows), `configured` what configure() set up (the
     buffer path, the probes as defined, the filters the kernel accepted)."""
 
+    configured = None       # configure.Configured, once start() configured
     page_counter = None     # pagecount.PageCounter: a plain count's pages
     bulk = None             # bulkpair.BulkPairer: a pair's pages, paired per lap
     sleeper = None          # readers.WatermarkWait, made at the first idle wait
