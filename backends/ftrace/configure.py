@@ -4,6 +4,8 @@ configure() performs every write that prepares the buffer through a
 ControlFiles, in this order: the instance (or nothing: the top level),
 probe definitions, buffer size, clock, options, the function tracer, the
 PID filter, event filters, task events, measured events, tracing_on.  With
+plan.event_instances there is an instance per event, each set up in turn
+with its one event.  With
 dry ControlFiles the same code only records the writes: that record is
 --print-program, so it shows exactly what start() writes.
 
