@@ -2,7 +2,10 @@
 path (bulkpair.BulkPairer) as the live session runs it: the events laid out
 in per-CPU ring-buffer pages by rawparse.PageBuilder (a few entries a page,
 so that pages, laps and their watermarks matter), read in drain rounds
-(readers.read_round) with the BulkPairer as the round's time order."""
+(readers.read_round) with the BulkPairer as the round's time order.  As the
+live session lays them out: each event in a buffer of its own (one reader
+per CPU and event, its cpu (CPU, event index)), or with per_event=False
+both events in one buffer per CPU."""
 
 import struct
 
@@ -46,9 +49,11 @@ class BulkRun(object):
 
     per_page  entries per page at most
     lap       pages per CPU per drain lap
-    extra     f(TraceEvent) -> extra format fields (or None)"""
+    extra     f(TraceEvent) -> extra format fields (or None)
+    per_event one buffer per event (the session's plan.event_instances)"""
 
-    def __init__(self, measurement, plan, per_page=3, lap=1, extra=None, max_pending=None):
+    def __init__(self, measurement, plan, per_page=3, lap=1, extra=None, max_pending=None,
+                 per_event=True):
         why = bulk_pairs(measurement, plan)
         if why is not None:
             raise ValueError(why)
@@ -60,6 +65,8 @@ class BulkRun(object):
         self.aggregator = Aggregator(measurement, plan, tasks=TaskInfo(proc_root=None), **kw)
         self.pairer = BulkPairer(measurement, plan, self.decoder, self.aggregator)
         self.per_page = per_page
+        self.per_event = per_event
+        self.index = dict((r.logical.name, i) for i, r in enumerate(plan.events))
         self.lap = lap
         self.extra = extra or (lambda ev: None)
         self.builders = {}
@@ -70,11 +77,12 @@ class BulkRun(object):
         r = self.by_name.get(ev.name)
         if r is None:
             return
-        pb = self.builders.get(ev.cpu)
+        key = (ev.cpu, self.index[ev.name]) if self.per_event else ev.cpu
+        pb = self.builders.get(key)
         data = payload(r, ev, self.extra(ev))
         if pb is None or len(pb.pending) >= self.per_page or not pb.add(data, ev.ts):
-            self._close(ev.cpu)
-            pb = self.builders[ev.cpu] = PageBuilder(HEADER_PAGE, start_ts=ev.ts)
+            self._close(key)
+            pb = self.builders[key] = PageBuilder(HEADER_PAGE, start_ts=ev.ts)
             pb.pending = []
             pb.add(data, ev.ts)
         pb.pending.append(ev)

@@ -41,6 +41,7 @@ EACCES.  The live tests (test_ftrace_live.py) check the real semantics.
 import errno
 import os
 import re
+import struct
 
 from kerntrace.core import known_formats
 from kerntrace.core import tracefs as core_tracefs
@@ -595,6 +596,37 @@ class FakeKernel(object):
         mode = "a" if append else "w"
         with open(path, mode) as f:
             f.write(value + "\n" if value else "")
+        if name == "enable" and value == "1":
+            self._record_enabled_only(path)
+
+    def _record_enabled_only(self, enable_path):
+        """An instance records only the events enabled in it: its raw pipes
+        keep the preloaded entries of its enabled events (and of what
+        has no enable file: kernel stacks), as a run with an instance per
+        event sees them.  (The top level keeps what is preloaded.)"""
+        inst = os.path.join(self.t.root, "instances")
+        rel = os.path.relpath(enable_path, inst)
+        if rel.startswith("..") or not self.t.raw:
+            return
+        base = os.path.join(inst, rel.split(os.sep)[0])
+        off = set()
+        events = os.path.join(base, "events")
+        for system in os.listdir(events):
+            d = os.path.join(events, system)
+            for event in (os.listdir(d) if os.path.isdir(d) else ()):
+                en = os.path.join(d, event, "enable")
+                ident = os.path.join(d, event, "id")
+                if os.path.exists(en) and os.path.exists(ident) and \
+                        open(en).read().strip() != "1":
+                    off.add(int(open(ident).read().strip() or 0))
+        preload = self.t._preloaded()
+        hp = known_formats.HEADER_PAGE[self.t.era.formats_era]
+        for cpu in range(self.t.ncpus):
+            path = os.path.join(base, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw")
+            if os.path.exists(path):
+                data = preload.get("per_cpu/cpu%d/trace_pipe_raw" % cpu, b"")
+                with open(path, "wb") as f:
+                    f.write(without_events(data, hp, off))
 
 
 # An event's trigger file without triggers, as Linux 5.x-6.x lists them.
@@ -705,3 +737,50 @@ def make_elf(symbols, bits=64, little=True, table="dynsym", segments=None, machi
             sh = struct.pack(e + "IIIIIIIIII", nm, typ, 0, addr, off, size, link, 0, 4, ent)
         body[sh_off + i * shentsize: sh_off + (i + 1) * shentsize] = sh
     return bytes(body)
+
+
+def without_events(data, header_page_text, ids):
+    """Ring-buffer pages (little-endian) without the entries of event ids
+    `ids`; a page with anything but plain entries, time extends and end
+    padding (or a loss flag) is kept as it is."""
+    from kerntrace.backends.ftrace.rawparse import parse_header_page
+    h = parse_header_page(header_page_text)
+    out = []
+    for at in range(0, len(data), h.page_size):
+        page = data[at:at + h.page_size]
+        out.append(_page_without(page, header_page_text, h, ids) or page)
+    return b"".join(out)
+
+
+def _page_without(page, header_page_text, h, ids):
+    from kerntrace.backends.ftrace.rawparse import PageBuilder
+    if len(page) < h.data_offset:
+        return None
+    (ts,) = struct.unpack_from("<Q", page, h.ts_offset)
+    (commit,) = struct.unpack_from("<Q" if h.commit_size == 8 else "<I", page, h.commit_offset)
+    if commit >> 27:
+        return None                 # a loss flag: as it is
+    i, stop = h.data_offset, h.data_offset + commit
+    pb = PageBuilder(header_page_text, start_ts=ts)
+    while i + 4 <= stop:
+        (w,) = struct.unpack_from("<I", page, i)
+        tl, delta = w & 31, w >> 5
+        if tl == 29 and delta == 0:
+            break
+        if tl == 30:
+            (hi,) = struct.unpack_from("<I", page, i + 4)
+            ts += delta + (hi << 27)
+            i += 8
+            continue
+        if tl == 0:
+            (n,) = struct.unpack_from("<I", page, i + 4)
+            payload, i = page[i + 8:i + 4 + n], i + 4 + n
+        elif tl <= 28:
+            payload, i = page[i + 4:i + 4 + 4 * tl], i + 4 + 4 * tl
+        else:
+            return None
+        ts += delta
+        (ev_id,) = struct.unpack_from("<H", payload, 0)
+        if ev_id not in ids:
+            pb.add(payload, ts)
+    return pb.page()

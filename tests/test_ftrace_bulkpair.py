@@ -81,15 +81,18 @@ def cmd_now_and_then(ev):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("per_page,lap", [(3, 1), (40, 2), (200, 8)])
-def test_random_io_as_the_reference_counts_it(seed, per_page, lap):
+@pytest.mark.parametrize("per_event", [True, False], ids=["per-event", "mixed"])
+def test_random_io_as_the_reference_counts_it(seed, per_page, lap, per_event):
     m = measurement("-d", "7,3")
     stream = io_stream(seed, 3000)
-    run = BulkRun(m, ftrace_plan(m), per_page=per_page, lap=lap, extra=cmd_now_and_then)
+    run = BulkRun(m, ftrace_plan(m), per_page=per_page, lap=lap, extra=cmd_now_and_then,
+                  per_event=per_event)
     got = [comparable(r) for r in run.run(stream)]
     assert got == [comparable(r) for r in evaluate(m, stream)]
     bp = run.pairer
-    # every way through was taken
+    # every way through was taken (pages of one entry size: as they are)
     assert bp.split_pages and bp.walked_pages
+    assert bp.fixed_pages or not per_event
     assert bp.bulk_events and bp.handler_events
 
 
@@ -97,8 +100,8 @@ def test_one_page_many_laps_and_all_at_once_agree():
     m = measurement()
     stream = io_stream(7, 2000, sectors=4096, losses=False)
     want = [comparable(r) for r in evaluate(m, stream)]
-    for per_page, lap in ((1, 1), (500, 64)):
-        run = BulkRun(m, ftrace_plan(m), per_page=per_page, lap=lap)
+    for per_page, lap, per_event in ((1, 1, True), (500, 64, True), (500, 64, False)):
+        run = BulkRun(m, ftrace_plan(m), per_page=per_page, lap=lap, per_event=per_event)
         assert [comparable(r) for r in run.run(stream)] == want
         # (sectors rarely repeat: most events are paired in bulk)
         assert run.pairer.bulk_events > 3 * run.pairer.handler_events

@@ -787,3 +787,17 @@ def test_stop_recording_turns_the_instance_off_and_keeps_its_events(tmp_path):
     s.started, s.buffer_path, s.unrestored, s.stopping = True, str(tmp_path), [], False
     s.stop_recording()
     assert (tmp_path / "tracing_on").read_text().strip() == "0" and s.stopping
+
+
+def test_stop_recording_turns_off_every_instance_of_the_run(tmp_path):
+    from kerntrace.backends.ftrace.configure import Configured
+    paths = [tmp_path / "a", tmp_path / "b"]
+    for p in paths:
+        p.mkdir()
+        (p / "tracing_on").write_text("1")
+    s = session.LiveSession.__new__(session.LiveSession)
+    s.started, s.buffer_path, s.unrestored, s.stopping = True, str(paths[0]), [], False
+    s.configured = Configured()
+    s.configured.buffers = [(str(p), []) for p in paths]
+    s.stop_recording()
+    assert [(p / "tracing_on").read_text().strip() for p in paths] == ["0", "0"]

@@ -113,7 +113,7 @@ def test_block_io_filtered_by_device_in_the_kernel():
                           "30", "1"])
         try:
             assert p.stdout.readline().startswith("Tracing block I/O.")
-            (name,) = instances_of(p.pid)
+            (name,) = [n for n in instances_of(p.pid) if enabled_events(n) == ["block_rq_issue"]]
             filt = os.path.join(tracefs(), "instances", name, "events/block/block_rq_issue/filter")
             with open(filt) as f:
                 assert f.read().strip() == "dev == %d" % ((major << 20) | minor)
@@ -293,6 +293,105 @@ def _session(measurement, tool="livetest", **kw):
 
 def _total(report):
     return sum(report.data.counts.values())
+
+
+def enabled_events(instance):
+    """The block events enabled in one of the instances."""
+    d = os.path.join(tracefs(), "instances", instance, "events", "block")
+    out = []
+    for ev in sorted(os.listdir(d)):
+        try:
+            with open(os.path.join(d, ev, "enable")) as f:
+                if f.read().strip() == "1":
+                    out.append(ev)
+        except (IOError, OSError):
+            pass
+    return out
+
+
+def start_iolatency(major, minor):
+    """An iolatency run on our device, once it traces: (process, its
+    instances)."""
+    p = clirun.start(["iolatency", "--backend", "ftrace", "-d", "%d,%d" % (major, minor),
+                      "30", "1"])
+    assert p.stdout.readline().startswith("Tracing block I/O.")
+    return p, instances_of(p.pid)
+
+
+def io_rows(out):
+    return sum(int(r) for r in re.findall(r"^\s+\d+ -> \d+\s+: (\d+)\s", out, re.M))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_iolatency_reads_an_instance_per_event_and_removes_them_all(sig):
+    """Bulk pairing takes an instance per event (pages of one entry
+    size): both are the run's, both are removed however it is stopped."""
+    n = 40
+    with workloads.loop_device() as (path, major, minor):
+        p, names = start_iolatency(major, minor)
+        try:
+            assert sorted(enabled_events(n_) for n_ in names) == [["block_rq_complete"],
+                                                                  ["block_rq_issue"]]
+            workloads.direct_writes(path, n)
+            time.sleep(0.3)
+        finally:
+            p.send_signal(sig)
+            out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert io_rows(out) == n, out + err
+    assert owned_by(p.pid) == []
+
+
+def test_iolatency_counts_the_losses_of_every_instance():
+    """A tiny buffer per instance overflows: every I/O is counted unless
+    one of its two events was lost, and every lost event is reported,
+    whichever instance lost it."""
+    n = 4000
+    with workloads.loop_device(directory="/dev/shm" if os.path.isdir("/dev/shm") else None) \
+            as (path, major, minor):
+        p = clirun.start(["iolatency", "--backend", "ftrace", "--buffer-kb", "4",
+                          "-d", "%d,%d" % (major, minor), "30", "1"])
+        try:
+            assert p.stdout.readline().startswith("Tracing block I/O.")
+            assert len(instances_of(p.pid)) == 2
+            workloads.direct_writes(path, n, bs=512)
+            time.sleep(0.3)
+        finally:
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    seen, missed = io_rows(out), lost(err)
+    if not missed:
+        pytest.skip("this host drained a 4 KB buffer of %d I/Os without a loss" % n)
+    assert n - missed <= seen <= n, (seen, missed)
+    assert owned_by(p.pid) == []
+
+
+def test_iolatency_instances_left_by_sigkill_are_removed_by_the_next_run():
+    with workloads.loop_device() as (path, major, minor):
+        victim, names = start_iolatency(major, minor)
+        victim.kill()
+        victim.wait()
+    assert len(names) == 2 and instances_of(victim.pid) == names   # SIGKILL: nothing undone
+    rc, out, err = clirun.run(tpcount("-d", "0.3", GETPPID))
+    assert rc == 0, err
+    for name in names:
+        assert "kerntrace: removed instance %s (PID %d) left by a process that is gone" % (
+            name, victim.pid) in err
+    assert instances_of(victim.pid) == []
+
+
+def test_an_exception_removes_every_instance_of_the_run():
+    from kerntrace.core.pluginhost import PluginHost
+    tool = PluginHost(load_third_party=False).tools()["iolatency"]
+    m = tool.measurement(tool.parse_args([]))
+    v, s = _session(m, tool="iolatency")
+    assert len(v.plan.event_instances) == 2
+    with pytest.raises(RuntimeError, match="boom"):
+        with s:
+            assert instances_of(os.getpid()) == sorted(v.plan.event_instances)
+            raise RuntimeError("boom")
+    assert owned_by(os.getpid()) == []
 
 
 def test_exception_inside_the_session_restores_everything():

@@ -128,6 +128,11 @@ def test_ftrace_print_program_is_every_write_of_the_run(monkeypatch, tool_name):
                                                      v.plan.instance_name)
     assert any(l.endswith("/filter") and "dev == %d" % ((major << 20) | minor) in l
                for l in spy.lines)
+    # (iolatency: an instance per event, every one of them in the record)
+    mkdirs = [l for l in spy.lines if l.startswith("mkdir ")]
+    assert mkdirs == ["mkdir %s" % os.path.join(v.plan.tracefs_root, "instances", n)
+                      for n in (v.plan.event_instances or (v.plan.instance_name,))]
+    assert len(mkdirs) == (2 if tool_name == "iolatency" else 1)
 
 
 class _RecordingBcc(object):
@@ -205,13 +210,21 @@ def test_explain_and_print_program_of_one_run_describe_one_plan():
         rc, out, err = clirun.run(["iolatency", "--backend", "ftrace", "--explain",
                                    "--print-program", "-d", "%d,%d" % (major, minor)])
     assert rc == 0, err
-    m = re.search(r"^kerntrace: ftrace: instance (kerntrace-\d+-iolatency\d+), (\d+) KB per CPU",
-                  err, re.M)
+    # (bulk pairing: an instance per event)
+    m = re.search(r"^kerntrace: ftrace: instances (kerntrace-\d+-iolatency\d+) \(start\), "
+                  r"(kerntrace-\d+-iolatency\d+) \(done\) \(one per event\), "
+                  r"(\d+) KB per CPU each", err, re.M)
     assert m, err
     assert "kerntrace: ftrace: event start <- block:block_rq_issue; kernel filter dev == %d" \
         % dev in err.splitlines(), err
-    inst = "/instances/%s" % m.group(1)
-    assert out.splitlines()[0].startswith("mkdir ") and out.splitlines()[0].endswith(inst)
-    assert "echo '%s' > " % m.group(2) in out and inst + "/buffer_size_kb" in out
+    insts = ["/instances/%s" % m.group(i) for i in (1, 2)]
+    lines = out.splitlines()
+    assert [l for l in lines if l.startswith("mkdir ")] == [
+        l for l in lines[:2] if l.endswith(insts[0]) or l.endswith(insts[1])]
+    assert lines[0].endswith(insts[0]) and lines[1].endswith(insts[1])
+    for inst in insts:
+        assert any(l.startswith("echo '%s' > " % m.group(3)) and
+                   l.endswith(inst + "/buffer_size_kb") for l in lines)
     assert any(l.startswith("echo 'dev == %d' > " % dev) and
-               l.endswith(inst + "/events/block/block_rq_issue/filter") for l in out.splitlines())
+               l.endswith(insts[0] + "/events/block/block_rq_issue/filter") for l in lines)
+    assert any(l.endswith(insts[1] + "/events/block/block_rq_complete/enable") for l in lines)

@@ -192,7 +192,20 @@ def live_plan(measurement, resolved, feats, task_events, options):
                 else None,
                 header_page=header_page, header_event=header_event,
                 plan_key=options.plan_key())
-    return with_count_route(measurement, plan)
+    return with_event_instances(measurement, with_count_route(measurement, plan), options)
+
+
+def with_event_instances(measurement, plan, options):
+    """The plan with one instance per event where bulkpair pairs the events
+    (its split is fastest on pages of one entry size)."""
+    if not plan.instances or plan.read_path != "raw" or measurement.pair is None:
+        return plan
+    from .bulkpair import bulk_pairs
+    if bulk_pairs(measurement, plan) is not None:
+        return plan
+    names = [plan.instance_name] + [inst.instance_name(options.tool)
+                                    for _ in plan.events[1:]]
+    return plan.replace(event_instances=names)
 
 
 def with_count_route(measurement, plan):

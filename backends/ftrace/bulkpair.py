@@ -13,7 +13,10 @@ measurements it suits (bulk_pairs(): chosen at plan time, said under
            entry's first bytes, up to the last field read; a lap's captures
            of one CPU are joined into records of one stride, whose fields
            are strided memoryview columns; time stamps are the running sum
-           of the header deltas.  A page the pass cannot tile (a time
+           of the header deltas.  A page whose entries all have one size
+           (the session gives each event its own instance: per-event pages)
+           needs no pattern: a check of its headers, then the page itself
+           is the records.  A page the pass cannot tile (a time
            extend, a discarded entry, a size not seen yet) is walked by
            RawDecoder into the same columns.  Early (pair) filters drop
            rows, key field overrides (a flush's sector) apply, as read.
@@ -339,7 +342,9 @@ class BulkPairer(object):
         self._capture = (4 + max(r.extent for r in self.roles.values()) + 3) & ~3
         self._walk_binding = decoder.compile_sinks(dict(
             (ev_id, (r.walk_names, self._walk_sink(r))) for ev_id, r in self.roles.items()))
-        self._held = {}             # cpu -> (captured entries, [(index, page ts)])
+        # A "cpu" here is the reader's: a CPU number, or (CPU, buffer
+        # index) where each event has its own buffer (a stream of its own).
+        self._held = {}             # cpu -> [records, [(index, page ts)], stride, count]
         self._runs = {}             # cpu -> {ev_id: _Run}
         self._seq = {}              # cpu -> entries read so far
         self._last = {}             # cpu -> last ts read this lap
@@ -349,6 +354,7 @@ class BulkPairer(object):
         self._compile()
         self._commit_code = "<" + ("Q" if self.page.commit_size == 8 else "I")
         self.split_pages = 0
+        self.fixed_pages = 0
         self.walked_pages = 0
         self.bulk_events = 0
         self.handler_events = 0
@@ -384,6 +390,10 @@ class BulkPairer(object):
         RawDecoder.decode_page_into() does.  Its entries are decoded with
         the CPU's other pages of the lap (end_round), a C pass each for all
         of them: per page the passes would cost more than its events."""
+        got = self._fixed_page(data, cpu)
+        if got is not False:
+            self.fixed_pages += 1
+            return got
         got = self._split_page(data, cpu)
         if got is not False:
             self.split_pages += 1
@@ -394,24 +404,72 @@ class BulkPairer(object):
         self._learn(data)
         return lost
 
-    def _split_page(self, data, cpu):
-        """Capture a page's entries, held for the CPU's lap; False (nothing
-        held) when the page is not a run of known entry sizes."""
+    def _data(self, data):
+        """(start, stop, lost) of a page's entries, None when the page is
+        cut short."""
         ph = self.page
         start = ph.data_offset
-        if len(data) < start or self._tile is None:
-            return False
+        if len(data) < start:
+            return None
         (commit,) = struct.unpack_from(self._commit_code, data, ph.commit_offset)
         commit &= 0xffffffff
         size = commit & COMMIT_MASK
         if size + start > len(data):
-            return False
+            return None
         lost = 0
         if commit & RB_MISSED_EVENTS:
             lost = None
             if commit & RB_MISSED_STORED and size + ph.commit_size <= len(data) - start:
                 (lost,) = struct.unpack_from(self._commit_code, data, start + size)
-        stop = start + size
+        return start, start + size, lost
+
+    def _hold(self, cpu, stride, data, n):
+        """The CPU's lap record list for records of `stride` bytes (the
+        held ones of another stride decoded first), with this page's first
+        record's time stamp noted."""
+        held = self._held.get(cpu)
+        if held is not None and held[2] != stride:
+            self._decode_split(cpu)
+            held = None
+        if held is None:
+            held = self._held[cpu] = [[], [], stride, 0]
+        held[1].append((held[3], struct.unpack_from("<Q", data, self.page.ts_offset)[0]))
+        held[3] += n
+        return held[0]
+
+    def _fixed_page(self, data, cpu):
+        """Hold a page whose entries are all of one known size (no time
+        extend, at most padding at the end) as it is; False when it is not
+        such a page."""
+        got = self._data(data)
+        if got is None:
+            return False
+        start, stop, lost = got
+        if stop - start < 8:
+            return False
+        tl = data[start] & 31
+        L = (tl << 2) + 4
+        if not 0 < tl <= 28 or (tl << 2) not in self._sizes or L < self._capture:
+            return False
+        n = (stop - start) // L
+        heads = data[start:start + n * L:L].translate(_TYPE_LEN)
+        k = n - len(heads.lstrip(heads[:1]))
+        end = start + k * L
+        if end != stop:
+            # only padding that ends the page's data may follow
+            if end + 4 > stop or struct.unpack_from("<I", data, end)[0] != 29:
+                return False
+        if k:
+            self._hold(cpu, L, data, k).append(memoryview(data)[start:end])
+        return lost
+
+    def _split_page(self, data, cpu):
+        """Capture a page's entries, held for the CPU's lap; False (nothing
+        held) when the page is not a run of known entry sizes."""
+        got = self._data(data)
+        if got is None or self._tile is None:
+            return False
+        start, stop, lost = got
         end = self._tile.match(data, start, stop).end()
         if end != stop:
             # only padding that ends the page's data may follow
@@ -419,12 +477,8 @@ class BulkPairer(object):
                 return False
         if end == start:
             return lost
-        held = self._held.get(cpu)
-        if held is None:
-            held = self._held[cpu] = ([], [])
-        found, firsts = held
-        firsts.append((len(found), struct.unpack_from("<Q", data, ph.ts_offset)[0]))
-        found += self._split.findall(data, start, end)
+        found = self._split.findall(data, start, end)
+        self._hold(cpu, self._capture, data, len(found)).extend(found)
         return lost
 
     def _decode_split(self, cpu):
@@ -432,9 +486,9 @@ class BulkPairer(object):
         held = self._held.pop(cpu, None)
         if held is None:
             return
-        found, firsts = held
-        n = len(found)
-        L = self._capture
+        found, firsts, L, n = held
+        if not n:
+            return
         view = memoryview(b"".join(found))
         deltas = list(map(operator.rshift, view.cast("I")[::L >> 2].tolist(), _repeat(5)))
         # each page's first entry counts from its page's time stamp
@@ -455,13 +509,13 @@ class BulkPairer(object):
                 continue
             known += k
             sel = None if k == n else list(map(operator.eq, types, _repeat(ev_id)))
-            self._store(r, cpu, view, n, sel, ts, range(seq0, seq0 + n))
+            self._store(r, cpu, view, L, n, sel, ts, range(seq0, seq0 + n))
         self.decoder.unknown += n - known
 
-    def _store(self, r, cpu, view, n, sel, ts, seqs):
-        """Role r's rows (sel: mask, None: all) of the captured records
-        into the CPU's run: its early filters drop rows, overrides apply."""
-        L = self._capture
+    def _store(self, r, cpu, view, L, n, sel, ts, seqs):
+        """Role r's rows (sel: mask, None: all) of the captured records (L
+        bytes each) into the CPU's run: its early filters drop rows,
+        overrides apply."""
         for off, size, signed, op, value in r.filters:
             col = _column(view, L, n, 4 + off, size, signed)
             if sel is not None:
@@ -754,7 +808,7 @@ class BulkPairer(object):
             if handler is None:
                 pending[values] = ts
             else:
-                handler(ts, cpu, values)
+                handler(ts, cpu if cpu.__class__ is int else cpu[0], values)
 
     def _fold(self, lat):
         """Latencies (ns) into the histogram, as the end handler does."""
@@ -796,7 +850,13 @@ class BulkPairer(object):
             b[i] = b.get(i, 0) + n
 
 
+# Events of equal time stamps go in the order of (reader's cpu, read order):
+# where each event has its own buffer, (CPU, buffer index), the start's
+# buffer index (the plan's event order; the kernel keeps no order between
+# two buffers).
 _ORDER = operator.itemgetter(0, 1, 2)
+# a header's first byte -> its type_len
+_TYPE_LEN = bytes(b & 31 for b in range(256))
 
 
 def _override(ov, cols, view, L, n):

@@ -4,6 +4,8 @@ configure() performs every write that prepares the buffer through a
 ControlFiles, in this order: the instance (or nothing: the top level),
 probe definitions, buffer size, clock, options, the function tracer, the
 PID filter, event filters, task events, measured events, tracing_on.  With
+plan.event_instances there is an instance per event, each set up in turn
+with its one event.  With
 dry ControlFiles the same code only records the writes: that record is
 --print-program, so it shows exactly what start() writes.
 
@@ -43,6 +45,10 @@ class Configured(object):
 
     buffer_path     the buffer's directory (the instance, or the top level)
     instance_name   the instance's name, None at the top level
+    buffers         [(buffer path, [ResolvedEvent as defined])]: the one
+                    buffer with every event, or with plan.event_instances
+                    one instance per event (buffer_path, instance_name: the
+                    first)
     events          the plan's events as defined: a probe with its format
                     and the name it got
     kernel_filters  logical event name -> the filter the kernel accepted,
@@ -52,6 +58,7 @@ class Configured(object):
     def __init__(self):
         self.buffer_path = None
         self.instance_name = None
+        self.buffers = []
         self.events = []
         self.kernel_filters = {}
 
@@ -79,40 +86,52 @@ class _Configurer(object):
 
     def run(self):
         plan, ops = self.plan, self.ops
+        paths = []
         if plan.instances:
-            name = self._claim_instance_name()
-            self.done.instance_name = name
-            self.buffer_path = os.path.join(self.root, "instances", name)
-            ops.mkdir_instance(self.buffer_path)
+            for planned in (plan.event_instances or (plan.instance_name,)):
+                name = self._claim_instance_name(planned)
+                if self.done.instance_name is None:
+                    self.done.instance_name = name
+                path = os.path.join(self.root, "instances", name)
+                ops.mkdir_instance(path)
+                paths.append(path)
         else:
             # (start() has taken it, with the journal, before configuring.)
             ops.note("take lock %s" % LOCK_PATH)
-            self.buffer_path = self.root
-        self.done.buffer_path = self.buffer_path
+            paths.append(self.root)
+        self.done.buffer_path = paths[0]
         self.done.events = [self._define_probe(ev) if ev.probe_def else ev
                             for ev in plan.events]
-        self._buffer_settings()
-        self._pid_filter()
-        for ev in self.done.events:
-            self._apply_filter(ev)
-        self._enable()
-        self._tracing_on()
+        if plan.event_instances:
+            # one event per buffer: each page holds entries of one size
+            self.done.buffers = [(p, [ev]) for p, ev in zip(paths, self.done.events)]
+        else:
+            self.done.buffers = [(paths[0], list(self.done.events))]
+        for path, events in self.done.buffers:
+            self.buffer_path = path
+            self._buffer_settings()
+            self._pid_filter()
+            for ev in events:
+                self._apply_filter(ev)
+            self._enable(events)
+            self._tracing_on()
+        self.buffer_path = self.done.buffer_path
         return self.done
 
     def _event_dir(self, ev):
         return os.path.join(self.buffer_path, "events", ev.system, ev.event)
 
     # -- names ----------------------------------------------------------------
-    def _claim_instance_name(self):
-        """The plan's instance name, or while another live run owns it (the
-        same PID in another PID namespace) the next free one."""
-        name = self.plan.instance_name
+    def _claim_instance_name(self, planned):
+        """The instance name the plan chose, or while another live run owns
+        it (the same PID in another PID namespace) the next free one."""
+        name = planned
         for _ in range(NAME_TRIES):
             if self.ops.dry_run or not os.path.exists(os.path.join(self.root, "instances", name)):
                 if self.ops.claim(name):
-                    if name != self.plan.instance_name:
+                    if name != planned:
                         self.explain("instance %s is another run's: using %s"
-                                     % (self.plan.instance_name, name))
+                                     % (planned, name))
                     return name
             name = inst.instance_name(self.plan.plan_key[0] if self.plan.plan_key else None)
         raise EnableError("cannot create an instance: the names of PID %d are all in use "
@@ -222,9 +241,9 @@ class _Configurer(object):
                 raise FilterError("event %s: cannot clear filter %s" % (ev.name, path))
         self.done.kernel_filters[ev.name] = text
 
-    def _enable(self):
+    def _enable(self, events):
         ops, plan = self.ops, self.plan
-        measured = set((ev.system, ev.event) for ev in self.done.events)
+        measured = set((ev.system, ev.event) for ev in events)
         for te in plan.task_events or ():
             if (te.system, te.event) in measured:
                 continue            # enabled below, read by both
@@ -239,7 +258,7 @@ class _Configurer(object):
             ops.note("read /proc/*/task/*/comm (the tasks that exist already)")
             if self.snapshot_tasks is not None:
                 self.snapshot_tasks()
-        for ev in self.done.events:
+        for ev in events:
             if ev.system == "ftrace" and ev.event == "function":
                 continue        # the function tracer records these
             if plan.count_route == "hist":

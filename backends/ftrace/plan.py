@@ -107,6 +107,10 @@ class Plan(Frozen):
     tracefs_root    the tracefs mount the run uses (None for a replay)
     instance_name   the instance's name (instances only): the one created,
                     unless another live run owns it (see configure.py)
+    event_instances  () or the instance name of each event, in event order:
+                    one instance per event, so that each page holds entries
+                    of one size (bulkpair's fast split); instance_name is
+                    then the first
     buffer_kb       per-CPU KB written to buffer_size_kb; buffer_source says
                     why ("--buffer-kb" or "default for these events")
     trace_clock     the clock written to trace_clock, or None
@@ -131,7 +135,7 @@ class Plan(Frozen):
                  instance_name=None, buffer_kb=None, buffer_source=None, trace_clock=None,
                  record_tgid=False, event_pid=None, header_page="", header_event="",
                  plan_key=None, count_route=None, count_note=None, count_triggers=None,
-                 kernel_stacks=False, stack_format=None):
+                 kernel_stacks=False, stack_format=None, event_instances=()):
         self.events = tuple(events)
         self.task_events = tuple(task_events) if task_events is not None else None
         self.read_path = read_path
@@ -153,13 +157,14 @@ class Plan(Frozen):
         self.count_triggers = types.MappingProxyType(dict(count_triggers or {}))
         self.kernel_stacks = bool(kernel_stacks)
         self.stack_format = stack_format
+        self.event_instances = tuple(event_instances or ())
         self.freeze()
 
     _FIELDS = ("events", "read_path", "kernel_filters", "instances", "task_events",
                "filter_fallbacks", "tracefs_root", "instance_name", "buffer_kb",
                "buffer_source", "trace_clock", "record_tgid", "event_pid", "header_page",
                "header_event", "plan_key", "count_route", "count_note",
-               "count_triggers", "kernel_stacks", "stack_format")
+               "count_triggers", "kernel_stacks", "stack_format", "event_instances")
 
     def replace(self, **changes):
         """A new Plan with some decisions changed (a replay binding formats;
@@ -182,7 +187,13 @@ class Plan(Frozen):
             return lines
         where = ("instance %s" % self.instance_name if self.instances
                  else "the top-level buffer under the perf-tools lock")
-        lines.append("%s, %d KB per CPU (%s)" % (where, self.buffer_kb, self.buffer_source))
+        if self.event_instances:
+            where = "instances %s (one per event)" % ", ".join(
+                "%s (%s)" % (name, ev.name) for name, ev in zip(self.event_instances,
+                                                                 self.events))
+        lines.append("%s, %d KB per CPU%s (%s)" % (where, self.buffer_kb,
+                                                  " each" if self.event_instances else "",
+                                                  self.buffer_source))
         lines.append("reads %s" % ("per_cpu/cpu*/trace_pipe_raw" if self.read_path == "raw"
                                    else "trace_pipe"))
         if self.kernel_stacks:

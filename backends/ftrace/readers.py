@@ -34,7 +34,9 @@ _ENTRIES = re.compile(r"^entries\s*:\s*(\d+)", re.M)
 
 
 class RawReader(object):
-    """per_cpu/cpuN/trace_pipe_raw of one CPU, non-blocking."""
+    """per_cpu/cpuN/trace_pipe_raw of one CPU, non-blocking.  `cpu` is what
+    read_round() hands on with its pages: the CPU number, or where a run
+    reads several buffers (CPU, buffer index)."""
 
     def __init__(self, cpu, path, page_size):
         self.cpu = cpu

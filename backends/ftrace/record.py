@@ -32,7 +32,8 @@ def recording_plan(plan):
             raise Unsupported("event %s: this host provides it as %s through the function "
                               "tracer; a recording holds tracepoints and probe events only"
                               % (ev.name, ev.probe.describe()))
-    return plan.replace(read_path="text", task_events=None)
+    # (one buffer: its trace_pipe holds every event in time order)
+    return plan.replace(read_path="text", task_events=None, event_instances=())
 
 
 class RecordingSession(LiveSession):

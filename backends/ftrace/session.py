@@ -1,9 +1,9 @@
 """LiveSession: one ftrace run on the live kernel, from check()'s Plan.
 
-start()   take the buffer (own instance, or the top level under the
-          perf-tools lock) and configure it (configure.py: probes, buffer
-          size, clock, filters, events), open the readers (readers.py),
-          build the decoding pipeline;
+start()   take the buffer (own instance, one per event where the plan says
+          so, or the top level under the perf-tools lock) and configure it
+          (configure.py: probes, buffer size, clock, filters, events), open
+          the readers (readers.py), build the decoding pipeline;
 close()   undo all of it in reverse (idempotent; safe after a partial start;
           an undo interrupted by a signal is retried by the next close());
 wait()    read and decode kernel output for `timeout` seconds, feeding the
@@ -83,6 +83,7 @@ class LiveSession(Session):
     lines program_text() shows), `configured` what configure() set up (the
     buffer path, the probes as defined, the filters the kernel accepted)."""
 
+    configured = None       # configure.Configured, once start() configured
     page_counter = None     # pagecount.PageCounter: a plain count's pages
     bulk = None             # bulkpair.BulkPairer: a pair's pages, paired per lap
     sleeper = None          # readers.WatermarkWait, made at the first idle wait
@@ -174,19 +175,31 @@ class LiveSession(Session):
         that use the top level."""
         return owner.live_pids("toplevel-", exclude=(self.journal.owner.name,))
 
+    def _buffer_paths(self):
+        """Every buffer the run reads (one per event with
+        plan.event_instances)."""
+        if self.configured is not None and self.configured.buffers:
+            return [path for path, _events in self.configured.buffers]
+        return [self.buffer_path] if self.buffer_path else []
+
     def _open_readers(self):
         cpu_list = cpus(self.buffer_path)
         self.undo.push("close readers", self._close_readers)
+        paths = self._buffer_paths()
+        # A reader's cpu is its stream: with several buffers (CPU, buffer
+        # index), which the losses and the bulk pairing's order key on.
+        streams = [(cpu if len(paths) == 1 else (cpu, i), path, cpu)
+                   for cpu in cpu_list for i, path in enumerate(paths)]
         if self.plan.read_path == "raw":
             page = read_page_size(self.buffer_path, self.plan.header_page)
-            for cpu in cpu_list:
-                self._open_reader(RawReader(cpu, os.path.join(
-                    self.buffer_path, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw"), page))
+            for key, path, cpu in streams:
+                self._open_reader(RawReader(key, os.path.join(
+                    path, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw"), page))
         else:
             self._open_reader(TextReader(os.path.join(self.buffer_path, "trace_pipe")))
         self.losses = LossCounter(
-            (cpu, os.path.join(self.buffer_path, "per_cpu", "cpu%d" % cpu, "stats"))
-            for cpu in cpu_list)
+            (key, os.path.join(path, "per_cpu", "cpu%d" % cpu, "stats"))
+            for key, path, cpu in streams)
 
     def _open_reader(self, reader):
         try:
@@ -256,6 +269,10 @@ class LiveSession(Session):
         round's time order too), else say why not."""
         from .bulkpair import BulkPairer, bulk_pairs
         why = bulk_pairs(self.measurement, plan, self.decoder.byteorder)
+        if why is not None and plan.event_instances:
+            # (the plan chose the instances for the bulk pairing: the
+            # generic path reads one buffer)
+            raise EnableError("ftrace: cannot pair the events of its instances: %s" % why)
         if why is not None:
             self._explain("ftrace: pairing event by event: %s" % why)
             return
@@ -368,10 +385,11 @@ class LiveSession(Session):
         # stops the writing, keeping what is recorded (the top level's is
         # set back by close()).
         if self.started and self.buffer_path and not self.unrestored:
-            try:
-                tracefs.write_text(os.path.join(self.buffer_path, "tracing_on"), "0")
-            except (IOError, OSError):
-                pass    # the drain stays bounded all the same
+            for path in self._buffer_paths():
+                try:
+                    tracefs.write_text(os.path.join(path, "tracing_on"), "0")
+                except (IOError, OSError):
+                    pass    # the drain stays bounded all the same
             self.stopping = True
 
     def collect(self):
