@@ -53,7 +53,8 @@ from kerntrace.core.results import Histogram as HistogramResult
 from kerntrace.core.semantics import late_filters, pair_filters
 
 from .pagecount import handler_reads
-from .rawparse import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED
+from .rawparse import COMMIT_MASK, page_extent
+from .timeorder import release_round
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
         ">": operator.gt, ">=": operator.ge, "&": operator.and_}
@@ -407,21 +408,7 @@ class BulkPairer(object):
     def _data(self, data):
         """(start, stop, lost) of a page's entries, None when the page is
         cut short."""
-        ph = self.page
-        start = ph.data_offset
-        if len(data) < start:
-            return None
-        (commit,) = struct.unpack_from(self._commit_code, data, ph.commit_offset)
-        commit &= 0xffffffff
-        size = commit & COMMIT_MASK
-        if size + start > len(data):
-            return None
-        lost = 0
-        if commit & RB_MISSED_EVENTS:
-            lost = None
-            if commit & RB_MISSED_STORED and size + ph.commit_size <= len(data) - start:
-                (lost,) = struct.unpack_from(self._commit_code, data, start + size)
-        return start, start + size, lost
+        return page_extent(self.page, self._commit_code, data)
 
     def _hold(self, cpu, stride, data, n):
         """The CPU's lap record list for records of `stride` bytes (the
@@ -616,17 +603,7 @@ class BulkPairer(object):
             if top is None or last > top:
                 top = last
         self._last.clear()
-        limit = self.watermark
-        if cut is not None and (limit is None or cut < limit):
-            limit = cut
-        n = self._release(limit) if limit is not None else 0
-        if top is not None:
-            if cut is not None and cut < top:
-                top = cut
-            if self.watermark is None or top > self.watermark:
-                self.watermark = top
-        self._truncated.clear()
-        return n
+        return release_round(self, cut, top)
 
     def flush(self):
         """TimeOrder.flush(): everything read is released."""

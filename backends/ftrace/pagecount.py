@@ -31,7 +31,7 @@ import re
 import struct
 import sys
 
-from .rawparse import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, compile_layout
+from .rawparse import compile_layout, page_extent
 
 # struct codes of strided memoryview columns, by (size, signed); 8-byte
 # fields are read as two 4-byte words (a 28-byte entry stride is not a
@@ -209,20 +209,11 @@ class PageCounter(object):
         """Count a page whose data is one run of equal-size data entries
         (possibly ending in padding); False for any other page, counting
         nothing (the walk then takes it)."""
-        ph = self.page
-        start = ph.data_offset
-        if len(data) < start:
+        extent = page_extent(self.page, self._commit_code, data)
+        if extent is None:
             return False
-        (commit,) = struct.unpack_from(self._commit_code, data, ph.commit_offset)
-        commit &= 0xffffffff
-        size = commit & COMMIT_MASK
-        if size + start > len(data):
-            return False
-        lost = 0
-        if commit & RB_MISSED_EVENTS:
-            lost = None
-            if commit & RB_MISSED_STORED and size + ph.commit_size <= len(data) - start:
-                (lost,) = struct.unpack_from(self._commit_code, data, start + size)
+        start, stop, lost = extent
+        size = stop - start
         if size == 0:
             return lost
         # the first entry: a data entry of 1..28 words (anything else: walk)

@@ -468,6 +468,27 @@ class RawDecoder(object):
         return delivered, lost
 
 
+def page_extent(page, commit_code, data):
+    """(start, stop, lost) of a whole page's entries as header_page places
+    them, with lost as in RawDecoder.decode_page(); None when the page is
+    cut short (the bulk paths then leave it to decode_page_into, which
+    decodes what there is)."""
+    start = page.data_offset
+    if len(data) < start:
+        return None
+    (commit,) = struct.unpack_from(commit_code, data, page.commit_offset)
+    commit &= 0xffffffff
+    size = commit & COMMIT_MASK
+    if size + start > len(data):
+        return None
+    lost = 0
+    if commit & RB_MISSED_EVENTS:
+        lost = None
+        if commit & RB_MISSED_STORED and size + page.commit_size <= len(data) - start:
+            (lost,) = struct.unpack_from(commit_code, data, start + size)
+    return start, start + size, lost
+
+
 def _absolute(prev, abs_ts):
     if prev & TS_MSB:
         abs_ts |= prev & TS_MSB

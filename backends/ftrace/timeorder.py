@@ -110,20 +110,7 @@ class TimeOrder(object):
                 top = last
             pending += run
             del run[:]
-        limit = self.watermark
-        if cut is not None and (limit is None or cut < limit):
-            limit = cut
-        n = self._release(limit) if limit is not None else 0
-        if top is not None:
-            # A round that left a CPU unfinished still raises the watermark
-            # (up to what it read of that CPU): otherwise a CPU that keeps
-            # the reader busy would hold every event back until it calms.
-            if cut is not None and cut < top:
-                top = cut
-            if self.watermark is None or top > self.watermark:
-                self.watermark = top
-        self._truncated.clear()
-        return n
+        return release_round(self, cut, top)
 
     def flush(self):
         """Everything has been read (a round found nothing): release all."""
@@ -169,3 +156,26 @@ def _count_upto(items, limit):
 def _deliver(items):
     for handler, ts, cpu, values in items:
         handler(ts, cpu, values)
+
+
+def release_round(order, cut, top):
+    """The end of a read round, for TimeOrder and the bulk pairer alike:
+    release what every CPU has passed (the last round's watermark, or
+    `cut`, the earliest last time of a CPU left unfinished), then raise
+    the watermark to `top`, the latest time read.  `order` has
+    `watermark`, `_truncated` and `_release(limit)`; returns what
+    `_release` returns."""
+    limit = order.watermark
+    if cut is not None and (limit is None or cut < limit):
+        limit = cut
+    n = order._release(limit) if limit is not None else 0
+    if top is not None:
+        # A round that left a CPU unfinished still raises the watermark
+        # (up to what it read of that CPU): otherwise a CPU that keeps
+        # the reader busy would hold every event back until it calms.
+        if cut is not None and cut < top:
+            top = cut
+        if order.watermark is None or top > order.watermark:
+            order.watermark = top
+    order._truncated.clear()
+    return n
