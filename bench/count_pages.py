@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.pagecount import page_counter
 from kerntrace.backends.ftrace.plan import Plan, ResolvedEvent

@@ -9,7 +9,7 @@ both events in one buffer per CPU."""
 
 import struct
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.bulkpair import BulkPairer, bulk_pairs
 from kerntrace.backends.ftrace.plan import own_comm_field

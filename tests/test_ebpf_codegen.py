@@ -21,7 +21,7 @@ import sys
 import pytest
 
 from kerntrace.backends.ebpf import cfilters, codegen
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ebpf import plan as eplan
 from kerntrace.backends.ebpf.layout import S64, STRING, U64, Layout, Member
 from kerntrace.backends.ebpf.sysbpf import Answer

@@ -6,7 +6,7 @@ import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.plan import Lost, RawEvent
 from kerntrace.backends.ftrace.printfmt import PrintFmtError, compile_print_fmt
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.aggregate import DEFAULT_MAX_PENDING, Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
 from kerntrace.backends.ftrace.printfmt import compile_print_fmt

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.kstacks import (UNKNOWN, KernelSymbols, StackFormatError,
                                                StackLayout, stack_sink)
 from kerntrace.backends.ftrace.plan import Plan, ResolvedEvent

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.printfmt import (PrintFmtError, classify_arg, compile_print_fmt,
                                                 split_args, split_print_fmt)
 from kerntrace.core.tracefs import parse_format

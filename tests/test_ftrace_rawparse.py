@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.plan import RawEvent
 from kerntrace.backends.ftrace.rawparse import (PageBuilder, RawDecoder, RawFormatError,
                                                 encode_payload, parse_header_event,

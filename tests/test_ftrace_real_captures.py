@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
 from kerntrace.backends.ftrace.textparse import TextDecoder
 from kerntrace.core.tracefs import parse_format

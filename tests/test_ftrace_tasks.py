@@ -12,7 +12,8 @@ from fake_tracefs import COMMON_FIELDS, _extra_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent
 from kerntrace.backends.ftrace.rawparse import PageBuilder, RawDecoder, encode_payload
-from kerntrace.backends.ftrace import known_formats, session as session_mod, tasks as tasks_mod
+from kerntrace.backends.ftrace import session as session_mod, tasks as tasks_mod
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.tasks import (CLONE_THREAD, TaskInfo, needs_task_identity,
                                              resolve_task_events)
 from kerntrace.core.model import (EVENT_NAME, Count, Event, Filter, Measurement, Pair,

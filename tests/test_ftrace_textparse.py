@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.plan import Lost, RawEvent
 from kerntrace.backends.ftrace.textparse import TextDecoder, TraceLine, parse_line, timestamp_ns
 

@@ -28,7 +28,7 @@ import sys
 import pytest
 
 from kerntrace.backends.ebpf import cfilters, codegen, sysbpf
-from kerntrace.backends.ftrace import known_formats
+from kerntrace.core import known_formats
 from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.plan import Plan, RawEvent, ResolvedEvent, own_comm_field
 from kerntrace.backends.ftrace.replay import resolve_fields

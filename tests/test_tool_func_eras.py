@@ -130,7 +130,7 @@ def kprobe_records(t):
     calling vfs_read 3 times and vfs_write twice, 100 us each, returning
     4096, as pages in the era's layout (the probe formats as the fake
     kernel made them)."""
-    from kerntrace.backends.ftrace import known_formats
+    from kerntrace.core import known_formats
     from kerntrace.backends.ftrace.rawparse import PageBuilder, encode_payload
     from kerntrace.core.tracefs import parse_format
     defs = {}
