@@ -22,7 +22,7 @@ from .host import Host
 from .lookups import Lookups
 from .output.base import RunContext
 from .recording import open_saved_trace
-from .stopsignals import SignalsAsStop, SignalsIgnored, Stop
+from .stopsignals import SignalsAsStop, SignalsIgnored, Stop, raise_pending
 from .variants import choose, variants
 
 # How often a records (event stream) tool hands events to its printer.
@@ -318,6 +318,7 @@ def _loop(session, measurement, reporter):
         if end is not None and next_at > end:
             next_at = end
         while True:
+            raise_pending()
             now = time.monotonic()
             if now >= next_at:
                 break

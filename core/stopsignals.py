@@ -9,6 +9,7 @@ exists, and the restore itself ignores them.
 """
 
 import signal
+import sys
 
 
 class Stop(BaseException):
@@ -56,9 +57,46 @@ class _Handlers(object):
         return False
 
 
+def raise_pending():
+    """Raise Stop for a stop signal noted but not yet raised (latched, or
+    swallowed where Python ignores exceptions); a no-op otherwise.  Called
+    where a run waits, so such a signal still stops it promptly."""
+    if _latch.depth == 0 and _latch.pending is not None:
+        signum, _latch.pending = _latch.pending, None
+        raise Stop(signum)
+
+
+def _note_swallowed_stop(unraisable, chain):
+    """sys.unraisablehook: Python ignores (and prints) an exception raised
+    in a finalizer, a weakref or gc callback; the stop signal whose handler
+    happened to run there is noted instead, for raise_pending()."""
+    if isinstance(unraisable.exc_value, Stop):
+        if _latch.pending is None:
+            _latch.pending = unraisable.exc_value.signum
+        return
+    chain(unraisable)
+
+
 class SignalsAsStop(_Handlers):
-    """Inside: a stop signal raises Stop."""
+    """Inside: a stop signal raises Stop.  One whose Stop Python swallows
+    (the handler ran inside a finalizer or gc callback: "Exception ignored
+    in ...") is raised again by the next raise_pending() or latched poll
+    (sys.unraisablehook exists since Python 3.8; before, such a signal is
+    lost and a second one is needed)."""
     handler = staticmethod(_raise_stop)
+
+    def __enter__(self):
+        self.saved_hook = getattr(sys, "unraisablehook", None)
+        if self.saved_hook is not None:
+            chain = self.saved_hook
+            sys.unraisablehook = lambda u: _note_swallowed_stop(u, chain)
+        return _Handlers.__enter__(self)
+
+    def __exit__(self, *exc):
+        _Handlers.__exit__(self, *exc)
+        if self.saved_hook is not None:
+            sys.unraisablehook = self.saved_hook
+        return False
 
 
 class SignalsLatched(object):

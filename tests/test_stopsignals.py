@@ -42,3 +42,28 @@ def test_outside_the_block_a_signal_raises_at_once():
         with pytest.raises(Stop):
             callback_work()
             raise AssertionError("not reached")
+
+
+class _SignalsWhileFinalized(object):
+    def __del__(self):
+        # The handler runs here, where Python ignores what it raises.
+        callback_work()
+
+
+@pytest.mark.skipif(not hasattr(__import__("sys"), "unraisablehook"),
+                    reason="Python < 3.8 has no sys.unraisablehook to see a swallowed Stop")
+def test_a_stop_swallowed_in_a_finalizer_is_raised_at_the_next_wait(capfd):
+    """A signal whose handler runs in a finalizer or gc callback (its Stop
+    only printed as "Exception ignored") still stops the run: the next
+    raise_pending() (the runner's wait loop; a latched poll's end) raises it."""
+    from kerntrace.core.stopsignals import raise_pending
+    with SignalsAsStop():
+        obj = _SignalsWhileFinalized()
+        del obj                     # finalized here: the Stop is swallowed
+        with pytest.raises(Stop) as stop:
+            raise_pending()
+        assert stop.value.signum == signal.SIGINT
+        raise_pending()             # raised once, nothing left pending
+        with SignalsLatched():
+            pass
+    assert "Exception ignored" not in capfd.readouterr().err
