@@ -89,13 +89,13 @@ class SignalsAsStop(_Handlers):
         self.saved_hook = getattr(sys, "unraisablehook", None)
         if self.saved_hook is not None:
             chain = self.saved_hook
-            sys.unraisablehook = lambda u: _note_swallowed_stop(u, chain)
+            sys.unraisablehook = lambda u: _note_swallowed_stop(u, chain)  # novm (only where it exists)
         return _Handlers.__enter__(self)
 
     def __exit__(self, *exc):
         _Handlers.__exit__(self, *exc)
         if self.saved_hook is not None:
-            sys.unraisablehook = self.saved_hook
+            sys.unraisablehook = self.saved_hook  # novm
         return False
 
 
