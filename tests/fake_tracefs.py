@@ -57,6 +57,25 @@ COMMON_FIELDS = """\
 \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
 """
 
+def era_host(fs, monkeypatch, tasks=()):
+    """The parts of a fake host of an old kernel era that every era test
+    needs: tracefs not mountable by kerntrace (the fake tree is what there
+    is), /var/tmp and /run, no third-party plugins, and no bcc (the ftrace
+    backend's reason to be: a bcc this process loaded for the real kernel
+    must not compile against the fake tree's formats).  `tasks`:
+    (comm, pid) of the processes /proc lists when the run starts."""
+    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
+    for d in ("/var/tmp", "/run"):
+        if not fs.exists(d):
+            fs.create_dir(d)
+    for comm, pid in tasks:
+        fs.create_file("/proc/%d/task/%d/comm" % (pid, pid), contents=comm + "\n")
+    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
+    from kerntrace.backends.ebpf import bccfind
+    monkeypatch.setattr(bccfind, "status",
+                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
+
+
 def era_common_fields(formats_era):
     """(the common field lines of an era's formats, where its first 8-byte
     aligned payload field goes): 8 after the four common fields of 3.10 and

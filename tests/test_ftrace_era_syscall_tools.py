@@ -34,10 +34,9 @@ import pytest
 
 import kerntrace.backends.ftrace.record  # noqa: F401  (imported before pyfakefs starts)
 import kerntrace.core.record  # noqa: F401
-from fake_tracefs import ERAS as FAKE_ERAS, FakeTracefs
+from fake_tracefs import ERAS as FAKE_ERAS, FakeTracefs, era_host
 from kerntrace.backends.ftrace.rawparse import PageBuilder, encode_payload
 from kerntrace.core import known_formats
-from kerntrace.core import tracefs as core_tracefs
 from kerntrace.core.tracefs import parse_format
 from test_ftrace_era_tools import ERAS as BLOCK_ERAS, run
 
@@ -249,16 +248,8 @@ def raw_pages(era, ncpus=2):
 
 @pytest.fixture
 def host_of(fs, monkeypatch):
-    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
-    fs.create_dir("/var/tmp")
-    fs.create_dir("/run")
+    era_host(fs, monkeypatch, tasks=(("bash", 100),))
     fs.create_dir("/home/u")
-    for comm, pid in (("bash", 100),):
-        fs.create_file("/proc/%d/task/%d/comm" % (pid, pid), contents=comm + "\n")
-    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
-    from kerntrace.backends.ebpf import bccfind
-    monkeypatch.setattr(bccfind, "status",
-                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
 
     def make(era, path):
         preload = raw_pages(era) if path == "raw" else {"trace_pipe": text_lines(era)}
@@ -450,14 +441,7 @@ def open_records(t):
 
 @pytest.mark.parametrize("era", [e for e in ERAS if FAKE_ERAS[e].kprobes])
 def test_opensnoop_every_kprobe_era(fs, monkeypatch, era):
-    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
-    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
-    from kerntrace.backends.ebpf import bccfind
-    monkeypatch.setattr(bccfind, "status",
-                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
-    for d in ("/var/tmp", "/run"):
-        fs.create_dir(d)
-    fs.create_file("/proc/300/task/300/comm", contents="cat\n")
+    era_host(fs, monkeypatch, tasks=(("cat", 300),))
     fe = FAKE_ERAS[era].formats_era
     t = FakeTracefs(fs, era, preload=open_records,
                     extra_events=syscall_formats(fe, "open", [("const char * filename", 0),

@@ -30,10 +30,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "block"))
 import blocktest  # noqa: E402
-from fake_tracefs import ERAS as FAKE_ERAS, FakeTracefs  # noqa: E402
+from fake_tracefs import ERAS as FAKE_ERAS, FakeTracefs, era_host  # noqa: E402
 from kerntrace.core import known_formats  # noqa: E402
 from kerntrace.backends.ftrace.rawparse import PageBuilder, encode_payload  # noqa: E402
-from kerntrace.core import tracefs as core_tracefs  # noqa: E402
 
 FLUSH_SECTOR = (1 << 64) - 1
 # Every module a run may import, imported before any fake file system:
@@ -140,20 +139,8 @@ def text_lines(era):
 @pytest.fixture
 def host_of(fs, monkeypatch):
     """A fake host of an era whose kernel recorded the workload."""
-    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
-    fs.create_dir("/var/tmp")
-    fs.create_dir("/run")
     fs.create_file("/sys/class/block/xvda/dev", contents="202:1\n")
-    for comm, pid in (("dd", 4011), ("blkid", 900), ("jbd2/xvda1-8", 245)):
-        # the tasks that exist when the run starts, as /proc lists them
-        fs.create_file("/proc/%d/task/%d/comm" % (pid, pid), contents=comm + "\n")
-    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
-    # These hosts have no bcc (the ftrace backend's reason to be): a bcc this
-    # process loaded for the real kernel must not compile against the fake
-    # tree's formats (nor write through its file descriptors).
-    from kerntrace.backends.ebpf import bccfind
-    monkeypatch.setattr(bccfind, "status",
-                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
+    era_host(fs, monkeypatch, tasks=(("dd", 4011), ("blkid", 900), ("jbd2/xvda1-8", 245)))
 
     def make(era, path):
         preload = raw_pages(era) if path == "raw" else {"trace_pipe": text_lines(era)}

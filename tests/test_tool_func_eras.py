@@ -165,15 +165,7 @@ def kprobe_records(t):
 def recording_kernel(fs, monkeypatch):
     """make(era): a fake kernel of that era that records the calls above
     once kprobes on them are defined (tests/fake_tracefs.py: FakeTracefs)."""
-    from kerntrace.core import tracefs as core_tracefs
-    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
-    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
-    fs.create_dir("/var/tmp")
-    fs.create_dir("/run")
-    fs.create_file("/proc/4011/task/4011/comm", contents="dd\n")
-    from kerntrace.backends.ebpf import bccfind
-    monkeypatch.setattr(bccfind, "status",
-                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
+    fake_tracefs.era_host(fs, monkeypatch, tasks=(("dd", 4011),))
 
     def make(era):
         t = fake_tracefs.FakeTracefs(fs, era, preload=kprobe_records).install(monkeypatch)

@@ -16,9 +16,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "block"))
 import blocktest  # noqa: E402
+import fake_tracefs  # noqa: E402
 from fake_tracefs import FakeTracefs  # noqa: E402
 from kerntrace.core import known_formats  # noqa: E402
-from kerntrace.core import tracefs as core_tracefs  # noqa: E402
 from kerntrace.core.model import KernelFunction, Schedule, SyscallEntry, SyscallExit  # noqa: E402
 from kerntrace.core.output.base import RunContext  # noqa: E402
 from kerntrace.core.results import CountSet, Report  # noqa: E402
@@ -172,13 +172,7 @@ def syscall_formats():
 
 @pytest.fixture
 def era_host(fs, monkeypatch):
-    monkeypatch.setattr(core_tracefs, "_mount_tracefs", lambda: False)
-    fs.create_dir("/var/tmp")
-    fs.create_dir("/run")
-    monkeypatch.setenv("KERNTRACE_DISABLE_PLUGINS", "1")
-    from kerntrace.backends.ebpf import bccfind
-    monkeypatch.setattr(bccfind, "status",
-                        lambda: bccfind.BccStatus(why_not="no bcc on this era's host"))
+    fake_tracefs.era_host(fs, monkeypatch)
 
     def make(era, **kw):
         return FakeTracefs(fs, era, extra_events=syscall_formats(), **kw).install(monkeypatch)
