@@ -16,6 +16,7 @@ from kerntrace.backends.ftrace.aggregate import Aggregator
 from kerntrace.backends.ftrace.bulkpair import bulk_pairs
 from kerntrace.backends.ftrace.plan import RawEvent
 from kerntrace.backends.ftrace.tasks import TaskInfo
+from kerntrace.core import known_formats
 from kerntrace.core.semantics import IntervalEnd, Lost, TraceEvent, evaluate
 from kerntrace.plugins.iolatency import IoLatency
 from test_scenarios import comparable, ftrace_plan
@@ -153,6 +154,18 @@ def test_the_payload_helper_lays_out_the_format():
 def test_what_stays_event_by_event_says_why(argv, why):
     m = measurement(*argv)
     assert why in bulk_pairs(m, ftrace_plan(m))
+
+
+def test_an_entry_header_with_other_type_values_stays_event_by_event():
+    """The bulk split reads the type values it assumes (data max 28,
+    padding 29): a kernel whose header_event says otherwise is paired by
+    the per-event walk, which reads them from the file."""
+    m = measurement()
+    he = known_formats.HEADER_EVENT["6.18"]
+    plan = ftrace_plan(m)
+    assert bulk_pairs(m, plan.replace(header_event=he)) is None
+    other = plan.replace(header_event=he.replace("type == 29", "type == 28"))
+    assert "other type values" in bulk_pairs(m, other)
 
 
 @pytest.mark.parametrize("argv", [(), ("-d", "7,3"), ("-Q",), ("-Q", "-d", "7,3")])

@@ -66,12 +66,12 @@ def tasks():
     return t
 
 
-def both(m, pages, cpu=1):
+def both(m, pages, cpu=1, header_event=HE):
     """(counts, lost per page) decoded event by event, and per page."""
     plan = plan_for(m)
     out = []
     for per_page in (False, True):
-        dec = RawDecoder(HP, HE, FORMATS)
+        dec = RawDecoder(HP, header_event, FORMATS)
         agg = Aggregator(m, plan, tasks=tasks())
         losses = []
         if per_page:
@@ -120,6 +120,18 @@ def test_a_run_of_one_event_is_counted_from_columns_and_agrees():
     counts = want[0]
     assert counts[(39,)] == 250 and counts[(-1,)] == 250 and sum(counts.values()) == 1000
     assert pc.uniform_pages == 8 and pc.walked_pages == 0
+
+
+def test_an_entry_header_with_other_type_values_is_walked():
+    """The page-at-once count reads type values it assumes (data max 28,
+    padding 29); a header_event saying otherwise gets the walk, which
+    reads them from the file."""
+    other = HE.replace("data max type_len  == 28", "data max type_len  == 27")
+    assert other != HE
+    payloads = [exit_payload(41, 39)] * 1000
+    want, got, pc = both(SYSCOUNT, pages_of(payloads), header_event=other)
+    assert got == want and want[0] == {(39,): 1000}
+    assert pc.uniform_pages == 0 and pc.walked_pages == len(pages_of(payloads))
 
 
 def test_single_tracepoint_by_name_counts_runs_by_length():

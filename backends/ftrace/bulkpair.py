@@ -53,7 +53,7 @@ from kerntrace.core.results import Histogram as HistogramResult
 from kerntrace.core.semantics import late_filters, pair_filters
 
 from .pagecount import handler_reads
-from .rawparse import COMMIT_MASK, page_extent
+from .rawparse import COMMIT_MASK, RawFormatError, page_extent, parse_header_event
 from .timeorder import release_round
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
@@ -80,6 +80,12 @@ def bulk_pairs(measurement, plan, byteorder=None):
         return "text trace_pipe"
     if (byteorder or sys.byteorder) != "little" or sys.byteorder != "little":
         return "not a little-endian trace"
+    if plan.header_event:
+        try:
+            if not parse_header_event(plan.header_event).is_standard():
+                return "an entry header with other type values"
+        except RawFormatError as e:
+            return str(e)
     if plan.task_events or plan.kernel_stacks or plan.count_route:
         return "task names, stacks or kernel counts are read"
     if pair.mark is not None or pair.nested is not None or pair.abandon is not None:

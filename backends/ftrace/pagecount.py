@@ -153,7 +153,8 @@ class PageCounter(object):
         self.page = decoder.page
         self.uniform_pages = 0
         self.walked_pages = 0
-        self._uniform_ok = decoder.byteorder == "little" == sys.byteorder
+        self._uniform_ok = (decoder.byteorder == "little" == sys.byteorder
+                            and decoder.entry.is_standard())
         self.events = {}
         for ev_id, (names, handler) in sinks.items():
             fmt = decoder.formats_by_id.get(ev_id)

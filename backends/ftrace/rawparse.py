@@ -102,6 +102,14 @@ class EntryHeader(object):
         self.time_stamp = time_stamp
         self.data_max = data_max
 
+    def is_standard(self):
+        """The type values every kernel's header_event has printed so far
+        (data up to 28 words, 29 padding, 30 time extend): the layout the
+        page-at-once paths (pagecount, bulkpair) read without a walk; any
+        other leaves pages to decode_page_into(), which reads these fields."""
+        return (self.type_len_bits, self.delta_bits, self.data_max, self.padding,
+                self.time_extend) == (5, 27, 28, 29, 30)
+
 
 def parse_header_event(text):
     text = text or ""
